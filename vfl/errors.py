@@ -1,0 +1,139 @@
+"""The one error tree of vfl.
+
+Every error vfl raises on purpose is a :class:`VFLError`. Exceptions from the
+outside world (phe, gmpy2, cryptography, httpx, pandas, the filesystem) are
+translated into this tree at the edge where they occur, so callers only ever
+need to catch ``VFLError`` or one of its branches::
+
+    VFLError
+    ├── ConfigError               a job spec, CLI flag or service config is wrong
+    ├── DataError                 a CSV / DataFrame cannot be used as given
+    │   └── NoOverlapError        the two parties share no IDs
+    ├── CryptoError
+    │   ├── EncodingError         a value cannot be fixed-point encoded (NaN, inf)
+    │   │   └── EncodingOverflow  a value or result left the safe plaintext range
+    │   ├── KeyMismatch           a key is too small, mismatched or malformed
+    │   └── CiphertextError       a ciphertext is out of range, not a unit, or garbled
+    ├── ProtocolError             a message does not fit the protocol state
+    │   ├── UnknownJobError       the message names a job this party does not run
+    │   ├── OutOfOrderError       a message for a step that is not (yet) expected
+    │   ├── ReplayError           a second, different message for a step already done
+    │   └── ScheduleViolation     the arbiter refuses a decryption outside the schedule
+    ├── PSIError                  private set intersection failed or was abused
+    ├── TransportError            a peer could not be reached or answered badly
+    │   └── PeerRefused           a peer answered with an error of its own
+    └── JobError                  a job cannot run, or was cancelled
+        └── JobCancelled
+
+Every message names the problem and, where one exists, the fix: the user reads
+these in a terminal or a job status, not in a debugger.
+"""
+
+from __future__ import annotations
+
+
+class VFLError(Exception):
+    """Root of every error vfl raises on purpose."""
+
+
+class ConfigError(VFLError):
+    """A job spec, command-line flag or service config file is invalid."""
+
+
+class DataError(VFLError):
+    """An input table cannot be used as given (missing column, NaN, duplicate ID, ...)."""
+
+
+class NoOverlapError(DataError):
+    """Party A and party B have no ID in common, so there is nothing to train on."""
+
+
+class CryptoError(VFLError):
+    """Base of everything that goes wrong in the Paillier or RSA layer."""
+
+
+class EncodingError(CryptoError):
+    """A value cannot be fixed-point encoded, for example NaN or infinity."""
+
+
+class EncodingOverflow(EncodingError):
+    """A value, or the result of homomorphic arithmetic, left the safe plaintext range.
+
+    Paillier arithmetic is modulo n: a result that grows past n/3 in magnitude
+    would silently wrap around and decode to garbage. We refuse instead.
+    """
+
+
+class KeyMismatch(CryptoError):
+    """A key is too small, does not match the job, or is malformed."""
+
+
+class CiphertextError(CryptoError):
+    """A ciphertext is outside (0, n²), shares a factor with n, or is truncated."""
+
+
+class ProtocolError(VFLError):
+    """A protocol message does not fit the receiving role's state."""
+
+
+class UnknownJobError(ProtocolError):
+    """The message names a job this party does not know."""
+
+
+class OutOfOrderError(ProtocolError):
+    """The message is for a step this role does not expect now."""
+
+
+class ReplayError(ProtocolError):
+    """A different message arrived for a step that was already handled."""
+
+
+class ScheduleViolation(ProtocolError):
+    """The arbiter refuses a decryption that the training schedule does not allow."""
+
+
+class PSIError(VFLError):
+    """Private set intersection failed, or a peer sent values the protocol forbids."""
+
+
+class TransportError(VFLError):
+    """A peer could not be reached, timed out, or answered with garbage."""
+
+
+class PeerRefused(TransportError):
+    """A peer answered with an error; ``status`` and the peer's message are kept."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JobError(VFLError):
+    """A job cannot be started or continued."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled by an orchestration call."""
+
+
+__all__ = [
+    "VFLError",
+    "ConfigError",
+    "DataError",
+    "NoOverlapError",
+    "CryptoError",
+    "EncodingError",
+    "EncodingOverflow",
+    "KeyMismatch",
+    "CiphertextError",
+    "ProtocolError",
+    "UnknownJobError",
+    "OutOfOrderError",
+    "ReplayError",
+    "ScheduleViolation",
+    "PSIError",
+    "TransportError",
+    "PeerRefused",
+    "JobError",
+    "JobCancelled",
+]
