@@ -30,11 +30,22 @@ class PlainResult:
     stop_reason: str | None = None
 
 
-def train_plaintext(X_a: np.ndarray, X_b: np.ndarray, y: np.ndarray, config: TrainingConfig) -> PlainResult:
-    """Train on pooled, already standardised features with the protocol's algorithm."""
+def train_plaintext(
+    X_a: np.ndarray, X_b: np.ndarray, y: np.ndarray, config: TrainingConfig, *, model_rounding: bool = False
+) -> PlainResult:
+    """Train on pooled, already standardised features with the protocol's algorithm.
+
+    ``model_rounding=True`` rounds the features to ``config.feature_frac_bits``
+    in the gradient product, as the encrypted product does; what remains between
+    the two is then only the far smaller rounding of u_A and the residual.
+    """
     math = model_math(config.model)
     schedule = Schedule(len(y), config)
     Xb = with_intercept(X_b, config.fit_intercept)
+    Ga, Gb = X_a, Xb  # the matrices the gradient is taken with
+    if model_rounding:
+        scale = 2.0**config.feature_frac_bits
+        Ga, Gb = np.rint(X_a * scale) / scale, np.rint(Xb * scale) / scale
     pen_a = np.ones(X_a.shape[1])
     pen_b = penalty_mask(X_b.shape[1], config.fit_intercept)
     theta_a, theta_b = np.zeros(X_a.shape[1]), np.zeros(Xb.shape[1])
@@ -55,8 +66,8 @@ def train_plaintext(X_a: np.ndarray, X_b: np.ndarray, y: np.ndarray, config: Tra
                 loss_rows += len(rows)
             d = math.residual(u_a, u_b, y[rows])
             share = len(rows) / schedule.n_train
-            theta_a = opt_a.step(theta_a, X_a[rows].T @ d / len(rows), epoch, share)
-            theta_b = opt_b.step(theta_b, Xb[rows].T @ d / len(rows), epoch, share)
+            theta_a = opt_a.step(theta_a, Ga[rows].T @ d / len(rows), epoch, share)
+            theta_b = opt_b.step(theta_b, Gb[rows].T @ d / len(rows), epoch, share)
         val_loss = None
         if schedule.has_validation:
             rows = schedule.validation_rows

@@ -1,0 +1,205 @@
+"""The arbiter C: holds the private key, decrypts only what the schedule allows.
+
+C generates the Paillier key pair; A and B each ask for the public key
+themselves (step 1), registering the length of the gradient they will send.
+
+What C decrypts, and nothing else:
+
+* per batch, one masked gradient from each party, of that party's registered
+  length, in schedule order;
+* per batch whose loss is due, one encrypted loss from B (length one);
+* per epoch with a validation split, one validation loss from B.
+
+Anything else (a second gradient for a batch, a wrong length, an epoch not
+yet opened or after the end, a loss for a batch where none is due) raises
+:class:`~vfl.errors.ScheduleViolation` or :class:`~vfl.errors.ReplayError` and
+is written to :attr:`Arbiter.audit`. C learns only uniformly masked values and
+the loss; it returns each party only its own masked gradient, and the loss
+only to B.
+"""
+
+from __future__ import annotations
+
+from vfl.config import TrainingConfig
+from vfl.crypto.codec import byte_width, check_units
+from vfl.crypto.encoding import decode
+from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
+from vfl.crypto.vector import decrypt_residues
+from vfl.errors import ProtocolError, ReplayError, ScheduleViolation, VFLError
+from vfl.protocol.convergence import ConvergenceMonitor
+from vfl.protocol.messages import (
+    END_OF_EPOCH,
+    DecryptedMaskedGradient,
+    EncryptedLoss,
+    EpochDecision,
+    IntVector,
+    KeyRequest,
+    MaskedGradient,
+    Message,
+    Party,
+    PublicKeyMessage,
+)
+from vfl.protocol.role import Envelope, Role
+from vfl.protocol.schedule import Schedule
+
+
+class Arbiter(Role):
+    party = "C"
+
+    def __init__(
+        self,
+        job_id: str,
+        config: TrainingConfig,
+        n_rows: int,
+        *,
+        keypair: tuple[PublicKey, PrivateKey] | None = None,
+        min_key_bits: int = MIN_KEY_BITS,
+    ) -> None:
+        super().__init__(job_id)
+        self.config = config
+        self.schedule = Schedule(n_rows, config)
+        public, private = keypair or generate_keypair(config.key_bits, min_bits=min_key_bits)
+        if public.bits != config.key_bits:
+            raise ScheduleViolation(f"arbiter key has {public.bits} bits, the job asks for {config.key_bits}")
+        self.public_key, self._private_key = public, private
+        self.registered: dict[Party, int] = {}
+        self.gradient_cursor: dict[Party, int] = {"A": 0, "B": 0}
+        self.epoch = 0  # the open epoch
+        self.loss_slots = self._loss_slots()
+        self.loss_cursor = 0  # index into loss_slots within the open epoch
+        self._loss_sum = 0.0
+        self._loss_rows = 0
+        self._validation_loss: float | None = None
+        self.monitor = ConvergenceMonitor(config, self.schedule.has_validation)
+        self.finished = False
+        self.final_epoch: int | None = None
+        self.audit: list[str] = []
+        self.decryptions = 0
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    def _loss_slots(self) -> list[tuple[int, str]]:
+        slots = [(b, "train") for b in range(self.schedule.batches_per_epoch) if self.schedule.loss_due(b)]
+        if self.schedule.has_validation:
+            slots.append((END_OF_EPOCH, "validation"))
+        return slots
+
+    def handle(self, message: Message, sender: Party | None = None) -> list[Envelope]:
+        try:
+            return super().handle(message, sender)
+        except VFLError as exc:
+            self.audit.append(f"refused {message.address()} from {sender or '?'}: {exc}")
+            raise
+
+    # The arbiter keeps one cursor per stream instead of the base class's single
+    # sequence, so it does its own ordering: it never holds a message back.
+    def position(self, message: Message) -> int:
+        return self.cursor
+
+    def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, KeyRequest):
+            return self._register(message)
+        if isinstance(message, MaskedGradient):
+            return self._decrypt_gradient(message)
+        if isinstance(message, EncryptedLoss):
+            return self._decrypt_loss(message)
+        raise ProtocolError(f"the arbiter does not expect {message.KIND}")
+
+    def _register(self, message: KeyRequest) -> list[Envelope]:
+        known = self.registered.get(message.party)
+        if known is not None and known != message.n_params:
+            raise ReplayError(
+                f"party {message.party} registered {known} parameters and now asks with {message.n_params}"
+            )
+        self.registered[message.party] = message.n_params
+        return [self.send(message.party, PublicKeyMessage.from_key(self.job_id, self.public_key))]
+
+    def _decrypt_gradient(self, message: MaskedGradient) -> list[Envelope]:
+        party = message.party
+        length = self.registered.get(party)
+        if length is None:
+            raise ScheduleViolation(f"party {party} sent a gradient before registering its length")
+        nb = self.schedule.batches_per_epoch
+        if not 0 <= message.batch < nb:
+            raise ScheduleViolation(f"{message.address()}: an epoch has {nb} batches")
+        index = message.epoch * nb + message.batch
+        expected = self.gradient_cursor[party]
+        if index < expected:
+            raise ReplayError(f"party {party}'s gradient for {message.address()} was already decrypted")
+        if index > expected:
+            raise ScheduleViolation(f"{message.address()} from party {party} skips ahead of the schedule")
+        open_epochs = self.epoch + 1 if self.final_epoch is None else self.final_epoch + 1
+        if message.epoch >= open_epochs:
+            raise ScheduleViolation(f"{message.address()}: epoch {message.epoch} is not open")
+        if message.masked_enc_gradient.count != length:
+            raise ScheduleViolation(
+                f"party {party} registered a gradient of length {length}, "
+                f"but asked to decrypt {message.masked_enc_gradient.count} values"
+            )
+        pk = self.public_key
+        ciphertexts = message.masked_enc_gradient.unpack(pk.ciphertext_bytes)
+        check_units(ciphertexts, pk.nsquare, pk.n, "masked gradient")
+        self.gradient_cursor[party] += 1
+        residues = decrypt_residues(self._private_key, ciphertexts)
+        self.decryptions += len(residues)
+        answer = DecryptedMaskedGradient(
+            job_id=self.job_id, epoch=message.epoch, batch=message.batch, party=party,
+            masked_gradient=IntVector.pack(residues, byte_width(pk.n + 1)),
+        )
+        return [self.send(party, answer)]
+
+    def _decrypt_loss(self, message: EncryptedLoss) -> list[Envelope]:
+        if self.finished:
+            raise ScheduleViolation(f"{message.address()}: training has ended")
+        if message.epoch != self.epoch:
+            kind = ReplayError if message.epoch < self.epoch else ScheduleViolation
+            raise kind(f"{message.address()}: the open epoch is {self.epoch}")
+        slot = (message.batch, message.split)
+        if slot not in self.loss_slots:
+            raise ScheduleViolation(f"{message.address()}: no {message.split} loss is due for this batch")
+        index = self.loss_slots.index(slot)
+        if index < self.loss_cursor:
+            raise ReplayError(f"the {message.split} loss for {message.address()} was already decrypted")
+        if index > self.loss_cursor:
+            raise ScheduleViolation(f"{message.address()} skips ahead of the loss schedule")
+        expected_rows = (
+            len(self.schedule.validation_rows) if message.split == "validation"
+            else self.schedule.batch_length(message.batch)
+        )
+        if message.rows != expected_rows:
+            raise ScheduleViolation(f"{message.address()} claims {message.rows} rows; the batch has {expected_rows}")
+        enc_loss = message.enc_loss.to_vector(self.public_key, expected_count=1, what="encrypted loss")
+        (residue,) = decrypt_residues(self._private_key, enc_loss.ciphertexts)
+        self.decryptions += 1
+        loss_sum = float(decode([residue], enc_loss.frac_bits, self.public_key.n, what="loss")[0])
+        self.loss_cursor += 1
+        if message.split == "validation":
+            self._validation_loss = loss_sum / message.rows
+        else:
+            self._loss_sum += loss_sum
+            self._loss_rows += message.rows
+        if self.loss_cursor < len(self.loss_slots):
+            return []
+        return self._close_epoch()
+
+    def _close_epoch(self) -> list[Envelope]:
+        outcome = self.monitor.end_epoch(self.epoch, self._loss_sum / self._loss_rows, self._validation_loss)
+        if outcome.stop:
+            self.finished = True
+            self.final_epoch = self.epoch
+        else:
+            self.epoch += 1
+        self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
+
+        def decision(with_loss: bool) -> EpochDecision:
+            return EpochDecision(
+                job_id=self.job_id, epoch=outcome.epoch, batch=END_OF_EPOCH,
+                train_loss=outcome.train_loss if with_loss else None,
+                validation_loss=outcome.validation_loss if with_loss else None,
+                stop=outcome.stop, reason=outcome.reason, improved=outcome.improved, best_epoch=outcome.best_epoch,
+            )
+
+        # The loss goes to B only: A holds no labels and has no need of it.
+        return [self.send("A", decision(False)), self.send("B", decision(True))]

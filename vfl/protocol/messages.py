@@ -1,0 +1,249 @@
+"""One typed message per protocol step.
+
+Every message names its job and, where it belongs to a batch, the epoch and
+batch it is for; ``STEP`` gives its step of the four-step protocol and
+``SENDERS`` / ``RECIPIENTS`` the roles allowed to send and receive it, which
+the services enforce against the caller's certificate. ``END_OF_EPOCH`` (−1)
+is the batch number of messages that close an epoch (validation, decision).
+
+Ciphertext vectors travel as :class:`CipherVector`: fixed-width big-endian
+bytes plus their count and fixed-point scale (see :mod:`vfl.protocol.wire` for
+the frame). Nothing here computes; the roles do.
+
+=========================  ======  =============  ==========  ===============================
+message                    step    sender         recipient   carries
+=========================  ======  =============  ==========  ===============================
+KeyRequest                 1       A, B           C           gradient length to register
+PublicKeyMessage           1       C              A, B        n and the DJN base hs
+EncryptedForward           2       A              B           [[u_A]], [[loss part of A]]
+EncryptedResidual          2       B              A, B        [[d]], re-randomised
+MaskedGradient             3       A, B           C           [[g + R]]
+EncryptedLoss              3       B              C           [[n·loss]] of a batch
+DecryptedMaskedGradient    4       C              A, B        g + R mod n
+ValidationForward          2       A              B           [[u_A]] on validation rows
+EpochDecision              4       C              A, B        loss, stop or go on
+ScoreRequest               –       B              A           IDs to score
+PartialScores              –       A              B           plaintext u_A for those IDs
+=========================  ======  =============  ==========  ===============================
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from gmpy2 import mpz
+from pydantic import BaseModel, ConfigDict, Field
+
+from vfl.crypto.codec import byte_width, pack_ints, unpack_ints
+from vfl.crypto.keys import PublicKey
+from vfl.crypto.vector import EncryptedVector
+from vfl.errors import ProtocolError
+
+Party = Literal["A", "B", "C"]
+END_OF_EPOCH = -1
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class IntVector(BaseModel):
+    """Non-negative big integers packed as fixed-width big-endian bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=0, le=10_000_000)
+    data: bytes
+
+    @classmethod
+    def pack(cls, values: list[mpz] | tuple[mpz, ...], width: int) -> IntVector:
+        return cls(count=len(values), data=pack_ints(values, width))
+
+    def unpack(self, width: int) -> list[mpz]:
+        return unpack_ints(self.data, width, self.count)
+
+
+class CipherVector(IntVector):
+    """An encrypted vector on the wire: ciphertexts plus their fixed-point scale."""
+
+    frac_bits: int = Field(ge=0, le=512)
+
+    @classmethod
+    def from_vector(cls, vector: EncryptedVector) -> CipherVector:
+        return cls(count=len(vector), data=vector.to_bytes(), frac_bits=vector.frac_bits)
+
+    def to_vector(self, public_key: PublicKey, *, expected_count: int | None = None, what: str) -> EncryptedVector:
+        """Parse and check the ciphertexts; a wrong length is a protocol error naming ``what``."""
+        if expected_count is not None and self.count != expected_count:
+            raise ProtocolError(f"{what} has {self.count} elements; the schedule expects {expected_count}")
+        return EncryptedVector.from_bytes(public_key, self.data, self.frac_bits, self.count)
+
+
+class Message(BaseModel):
+    """Base of every protocol message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    KIND: ClassVar[str]
+    STEP: ClassVar[int]
+    SENDERS: ClassVar[tuple[Party, ...]]
+    RECIPIENTS: ClassVar[tuple[Party, ...]]
+    #: Name of a field that states who sent the message, checked against the transport's sender.
+    SENDER_FIELD: ClassVar[str | None] = None
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+
+    def address(self) -> str:
+        """Human-readable address for errors and logs."""
+        epoch = getattr(self, "epoch", None)
+        batch = getattr(self, "batch", None)
+        where = "" if epoch is None else f" epoch {epoch}" + ("" if batch in (None, END_OF_EPOCH) else f" batch {batch}")
+        return f"{self.KIND} (job {self.job_id}{where})"
+
+
+class Batched(Message):
+    epoch: int = Field(ge=0)
+    batch: int = Field(ge=END_OF_EPOCH)
+
+
+class KeyRequest(Message):
+    KIND = "key_request"
+    STEP = 1
+    SENDERS = ("A", "B")
+    RECIPIENTS = ("C",)
+    SENDER_FIELD = "party"
+
+    party: Literal["A", "B"]
+    n_params: int = Field(ge=1, le=1_000_000, description="length of the gradient this party will send")
+
+
+class PublicKeyMessage(Message):
+    KIND = "public_key"
+    STEP = 1
+    SENDERS = ("C",)
+    RECIPIENTS = ("A", "B")
+
+    n: bytes
+    hs: bytes
+
+    @classmethod
+    def from_key(cls, job_id: str, key: PublicKey) -> PublicKeyMessage:
+        width = byte_width(key.nsquare)
+        return cls(job_id=job_id, n=pack_ints([key.n], byte_width(key.n + 1)), hs=pack_ints([key.hs], width))
+
+    def to_key(self) -> PublicKey:
+        return PublicKey(n=mpz(int.from_bytes(self.n, "big")), hs=mpz(int.from_bytes(self.hs, "big")))
+
+
+class EncryptedForward(Batched):
+    KIND = "encrypted_forward"
+    STEP = 2
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    enc_u_a: CipherVector
+    enc_loss_part: CipherVector | None = None  # [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]] when the loss is due
+
+
+class ValidationForward(Batched):
+    KIND = "validation_forward"
+    STEP = 2
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    enc_u_a: CipherVector
+    enc_loss_part: CipherVector
+
+
+class EncryptedResidual(Batched):
+    KIND = "encrypted_residual"
+    STEP = 2
+    SENDERS = ("B",)
+    RECIPIENTS = ("A", "B")
+
+    enc_residual: CipherVector
+
+
+class MaskedGradient(Batched):
+    KIND = "masked_gradient"
+    STEP = 3
+    SENDERS = ("A", "B")
+    RECIPIENTS = ("C",)
+    SENDER_FIELD = "party"
+
+    party: Literal["A", "B"]
+    masked_enc_gradient: IntVector
+
+
+class EncryptedLoss(Batched):
+    KIND = "encrypted_loss"
+    STEP = 3
+    SENDERS = ("B",)
+    RECIPIENTS = ("C",)
+
+    split: Literal["train", "validation"]
+    rows: int = Field(ge=1)
+    enc_loss: CipherVector
+
+
+class DecryptedMaskedGradient(Batched):
+    KIND = "decrypted_masked_gradient"
+    STEP = 4
+    SENDERS = ("C",)
+    RECIPIENTS = ("A", "B")
+
+    party: Literal["A", "B"]
+    masked_gradient: IntVector
+
+
+class EpochDecision(Batched):
+    KIND = "epoch_decision"
+    STEP = 4
+    SENDERS = ("C",)
+    RECIPIENTS = ("A", "B")
+
+    train_loss: float | None  # only in B's copy
+    validation_loss: float | None
+    stop: bool
+    reason: str | None
+    improved: bool
+    best_epoch: int
+
+
+class ScoreRequest(Message):
+    KIND = "score_request"
+    STEP = 0
+    SENDERS = ("B",)
+    RECIPIENTS = ("A",)
+
+    request_id: str = Field(pattern=JOB_ID_PATTERN)
+    ids: list[str] = Field(max_length=1_000_000)
+
+
+class PartialScores(Message):
+    KIND = "partial_scores"
+    STEP = 0
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    request_id: str = Field(pattern=JOB_ID_PATTERN)
+    u_a: list[float]
+
+    def values(self) -> np.ndarray:
+        return np.asarray(self.u_a, dtype=np.float64)
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.KIND: cls
+    for cls in (
+        KeyRequest,
+        PublicKeyMessage,
+        EncryptedForward,
+        ValidationForward,
+        EncryptedResidual,
+        MaskedGradient,
+        EncryptedLoss,
+        DecryptedMaskedGradient,
+        EpochDecision,
+        ScoreRequest,
+        PartialScores,
+    )
+}

@@ -1,0 +1,415 @@
+"""Party A and party B as I/O-free state machines.
+
+Per mini-batch (``c`` and ``q`` as in :mod:`vfl.models`):
+
+    A → B   EncryptedForward      [[u_A]]   (+ [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]] when the loss is due)
+    B → A,B EncryptedResidual     [[d]] = c·[[u_A]] + q, re-randomised with fresh [[0]]s
+    A → C   MaskedGradient        [[X_Aᵀd + R_A]]
+    B → C   MaskedGradient        [[X_Bᵀd + R_B]]   (X_B with the intercept column)
+    B → C   EncryptedLoss         [[Σ p + Σ q·u_A + (c/2)Σu_A² + n·λ/2‖θ‖²]] when due
+    C → A,B DecryptedMaskedGradient  g + R mod n; each party unmasks and steps
+End of epoch: A → B ValidationForward when there is a validation split, then
+C → A,B EpochDecision.
+
+B sends the residual to itself as well as to A: computing its own gradient is
+then the same step as A's, and a service can answer A before it starts.
+
+Why B re-randomises [[d]]: A sent [[u_A]] and knows its randomness r. Without
+fresh randomness [[d]] = [[u_A]]^c · (1 + q·n) would let A compute
+(1 + q·n) = [[d]] / [[u_A]]^c and read q, i.e. u_B − y: the labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vfl.config import TrainingConfig
+from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
+from vfl.crypto.masking import mask, unmask
+from vfl.crypto.vector import EncryptedVector, Encryptor
+from vfl.errors import DataError, KeyMismatch, OutOfOrderError, ProtocolError
+from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
+from vfl.optim import make_optimizer
+from vfl.preprocess import Standardizer
+from vfl.protocol.messages import (
+    END_OF_EPOCH,
+    Batched,
+    CipherVector,
+    DecryptedMaskedGradient,
+    EncryptedForward,
+    EncryptedLoss,
+    EncryptedResidual,
+    EpochDecision,
+    IntVector,
+    KeyRequest,
+    MaskedGradient,
+    Message,
+    PublicKeyMessage,
+    ValidationForward,
+)
+from vfl.protocol.role import Envelope, Role
+from vfl.protocol.schedule import Schedule
+
+
+class TrainingParty(Role):
+    """What A and B share: the key, masking, local updates and the epoch decision."""
+
+    def __init__(
+        self,
+        job_id: str,
+        config: TrainingConfig,
+        design: np.ndarray,
+        penalised: np.ndarray,
+        *,
+        workers: int = 1,
+        min_key_bits: int = MIN_KEY_BITS,
+    ) -> None:
+        super().__init__(job_id)
+        self.config = config
+        self.math = model_math(config.model)
+        self.schedule = Schedule(design.shape[0], config)
+        self.design = design
+        self.penalised = penalised
+        self.weights = np.zeros(design.shape[1])
+        self.best_weights = self.weights.copy()
+        self.optimizer = make_optimizer(config, penalised, design[self.schedule.train_rows], self.math.c)
+        self.workers = workers
+        self.min_key_bits = min_key_bits
+        self.public_key: PublicKey | None = None
+        self.encryptor: Encryptor | None = None
+        self._masks: list = []
+        self._mask_frac_bits = 0
+        self.finished = False
+        self.stop_reason: str | None = None
+        self.epochs_run = 0
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    @property
+    def keeps_best(self) -> bool:
+        return self.schedule.has_validation and self.config.early_stopping_rounds > 0
+
+    def start(self) -> list[Envelope]:
+        """Ask the arbiter for its public key, registering our gradient length."""
+        return [self.send("C", KeyRequest(job_id=self.job_id, party=self.party, n_params=len(self.weights)))]
+
+    # -- steps shared by A and B -----------------------------------------------------
+
+    def _receive_key(self, message: PublicKeyMessage) -> None:
+        key = message.to_key()
+        key.validate(min_bits=self.min_key_bits)
+        if key.bits != self.config.key_bits:
+            raise KeyMismatch(
+                f"the arbiter's key has {key.bits} bits but the job asks for {self.config.key_bits}; "
+                "all three parties must run the job with the same key_bits"
+            )
+        self.public_key = key
+        self.encryptor = Encryptor(key, self.config.obfuscation, self.workers)
+        self.cursor += 1
+
+    def _masked_gradient(self, epoch: int, batch: int, enc_residual: EncryptedVector) -> Envelope:
+        """[[Xᵀd]] for this batch, masked; the mask is kept to remove it later."""
+        rows = self.schedule.batch(epoch, batch)
+        enc_gradient = enc_residual.matvec_t(self.design[rows], self.config.feature_frac_bits, self.workers)
+        masked_enc_gradient, self._masks = mask(enc_gradient, self.encryptor)
+        self._mask_frac_bits = enc_gradient.frac_bits
+        payload = IntVector.pack(masked_enc_gradient.ciphertexts, self.public_key.ciphertext_bytes)
+        return self.send(
+            "C",
+            MaskedGradient(job_id=self.job_id, epoch=epoch, batch=batch, party=self.party, masked_enc_gradient=payload),
+        )
+
+    def _apply_gradient(self, message: DecryptedMaskedGradient) -> None:
+        """Unmask the arbiter's answer and take one local optimiser step."""
+        if message.party != self.party:
+            raise ProtocolError(f"party {self.party} received party {message.party}'s gradient")
+        rows = len(self.schedule.batch(message.epoch, message.batch))
+        width = (int(self.public_key.n).bit_length() + 7) // 8
+        residues = message.masked_gradient.unpack(width)
+        if len(residues) != len(self._masks):
+            raise ProtocolError(f"arbiter returned {len(residues)} gradient values, expected {len(self._masks)}")
+        gradient = unmask(residues, self._masks, self.public_key.n, self._mask_frac_bits) / rows
+        self._masks = []
+        share = rows / self.schedule.n_train
+        self.weights = self.optimizer.step(self.weights, gradient, message.epoch, share)
+        self.cursor += 1
+
+    def _apply_decision(self, message: EpochDecision) -> None:
+        if message.improved:
+            self.best_weights = self.weights.copy()
+        self.epochs_run = message.epoch + 1
+        self.cursor += 1
+        if message.stop:
+            self.finished = True
+            self.stop_reason = message.reason
+            if self.keeps_best:
+                self.weights = self.best_weights.copy()
+
+    def _batch_index(self, message: Batched) -> None:
+        """Refuse an epoch or batch number the schedule does not have."""
+        if message.epoch >= self.config.epochs:
+            raise OutOfOrderError(f"{message.address()}: the job has only {self.config.epochs} epochs")
+        if message.batch != END_OF_EPOCH and not 0 <= message.batch < self.schedule.batches_per_epoch:
+            raise OutOfOrderError(
+                f"{message.address()}: an epoch has only {self.schedule.batches_per_epoch} batches"
+            )
+
+    def _encrypt_scalar(self, value: float) -> CipherVector:
+        return CipherVector.from_vector(self.encryptor.encrypt(np.array([value]), self.config.value_frac_bits))
+
+
+class PartyA(TrainingParty):
+    """Party A: features only. Drives the batches; never sees a label or a plaintext residual."""
+
+    party = "A"
+
+    def __init__(
+        self,
+        job_id: str,
+        config: TrainingConfig,
+        features: np.ndarray,
+        *,
+        feature_names: list[str] | None = None,
+        workers: int = 1,
+        min_key_bits: int = MIN_KEY_BITS,
+    ) -> None:
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] == 0:
+            raise DataError("party A has no feature columns; it needs at least one to take part")
+        schedule = Schedule(features.shape[0], config)
+        self.scaler = Standardizer.fit(features[schedule.train_rows])
+        self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
+        super().__init__(
+            job_id, config, self.scaler.transform(features), np.ones(features.shape[1]),
+            workers=workers, min_key_bits=min_key_bits,
+        )
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, PublicKeyMessage):
+            return 0
+        if not isinstance(message, Batched):
+            raise ProtocolError(f"party A does not expect {message.KIND}")
+        self._batch_index(message)
+        nb = self.schedule.batches_per_epoch
+        base = 1 + message.epoch * (2 * nb + 1)
+        if isinstance(message, EncryptedResidual):
+            return base + 2 * message.batch
+        if isinstance(message, DecryptedMaskedGradient):
+            return base + 2 * message.batch + 1
+        if isinstance(message, EpochDecision):
+            return base + 2 * nb
+        raise ProtocolError(f"party A does not expect {message.KIND}")
+
+    def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, PublicKeyMessage):
+            self._receive_key(message)
+            return [self._forward(0, 0)]
+        if isinstance(message, EncryptedResidual):
+            rows = self.schedule.batch(message.epoch, message.batch)
+            enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
+            self.cursor += 1
+            return [self._masked_gradient(message.epoch, message.batch, enc_residual)]
+        if isinstance(message, DecryptedMaskedGradient):
+            self._apply_gradient(message)
+            if message.batch + 1 < self.schedule.batches_per_epoch:
+                return [self._forward(message.epoch, message.batch + 1)]
+            return [self._validation_forward(message.epoch)] if self.schedule.has_validation else []
+        if isinstance(message, EpochDecision):
+            self._apply_decision(message)
+            return [] if self.finished else [self._forward(message.epoch + 1, 0)]
+        raise ProtocolError(f"party A does not expect {message.KIND}")
+
+    def _forward(self, epoch: int, batch: int) -> Envelope:
+        """Step 2: [[u_A]] for the batch, plus A's encrypted loss part when the loss is due."""
+        rows = self.schedule.batch(epoch, batch)
+        u_a = self.design[rows] @ self.weights
+        enc_u_a = self.encryptor.encrypt(u_a, self.config.value_frac_bits, what="u_A")
+        enc_loss_part = None
+        if self.schedule.loss_due(batch):
+            part = 0.5 * self.math.c * float(u_a @ u_a) + len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+            enc_loss_part = self._encrypt_scalar(part)
+        self._prefetch_after(epoch, batch)
+        message = EncryptedForward(
+            job_id=self.job_id, epoch=epoch, batch=batch,
+            enc_u_a=CipherVector.from_vector(enc_u_a), enc_loss_part=enc_loss_part,
+        )
+        return self.send("B", message)
+
+    def _validation_forward(self, epoch: int) -> Envelope:
+        rows = self.schedule.validation_rows
+        u_a = self.design[rows] @ self.weights
+        enc_u_a = self.encryptor.encrypt(u_a, self.config.value_frac_bits, what="u_A")
+        part = 0.5 * self.math.c * float(u_a @ u_a)
+        message = ValidationForward(
+            job_id=self.job_id, epoch=epoch, batch=END_OF_EPOCH,
+            enc_u_a=CipherVector.from_vector(enc_u_a), enc_loss_part=self._encrypt_scalar(part),
+        )
+        return self.send("B", message)
+
+    def _prefetch_after(self, epoch: int, batch: int) -> None:
+        """Start making the next batch's obfuscators on spare cores while others compute."""
+        nb = self.schedule.batches_per_epoch
+        upcoming = self.schedule.batch_length((batch + 1) % nb) + (1 if self.schedule.loss_due((batch + 1) % nb) else 0)
+        self.encryptor.prefetch(upcoming)
+
+    def model(self) -> ModelPartA:
+        return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy())
+
+
+class PartyB(TrainingParty):
+    """Party B: features and the label; owns the intercept and the loss."""
+
+    party = "B"
+
+    def __init__(
+        self,
+        job_id: str,
+        config: TrainingConfig,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        feature_names: list[str] | None = None,
+        workers: int = 1,
+        min_key_bits: int = MIN_KEY_BITS,
+    ) -> None:
+        features = np.asarray(features, dtype=np.float64)
+        labels = np.asarray(labels, dtype=np.float64).ravel()
+        if features.ndim != 2 or features.shape[1] == 0:
+            raise DataError("party B has no feature columns; it needs at least one to take part")
+        if labels.shape[0] != features.shape[0]:
+            raise DataError(f"party B has {features.shape[0]} feature rows but {labels.shape[0]} labels")
+        schedule = Schedule(features.shape[0], config)
+        train = schedule.train_rows
+        self.scaler = Standardizer.fit(features[train])
+        self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
+        self.label_mean, self.label_scale = 0.0, 1.0
+        if config.model == "linear":
+            label_scaler = Standardizer.fit(labels[train])
+            self.label_mean, self.label_scale = float(label_scaler.mean[0]), float(label_scaler.scale[0])
+        self.labels = (labels - self.label_mean) / self.label_scale
+        design = with_intercept(self.scaler.transform(features), config.fit_intercept)
+        super().__init__(
+            job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
+            workers=workers, min_key_bits=min_key_bits,
+        )
+        self.train_losses: list[float] = []
+        self.validation_losses: list[float] = []
+        self._pending_loss: tuple[EncryptedVector, np.ndarray, float, CipherVector] | None = None
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, PublicKeyMessage):
+            return 0
+        if not isinstance(message, Batched):
+            raise ProtocolError(f"party B does not expect {message.KIND}")
+        self._batch_index(message)
+        nb = self.schedule.batches_per_epoch
+        val = 1 if self.schedule.has_validation else 0
+        base = 1 + message.epoch * (3 * nb + val + 1)
+        if isinstance(message, EncryptedForward):
+            return base + 3 * message.batch
+        if isinstance(message, EncryptedResidual):
+            return base + 3 * message.batch + 1
+        if isinstance(message, DecryptedMaskedGradient):
+            return base + 3 * message.batch + 2
+        if isinstance(message, ValidationForward) and val:
+            return base + 3 * nb
+        if isinstance(message, EpochDecision):
+            return base + 3 * nb + val
+        raise ProtocolError(f"party B does not expect {message.KIND} here")
+
+    def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, PublicKeyMessage):
+            self._receive_key(message)
+            return []
+        if isinstance(message, EncryptedForward):
+            return self._residual(message)
+        if isinstance(message, EncryptedResidual):
+            rows = self.schedule.batch(message.epoch, message.batch)
+            enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
+            self.cursor += 1
+            out = [self._masked_gradient(message.epoch, message.batch, enc_residual)]
+            if self._pending_loss is not None:
+                out.append(self._batch_loss(message.epoch, message.batch, rows))
+            return out
+        if isinstance(message, DecryptedMaskedGradient):
+            self._apply_gradient(message)
+            return []
+        if isinstance(message, ValidationForward):
+            return [self._validation_loss(message)]
+        if isinstance(message, EpochDecision):
+            if message.train_loss is not None:
+                self.train_losses.append(message.train_loss)
+            if message.validation_loss is not None:
+                self.validation_losses.append(message.validation_loss)
+            self._apply_decision(message)
+            return []
+        raise ProtocolError(f"party B does not expect {message.KIND}")
+
+    def _residual(self, message: EncryptedForward) -> list[Envelope]:
+        """Step 2: [[d]] = c·[[u_A]] + q, re-randomised, to A and to ourselves."""
+        epoch, batch = message.epoch, message.batch
+        rows = self.schedule.batch(epoch, batch)
+        enc_u_a = message.enc_u_a.to_vector(self.public_key, expected_count=len(rows), what="[[u_A]]")
+        due = self.schedule.loss_due(batch)
+        if due != (message.enc_loss_part is not None):
+            raise ProtocolError(
+                f"{message.address()}: the loss is {'due' if due else 'not due'} for this batch, "
+                f"but party A {'did not send' if due else 'sent'} its loss part"
+            )
+        u_b = self.design[rows] @ self.weights
+        q = self.math.q(u_b, self.labels[rows])
+        enc_residual = enc_u_a.scale_down(self.math.residual_shift).add_plain(q, what="residual")
+        enc_residual = self.encryptor.rerandomize(enc_residual)
+        if due:
+            plain = float(np.sum(self.math.p(u_b, self.labels[rows])))
+            plain += len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+            self._pending_loss = (enc_u_a, q, plain, message.enc_loss_part)
+        else:
+            self._pending_loss = None
+        self.cursor += 1
+        residual = EncryptedResidual(
+            job_id=self.job_id, epoch=epoch, batch=batch, enc_residual=CipherVector.from_vector(enc_residual)
+        )
+        return [self.send("A", residual), self.send("B", residual)]
+
+    def _encrypted_loss(self, enc_u_a: EncryptedVector, q: np.ndarray, plain: float, enc_part_a: CipherVector) -> CipherVector:
+        """[[Σp + Σ q·u_A + A's part]]: A's ciphertexts and B's plaintexts, never a plaintext from A."""
+        enc_part = enc_part_a.to_vector(self.public_key, expected_count=1, what="A's loss part")
+        enc_cross = enc_u_a.dot(q, self.config.feature_frac_bits, self.workers)
+        enc_loss = enc_cross.add(enc_part).add_plain(np.array([plain]), what="loss")
+        return CipherVector.from_vector(enc_loss)
+
+    def _batch_loss(self, epoch: int, batch: int, rows: np.ndarray) -> Envelope:
+        enc_u_a, q, plain, enc_part_a = self._pending_loss
+        self._pending_loss = None
+        message = EncryptedLoss(
+            job_id=self.job_id, epoch=epoch, batch=batch, split="train", rows=len(rows),
+            enc_loss=self._encrypted_loss(enc_u_a, q, plain, enc_part_a),
+        )
+        return self.send("C", message)
+
+    def _validation_loss(self, message: ValidationForward) -> Envelope:
+        rows = self.schedule.validation_rows
+        enc_u_a = message.enc_u_a.to_vector(self.public_key, expected_count=len(rows), what="validation [[u_A]]")
+        u_b = self.design[rows] @ self.weights
+        y = self.labels[rows]
+        q = self.math.q(u_b, y)
+        plain = float(np.sum(self.math.p(u_b, y)))
+        self.cursor += 1
+        loss = EncryptedLoss(
+            job_id=self.job_id, epoch=message.epoch, batch=END_OF_EPOCH, split="validation", rows=len(rows),
+            enc_loss=self._encrypted_loss(enc_u_a, q, plain, message.enc_loss_part),
+        )
+        return self.send("C", loss)
+
+    def model(self) -> ModelPartB:
+        if self.config.fit_intercept:
+            weights, intercept = self.weights[:-1].copy(), float(self.weights[-1])
+        else:
+            weights, intercept = self.weights.copy(), 0.0
+        return ModelPartB(
+            self.config.model, self.feature_names, self.scaler, weights, intercept, self.label_mean, self.label_scale
+        )
