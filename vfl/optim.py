@@ -105,9 +105,9 @@ class LocalNewton(Momentum):
     def __init__(self, config: TrainingConfig, penalised: np.ndarray, curvature: np.ndarray) -> None:
         super().__init__(config, penalised)
         hessian = np.asarray(curvature, dtype=np.float64) + np.diag(self.l2 * self.penalised)
-        # A tiny ridge keeps a constant or duplicated column from making it singular.
-        ridge = 1e-8 * max(1.0, float(np.trace(hessian)) / max(1, len(hessian)))
-        self.inverse = np.linalg.pinv(hessian + ridge * np.eye(len(hessian)), hermitian=True)
+        # The pseudo-inverse takes no step along a direction with zero curvature
+        # (a constant or duplicated column), where the gradient is zero too.
+        self.inverse = np.linalg.pinv(hessian, hermitian=True)
 
     def direction(self, grad: np.ndarray) -> np.ndarray:
         return self.inverse @ grad

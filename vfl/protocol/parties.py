@@ -363,6 +363,8 @@ class PartyB(TrainingParty):
         q = self.math.q(u_b, self.labels[rows])
         enc_residual = enc_u_a.scale_down(self.math.residual_shift).add_plain(q, what="residual")
         enc_residual = self.encryptor.rerandomize(enc_residual)
+        # Make the next batch's fresh zeros on spare cores while A computes.
+        self.encryptor.prefetch(self.schedule.batch_length((batch + 1) % self.schedule.batches_per_epoch))
         if due:
             plain = float(np.sum(self.math.p(u_b, self.labels[rows])))
             plain += len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
@@ -378,7 +380,8 @@ class PartyB(TrainingParty):
     def _encrypted_loss(self, enc_u_a: EncryptedVector, q: np.ndarray, plain: float, enc_part_a: CipherVector) -> CipherVector:
         """[[Σp + Σ q·u_A + A's part]]: A's ciphertexts and B's plaintexts, never a plaintext from A."""
         enc_part = enc_part_a.to_vector(self.public_key, expected_count=1, what="A's loss part")
-        enc_cross = enc_u_a.dot(q, self.config.feature_frac_bits, self.workers)
+        # One column only, so it can afford the finer value precision.
+        enc_cross = enc_u_a.dot(q, self.config.value_frac_bits, self.workers)
         enc_loss = enc_cross.add(enc_part).add_plain(np.array([plain]), what="loss")
         return CipherVector.from_vector(enc_loss)
 

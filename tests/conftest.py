@@ -1,0 +1,46 @@
+"""Shared fixtures: one 1024-bit key for the whole session, and small datasets.
+
+Tests use 1024-bit keys for speed (real use defaults to 2048). FATE's example
+datasets live in ../shared/data/fate beside the clone; tests that need them
+skip with a reason when that folder is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vfl.crypto.keys import PrivateKey, PublicKey, generate_keypair
+
+TEST_KEY_BITS = 1024
+FATE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fate"
+
+
+@pytest.fixture(scope="session")
+def keypair() -> tuple[PublicKey, PrivateKey]:
+    return generate_keypair(TEST_KEY_BITS, min_bits=TEST_KEY_BITS)
+
+
+@pytest.fixture(scope="session")
+def public_key(keypair: tuple[PublicKey, PrivateKey]) -> PublicKey:
+    return keypair[0]
+
+
+@pytest.fixture(scope="session")
+def private_key(keypair: tuple[PublicKey, PrivateKey]) -> PrivateKey:
+    return keypair[1]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def fate_pair(name: str) -> tuple[Path, Path]:
+    """Paths of FATE's <name>_hetero_host.csv (party A) and _guest.csv (party B), or skip."""
+    host, guest = FATE_DATA / f"{name}_hetero_host.csv", FATE_DATA / f"{name}_hetero_guest.csv"
+    if not (host.is_file() and guest.is_file()):
+        pytest.skip(f"FATE dataset {name!r} not found under {FATE_DATA} (../shared is absent)")
+    return host, guest

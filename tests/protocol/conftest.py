@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tests.conftest import TEST_KEY_BITS
+from vfl.config import TrainingConfig
+from vfl.protocol.arbiter import Arbiter
+from vfl.protocol.channel import InMemoryChannel
+from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.role import Envelope
+
+
+@dataclass
+class Run:
+    a: PartyA
+    b: PartyB
+    c: Arbiter
+    channel: InMemoryChannel
+    transcript: list[Envelope]
+
+
+def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[PartyA, PartyB, Arbiter, TrainingConfig]:
+    config = TrainingConfig(key_bits=TEST_KEY_BITS, **settings)
+    a = PartyA("job", config, X_a, min_key_bits=TEST_KEY_BITS)
+    b = PartyB("job", config, X_b, y, min_key_bits=TEST_KEY_BITS)
+    c = Arbiter("job", config, len(y), keypair=keypair, min_key_bits=TEST_KEY_BITS)
+    return a, b, c, config
+
+
+@pytest.fixture
+def train(keypair):
+    """Run the three roles to the end over the in-memory channel."""
+
+    def run(X_a, X_b, y, **settings) -> Run:
+        a, b, c, _ = build_roles(X_a, X_b, y, keypair, **settings)
+        transcript: list[Envelope] = []
+        channel = InMemoryChannel({"A": a, "B": b, "C": c}, transcript=transcript)
+        channel.run(a.start() + b.start())
+        return Run(a, b, c, channel, transcript)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def breast():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    return X[:, :10], X[:, 10:], y.astype(float)
+
+
+@pytest.fixture(scope="session")
+def diabetes():
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    return X[:, :4], X[:, 4:], y
+
+
+@pytest.fixture
+def tiny(rng):
+    X_a = rng.normal(size=(40, 2))
+    X_b = rng.normal(size=(40, 3))
+    y = (X_a[:, 0] + X_b[:, 0] + rng.normal(size=40) > 0).astype(float)
+    return X_a, X_b, y

@@ -1,0 +1,95 @@
+"""The arbiter decrypts only what the schedule allows and records every refusal."""
+
+import numpy as np
+import pytest
+
+from tests.protocol.conftest import build_roles
+from vfl.crypto.vector import Encryptor
+from vfl.errors import ReplayError, ScheduleViolation
+from vfl.protocol.messages import CipherVector, EncryptedLoss, IntVector, KeyRequest, MaskedGradient
+
+
+@pytest.fixture
+def arbiter(tiny, keypair):
+    X_a, X_b, y = tiny
+    _, _, c, _ = build_roles(X_a, X_b, y, keypair, batch_size=20, loss_every=2)
+    c.handle(KeyRequest(job_id="job", party="A", n_params=2), "A")
+    c.handle(KeyRequest(job_id="job", party="B", n_params=4), "B")
+    return c
+
+
+def gradient(public_key, party, n, epoch=0, batch=0):
+    cts = Encryptor(public_key).encrypt(np.zeros(n), 8).ciphertexts
+    payload = IntVector.pack(cts, public_key.ciphertext_bytes)
+    return MaskedGradient(job_id="job", epoch=epoch, batch=batch, party=party, masked_enc_gradient=payload)
+
+
+def loss(public_key, batch, rows=20, split="train", epoch=0):
+    enc = CipherVector.from_vector(Encryptor(public_key).encrypt(np.array([5.0]), 16))
+    return EncryptedLoss(job_id="job", epoch=epoch, batch=batch, split=split, rows=rows, enc_loss=enc)
+
+
+def test_one_gradient_per_party_per_batch(arbiter, public_key):
+    arbiter.handle(gradient(public_key, "A", 2), "A")
+
+    with pytest.raises(ReplayError, match="already decrypted"):
+        arbiter.handle(gradient(public_key, "A", 2), "A")
+    assert "refused masked_gradient" in arbiter.audit[-1]
+
+
+def test_gradient_of_the_wrong_length_is_refused(arbiter, public_key):
+    with pytest.raises(ScheduleViolation, match="registered a gradient of length 4"):
+        arbiter.handle(gradient(public_key, "B", 5), "B")
+
+
+def test_b_cannot_use_the_arbiter_to_decrypt_a_forward_vector(arbiter, public_key):
+    # [[u_A]] has one element per row (20); B registered 4 gradient values.
+    forward_sized = gradient(public_key, "B", 20)
+
+    with pytest.raises(ScheduleViolation):
+        arbiter.handle(forward_sized, "B")
+    assert arbiter.decryptions == 0
+
+
+def test_skipping_ahead_or_into_an_unopened_epoch_is_refused(arbiter, public_key):
+    with pytest.raises(ScheduleViolation, match="skips ahead"):
+        arbiter.handle(gradient(public_key, "A", 2, batch=1), "A")
+    with pytest.raises(ScheduleViolation, match="skips ahead|not open"):
+        arbiter.handle(gradient(public_key, "A", 2, epoch=1), "A")
+
+
+def test_gradient_before_registration_is_refused(tiny, keypair, public_key):
+    X_a, X_b, y = tiny
+    _, _, c, _ = build_roles(X_a, X_b, y, keypair)
+
+    with pytest.raises(ScheduleViolation, match="before registering"):
+        c.handle(gradient(public_key, "A", 2), "A")
+
+
+def test_loss_only_where_due_and_only_once(arbiter, public_key):
+    # loss_every=2 with two batches: the loss is due on batch 1 only.
+    with pytest.raises(ScheduleViolation, match="no train loss is due"):
+        arbiter.handle(loss(public_key, batch=0), "B")
+    with pytest.raises(ScheduleViolation, match="rows"):
+        arbiter.handle(loss(public_key, batch=1, rows=7), "B")
+
+    replies = arbiter.handle(loss(public_key, batch=1), "B")
+
+    assert {e.recipient for e in replies} == {"A", "B"}  # the epoch closed: a decision for each party
+    with pytest.raises(ReplayError):
+        arbiter.handle(loss(public_key, batch=1), "B")
+
+
+def test_party_a_cannot_send_a_loss_or_pose_as_b(arbiter, public_key):
+    with pytest.raises(Exception, match="may not send"):
+        arbiter.handle(loss(public_key, batch=1), "A")
+    with pytest.raises(Exception, match="claiming to be party B"):
+        arbiter.handle(gradient(public_key, "B", 4), "A")
+
+
+def test_registration_is_idempotent_but_cannot_change(arbiter):
+    again = arbiter.handle(KeyRequest(job_id="job", party="A", n_params=2), "A")
+
+    assert again[0].message.to_key() == arbiter.public_key
+    with pytest.raises(ReplayError, match="registered 2"):
+        arbiter.handle(KeyRequest(job_id="job", party="A", n_params=3), "A")

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from vfl.config import TrainingConfig
+from vfl.errors import ConfigError
+from vfl.models import LINEAR
+from vfl.optim import Adam, LocalNewton, make_optimizer
+from vfl.protocol.convergence import ConvergenceMonitor
+from vfl.protocol.schedule import Schedule
+
+
+def test_batches_partition_the_training_rows_and_reshuffle_each_epoch():
+    schedule = Schedule(103, TrainingConfig(batch_size=20, validation_fraction=0.1, seed=5))
+
+    epoch0, epoch1 = schedule.batches(0), np.concatenate(schedule.batches(1))
+
+    assert sorted(np.concatenate(epoch0)) == sorted(schedule.train_rows)
+    assert set(schedule.train_rows).isdisjoint(schedule.validation_rows)
+    assert len(schedule.validation_rows) == 10
+    assert [len(b) for b in epoch0] == [20, 20, 20, 20, 13]
+    assert not np.array_equal(np.concatenate(epoch0), epoch1)
+
+
+def test_every_role_derives_the_same_schedule():
+    config = TrainingConfig(batch_size=7, validation_fraction=0.25, seed=11)
+
+    one, two = Schedule(50, config), Schedule(50, config)
+
+    assert all(np.array_equal(x, y) for x, y in zip(one.batches(3), two.batches(3)))
+    assert np.array_equal(one.validation_rows, two.validation_rows)
+
+
+def test_loss_is_due_every_k_batches_and_always_on_the_last():
+    schedule = Schedule(100, TrainingConfig(batch_size=10, loss_every=4))
+
+    due = [b for b in range(schedule.batches_per_epoch) if schedule.loss_due(b)]
+
+    assert due == [3, 7, 9]
+    assert schedule.due_loss_rows() == 30
+
+
+def test_too_few_rows_or_no_training_rows_are_config_errors():
+    with pytest.raises(ConfigError, match="at least 2"):
+        Schedule(1, TrainingConfig())
+    with pytest.raises(ConfigError, match="no training rows"):
+        Schedule(2, TrainingConfig(validation_fraction=0.9))
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainingConfig.parse({"epochs": 0})
+    with pytest.raises(ConfigError, match="nonsense"):
+        TrainingConfig.parse({"nonsense": 1})
+    with pytest.raises(ConfigError, match="momentum"):
+        TrainingConfig.parse({"optimizer": "adam", "momentum": 0.5})
+
+
+def test_local_newton_solves_a_single_party_quadratic_in_one_step(rng):
+    X = rng.normal(size=(200, 4)) @ np.diag([1, 10, 0.1, 3])  # badly scaled columns
+    y = X @ np.array([1.0, -2.0, 3.0, 0.5])
+    config = TrainingConfig(model="linear", learning_rate=1.0, momentum=0.0)
+    optimizer = make_optimizer(config, np.ones(4), X, LINEAR.c)
+
+    theta = optimizer.step(np.zeros(4), X.T @ (X @ np.zeros(4) - y) / 200, epoch=0)
+
+    assert isinstance(optimizer, LocalNewton)
+    assert np.allclose(theta, [1.0, -2.0, 3.0, 0.5], atol=1e-6)
+
+
+def test_optimizer_state_round_trips():
+    config = TrainingConfig(optimizer="adam")
+    first = make_optimizer(config, np.ones(3), np.eye(3), 1.0)
+    first.step(np.zeros(3), np.array([1.0, -1.0, 0.5]), 0)
+    second = make_optimizer(config, np.ones(3), np.eye(3), 1.0)
+
+    second.load_state_dict(first.state_dict())
+
+    assert isinstance(second, Adam)
+    grad = np.array([0.2, 0.1, -0.3])
+    assert np.array_equal(first.step(np.ones(3), grad, 1), second.step(np.ones(3), grad, 1))
+
+
+def test_monitor_stops_on_tolerance_and_on_patience():
+    tol = ConvergenceMonitor(TrainingConfig(tol=1e-3, epochs=50), has_validation=False)
+    assert not tol.end_epoch(0, 1.0, None).stop
+    assert tol.end_epoch(1, 0.9995, None).reason == "converged"
+
+    patience = ConvergenceMonitor(TrainingConfig(tol=0, epochs=50, early_stopping_rounds=2), has_validation=True)
+    outcomes = [patience.end_epoch(e, 1.0 - e, v) for e, v in enumerate([0.5, 0.4, 0.45, 0.41])]
+    assert [o.stop for o in outcomes] == [False, False, False, True]
+    assert outcomes[-1].reason == "early_stopping" and outcomes[-1].best_epoch == 1

@@ -1,0 +1,212 @@
+"""Loading and checking one party's table (CSV file or pandas DataFrame).
+
+Each party loads only its own table. The checks run before anything is
+encrypted or sent, and each failure raises one :class:`~vfl.errors.DataError`
+that names the file, the column and the fix:
+
+* the file is missing, empty, has no rows, or is not valid CSV;
+* the ID column or the label column is missing (the available columns are listed);
+* IDs are empty or duplicated (rule for ID types: :func:`psi.ids.normalize_ids`);
+* a feature column is not numeric, or holds missing, NaN or infinite values;
+* the party has no feature columns;
+* for logistic regression, a label outside {0, 1} or only one class;
+  for linear regression, a non-numeric or non-finite label.
+
+Inputs are never modified: files are only read, DataFrames are copied.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from psi.ids import normalize_ids
+from vfl.config import ModelKind
+from vfl.errors import DataError
+
+#: Refuse CSV files above this size unless the caller raises the limit.
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class PartyTable:
+    """One party's rows: normalised IDs, numeric features and (for B) labels."""
+
+    source: str
+    ids: list[str]
+    features: np.ndarray
+    feature_names: list[str]
+    labels: np.ndarray | None = None
+    label_name: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: np.ndarray) -> PartyTable:
+        """The rows at ``rows`` (in that order), as a new table."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return PartyTable(
+            self.source,
+            [self.ids[i] for i in rows],
+            self.features[rows],
+            self.feature_names,
+            None if self.labels is None else self.labels[rows],
+            self.label_name,
+        )
+
+    def rows_for(self, ids: list[str]) -> np.ndarray:
+        """Row numbers of ``ids``; unknown IDs are an error that lists a few of them."""
+        index = {v: i for i, v in enumerate(self.ids)}
+        missing = [v for v in ids if v not in index]
+        if missing:
+            shown = ", ".join(repr(v) for v in missing[:5])
+            raise DataError(f"{self.source}: {len(missing)} unknown ID(s): {shown}; only IDs present in the table can be scored")
+        return np.array([index[v] for v in ids], dtype=np.int64)
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    *,
+    id_column: str,
+    label_column: str | None = None,
+    model: ModelKind | None = None,
+    feature_columns: list[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> PartyTable:
+    """Read and check one party's CSV. Every cell is read as text first, so IDs keep their exact spelling."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{source}: file not found; check the path")
+    size = file.stat().st_size
+    if size == 0:
+        raise DataError(f"{source}: the file is empty; it needs a header row and data rows")
+    if size > max_bytes:
+        raise DataError(f"{source}: {size} bytes exceeds the limit of {max_bytes}; raise max_bytes or split the data")
+    _check_header(file, source)
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{source}: no columns found; is this a CSV file with a header row?") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{source}: not a valid CSV file ({exc}); check the delimiter and quoting") from exc
+    return from_dataframe(
+        frame, id_column=id_column, label_column=label_column, model=model,
+        feature_columns=feature_columns, source=source,
+    )
+
+
+def from_dataframe(
+    frame: pd.DataFrame,
+    *,
+    id_column: str,
+    label_column: str | None = None,
+    model: ModelKind | None = None,
+    feature_columns: list[str] | None = None,
+    source: str = "DataFrame",
+) -> PartyTable:
+    """Check a DataFrame and turn it into a :class:`PartyTable` (the frame is not modified)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
+    frame = frame.rename(columns=str)  # a renamed copy: the caller's frame is untouched
+    columns = list(frame.columns)
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise DataError(f"{source}: column name(s) {dup} appear more than once; rename them")
+    _require_column(columns, id_column, "ID", source, "--id-column")
+    if label_column is not None:
+        _require_column(columns, label_column, "label", source, "--label-column")
+    if len(frame) == 0:
+        raise DataError(f"{source}: the table has a header but no data rows")
+    ids = normalize_ids(frame[id_column].tolist(), source=f"{source}, column {id_column!r}")
+    if feature_columns is None:
+        feature_columns = [c for c in columns if c not in (id_column, label_column)]
+    else:
+        for c in feature_columns:
+            _require_column(columns, c, "feature", source, "feature_columns")
+    if not feature_columns:
+        raise DataError(
+            f"{source}: no feature columns besides the ID{' and label' if label_column else ''}; "
+            "each party needs at least one feature to take part"
+        )
+    features = np.column_stack([_numeric(frame[c], c, ids, source, "feature") for c in feature_columns])
+    labels = None
+    if label_column is not None:
+        labels = _numeric(frame[label_column], label_column, ids, source, "label")
+        if model is not None:
+            check_labels(labels, model, source, label_column)
+    return PartyTable(source, ids, features, list(feature_columns), labels, label_column)
+
+
+def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str) -> None:
+    """Logistic regression needs labels in {0, 1} with both classes present."""
+    if model != "logistic":
+        return
+    values = np.unique(labels)
+    bad = [v for v in values if v not in (0.0, 1.0)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise DataError(
+            f"{source}: label column {column!r} has value(s) {shown}; logistic regression needs labels 0 and 1. "
+            "Recode the label (e.g. −1 → 0), or use --model linear for a numeric target"
+        )
+    if len(values) < 2:
+        raise DataError(
+            f"{source}: label column {column!r} holds only the class {values[0]:g}; "
+            "logistic regression needs rows of both classes"
+        )
+
+
+def _check_header(file: Path, source: str) -> None:
+    """Refuse repeated column names, which pandas would silently rename to ``name.1``."""
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{source}: cannot read the header row ({exc}); is this a UTF-8 CSV file?") from exc
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{source}: column name(s) {repeated} appear more than once in the header; rename them")
+
+
+def _require_column(columns: list[str], name: str, what: str, source: str, flag: str) -> None:
+    if name not in columns:
+        shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
+        raise DataError(f"{source}: no {what} column {name!r}; the columns are: {shown}. Fix {flag}")
+
+
+def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: str) -> np.ndarray:
+    """A column as float64, with a precise error for text, missing or infinite cells."""
+    raw = column
+    if not pd.api.types.is_numeric_dtype(raw):
+        text = raw.astype(str).str.strip()
+        missing = text.isin(["", "nan", "NaN", "NA", "N/A", "null", "None"])
+        values = pd.to_numeric(text.where(~missing, None), errors="coerce")
+        not_numeric = values.isna() & ~missing
+        if not_numeric.any():
+            i = int(np.flatnonzero(not_numeric.to_numpy())[0])
+            raise DataError(
+                f"{source}: {what} column {name!r} is not numeric (value {text.iloc[i]!r} for ID {ids[i]!r}); "
+                "encode it as numbers or leave the column out"
+            )
+    else:
+        values = pd.to_numeric(raw, errors="coerce")
+        missing = values.isna()
+    arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(arr).any():
+        i = int(np.flatnonzero(np.isnan(arr))[0])
+        count = int(np.isnan(arr).sum())
+        raise DataError(
+            f"{source}: {what} column {name!r} has {count} missing or NaN value(s), first for ID {ids[i]!r}; "
+            "fill or drop those rows"
+        )
+    if np.isinf(arr).any():
+        i = int(np.flatnonzero(np.isinf(arr))[0])
+        raise DataError(f"{source}: {what} column {name!r} is infinite for ID {ids[i]!r}; fix or drop that row")
+    return arr
