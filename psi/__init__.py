@@ -1,0 +1,80 @@
+"""RSA blind-signature private set intersection between party A and party B.
+
+:func:`run_psi` runs both roles in one process over the in-memory channel (the
+simulation uses it); the services run the same roles over HTTP. See
+:mod:`psi.protocol` for the protocol and what each side learns, and
+:mod:`psi.ids` for the rule that decides when two IDs are equal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from psi.ids import normalize_ids
+from psi.keys import MIN_RSA_BITS
+from psi.protocol import DEFAULT_CHUNK, PsiKeyHolder, PsiRequester
+from vfl.parallel import resolve_workers
+from vfl.protocol.channel import InMemoryChannel
+from vfl.protocol.role import Envelope
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PsiResult:
+    rows_a: np.ndarray
+    rows_b: np.ndarray
+    size_a: int
+    size_b: int
+    bytes_a_to_b: int
+    bytes_b_to_a: int
+    seconds: float
+
+    @property
+    def intersection_size(self) -> int:
+        return len(self.rows_a)
+
+
+def run_psi(
+    ids_a: Sequence[object],
+    ids_b: Sequence[object],
+    *,
+    key_bits: int = 2048,
+    min_key_bits: int = MIN_RSA_BITS,
+    workers: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: ProgressFn | None = None,
+    job_id: str = "local",
+    transcript: list[Envelope] | None = None,
+) -> PsiResult:
+    """Find the common IDs; ``ids_a[rows_a[i]] == ids_b[rows_b[i]]`` for every i.
+
+    An empty intersection is a result (size 0), not an error.
+    """
+    started = time.perf_counter()
+    ids_a = normalize_ids(ids_a, source="party A's IDs")
+    ids_b = normalize_ids(ids_b, source="party B's IDs")
+    n_workers = resolve_workers(workers)
+    holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, workers=n_workers,
+                          chunk_size=chunk_size)
+    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits)
+
+    def report(envelope: Envelope) -> None:
+        if progress is not None and envelope.recipient == "B":
+            done, total = requester.progress
+            progress("party B signatures", done, total)
+
+    channel = InMemoryChannel({"A": holder, "B": requester}, transcript=transcript, on_deliver=report)
+    channel.run(holder.start())
+    return PsiResult(
+        rows_a=holder.rows, rows_b=requester.rows, size_a=len(ids_a), size_b=len(ids_b),
+        bytes_a_to_b=channel.bytes_sent[("A", "B")], bytes_b_to_a=channel.bytes_sent[("B", "A")],
+        seconds=time.perf_counter() - started,
+    )
+
+
+__all__ = ["PsiResult", "run_psi", "normalize_ids"]

@@ -3,13 +3,33 @@
 Party A and party B hold different columns about the same people; with an
 arbiter C holding a Paillier key they train one model without pooling data.
 See the README for the protocol, the services and the threat model.
+
+The public names below load on first use, so ``import vfl.errors`` (which
+``psi`` needs) does not pull in the whole package.
 """
 
-from vfl.config import TrainingConfig
-from vfl.data import PartyTable, from_dataframe, load_csv
-from vfl.errors import VFLError
-from vfl.simulate import simulate, simulate_csv
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["PartyTable", "TrainingConfig", "VFLError", "from_dataframe", "load_csv", "simulate", "simulate_csv"]
+_EXPORTS = {
+    "TrainingConfig": "vfl.config",
+    "PartyTable": "vfl.data",
+    "from_dataframe": "vfl.data",
+    "load_csv": "vfl.data",
+    "VFLError": "vfl.errors",
+    "simulate": "vfl.simulate",
+    "simulate_csv": "vfl.simulate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vfl' has no attribute {name!r}")
+    return getattr(import_module(module), name)

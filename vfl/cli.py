@@ -1,6 +1,8 @@
 """The ``vfl`` command line.
 
     vfl simulate   run a whole federated job in one process (real encryption)
+    vfl serve      run party A, party B or the arbiter as an HTTP service
+    vfl demo       the bank + e-commerce job over three local services
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
 naming the problem and the fix on stderr), and 1 on any other failure.
@@ -73,10 +75,44 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one service (role and everything else come from the config file)")
+    p.add_argument("--config", type=Path, required=True, help="the service's TOML config")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from vfl.service.server import serve
+
+    serve(args.config, log_level=args.log_level)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the bank + e-commerce joint model over three local services")
+    p.add_argument("--workdir", type=Path, default=None, help="keep configs, data, logs and job.json here")
+    p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    p.add_argument("--customers", type=int, default=10_000, help="size of the synthetic population")
+    p.add_argument("--key-bits", type=int, default=2048)
+    p.add_argument("--epochs", type=int, default=None)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from vfl.demo import run_demo
+
+    training = {} if args.epochs is None else {"epochs": args.epochs}
+    run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vfl", description="Vertical federated learning with Paillier encryption")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
+    _add_serve(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -71,11 +71,12 @@ def simulate(
     progress: ProgressFn | None = None,
     transcript: list[Envelope] | None = None,
     keypair: tuple[PublicKey, PrivateKey] | None = None,
+    psi_key_bits: int | None = None,
 ) -> dict[str, Any]:
-    """Align, train and evaluate; return the JSON-ready result.
+    """Align (RSA PSI), train and evaluate; return the JSON-ready result.
 
     ``keypair`` lets tests reuse one arbiter key; ``transcript`` collects every
-    delivered envelope.
+    training envelope; ``psi_key_bits`` defaults to the Paillier key size.
     """
     started = time.perf_counter()
     if table_b.labels is None:
@@ -83,11 +84,14 @@ def simulate(
     check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
     n_workers = resolve_workers(workers)
 
-    alignment = align(table_a.ids, table_b.ids, source_a=table_a.source, source_b=table_b.source)
+    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
+    alignment = align(
+        table_a.ids, table_b.ids, key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
+        workers=n_workers, source_a=table_a.source, source_b=table_b.source,
+    )
     a_rows, b_rows = table_a.take(alignment.rows_a), table_b.take(alignment.rows_b)
     check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
 
-    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
     train_started = time.perf_counter()
     party_a = PartyA(job_id, config, a_rows.features, feature_names=a_rows.feature_names,
                      workers=n_workers, min_key_bits=min_bits)

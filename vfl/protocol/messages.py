@@ -88,6 +88,8 @@ class Message(BaseModel):
     RECIPIENTS: ClassVar[tuple[Party, ...]]
     #: Name of a field that states who sent the message, checked against the transport's sender.
     SENDER_FIELD: ClassVar[str | None] = None
+    #: Which sub-protocol the message belongs to: "train" here, "psi" for alignment.
+    PROTOCOL: ClassVar[str] = "train"
 
     job_id: str = Field(pattern=JOB_ID_PATTERN)
 
@@ -229,6 +231,14 @@ class PartialScores(Message):
 
     def values(self) -> np.ndarray:
         return np.asarray(self.u_a, dtype=np.float64)
+
+
+def register_message(cls: type[Message]) -> type[Message]:
+    """Make a message class known to the wire codec (used by sub-protocols such as PSI)."""
+    if cls.KIND in MESSAGE_TYPES and MESSAGE_TYPES[cls.KIND] is not cls:
+        raise ValueError(f"two message classes share the kind {cls.KIND!r}")
+    MESSAGE_TYPES[cls.KIND] = cls
+    return cls
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -58,8 +58,12 @@ class Role:
     def done(self) -> bool:
         return False
 
-    def handle(self, message: Message, sender: Party | None = None) -> list[Envelope]:
-        """Take one message (from ``sender``, when the transport knows it); return what to send."""
+    def check(self, message: Message, sender: Party | None = None) -> int:
+        """Refuse a message this role can never accept now; return its place. Changes nothing.
+
+        A transport calls this before queuing a message, so the sender hears
+        about a replay, a wrong sender or an unknown job at once.
+        """
         if message.job_id != self.job_id:
             raise UnknownJobError(f"{self.party} runs job {self.job_id!r}, not {message.job_id!r}")
         if self.party not in message.RECIPIENTS:
@@ -73,11 +77,16 @@ class Role:
         place = self.position(message)
         if place < self.cursor:
             raise ReplayError(f"{message.address()} was already handled; refusing a second, different copy")
+        if place - self.cursor > LOOKAHEAD:
+            raise OutOfOrderError(f"{message.address()} is too far ahead of this party's progress")
+        if place > self.cursor and any(p == place for p, _ in self._held):
+            raise ReplayError(f"{message.address()} is already waiting to be handled")
+        return place
+
+    def handle(self, message: Message, sender: Party | None = None) -> list[Envelope]:
+        """Take one message (from ``sender``, when the transport knows it); return what to send."""
+        place = self.check(message, sender)
         if place > self.cursor:
-            if place - self.cursor > LOOKAHEAD:
-                raise OutOfOrderError(f"{message.address()} is too far ahead of this party's progress")
-            if any(p == place for p, _ in self._held):
-                raise ReplayError(f"{message.address()} is already waiting to be handled")
             self._held.append((place, message))
             return []
         out = self.process(message)

@@ -1,0 +1,34 @@
+"""The HTTP service of the arbiter C: HTTP in, Node calls out, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from vfl.service.api import Peer, base_app
+from vfl.service.config import ServiceConfig
+from vfl.service.node import Node
+from vfl.service.spec import FailureNotice, Registration, TrainingStart
+
+
+def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
+    if config.role != "C":
+        raise ValueError(f"arbiter.app serves the arbiter (role C), not {config.role}")
+    node = node or Node(config)
+    app = base_app(node, "vfl arbiter C", "Holds the Paillier private key; decrypts only masked gradients and the loss.")
+
+    @app.post("/v1/peer/jobs", tags=["peer"], status_code=201, summary="Party B registers a job")
+    async def register(registration: Registration, caller: Peer) -> dict[str, Any]:
+        return (await node.register(registration, caller)).model_dump(mode="json")
+
+    @app.post("/v1/peer/jobs/{job_id}/forget", tags=["peer"], summary="Party B withdraws a registration")
+    async def forget(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+        await node.forget(job_id, caller)
+        return {"status": "forgotten"}
+
+    @app.post("/v1/peer/jobs/{job_id}/start", tags=["peer"], summary="Party B starts training: C makes the key pair")
+    async def start(job_id: str, body: TrainingStart, caller: Peer) -> dict[str, Any]:
+        return (await node.start_training(job_id, body, caller)).model_dump(mode="json")
+
+    return app

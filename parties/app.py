@@ -1,0 +1,63 @@
+"""The HTTP service of party A and party B: HTTP in, Node calls out, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from vfl.service.api import Peer, Token, base_app
+from vfl.service.config import ServiceConfig
+from vfl.service.node import Node
+from vfl.service.spec import FailureNotice, JobSpec, Registration, ScoreQuery, TrainingStart
+
+
+def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
+    node = node or Node(config)
+    role = config.role
+    if role not in ("A", "B"):
+        raise ValueError(f"parties.app serves party A or B, not {role}")
+    title = "vfl party B (labels, initiator)" if role == "B" else "vfl party A (features)"
+    app = base_app(node, title, "Vertical federated learning: one party's service. Orchestration under /v1/jobs.")
+
+    @app.get("/v1/jobs/{job_id}/model", tags=["orchestration"], dependencies=[Token],
+             summary="This party's own part of the trained model")
+    async def model(job_id: str) -> dict[str, Any]:
+        return node.model_part(job_id)
+
+    if role == "B":
+
+        @app.post("/v1/jobs", tags=["orchestration"], dependencies=[Token], status_code=201,
+                  summary="Submit a job; B registers it with party A and the arbiter")
+        async def submit(spec: JobSpec) -> dict[str, Any]:
+            return (await node.submit(spec)).model_dump(mode="json")
+
+        @app.post("/v1/jobs/{job_id}/predict", tags=["orchestration"], dependencies=[Token],
+                  summary="Federated prediction for IDs; party A adds its partial scores, only B sees the result")
+        async def predict(job_id: str, query: ScoreQuery) -> dict[str, Any]:
+            return await node.predict(job_id, query.ids)
+
+    if role == "A":
+
+        @app.post("/v1/peer/jobs", tags=["peer"], status_code=201, summary="Party B registers a job")
+        async def register(registration: Registration, caller: Peer) -> dict[str, Any]:
+            return (await node.register(registration, caller)).model_dump(mode="json")
+
+        @app.post("/v1/peer/jobs/{job_id}/forget", tags=["peer"], summary="Party B withdraws a registration")
+        async def forget(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+            await node.forget(job_id, caller)
+            return {"status": "forgotten"}
+
+        @app.post("/v1/peer/jobs/{job_id}/start", tags=["peer"], summary="Party B starts training")
+        async def start(job_id: str, body: TrainingStart, caller: Peer) -> dict[str, Any]:
+            return (await node.start_training(job_id, body, caller)).model_dump(mode="json")
+
+        @app.post("/v1/peer/jobs/{job_id}/scores", tags=["peer"],
+                  summary="Party A's plaintext partial scores u_A for IDs, for party B only")
+        async def scores(job_id: str, query: ScoreQuery, caller: Peer) -> dict[str, Any]:
+            return await node.partial_scores(job_id, query.ids, caller)
+
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,108 @@
+"""One typed message per step of the RSA blind-signature PSI.
+
+=================  ======  =========  =============================================
+message            sender  recipient  carries
+=================  ======  =========  =============================================
+PsiPublicKey       A       B          n, e, the job's salt, |A|, the chunk size
+BlindedChunk       B       A          h(x)·r^e mod n for one chunk of B's IDs
+SignedChunk        A       B          (h(x)·r^e)^d mod n for that chunk, same order
+KeyHolderTags      A       B          H2(h(x)^d) for one chunk of A's IDs, shuffled
+IntersectionTags   B       A          the tags both sides hold, sorted
+=================  ======  =========  =============================================
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gmpy2 import mpz
+from pydantic import Field
+
+from psi.hashing import TAG_BYTES
+from psi.keys import RsaPublicKey
+from vfl.crypto.codec import pack_ints
+from vfl.errors import PSIError
+from vfl.protocol.messages import IntVector, Message, register_message
+
+
+class PsiMessage(Message):
+    PROTOCOL: ClassVar[str] = "psi"
+
+
+def pack_tags(tags: list[bytes]) -> bytes:
+    return b"".join(tags)
+
+
+def unpack_tags(data: bytes, count: int) -> list[bytes]:
+    if len(data) != count * TAG_BYTES:
+        raise PSIError(f"tag payload has {len(data)} bytes for {count} tags of {TAG_BYTES}")
+    return [data[i * TAG_BYTES : (i + 1) * TAG_BYTES] for i in range(count)]
+
+
+@register_message
+class PsiPublicKey(PsiMessage):
+    KIND = "psi_public_key"
+    STEP = 1
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    n: bytes
+    e: int = Field(ge=3)
+    salt: bytes = Field(min_length=16, max_length=64)
+    size_a: int = Field(ge=0)
+    chunk_size: int = Field(ge=1, le=1_000_000)
+
+    @classmethod
+    def from_key(cls, job_id: str, key: RsaPublicKey, salt: bytes, size_a: int, chunk_size: int) -> PsiPublicKey:
+        return cls(job_id=job_id, n=pack_ints([key.n], key.byte_width), e=int(key.e), salt=salt,
+                   size_a=size_a, chunk_size=chunk_size)
+
+    def key(self) -> RsaPublicKey:
+        return RsaPublicKey(mpz(int.from_bytes(self.n, "big")), mpz(self.e))
+
+
+@register_message
+class BlindedChunk(PsiMessage):
+    KIND = "psi_blinded_chunk"
+    STEP = 2
+    SENDERS = ("B",)
+    RECIPIENTS = ("A",)
+
+    chunk: int = Field(ge=0)
+    total_chunks: int = Field(ge=1)
+    values: IntVector
+
+
+@register_message
+class SignedChunk(PsiMessage):
+    KIND = "psi_signed_chunk"
+    STEP = 3
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    chunk: int = Field(ge=0)
+    values: IntVector
+
+
+@register_message
+class KeyHolderTags(PsiMessage):
+    KIND = "psi_key_holder_tags"
+    STEP = 3
+    SENDERS = ("A",)
+    RECIPIENTS = ("B",)
+
+    chunk: int = Field(ge=0)
+    total_chunks: int = Field(ge=1)
+    count: int = Field(ge=0)
+    tags: bytes
+
+
+@register_message
+class IntersectionTags(PsiMessage):
+    KIND = "psi_intersection_tags"
+    STEP = 4
+    SENDERS = ("B",)
+    RECIPIENTS = ("A",)
+
+    count: int = Field(ge=0)
+    tags: bytes

@@ -1,0 +1,298 @@
+"""RSA blind-signature PSI (De Cristofaro–Tsudik, in FATE's RSA-intersect form) as two I/O-free roles.
+
+Party A, :class:`PsiKeyHolder`, holds a fresh RSA key (n, e, d) for the job.
+Party B, :class:`PsiRequester`, learns signatures on its IDs without A seeing them:
+
+1. A → B  ``PsiPublicKey``: n, e, a fresh salt, |A|. A starts signing its own
+   IDs in the background at once (the costly half that does not depend on B).
+2. B → A  ``BlindedChunk``: for each ID x of B, h(x)·r^e mod n, with h the
+   full-domain hash and r fresh and uniform in Z_n*. A sees only uniform values.
+3. A → B  ``SignedChunk``: (h(x)·r^e)^d = h(x)^d·r mod n, signed by CRT and checked.
+   B divides out r, hashes h(x)^d with H2, and keeps the tag. B sends at most
+   ``window`` chunks ahead, so it never holds more than that many chunks of r.
+4. A → B  ``KeyHolderTags``: H2(h(x)^d) for every ID of A, shuffled.
+5. B → A  ``IntersectionTags``: the tags both hold, sorted. Each side maps them
+   to its own rows, in that order, so row i is the same person on both sides.
+
+What each side learns: the intersection and the size of the other's set.
+Every value a role receives is checked: A refuses values outside [1, n−1] or
+sharing a factor with n; B checks the key (e = 65537, size) and that every
+signature verifies, s^e = blinded value.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+
+from psi.hashing import TAG_BYTES, fdh, tag
+from psi.keys import MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_many
+from psi.messages import (
+    BlindedChunk,
+    IntersectionTags,
+    KeyHolderTags,
+    PsiPublicKey,
+    SignedChunk,
+    pack_tags,
+    unpack_tags,
+)
+from vfl.crypto.codec import check_units
+from vfl.errors import CiphertextError, ProtocolError, PSIError
+from vfl.parallel import get_pool, run_chunks, split_evenly
+from vfl.protocol.messages import IntVector, Message
+from vfl.protocol.role import Envelope, Role
+
+DEFAULT_CHUNK = 4096
+#: Blinded chunks B keeps in flight; bounds the r values it must remember.
+DEFAULT_WINDOW = 4
+
+
+def own_tags(ids: list[str], salt: bytes, n: mpz, e: mpz, p: mpz, q: mpz, dp: mpz, dq: mpz, qinv: mpz) -> list[bytes]:
+    """Worker task: H2(FDH(x)^d) for a chunk of the key holder's own IDs."""
+    width = (int(n.bit_length()) + 7) // 8
+    signatures = sign_many([fdh(x, salt, n) for x in ids], n, e, p, q, dp, dq, qinv)
+    return [tag(s, salt, width) for s in signatures]
+
+
+class PsiKeyHolder(Role):
+    """Party A's side: signs blindly, publishes its own tags, learns the intersection."""
+
+    party = "A"
+
+    def __init__(
+        self,
+        job_id: str,
+        ids: Sequence[str],
+        *,
+        key_bits: int = 2048,
+        min_key_bits: int = MIN_RSA_BITS,
+        key: RsaPrivateKey | None = None,
+        workers: int = 1,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
+        super().__init__(job_id)
+        self.ids = list(ids)
+        self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits)
+        self.salt = secrets.token_bytes(32)
+        self.workers = workers
+        self.chunk_size = chunk_size
+        self.total_b_chunks: int | None = None
+        self.size_b = 0
+        self.rows: np.ndarray | None = None
+        self._own: list[Future[list[bytes]]] | list[list[bytes]] = []
+        self._tag_rows: dict[bytes, int] | None = None
+        self.progress = (0, len(self.ids))
+
+    @property
+    def done(self) -> bool:
+        return self.rows is not None
+
+    def start(self) -> list[Envelope]:
+        """Publish the key and start signing our own IDs in the background."""
+        chunks = [self.ids[s] for s in (slice(i, i + self.chunk_size) for i in range(0, len(self.ids), self.chunk_size))]
+        args = [(c, self.salt, *self.key.crt_parts()) for c in chunks]
+        if self.workers > 1:
+            pool = get_pool(self.workers)
+            self._own = [pool.submit(own_tags, *a) for a in args]
+        else:
+            self._own = [own_tags(*a) for a in args]
+        key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, len(self.ids), self.chunk_size)
+        return [self.send("B", key)]
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, BlindedChunk):
+            return message.chunk
+        if isinstance(message, IntersectionTags):
+            return self.total_b_chunks if self.total_b_chunks is not None else 1 << 30
+        raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
+
+    def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, BlindedChunk):
+            return self._sign(message)
+        if isinstance(message, IntersectionTags):
+            self._learn_intersection(message)
+            return []
+        raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
+
+    def _sign(self, message: BlindedChunk) -> list[Envelope]:
+        if self.total_b_chunks is None:
+            self.total_b_chunks = message.total_chunks
+        elif message.total_chunks != self.total_b_chunks:
+            raise PSIError(f"party B announced {self.total_b_chunks} chunks and now {message.total_chunks}")
+        public = self.key.public
+        values = message.values.unpack(public.byte_width)
+        if not values or len(values) > self.chunk_size:
+            raise PSIError(f"blinded chunk {message.chunk} has {len(values)} values; 1 to {self.chunk_size} allowed")
+        try:
+            check_units(values, public.n, public.n, "blinded value")
+        except CiphertextError as exc:
+            raise PSIError(f"party B sent an invalid blinded value: {exc}") from exc
+        parts = self.key.crt_parts()
+        pieces = run_chunks(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)], self.workers)
+        signatures = [s for piece in pieces for s in piece]
+        self.size_b += len(values)
+        self.cursor += 1
+        out = [self.send("B", SignedChunk(job_id=self.job_id, chunk=message.chunk,
+                                          values=IntVector.pack(signatures, public.byte_width)))]
+        if message.chunk == self.total_b_chunks - 1:
+            out.extend(self._publish_own_tags())
+        return out
+
+    def _publish_own_tags(self) -> list[Envelope]:
+        tags: list[bytes] = []
+        for piece in self._own:
+            tags.extend(piece.result() if isinstance(piece, Future) else piece)
+        self._own = []
+        self._tag_rows = {t: i for i, t in enumerate(tags)}
+        self.progress = (len(tags), len(self.ids))
+        random.SystemRandom().shuffle(tags)  # the order must say nothing about A's rows
+        size = self.chunk_size
+        chunks = [tags[i : i + size] for i in range(0, len(tags), size)] or [[]]
+        return [
+            self.send("B", KeyHolderTags(job_id=self.job_id, chunk=j, total_chunks=len(chunks), count=len(c),
+                                         tags=pack_tags(c)))
+            for j, c in enumerate(chunks)
+        ]
+
+    def _learn_intersection(self, message: IntersectionTags) -> None:
+        tags = unpack_tags(message.tags, message.count)
+        if len(set(tags)) != len(tags):
+            raise PSIError("the intersection party B sent repeats a tag")
+        try:
+            rows = [self._tag_rows[t] for t in tags]
+        except KeyError as exc:
+            raise PSIError("party B claims an intersection tag that party A never sent") from exc
+        self.cursor += 1
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+
+class PsiRequester(Role):
+    """Party B's side: blinds its IDs, unblinds signatures, computes the intersection."""
+
+    party = "B"
+
+    def __init__(
+        self,
+        job_id: str,
+        ids: Sequence[str],
+        *,
+        min_key_bits: int = MIN_RSA_BITS,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        super().__init__(job_id)
+        self.ids = list(ids)
+        self.min_key_bits = min_key_bits
+        self.window = window
+        self.key: PsiPublicKey | None = None
+        self.n_chunks = 0
+        self.size_a = 0
+        self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r, blinded)
+        self._tag_rows: dict[bytes, int] = {}
+        self._a_tags: set[bytes] = set()
+        self._signed_chunks = 0
+        self._a_chunks_expected: int | None = None
+        self._a_chunks_seen = 0
+        self.rows: np.ndarray | None = None
+        self.progress = (0, len(self.ids))
+
+    @property
+    def done(self) -> bool:
+        return self.rows is not None
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, PsiPublicKey):
+            return 0
+        if self.key is None:
+            return 1 << 30  # nothing but the key makes sense first
+        if isinstance(message, SignedChunk):
+            return 1 + message.chunk
+        if isinstance(message, KeyHolderTags):
+            return 1 + self.n_chunks + message.chunk
+        raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
+
+    def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, PsiPublicKey):
+            return self._start(message)
+        if isinstance(message, SignedChunk):
+            return self._unblind(message)
+        if isinstance(message, KeyHolderTags):
+            return self._collect(message)
+        raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
+
+    def _start(self, message: PsiPublicKey) -> list[Envelope]:
+        key = message.key()
+        key.validate(min_bits=self.min_key_bits)
+        self.key = message
+        self._n, self._e, self._width = key.n, key.e, key.byte_width
+        self.size_a = message.size_a
+        self.chunk_size = message.chunk_size
+        self.n_chunks = max(1, -(-len(self.ids) // self.chunk_size))
+        self.cursor += 1
+        return [self._blind(c) for c in range(min(self.window, self.n_chunks))]
+
+    def _blind(self, chunk: int) -> Envelope:
+        """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
+        n, e, salt = self._n, self._e, self.key.salt
+        ids = self.ids[chunk * self.chunk_size : (chunk + 1) * self.chunk_size]
+        factors, blinded = [], []
+        for x in ids:
+            while True:
+                r = mpz(secrets.randbelow(int(n) - 1) + 1)
+                if gmpy2.gcd(r, n) == 1:
+                    break
+            factors.append(r)
+            blinded.append(fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n)
+        self._blinding[chunk] = (factors, blinded)
+        message = BlindedChunk(job_id=self.job_id, chunk=chunk, total_chunks=self.n_chunks,
+                               values=IntVector.pack(blinded, self._width))
+        return self.send("A", message)
+
+    def _unblind(self, message: SignedChunk) -> list[Envelope]:
+        factors, blinded = self._blinding.pop(message.chunk)
+        signatures = message.values.unpack(self._width)
+        if len(signatures) != len(blinded):
+            raise PSIError(f"signed chunk {message.chunk} has {len(signatures)} values for {len(blinded)} sent")
+        n, e, salt, width = self._n, self._e, self.key.salt, self._width
+        start = message.chunk * self.chunk_size
+        for i, (s, r, b) in enumerate(zip(signatures, factors, blinded)):
+            if not 0 < s < n or gmpy2.powmod(s, e, n) != b:
+                raise PSIError(f"party A's signature {i} in chunk {message.chunk} does not verify")
+            self._tag_rows[tag(s * gmpy2.invert(r, n) % n, salt, width)] = start + i
+        self._signed_chunks += 1
+        self.progress = (len(self._tag_rows), len(self.ids))
+        self.cursor += 1
+        out = []
+        following = message.chunk + self.window
+        if following < self.n_chunks:
+            out.append(self._blind(following))
+        return out + self._finish_if_ready()
+
+    def _collect(self, message: KeyHolderTags) -> list[Envelope]:
+        if self._a_chunks_expected is None:
+            self._a_chunks_expected = message.total_chunks
+        elif message.total_chunks != self._a_chunks_expected:
+            raise PSIError("party A changed the number of its tag chunks")
+        tags = unpack_tags(message.tags, message.count)
+        self._a_tags.update(tags)
+        self._a_chunks_seen += 1
+        self.cursor += 1
+        if self._a_chunks_seen == self._a_chunks_expected and len(self._a_tags) != self.size_a:
+            raise PSIError(f"party A announced {self.size_a} IDs but sent {len(self._a_tags)} distinct tags")
+        return self._finish_if_ready()
+
+    def _finish_if_ready(self) -> list[Envelope]:
+        if self._signed_chunks < self.n_chunks or self._a_chunks_seen != self._a_chunks_expected:
+            return []
+        common = sorted(t for t in self._tag_rows if t in self._a_tags)
+        self.rows = np.asarray([self._tag_rows[t] for t in common], dtype=np.int64)
+        self._a_tags = set()
+        return [self.send("A", IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
+
+
+__all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES"]

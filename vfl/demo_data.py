@@ -1,0 +1,75 @@
+"""Synthetic, documented data for the bank + e-commerce joint model.
+
+A population of people, each with two hidden traits:
+
+* ``fragility`` (financial): drives what the bank sees — lower income, higher
+  credit utilisation, more late payments, a higher debt-to-income ratio;
+* ``impulsivity`` (behavioural): drives what the shop sees — heavy use of
+  buy-now-pay-later, late-night orders, many returns, abandoned carts.
+
+Loan default depends on both: ``logit P(default) = −2.0 + 1.1·fragility +
+1.0·impulsivity``, about 20% of people default. So the bank's features carry
+part of the signal and the shop's the rest: a joint model beats the bank alone,
+which is the point of federating.
+
+The bank (party B) and the shop (party A) each hold a different, partly
+overlapping subset of the population, with the customer ID ``C0000123`` as
+the shared key. Features are in natural units (euros, shares, counts); each
+party standardises its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BANK_FEATURES = ["income", "credit_utilization", "late_payments_12m", "debt_to_income", "account_age_years", "loan_amount"]
+SHOP_FEATURES = ["monthly_spend", "orders_per_month", "bnpl_share", "returns_rate", "night_order_share", "cart_abandonment", "discount_share"]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def bank_ecommerce(
+    population: int = 10_000, bank_share: float = 0.6, shop_share: float = 0.7, seed: int = 7
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(shop, bank) tables. The bank's has the label column ``default``.
+
+    Each person is a bank customer with probability ``bank_share`` and a shop
+    customer with probability ``shop_share``, independently, so the overlap is
+    about ``population · bank_share · shop_share`` people.
+    """
+    rng = np.random.default_rng(seed)
+    n = population
+    fragility = rng.normal(size=n)
+    impulsivity = rng.normal(size=n)
+    noise = lambda scale=1.0: rng.normal(scale=scale, size=n)  # noqa: E731 - local shorthand
+
+    default = rng.random(n) < _sigmoid(-2.0 + 1.1 * fragility + 1.0 * impulsivity)
+    bank = pd.DataFrame({
+        "customer_id": [f"C{i:07d}" for i in range(n)],
+        "income": np.round(np.exp(10.6 - 0.25 * fragility + noise(0.35)), 2),
+        "credit_utilization": np.round(_sigmoid(-0.4 + 0.9 * fragility + noise(0.6)), 4),
+        "late_payments_12m": rng.poisson(np.exp(-1.0 + 0.7 * fragility)),
+        "debt_to_income": np.round(np.clip(0.32 + 0.11 * fragility + noise(0.08), 0, None), 4),
+        "account_age_years": np.round(rng.gamma(3.0, 2.5, size=n) * np.exp(-0.1 * fragility), 1),
+        "loan_amount": np.round(np.exp(9.2 + 0.15 * fragility + noise(0.5)), -1),
+        "default": default.astype(int),
+    })
+    shop = pd.DataFrame({
+        "customer_id": bank["customer_id"],
+        "monthly_spend": np.round(np.exp(5.0 + 0.25 * impulsivity + noise(0.5)), 2),
+        "orders_per_month": rng.poisson(np.exp(1.1 + 0.25 * impulsivity)),
+        "bnpl_share": np.round(_sigmoid(-1.2 + 1.0 * impulsivity + noise(0.5)), 4),
+        "returns_rate": np.round(_sigmoid(-2.0 + 0.5 * impulsivity + noise(0.6)), 4),
+        "night_order_share": np.round(_sigmoid(-1.6 + 0.6 * impulsivity + noise(0.6)), 4),
+        "cart_abandonment": np.round(_sigmoid(-0.5 + 0.4 * impulsivity + noise(0.7)), 4),
+        "discount_share": np.round(_sigmoid(-0.8 + 0.3 * impulsivity + 0.3 * fragility + noise(0.7)), 4),
+    })
+    in_bank = rng.random(n) < bank_share
+    in_shop = rng.random(n) < shop_share
+    # Each firm lists its customers in its own order.
+    bank = bank[in_bank].sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    shop = shop[in_shop].sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
+    return shop, bank

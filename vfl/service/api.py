@@ -1,0 +1,223 @@
+"""What the three FastAPI apps share: errors, authentication, limits, common routes.
+
+Errors are translated here, once, from the VFLError tree to HTTP::
+
+    ConfigError, DataError, EncodingError, KeyMismatch   422  (or 404 for unknown IDs)
+    UnknownJobError                                      404
+    OutOfOrderError, ReplayError, ScheduleViolation,
+    JobError, JobCancelled                               409
+    ProtocolError, CiphertextError, PSIError             400
+    TransportError, PeerRefused                          502
+    a body above the size limit                          413
+
+Orchestration routes (``/v1/jobs...``) need ``Authorization: Bearer <token>``,
+compared in constant time and never logged. Peer routes (``/v1/peer/...``)
+know the caller by its party id; see :func:`peer_id`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from vfl.errors import (
+    CiphertextError,
+    ConfigError,
+    CryptoError,
+    DataError,
+    JobError,
+    KeyMismatch,
+    OutOfOrderError,
+    ProtocolError,
+    PSIError,
+    ReplayError,
+    ScheduleViolation,
+    TransportError,
+    UnknownJobError,
+    VFLError,
+)
+from vfl.service.client import PARTY_HEADER
+from vfl.service.node import Node
+
+log = logging.getLogger("vfl.service")
+
+
+def status_for(exc: VFLError) -> int:
+    if isinstance(exc, UnknownJobError):
+        return 404
+    if isinstance(exc, (OutOfOrderError, ReplayError, ScheduleViolation, JobError)):
+        return 409
+    if isinstance(exc, DataError) and "unknown ID" in str(exc):
+        return 404
+    if isinstance(exc, (ConfigError, DataError, KeyMismatch)):
+        return 422
+    if isinstance(exc, (ProtocolError, CiphertextError, PSIError, CryptoError)):
+        return 400
+    if isinstance(exc, TransportError):
+        return 502
+    return 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VFLError)
+    async def _vfl_error(request: Request, exc: VFLError) -> JSONResponse:
+        status = status_for(exc)
+        log.info("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+
+
+def node_of(request: Request) -> Node:
+    return request.app.state.node
+
+
+NodeDep = Annotated[Node, Depends(node_of)]
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Orchestration calls carry the service's bearer token; anything else is 401."""
+    expected: str = request.app.state.token
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
+    """The calling peer's party id, which must be one of this service's configured peers.
+
+    The identity comes from the ``X-VFL-Party`` header.
+    """
+    node: Node = request.app.state.node
+    if not x_vfl_party or x_vfl_party not in node.config.peers:
+        raise HTTPException(403, f"caller {x_vfl_party!r} is not a configured peer of this service")
+    return x_vfl_party
+
+
+Peer = Annotated[str, Depends(peer_id)]
+Token = Depends(require_token)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies above ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Callable, limit: int) -> None:
+    body = json.dumps({"detail": f"request body exceeds the limit of {limit} bytes", "error": "BodyTooLarge"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_validation_handler(app: FastAPI) -> None:
+    """FastAPI's own 422s, with one readable sentence instead of a list of dicts."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"detail": f"invalid request: {problems}", "error": "ValidationError"}, status_code=422)
+
+
+# -- the app every service starts from ------------------------------------------------------
+
+BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/vnd.vfl.message": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def base_app(node: Node, title: str, description: str) -> FastAPI:
+    """A FastAPI app for ``node`` with error handling, limits and the routes all roles share."""
+    from contextlib import asynccontextmanager
+
+    from vfl.service.spec import FailureNotice
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's signature
+        await node.startup()
+        yield
+        await node.shutdown()
+
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    app.state.node = node
+    app.state.token = node.config.token()
+    install_error_handlers(app)
+    install_validation_handler(app)
+    app.add_middleware(BodyLimit, limit=node.config.limits.max_body_bytes)
+
+    @app.get("/v1/health", tags=["orchestration"], summary="Liveness: this service is up")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "party": node.config.party.id, "role": node.party}
+
+    @app.get("/v1/jobs", tags=["orchestration"], dependencies=[Token], summary="Every job this service knows")
+    async def list_jobs() -> dict[str, Any]:
+        return {"jobs": [r.model_dump(mode="json") for r in node.records.values()]}
+
+    @app.get("/v1/jobs/{job_id}", tags=["orchestration"], dependencies=[Token],
+             summary="A job's state, stage, epoch, losses, metrics and error")
+    async def job_status(job_id: str) -> dict[str, Any]:
+        return node.record(job_id).model_dump(mode="json")
+
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["orchestration"], dependencies=[Token],
+              summary="Cancel a job at every party")
+    async def cancel(job_id: str) -> dict[str, Any]:
+        return (await node.cancel(job_id)).model_dump(mode="json")
+
+    @app.post("/v1/peer/jobs/{job_id}/messages/{kind}", tags=["peer"], openapi_extra=BINARY_BODY,
+              summary="A protocol message (binary frame) from a peer")
+    async def message(job_id: str, kind: str, request: Request, caller: Peer) -> JSONResponse:
+        outcome = await node.receive(job_id, caller, await request.body(), kind)
+        return JSONResponse({"status": outcome}, status_code=202 if outcome == "accepted" else 200)
+
+    @app.post("/v1/peer/jobs/{job_id}/fail", tags=["peer"], summary="A peer reports that the job failed there")
+    async def peer_failed(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+        await node.peer_stopped(job_id, caller, notice.reason, cancelled=False)
+        return {"status": "failed"}
+
+    @app.post("/v1/peer/jobs/{job_id}/cancel", tags=["peer"], summary="A peer cancelled the job")
+    async def peer_cancelled(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+        await node.peer_stopped(job_id, caller, notice.reason, cancelled=True)
+        return {"status": "cancelled"}
+
+    return app

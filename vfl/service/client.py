@@ -1,0 +1,116 @@
+"""Calls from one service to its peers, over httpx.
+
+* Every call has a timeout (``limits.request_timeout``).
+* Connection errors, timeouts and 502/503/504 answers are retried with
+  exponential backoff until the peer has been unreachable for
+  ``limits.peer_timeout`` seconds; then :class:`~vfl.errors.TransportError`
+  says which peer, where, and for how long. Retrying is safe because every
+  peer endpoint is idempotent.
+* Any other error answer becomes :class:`~vfl.errors.PeerRefused` carrying the
+  peer's own message and status.
+
+httpx exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from vfl.errors import PeerRefused, TransportError
+from vfl.protocol.messages import Message
+from vfl.protocol.wire import MEDIA_TYPE, encode_message
+from vfl.service.config import ServiceConfig
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+PARTY_HEADER = "X-VFL-Party"
+
+
+class PeerClient:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        tls: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        limits = config.limits
+        self.peer_timeout = limits.peer_timeout
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(limits.request_timeout, connect=min(10.0, limits.request_timeout)),
+            transport=transport,
+            headers={PARTY_HEADER: config.party.id},
+            **(tls or {}),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def url(self, peer_id: str, path: str) -> str:
+        peer = self.config.peers.get(peer_id)
+        if peer is None:
+            raise TransportError(f"{peer_id!r} is not a configured peer of {self.config.party.id!r}")
+        return peer.url.rstrip("/") + path
+
+    async def request(
+        self,
+        peer_id: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call, retried on connection trouble; an error answer raises PeerRefused."""
+        url = self.url(peer_id, path)
+        deadline = time.monotonic() + self.peer_timeout
+        delay = 0.1
+        while True:
+            try:
+                response = await self._client.request(method, url, json=json, content=content, headers=headers)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    break
+                problem = f"HTTP {response.status_code}"
+            if time.monotonic() + delay > deadline:
+                raise TransportError(
+                    f"peer {peer_id!r} at {url} has been unreachable for {self.peer_timeout:g}s ({problem}); "
+                    "check that it is running and reachable"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        if response.status_code >= 400:
+            raise PeerRefused(
+                f"peer {peer_id!r} refused {method} {path}: {error_detail(response)}", status=response.status_code
+            )
+        return response
+
+    async def send_message(self, peer_id: str, job_id: str, message: Message) -> None:
+        """Deliver one protocol message (binary frame) to a peer's inbox."""
+        await self.request(
+            peer_id, "POST", f"/v1/peer/jobs/{job_id}/messages/{message.KIND}",
+            content=encode_message(message), headers={"Content-Type": MEDIA_TYPE},
+        )
+
+    async def call_json(self, peer_id: str, method: str, path: str, body: Any = None) -> Any:
+        response = await self.request(peer_id, method, path, json=body)
+        return response.json() if response.content else None
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The peer's own error message, whatever shape it came in."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else str(detail)[:500]
+    return str(body)[:500]

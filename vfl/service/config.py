@@ -1,0 +1,172 @@
+"""A service's configuration file (TOML).
+
+One file configures one service: party A, party B or the arbiter C::
+
+    [party]
+    id = "bank"                      # this service's party id, as its peers name it
+    role = "B"                       # A, B or C
+    listen = "0.0.0.0:8702"          # host:port
+    data_dir = "bank-data"           # jobs, models and checkpoints live here
+    api_token = "change-me"          # bearer token for orchestration calls (or api_token_file)
+
+    [datasets.credit]                # A and B: datasets peers may ask for, by name only
+    path = "bank.csv"
+    id_column = "id"
+    label_column = "default"         # B only
+
+    [peers.shop]                     # every other service this one talks to
+    role = "A"
+    url = "http://10.0.0.5:8701"
+
+    [peers.arbiter]
+    role = "C"
+    url = "http://10.0.0.7:8703"
+
+Relative paths are relative to the config file. A peer can name a dataset,
+never a path: the mapping from name to file stays in this file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vfl.errors import ConfigError
+
+Role = Literal["A", "B", "C"]
+PARTY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartySection(_Strict):
+    id: str = Field(pattern=PARTY_ID_PATTERN)
+    role: Role
+    listen: str = "127.0.0.1:0"
+    data_dir: Path
+    api_token: str | None = Field(None, min_length=16)
+    api_token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"listen must be host:port, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class DatasetSection(_Strict):
+    path: Path
+    id_column: str
+    label_column: str | None = None
+
+
+class PeerSection(_Strict):
+    role: Role
+    url: str = Field(pattern=r"^https?://")
+
+
+class LimitsSection(_Strict):
+    max_body_bytes: int = Field(512 * 1024**2, ge=1024, description="largest request body accepted")
+    max_vector_length: int = Field(5_000_000, ge=1, description="most elements in one vector or ID list")
+    max_csv_bytes: int = Field(2 * 1024**3, ge=1)
+    peer_timeout: float = Field(120.0, gt=0, description="seconds a peer may stay unreachable before the job fails")
+    request_timeout: float = Field(300.0, gt=0, description="seconds for one peer request")
+    workers: int | None = Field(None, ge=1, description="processes for crypto; default all cores")
+    min_key_bits: int = Field(2048, ge=1024, description="smallest Paillier/RSA key accepted")
+
+
+class ServiceConfig(_Strict):
+    party: PartySection
+    datasets: dict[str, DatasetSection] = Field(default_factory=dict)
+    peers: dict[str, PeerSection] = Field(default_factory=dict)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceConfig:
+        role = self.party.role
+        if role == "C" and self.datasets:
+            raise ValueError("the arbiter holds no data: remove its [datasets] section")
+        if role == "A" and any(d.label_column for d in self.datasets.values()):
+            raise ValueError("party A holds no labels: remove label_column from its datasets")
+        if role == "B" and any(d.label_column is None for d in self.datasets.values()):
+            raise ValueError("party B's datasets each need a label_column")
+        if self.party.id in self.peers:
+            raise ValueError(f"party {self.party.id!r} lists itself as a peer")
+        for name in self.datasets:
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"dataset name {name!r} is not a plain name")
+        return self
+
+    @property
+    def role(self) -> Role:
+        return self.party.role
+
+    def token(self) -> str:
+        """The orchestration bearer token, from the file or the inline value."""
+        if self.party.api_token_file is not None:
+            try:
+                token = self.party.api_token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read api_token_file {self.party.api_token_file}: {exc}") from exc
+            if len(token) < 16:
+                raise ConfigError(f"the token in {self.party.api_token_file} is shorter than 16 characters")
+            return token
+        if self.party.api_token is None:
+            raise ConfigError("set party.api_token or party.api_token_file: orchestration calls need a token")
+        return self.party.api_token
+
+    def peer_of_role(self, role: Role) -> tuple[str, PeerSection]:
+        """The one configured peer with ``role``."""
+        matches = [(pid, p) for pid, p in self.peers.items() if p.role == role]
+        if len(matches) != 1:
+            raise ConfigError(f"party {self.party.id!r} needs exactly one peer with role {role}; found {len(matches)}")
+        return matches[0]
+
+    def role_of(self, peer_id: str) -> Role:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            raise ConfigError(f"{peer_id!r} is not a configured peer of {self.party.id!r}")
+        return peer.role
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    """Read and validate a service config; relative paths resolve against its folder."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from exc
+    base = file.resolve().parent
+    party = raw.get("party")
+    if isinstance(party, dict):
+        for key in ("data_dir", "api_token_file"):
+            if key in party:
+                party[key] = str(base / party[key])
+    for dataset in (raw.get("datasets") or {}).values():
+        if isinstance(dataset, dict) and "path" in dataset:
+            dataset["path"] = str(base / dataset["path"])
+    try:
+        config = ServiceConfig.model_validate({**raw, "source": str(file)})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{file}: {problems}") from exc
+    config.token()  # fail at start, not at the first call
+    return config

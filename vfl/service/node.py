@@ -1,0 +1,515 @@
+"""One running service (party A, party B or the arbiter) and its jobs.
+
+The HTTP apps in ``parties/`` and ``arbiter/`` call these methods and nothing
+else. Party B drives each job:
+
+1. ``submit``: check the spec and B's own dataset, register the job with A and
+   C (each checks it against its own config and may refuse; a refusal undoes
+   everything), answer the orchestrator, and start the driver.
+2. Aligning: RSA blind-signature PSI between A and B, over the job's message
+   endpoints.
+3. Training: B tells C and A the aligned row count; C makes its key; A and B
+   ask C for the public key and the four-step protocol runs.
+4. Evaluation: A sends B its partial scores for the aligned rows (as for any
+   prediction); B computes the metrics and a bank-only baseline on the same
+   rows, saves its model part, and the job has succeeded.
+
+A and C react to B's calls and to protocol messages. Any party that fails a
+job tells the others, so all three end in ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from vfl.config import TrainingConfig
+from vfl.data import PartyTable, load_csv
+from vfl.errors import (
+    ConfigError,
+    DataError,
+    JobCancelled,
+    JobError,
+    PeerRefused,
+    ProtocolError,
+    UnknownJobError,
+    VFLError,
+)
+from vfl.metrics import model_metrics
+from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.parallel import resolve_workers
+from vfl.plaintext import train_plaintext
+from vfl.protocol.arbiter import Arbiter
+from vfl.protocol.messages import EpochDecision, Message, Party
+from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.role import Envelope, Role
+from vfl.service import alignment
+from vfl.service.client import PeerClient
+from vfl.service.config import ServiceConfig
+from vfl.service.runtime import JobRuntime
+from vfl.service.spec import JobSpec, Registration, TrainingStart, new_job_id
+from vfl.service.store import JobRecord, JobStore
+
+log = logging.getLogger("vfl.service")
+
+
+class Node:
+    def __init__(self, config: ServiceConfig, *, transport: Any = None, tls: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.party: Party = config.role
+        self.store = JobStore(config.party.data_dir)
+        self.records: dict[str, JobRecord] = self.store.load_all()
+        self.client = PeerClient(config, transport=transport, tls=tls)
+        self.workers = resolve_workers(config.limits.workers)
+        self.runtimes: dict[str, JobRuntime] = {}
+        self.drivers: dict[str, asyncio.Task] = {}
+        self.done: dict[str, asyncio.Event] = {}
+        self._tables: dict[str, tuple[float, PartyTable]] = {}
+        self._aligned: dict[str, tuple[PartyTable, list[str]]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        for record in self.records.values():
+            if not record.finished:
+                # Issue 6 turns this into a resume from the last checkpoint.
+                record.state, record.error = "failed", "the service restarted while the job was running"
+                self.store.save(record)
+
+    async def shutdown(self) -> None:
+        for task in list(self.drivers.values()):
+            task.cancel()
+        for runtime in list(self.runtimes.values()):
+            await runtime.close()
+        await self.client.aclose()
+
+    # -- look-ups -----------------------------------------------------------------------
+
+    def record(self, job_id: str) -> JobRecord:
+        record = self.records.get(job_id)
+        if record is None:
+            raise UnknownJobError(f"no job {job_id!r} at party {self.config.party.id!r}")
+        return record
+
+    def peer_role(self, peer_id: str) -> Party:
+        """The role letter of a calling peer; an unknown caller is refused."""
+        peer = self.config.peers.get(peer_id)
+        if peer is None:
+            raise ProtocolError(f"{peer_id!r} is not a configured peer of {self.config.party.id!r}")
+        return peer.role
+
+    def _require_peer(self, record: JobRecord, peer_id: str, role: Party) -> None:
+        if record.peers.get(role) != peer_id:
+            raise ProtocolError(f"{peer_id!r} is not party {role} of job {record.job_id}")
+
+    def table(self, name: str, model: str | None = None) -> PartyTable:
+        """This party's dataset by name, loaded once and reloaded when the file changes."""
+        dataset = self.config.datasets.get(name)
+        if dataset is None:
+            known = ", ".join(sorted(self.config.datasets)) or "none"
+            raise DataError(f"party {self.config.party.id!r} has no dataset named {name!r}; it has: {known}")
+        try:
+            mtime = os.path.getmtime(dataset.path)
+        except OSError as exc:
+            raise DataError(f"dataset {name!r}: cannot read {dataset.path} ({exc})") from exc
+        cached = self._tables.get(name)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        table = load_csv(
+            dataset.path, id_column=dataset.id_column, label_column=dataset.label_column, model=model,
+            max_bytes=self.config.limits.max_csv_bytes,
+        )
+        self._tables[name] = (mtime, table)
+        return table
+
+    def model_part(self, job_id: str) -> dict[str, Any]:
+        record = self.record(job_id)
+        model = self.store.load_model(job_id)
+        if model is None:
+            raise JobError(f"job {job_id} has no model at party {self.config.party.id!r} (state {record.state})")
+        return model
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _save(self, record: JobRecord, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(record, key, value)
+        self.store.save(record)
+
+    def _runtime(self, record: JobRecord) -> JobRuntime:
+        runtime = self.runtimes.get(record.job_id)
+        if runtime is None:
+            runtime = JobRuntime(
+                record.job_id, self.party,
+                send=lambda env: self._send(record, env),
+                on_handled=lambda role, msg, out: self._on_handled(record, role, msg, out),
+                on_failure=lambda reason: self.fail(record.job_id, reason),
+                synchronous=self.party == "C",
+            )
+            runtime.start()
+            self.runtimes[record.job_id] = runtime
+            self.done[record.job_id] = asyncio.Event()
+        return runtime
+
+    async def _send(self, record: JobRecord, envelope: Envelope) -> None:
+        peer_id = record.peers[envelope.recipient]
+        await self.client.send_message(peer_id, record.job_id, envelope.message)
+
+    async def _on_handled(self, record: JobRecord, role: Role, message: Message, out: list[Envelope]) -> None:
+        """Progress after each message: epochs, losses, and the end of a role's work."""
+        decisions = [e.message for e in out if isinstance(e.message, EpochDecision)]
+        if isinstance(message, EpochDecision):
+            decisions.append(message)
+        for decision in decisions:
+            record.epoch = decision.epoch + 1
+            if decision.train_loss is not None and self.party in ("B", "C"):
+                if len(record.loss_history) <= decision.epoch:
+                    record.loss_history.append(decision.train_loss)
+                if decision.validation_loss is not None and len(record.validation_loss_history) <= decision.epoch:
+                    record.validation_loss_history.append(decision.validation_loss)
+            record.stop_reason = decision.reason
+        if decisions:
+            self.store.save(record)
+        if role.done and not self.done[record.job_id].is_set():
+            await self._role_finished(record, role)
+
+    async def _role_finished(self, record: JobRecord, role: Role) -> None:
+        if isinstance(role, PartyA):
+            part = role.model()
+            self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
+            self._save(record, state="succeeded", stage="done")
+        elif isinstance(role, Arbiter):
+            self._save(record, state="succeeded", stage="done")
+        self.done[record.job_id].set()
+
+    # -- failure, cancellation ---------------------------------------------------------------
+
+    async def fail(self, job_id: str, reason: str, *, notify: bool = True, state: str = "failed") -> None:
+        record = self.records.get(job_id)
+        if record is None or record.finished:
+            return
+        self._save(record, state=state, stage="stopped", error=reason)
+        driver = self.drivers.pop(job_id, None)
+        if driver is not None and driver is not asyncio.current_task():
+            driver.cancel()
+        runtime = self.runtimes.pop(job_id, None)
+        if job_id in self.done:
+            self.done[job_id].set()
+        if notify:
+            await self._tell_peers(record, "cancel" if state == "cancelled" else "fail", reason)
+        if runtime is not None:
+            asyncio.get_running_loop().create_task(runtime.close())
+
+    async def _tell_peers(self, record: JobRecord, what: str, reason: str) -> None:
+        for role, peer_id in record.peers.items():
+            if role == self.party:
+                continue
+            try:
+                await self.client.call_json(
+                    peer_id, "POST", f"/v1/peer/jobs/{record.job_id}/{what}",
+                    {"reason": f"party {self.party} ({self.config.party.id}): {reason}"},
+                )
+            except VFLError as exc:  # best effort: the peer may be the one that is down
+                log.warning("could not tell %s that job %s stopped: %s", peer_id, record.job_id, exc)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        record = self.record(job_id)
+        if record.finished:
+            raise JobError(f"job {job_id} has already {record.state}; nothing to cancel")
+        await self.fail(job_id, "cancelled by an orchestration call", state="cancelled")
+        return record
+
+    async def peer_stopped(self, job_id: str, peer_id: str, reason: str, *, cancelled: bool) -> None:
+        record = self.record(job_id)
+        if peer_id not in record.peers.values():
+            raise ProtocolError(f"{peer_id!r} takes no part in job {job_id}")
+        await self.fail(job_id, reason, notify=False, state="cancelled" if cancelled else "failed")
+
+    # -- party B: submitting and driving a job ---------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> JobRecord:
+        if self.party != "B":
+            raise ConfigError("jobs are submitted to party B, which holds the labels")
+        job_id = spec.job_id or new_job_id()
+        if job_id in self.records or self.store.exists(job_id):
+            raise JobError(f"a job with id {job_id!r} already exists; choose another job_id")
+        a_id = spec.party_a.peer
+        if self.config.peers.get(a_id) is None or self.config.peers[a_id].role != "A":
+            raise ConfigError(f"{a_id!r} is not a configured party A peer of {self.config.party.id!r}")
+        c_id = spec.arbiter.peer if spec.arbiter else self.config.peer_of_role("C")[0]
+        if self.config.peers.get(c_id) is None or self.config.peers[c_id].role != "C":
+            raise ConfigError(f"{c_id!r} is not a configured arbiter peer of {self.config.party.id!r}")
+        self._check_key_sizes(spec.training, spec.psi.key_bits)
+        table = await asyncio.to_thread(self.table, spec.party_b.dataset, spec.training.model)
+        parties = {"A": a_id, "B": self.config.party.id, "C": c_id}
+        registration = Registration(job_id=job_id, parties=parties, training=spec.training, psi=spec.psi)
+        registered: list[str] = []
+        try:
+            await self.client.call_json(c_id, "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
+            registered.append(c_id)
+            body = registration.model_copy(update={"dataset": spec.party_a.dataset}).model_dump(mode="json")
+            await self.client.call_json(a_id, "POST", "/v1/peer/jobs", body)
+            registered.append(a_id)
+        except VFLError as exc:
+            for peer_id in registered:  # undo: nothing may be left half-created
+                try:
+                    await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget", {"reason": str(exc)})
+                except VFLError:
+                    log.warning("could not undo registration of %s at %s", job_id, peer_id)
+            if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
+                raise ConfigError(f"job refused: {exc}") from exc
+            raise
+        record = JobRecord(
+            job_id=job_id, role="B", spec=spec.model_dump(mode="json") | {"job_id": job_id},
+            dataset=spec.party_b.dataset, peers=parties, max_epochs=spec.training.epochs,
+        )
+        self.store.create(record)
+        self.records[job_id] = record
+        self._runtime(record)
+        self.drivers[job_id] = asyncio.get_running_loop().create_task(self._drive(record, spec, table))
+        return record
+
+    def _check_key_sizes(self, training: TrainingConfig, psi_bits: int) -> None:
+        floor = self.config.limits.min_key_bits
+        for what, bits in (("training.key_bits", training.key_bits), ("psi.key_bits", psi_bits)):
+            if bits < floor:
+                raise ConfigError(f"{what}={bits} is below this service's minimum of {floor} bits")
+
+    async def _drive(self, record: JobRecord, spec: JobSpec, table: PartyTable) -> None:
+        runtime = self.runtimes[record.job_id]
+        started = time.perf_counter()
+        try:
+            self._save(record, state="aligning", stage="psi")
+            rows_b, summary = await alignment.align_as_requester(self, record, runtime, table, spec.psi.key_bits)
+            self._save(record, alignment=summary, timings={"alignment": round(time.perf_counter() - started, 3)})
+            aligned = table.take(rows_b)
+
+            self._save(record, state="training", stage="training")
+            trained = time.perf_counter()
+            config = spec.training
+            role = await asyncio.to_thread(
+                PartyB, record.job_id, config, aligned.features, aligned.labels,
+                feature_names=aligned.feature_names, workers=self.workers,
+                min_key_bits=self.config.limits.min_key_bits,
+            )
+            start = TrainingStart(n_rows=len(aligned)).model_dump()
+            await self.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
+            await self.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
+            await runtime.add_role("train", role, role.start())
+            await self.done[record.job_id].wait()
+            if runtime.failed or record.finished:
+                return
+            record.timings["training"] = round(time.perf_counter() - trained, 3)
+
+            self._save(record, stage="evaluating")
+            await self._evaluate(record, role, aligned)
+            record.timings["total"] = round(time.perf_counter() - started, 3)
+            self._save(record, state="succeeded", stage="done")
+        except asyncio.CancelledError:
+            raise
+        except VFLError as exc:
+            await self.fail(record.job_id, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug must fail the job with a message, not hang it
+            log.exception("job %s crashed", record.job_id)
+            await self.fail(record.job_id, f"internal error: {exc!r}")
+        finally:
+            self.drivers.pop(record.job_id, None)
+            runtime = self.runtimes.pop(record.job_id, None)
+            if runtime is not None:
+                await runtime.close()
+
+    async def _evaluate(self, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
+        """Metrics of the federated model and of a bank-only baseline on the same rows."""
+        model = role.model()
+        answer = await self.client.call_json(
+            record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/scores", {"ids": aligned.ids}
+        )
+        u_a = _partial_scores(answer, len(aligned))
+        predictions = model.predict(aligned.features, u_a)
+        schedule = role.schedule
+        kind = role.config.model
+        splits = {"train": schedule.train_rows}
+        if schedule.has_validation:
+            splits["validation"] = schedule.validation_rows
+        record.metrics = {name: model_metrics(kind, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()}
+        record.baseline = await asyncio.to_thread(_baseline, role, aligned, splits)
+        self.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
+
+    # -- party B: prediction ---------------------------------------------------------------
+
+    async def predict(self, job_id: str, ids: list[str]) -> dict[str, Any]:
+        if self.party != "B":
+            raise ConfigError("predictions are served by party B")
+        record = self.record(job_id)
+        if record.state != "succeeded":
+            raise JobError(f"job {job_id} is {record.state}; only a succeeded job can predict")
+        if len(ids) > self.config.limits.max_vector_length:
+            raise DataError(f"{len(ids)} IDs exceed the limit of {self.config.limits.max_vector_length} per request")
+        model = ModelPartB.from_dict(self.model_part(job_id))
+        table = await asyncio.to_thread(self.table, record.dataset)
+        rows = table.rows_for(ids)  # unknown IDs at B: a clear error before A is asked
+        answer = await self.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{job_id}/scores", {"ids": ids})
+        u_a = _partial_scores(answer, len(ids))
+        scores = model.predict(table.features[rows], u_a)
+        out = []
+        for i, score in zip(ids, scores):
+            item: dict[str, Any] = {"id": i, "score": float(score)}
+            if model.model == "logistic":
+                item["label"] = int(score >= 0.5)
+            out.append(item)
+        return {"job_id": job_id, "model": model.model, "predictions": out}
+
+    # -- parties A and C: registration and start ---------------------------------------------
+
+    async def register(self, registration: Registration, caller: str) -> JobRecord:
+        if self.party == "B":
+            raise ConfigError("party B registers jobs with its peers; it is not registered by them")
+        if self.peer_role(caller) != "B" or registration.parties.get("B") != caller:
+            raise ProtocolError(f"only the job's party B may register it; {caller!r} is not")
+        parties = registration.parties
+        if set(parties) != {"A", "B", "C"} or parties.get(self.party) != self.config.party.id:
+            raise ConfigError(f"the job names this service as {parties.get(self.party)!r}, not {self.config.party.id!r}")
+        for role, peer_id in parties.items():
+            if role != self.party and (peer_id not in self.config.peers or self.config.peers[peer_id].role != role):
+                raise ConfigError(f"party {role} of the job, {peer_id!r}, is not a configured peer here")
+        self._check_key_sizes(registration.training, registration.psi.key_bits)
+        existing = self.records.get(registration.job_id)
+        if existing is not None:
+            if existing.spec == registration.model_dump(mode="json"):
+                return existing  # a retried registration: same answer, no double work
+            raise JobError(f"a job with id {registration.job_id!r} already exists here")
+        if self.party == "A":
+            if not registration.dataset:
+                raise ConfigError("party A's registration must name its dataset")
+            await asyncio.to_thread(self.table, registration.dataset)  # refuse now if unusable
+        record = JobRecord(
+            job_id=registration.job_id, role=self.party, spec=registration.model_dump(mode="json"),
+            dataset=registration.dataset, peers=parties, max_epochs=registration.training.epochs,
+        )
+        self.store.create(record)
+        self.records[record.job_id] = record
+        runtime = self._runtime(record)
+        if self.party == "A":
+            self._save(record, state="aligning", stage="psi")
+            await alignment.serve_as_key_holder(self, record, runtime, registration.psi.key_bits)
+        return record
+
+    async def forget(self, job_id: str, caller: str) -> None:
+        """Undo a registration that B could not complete (no trace is left)."""
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        runtime = self.runtimes.pop(job_id, None)
+        if runtime is not None:
+            await runtime.close()
+        self.records.pop(job_id, None)
+        self.store.delete(job_id)
+
+    async def start_training(self, job_id: str, start: TrainingStart, caller: str) -> JobRecord:
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        if record.finished:
+            raise JobError(f"job {job_id} has already {record.state}")
+        runtime = self.runtimes.get(job_id)
+        if runtime is None:
+            raise JobError(f"job {job_id} is not running here")
+        if "train" in runtime.roles:
+            return record  # a retried start: already started
+        config = TrainingConfig.model_validate(record.spec["training"])
+        if self.party == "C":
+            role: Role = await asyncio.to_thread(
+                Arbiter, job_id, config, start.n_rows, min_key_bits=self.config.limits.min_key_bits
+            )
+            self._save(record, state="training", stage="training")
+            await runtime.add_role("train", role)
+            return record
+        aligned, _ = self._aligned.get(job_id) or (None, None)
+        if aligned is None:
+            raise JobError(f"job {job_id}: alignment has not finished at party A")
+        if len(aligned) != start.n_rows:
+            raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
+        role = await asyncio.to_thread(
+            PartyA, job_id, config, aligned.features, feature_names=aligned.feature_names,
+            workers=self.workers, min_key_bits=self.config.limits.min_key_bits,
+        )
+        self._save(record, state="training", stage="training")
+        await runtime.add_role("train", role, role.start())
+        return record
+
+    def aligned_rows(self, job_id: str, table: PartyTable, rows: np.ndarray, summary: dict[str, Any]) -> None:
+        """Party A records its side of the alignment (called by the alignment stage)."""
+        aligned = table.take(rows)
+        self._aligned[job_id] = (aligned, aligned.ids)
+        record = self.record(job_id)
+        self._save(record, alignment=summary, stage="aligned")
+
+    # -- party A: partial scores for B -------------------------------------------------------
+
+    async def partial_scores(self, job_id: str, ids: list[str], caller: str) -> dict[str, Any]:
+        if self.party != "A":
+            raise ConfigError("partial scores come from party A")
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        if len(ids) > self.config.limits.max_vector_length:
+            raise DataError(f"{len(ids)} IDs exceed the limit of {self.config.limits.max_vector_length}")
+        event = self.done.get(job_id)
+        if event is not None and not event.is_set():
+            # B can ask right after the last decision, a moment before A has saved its part.
+            await asyncio.wait_for(event.wait(), timeout=self.config.limits.request_timeout)
+        if record.state != "succeeded":
+            raise JobError(f"job {job_id} is {record.state} at party A; it has no model to score with")
+        model = ModelPartA.from_dict(self.model_part(job_id))
+        table = await asyncio.to_thread(self.table, record.dataset)
+        try:
+            rows = table.rows_for(ids)
+        except DataError as exc:
+            raise DataError(f"party A cannot score: {exc}") from exc
+        return {"u_a": model.partial_scores(table.features[rows]).tolist()}
+
+    # -- protocol messages ----------------------------------------------------------------
+
+    async def receive(self, job_id: str, caller: str, frame: bytes, kind: str) -> str:
+        record = self.record(job_id)
+        sender = self.peer_role(caller)
+        if record.peers.get(sender) != caller:
+            raise ProtocolError(f"{caller!r} is not party {sender} of job {job_id}")
+        if record.finished:
+            raise JobCancelled(f"job {job_id} has already {record.state}")
+        runtime = self.runtimes.get(job_id)
+        if runtime is None:
+            raise JobError(f"job {job_id} is not running here")
+        return await runtime.receive(sender, frame, kind)
+
+
+def _partial_scores(answer: Any, expected: int) -> np.ndarray:
+    try:
+        values = np.asarray(answer["u_a"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"party A's partial scores are malformed: {exc!r}") from exc
+    if values.shape != (expected,) or not np.all(np.isfinite(values)):
+        raise ProtocolError(f"party A returned {values.size} partial scores for {expected} IDs")
+    return values
+
+
+def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The same model trained by party B alone, on the same rows: what federation adds."""
+    config = role.config
+    design = role.design[:, :-1] if config.fit_intercept else role.design
+    no_a = np.zeros((len(aligned), 0))
+    result = train_plaintext(no_a, design, role.labels, config)
+    weights = result.weights_b
+    u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
+    if config.model == "linear":
+        predictions = role.label_mean + role.label_scale * u
+    else:
+        predictions = 1.0 / (1.0 + np.exp(-u))
+    return {
+        "description": "party B's features only, same rows, same algorithm",
+        "metrics": {name: model_metrics(config.model, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()},
+    }
+
+

@@ -1,0 +1,188 @@
+"""One job at one service: its roles, the messages it receives, what it sends.
+
+The roles are the same I/O-free objects the simulation uses. This module only
+moves their messages:
+
+* **Receiving.** A frame arrives over HTTP. It is decoded, checked against the
+  sender's identity, and de-duplicated: the same message again is answered
+  "duplicate" and does nothing; a different message for a step already taken
+  is a :class:`~vfl.errors.ReplayError` (HTTP 409).
+* **Parties** queue a message after the role's side-effect-free ``check`` and
+  process their queue in order on a worker, because their steps are slow and
+  must not hold an HTTP request open (A's handler waiting on C while C's waits
+  on A would deadlock).
+* **The arbiter** handles each message inside the request, so a decryption it
+  refuses reaches the sender as a 409 with the reason.
+* **Sending.** What a role returns goes through an ordered outbox: to a peer
+  over HTTP, or straight back into this job's own queue when a role addresses
+  its own party (B sends the residual to itself).
+
+Anything that goes wrong fails the job with a readable error, which the
+service then tells the peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from vfl.errors import OutOfOrderError, ReplayError, VFLError
+from vfl.protocol.messages import Message, Party
+from vfl.protocol.role import Envelope, Role
+from vfl.protocol.wire import decode_message
+
+log = logging.getLogger("vfl.service")
+
+#: Messages that arrive before their role exists are kept, up to this many.
+EARLY_LIMIT = 16
+
+SendFn = Callable[[Envelope], Awaitable[None]]
+HandledFn = Callable[[Role, Message, list[Envelope]], Awaitable[None]]
+FailFn = Callable[[str], Awaitable[None]]
+
+
+def dedup_key(sender: Party, message: Message) -> tuple:
+    """What makes two messages "the same step": sender, kind, address and sub-slot."""
+    return (
+        sender,
+        message.KIND,
+        getattr(message, "epoch", None),
+        getattr(message, "batch", None),
+        getattr(message, "chunk", None),
+        getattr(message, "split", None),
+        getattr(message, "request_id", None),
+    )
+
+
+class JobRuntime:
+    def __init__(
+        self,
+        job_id: str,
+        party: Party,
+        *,
+        send: SendFn,
+        on_handled: HandledFn,
+        on_failure: FailFn,
+        synchronous: bool = False,
+    ) -> None:
+        self.job_id = job_id
+        self.party = party
+        self.synchronous = synchronous
+        self._send = send
+        self._on_handled = on_handled
+        self._on_failure = on_failure
+        self.roles: dict[str, Role] = {}
+        self._seen: dict[tuple, str] = {}
+        self._early: list[tuple[Party, Message]] = []
+        self._inbox: asyncio.Queue[tuple[Party, Message]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self.failed: str | None = None
+        self.closed = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._deliver_forever(), name=f"{self.job_id}-outbox"))
+        if not self.synchronous:
+            self._tasks.append(loop.create_task(self._work_forever(), name=f"{self.job_id}-worker"))
+
+    async def close(self) -> None:
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        self._tasks.clear()
+
+    async def add_role(self, protocol: str, role: Role, initial: list[Envelope] | None = None) -> None:
+        """Attach a role; send its opening envelopes; hand it any messages that came early."""
+        self.roles[protocol] = role
+        for envelope in initial or []:
+            await self._outbox.put(envelope)
+        early = [(s, m) for s, m in self._early if m.PROTOCOL == protocol]
+        self._early = [(s, m) for s, m in self._early if m.PROTOCOL != protocol]
+        for sender, message in early:
+            await self._accept(sender, message)
+
+    # -- receiving ------------------------------------------------------------------
+
+    async def receive(self, sender: Party, frame: bytes, kind: str | None = None) -> str:
+        """Take one frame from ``sender``: "accepted" or "duplicate", or raise (→ 4xx)."""
+        message = decode_message(frame)
+        if kind is not None and message.KIND != kind:
+            raise OutOfOrderError(f"the {kind} endpoint received a {message.KIND} message")
+        if self.failed:
+            raise OutOfOrderError(f"job {self.job_id} has failed here: {self.failed}")
+        key = dedup_key(sender, message)
+        digest = hashlib.sha256(frame).hexdigest()
+        seen = self._seen.get(key)
+        if seen == digest:
+            return "duplicate"
+        if seen is not None:
+            raise ReplayError(f"{message.address()} from party {sender} was already received with other content")
+        await self._accept(sender, message, key, digest)
+        return "accepted"
+
+    async def _accept(self, sender: Party, message: Message, key: tuple | None = None, digest: str | None = None) -> None:
+        role = self.roles.get(message.PROTOCOL)
+        if role is None:
+            if len(self._early) >= EARLY_LIMIT:
+                raise OutOfOrderError(f"{message.address()} arrived before this party is ready for it")
+            self._early.append((sender, message))
+        elif self.synchronous:
+            async with self._lock:
+                envelopes = await asyncio.to_thread(role.handle, message, sender)
+                await self._after(role, message, envelopes)
+        else:
+            role.check(message, sender)
+            await self._inbox.put((sender, message))
+        if key is not None:
+            self._seen[key] = digest
+
+    async def _after(self, role: Role, message: Message, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            await self._outbox.put(envelope)
+        await self._on_handled(role, message, envelopes)
+
+    # -- the two loops ----------------------------------------------------------------
+
+    async def _work_forever(self) -> None:
+        while True:
+            sender, message = await self._inbox.get()
+            role = self.roles[message.PROTOCOL]
+            try:
+                envelopes = await asyncio.to_thread(role.handle, message, sender)
+                await self._after(role, message, envelopes)
+            except VFLError as exc:
+                await self.fail(f"{type(exc).__name__} while handling {message.address()}: {exc}")
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not hang it
+                log.exception("unexpected error in job %s", self.job_id)
+                await self.fail(f"internal error while handling {message.address()}: {exc!r}")
+                return
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            envelope = await self._outbox.get()
+            try:
+                if envelope.recipient == self.party:
+                    await self._accept(envelope.sender, envelope.message)
+                else:
+                    await self._send(envelope)
+            except VFLError as exc:
+                await self.fail(f"could not deliver {envelope.message.address()} to party {envelope.recipient}: {exc}")
+                return
+
+    async def fail(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
+            log.error("job %s failed: %s", self.job_id, reason)
+            await self._on_failure(reason)

@@ -1,0 +1,95 @@
+"""The job spec an orchestrator submits to party B, and what B tells its peers.
+
+A job spec names datasets and peers only by name; each service maps names to
+files and URLs in its own config::
+
+    {
+      "job_id": "default-risk-2026-11",          # optional; generated when absent
+      "party_a": {"peer": "shop", "dataset": "behaviour"},
+      "party_b": {"dataset": "credit"},
+      "arbiter": {"peer": "arbiter"},            # optional when B has one arbiter peer
+      "training": {"model": "logistic", "epochs": 30, "validation_fraction": 0.2},
+      "psi": {"key_bits": 2048}
+    }
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vfl.config import TrainingConfig
+from vfl.errors import ConfigError
+from vfl.protocol.messages import JOB_ID_PATTERN
+from vfl.service.config import PARTY_ID_PATTERN
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartyARef(_Strict):
+    peer: str = Field(pattern=PARTY_ID_PATTERN)
+    dataset: str = Field(min_length=1, max_length=128)
+
+
+class PartyBRef(_Strict):
+    dataset: str = Field(min_length=1, max_length=128)
+
+
+class ArbiterRef(_Strict):
+    peer: str = Field(pattern=PARTY_ID_PATTERN)
+
+
+class PsiSettings(_Strict):
+    key_bits: int = Field(2048, ge=1024, le=8192)
+
+
+class JobSpec(_Strict):
+    job_id: str | None = Field(None, pattern=JOB_ID_PATTERN)
+    party_a: PartyARef
+    party_b: PartyBRef
+    arbiter: ArbiterRef | None = None
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    psi: PsiSettings = Field(default_factory=PsiSettings)
+
+    @classmethod
+    def parse(cls, data: Any) -> JobSpec:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid job spec: {describe(exc)}") from exc
+
+
+def new_job_id() -> str:
+    return "job-" + secrets.token_hex(6)
+
+
+class Registration(_Strict):
+    """What B sends A and C so each can check the job against its own config."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    parties: dict[str, str] = Field(description="role letter → party id, for A, B and C")
+    dataset: str | None = Field(None, description="party A's dataset name (only in A's copy)")
+    training: TrainingConfig
+    psi: PsiSettings
+
+
+class TrainingStart(_Strict):
+    """B → A and C once the rows are aligned: how many rows the schedule has."""
+
+    n_rows: int = Field(ge=2)
+
+
+class ScoreQuery(_Strict):
+    ids: list[str] = Field(min_length=1)
+
+
+class FailureNotice(_Strict):
+    reason: str = Field(max_length=4000)
+
+
+def describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
