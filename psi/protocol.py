@@ -12,7 +12,10 @@ Party B, :class:`PsiRequester`, learns signatures on its IDs without A seeing th
    ``window`` chunks ahead, so it never holds more than that many chunks of r.
 4. A → B  ``KeyHolderTags``: H2(h(x)^d) for every ID of A, shuffled.
 5. B → A  ``IntersectionTags``: the tags both hold, sorted. Each side maps them
-   to its own rows, in that order, so row i is the same person on both sides.
+   to its own rows and orders those rows by ID. Both now know the common IDs,
+   so row i is the same person on both sides, and the order does not depend
+   on the job's random salt: the same data always aligns the same way, which
+   keeps validation splits and batches reproducible.
 
 What each side learns: the intersection and the size of the other's set.
 Every value a role receives is checked: A refuses values outside [1, n−1] or
@@ -169,7 +172,7 @@ class PsiKeyHolder(Role):
         except KeyError as exc:
             raise PSIError("party B claims an intersection tag that party A never sent") from exc
         self.cursor += 1
-        self.rows = np.asarray(rows, dtype=np.int64)
+        self.rows = np.asarray(sorted(rows, key=self.ids.__getitem__), dtype=np.int64)
 
 
 class PsiRequester(Role):
@@ -290,7 +293,8 @@ class PsiRequester(Role):
         if self._signed_chunks < self.n_chunks or self._a_chunks_seen != self._a_chunks_expected:
             return []
         common = sorted(t for t in self._tag_rows if t in self._a_tags)
-        self.rows = np.asarray([self._tag_rows[t] for t in common], dtype=np.int64)
+        rows = sorted((self._tag_rows[t] for t in common), key=self.ids.__getitem__)
+        self.rows = np.asarray(rows, dtype=np.int64)
         self._a_tags = set()
         return [self.send("A", IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
 

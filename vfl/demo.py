@@ -43,9 +43,13 @@ def free_port() -> int:
 
 def write_demo_files(
     workdir: Path, *, population: int = 10_000, seed: int = 7, training: dict[str, Any] | None = None,
-    key_bits: int = 2048,
+    key_bits: int = 2048, urls: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Data, three configs and the job spec in ``workdir``; returns where things are."""
+    """Data, three configs and the job spec in ``workdir``; returns where things are.
+
+    ``urls`` (service name → base URL) overrides the loopback ports, for tests
+    that route requests to in-process apps.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     shop, bank = bank_ecommerce(population=population, seed=seed)
     shop.to_csv(workdir / "shop.csv", index=False)
@@ -54,7 +58,7 @@ def write_demo_files(
     (workdir / "token").write_text(token)
     (workdir / "token").chmod(0o600)
     ports = {name: free_port() for name in SERVICES}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    urls = urls or {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     min_bits = min(key_bits, 2048)
 
     def peers(*names: str) -> str:
@@ -149,7 +153,7 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             with Orchestrator(setup["urls"]["party-b"], setup["token"]) as bank:
                 job = bank.submit(setup["job"])
                 final = bank.wait(job["job_id"], progress=print_progress)
-                predictions = bank.predict(job["job_id"], _first_ids(workdir / "bank.csv", 3))
+                predictions = bank.predict(job["job_id"], _shared_ids(workdir, 3))
         summary = summarise(final, predictions)
         print_summary(summary)
         if out is not None:
@@ -162,10 +166,13 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _first_ids(bank_csv: Path, count: int) -> list[str]:
-    with open(bank_csv) as handle:
-        next(handle)
-        return [next(handle).split(",", 1)[0] for _ in range(count)]
+def _shared_ids(workdir: Path, count: int) -> list[str]:
+    """A few customers both firms know (the demo wrote both files, so it may look)."""
+    import pandas as pd
+
+    bank = pd.read_csv(workdir / "bank.csv", usecols=["customer_id"])["customer_id"]
+    shop = set(pd.read_csv(workdir / "shop.csv", usecols=["customer_id"])["customer_id"])
+    return [i for i in bank if i in shop][:count]
 
 
 def summarise(status: dict[str, Any], predictions: dict[str, Any]) -> dict[str, Any]:

@@ -134,3 +134,14 @@ def test_ids_follow_the_documented_rule():
     result = run_psi(["007", 7, 8.0], ["7", "8", "7.0"], key_bits=BITS, min_key_bits=BITS, workers=1)
 
     assert sorted(result.rows_a.tolist()) == [1, 2]  # 7 ↔ "7" and 8.0 ↔ "8"; "007" matches nothing
+
+
+def test_alignment_order_is_by_id_and_the_same_in_every_run():
+    ids_a, ids_b, truth = make_sets(200, 0.5, seed=5)
+
+    first = run_psi(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1)
+    second = run_psi(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1)
+
+    aligned = [ids_a[i] for i in first.rows_a]
+    assert aligned == sorted(truth)
+    assert np.array_equal(first.rows_a, second.rows_a) and np.array_equal(first.rows_b, second.rows_b)

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -45,6 +46,7 @@ from vfl.errors import (
 )
 from vfl.service.client import PARTY_HEADER
 from vfl.service.node import Node
+from vfl.service.spec import FailureNotice
 
 log = logging.getLogger("vfl.service")
 
@@ -169,10 +171,6 @@ BINARY_BODY = {
 
 def base_app(node: Node, title: str, description: str) -> FastAPI:
     """A FastAPI app for ``node`` with error handling, limits and the routes all roles share."""
-    from contextlib import asynccontextmanager
-
-    from vfl.service.spec import FailureNotice
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's signature
         await node.startup()

@@ -92,12 +92,14 @@ class PeerClient:
             )
         return response
 
-    async def send_message(self, peer_id: str, job_id: str, message: Message) -> None:
-        """Deliver one protocol message (binary frame) to a peer's inbox."""
+    async def send_message(self, peer_id: str, job_id: str, message: Message) -> int:
+        """Deliver one protocol message (binary frame) to a peer's inbox; returns its size."""
+        frame = encode_message(message)
         await self.request(
             peer_id, "POST", f"/v1/peer/jobs/{job_id}/messages/{message.KIND}",
-            content=encode_message(message), headers={"Content-Type": MEDIA_TYPE},
+            content=frame, headers={"Content-Type": MEDIA_TYPE},
         )
+        return len(frame)
 
     async def call_json(self, peer_id: str, method: str, path: str, body: Any = None) -> Any:
         response = await self.request(peer_id, method, path, json=body)

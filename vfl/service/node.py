@@ -48,6 +48,7 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope, Role
+from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.service import alignment
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
@@ -71,6 +72,8 @@ class Node:
         self.done: dict[str, asyncio.Event] = {}
         self._tables: dict[str, tuple[float, PartyTable]] = {}
         self._aligned: dict[str, tuple[PartyTable, list[str]]] = {}
+        self.psi_started: dict[str, float] = {}
+        self.psi_done: dict[str, asyncio.Event] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -156,9 +159,9 @@ class Node:
             self.done[record.job_id] = asyncio.Event()
         return runtime
 
-    async def _send(self, record: JobRecord, envelope: Envelope) -> None:
+    async def _send(self, record: JobRecord, envelope: Envelope) -> int:
         peer_id = record.peers[envelope.recipient]
-        await self.client.send_message(peer_id, record.job_id, envelope.message)
+        return await self.client.send_message(peer_id, record.job_id, envelope.message)
 
     async def _on_handled(self, record: JobRecord, role: Role, message: Message, out: list[Envelope]) -> None:
         """Progress after each message: epochs, losses, and the end of a role's work."""
@@ -175,6 +178,12 @@ class Node:
             record.stop_reason = decision.reason
         if decisions:
             self.store.save(record)
+        if isinstance(role, (PsiKeyHolder, PsiRequester)):
+            if role.done:
+                if isinstance(role, PsiKeyHolder):
+                    alignment.key_holder_finished(self, record, role, self.runtimes[record.job_id])
+                self.psi_done.setdefault(record.job_id, asyncio.Event()).set()
+            return
         if role.done and not self.done[record.job_id].is_set():
             await self._role_finished(record, role)
 
@@ -198,8 +207,9 @@ class Node:
         if driver is not None and driver is not asyncio.current_task():
             driver.cancel()
         runtime = self.runtimes.pop(job_id, None)
-        if job_id in self.done:
-            self.done[job_id].set()
+        for events in (self.done, self.psi_done):
+            if job_id in events:
+                events[job_id].set()
         if notify:
             await self._tell_peers(record, "cancel" if state == "cancelled" else "fail", reason)
         if runtime is not None:
@@ -248,6 +258,14 @@ class Node:
         table = await asyncio.to_thread(self.table, spec.party_b.dataset, spec.training.model)
         parties = {"A": a_id, "B": self.config.party.id, "C": c_id}
         registration = Registration(job_id=job_id, parties=parties, training=spec.training, psi=spec.psi)
+        record = JobRecord(
+            job_id=job_id, role="B", spec=spec.model_dump(mode="json") | {"job_id": job_id},
+            dataset=spec.party_b.dataset, peers=parties, max_epochs=spec.training.epochs,
+        )
+        # B must be ready for A's first PSI message before A hears of the job.
+        self.store.create(record)
+        self.records[job_id] = record
+        self._runtime(record)
         registered: list[str] = []
         try:
             await self.client.call_json(c_id, "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
@@ -256,23 +274,26 @@ class Node:
             await self.client.call_json(a_id, "POST", "/v1/peer/jobs", body)
             registered.append(a_id)
         except VFLError as exc:
-            for peer_id in registered:  # undo: nothing may be left half-created
-                try:
-                    await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget", {"reason": str(exc)})
-                except VFLError:
-                    log.warning("could not undo registration of %s at %s", job_id, peer_id)
+            await self._undo_submission(job_id, registered, str(exc))
             if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
                 raise ConfigError(f"job refused: {exc}") from exc
             raise
-        record = JobRecord(
-            job_id=job_id, role="B", spec=spec.model_dump(mode="json") | {"job_id": job_id},
-            dataset=spec.party_b.dataset, peers=parties, max_epochs=spec.training.epochs,
-        )
-        self.store.create(record)
-        self.records[job_id] = record
-        self._runtime(record)
         self.drivers[job_id] = asyncio.get_running_loop().create_task(self._drive(record, spec, table))
         return record
+
+    async def _undo_submission(self, job_id: str, registered: list[str], reason: str) -> None:
+        """A peer refused: withdraw the job everywhere, so nothing is left half-created."""
+        for peer_id in registered:
+            try:
+                await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget", {"reason": reason})
+            except VFLError:
+                log.warning("could not undo registration of %s at %s", job_id, peer_id)
+        runtime = self.runtimes.pop(job_id, None)
+        if runtime is not None:
+            await runtime.close()
+        self.records.pop(job_id, None)
+        self.done.pop(job_id, None)
+        self.store.delete(job_id)
 
     def _check_key_sizes(self, training: TrainingConfig, psi_bits: int) -> None:
         floor = self.config.limits.min_key_bits
@@ -285,7 +306,7 @@ class Node:
         started = time.perf_counter()
         try:
             self._save(record, state="aligning", stage="psi")
-            rows_b, summary = await alignment.align_as_requester(self, record, runtime, table, spec.psi.key_bits)
+            rows_b, summary = await alignment.align_as_requester(self, record, runtime, table)
             self._save(record, alignment=summary, timings={"alignment": round(time.perf_counter() - started, 3)})
             aligned = table.take(rows_b)
 

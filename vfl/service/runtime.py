@@ -38,7 +38,7 @@ log = logging.getLogger("vfl.service")
 #: Messages that arrive before their role exists are kept, up to this many.
 EARLY_LIMIT = 16
 
-SendFn = Callable[[Envelope], Awaitable[None]]
+SendFn = Callable[[Envelope], Awaitable[int]]  # returns the bytes sent
 HandledFn = Callable[[Role, Message, list[Envelope]], Awaitable[None]]
 FailFn = Callable[[str], Awaitable[None]]
 
@@ -82,6 +82,12 @@ class JobRuntime:
         self._tasks: list[asyncio.Task] = []
         self.failed: str | None = None
         self.closed = False
+        self.bytes_in: dict[str, int] = {}
+        self.bytes_out: dict[str, int] = {}
+
+    def psi_bytes(self) -> int:
+        """Bytes this party sent and received during alignment."""
+        return self.bytes_in.get("psi", 0) + self.bytes_out.get("psi", 0)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -121,6 +127,7 @@ class JobRuntime:
             raise OutOfOrderError(f"the {kind} endpoint received a {message.KIND} message")
         if self.failed:
             raise OutOfOrderError(f"job {self.job_id} has failed here: {self.failed}")
+        self.bytes_in[message.PROTOCOL] = self.bytes_in.get(message.PROTOCOL, 0) + len(frame)
         key = dedup_key(sender, message)
         digest = hashlib.sha256(frame).hexdigest()
         seen = self._seen.get(key)
@@ -176,7 +183,9 @@ class JobRuntime:
                 if envelope.recipient == self.party:
                     await self._accept(envelope.sender, envelope.message)
                 else:
-                    await self._send(envelope)
+                    sent = await self._send(envelope)
+                    protocol = envelope.message.PROTOCOL
+                    self.bytes_out[protocol] = self.bytes_out.get(protocol, 0) + sent
             except VFLError as exc:
                 await self.fail(f"could not deliver {envelope.message.address()} to party {envelope.recipient}: {exc}")
                 return

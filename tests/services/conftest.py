@@ -1,0 +1,89 @@
+"""Three services for tests: in one process through httpx's ASGI transport, or as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from arbiter.app import create_app as create_arbiter_app
+from parties.app import create_app as create_party_app
+from vfl.demo import write_demo_files
+from vfl.service.config import load_config
+from vfl.service.node import Node
+
+NAMES = ("party-a", "party-b", "arbiter")
+URLS = {name: f"http://{name}.test" for name in NAMES}
+
+
+class Router(httpx.AsyncBaseTransport):
+    """Sends each request to the in-process app that owns its host name."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, Any] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        app = self.apps.get(request.url.host)
+        if app is None:
+            raise httpx.ConnectError(f"no service at {request.url.host}", request=request)
+        return await httpx.ASGITransport(app=app).handle_async_request(request)
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    setup: dict[str, Any]
+    router: Router
+    nodes: dict[str, Node]
+
+    @property
+    def token(self) -> str:
+        return self.setup["token"]
+
+    def client(self, name: str = "party-b", token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.AsyncClient(transport=self.router, base_url=URLS[name], headers=headers, timeout=120)
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.shutdown()
+
+
+def demo_job(**training: Any) -> dict[str, Any]:
+    defaults = {"epochs": 8}
+    return {"population": 900, "key_bits": 1024, "training": {**defaults, **training}}
+
+
+async def start_cluster(workdir: Path, **options: Any) -> Cluster:
+    setup = write_demo_files(workdir, urls=URLS, **options)
+    router = Router()
+    nodes = {}
+    for name in NAMES:
+        config = load_config(workdir / f"{name}.toml")
+        node = Node(config, transport=router)
+        app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
+        router.apps[f"{name}.test"] = app
+        await node.startup()
+        nodes[name] = node
+    return Cluster(workdir, setup, router, nodes)
+
+
+async def wait_for(client: httpx.AsyncClient, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = (await client.get(f"/v1/jobs/{job_id}")).json()
+        if status["state"] in ("succeeded", "failed", "cancelled"):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job still {status['state']} after {timeout}s: {status}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def run():
+    """Run a coroutine to completion (the service tests are plain functions)."""
+    return asyncio.run

@@ -1,0 +1,59 @@
+"""The three services as real `vfl serve` processes on loopback, driven like curl would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pandas as pd
+
+from vfl.demo import running_services, wait_healthy, write_demo_files
+
+
+def test_three_processes_run_a_posted_job_json(tmp_path):
+    setup = write_demo_files(tmp_path, population=900, key_bits=1024, training={"epochs": 5})
+    job = json.loads((tmp_path / "job.json").read_text())
+    headers = {"Authorization": f"Bearer {(tmp_path / 'token').read_text()}"}
+
+    with running_services(tmp_path) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path)
+        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=60) as bank:
+            assert bank.post("/v1/jobs", json=job).status_code == 201
+            for _ in range(1200):
+                status = bank.get(f"/v1/jobs/{job['job_id']}").json()
+                if status["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+                subprocess.run(["sleep", "0.1"], check=True)
+            ids = sorted(set(pd.read_csv(tmp_path / "bank.csv")["customer_id"]) &
+                         set(pd.read_csv(tmp_path / "shop.csv")["customer_id"]))[:3]
+            predicted = bank.post(f"/v1/jobs/{job['job_id']}/predict", json={"ids": ids})
+            docs = bank.get("/docs")
+            openapi = bank.get("/openapi.json").json()
+
+    assert status["state"] == "succeeded", status["error"]
+    assert status["epoch"] == 5 and status["metrics"]["train"]["auc"] > 0.7
+    assert [p["id"] for p in predicted.json()["predictions"]] == ids
+    assert docs.status_code == 200
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/predict", "/v1/jobs/{job_id}/cancel"} <= set(openapi["paths"])
+    assert all(p.returncode is not None for p in processes.values())  # all three stopped afterwards
+
+
+def test_vfl_demo_end_to_end(tmp_path):
+    out = tmp_path / "metrics.json"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(tmp_path / "work"), "--out", str(out),
+         "--customers", "1500", "--key-bits", "1024", "--epochs", "8"],
+        capture_output=True, text=True, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for side in ("federated", "baseline"):
+        assert set(result[side]["metrics"]) >= {"auc", "accuracy", "precision", "recall", "f1"}
+    assert result["federated"]["metrics"]["auc"] > result["baseline"]["metrics"]["auc"]
+    for name in ("party-a.toml", "party-b.toml", "arbiter.toml", "job.json", "shop.csv", "bank.csv"):
+        assert (tmp_path / "work" / name).is_file()
+    assert "federated" in done.stdout and "bank only" in done.stdout
