@@ -79,12 +79,16 @@ def generate_rsa_key(bits: int = DEFAULT_RSA_BITS, *, min_bits: int = MIN_RSA_BI
     )
 
 
-def sign_crt(y: mpz, n: mpz, e: mpz, p: mpz, q: mpz, dp: mpz, dq: mpz, qinv: mpz) -> mpz:
-    """y^d mod n by CRT, verified: raises PSIError rather than release a faulty signature."""
+def sign_crt(y: mpz, n: mpz, e: mpz, p: mpz, q: mpz, dp: mpz, dq: mpz, qinv: mpz, *, verify: bool = True) -> mpz:
+    """y^d mod n by CRT, verified: raises PSIError rather than release a faulty signature.
+
+    ``verify=False`` is only for signatures that never leave party A (its own
+    IDs, of which only the H2 hash is published, which reveals nothing about n).
+    """
     sp = gmpy2.powmod(y, dp, p)
     sq = gmpy2.powmod(y, dq, q)
     s = sq + q * ((qinv * (sp - sq)) % p)
-    if gmpy2.powmod(s, e, n) != y:
+    if verify and gmpy2.powmod(s, e, n) != y:
         raise PSIError("a signature failed its s^e = y check (computation fault); refusing to release it")
     return s
 

@@ -35,7 +35,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from psi.hashing import TAG_BYTES, fdh, tag
-from psi.keys import MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_many
+from psi.keys import MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
 from psi.messages import (
     BlindedChunk,
     IntersectionTags,
@@ -54,13 +54,37 @@ from vfl.protocol.role import Envelope, Role
 DEFAULT_CHUNK = 4096
 #: Blinded chunks B keeps in flight; bounds the r values it must remember.
 DEFAULT_WINDOW = 4
+#: A's own IDs are signed in tasks of this size, fed to the pool a few at a
+#: time so they fill the gaps while B's chunks are handled, instead of
+#: queueing all at once ahead of B's chunks.
+OWN_TASK_IDS = 512
+
+
+def batch_invert(values: list[mpz], n: mpz) -> list[mpz]:
+    """Inverses mod n of all ``values`` with one modular inversion (Montgomery's trick)."""
+    prefix = []
+    acc = mpz(1)
+    for v in values:
+        acc = acc * v % n
+        prefix.append(acc)
+    try:
+        inverse = gmpy2.invert(acc, n)
+    except ZeroDivisionError as exc:  # probability ~2^-1000 for uniform r: a broken key or RNG
+        raise PSIError("a blinding factor shares a factor with n; refusing this key") from exc
+    out = [mpz(0)] * len(values)
+    for i in range(len(values) - 1, 0, -1):
+        out[i] = inverse * prefix[i - 1] % n
+        inverse = inverse * values[i] % n
+    if values:
+        out[0] = inverse
+    return out
 
 
 def own_tags(ids: list[str], salt: bytes, n: mpz, e: mpz, p: mpz, q: mpz, dp: mpz, dq: mpz, qinv: mpz) -> list[bytes]:
     """Worker task: H2(FDH(x)^d) for a chunk of the key holder's own IDs."""
     width = (int(n.bit_length()) + 7) // 8
-    signatures = sign_many([fdh(x, salt, n) for x in ids], n, e, p, q, dp, dq, qinv)
-    return [tag(s, salt, width) for s in signatures]
+    # Only H2 of these signatures leaves party A, so a faulty one cannot leak a factor: no check needed.
+    return [tag(sign_crt(fdh(x, salt, n), n, e, p, q, dp, dq, qinv, verify=False), salt, width) for x in ids]
 
 
 class PsiKeyHolder(Role):
@@ -88,7 +112,8 @@ class PsiKeyHolder(Role):
         self.total_b_chunks: int | None = None
         self.size_b = 0
         self.rows: np.ndarray | None = None
-        self._own: list[Future[list[bytes]]] | list[list[bytes]] = []
+        self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the pool
+        self._own: list[Future[list[bytes]] | list[bytes]] = []  # in order
         self._tag_rows: dict[bytes, int] | None = None
         self.progress = (0, len(self.ids))
 
@@ -98,15 +123,25 @@ class PsiKeyHolder(Role):
 
     def start(self) -> list[Envelope]:
         """Publish the key and start signing our own IDs in the background."""
-        chunks = [self.ids[s] for s in (slice(i, i + self.chunk_size) for i in range(0, len(self.ids), self.chunk_size))]
-        args = [(c, self.salt, *self.key.crt_parts()) for c in chunks]
-        if self.workers > 1:
-            pool = get_pool(self.workers)
-            self._own = [pool.submit(own_tags, *a) for a in args]
-        else:
-            self._own = [own_tags(*a) for a in args]
+        size = OWN_TASK_IDS
+        parts = self.key.crt_parts()
+        self._own_waiting = [(self.ids[i : i + size], self.salt, *parts) for i in range(0, len(self.ids), size)]
+        if self.workers <= 1:
+            self._own = [own_tags(*task) for task in self._own_waiting]
+            self._own_waiting = []
+        self._feed_own(2 * self.workers)
         key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, len(self.ids), self.chunk_size)
         return [self.send("B", key)]
+
+    def _feed_own(self, in_flight: int) -> None:
+        """Keep ``in_flight`` own-ID tasks queued on the pool (all of them when in_flight is large)."""
+        if not self._own_waiting:
+            return
+        pending = sum(1 for f in self._own if isinstance(f, Future) and not f.done())
+        pool = get_pool(self.workers)
+        while self._own_waiting and pending < in_flight:
+            self._own.append(pool.submit(own_tags, *self._own_waiting.pop(0)))
+            pending += 1
 
     def position(self, message: Message) -> int:
         if isinstance(message, BlindedChunk):
@@ -139,6 +174,7 @@ class PsiKeyHolder(Role):
         parts = self.key.crt_parts()
         pieces = run_chunks(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)], self.workers)
         signatures = [s for piece in pieces for s in piece]
+        self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
         self.size_b += len(values)
         self.cursor += 1
         out = [self.send("B", SignedChunk(job_id=self.job_id, chunk=message.chunk,
@@ -148,6 +184,7 @@ class PsiKeyHolder(Role):
         return out
 
     def _publish_own_tags(self) -> list[Envelope]:
+        self._feed_own(len(self._own_waiting) + 2 * self.workers)
         tags: list[bytes] = []
         for piece in self._own:
             tags.extend(piece.result() if isinstance(piece, Future) else piece)
@@ -195,7 +232,7 @@ class PsiRequester(Role):
         self.key: PsiPublicKey | None = None
         self.n_chunks = 0
         self.size_a = 0
-        self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r, blinded)
+        self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r⁻¹, blinded)
         self._tag_rows: dict[bytes, int] = {}
         self._a_tags: set[bytes] = set()
         self._signed_chunks = 0
@@ -243,30 +280,25 @@ class PsiRequester(Role):
         """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
         n, e, salt = self._n, self._e, self.key.salt
         ids = self.ids[chunk * self.chunk_size : (chunk + 1) * self.chunk_size]
-        factors, blinded = [], []
-        for x in ids:
-            while True:
-                r = mpz(secrets.randbelow(int(n) - 1) + 1)
-                if gmpy2.gcd(r, n) == 1:
-                    break
-            factors.append(r)
-            blinded.append(fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n)
-        self._blinding[chunk] = (factors, blinded)
+        factors = [mpz(secrets.randbelow(int(n) - 1) + 1) for _ in ids]  # uniform in [1, n−1]
+        blinded = [fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n for x, r in zip(ids, factors)]
+        # r must be a unit: the batch inversion fails loudly if one is not (probability ~2^-1000).
+        self._blinding[chunk] = (batch_invert(factors, n), blinded)
         message = BlindedChunk(job_id=self.job_id, chunk=chunk, total_chunks=self.n_chunks,
                                values=IntVector.pack(blinded, self._width))
         return self.send("A", message)
 
     def _unblind(self, message: SignedChunk) -> list[Envelope]:
-        factors, blinded = self._blinding.pop(message.chunk)
+        inverses, blinded = self._blinding.pop(message.chunk)
         signatures = message.values.unpack(self._width)
         if len(signatures) != len(blinded):
             raise PSIError(f"signed chunk {message.chunk} has {len(signatures)} values for {len(blinded)} sent")
         n, e, salt, width = self._n, self._e, self.key.salt, self._width
         start = message.chunk * self.chunk_size
-        for i, (s, r, b) in enumerate(zip(signatures, factors, blinded)):
+        for i, (s, r_inv, b) in enumerate(zip(signatures, inverses, blinded)):
             if not 0 < s < n or gmpy2.powmod(s, e, n) != b:
                 raise PSIError(f"party A's signature {i} in chunk {message.chunk} does not verify")
-            self._tag_rows[tag(s * gmpy2.invert(r, n) % n, salt, width)] = start + i
+            self._tag_rows[tag(s * r_inv % n, salt, width)] = start + i
         self._signed_chunks += 1
         self.progress = (len(self._tag_rows), len(self.ids))
         self.cursor += 1

@@ -96,6 +96,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--customers", type=int, default=10_000, help="size of the synthetic population")
     p.add_argument("--key-bits", type=int, default=2048)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only write the data, configs and job.json to --workdir (to run the services by hand)")
     p.set_defaults(run=_run_demo)
 
 
@@ -103,7 +105,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     from vfl.demo import run_demo
 
     training = {} if args.epochs is None else {"epochs": args.epochs}
-    run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training)
+    if args.prepare_only and args.workdir is None:
+        raise ConfigError("--prepare-only needs --workdir, where the files are kept")
+    run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
+             prepare_only=args.prepare_only)
     return 0
 
 

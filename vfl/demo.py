@@ -28,6 +28,8 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
+
 from vfl.demo_data import bank_ecommerce
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator, print_progress
@@ -44,14 +46,20 @@ def free_port() -> int:
 def write_demo_files(
     workdir: Path, *, population: int = 10_000, seed: int = 7, training: dict[str, Any] | None = None,
     key_bits: int = 2048, urls: dict[str, str] | None = None,
+    tables: tuple[pd.DataFrame, pd.DataFrame, str, str] | None = None,
 ) -> dict[str, Any]:
     """Data, three configs and the job spec in ``workdir``; returns where things are.
 
-    ``urls`` (service name → base URL) overrides the loopback ports, for tests
-    that route requests to in-process apps.
+    ``tables`` = (shop, bank, id column, label column) replaces the synthetic
+    data. ``urls`` (service name → base URL) overrides the loopback ports, for
+    tests that route requests to in-process apps.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    shop, bank = bank_ecommerce(population=population, seed=seed)
+    if tables is None:
+        shop, bank = bank_ecommerce(population=population, seed=seed)
+        id_column, label_column = "customer_id", "default"
+    else:
+        shop, bank, id_column, label_column = tables
     shop.to_csv(workdir / "shop.csv", index=False)
     bank.to_csv(workdir / "bank.csv", index=False)
     token = secrets.token_urlsafe(24)
@@ -69,11 +77,11 @@ def write_demo_files(
     limits = f"\n[limits]\nmin_key_bits = {min_bits}\n"
     (workdir / "party-a.toml").write_text(
         f'[party]\nid = "party-a"\nrole = "A"\nlisten = "127.0.0.1:{ports["party-a"]}"\ndata_dir = "data/party-a"\n{common}'
-        f'\n[datasets.behaviour]\npath = "shop.csv"\nid_column = "customer_id"\n' + peers("party-b", "arbiter") + limits
+        f'\n[datasets.behaviour]\npath = "shop.csv"\nid_column = "{id_column}"\n' + peers("party-b", "arbiter") + limits
     )
     (workdir / "party-b.toml").write_text(
         f'[party]\nid = "party-b"\nrole = "B"\nlisten = "127.0.0.1:{ports["party-b"]}"\ndata_dir = "data/party-b"\n{common}'
-        f'\n[datasets.credit]\npath = "bank.csv"\nid_column = "customer_id"\nlabel_column = "default"\n'
+        f'\n[datasets.credit]\npath = "bank.csv"\nid_column = "{id_column}"\nlabel_column = "{label_column}"\n'
         + peers("party-a", "arbiter") + limits
     )
     (workdir / "arbiter.toml").write_text(
@@ -81,7 +89,6 @@ def write_demo_files(
         + peers("party-a", "party-b") + limits
     )
     job = {
-        "job_id": "bank-ecommerce-demo",
         "party_a": {"peer": "party-a", "dataset": "behaviour"},
         "party_b": {"dataset": "credit"},
         "arbiter": {"peer": "arbiter"},
@@ -90,7 +97,7 @@ def write_demo_files(
         "psi": {"key_bits": key_bits},
     }
     (workdir / "job.json").write_text(json.dumps(job, indent=2))
-    return {"urls": urls, "token": token, "job": job}
+    return {"urls": urls, "token": token, "job": job, "id_column": id_column}
 
 
 @contextmanager
@@ -141,19 +148,21 @@ def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subproce
 
 
 def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000, key_bits: int = 2048,
-             training: dict[str, Any] | None = None) -> dict[str, Any]:
-    temporary = workdir is None
+             training: dict[str, Any] | None = None, prepare_only: bool = False) -> dict[str, Any] | None:
+    temporary = workdir is None and not prepare_only
     workdir = Path(tempfile.mkdtemp(prefix="vfl-demo-")) if workdir is None else workdir.resolve()
     try:
         setup = write_demo_files(workdir, population=population, key_bits=key_bits, training=training)
         print(f"demo files in {workdir}", file=sys.stderr)
+        if prepare_only:
+            return None
         with running_services(workdir) as processes:
             wait_healthy(setup["urls"], setup["token"], processes, workdir)
             print("three services up: " + ", ".join(f"{n} {u}" for n, u in setup["urls"].items()), file=sys.stderr)
             with Orchestrator(setup["urls"]["party-b"], setup["token"]) as bank:
                 job = bank.submit(setup["job"])
                 final = bank.wait(job["job_id"], progress=print_progress)
-                predictions = bank.predict(job["job_id"], _shared_ids(workdir, 3))
+                predictions = bank.predict(job["job_id"], _shared_ids(workdir, setup["id_column"], 3))
         summary = summarise(final, predictions)
         print_summary(summary)
         if out is not None:
@@ -166,12 +175,10 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _shared_ids(workdir: Path, count: int) -> list[str]:
+def _shared_ids(workdir: Path, id_column: str, count: int) -> list[str]:
     """A few customers both firms know (the demo wrote both files, so it may look)."""
-    import pandas as pd
-
-    bank = pd.read_csv(workdir / "bank.csv", usecols=["customer_id"])["customer_id"]
-    shop = set(pd.read_csv(workdir / "shop.csv", usecols=["customer_id"])["customer_id"])
+    bank = pd.read_csv(workdir / "bank.csv", usecols=[id_column], dtype=str)[id_column]
+    shop = set(pd.read_csv(workdir / "shop.csv", usecols=[id_column], dtype=str)[id_column])
     return [i for i in bank if i in shop][:count]
 
 

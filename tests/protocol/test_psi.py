@@ -1,5 +1,6 @@
 """The PSI protocol end to end in one process: exact results, and what each side sees."""
 
+import gmpy2
 import numpy as np
 import pytest
 
@@ -77,8 +78,8 @@ def test_blinding_factors_are_fresh_full_size_units():
     out_first = first.handle(key.message, "A")[0].message
     out_second = second.handle(key.message, "A")[0].message
 
-    factors = first._blinding[0][0]
     n = holder.key.public.n
+    factors = [gmpy2.invert(r_inv, n) for r_inv in first._blinding[0][0]]  # B keeps r⁻¹
     assert len(set(factors)) == len(factors) == 50
     assert min(r.bit_length() for r in factors) > n.bit_length() - 16
     assert set(out_first.values.unpack(128)).isdisjoint(out_second.values.unpack(128))

@@ -18,7 +18,7 @@ def test_a_job_runs_to_success_and_serves_predictions(tmp_path, run):
         cluster = await start_cluster(tmp_path, **demo_job(validation_fraction=0.2))
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop, cluster.client("arbiter") as arb:
-                job = cluster.setup["job"]
+                job = {**cluster.setup["job"], "job_id": "test-job"}
                 submitted = await bank.post("/v1/jobs", json=job)
                 assert submitted.status_code == 201, submitted.text
                 status = await wait_for(bank, job["job_id"])
@@ -54,7 +54,7 @@ def test_service_metrics_match_the_simulation(tmp_path, run, keypair):
         cluster = await start_cluster(tmp_path, **demo_job(epochs=6))
         try:
             async with cluster.client() as bank:
-                job = cluster.setup["job"]
+                job = {**cluster.setup["job"], "job_id": "test-job"}
                 assert (await bank.post("/v1/jobs", json=job)).status_code == 201
                 return await wait_for(bank, job["job_id"]), job
         finally:
@@ -77,7 +77,7 @@ def test_jobs_and_models_survive_a_restart(tmp_path, run):
         cluster = await start_cluster(tmp_path, **demo_job(epochs=3))
         try:
             async with cluster.client() as bank:
-                job = cluster.setup["job"]
+                job = {**cluster.setup["job"], "job_id": "test-job"}
                 await bank.post("/v1/jobs", json=job)
                 await wait_for(bank, job["job_id"])
         finally:

@@ -20,15 +20,17 @@ def test_three_processes_run_a_posted_job_json(tmp_path):
     with running_services(tmp_path) as processes:
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path)
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=60) as bank:
-            assert bank.post("/v1/jobs", json=job).status_code == 201
+            submitted = bank.post("/v1/jobs", json=job)
+            assert submitted.status_code == 201
+            job_id = submitted.json()["job_id"]
             for _ in range(1200):
-                status = bank.get(f"/v1/jobs/{job['job_id']}").json()
+                status = bank.get(f"/v1/jobs/{job_id}").json()
                 if status["state"] in ("succeeded", "failed", "cancelled"):
                     break
                 subprocess.run(["sleep", "0.1"], check=True)
             ids = sorted(set(pd.read_csv(tmp_path / "bank.csv")["customer_id"]) &
                          set(pd.read_csv(tmp_path / "shop.csv")["customer_id"]))[:3]
-            predicted = bank.post(f"/v1/jobs/{job['job_id']}/predict", json={"ids": ids})
+            predicted = bank.post(f"/v1/jobs/{job_id}/predict", json={"ids": ids})
             docs = bank.get("/docs")
             openapi = bank.get("/openapi.json").json()
 

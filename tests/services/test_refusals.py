@@ -104,8 +104,9 @@ def test_a_duplicate_job_id_is_refused(tmp_path, run):
         cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
         try:
             async with cluster.client() as bank:
-                first = await bank.post("/v1/jobs", json=cluster.setup["job"])
-                second = await bank.post("/v1/jobs", json=cluster.setup["job"])
+                job = {**cluster.setup["job"], "job_id": "twice"}
+                first = await bank.post("/v1/jobs", json=job)
+                second = await bank.post("/v1/jobs", json=job)
                 return first, second
         finally:
             await cluster.stop()

@@ -61,3 +61,12 @@ def test_requester_refuses_weak_keys(rsa_key):
 def test_small_keys_cannot_be_generated_outside_tests():
     with pytest.raises(ConfigError, match="minimum is 2048"):
         generate_rsa_key(1024)
+
+
+def test_batch_inversion_matches_one_by_one(rsa_key):
+    from psi.protocol import batch_invert
+
+    n = rsa_key.public.n
+    values = [mpz(v) for v in (2, 3, 12345, int(n) - 1, 65537)]
+
+    assert batch_invert(values, n) == [gmpy2.invert(v, n) for v in values]
