@@ -3,6 +3,7 @@
     vfl simulate   run a whole federated job in one process (real encryption)
     vfl serve      run party A, party B or the arbiter as an HTTP service
     vfl demo       the bank + e-commerce job over three local services
+    vfl certs      a small CA and one TLS certificate per party
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
 naming the problem and the fix on stderr), and 1 on any other failure.
@@ -22,12 +23,12 @@ from vfl.errors import ConfigError, DataError, VFLError
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="run party A, party B and the arbiter in one process")
-    p.add_argument("--model", choices=["logistic", "linear"], required=True)
+    p.add_argument("--model", choices=["logistic", "linear"], default=None, help="default: logistic")
     p.add_argument("--party-a", required=True, metavar="A.csv", help="party A's CSV (features only)")
     p.add_argument("--party-b", required=True, metavar="B.csv", help="party B's CSV (features and label)")
     p.add_argument("--id-column", required=True, help="ID column, present in both files")
     p.add_argument("--label-column", default="y", help="label column in party B's file (default: y)")
-    p.add_argument("--key-bits", type=int, default=2048)
+    p.add_argument("--key-bits", type=int, default=None, help="Paillier and PSI key size (default 2048)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100)")
     p.add_argument("--batch-size", type=int, default=None, help="rows per batch (default: all)")
     p.add_argument("--learning-rate", type=float, default=None)
@@ -36,7 +37,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-fraction", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--workers", type=int, default=None, help="processes for crypto (default: all cores)")
-    p.add_argument("--config", type=Path, default=None, help="JSON file with more training settings")
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON file with training settings, or a job spec (its 'training' section is used)")
     p.add_argument("--out", type=Path, required=True, help="where to write the result JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=_run_simulate)
@@ -49,6 +51,10 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
             settings = json.loads(args.config.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.config}: cannot read the training config ({exc})") from exc
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{args.config}: expected a JSON object")
+        if "training" in settings:  # a job spec, such as the job.json that vfl demo writes
+            settings = dict(settings["training"])
     flags = {
         "model": args.model, "key_bits": args.key_bits, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "optimizer": args.optimizer, "l2": args.l2,
@@ -112,12 +118,39 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_certs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certs", help="make a CA and a certificate per party for mutual TLS")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--parties", required=True, help="comma-separated party ids, e.g. party-a,party-b,arbiter")
+    p.add_argument("--host", action="append", default=[], metavar="PARTY=HOST[,HOST]",
+                   help="names the party's certificate is valid for (default localhost,127.0.0.1)")
+    p.set_defaults(run=_run_certs)
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from vfl.service.tls import make_certificates
+
+    parties = [p.strip() for p in args.parties.split(",") if p.strip()]
+    hosts: dict[str, list[str]] = {}
+    for item in args.host:
+        party, sep, names = item.partition("=")
+        if not sep or party not in parties:
+            raise ConfigError(f"--host {item!r}: use PARTY=HOST[,HOST] with a party from --parties")
+        hosts[party] = [h for h in names.split(",") if h]
+    made = make_certificates(args.out, parties, hosts)
+    print(f"CA: {args.out / 'ca.pem'} (its key ca.key signs certificates; keep it offline)")
+    for party, files in made.items():
+        print(f"{party}: {files['cert']} and {files['key']} (mode 0600)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vfl", description="Vertical federated learning with Paillier encryption")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_serve(sub)
     _add_demo(sub)
+    _add_certs(sub)
     return parser
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from vfl.demo_data import bank_ecommerce
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator, print_progress
+from vfl.service.tls import make_certificates
 
 SERVICES = ("arbiter", "party-a", "party-b")
 
@@ -46,7 +47,7 @@ def free_port() -> int:
 def write_demo_files(
     workdir: Path, *, population: int = 10_000, seed: int = 7, training: dict[str, Any] | None = None,
     key_bits: int = 2048, urls: dict[str, str] | None = None,
-    tables: tuple[pd.DataFrame, pd.DataFrame, str, str] | None = None,
+    tables: tuple[pd.DataFrame, pd.DataFrame, str, str] | None = None, tls: bool = True,
 ) -> dict[str, Any]:
     """Data, three configs and the job spec in ``workdir``; returns where things are.
 
@@ -66,27 +67,35 @@ def write_demo_files(
     (workdir / "token").write_text(token)
     (workdir / "token").chmod(0o600)
     ports = {name: free_port() for name in SERVICES}
-    urls = urls or {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    scheme = "https" if tls else "http"
+    urls = urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
     min_bits = min(key_bits, 2048)
+    if tls:
+        make_certificates(workdir / "certs", list(SERVICES))
 
     def peers(*names: str) -> str:
         role = {"party-a": "A", "party-b": "B", "arbiter": "C"}
         return "".join(f'\n[peers.{n}]\nrole = "{role[n]}"\nurl = "{urls[n]}"\n' for n in names)
 
-    common = 'api_token_file = "token"\n'
+    common = 'api_token_file = "token"\n' + ("" if tls else "insecure = true\n")
     limits = f"\n[limits]\nmin_key_bits = {min_bits}\n"
+
+    def tls_section(name: str) -> str:
+        if not tls:
+            return ""
+        return f'\n[tls]\nca = "certs/ca.pem"\ncert = "certs/{name}.pem"\nkey = "certs/{name}.key"\n'
     (workdir / "party-a.toml").write_text(
         f'[party]\nid = "party-a"\nrole = "A"\nlisten = "127.0.0.1:{ports["party-a"]}"\ndata_dir = "data/party-a"\n{common}'
-        f'\n[datasets.behaviour]\npath = "shop.csv"\nid_column = "{id_column}"\n' + peers("party-b", "arbiter") + limits
+        f'\n[datasets.behaviour]\npath = "shop.csv"\nid_column = "{id_column}"\n' + peers("party-b", "arbiter") + limits + tls_section("party-a")
     )
     (workdir / "party-b.toml").write_text(
         f'[party]\nid = "party-b"\nrole = "B"\nlisten = "127.0.0.1:{ports["party-b"]}"\ndata_dir = "data/party-b"\n{common}'
         f'\n[datasets.credit]\npath = "bank.csv"\nid_column = "{id_column}"\nlabel_column = "{label_column}"\n'
-        + peers("party-a", "arbiter") + limits
+        + peers("party-a", "arbiter") + limits + tls_section("party-b")
     )
     (workdir / "arbiter.toml").write_text(
         f'[party]\nid = "arbiter"\nrole = "C"\nlisten = "127.0.0.1:{ports["arbiter"]}"\ndata_dir = "data/arbiter"\n{common}'
-        + peers("party-a", "party-b") + limits
+        + peers("party-a", "party-b") + limits + tls_section("arbiter")
     )
     job = {
         "party_a": {"peer": "party-a", "dataset": "behaviour"},
@@ -97,7 +106,8 @@ def write_demo_files(
         "psi": {"key_bits": key_bits},
     }
     (workdir / "job.json").write_text(json.dumps(job, indent=2))
-    return {"urls": urls, "token": token, "job": job, "id_column": id_column}
+    ca = str(workdir / "certs" / "ca.pem") if tls else True
+    return {"urls": urls, "token": token, "job": job, "id_column": id_column, "verify": ca}
 
 
 @contextmanager
@@ -130,10 +140,10 @@ def stop_services(processes: dict[str, subprocess.Popen], grace: float = 10.0) -
 
 
 def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subprocess.Popen], workdir: Path,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, verify: Any = True) -> None:
     deadline = time.monotonic() + timeout
     for name, url in urls.items():
-        with Orchestrator(url, token, timeout=5) as client:
+        with Orchestrator(url, token, timeout=5, verify=verify) as client:
             while True:
                 if processes[name].poll() is not None:
                     log = (workdir / f"{name}.log").read_text()[-2000:]
@@ -157,9 +167,9 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
         if prepare_only:
             return None
         with running_services(workdir) as processes:
-            wait_healthy(setup["urls"], setup["token"], processes, workdir)
+            wait_healthy(setup["urls"], setup["token"], processes, workdir, verify=setup["verify"])
             print("three services up: " + ", ".join(f"{n} {u}" for n, u in setup["urls"].items()), file=sys.stderr)
-            with Orchestrator(setup["urls"]["party-b"], setup["token"]) as bank:
+            with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
                 job = bank.submit(setup["job"])
                 final = bank.wait(job["job_id"], progress=print_progress)
                 predictions = bank.predict(job["job_id"], _shared_ids(workdir, setup["id_column"], 3))

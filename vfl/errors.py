@@ -18,7 +18,8 @@ need to catch ``VFLError`` or one of its branches::
     │   ├── UnknownJobError       the message names a job this party does not run
     │   ├── OutOfOrderError       a message for a step that is not (yet) expected
     │   ├── ReplayError           a second, different message for a step already done
-    │   └── ScheduleViolation     the arbiter refuses a decryption outside the schedule
+    │   ├── ScheduleViolation     the arbiter refuses a decryption outside the schedule
+    │   └── PeerNotAllowed        the caller is not the party this endpoint or message expects
     ├── PSIError                  private set intersection failed or was abused
     ├── TransportError            a peer could not be reached or answered badly
     │   └── PeerRefused           a peer answered with an error of its own
@@ -92,6 +93,10 @@ class ScheduleViolation(ProtocolError):
     """The arbiter refuses a decryption that the training schedule does not allow."""
 
 
+class PeerNotAllowed(ProtocolError):
+    """The caller is authenticated, but is not the party this endpoint or message expects."""
+
+
 class PSIError(VFLError):
     """Private set intersection failed, or a peer sent values the protocol forbids."""
 
@@ -131,6 +136,7 @@ __all__ = [
     "OutOfOrderError",
     "ReplayError",
     "ScheduleViolation",
+    "PeerNotAllowed",
     "PSIError",
     "TransportError",
     "PeerRefused",

@@ -11,8 +11,10 @@ message, or :class:`~vfl.errors.TransportError` when it cannot be reached.
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +27,13 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 class Orchestrator:
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True, cert: Any = None) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True) -> None:
+        """``verify`` is True (system CAs), a path to the federation's ``ca.pem``, or an SSL context."""
         self.url = url.rstrip("/")
+        if isinstance(verify, (str, Path)):
+            verify = ssl.create_default_context(cafile=str(verify))
         self._client = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify, cert=cert
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify
         )
 
     def __enter__(self) -> Orchestrator:

@@ -5,7 +5,7 @@ import pytest
 
 from tests.protocol.conftest import build_roles
 from vfl.crypto.vector import Encryptor
-from vfl.errors import ReplayError, ScheduleViolation
+from vfl.errors import PeerNotAllowed, ReplayError, ScheduleViolation
 from vfl.protocol.messages import CipherVector, EncryptedLoss, IntVector, KeyRequest, MaskedGradient
 
 
@@ -81,9 +81,9 @@ def test_loss_only_where_due_and_only_once(arbiter, public_key):
 
 
 def test_party_a_cannot_send_a_loss_or_pose_as_b(arbiter, public_key):
-    with pytest.raises(Exception, match="may not send"):
+    with pytest.raises(PeerNotAllowed, match="may not send"):
         arbiter.handle(loss(public_key, batch=1), "A")
-    with pytest.raises(Exception, match="claiming to be party B"):
+    with pytest.raises(PeerNotAllowed, match="claiming to be party B"):
         arbiter.handle(gradient(public_key, "B", 4), "A")
 
 

@@ -59,7 +59,7 @@ def demo_job(**training: Any) -> dict[str, Any]:
 
 
 async def start_cluster(workdir: Path, **options: Any) -> Cluster:
-    setup = write_demo_files(workdir, urls=URLS, **options)
+    setup = write_demo_files(workdir, urls=URLS, tls=False, **options)
     router = Router()
     nodes = {}
     for name in NAMES:

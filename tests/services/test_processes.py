@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 
@@ -13,13 +14,14 @@ from vfl.demo import running_services, wait_healthy, write_demo_files
 
 
 def test_three_processes_run_a_posted_job_json(tmp_path):
-    setup = write_demo_files(tmp_path, population=900, key_bits=1024, training={"epochs": 5})
+    setup = write_demo_files(tmp_path, population=900, key_bits=1024, training={"epochs": 5})  # validation 0.2
     job = json.loads((tmp_path / "job.json").read_text())
     headers = {"Authorization": f"Bearer {(tmp_path / 'token').read_text()}"}
 
     with running_services(tmp_path) as processes:
-        wait_healthy(setup["urls"], setup["token"], processes, tmp_path)
-        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=60) as bank:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
+        verify = ssl.create_default_context(cafile=setup["verify"])
+        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=60, verify=verify) as bank:
             submitted = bank.post("/v1/jobs", json=job)
             assert submitted.status_code == 201
             job_id = submitted.json()["job_id"]
@@ -36,6 +38,20 @@ def test_three_processes_run_a_posted_job_json(tmp_path):
 
     assert status["state"] == "succeeded", status["error"]
     assert status["epoch"] == 5 and status["metrics"]["train"]["auc"] > 0.7
+    # The same job through `vfl simulate --config job.json` gives the same model.
+    simulated = tmp_path / "simulated.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(tmp_path / "shop.csv"), "--party-b",
+         str(tmp_path / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
+         "--config", str(tmp_path / "job.json"), "--out", str(simulated), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = json.loads(simulated.read_text())["metrics"]
+    for split in ("train", "validation"):
+        for name, value in expected[split].items():
+            if isinstance(value, float):
+                assert abs(status["metrics"][split][name] - value) < 0.005, (split, name)
     assert [p["id"] for p in predicted.json()["predictions"]] == ids
     assert docs.status_code == 200
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/predict", "/v1/jobs/{job_id}/cancel"} <= set(openapi["paths"])

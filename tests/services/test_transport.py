@@ -110,7 +110,7 @@ def test_an_unreachable_peer_fails_after_the_configured_timeout(tmp_path, run):
     async def scenario():
         from vfl.demo import write_demo_files
 
-        write_demo_files(tmp_path, population=50, key_bits=1024)
+        write_demo_files(tmp_path, population=50, key_bits=1024, tls=False)
         text = (tmp_path / "party-b.toml").read_text().replace("[limits]", "[limits]\npeer_timeout = 1.5")
         (tmp_path / "party-b.toml").write_text(text)
         client = PeerClient(load_config(tmp_path / "party-b.toml"))  # nobody listens on those ports

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfl.errors import OutOfOrderError, ProtocolError, ReplayError, UnknownJobError
+from vfl.errors import OutOfOrderError, PeerNotAllowed, ProtocolError, ReplayError, UnknownJobError
 from vfl.protocol.messages import Message, Party
 
 LOOKAHEAD = 4
@@ -70,10 +70,10 @@ class Role:
             raise ProtocolError(f"{message.KIND} is not a message party {self.party} receives")
         if sender is not None:
             if sender not in message.SENDERS:
-                raise ProtocolError(f"party {sender} may not send {message.KIND}")
+                raise PeerNotAllowed(f"party {sender} may not send {message.KIND}")
             claimed = getattr(message, message.SENDER_FIELD) if message.SENDER_FIELD else sender
             if claimed != sender:
-                raise ProtocolError(f"party {sender} sent a {message.KIND} claiming to be party {claimed}")
+                raise PeerNotAllowed(f"party {sender} sent a {message.KIND} claiming to be party {claimed}")
         place = self.position(message)
         if place < self.cursor:
             raise ReplayError(f"{message.address()} was already handled; refusing a second, different copy")

@@ -6,6 +6,7 @@ Errors are translated here, once, from the VFLError tree to HTTP::
     UnknownJobError                                      404
     OutOfOrderError, ReplayError, ScheduleViolation,
     JobError, JobCancelled                               409
+    PeerNotAllowed (the caller is not the expected party) 403
     ProtocolError, CiphertextError, PSIError             400
     TransportError, PeerRefused                          502
     a body above the size limit                          413
@@ -36,6 +37,7 @@ from vfl.errors import (
     JobError,
     KeyMismatch,
     OutOfOrderError,
+    PeerNotAllowed,
     ProtocolError,
     PSIError,
     ReplayError,
@@ -45,6 +47,7 @@ from vfl.errors import (
     VFLError,
 )
 from vfl.service.client import PARTY_HEADER
+from vfl.service.tls import common_name
 from vfl.service.node import Node
 from vfl.service.spec import FailureNotice
 
@@ -54,6 +57,8 @@ log = logging.getLogger("vfl.service")
 def status_for(exc: VFLError) -> int:
     if isinstance(exc, UnknownJobError):
         return 404
+    if isinstance(exc, PeerNotAllowed):
+        return 403
     if isinstance(exc, (OutOfOrderError, ReplayError, ScheduleViolation, JobError)):
         return 409
     if isinstance(exc, DataError) and "unknown ID" in str(exc):
@@ -93,12 +98,24 @@ def require_token(request: Request, authorization: Annotated[str | None, Header(
 def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
     """The calling peer's party id, which must be one of this service's configured peers.
 
-    The identity comes from the ``X-VFL-Party`` header.
+    With TLS (the default) the identity is the common name of the client
+    certificate the caller presented, which the TLS layer has verified against
+    the CA; without one the call is refused. Only a service configured with
+    ``insecure = true`` takes the ``X-VFL-Party`` header's word for it.
     """
     node: Node = request.app.state.node
-    if not x_vfl_party or x_vfl_party not in node.config.peers:
-        raise HTTPException(403, f"caller {x_vfl_party!r} is not a configured peer of this service")
-    return x_vfl_party
+    if node.config.tls is None:
+        claimed = x_vfl_party
+    else:
+        der = getattr(request.state, "peer_certificate", None)
+        if not der:
+            raise HTTPException(403, "peer endpoints need a client certificate signed by the federation's CA")
+        claimed = common_name(der)
+        if x_vfl_party is not None and x_vfl_party != claimed:
+            raise HTTPException(403, f"the X-VFL-Party header says {x_vfl_party!r}, the certificate {claimed!r}")
+    if not claimed or claimed not in node.config.peers:
+        raise HTTPException(403, f"caller {claimed!r} is not a configured peer of this service")
+    return claimed
 
 
 Peer = Annotated[str, Depends(peer_id)]

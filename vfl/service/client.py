@@ -24,27 +24,24 @@ from vfl.errors import PeerRefused, TransportError
 from vfl.protocol.messages import Message
 from vfl.protocol.wire import MEDIA_TYPE, encode_message
 from vfl.service.config import ServiceConfig
+from vfl.service.tls import client_ssl_context
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 PARTY_HEADER = "X-VFL-Party"
 
 
 class PeerClient:
-    def __init__(
-        self,
-        config: ServiceConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        tls: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, config: ServiceConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         limits = config.limits
         self.peer_timeout = limits.peer_timeout
+        tls = config.tls
+        # With TLS, peers learn who we are from our client certificate, not from a header.
+        verify: Any = True if tls is None else client_ssl_context(tls.ca, tls.cert, tls.key)
+        headers = {PARTY_HEADER: config.party.id} if tls is None else {}
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(limits.request_timeout, connect=min(10.0, limits.request_timeout)),
-            transport=transport,
-            headers={PARTY_HEADER: config.party.id},
-            **(tls or {}),
+            transport=transport, headers=headers, verify=verify,
         )
 
     async def aclose(self) -> None:

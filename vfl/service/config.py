@@ -20,9 +20,15 @@ One file configures one service: party A, party B or the arbiter C::
 
     [peers.arbiter]
     role = "C"
-    url = "http://10.0.0.7:8703"
+    url = "https://10.0.0.7:8703"
 
-Relative paths are relative to the config file. A peer can name a dataset,
+    [tls]                            # on by default; `vfl certs` makes these files
+    ca = "certs/ca.pem"
+    cert = "certs/bank.pem"
+    key = "certs/bank.key"
+
+Plain HTTP needs ``insecure = true`` under ``[party]`` and is logged as a
+warning at start-up. Relative paths are relative to the config file. A peer can name a dataset,
 never a path: the mapping from name to file stays in this file.
 """
 
@@ -51,6 +57,7 @@ class PartySection(_Strict):
     data_dir: Path
     api_token: str | None = Field(None, min_length=16)
     api_token_file: Path | None = None
+    insecure: bool = Field(False, description="serve and call peers over plain HTTP (tests and demos only)")
 
     @field_validator("listen")
     @classmethod
@@ -80,6 +87,12 @@ class PeerSection(_Strict):
     url: str = Field(pattern=r"^https?://")
 
 
+class TlsSection(_Strict):
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class LimitsSection(_Strict):
     max_body_bytes: int = Field(512 * 1024**2, ge=1024, description="largest request body accepted")
     max_vector_length: int = Field(5_000_000, ge=1, description="most elements in one vector or ID list")
@@ -95,6 +108,7 @@ class ServiceConfig(_Strict):
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
     peers: dict[str, PeerSection] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    tls: TlsSection | None = None
     source: Path | None = None
 
     @model_validator(mode="after")
@@ -108,6 +122,15 @@ class ServiceConfig(_Strict):
             raise ValueError("party B's datasets each need a label_column")
         if self.party.id in self.peers:
             raise ValueError(f"party {self.party.id!r} lists itself as a peer")
+        if self.tls is None and not self.party.insecure:
+            raise ValueError(
+                "TLS is on by default: add a [tls] section with ca, cert and key (`vfl certs` makes them), "
+                "or set insecure = true under [party] to use plain HTTP"
+            )
+        scheme = "http://" if self.tls is None else "https://"
+        for peer_id, peer in self.peers.items():
+            if not peer.url.startswith(scheme):
+                raise ValueError(f"peer {peer_id!r} must be reached over {scheme[:-3]} with this service's TLS setting")
         for name in self.datasets:
             if not name or "/" in name or name.startswith("."):
                 raise ValueError(f"dataset name {name!r} is not a plain name")
@@ -163,10 +186,20 @@ def load_config(path: str | Path) -> ServiceConfig:
     for dataset in (raw.get("datasets") or {}).values():
         if isinstance(dataset, dict) and "path" in dataset:
             dataset["path"] = str(base / dataset["path"])
+    tls = raw.get("tls")
+    if isinstance(tls, dict):
+        for key in ("ca", "cert", "key"):
+            if key in tls:
+                tls[key] = str(base / tls[key])
     try:
         config = ServiceConfig.model_validate({**raw, "source": str(file)})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{file}: {problems}") from exc
     config.token()  # fail at start, not at the first call
+    if config.tls is not None:
+        for what in ("ca", "cert", "key"):
+            path = getattr(config.tls, what)
+            if not path.is_file():
+                raise ConfigError(f"{file}: tls.{what} {path} does not exist; `vfl certs` makes these files")
     return config

@@ -35,6 +35,7 @@ from vfl.errors import (
     DataError,
     JobCancelled,
     JobError,
+    PeerNotAllowed,
     PeerRefused,
     ProtocolError,
     UnknownJobError,
@@ -60,12 +61,12 @@ log = logging.getLogger("vfl.service")
 
 
 class Node:
-    def __init__(self, config: ServiceConfig, *, transport: Any = None, tls: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: ServiceConfig, *, transport: Any = None) -> None:
         self.config = config
         self.party: Party = config.role
         self.store = JobStore(config.party.data_dir)
         self.records: dict[str, JobRecord] = self.store.load_all()
-        self.client = PeerClient(config, transport=transport, tls=tls)
+        self.client = PeerClient(config, transport=transport)
         self.workers = resolve_workers(config.limits.workers)
         self.runtimes: dict[str, JobRuntime] = {}
         self.drivers: dict[str, asyncio.Task] = {}
@@ -103,12 +104,12 @@ class Node:
         """The role letter of a calling peer; an unknown caller is refused."""
         peer = self.config.peers.get(peer_id)
         if peer is None:
-            raise ProtocolError(f"{peer_id!r} is not a configured peer of {self.config.party.id!r}")
+            raise PeerNotAllowed(f"{peer_id!r} is not a configured peer of {self.config.party.id!r}")
         return peer.role
 
     def _require_peer(self, record: JobRecord, peer_id: str, role: Party) -> None:
         if record.peers.get(role) != peer_id:
-            raise ProtocolError(f"{peer_id!r} is not party {role} of job {record.job_id}")
+            raise PeerNotAllowed(f"{peer_id!r} is not party {role} of job {record.job_id}")
 
     def table(self, name: str, model: str | None = None) -> PartyTable:
         """This party's dataset by name, loaded once and reloaded when the file changes."""
@@ -237,7 +238,7 @@ class Node:
     async def peer_stopped(self, job_id: str, peer_id: str, reason: str, *, cancelled: bool) -> None:
         record = self.record(job_id)
         if peer_id not in record.peers.values():
-            raise ProtocolError(f"{peer_id!r} takes no part in job {job_id}")
+            raise PeerNotAllowed(f"{peer_id!r} takes no part in job {job_id}")
         await self.fail(job_id, reason, notify=False, state="cancelled" if cancelled else "failed")
 
     # -- party B: submitting and driving a job ---------------------------------------------------
@@ -391,7 +392,7 @@ class Node:
         if self.party == "B":
             raise ConfigError("party B registers jobs with its peers; it is not registered by them")
         if self.peer_role(caller) != "B" or registration.parties.get("B") != caller:
-            raise ProtocolError(f"only the job's party B may register it; {caller!r} is not")
+            raise PeerNotAllowed(f"only the job's party B may register it; {caller!r} is not")
         parties = registration.parties
         if set(parties) != {"A", "B", "C"} or parties.get(self.party) != self.config.party.id:
             raise ConfigError(f"the job names this service as {parties.get(self.party)!r}, not {self.config.party.id!r}")
@@ -497,7 +498,7 @@ class Node:
         record = self.record(job_id)
         sender = self.peer_role(caller)
         if record.peers.get(sender) != caller:
-            raise ProtocolError(f"{caller!r} is not party {sender} of job {job_id}")
+            raise PeerNotAllowed(f"{caller!r} is not party {sender} of job {job_id}")
         if record.finished:
             raise JobCancelled(f"job {job_id} has already {record.state}")
         runtime = self.runtimes.get(job_id)

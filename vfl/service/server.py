@@ -8,6 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from vfl.service.config import load_config
+from vfl.service.tls import PeerCertProtocol, server_ssl_options
 
 
 def create_app_for(config_path: str | Path):  # noqa: ANN201 - a FastAPI app
@@ -22,4 +23,13 @@ def create_app_for(config_path: str | Path):  # noqa: ANN201 - a FastAPI app
 def serve(config_path: str | Path, *, log_level: str = "info") -> None:
     config, app = create_app_for(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, access_log=False)
+    options: dict = {}
+    if config.tls is None:
+        logging.getLogger("vfl.service").warning(
+            "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
+            "use [tls] outside tests", config.party.id,
+        )
+    else:
+        options = {"http": PeerCertProtocol, **server_ssl_options(config.tls.ca, config.tls.cert, config.tls.key)}
+    uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, access_log=False,
+                **options)
