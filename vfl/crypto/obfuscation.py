@@ -49,9 +49,14 @@ from vfl.parallel import get_pool, run_chunks, split_evenly
 ObfuscationMode = Literal["djn", "strict"]
 MODES: tuple[str, ...] = ("djn", "strict")
 
-#: Window of the fixed-base table. 8 bits: 256 entries per window, about 7 MB
-#: per 2048-bit key, built in ~0.1 s; each obfuscator then costs |α|/8 mulmods.
-TABLE_WINDOW_BITS = 8
+#: Window of the fixed-base table. 10 bits: 1,024 entries per window, 24 MB per
+#: 2048-bit key, built in 0.2 s; each obfuscator then costs |α|/10 mulmods.
+#: Measured at 2048 bits on one core: 8 bits 3,900/s, 10 bits 4,730/s, 11 bits
+#: 4,900/s for 43 MB (not worth it).
+TABLE_WINDOW_BITS = 10
+
+#: Tables kept per process, most recently used first (one per job's key).
+TABLES_KEPT = 3
 
 #: Below this many obfuscators per call, stay in-process (shipping costs more).
 PARALLEL_THRESHOLD = 512
@@ -106,18 +111,19 @@ class FixedBaseTable:
         return mpz(1) if acc is None else acc
 
 
-# Each worker process keeps the table of the key it last worked for: building
-# it costs ~0.1 s, shipping it would cost more.
+# Each process keeps the tables of the keys it last worked for: building one
+# costs ~0.2 s, shipping it to a worker would cost more.
 _tables: dict[tuple[int, int], FixedBaseTable] = {}
 
 
 def _table_for(n: mpz, hs: mpz) -> FixedBaseTable:
     key = (int(n), int(hs))
-    table = _tables.get(key)
+    table = _tables.pop(key, None)
     if table is None:
-        _tables.clear()  # one key at a time per process keeps memory bounded
         table = FixedBaseTable(hs, n * n, short_exponent_bits(int(n.bit_length())))
-        _tables[key] = table
+        while len(_tables) >= TABLES_KEPT:
+            del _tables[next(iter(_tables))]  # the least recently used
+    _tables[key] = table  # re-inserted: now the most recently used
     return table
 
 
