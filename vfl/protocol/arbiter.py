@@ -20,6 +20,8 @@ only to B.
 
 from __future__ import annotations
 
+from typing import Any
+
 from vfl.config import TrainingConfig
 from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
@@ -75,6 +77,8 @@ class Arbiter(Role):
         self.final_epoch: int | None = None
         self.audit: list[str] = []
         self.decryptions = 0
+        #: The state at the last epoch boundary (or before training): what a checkpoint saves.
+        self.snapshot: dict[str, Any] = self.state_dict()
 
     @property
     def done(self) -> bool:
@@ -85,6 +89,40 @@ class Arbiter(Role):
         if self.schedule.has_validation:
             slots.append((END_OF_EPOCH, "validation"))
         return slots
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The arbiter at an epoch boundary. Holds the private key: store it as a secret."""
+        closed = self.final_epoch if self.finished else self.epoch - 1
+        return {
+            "epoch": closed,
+            "private_key": self._private_key.to_dict(),
+            "registered": dict(self.registered),
+            "monitor": self.monitor.state_dict(),
+            "finished": self.finished,
+            "decryptions": self.decryptions,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from an epoch boundary: both parties restart the next epoch at batch 0."""
+        key = PrivateKey.from_dict(state["private_key"])
+        if key.public_key != self.public_key:
+            self.public_key, self._private_key = key.public_key, key
+        closed = int(state["epoch"])
+        self.registered = dict(state["registered"])
+        self.monitor.load_state_dict(state["monitor"])
+        self.finished = bool(state["finished"])
+        self.final_epoch = closed if self.finished else None
+        self.epoch = closed if self.finished else closed + 1
+        opened = self.epoch * self.schedule.batches_per_epoch
+        self.gradient_cursor = {"A": opened, "B": opened}
+        self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
+        self.decryptions = int(state["decryptions"])
+        self.snapshot = self.state_dict()
+
+    def resume(self) -> list[Envelope]:
+        return []  # the arbiter only ever answers
 
     def handle(self, message: Message, sender: Party | None = None) -> list[Envelope]:
         try:
@@ -192,6 +230,7 @@ class Arbiter(Role):
         else:
             self.epoch += 1
         self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
+        self.snapshot = self.state_dict()
 
         def decision(with_loss: bool) -> EpochDecision:
             return EpochDecision(

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Any
+
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
 from vfl.crypto.masking import mask, unmask
@@ -83,6 +85,8 @@ class TrainingParty(Role):
         self.finished = False
         self.stop_reason: str | None = None
         self.epochs_run = 0
+        #: The state at the last epoch boundary (or before training): what a checkpoint saves.
+        self.snapshot: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -147,6 +151,44 @@ class TrainingParty(Role):
             self.stop_reason = message.reason
             if self.keeps_best:
                 self.weights = self.best_weights.copy()
+        # Taken here, before any held message of the next epoch is released.
+        self.snapshot = self.state_dict()
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue from an epoch boundary (or from before training)."""
+        return {
+            "epoch": self.epochs_run - 1,
+            "cursor": self.cursor,
+            "weights": self.weights.tolist(),
+            "best_weights": self.best_weights.tolist(),
+            "optimizer": self.optimizer.state_dict(),
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+            "public_key": None if self.public_key is None else self.public_key.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot; anything in flight is forgotten."""
+        self.cursor = int(state["cursor"])
+        self.epochs_run = int(state["epoch"]) + 1
+        self.weights = np.asarray(state["weights"], dtype=np.float64)
+        self.best_weights = np.asarray(state["best_weights"], dtype=np.float64)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.finished = bool(state["finished"])
+        self.stop_reason = state["stop_reason"]
+        self.public_key = None if state["public_key"] is None else PublicKey.from_dict(state["public_key"])
+        self.encryptor = None if self.public_key is None else Encryptor(self.public_key, self.config.obfuscation, self.workers)
+        self._held.clear()
+        self._masks = []
+        self.snapshot = self.state_dict()
+
+    def resume(self) -> list[Envelope]:
+        """What to send after restoring a snapshot, to pick the protocol up again."""
+        if self.cursor == 0:
+            return self.start()  # before the key exchange: ask for the key again
+        return []
 
     def _batch_index(self, message: Batched) -> None:
         """Refuse an epoch or batch number the schedule does not have."""
@@ -186,6 +228,13 @@ class PartyA(TrainingParty):
             job_id, config, self.scaler.transform(features), np.ones(features.shape[1]),
             workers=workers, min_key_bits=min_key_bits,
         )
+        self.snapshot = self.state_dict()
+
+    def resume(self) -> list[Envelope]:
+        """Party A drives the batches: after a restore it starts the next epoch."""
+        if self.cursor == 0 or self.finished:
+            return super().resume()
+        return [self._forward(self.epochs_run, 0)]
 
     def position(self, message: Message) -> int:
         if isinstance(message, PublicKeyMessage):
@@ -298,6 +347,17 @@ class PartyB(TrainingParty):
         self.train_losses: list[float] = []
         self.validation_losses: list[float] = []
         self._pending_loss: tuple[EncryptedVector, np.ndarray, float, CipherVector] | None = None
+        self.snapshot = self.state_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "train_losses": list(self.train_losses),
+                "validation_losses": list(self.validation_losses)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_losses = list(state["train_losses"])
+        self.validation_losses = list(state["validation_losses"])
+        self._pending_loss = None
+        super().load_state_dict(state)
 
     def position(self, message: Message) -> int:
         if isinstance(message, PublicKeyMessage):

@@ -49,7 +49,7 @@ from vfl.errors import (
 from vfl.service.client import PARTY_HEADER
 from vfl.service.tls import common_name
 from vfl.service.node import Node
-from vfl.service.spec import FailureNotice
+from vfl.service.spec import FailureNotice, ResumeRequest
 
 log = logging.getLogger("vfl.service")
 
@@ -221,8 +221,8 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
 
     @app.post("/v1/peer/jobs/{job_id}/messages/{kind}", tags=["peer"], openapi_extra=BINARY_BODY,
               summary="A protocol message (binary frame) from a peer")
-    async def message(job_id: str, kind: str, request: Request, caller: Peer) -> JSONResponse:
-        outcome = await node.receive(job_id, caller, await request.body(), kind)
+    async def message(job_id: str, kind: str, request: Request, caller: Peer, generation: int = 0) -> JSONResponse:
+        outcome = await node.receive(job_id, caller, await request.body(), kind, generation)
         return JSONResponse({"status": outcome}, status_code=202 if outcome == "accepted" else 200)
 
     @app.post("/v1/peer/jobs/{job_id}/fail", tags=["peer"], summary="A peer reports that the job failed there")
@@ -234,5 +234,34 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
     async def peer_cancelled(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
         await node.peer_stopped(job_id, caller, notice.reason, cancelled=True)
         return {"status": "cancelled"}
+
+    if node.party == "B":
+
+        @app.post("/v1/jobs/{job_id}/resume", tags=["orchestration"], dependencies=[Token],
+                  summary="Continue a running or failed job from the newest checkpoint all parties share")
+        async def resume(job_id: str) -> dict[str, Any]:
+            return (await node.resume(job_id)).model_dump(mode="json")
+
+        @app.post("/v1/peer/jobs/{job_id}/interrupted", tags=["peer"],
+                  summary="A restarted peer lost its place in the job: party B resumes it")
+        async def interrupted(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+            await node.peer_interrupted(job_id, caller, notice.reason)
+            return {"status": "resuming"}
+
+    else:
+
+        @app.get("/v1/peer/jobs/{job_id}/checkpoints", tags=["peer"], summary="Epochs this party can resume from")
+        async def checkpoints(job_id: str, caller: Peer) -> dict[str, Any]:
+            return node.checkpoint_info(job_id, caller)
+
+        @app.post("/v1/peer/jobs/{job_id}/resume", tags=["peer"], summary="Party B: continue from a checkpoint")
+        async def resume_role(job_id: str, body: ResumeRequest, caller: Peer) -> dict[str, Any]:
+            return (await node.resume_role(job_id, body, caller)).model_dump(mode="json")
+
+        @app.post("/v1/peer/jobs/{job_id}/finished", tags=["peer"],
+                  summary="Party B has the final model: drop checkpoints")
+        async def finished(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
+            await node.finished(job_id, caller)
+            return {"status": "done"}
 
     return app

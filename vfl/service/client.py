@@ -89,11 +89,11 @@ class PeerClient:
             )
         return response
 
-    async def send_message(self, peer_id: str, job_id: str, message: Message) -> int:
+    async def send_message(self, peer_id: str, job_id: str, message: Message, generation: int = 0) -> int:
         """Deliver one protocol message (binary frame) to a peer's inbox; returns its size."""
         frame = encode_message(message)
         await self.request(
-            peer_id, "POST", f"/v1/peer/jobs/{job_id}/messages/{message.KIND}",
+            peer_id, "POST", f"/v1/peer/jobs/{job_id}/messages/{message.KIND}?generation={generation}",
             content=frame, headers={"Content-Type": MEDIA_TYPE},
         )
         return len(frame)

@@ -7,15 +7,26 @@ else. Party B drives each job:
    C (each checks it against its own config and may refuse; a refusal undoes
    everything), answer the orchestrator, and start the driver.
 2. Aligning: RSA blind-signature PSI between A and B, over the job's message
-   endpoints.
+   endpoints. Each side stores its aligned IDs.
 3. Training: B tells C and A the aligned row count; C makes its key; A and B
-   ask C for the public key and the four-step protocol runs.
+   ask C for the public key and the four-step protocol runs. Every party
+   checkpoints its role after every epoch (and before the first).
 4. Evaluation: A sends B its partial scores for the aligned rows (as for any
    prediction); B computes the metrics and a bank-only baseline on the same
-   rows, saves its model part, and the job has succeeded.
+   rows, saves its model part, tells A and C to drop their checkpoints, and
+   the job has succeeded.
 
-A and C react to B's calls and to protocol messages. Any party that fails a
-job tells the others, so all three end in ``failed`` with the reason.
+Surviving a crash. A restarted service raises the job's generation at once,
+so messages still in flight for the old one are dropped as stale, and tells
+party B (or, if it is B, acts itself). B asks A and C which epochs they have
+checkpoints for, takes the newest that all three have, and restores itself,
+then C, then A, which starts the next epoch. Batches are seeded and
+arithmetic is exact, so the job ends with the same model as an uninterrupted
+run. ``POST /v1/jobs/{id}/resume`` on B does the same by hand, for a job that
+failed because a peer stayed down too long.
+
+Any party that fails a job tells the others, so all three end in ``failed``
+with the reason.
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.config import TrainingConfig
+from vfl.crypto.keys import PrivateKey
 from vfl.data import PartyTable, load_csv
 from vfl.errors import (
     ConfigError,
@@ -49,15 +62,16 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope, Role
-from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.service import alignment
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
 from vfl.service.runtime import JobRuntime
-from vfl.service.spec import JobSpec, Registration, TrainingStart, new_job_id
+from vfl.service.spec import JobSpec, Registration, ResumeRequest, TrainingStart, new_job_id
 from vfl.service.store import JobRecord, JobStore
 
 log = logging.getLogger("vfl.service")
+
+TrainingRole = PartyA | PartyB | Arbiter
 
 
 class Node:
@@ -71,26 +85,45 @@ class Node:
         self.runtimes: dict[str, JobRuntime] = {}
         self.drivers: dict[str, asyncio.Task] = {}
         self.done: dict[str, asyncio.Event] = {}
-        self._tables: dict[str, tuple[float, PartyTable]] = {}
-        self._aligned: dict[str, tuple[PartyTable, list[str]]] = {}
         self.psi_started: dict[str, float] = {}
         self.psi_done: dict[str, asyncio.Event] = {}
+        self._tables: dict[str, tuple[float, PartyTable]] = {}
+        self._persisted: dict[str, dict[str, Any]] = {}
+        self._background: set[asyncio.Task] = set()
+        self._coordinating: set[str] = set()  # jobs whose resume is asking the parties right now
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        for record in self.records.values():
-            if not record.finished:
-                # Issue 6 turns this into a resume from the last checkpoint.
-                record.state, record.error = "failed", "the service restarted while the job was running"
-                self.store.save(record)
+        """Pick up jobs that were running when this service stopped."""
+        for record in list(self.records.values()):
+            if record.finished:
+                continue
+            aligned = self.party == "C" or self.store.load_alignment(record.job_id) is not None
+            if record.state != "training" or not aligned:
+                reason = f"party {self.party} restarted while the job was {record.state}; submit it again"
+                self._save(record, state="failed", stage="stopped", error=reason)
+                self._spawn(self._tell_peers(record, "fail", reason))
+                continue
+            # Fence: anything still in flight for the old generation is now stale here.
+            self._save(record, generation=record.generation + 1, stage="interrupted")
+            self._runtime(record)
+            if self.party == "B":
+                self._start_resume(record, f"party B ({self.config.party.id}) restarted")
+            else:
+                self._spawn(self._report_interruption(record))
 
     async def shutdown(self) -> None:
-        for task in list(self.drivers.values()):
+        for task in list(self.drivers.values()) + list(self._background):
             task.cancel()
         for runtime in list(self.runtimes.values()):
             await runtime.close()
         await self.client.aclose()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- look-ups -----------------------------------------------------------------------
 
@@ -138,6 +171,17 @@ class Node:
             raise JobError(f"job {job_id} has no model at party {self.config.party.id!r} (state {record.state})")
         return model
 
+    def _training_config(self, record: JobRecord) -> TrainingConfig:
+        return TrainingConfig.model_validate(record.spec["training"])
+
+    def _aligned_table(self, record: JobRecord) -> PartyTable:
+        """This party's rows of the intersection, in the shared order."""
+        ids = self.store.load_alignment(record.job_id)
+        if ids is None:
+            raise JobError(f"job {record.job_id}: alignment has not finished at party {self.party}")
+        table = self.table(record.dataset, self._training_config(record).model if self.party == "B" else None)
+        return table.take(table.rows_for(ids))
+
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _save(self, record: JobRecord, **changes: Any) -> None:
@@ -150,52 +194,67 @@ class Node:
         if runtime is None:
             runtime = JobRuntime(
                 record.job_id, self.party,
-                send=lambda env: self._send(record, env),
+                send=lambda env, generation: self._send(record, env, generation),
                 on_handled=lambda role, msg, out: self._on_handled(record, role, msg, out),
                 on_failure=lambda reason: self.fail(record.job_id, reason),
                 synchronous=self.party == "C",
+                generation=record.generation,
             )
             runtime.start()
             self.runtimes[record.job_id] = runtime
             self.done[record.job_id] = asyncio.Event()
         return runtime
 
-    async def _send(self, record: JobRecord, envelope: Envelope) -> int:
+    async def _fresh_runtime(self, record: JobRecord) -> JobRuntime:
+        """Replace the job's runtime (on resume): queues, dedup memory and tasks start over."""
+        old = self.runtimes.pop(record.job_id, None)
+        if old is not None:
+            await old.close()
+        self._persisted.pop(record.job_id, None)
+        return self._runtime(record)
+
+    async def _send(self, record: JobRecord, envelope: Envelope, generation: int) -> int:
         peer_id = record.peers[envelope.recipient]
-        return await self.client.send_message(peer_id, record.job_id, envelope.message)
+        return await self.client.send_message(peer_id, record.job_id, envelope.message, generation)
+
+    def _checkpoint(self, record: JobRecord, role: Any) -> None:
+        """Store the role's latest epoch-boundary snapshot, once."""
+        snapshot = getattr(role, "snapshot", None)
+        if snapshot is not None and snapshot is not self._persisted.get(record.job_id):
+            self.store.save_checkpoint(record.job_id, int(snapshot["epoch"]), snapshot)
+            self._persisted[record.job_id] = snapshot
 
     async def _on_handled(self, record: JobRecord, role: Role, message: Message, out: list[Envelope]) -> None:
-        """Progress after each message: epochs, losses, and the end of a role's work."""
-        decisions = [e.message for e in out if isinstance(e.message, EpochDecision)]
-        if isinstance(message, EpochDecision):
-            decisions.append(message)
-        for decision in decisions:
-            record.epoch = decision.epoch + 1
-            if decision.train_loss is not None and self.party in ("B", "C"):
-                if len(record.loss_history) <= decision.epoch:
-                    record.loss_history.append(decision.train_loss)
-                if decision.validation_loss is not None and len(record.validation_loss_history) <= decision.epoch:
-                    record.validation_loss_history.append(decision.validation_loss)
-            record.stop_reason = decision.reason
-        if decisions:
-            self.store.save(record)
+        """Progress after each message: epochs, losses, checkpoints, and the end of a role's work."""
         if isinstance(role, (PsiKeyHolder, PsiRequester)):
             if role.done:
                 if isinstance(role, PsiKeyHolder):
                     alignment.key_holder_finished(self, record, role, self.runtimes[record.job_id])
                 self.psi_done.setdefault(record.job_id, asyncio.Event()).set()
             return
+        decisions = [e.message for e in out if isinstance(e.message, EpochDecision)]
+        if isinstance(message, EpochDecision):
+            decisions.append(message)
+        for decision in decisions:
+            record.epoch = decision.epoch + 1
+            if decision.train_loss is not None:
+                del record.loss_history[decision.epoch :]
+                record.loss_history.append(decision.train_loss)
+                del record.validation_loss_history[decision.epoch :]
+                if decision.validation_loss is not None:
+                    record.validation_loss_history.append(decision.validation_loss)
+            record.stop_reason = decision.reason
+        if decisions:
+            self._checkpoint(record, role)
+            self.store.save(record)
         if role.done and not self.done[record.job_id].is_set():
-            await self._role_finished(record, role)
-
-    async def _role_finished(self, record: JobRecord, role: Role) -> None:
-        if isinstance(role, PartyA):
-            part = role.model()
-            self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
-            self._save(record, state="succeeded", stage="done")
-        elif isinstance(role, Arbiter):
-            self._save(record, state="succeeded", stage="done")
-        self.done[record.job_id].set()
+            if isinstance(role, PartyA):
+                part = role.model()
+                self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
+                self._save(record, state="succeeded", stage="done")
+            elif isinstance(role, Arbiter):
+                self._save(record, state="succeeded", stage="done")
+            self.done[record.job_id].set()
 
     # -- failure, cancellation ---------------------------------------------------------------
 
@@ -214,9 +273,9 @@ class Node:
         if notify:
             await self._tell_peers(record, "cancel" if state == "cancelled" else "fail", reason)
         if runtime is not None:
-            asyncio.get_running_loop().create_task(runtime.close())
+            self._spawn(runtime.close())
 
-    async def _tell_peers(self, record: JobRecord, what: str, reason: str) -> None:
+    async def _tell_peers(self, record: JobRecord, what: str, reason: str = "") -> None:
         for role, peer_id in record.peers.items():
             if role == self.party:
                 continue
@@ -226,7 +285,7 @@ class Node:
                     {"reason": f"party {self.party} ({self.config.party.id}): {reason}"},
                 )
             except VFLError as exc:  # best effort: the peer may be the one that is down
-                log.warning("could not tell %s that job %s stopped: %s", peer_id, record.job_id, exc)
+                log.warning("could not tell %s about job %s (%s): %s", peer_id, record.job_id, what, exc)
 
     async def cancel(self, job_id: str) -> JobRecord:
         record = self.record(job_id)
@@ -240,6 +299,12 @@ class Node:
         if peer_id not in record.peers.values():
             raise PeerNotAllowed(f"{peer_id!r} takes no part in job {job_id}")
         await self.fail(job_id, reason, notify=False, state="cancelled" if cancelled else "failed")
+
+    async def finished(self, job_id: str, caller: str) -> None:
+        """B has the final model: checkpoints (the arbiter's hold its private key) can go."""
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        self.store.drop_checkpoints(job_id)
 
     # -- party B: submitting and driving a job ---------------------------------------------------
 
@@ -279,7 +344,7 @@ class Node:
             if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
                 raise ConfigError(f"job refused: {exc}") from exc
             raise
-        self.drivers[job_id] = asyncio.get_running_loop().create_task(self._drive(record, spec, table))
+        self.drivers[job_id] = asyncio.get_running_loop().create_task(self._drive(record, table))
         return record
 
     async def _undo_submission(self, job_id: str, registered: list[str], reason: str) -> None:
@@ -302,36 +367,26 @@ class Node:
             if bits < floor:
                 raise ConfigError(f"{what}={bits} is below this service's minimum of {floor} bits")
 
-    async def _drive(self, record: JobRecord, spec: JobSpec, table: PartyTable) -> None:
+    async def _drive(self, record: JobRecord, table: PartyTable) -> None:
         runtime = self.runtimes[record.job_id]
+        spec = JobSpec.model_validate(record.spec)
         started = time.perf_counter()
         try:
             self._save(record, state="aligning", stage="psi")
             rows_b, summary = await alignment.align_as_requester(self, record, runtime, table)
-            self._save(record, alignment=summary, timings={"alignment": round(time.perf_counter() - started, 3)})
             aligned = table.take(rows_b)
+            self.store.save_alignment(record.job_id, aligned.ids)
+            self._save(record, alignment=summary, n_rows=len(aligned),
+                       timings={"alignment": round(time.perf_counter() - started, 3)})
 
             self._save(record, state="training", stage="training")
-            trained = time.perf_counter()
-            config = spec.training
-            role = await asyncio.to_thread(
-                PartyB, record.job_id, config, aligned.features, aligned.labels,
-                feature_names=aligned.feature_names, workers=self.workers,
-                min_key_bits=self.config.limits.min_key_bits,
-            )
+            role = await asyncio.to_thread(self._party_role, record, spec.training, aligned)
+            self._checkpoint(record, role)
             start = TrainingStart(n_rows=len(aligned)).model_dump()
             await self.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
             await self.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
             await runtime.add_role("train", role, role.start())
-            await self.done[record.job_id].wait()
-            if runtime.failed or record.finished:
-                return
-            record.timings["training"] = round(time.perf_counter() - trained, 3)
-
-            self._save(record, stage="evaluating")
-            await self._evaluate(record, role, aligned)
-            record.timings["total"] = round(time.perf_counter() - started, 3)
-            self._save(record, state="succeeded", stage="done")
+            await self._finish(record, role, aligned, started)
         except asyncio.CancelledError:
             raise
         except VFLError as exc:
@@ -339,11 +394,33 @@ class Node:
         except Exception as exc:  # noqa: BLE001 - a bug must fail the job with a message, not hang it
             log.exception("job %s crashed", record.job_id)
             await self.fail(record.job_id, f"internal error: {exc!r}")
-        finally:
-            self.drivers.pop(record.job_id, None)
-            runtime = self.runtimes.pop(record.job_id, None)
-            if runtime is not None:
-                await runtime.close()
+
+    async def _finish(self, record: JobRecord, role: PartyB, aligned: PartyTable, started: float) -> None:
+        """Wait for training to end, evaluate, and close the job everywhere."""
+        trained = time.perf_counter()
+        if not role.done:
+            await self.done[record.job_id].wait()
+        runtime = self.runtimes.get(record.job_id)
+        if runtime is None or runtime.failed or record.finished:
+            return
+        record.timings["training"] = round(time.perf_counter() - trained, 3)
+        self._save(record, stage="evaluating")
+        await self._evaluate(record, role, aligned)
+        record.timings["total"] = round(time.perf_counter() - started, 3)
+        self._save(record, state="succeeded", stage="done")
+        self.store.drop_checkpoints(record.job_id)
+        await self._tell_peers(record, "finished")
+        self.drivers.pop(record.job_id, None)
+        runtime = self.runtimes.pop(record.job_id, None)
+        if runtime is not None:
+            await runtime.close()
+
+    def _party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
+        if self.party == "B":
+            return PartyB(record.job_id, config, aligned.features, aligned.labels, feature_names=aligned.feature_names,
+                          workers=self.workers, min_key_bits=self.config.limits.min_key_bits)
+        return PartyA(record.job_id, config, aligned.features, feature_names=aligned.feature_names,
+                      workers=self.workers, min_key_bits=self.config.limits.min_key_bits)
 
     async def _evaluate(self, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
         """Metrics of the federated model and of a bank-only baseline on the same rows."""
@@ -361,6 +438,137 @@ class Node:
         record.metrics = {name: model_metrics(kind, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()}
         record.baseline = await asyncio.to_thread(_baseline, role, aligned, splits)
         self.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
+
+    # -- party B: resuming from checkpoints ------------------------------------------------------
+
+    async def resume(self, job_id: str) -> JobRecord:
+        """Orchestration call: continue a running or failed job from the newest common checkpoint."""
+        if self.party != "B":
+            raise ConfigError("resume the job at party B, which coordinates it")
+        record = self.record(job_id)
+        if record.state in ("succeeded", "cancelled"):
+            raise JobError(f"job {job_id} has {record.state}; there is nothing to resume")
+        if self.store.load_alignment(job_id) is None:
+            raise JobError(f"job {job_id} stopped before alignment finished; submit it again")
+        self._start_resume(record, "resume requested")
+        return record
+
+    async def peer_interrupted(self, job_id: str, caller: str, reason: str) -> None:
+        """A restarted peer reports that it lost its place in the job."""
+        record = self.record(job_id)
+        if caller not in record.peers.values():
+            raise PeerNotAllowed(f"{caller!r} takes no part in job {job_id}")
+        if record.state in ("succeeded", "cancelled"):
+            return
+        self._start_resume(record, reason)
+
+    def _start_resume(self, record: JobRecord, reason: str) -> None:
+        if record.job_id in self._coordinating:
+            return  # a resume is asking the parties right now; it will see this one too
+        current = self.drivers.get(record.job_id)
+        if current is not None:
+            current.cancel()
+        self._coordinating.add(record.job_id)
+        self._save(record, state="training", stage="resuming", error=None)
+        self.drivers[record.job_id] = asyncio.get_running_loop().create_task(self._resume_and_finish(record, reason))
+
+    async def _resume_and_finish(self, record: JobRecord, reason: str) -> None:
+        started = time.perf_counter()
+        try:
+            role, aligned = await self._coordinate_resume(record, reason)
+        except asyncio.CancelledError:
+            raise
+        except VFLError as exc:
+            await self.fail(record.job_id, f"could not resume: {type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.exception("job %s: resume crashed", record.job_id)
+            await self.fail(record.job_id, f"internal error while resuming: {exc!r}")
+            return
+        finally:
+            self._coordinating.discard(record.job_id)
+        try:
+            await self._finish(record, role, aligned, started)
+        except asyncio.CancelledError:
+            raise
+        except VFLError as exc:
+            await self.fail(record.job_id, f"{type(exc).__name__}: {exc}")
+
+    async def _coordinate_resume(self, record: JobRecord, reason: str) -> tuple[PartyB, PartyTable]:
+        """Ask A and C for their checkpoints, pick the newest common epoch, restore B, C, A in that order."""
+        log.warning("job %s: resuming (%s)", record.job_id, reason)
+        infos = {}
+        for role in ("A", "C"):
+            infos[role] = await self.client.call_json(
+                record.peers[role], "GET", f"/v1/peer/jobs/{record.job_id}/checkpoints"
+            )
+        common = set(self.store.checkpoints(record.job_id))
+        for info in infos.values():
+            common &= set(info["epochs"])
+        if not common:
+            raise JobError("no epoch is checkpointed at all three parties; submit the job again")
+        epoch = max(common)
+        generation = max(record.generation, *(int(i["generation"]) for i in infos.values())) + 1
+        self._save(record, generation=generation, resumes=record.resumes + 1, stage="resuming")
+        aligned = await asyncio.to_thread(self._aligned_table, record)
+        config = self._training_config(record)
+        role = await asyncio.to_thread(self._party_role, record, config, aligned)
+        role.load_state_dict(self.store.load_checkpoint(record.job_id, epoch))
+        runtime = await self._fresh_runtime(record)
+        self.done[record.job_id] = asyncio.Event()
+        await runtime.add_role("train", role)  # ready before A's first message
+        body = ResumeRequest(epoch=epoch, generation=generation).model_dump()
+        await self.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/resume", body)
+        await self.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/resume", body)
+        del record.loss_history[epoch + 1 :]
+        del record.validation_loss_history[epoch + 1 :]
+        self._save(record, state="training", stage="training", epoch=epoch + 1)
+        log.warning("job %s: resumed from epoch %d under generation %d", record.job_id, epoch, generation)
+        await runtime.post(role.resume())
+        if role.done:
+            self.done[record.job_id].set()
+        return role, aligned
+
+    # -- parties A and C: checkpoints and resuming -------------------------------------------------
+
+    async def _report_interruption(self, record: JobRecord) -> None:
+        """A restarted A or C asks B to resume the job (retrying while B is unreachable)."""
+        try:
+            await self.client.call_json(
+                record.peers["B"], "POST", f"/v1/peer/jobs/{record.job_id}/interrupted",
+                {"reason": f"party {self.party} ({self.config.party.id}) restarted"},
+            )
+        except VFLError as exc:
+            await self.fail(record.job_id, f"restarted, and could not reach party B to resume: {exc}", notify=False)
+
+    def checkpoint_info(self, job_id: str, caller: str) -> dict[str, Any]:
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        return {"epochs": self.store.checkpoints(job_id), "generation": record.generation, "state": record.state}
+
+    async def resume_role(self, job_id: str, request: ResumeRequest, caller: str) -> JobRecord:
+        """B's instruction: restore the state after ``request.epoch`` and continue under a new generation."""
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        if record.state == "cancelled":
+            raise JobError(f"job {job_id} was cancelled here; it cannot resume")
+        state = self.store.load_checkpoint(job_id, request.epoch)
+        config = self._training_config(record)
+        if self.party == "C":
+            key = PrivateKey.from_dict(state["private_key"])
+            role: TrainingRole = await asyncio.to_thread(
+                Arbiter, job_id, config, record.n_rows, keypair=(key.public_key, key),
+                min_key_bits=self.config.limits.min_key_bits,
+            )
+        else:
+            aligned = await asyncio.to_thread(self._aligned_table, record)
+            role = await asyncio.to_thread(self._party_role, record, config, aligned)
+        role.load_state_dict(state)
+        self._save(record, generation=request.generation, state="training", stage="training", error=None,
+                   epoch=request.epoch + 1)
+        runtime = await self._fresh_runtime(record)
+        await runtime.add_role("train", role, role.resume())
+        return record
 
     # -- party B: prediction ---------------------------------------------------------------
 
@@ -441,33 +649,28 @@ class Node:
             raise JobError(f"job {job_id} is not running here")
         if "train" in runtime.roles:
             return record  # a retried start: already started
-        config = TrainingConfig.model_validate(record.spec["training"])
+        config = self._training_config(record)
         if self.party == "C":
-            role: Role = await asyncio.to_thread(
+            role: TrainingRole = await asyncio.to_thread(
                 Arbiter, job_id, config, start.n_rows, min_key_bits=self.config.limits.min_key_bits
             )
-            self._save(record, state="training", stage="training")
+            self._save(record, state="training", stage="training", n_rows=start.n_rows)
+            self._checkpoint(record, role)
             await runtime.add_role("train", role)
             return record
-        aligned, _ = self._aligned.get(job_id) or (None, None)
-        if aligned is None:
-            raise JobError(f"job {job_id}: alignment has not finished at party A")
+        aligned = await asyncio.to_thread(self._aligned_table, record)
         if len(aligned) != start.n_rows:
             raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
-        role = await asyncio.to_thread(
-            PartyA, job_id, config, aligned.features, feature_names=aligned.feature_names,
-            workers=self.workers, min_key_bits=self.config.limits.min_key_bits,
-        )
-        self._save(record, state="training", stage="training")
+        role = await asyncio.to_thread(self._party_role, record, config, aligned)
+        self._save(record, state="training", stage="training", n_rows=start.n_rows)
+        self._checkpoint(record, role)
         await runtime.add_role("train", role, role.start())
         return record
 
     def aligned_rows(self, job_id: str, table: PartyTable, rows: np.ndarray, summary: dict[str, Any]) -> None:
         """Party A records its side of the alignment (called by the alignment stage)."""
-        aligned = table.take(rows)
-        self._aligned[job_id] = (aligned, aligned.ids)
-        record = self.record(job_id)
-        self._save(record, alignment=summary, stage="aligned")
+        self.store.save_alignment(job_id, [table.ids[i] for i in rows])
+        self._save(self.record(job_id), alignment=summary, stage="aligned", n_rows=len(rows))
 
     # -- party A: partial scores for B -------------------------------------------------------
 
@@ -479,7 +682,7 @@ class Node:
         if len(ids) > self.config.limits.max_vector_length:
             raise DataError(f"{len(ids)} IDs exceed the limit of {self.config.limits.max_vector_length}")
         event = self.done.get(job_id)
-        if event is not None and not event.is_set():
+        if event is not None and not event.is_set() and record.state == "training":
             # B can ask right after the last decision, a moment before A has saved its part.
             await asyncio.wait_for(event.wait(), timeout=self.config.limits.request_timeout)
         if record.state != "succeeded":
@@ -494,17 +697,24 @@ class Node:
 
     # -- protocol messages ----------------------------------------------------------------
 
-    async def receive(self, job_id: str, caller: str, frame: bytes, kind: str) -> str:
+    async def receive(self, job_id: str, caller: str, frame: bytes, kind: str, generation: int = 0) -> str:
         record = self.record(job_id)
         sender = self.peer_role(caller)
         if record.peers.get(sender) != caller:
             raise PeerNotAllowed(f"{caller!r} is not party {sender} of job {job_id}")
+        runtime = self.runtimes.get(job_id)
+        if runtime is not None and generation < runtime.generation:
+            return "stale"  # in flight when a party went down; the job has moved on
         if record.finished:
             raise JobCancelled(f"job {job_id} has already {record.state}")
-        runtime = self.runtimes.get(job_id)
         if runtime is None:
             raise JobError(f"job {job_id} is not running here")
-        return await runtime.receive(sender, frame, kind)
+        try:
+            return await runtime.receive(sender, frame, kind, generation)
+        except VFLError as exc:
+            if self.party == "C":  # the arbiter keeps a record of every refused request
+                self.store.audit(job_id, f"refused {kind} from {caller} (party {sender}): {type(exc).__name__}: {exc}")
+            raise
 
 
 def _partial_scores(answer: Any, expected: int) -> np.ndarray:
@@ -533,5 +743,3 @@ def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) 
         "description": "party B's features only, same rows, same algorithm",
         "metrics": {name: model_metrics(config.model, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()},
     }
-
-

@@ -17,6 +17,13 @@ moves their messages:
   over HTTP, or straight back into this job's own queue when a role addresses
   its own party (B sends the residual to itself).
 
+**Generations.** A job's runtime has a generation number, bumped whenever the
+job resumes from a checkpoint. Every message carries its sender's generation.
+One from an older generation was in flight when a party went down: it is
+answered "stale" and dropped, so it can neither be applied twice nor fail the
+job. One from a newer generation means this party has not been told to
+resume yet, and is refused (409).
+
 Anything that goes wrong fails the job with a readable error, which the
 service then tells the peers.
 """
@@ -38,7 +45,7 @@ log = logging.getLogger("vfl.service")
 #: Messages that arrive before their role exists are kept, up to this many.
 EARLY_LIMIT = 16
 
-SendFn = Callable[[Envelope], Awaitable[int]]  # returns the bytes sent
+SendFn = Callable[[Envelope, int], Awaitable[int]]  # (envelope, generation) → bytes sent
 HandledFn = Callable[[Role, Message, list[Envelope]], Awaitable[None]]
 FailFn = Callable[[str], Awaitable[None]]
 
@@ -66,10 +73,12 @@ class JobRuntime:
         on_handled: HandledFn,
         on_failure: FailFn,
         synchronous: bool = False,
+        generation: int = 0,
     ) -> None:
         self.job_id = job_id
         self.party = party
         self.synchronous = synchronous
+        self.generation = generation
         self._send = send
         self._on_handled = on_handled
         self._on_failure = on_failure
@@ -111,17 +120,28 @@ class JobRuntime:
     async def add_role(self, protocol: str, role: Role, initial: list[Envelope] | None = None) -> None:
         """Attach a role; send its opening envelopes; hand it any messages that came early."""
         self.roles[protocol] = role
-        for envelope in initial or []:
-            await self._outbox.put(envelope)
+        await self.post(initial or [])
         early = [(s, m) for s, m in self._early if m.PROTOCOL == protocol]
         self._early = [(s, m) for s, m in self._early if m.PROTOCOL != protocol]
         for sender, message in early:
             await self._accept(sender, message)
 
+    async def post(self, envelopes: list[Envelope]) -> None:
+        """Queue envelopes for sending, in order."""
+        for envelope in envelopes:
+            await self._outbox.put(envelope)
+
     # -- receiving ------------------------------------------------------------------
 
-    async def receive(self, sender: Party, frame: bytes, kind: str | None = None) -> str:
-        """Take one frame from ``sender``: "accepted" or "duplicate", or raise (→ 4xx)."""
+    async def receive(self, sender: Party, frame: bytes, kind: str | None = None, generation: int = 0) -> str:
+        """Take one frame from ``sender``: "accepted", "duplicate" or "stale", or raise (→ 4xx)."""
+        if generation < self.generation:
+            return "stale"
+        if generation > self.generation:
+            raise OutOfOrderError(
+                f"job {self.job_id} is at generation {self.generation} here, the message at {generation}: "
+                "this party has not resumed yet"
+            )
         message = decode_message(frame)
         if kind is not None and message.KIND != kind:
             raise OutOfOrderError(f"the {kind} endpoint received a {message.KIND} message")
@@ -183,7 +203,9 @@ class JobRuntime:
                 if envelope.recipient == self.party:
                     await self._accept(envelope.sender, envelope.message)
                 else:
-                    sent = await self._send(envelope)
+                    # Stamped with this runtime's own generation: a runtime being replaced
+                    # must never send under its successor's number.
+                    sent = await self._send(envelope, self.generation)
                     protocol = envelope.message.PROTOCOL
                     self.bytes_out[protocol] = self.bytes_out.get(protocol, 0) + sent
             except VFLError as exc:

@@ -83,6 +83,13 @@ class TrainingStart(_Strict):
     n_rows: int = Field(ge=2)
 
 
+class ResumeRequest(_Strict):
+    """B → A and C: go back to the state after ``epoch`` (−1: before training) under a new generation."""
+
+    epoch: int = Field(ge=-1)
+    generation: int = Field(ge=1)
+
+
 class ScoreQuery(_Strict):
     ids: list[str] = Field(min_length=1)
 

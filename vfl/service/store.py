@@ -1,7 +1,10 @@
 """Jobs and models on disk, one folder per job under the service's data directory::
 
-    <data_dir>/jobs/<job_id>/job.json      the job's record (state, progress, metrics, error)
-    <data_dir>/jobs/<job_id>/model.json    this party's model part, once trained
+    <data_dir>/jobs/<job_id>/job.json                 the job's record (state, progress, metrics, error)
+    <data_dir>/jobs/<job_id>/model.json               this party's model part, once trained
+    <data_dir>/jobs/<job_id>/alignment.json           the aligned IDs, in the shared order
+    <data_dir>/jobs/<job_id>/checkpoints/epoch-N.json  the role's state after epoch N (−1: before training)
+    <data_dir>/jobs/<job_id>/audit.log                requests this party refused, one per line
 
 Every file is written atomically (a temporary file in the same folder, flushed,
 then renamed over the old one), so a crash leaves either the old or the new
@@ -48,6 +51,9 @@ class JobRecord(BaseModel):
     stop_reason: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    generation: int = Field(0, description="bumped at every resume; older messages are ignored")
+    n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
+    resumes: int = 0
 
     @property
     def finished(self) -> bool:
@@ -115,7 +121,55 @@ class JobStore:
         atomic_write_json(self.job_dir(job_id) / "model.json", model)
 
     def load_model(self, job_id: str) -> dict[str, Any] | None:
-        file = self.job_dir(job_id) / "model.json"
+        return self._load(job_id, "model.json")
+
+    def save_alignment(self, job_id: str, ids: list[str]) -> None:
+        atomic_write_json(self.job_dir(job_id) / "alignment.json", {"ids": ids}, mode=0o600)
+
+    def load_alignment(self, job_id: str) -> list[str] | None:
+        data = self._load(job_id, "alignment.json")
+        return None if data is None else list(data["ids"])
+
+    # -- checkpoints: kept for the start and the last two epochs ---------------------------------
+
+    KEEP_EPOCHS = 2
+
+    def save_checkpoint(self, job_id: str, epoch: int, state: dict[str, Any]) -> None:
+        """Write the state after ``epoch`` (0600: the arbiter's holds its private key)."""
+        folder = self.job_dir(job_id) / "checkpoints"
+        atomic_write_json(folder / f"epoch-{epoch}.json", state, mode=0o600)
+        for old in self.checkpoints(job_id)[1:-self.KEEP_EPOCHS]:
+            (folder / f"epoch-{old}.json").unlink(missing_ok=True)
+
+    def checkpoints(self, job_id: str) -> list[int]:
+        """Epochs with a checkpoint, ascending (−1 is the state before training)."""
+        folder = self.job_dir(job_id) / "checkpoints"
+        epochs = []
+        for file in folder.glob("epoch-*.json"):
+            try:
+                epochs.append(int(file.stem.removeprefix("epoch-")))
+            except ValueError:
+                continue
+        return sorted(epochs)
+
+    def load_checkpoint(self, job_id: str, epoch: int) -> dict[str, Any]:
+        data = self._load(job_id, f"checkpoints/epoch-{epoch}.json")
+        if data is None:
+            raise JobError(f"job {job_id} has no checkpoint for epoch {epoch} here")
+        return data
+
+    def drop_checkpoints(self, job_id: str) -> None:
+        """Remove checkpoints once they cannot be needed (they may hold private keys)."""
+        shutil.rmtree(self.job_dir(job_id) / "checkpoints", ignore_errors=True)
+
+    def audit(self, job_id: str, line: str) -> None:
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "audit.log", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+
+    def _load(self, job_id: str, name: str) -> Any:
+        file = self.job_dir(job_id) / name
         if not file.is_file():
             return None
         return json.loads(file.read_text())

@@ -1,0 +1,73 @@
+"""Real processes: SIGKILL party A, then B, then the arbiter during training; the job still ends right."""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from vfl.config import TrainingConfig
+from vfl.data import load_csv
+from vfl.demo import running_services, wait_healthy, write_demo_files
+from vfl.simulate import simulate
+
+TRAINING = {"epochs": 16, "tol": 0, "batch_size": 100, "optimizer": "adam", "validation_fraction": 0.2}
+
+
+def serve(workdir, name):
+    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+
+
+def get(client, url, attempts=400):
+    """GET that rides out a service being down for a moment."""
+    for _ in range(attempts):
+        try:
+            return client.get(url).json()
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} stayed unreachable")
+
+
+def test_killing_each_service_in_turn_mid_training_leaves_the_model_unchanged(tmp_path, keypair):
+    setup = write_demo_files(tmp_path, population=2500, key_bits=1024, training=TRAINING)
+    verify = ssl.create_default_context(cafile=setup["verify"])
+    headers = {"Authorization": f"Bearer {setup['token']}"}
+    kills = [("party-a", 3), ("party-b", 7), ("arbiter", 11)]
+
+    with running_services(tmp_path) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
+        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank, \
+             httpx.Client(base_url=setup["urls"]["party-a"], headers=headers, timeout=30, verify=verify) as shop:
+            job_id = bank.post("/v1/jobs", json=json.loads((tmp_path / "job.json").read_text())).json()["job_id"]
+            for name, epoch in kills:
+                while get(bank, f"/v1/jobs/{job_id}")["epoch"] < epoch:
+                    time.sleep(0.02)
+                processes[name].send_signal(signal.SIGKILL)
+                processes[name].wait()
+                processes[name] = serve(tmp_path, name)
+            for _ in range(3000):
+                status = get(bank, f"/v1/jobs/{job_id}")
+                if status["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.1)
+            model_a = get(shop, f"/v1/jobs/{job_id}/model")
+            model_b = get(bank, f"/v1/jobs/{job_id}/model")
+    shop_table = load_csv(tmp_path / "shop.csv", id_column="customer_id")
+    bank_table = load_csv(tmp_path / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
+    reference = simulate(shop_table, bank_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair)
+
+    assert status["state"] == "succeeded", status["error"]
+    assert status["resumes"] >= 3
+    assert status["epoch"] == reference["epochs_run"] and status["stop_reason"] == reference["stop_reason"]
+    assert np.allclose(model_a["weights"], reference["model_parts"]["party_a"]["weights"], atol=1e-12, rtol=0)
+    assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)
+    assert status["loss_history"] == pytest.approx(reference["loss_history"], abs=1e-12)

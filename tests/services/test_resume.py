@@ -1,0 +1,72 @@
+"""A service that dies mid-training comes back and the job ends with the uninterrupted model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from arbiter.app import create_app as create_arbiter_app
+from parties.app import create_app as create_party_app
+from tests.services.conftest import demo_job, start_cluster, wait_for
+from vfl.config import TrainingConfig
+from vfl.data import load_csv
+from vfl.service.config import load_config
+from vfl.service.node import Node
+from vfl.simulate import simulate
+
+SETTINGS = dict(epochs=10, tol=0, batch_size=150, validation_fraction=0.2, optimizer="adam")
+
+
+async def crash_and_restart(cluster, name: str, downtime: float = 0.3) -> None:
+    """Stop a node without telling anyone, as a kill would, and start a new one on its data."""
+    host = f"{name}.test"
+    victim = cluster.nodes[name]
+    del cluster.router.apps[host]
+    for task in list(victim.drivers.values()) + list(victim._background):
+        task.cancel()
+    for runtime in list(victim.runtimes.values()):
+        await runtime.close()
+    await asyncio.sleep(downtime)
+    config = load_config(cluster.workdir / f"{name}.toml")
+    node = Node(config, transport=cluster.router)
+    app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
+    cluster.router.apps[host] = app
+    cluster.nodes[name] = node
+    await node.startup()
+
+
+def uninterrupted(tmp_path, keypair, training):
+    shop = load_csv(tmp_path / "shop.csv", id_column="customer_id")
+    bank = load_csv(tmp_path / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
+    return simulate(shop, bank, TrainingConfig(**training), keypair=keypair)
+
+
+@pytest.mark.parametrize("victim", ["party-a", "party-b", "arbiter"])
+def test_a_crashed_service_resumes_and_the_model_is_unchanged(tmp_path, run, keypair, victim):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(**SETTINGS))
+        try:
+            async with cluster.client() as bank:
+                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
+                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 3:
+                    await asyncio.sleep(0.01)
+                await crash_and_restart(cluster, victim)
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                status = await wait_for(bank, job["job_id"])
+                models = [(await c.get(f"/v1/jobs/{job['job_id']}/model")).json() for c in (shop, bank)]
+            checkpoint_dirs = [p for p in tmp_path.glob("data/*/jobs/*/checkpoints") if any(p.iterdir())]
+            return status, models, checkpoint_dirs
+        finally:
+            await cluster.stop()
+
+    status, (model_a, model_b), leftover = run(scenario())
+    reference = uninterrupted(tmp_path, keypair, {**SETTINGS, "key_bits": 1024})
+
+    assert status["state"] == "succeeded", status["error"]
+    assert status["resumes"] == 1
+    assert np.allclose(model_a["weights"], reference["model_parts"]["party_a"]["weights"], atol=1e-12, rtol=0)
+    assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)
+    assert status["loss_history"] == pytest.approx(reference["loss_history"], abs=1e-12)
+    assert leftover == []  # checkpoints (which hold the arbiter's key) are gone once B has the model
