@@ -1,25 +1,35 @@
 #!/usr/bin/env python3
 """How fast is encrypted training? Ours against a naive phe implementation, in one run.
 
-    python scripts/bench.py [--key-bits 2048] [--workers W] [--epochs 3] [--json]
+    python scripts/bench.py [--json] [--key-bits 2048] [--rows 10000] [--workers W]
+                            [--naive-sample 150] [--epochs 3] [--repeats 5]
 
 Measures, on this machine, in the same run:
 
-1. encryptions per second: ours (DJN fixed-base obfuscation, raw gmpy2
+1. encryptions per second: ours (DJN fixed-base obfuscation on raw gmpy2
    integers) on one core and on all workers, against phe's ``encrypt``;
-2. the encrypted product Xᵀ[[d]] (10,000 × 10) in row-features per second:
-   ours (bucket multi-exponentiation) against a naive phe loop
-   (``EncryptedNumber * float`` summed), the latter sampled on 200 rows;
-3. one epoch of logistic regression on FATE's default_credit pair (30,000
-   rows, 10 + 13 features, batch size 5,000) through the real roles and the
-   in-memory channel, the median over ``--epochs`` epochs, and where the time
-   goes (encrypt, re-randomise, products, decrypt, wire, other);
-4. the same epoch done the naive way with phe objects (encrypt, ``* float``,
-   ``+``, ``obfuscate()`` for re-randomisation, decimal strings on the wire),
-   timed on a sample of rows and extrapolated to 30,000 (stated as such), and
-   the ratio.
+2. the encrypted product Xᵀ[[d]] (``--rows`` × 10 standard normal features at
+   2^-16) in row-features per second: ours (grouped, signed-digit bucket
+   multi-exponentiation) against a naive phe loop (``EncryptedNumber * float``
+   summed, timed on 200 rows); with FATE's data present, also ours on real
+   default_credit batches;
+3. epochs of logistic regression on FATE's default_credit pair (30,000 rows,
+   10 + 13 features, 2048-bit keys, batch size 5,000) through the real roles
+   and the in-memory channel: the median seconds per epoch after a warm-up
+   epoch, the CPU seconds it took over all processes, and where the time goes
+   (encrypt, re-randomise, products, decrypt, wire encode, wire decode,
+   other), the last from a separate run without background prefetch;
+4. the same epoch done the naive way with phe objects (``encrypt``,
+   ``ciphertext * float``, ``+``, ``obfuscate()`` to re-randomise, decimal
+   strings in JSON on the wire), timed on ``--naive-sample`` rows and
+   extrapolated to 30,000 (reported as sampled), and the ratio.
 
-Part 3 and 4 need ../shared/data/fate beside the repository and are skipped
+Rates are medians over ``--repeats`` runs. Every rate is measured in wall time;
+per-core rates also in CPU time, which is what they would be on an idle
+machine. The load average before and after is printed: when other programs
+share the cores, wall times grow and the CPU-time figures are the fair ones.
+
+Parts 3 and 4 need ../shared/data/fate beside the repository and are skipped
 with a message when it is absent.
 """
 
@@ -27,131 +37,187 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gmpy2
 import numpy as np
 import phe
 
 from vfl.config import TrainingConfig
-from vfl.crypto.keys import generate_keypair
+from vfl.crypto.keys import PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import make_obfuscators
-from vfl.crypto.vector import EncryptedVector, Encryptor
-from vfl.parallel import resolve_workers
+from vfl.crypto.vector import Encryptor
+from vfl.parallel import available_cores, pool_cpu_seconds, resolve_workers
 
 FATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
+FEATURE_FRAC_BITS = 16  # TrainingConfig's default, used by the product benchmark
+VALUE_FRAC_BITS = 32
+BATCH_SIZE = 5000
+PRODUCT_COLUMNS = 10
+NAIVE_PRODUCT_ROWS = 200
+
+
+# -- measuring ------------------------------------------------------------------------------
 
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown"
 
 
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else float("inf")
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def median_rate(count: int, fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) rates in items per second of ``fn`` doing ``count`` items."""
+    runs = [timed(fn) for _ in range(repeats)]
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    return count / wall, count / cpu
+
+
+def all_cpu() -> float:
+    """CPU seconds of this process plus every pool worker so far."""
+    return time.process_time() + (pool_cpu_seconds() or 0.0)
 
 
 # -- 1. encryption --------------------------------------------------------------------------
 
 
-def bench_encryption(public, workers: int, phe_sample: int) -> dict[str, Any]:
-    values = np.random.default_rng(0).normal(size=4000)
+def bench_encryption(public: PublicKey, workers: int, repeats: int, phe_sample: int = 40) -> dict[str, Any]:
+    values = np.random.default_rng(0).normal(size=8000)
     one = Encryptor(public, "djn", workers=1)
-    one.encrypt(values[:10], 32)  # builds the fixed-base table once
-    started = time.perf_counter()
-    one.encrypt(values[:2000], 32)
-    per_core = rate(2000, time.perf_counter() - started)
+    one.encrypt(values[:10], VALUE_FRAC_BITS)  # builds this process's fixed-base table once
+    per_core, per_core_cpu = median_rate(2000, lambda: one.encrypt(values[:2000], VALUE_FRAC_BITS), repeats)
 
     many = Encryptor(public, "djn", workers=workers)
-    many.encrypt(values[:2000], 32)  # above the parallel threshold: starts the pool, builds each worker's table
-    started = time.perf_counter()
-    many.encrypt(np.tile(values, 2), 32)
-    all_workers = rate(8000, time.perf_counter() - started)
+    many.encrypt(values[:2000], VALUE_FRAC_BITS)  # starts the pool and builds each worker's table
+    all_workers, _ = median_rate(8000, lambda: many.encrypt(values, VALUE_FRAC_BITS), max(1, repeats // 2))
 
     strict = Encryptor(public, "strict", workers=1)
-    started = time.perf_counter()
-    strict.encrypt(values[:40], 32)
-    strict_rate = rate(40, time.perf_counter() - started)
+    strict_rate, strict_cpu = median_rate(20, lambda: strict.encrypt(values[:20], VALUE_FRAC_BITS), 3)
 
     phe_key = public.phe_key
-    started = time.perf_counter()
-    for v in values[:phe_sample]:
-        phe_key.encrypt(float(v))
-    phe_rate = rate(phe_sample, time.perf_counter() - started)
+    sample = [float(v) for v in values[:phe_sample]]
+    phe_rate, phe_cpu = median_rate(phe_sample, lambda: [phe_key.encrypt(v) for v in sample], 3)
     return {
-        "ours_per_core": round(per_core, 1),
-        "ours_all_workers": round(all_workers, 1),
+        "ours_per_core": round(per_core),
+        "ours_per_core_cpu_time": round(per_core_cpu),
+        "ours_all_workers": round(all_workers),
         "ours_strict_per_core": round(strict_rate, 1),
         "phe_per_core": round(phe_rate, 1),
-        "speedup_per_core": round(per_core / phe_rate, 1),
+        "phe_per_core_cpu_time": round(phe_cpu, 1),
         "phe_sample": phe_sample,
+        "speedup_per_core": round(per_core / phe_rate, 1),
+        "speedup_per_core_cpu_time": round(per_core_cpu / phe_cpu, 1),
     }
 
 
-# -- 2. the encrypted product -------------------------------------------------------------------
+# -- 2. the encrypted product ---------------------------------------------------------------
 
 
-def bench_product(public, workers: int, rows: int = 10_000, cols: int = 10, naive_rows: int = 200) -> dict[str, Any]:
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(rows, cols))
-    cts = make_obfuscators(public, rows, "djn", workers)  # any units will do as ciphertexts
-    exps = fixed_point_exponents(X, 16)
-    nsq = public.nsquare
-    encrypted_matvec_t(cts[:3000], exps[:3000], nsq, workers=workers)  # warm the pool
-    started = time.perf_counter()
-    encrypted_matvec_t(cts, exps, nsq, workers=1)
-    one = time.perf_counter() - started
-    started = time.perf_counter()
-    encrypted_matvec_t(cts, exps, nsq, workers=workers)
-    many = time.perf_counter() - started
-
+def naive_phe_product_seconds(public: PublicKey, cts: list, X: np.ndarray) -> float:
+    """Seconds for Σ_i [[d_i]] * x_ij with phe objects, every column, on these rows."""
     phe_key = public.phe_key
-    enc = [phe.EncryptedNumber(phe_key, int(c), 0) for c in cts[:naive_rows]]
+    enc = [phe.EncryptedNumber(phe_key, int(c), -VALUE_FRAC_BITS) for c in cts]
     started = time.perf_counter()
-    for j in range(cols):
+    for j in range(X.shape[1]):
         total = enc[0] * float(X[0, j])
-        for i in range(1, naive_rows):
+        for i in range(1, len(enc)):
             total = total + enc[i] * float(X[i, j])
-    naive = (time.perf_counter() - started) * rows / naive_rows
-    cells = rows * cols
+    return time.perf_counter() - started
+
+
+def bench_product(public: PublicKey, workers: int, rows: int, repeats: int) -> dict[str, Any]:
+    X = np.random.default_rng(1).normal(size=(rows, PRODUCT_COLUMNS))
+    cts = make_obfuscators(public, rows, "djn", workers)  # any units will do as ciphertexts
+    exps = fixed_point_exponents(X, FEATURE_FRAC_BITS)
+    nsq = public.nsquare
+    cells = rows * PRODUCT_COLUMNS
+    encrypted_matvec_t(cts[:3000], exps[:3000], nsq, workers=workers)  # warm the pool
+    per_core, per_core_cpu = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, workers=1), repeats)
+    all_workers, _ = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, workers=workers), repeats)
+
+    sample = min(NAIVE_PRODUCT_ROWS, rows)
+    naive_seconds = naive_phe_product_seconds(public, cts[:sample], X[:sample])
+    phe_rate = sample * PRODUCT_COLUMNS / naive_seconds
     return {
-        "shape": [rows, cols],
-        "ours_per_core": round(rate(cells, one), 1),
-        "ours_all_workers": round(rate(cells, many), 1),
-        "phe_per_core": round(rate(cells, naive), 1),
-        "phe_sampled_rows": naive_rows,
-        "speedup_per_core": round(naive / one, 1),
+        "shape": [rows, PRODUCT_COLUMNS],
+        "feature_frac_bits": FEATURE_FRAC_BITS,
+        "ours_per_core": round(per_core),
+        "ours_per_core_cpu_time": round(per_core_cpu),
+        "ours_all_workers": round(all_workers),
+        "phe_per_core": round(phe_rate),
+        "phe_sampled_rows": sample,
+        "speedup_per_core": round(per_core / phe_rate, 1),
     }
 
 
-# -- 3. one epoch through the real roles ---------------------------------------------------------
+def bench_product_default_credit(public: PublicKey, repeats: int) -> dict[str, Any]:
+    """Ours, one core, on real 5,000-row batches of party A's and party B's standardised features."""
+    a, b = load_default_credit()
+    rows = np.random.default_rng(3).permutation(len(b))[:BATCH_SIZE]
+    cts = make_obfuscators(public, BATCH_SIZE, "djn", 1)
+    nsq = public.nsquare
+    out: dict[str, Any] = {"batch_rows": BATCH_SIZE}
+    for party, features in (("A", a.features), ("B", np.hstack([b.features, np.ones((len(b), 1))]))):
+        scale = features.std(0)
+        scale[scale == 0] = 1.0  # the intercept column stays at 1
+        centre = np.where(features.std(0) == 0, 0.0, features.mean(0))
+        exps = fixed_point_exponents(((features - centre) / scale)[rows], FEATURE_FRAC_BITS)
+        rate, cpu_rate = median_rate(exps.size, lambda: encrypted_matvec_t(cts, exps, nsq, workers=1), repeats)
+        out[f"party_{party}"] = {"columns": exps.shape[1], "ours_per_core": round(rate), "ours_per_core_cpu_time": round(cpu_rate)}
+    return out
+
+
+# -- 3. epochs through the real roles ---------------------------------------------------------
 
 
 class Stopwatch:
-    """Accumulates wall time per category by wrapping functions at run time."""
+    """Accumulates wall time per category by wrapping functions at run time.
+
+    Calls nested inside a wrapped call count once, in the outer category.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._depth = 0
+        self._saved: list[tuple[Any, str, Any]] = []
 
     def wrap(self, owner: Any, name: str, category: str) -> None:
+        raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
         original = getattr(owner, name)
+        self._saved.append((owner, name, raw))
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:  # nested calls count once, in the outer category
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
                 return original(*args, **kwargs)
             self._depth += 1
             started = time.perf_counter()
@@ -161,36 +227,45 @@ class Stopwatch:
                 self.seconds[category] += time.perf_counter() - started
                 self._depth -= 1
 
-        setattr(owner, name, timed)
+        # Class attributes (methods, classmethods) are replaced so that every
+        # instance and every caller sees the timer; staticmethod keeps the
+        # wrapper from binding ``self`` twice.
+        setattr(owner, name, staticmethod(timed_call) if isinstance(raw, classmethod) else timed_call)
+
+    def restore(self) -> None:
+        for owner, name, raw in reversed(self._saved):
+            setattr(owner, name, raw)
+        self._saved.clear()
+
+
+BREAKDOWN = ("encrypt", "rerandomise", "products", "decrypt", "wire_encode", "wire_decode")
 
 
 @contextmanager
 def instrumented() -> Iterator[Stopwatch]:
     import vfl.protocol.arbiter as arbiter
     import vfl.protocol.channel as channel
+    import vfl.protocol.messages as messages
     import vfl.protocol.parties as parties
     from vfl.crypto import vector
 
     watch = Stopwatch()
-    saved = [(vector.Encryptor, "encrypt"), (vector.Encryptor, "encrypt_residues"),
-             (vector.Encryptor, "rerandomize"), (vector.EncryptedVector, "matvec_t"),
-             (arbiter, "decrypt_residues"), (parties, "unmask"), (channel, "encode_message"),
-             (channel, "decode_message"), (vector.EncryptedVector, "from_bytes")]
-    originals = [(owner, name, getattr(owner, name)) for owner, name in saved]
     watch.wrap(vector.Encryptor, "encrypt", "encrypt")
-    watch.wrap(vector.Encryptor, "encrypt_residues", "encrypt")
+    watch.wrap(vector.Encryptor, "encrypt_residues", "encrypt")  # the fresh masks
     watch.wrap(vector.Encryptor, "rerandomize", "rerandomise")
-    watch.wrap(vector.EncryptedVector, "matvec_t", "products")
+    watch.wrap(vector.EncryptedVector, "matvec_t", "products")  # also B's loss term (dot)
     watch.wrap(arbiter, "decrypt_residues", "decrypt")
     watch.wrap(parties, "unmask", "decrypt")
-    watch.wrap(channel, "encode_message", "wire")
-    watch.wrap(channel, "decode_message", "wire")
-    watch.wrap(vector.EncryptedVector, "from_bytes", "wire")
+    watch.wrap(vector.EncryptedVector, "to_bytes", "wire_encode")
+    watch.wrap(messages.IntVector, "pack", "wire_encode")
+    watch.wrap(channel, "encode_message", "wire_encode")
+    watch.wrap(channel, "decode_message", "wire_decode")
+    watch.wrap(vector.EncryptedVector, "from_bytes", "wire_decode")  # includes the unit checks
+    watch.wrap(messages.IntVector, "unpack", "wire_decode")
     try:
         yield watch
     finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+        watch.restore()
 
 
 def load_default_credit():
@@ -201,62 +276,88 @@ def load_default_credit():
     return a.take(a.rows_for(b.ids)), b  # the pair is already aligned by ID; PSI is benchmarked separately
 
 
-def bench_epoch(keypair, workers: int, epochs: int, *, prefetch: bool = True) -> dict[str, Any]:
-    """Seconds per epoch and where they go.
-
-    With ``prefetch`` on (as in real use) obfuscators are made on the pool in
-    the background, so their cost shows up under whatever call waits for the
-    pool next; the breakdown is only honest with it off.
-    """
-    from vfl.crypto.vector import Encryptor
+def run_epochs(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int, *, prefetch: bool) -> dict[str, Any]:
+    """Train ``epochs`` epochs; per epoch the wall seconds, CPU seconds and the breakdown."""
     from vfl.protocol.arbiter import Arbiter
     from vfl.protocol.channel import InMemoryChannel
     from vfl.protocol.messages import EpochDecision
     from vfl.protocol.parties import PartyA, PartyB
 
     a, b = load_default_credit()
-    config = TrainingConfig(key_bits=keypair[0].bits, epochs=epochs, batch_size=5000, tol=0)
+    bits = keypair[0].bits
+    config = TrainingConfig(key_bits=bits, epochs=epochs, batch_size=BATCH_SIZE, tol=0)
+    floor = min(bits, 2048)  # --key-bits 1024 is allowed for quick runs of this script
     roles = {
-        "A": PartyA("bench", config, a.features, workers=workers),
-        "B": PartyB("bench", config, b.features, b.labels, workers=workers),
-        "C": Arbiter("bench", config, len(b), keypair=keypair),
+        "A": PartyA("bench", config, a.features, workers=workers, min_key_bits=floor),
+        "B": PartyB("bench", config, b.features, b.labels, workers=workers, min_key_bits=floor),
+        "C": Arbiter("bench", config, len(b), keypair=keypair, min_key_bits=floor),
     }
-    marks: list[float] = []
-    splits: list[dict[str, float]] = []
+    marks: list[tuple[float, float, dict[str, float]]] = []
     prefetch_method = Encryptor.prefetch
     if not prefetch:
         Encryptor.prefetch = lambda self, count: None  # type: ignore[method-assign]
-    with instrumented() as watch:
-        def on_deliver(envelope: Any) -> None:
-            if isinstance(envelope.message, EpochDecision) and envelope.recipient == "B":
-                marks.append(time.perf_counter())
-                splits.append(dict(watch.seconds))
+    try:
+        with instrumented() as watch:
 
-        channel = InMemoryChannel(roles, on_deliver=on_deliver)
-        marks.append(time.perf_counter())
-        splits.append({})
-        channel.run(roles["A"].start() + roles["B"].start())
-    Encryptor.prefetch = prefetch_method  # type: ignore[method-assign]
-    per_epoch = [t1 - t0 for t0, t1 in zip(marks, marks[1:])]
-    # Breakdown of the median epoch (the first also starts the worker pool).
-    median_index = int(np.argsort(per_epoch)[len(per_epoch) // 2])
-    before, after = splits[median_index], splits[median_index + 1]
-    parts = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("encrypt", "rerandomise", "products", "decrypt", "wire")}
-    parts["other"] = per_epoch[median_index] - sum(parts.values())
+            def on_deliver(envelope: Any) -> None:
+                if isinstance(envelope.message, EpochDecision) and envelope.recipient == "B":
+                    marks.append((time.perf_counter(), all_cpu(), dict(watch.seconds)))
+
+            channel = InMemoryChannel(roles, on_deliver=on_deliver)
+            marks.append((time.perf_counter(), all_cpu(), {}))
+            channel.run(roles["A"].start() + roles["B"].start())
+    finally:
+        Encryptor.prefetch = prefetch_method  # type: ignore[method-assign]
+    per_epoch = []
+    for (t0, c0, s0), (t1, c1, s1) in zip(marks, marks[1:]):
+        parts = {k: s1.get(k, 0.0) - s0.get(k, 0.0) for k in BREAKDOWN}
+        parts["other"] = (t1 - t0) - sum(parts.values())
+        per_epoch.append({"seconds": t1 - t0, "cpu_seconds": c1 - c0, "breakdown": parts})
     return {
-        "rows": len(b), "features": [a.features.shape[1], b.features.shape[1]], "batch_size": 5000,
-        "seconds_per_epoch": round(statistics.median(per_epoch), 2),
-        "seconds_all_epochs": [round(s, 2) for s in per_epoch],
-        "breakdown_seconds": {k: round(v, 2) for k, v in parts.items()},
+        "rows": len(b),
+        "features": [a.features.shape[1], b.features.shape[1]],
+        "epochs": per_epoch,
         "bytes_per_epoch": int(channel.total_bytes / max(1, len(per_epoch))),
     }
 
 
-# -- 4. the same epoch, naively with phe ----------------------------------------------------------
+def bench_epoch(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int) -> dict[str, Any]:
+    """A warm-up epoch, then ``epochs`` timed ones; the breakdown from a run without prefetch."""
+    run = run_epochs(keypair, workers, epochs + 1, prefetch=True)
+    warm, timed_epochs = run["epochs"][0], run["epochs"][1:]
+    seconds = [e["seconds"] for e in timed_epochs]
+    cpu = [e["cpu_seconds"] for e in timed_epochs]
+    attributed = run_epochs(keypair, workers, 2, prefetch=False)["epochs"]
+    median_index = int(np.argsort([e["seconds"] for e in attributed])[len(attributed) // 2])
+    chosen = attributed[median_index]
+    return {
+        "rows": run["rows"],
+        "features": run["features"],
+        "batch_size": BATCH_SIZE,
+        "seconds_per_epoch": round(statistics.median(seconds), 2),
+        "seconds_each_epoch": [round(s, 2) for s in seconds],
+        "first_epoch_seconds": round(warm["seconds"], 2),
+        "cpu_seconds_per_epoch": round(statistics.median(cpu), 2),
+        "cpu_bound_seconds_per_epoch": round(statistics.median(cpu) / workers, 2),
+        "breakdown_seconds": {k: round(v, 2) for k, v in chosen["breakdown"].items()},
+        "breakdown_epoch_seconds": round(chosen["seconds"], 2),
+        "bytes_per_epoch": run["bytes_per_epoch"],
+    }
 
 
-def bench_naive_epoch(keypair, sample: int) -> dict[str, Any]:
-    """The epoch's per-row work with phe objects on ``sample`` rows, scaled to all rows."""
+# -- 4. the same epoch, naively with phe -------------------------------------------------------
+
+
+def bench_naive_epoch(keypair: tuple[PublicKey, PrivateKey], sample: int) -> dict[str, Any]:
+    """The epoch's work with phe objects on ``sample`` rows, scaled to all rows.
+
+    Per row: A encrypts u_A; [[u_A]] and [[d]] (twice, as our channel sends it
+    to A and back to B) cross the wire as decimal strings in JSON; B computes
+    [[d]] = ¼[[u_A]] + q and re-randomises it with ``obfuscate()``; B adds
+    q·[[u_A]] into the loss; A and B add [[d]]·x into every gradient entry.
+    Per batch (not scaled by rows): the masks (one phe encryption per
+    gradient entry) and the arbiter's decryptions.
+    """
     a, b = load_default_credit()
     public, private = keypair
     phe_pub, phe_priv = public.phe_key, private.phe_key
@@ -267,95 +368,152 @@ def bench_naive_epoch(keypair, sample: int) -> dict[str, Any]:
     y = b.labels[rows]
     u_a = X_a @ rng.normal(size=X_a.shape[1]) * 0.1
     u_b = X_b @ rng.normal(size=X_b.shape[1]) * 0.1
-    timings: dict[str, float] = {}
+    q = 0.25 * u_b + 0.5 - y
+    per_row: dict[str, float] = {}
 
     started = time.perf_counter()
     enc_u_a = [phe_pub.encrypt(float(v)) for v in u_a]
-    timings["encrypt"] = time.perf_counter() - started
+    per_row["encrypt"] = time.perf_counter() - started
+
+    def over_the_wire(values: list[phe.EncryptedNumber]) -> list[phe.EncryptedNumber]:
+        frames = [json.dumps({"c": str(c.ciphertext(be_secure=False)), "e": c.exponent}) for c in values]
+        return [phe.EncryptedNumber(phe_pub, int(d["c"]), d["e"]) for d in map(json.loads, frames)]
 
     started = time.perf_counter()
-    wire = [json.dumps({"c": str(c.ciphertext(be_secure=False)), "e": c.exponent}) for c in enc_u_a]
-    enc_u_a = [phe.EncryptedNumber(phe_pub, int(json.loads(w)["c"]), json.loads(w)["e"]) for w in wire]
-    timings["wire"] = (time.perf_counter() - started) * 3  # forward, residual to A, residual to B
+    enc_u_a = over_the_wire(enc_u_a)
+    per_row["wire"] = (time.perf_counter() - started) * 3  # [[u_A]] to B, [[d]] to A and to B
 
     started = time.perf_counter()
-    q = 0.25 * u_b + 0.5 - y
     enc_d = [c * 0.25 + float(v) for c, v in zip(enc_u_a, q)]
     for c in enc_d:
         c.obfuscate()
-    timings["rerandomise"] = time.perf_counter() - started
+    per_row["rerandomise"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    loss = enc_u_a[0] * float(q[0])
+    for c, v in zip(enc_u_a[1:], q[1:]):
+        loss = loss + c * float(v)
+    gradients = []
     for X in (X_a, X_b):
         for j in range(X.shape[1]):
             total = enc_d[0] * float(X[0, j])
             for i in range(1, sample):
                 total = total + enc_d[i] * float(X[i, j])
-            phe_priv.decrypt(total)
-    timings["products_and_decrypt"] = time.perf_counter() - started
-    scale = len(b) / sample
-    scaled = {k: v * scale for k, v in timings.items()}
-    return {"sampled_rows": sample, "extrapolated_to_rows": len(b),
-            "seconds_per_epoch": round(sum(scaled.values()), 1),
-            "breakdown_seconds": {k: round(v, 1) for k, v in scaled.items()}}
+            gradients.append(total)
+    per_row["products"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    masks = [phe_pub.encrypt(float(m)) for m in rng.normal(size=len(gradients))]
+    for g, m in zip(gradients, masks):
+        phe_priv.decrypt(g + m)
+    phe_priv.decrypt(loss)
+    per_batch = {"mask_and_decrypt": time.perf_counter() - started}
+
+    batches = -(-len(b) // BATCH_SIZE)
+    scaled = {k: v * len(b) / sample for k, v in per_row.items()}
+    scaled.update({k: v * batches for k, v in per_batch.items()})
+    return {
+        "sampled_rows": sample,
+        "extrapolated_to_rows": len(b),
+        "seconds_per_epoch": round(sum(scaled.values()), 1),
+        "breakdown_seconds": {k: round(v, 1) for k, v in scaled.items()},
+    }
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    workers = resolve_workers(args.workers)
+    report: dict[str, Any] = {
+        "machine": {
+            "cores": available_cores(), "workers": workers, "cpu": cpu_model(),
+            "python": platform.python_version(), "gmpy2": gmpy2.version(), "gmp": gmpy2.mp_version(),
+            "phe": phe.__version__, "load_average_before": load_average(),
+        },
+        "key_bits": args.key_bits,
+    }
+    keypair = generate_keypair(args.key_bits, min_bits=min(args.key_bits, 1024))
+    report["encryption"] = bench_encryption(keypair[0], workers, args.repeats)
+    report["product"] = bench_product(keypair[0], workers, args.rows, max(1, args.repeats // 2))
+    if not (FATE / "default_credit_hetero_host.csv").is_file():
+        report["epoch"] = f"skipped: FATE's default_credit pair is not under {FATE} (../shared is absent)"
+    else:
+        report["product_default_credit"] = bench_product_default_credit(keypair[0], max(1, args.repeats // 2))
+        report["epoch"] = bench_epoch(keypair, workers, args.epochs)
+        report["naive_epoch"] = bench_naive_epoch(keypair, args.naive_sample)
+        ours, naive = report["epoch"]["seconds_per_epoch"], report["naive_epoch"]["seconds_per_epoch"]
+        report["epoch_speedup"] = round(naive / ours, 1)
+        # The naive code runs in one process; even spread perfectly over our cores:
+        report["epoch_speedup_vs_naive_on_all_cores"] = round(naive / workers / ours, 1)
+    report["machine"]["load_average_after"] = load_average()
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    m, e, p = report["machine"], report["encryption"], report["product"]
+    print(f"{report['key_bits']}-bit keys, {m['workers']} workers on {m['cores']} cores, {m['cpu']}, "
+          f"Python {m['python']}, gmpy2 {m['gmpy2']} ({m['gmp']}), phe {m['phe']}")
+    print(f"load average before {m['load_average_before']}, after {m['load_average_after']} "
+          "(above 0 means other programs shared the cores; see the CPU-time figures)")
+    print(f"\n{'':46s}{'ours':>12s}{'phe':>12s}{'ratio':>9s}")
+    row = "{:46s}{:>12s}{:>12s}{:>9s}"
+    print(row.format("encryptions/s per core", f"{e['ours_per_core']:,}", f"{e['phe_per_core']:,.0f}", f"{e['speedup_per_core']}×"))
+    print(row.format("  (CPU time)", f"{e['ours_per_core_cpu_time']:,}", f"{e['phe_per_core_cpu_time']:,.0f}",
+                     f"{e['speedup_per_core_cpu_time']}×"))
+    print(row.format(f"encryptions/s, {m['workers']} workers", f"{e['ours_all_workers']:,}", "", ""))
+    print(row.format("encryptions/s per core, strict r^n mode", f"{e['ours_strict_per_core']:,.0f}", "", ""))
+    shape = "×".join(f"{x:,}" for x in p["shape"])
+    print(row.format(f"Xᵀ[[d]] row-features/s per core ({shape})", f"{p['ours_per_core']:,}", f"{p['phe_per_core']:,}",
+                     f"{p['speedup_per_core']}×"))
+    print(row.format("  (CPU time)", f"{p['ours_per_core_cpu_time']:,}", "", ""))
+    print(row.format(f"Xᵀ[[d]] row-features/s, {m['workers']} workers", f"{p['ours_all_workers']:,}", "", ""))
+    dc = report.get("product_default_credit")
+    if dc:
+        for party in ("A", "B"):
+            d = dc[f"party_{party}"]
+            print(row.format(f"  default_credit batch, party {party} ({dc['batch_rows']:,}×{d['columns']})",
+                             f"{d['ours_per_core']:,}", "", ""))
+    print(f"  (phe product timed on {p['phe_sampled_rows']} rows; rates at {p['feature_frac_bits']} fractional bits)")
+    if not isinstance(report["epoch"], dict):
+        print("\n" + report["epoch"])
+        return
+    ep, naive = report["epoch"], report["naive_epoch"]
+    print(row.format("default_credit epoch, seconds", f"{ep['seconds_per_epoch']:.1f}", f"{naive['seconds_per_epoch']:.0f}",
+                     f"{report['epoch_speedup']}×"))
+    print(f"\nours: {ep['rows']:,} rows, {ep['features'][0]} + {ep['features'][1]} features, batch {ep['batch_size']:,}: "
+          f"epochs {ep['seconds_each_epoch']} s (median {ep['seconds_per_epoch']} s; warm-up epoch {ep['first_epoch_seconds']} s "
+          "starts the pool and builds tables)")
+    print(f"  CPU over all processes {ep['cpu_seconds_per_epoch']} s per epoch, i.e. {ep['cpu_bound_seconds_per_epoch']} s "
+          f"on {m['workers']} otherwise idle cores; {ep['bytes_per_epoch'] / 1e6:.1f} MB on the wire per epoch")
+    print(f"  where an epoch goes (run without background prefetch, {ep['breakdown_epoch_seconds']} s): "
+          + ", ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in ep["breakdown_seconds"].items()))
+    print(f"naive phe: timed on {naive['sampled_rows']} rows, extrapolated to {naive['extrapolated_to_rows']:,}: "
+          + ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in naive["breakdown_seconds"].items()))
+    print(f"  naive runs in one process; even spread perfectly over {m['workers']} cores, ours is "
+          f"{report['epoch_speedup_vs_naive_on_all_cores']}× faster")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--key-bits", type=int, default=2048)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs to time (the median is reported)")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of the product benchmark (10 columns)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--naive-sample", type=int, default=150, help="rows the naive phe epoch is timed on")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs timed after the warm-up one (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the encryption and product timings")
     args = parser.parse_args()
-
-    workers = resolve_workers(args.workers)
-    keypair = generate_keypair(args.key_bits, min_bits=min(args.key_bits, 1024))
-    report: dict[str, Any] = {
-        "machine": {"cores": workers, "cpu": cpu_model(), "python": platform.python_version(),
-                    "gmpy2": gmpy2.version(), "phe": phe.__version__},
-        "key_bits": args.key_bits,
-        "encryption": bench_encryption(keypair[0], workers, phe_sample=40),
-        "product": bench_product(keypair[0], workers),
-    }
-    if (FATE / "default_credit_hetero_host.csv").is_file():
-        report["epoch"] = bench_epoch(keypair, workers, args.epochs)
-        attributed = bench_epoch(keypair, workers, 2, prefetch=False)
-        report["epoch"]["breakdown_seconds"] = attributed["breakdown_seconds"]
-        report["epoch"]["breakdown_note"] = (
-            f"from a separate run without background prefetch ({attributed['seconds_per_epoch']} s/epoch), "
-            "which would otherwise hide obfuscator work inside other calls"
-        )
-        report["naive_epoch"] = bench_naive_epoch(keypair, args.naive_sample)
-        report["epoch_speedup"] = round(report["naive_epoch"]["seconds_per_epoch"] / report["epoch"]["seconds_per_epoch"], 1)
-        report["epoch_speedup_vs_naive_on_all_cores"] = round(report["epoch_speedup"] / workers, 1)
-    else:
-        report["epoch"] = f"skipped: FATE's default_credit pair is not under {FATE}"
-
+    for name in ("rows", "naive_sample", "epochs", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.key_bits < 1024 or args.key_bits % 2:
+        parser.error("--key-bits must be even and at least 1024")
+    report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    m, e, p = report["machine"], report["encryption"], report["product"]
-    print(f"{args.key_bits}-bit keys, {workers} workers, {m['cpu']}, gmpy2 {m['gmpy2']}, phe {m['phe']}")
-    print(f"{'':34s}{'ours':>12s}{'phe':>12s}{'ratio':>8s}")
-    print(f"{'encryptions/s per core':34s}{e['ours_per_core']:12,.0f}{e['phe_per_core']:12,.0f}{e['speedup_per_core']:7.1f}×")
-    print(f"{'encryptions/s, all workers':34s}{e['ours_all_workers']:12,.0f}")
-    print(f"{'encryptions/s, strict r^n mode':34s}{e['ours_strict_per_core']:12,.0f}")
-    print(f"{'Xᵀ[[d]] row-features/s per core':34s}{p['ours_per_core']:12,.0f}{p['phe_per_core']:12,.0f}{p['speedup_per_core']:7.1f}×")
-    print(f"{'Xᵀ[[d]] row-features/s, all workers':34s}{p['ours_all_workers']:12,.0f}")
-    if isinstance(report["epoch"], dict):
-        ep, naive = report["epoch"], report["naive_epoch"]
-        print(f"{'default_credit epoch, seconds':34s}{ep['seconds_per_epoch']:12.1f}{naive['seconds_per_epoch']:12.0f}"
-              f"{report['epoch_speedup']:7.1f}×")
-        print(f"  ours: {ep['seconds_all_epochs']} s per epoch (first one starts the worker pool)")
-        print("  where an epoch goes: " + ", ".join(f"{k} {v:.1f}s" for k, v in ep["breakdown_seconds"].items()))
-        print(f"    ({ep['breakdown_note']})")
-        print(f"  naive phe: timed on {naive['sampled_rows']} rows, extrapolated to {naive['extrapolated_to_rows']}: "
-              + ", ".join(f"{k} {v:.0f}s" for k, v in naive["breakdown_seconds"].items()))
-        print(f"  (naive is one process; even spread perfectly over {workers} cores ours is "
-              f"{report['epoch_speedup_vs_naive_on_all_cores']}× faster)")
     else:
-        print(report["epoch"])
+        print_table(report)
     return 0
 
 

@@ -103,3 +103,27 @@ def run_chunks(
 def submit(fn: Callable[..., R], *args: object, workers: int) -> Future[R]:
     """Start ``fn(*args)`` in the background on the shared pool and return its future."""
     return get_pool(max(1, workers)).submit(fn, *args)
+
+
+def pool_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) used so far by the live worker processes of every pool.
+
+    For benchmarks: together with the caller's own ``time.process_time()`` it
+    gives the CPU an operation cost over all processes, which, unlike wall
+    time, does not grow when other programs share the machine. Reads
+    ``/proc/<pid>/stat``, so it is Linux-only: elsewhere it returns None.
+    """
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    with _lock:
+        pids = [pid for pool in _pools.values() for pid in list(getattr(pool, "_processes", None) or {})]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            if not os.path.isdir("/proc"):
+                return None
+            continue  # the worker exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
