@@ -74,6 +74,12 @@ class TrainingConfig(BaseModel):
         """The learning rate in force: the configured one or the optimiser's default."""
         return DEFAULT_LEARNING_RATE[self.optimizer] if self.learning_rate is None else self.learning_rate
 
+    def digest(self) -> str:
+        """A short fingerprint of every setting, so the arbiter can check A and B agree with it."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
     @property
     def momentum_in_force(self) -> float:
         return DEFAULT_MOMENTUM[self.optimizer] if self.momentum is None else self.momentum

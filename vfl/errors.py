@@ -20,6 +20,7 @@ need to catch ``VFLError`` or one of its branches::
     │   ├── ReplayError           a second, different message for a step already done
     │   ├── ScheduleViolation     the arbiter refuses a decryption outside the schedule
     │   └── PeerNotAllowed        the caller is not the party this endpoint or message expects
+    ├── LimitExceeded             a request is larger than this service accepts
     ├── PSIError                  private set intersection failed or was abused
     ├── TransportError            a peer could not be reached or answered badly
     │   └── PeerRefused           a peer answered with an error of its own
@@ -97,6 +98,10 @@ class PeerNotAllowed(ProtocolError):
     """The caller is authenticated, but is not the party this endpoint or message expects."""
 
 
+class LimitExceeded(VFLError):
+    """A request carries more than the configured limits allow (vector length, ID count)."""
+
+
 class PSIError(VFLError):
     """Private set intersection failed, or a peer sent values the protocol forbids."""
 
@@ -106,11 +111,12 @@ class TransportError(VFLError):
 
 
 class PeerRefused(TransportError):
-    """A peer answered with an error; ``status`` and the peer's message are kept."""
+    """A peer answered with an error; its HTTP ``status`` and error class name (``error``) are kept."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, error: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.error = error
 
 
 class JobError(VFLError):
@@ -137,6 +143,7 @@ __all__ = [
     "ReplayError",
     "ScheduleViolation",
     "PeerNotAllowed",
+    "LimitExceeded",
     "PSIError",
     "TransportError",
     "PeerRefused",

@@ -30,6 +30,15 @@ def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[PartyA, PartyB, Arbit
     return a, b, c, config
 
 
+def key_request(config: TrainingConfig, party: str, n_params: int, **changes) -> "KeyRequest":
+    """What a party sends the arbiter first, built from a config (``changes`` override fields)."""
+    from vfl.protocol.messages import KeyRequest
+
+    fields = dict(job_id="job", party=party, n_params=n_params, model=config.model, key_bits=config.key_bits,
+                  config_digest=config.digest())
+    return KeyRequest(**{**fields, **changes})
+
+
 @pytest.fixture
 def train(keypair):
     """Run the three roles to the end over the in-memory channel."""

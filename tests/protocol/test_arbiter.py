@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 
-from tests.protocol.conftest import build_roles
+from tests.protocol.conftest import build_roles, key_request
 from vfl.crypto.vector import Encryptor
-from vfl.errors import PeerNotAllowed, ReplayError, ScheduleViolation
-from vfl.protocol.messages import CipherVector, EncryptedLoss, IntVector, KeyRequest, MaskedGradient
+from vfl.errors import KeyMismatch, PeerNotAllowed, ReplayError, ScheduleViolation
+from vfl.protocol.messages import CipherVector, EncryptedLoss, IntVector, MaskedGradient
 
 
 @pytest.fixture
 def arbiter(tiny, keypair):
     X_a, X_b, y = tiny
     _, _, c, _ = build_roles(X_a, X_b, y, keypair, batch_size=20, loss_every=2)
-    c.handle(KeyRequest(job_id="job", party="A", n_params=2), "A")
-    c.handle(KeyRequest(job_id="job", party="B", n_params=4), "B")
+    c.handle(key_request(c.config, "A", 2), "A")
+    c.handle(key_request(c.config, "B", 4), "B")
     return c
 
 
@@ -88,8 +88,33 @@ def test_party_a_cannot_send_a_loss_or_pose_as_b(arbiter, public_key):
 
 
 def test_registration_is_idempotent_but_cannot_change(arbiter):
-    again = arbiter.handle(KeyRequest(job_id="job", party="A", n_params=2), "A")
+    again = arbiter.handle(key_request(arbiter.config, "A", 2), "A")
 
     assert again[0].message.to_key() == arbiter.public_key
     with pytest.raises(ReplayError, match="registered 2"):
-        arbiter.handle(KeyRequest(job_id="job", party="A", n_params=3), "A")
+        arbiter.handle(key_request(arbiter.config, "A", 3), "A")
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [({"model": "linear"}, "trains a linear model"), ({"key_bits": 2048}, "2048-bit keys"),
+     ({"config_digest": "0" * 16}, "config differs")],
+    ids=["model", "key-size", "other-setting"],
+)
+def test_the_arbiter_refuses_a_party_that_runs_a_different_config(tiny, keypair, change, problem):
+    _, _, c, _ = build_roles(*tiny, keypair)
+
+    with pytest.raises(KeyMismatch, match=problem):
+        c.handle(key_request(c.config, "A", 2, **change), "A")
+    assert c.registered == {}
+
+
+def test_a_party_refuses_an_arbiter_key_of_the_wrong_size(tiny, keypair):
+    from vfl.crypto.keys import generate_keypair
+    from vfl.protocol.messages import PublicKeyMessage
+
+    a, _, _, _ = build_roles(*tiny, keypair)  # the job asks for 1024-bit keys
+    bigger, _ = generate_keypair(1536, min_bits=1024)
+
+    with pytest.raises(KeyMismatch, match="1536 bits but the job asks for 1024"):
+        a.handle(PublicKeyMessage.from_key("job", bigger), "C")

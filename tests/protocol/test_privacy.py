@@ -110,3 +110,30 @@ def test_without_rerandomisation_the_attack_would_read_every_label(train, breast
     q = decode(recovered, residual.enc_residual.frac_bits, public_key.n)
     labels = (q > 0).astype(float)  # at θ = 0, q = ½ − y
     assert np.array_equal(1 - labels, y)
+
+
+def all_ciphertexts(transcript, width):
+    out = []
+    for envelope in transcript:
+        if envelope.sender == envelope.recipient:
+            continue  # B's copy of the residual it also sends to A: the same message, not a new encryption
+        for _, vector in ciphertext_fields(envelope.message):
+            out.extend(vector.unpack(width))
+    return out
+
+
+@pytest.mark.parametrize("obfuscation", ["djn", "strict"])
+def test_every_ciphertext_of_two_identical_runs_is_fresh(train, breast, public_key, obfuscation):
+    # FATE 2.2's coordinated LR drops the obfuscation flag on its tensor path, so two runs of the same
+    # job give the same training ciphertexts (and 1 + m·n is readable by anyone). Ours must not.
+    X_a, X_b, y = breast
+    settings = dict(epochs=2, batch_size=200, obfuscation=obfuscation, validation_fraction=0.2)
+    width = public_key.ciphertext_bytes
+
+    first = all_ciphertexts(train(X_a, X_b, y, **settings).transcript, width)
+    second = all_ciphertexts(train(X_a, X_b, y, **settings).transcript, width)
+
+    assert len(first) == len(second) > 1000  # vectors and the scalar loss parts alike
+    assert len(set(first)) == len(first)  # no ciphertext repeats within a run...
+    assert set(first).isdisjoint(second)  # ...or across two runs of the same job
+    assert all(c % public_key.n != 1 for c in first + second)  # none of the readable form 1 + m·n

@@ -58,8 +58,23 @@ def demo_job(**training: Any) -> dict[str, Any]:
     return {"population": 900, "key_bits": 1024, "training": {**defaults, **training}}
 
 
-async def start_cluster(workdir: Path, **options: Any) -> Cluster:
+async def start_cluster(
+    workdir: Path, extra: dict[str, str] | None = None, limits: dict[str, dict[str, Any]] | None = None,
+    **options: Any,
+) -> Cluster:
+    """Three in-process services on the demo files.
+
+    ``extra`` appends TOML (say, more datasets) to a service's config; ``limits``
+    adds keys to its ``[limits]`` table.
+    """
     setup = write_demo_files(workdir, urls=URLS, tls=False, **options)
+    for name, text in (extra or {}).items():
+        path = workdir / f"{name}.toml"
+        path.write_text(path.read_text() + "\n" + text)
+    for name, values in (limits or {}).items():
+        path = workdir / f"{name}.toml"
+        lines = "".join(f"{key} = {value!r}\n" for key, value in values.items())
+        path.write_text(path.read_text().replace("[limits]\n", "[limits]\n" + lines, 1))
     router = Router()
     nodes = {}
     for name in NAMES:

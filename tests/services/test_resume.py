@@ -70,3 +70,25 @@ def test_a_crashed_service_resumes_and_the_model_is_unchanged(tmp_path, run, key
     assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)
     assert status["loss_history"] == pytest.approx(reference["loss_history"], abs=1e-12)
     assert leftover == []  # checkpoints (which hold the arbiter's key) are gone once B has the model
+
+
+def test_a_peer_that_stays_down_fails_the_job_with_a_readable_error(tmp_path, run):
+    async def scenario():
+        limits = {name: {"peer_timeout": 1.5, "heartbeat": 0.5} for name in ("party-a", "party-b", "arbiter")}
+        cluster = await start_cluster(tmp_path, limits=limits, **demo_job(epochs=400, tol=0))
+        try:
+            async with cluster.client() as bank:
+                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
+                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 2:
+                    await asyncio.sleep(0.01)
+                del cluster.router.apps["party-a.test"]  # A goes away and never comes back
+                for runtime in list(cluster.nodes["party-a"].runtimes.values()):
+                    await runtime.close()
+                return await wait_for(bank, job["job_id"], timeout=60)
+        finally:
+            await cluster.stop()
+
+    status = run(scenario())
+
+    assert status["state"] == "failed"
+    assert "party-a" in status["error"] and "unreachable for 1.5s" in status["error"]

@@ -29,7 +29,7 @@ def test_messages_for_a_finished_job_are_refused_with_a_reason(tmp_path, run):
             runtime_calls = []
             headers = {"X-VFL-Party": "party-a", "Content-Type": "application/vnd.vfl.message"}
             async with httpx.AsyncClient(transport=cluster.router, base_url="http://arbiter.test") as raw:
-                frame = encode_message(KeyRequest(job_id=job["job_id"], party="A", n_params=7))
+                frame = encode_message(KeyRequest(job_id=job["job_id"], party="A", n_params=7, model="logistic", key_bits=1024, config_digest="x"))
                 for _ in range(2):
                     runtime_calls.append(await raw.post(f"/v1/peer/jobs/{job['job_id']}/messages/key_request",
                                                         content=frame, headers=headers))
@@ -65,8 +65,8 @@ def test_runtime_deduplicates_frames(tmp_path, run):
                 return []
 
         await runtime.add_role("train", Echo())
-        frame = encode_message(KeyRequest(job_id="j", party="A", n_params=3))
-        other = encode_message(KeyRequest(job_id="j", party="A", n_params=4))
+        frame = encode_message(KeyRequest(job_id="j", party="A", n_params=3, model="logistic", key_bits=1024, config_digest="x"))
+        other = encode_message(KeyRequest(job_id="j", party="A", n_params=4, model="logistic", key_bits=1024, config_digest="x"))
         outcomes = [await runtime.receive("A", frame), await runtime.receive("A", frame)]
         try:
             await runtime.receive("A", other)

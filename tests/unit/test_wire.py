@@ -50,7 +50,7 @@ def test_expected_kind_is_enforced(forward):
 
 
 def test_field_validation_errors_are_readable():
-    frame = encode_message(KeyRequest(job_id="j", party="A", n_params=3)).replace(b'"n_params":3', b'"n_params":0')
+    frame = encode_message(KeyRequest(job_id="j", party="A", n_params=3, model="logistic", key_bits=1024, config_digest="x")).replace(b'"n_params":3', b'"n_params":0')
 
     with pytest.raises(ProtocolError, match="n_params"):
         decode_message(frame)

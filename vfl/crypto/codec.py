@@ -73,7 +73,7 @@ def check_units(values: Sequence[int], modulus: int, coprime_to: int, what: str)
     for i, v in enumerate(values):
         if not 0 < v < m:
             raise CiphertextError(f"{what}[{i}] is outside (0, modulus); it is corrupt or forged")
-        product = product * v % f
+        product = product * (v % f) % f  # reducing v first halves the product's size
     if gmpy2.gcd(product, f) == 1:
         return
     for i, v in enumerate(values):

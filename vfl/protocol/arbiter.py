@@ -27,7 +27,7 @@ from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.vector import decrypt_residues
-from vfl.errors import ProtocolError, ReplayError, ScheduleViolation, VFLError
+from vfl.errors import KeyMismatch, ProtocolError, ReplayError, ScheduleViolation, VFLError
 from vfl.protocol.convergence import ConvergenceMonitor
 from vfl.protocol.messages import (
     END_OF_EPOCH,
@@ -146,6 +146,17 @@ class Arbiter(Role):
         raise ProtocolError(f"the arbiter does not expect {message.KIND}")
 
     def _register(self, message: KeyRequest) -> list[Envelope]:
+        config = self.config
+        if message.model != config.model or message.key_bits != config.key_bits:
+            raise KeyMismatch(
+                f"party {message.party} trains a {message.model} model with {message.key_bits}-bit keys; "
+                f"the arbiter runs this job as {config.model} with {config.key_bits}-bit keys"
+            )
+        if message.config_digest != config.digest():
+            raise KeyMismatch(
+                f"party {message.party}'s training config differs from the arbiter's "
+                f"({message.config_digest} vs {config.digest()}); all three must run the job's own config"
+            )
         known = self.registered.get(message.party)
         if known is not None and known != message.n_params:
             raise ReplayError(
@@ -159,6 +170,13 @@ class Arbiter(Role):
         length = self.registered.get(party)
         if length is None:
             raise ScheduleViolation(f"party {party} sent a gradient before registering its length")
+        # Length first: a vector of another length (say, [[u_A]] passed off as a gradient)
+        # is refused as such, whatever slot it names.
+        if message.masked_enc_gradient.count != length:
+            raise ScheduleViolation(
+                f"party {party} registered a gradient of length {length}, "
+                f"but asked to decrypt {message.masked_enc_gradient.count} values"
+            )
         nb = self.schedule.batches_per_epoch
         if not 0 <= message.batch < nb:
             raise ScheduleViolation(f"{message.address()}: an epoch has {nb} batches")
@@ -171,11 +189,6 @@ class Arbiter(Role):
         open_epochs = self.epoch + 1 if self.final_epoch is None else self.final_epoch + 1
         if message.epoch >= open_epochs:
             raise ScheduleViolation(f"{message.address()}: epoch {message.epoch} is not open")
-        if message.masked_enc_gradient.count != length:
-            raise ScheduleViolation(
-                f"party {party} registered a gradient of length {length}, "
-                f"but asked to decrypt {message.masked_enc_gradient.count} values"
-            )
         pk = self.public_key
         ciphertexts = message.masked_enc_gradient.unpack(pk.ciphertext_bytes)
         check_units(ciphertexts, pk.nsquare, pk.n, "masked gradient")

@@ -115,6 +115,9 @@ class KeyRequest(Message):
 
     party: Literal["A", "B"]
     n_params: int = Field(ge=1, le=1_000_000, description="length of the gradient this party will send")
+    model: str = Field(description="the model this party trains (logistic or linear)")
+    key_bits: int = Field(ge=512, description="the Paillier key size this party expects")
+    config_digest: str = Field(description="fingerprint of this party's whole training config")
 
 
 class PublicKeyMessage(Message):

@@ -98,7 +98,11 @@ class TrainingParty(Role):
 
     def start(self) -> list[Envelope]:
         """Ask the arbiter for its public key, registering our gradient length."""
-        return [self.send("C", KeyRequest(job_id=self.job_id, party=self.party, n_params=len(self.weights)))]
+        request = KeyRequest(
+            job_id=self.job_id, party=self.party, n_params=len(self.weights), model=self.config.model,
+            key_bits=self.config.key_bits, config_digest=self.config.digest(),
+        )
+        return [self.send("C", request)]
 
     # -- steps shared by A and B -----------------------------------------------------
 
@@ -188,6 +192,26 @@ class TrainingParty(Role):
         """What to send after restoring a snapshot, to pick the protocol up again."""
         if self.cursor == 0:
             return self.start()  # before the key exchange: ask for the key again
+        return []
+
+    def validate(self, message: Message) -> None:
+        """Every ciphertext must be a unit below n², every vector as long as the schedule says."""
+        if self.public_key is None or not isinstance(message, Batched):
+            return  # checked again when processed, once the key is known
+        for name, vector, expected in self._payload(message):
+            vector.to_vector(self.public_key, expected_count=expected, what=f"{message.KIND}.{name}")
+
+    def _payload(self, message: Batched) -> list[tuple[str, CipherVector, int | None]]:
+        nb = self.schedule.batches_per_epoch
+        rows = self.schedule.batch_length(message.batch) if 0 <= message.batch < nb else None
+        if isinstance(message, EncryptedForward):
+            out = [("enc_u_a", message.enc_u_a, rows)]
+            return out + ([("enc_loss_part", message.enc_loss_part, 1)] if message.enc_loss_part else [])
+        if isinstance(message, ValidationForward):
+            return [("enc_u_a", message.enc_u_a, len(self.schedule.validation_rows)),
+                    ("enc_loss_part", message.enc_loss_part, 1)]
+        if isinstance(message, EncryptedResidual):
+            return [("enc_residual", message.enc_residual, rows)]
         return []
 
     def _batch_index(self, message: Batched) -> None:

@@ -45,7 +45,10 @@ class Role:
         self.cursor = 0
         self._held: list[tuple[int, Message]] = []
 
-    # Subclasses provide these two.
+    # Subclasses provide these two, and may refine ``validate``.
+    def validate(self, message: Message) -> None:
+        """Check a message's payload (lengths, ciphertexts) before anything else; the default accepts it."""
+
     def position(self, message: Message) -> int:
         """Place of ``message`` in this role's expected sequence."""
         raise NotImplementedError
@@ -74,6 +77,8 @@ class Role:
             claimed = getattr(message, message.SENDER_FIELD) if message.SENDER_FIELD else sender
             if claimed != sender:
                 raise PeerNotAllowed(f"party {sender} sent a {message.KIND} claiming to be party {claimed}")
+        # The payload first: a garbled ciphertext is refused as such, whatever step it claims to be.
+        self.validate(message)
         place = self.position(message)
         if place < self.cursor:
             raise ReplayError(f"{message.address()} was already handled; refusing a second, different copy")

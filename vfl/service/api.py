@@ -2,7 +2,8 @@
 
 Errors are translated here, once, from the VFLError tree to HTTP::
 
-    ConfigError, DataError, EncodingError, KeyMismatch   422  (or 404 for unknown IDs)
+    ConfigError, DataError, EncodingError, KeyMismatch,
+    LimitExceeded                                        422  (or 404 for unknown IDs)
     UnknownJobError                                      404
     OutOfOrderError, ReplayError, ScheduleViolation,
     JobError, JobCancelled                               409
@@ -36,6 +37,7 @@ from vfl.errors import (
     DataError,
     JobError,
     KeyMismatch,
+    LimitExceeded,
     OutOfOrderError,
     PeerNotAllowed,
     ProtocolError,
@@ -63,7 +65,7 @@ def status_for(exc: VFLError) -> int:
         return 409
     if isinstance(exc, DataError) and "unknown ID" in str(exc):
         return 404
-    if isinstance(exc, (ConfigError, DataError, KeyMismatch)):
+    if isinstance(exc, (ConfigError, DataError, KeyMismatch, LimitExceeded)):
         return 422
     if isinstance(exc, (ProtocolError, CiphertextError, PSIError, CryptoError)):
         return 400
@@ -224,6 +226,10 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
     async def message(job_id: str, kind: str, request: Request, caller: Peer, generation: int = 0) -> JSONResponse:
         outcome = await node.receive(job_id, caller, await request.body(), kind, generation)
         return JSONResponse({"status": outcome}, status_code=202 if outcome == "accepted" else 200)
+
+    @app.get("/v1/peer/jobs/{job_id}/state", tags=["peer"], summary="Is the job alive here (for peers' watchdogs)")
+    async def peer_state(job_id: str, caller: Peer) -> dict[str, Any]:
+        return node.peer_state(job_id, caller)
 
     @app.post("/v1/peer/jobs/{job_id}/fail", tags=["peer"], summary="A peer reports that the job failed there")
     async def peer_failed(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:

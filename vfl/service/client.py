@@ -85,7 +85,8 @@ class PeerClient:
             delay = min(delay * 2, 5.0)
         if response.status_code >= 400:
             raise PeerRefused(
-                f"peer {peer_id!r} refused {method} {path}: {error_detail(response)}", status=response.status_code
+                f"peer {peer_id!r} refused {method} {path}: {error_detail(response)}",
+                status=response.status_code, error=error_name(response),
             )
         return response
 
@@ -101,6 +102,15 @@ class PeerClient:
     async def call_json(self, peer_id: str, method: str, path: str, body: Any = None) -> Any:
         response = await self.request(peer_id, method, path, json=body)
         return response.json() if response.content else None
+
+
+def error_name(response: httpx.Response) -> str | None:
+    """The class name of the peer's VFLError, when it sent one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def error_detail(response: httpx.Response) -> str:

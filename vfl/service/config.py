@@ -99,6 +99,7 @@ class LimitsSection(_Strict):
     max_csv_bytes: int = Field(2 * 1024**3, ge=1)
     peer_timeout: float = Field(120.0, gt=0, description="seconds a peer may stay unreachable before the job fails")
     request_timeout: float = Field(300.0, gt=0, description="seconds for one peer request")
+    heartbeat: float = Field(15.0, gt=0, description="probe the other parties after this many idle seconds")
     workers: int | None = Field(None, ge=1, description="processes for crypto; default all cores")
     min_key_bits: int = Field(2048, ge=1024, description="smallest Paillier/RSA key accepted")
 

@@ -196,14 +196,46 @@ class Node:
                 record.job_id, self.party,
                 send=lambda env, generation: self._send(record, env, generation),
                 on_handled=lambda role, msg, out: self._on_handled(record, role, msg, out),
-                on_failure=lambda reason: self.fail(record.job_id, reason),
+                on_failure=lambda reason, cancelled: self.fail(
+                    record.job_id, reason, state="cancelled" if cancelled else "failed"
+                ),
                 synchronous=self.party == "C",
                 generation=record.generation,
+                max_vector_length=self.config.limits.max_vector_length,
             )
             runtime.start()
             self.runtimes[record.job_id] = runtime
             self.done[record.job_id] = asyncio.Event()
+            self._spawn(self._watchdog(record, runtime))
         return runtime
+
+    async def _watchdog(self, record: JobRecord, runtime: JobRuntime) -> None:
+        """While the job runs here, probe the other parties whenever it has been idle a while.
+
+        A party waiting for a message from a peer that died would otherwise wait for
+        ever. A peer unreachable for ``peer_timeout`` fails the job; a peer that
+        reports the job failed or cancelled is followed.
+        """
+        interval = self.config.limits.heartbeat
+        while not runtime.closed and not record.finished:
+            await asyncio.sleep(interval)
+            if runtime.closed or record.finished or record.state not in ("aligning", "training"):
+                continue
+            if time.monotonic() - runtime.last_activity < interval:
+                continue
+            for role, peer_id in record.peers.items():
+                if role == self.party:
+                    continue
+                try:
+                    info = await self.client.call_json(peer_id, "GET", f"/v1/peer/jobs/{record.job_id}/state")
+                except VFLError as exc:
+                    if not runtime.closed and not record.finished:
+                        await self.fail(record.job_id, f"party {role} stopped answering: {exc}")
+                    return
+                if info.get("state") in ("failed", "cancelled") and not record.finished:
+                    await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job {info['state']}: "
+                                    f"{info.get('error')}", notify=False, state=info["state"])
+                    return
 
     async def _fresh_runtime(self, record: JobRecord) -> JobRuntime:
         """Replace the job's runtime (on resume): queues, dedup memory and tasks start over."""
@@ -267,6 +299,8 @@ class Node:
         if driver is not None and driver is not asyncio.current_task():
             driver.cancel()
         runtime = self.runtimes.pop(job_id, None)
+        if runtime is not None:
+            runtime.closed = True  # deliveries still in flight may fail quietly now
         for events in (self.done, self.psi_done):
             if job_id in events:
                 events[job_id].set()
@@ -541,6 +575,13 @@ class Node:
         except VFLError as exc:
             await self.fail(record.job_id, f"restarted, and could not reach party B to resume: {exc}", notify=False)
 
+    def peer_state(self, job_id: str, caller: str) -> dict[str, Any]:
+        """What a peer's watchdog needs: is the job alive here, and under which generation."""
+        record = self.record(job_id)
+        if caller not in record.peers.values():
+            raise PeerNotAllowed(f"{caller!r} takes no part in job {job_id}")
+        return {"state": record.state, "generation": record.generation, "error": record.error}
+
     def checkpoint_info(self, job_id: str, caller: str) -> dict[str, Any]:
         record = self.record(job_id)
         self._require_peer(record, caller, "B")
@@ -706,7 +747,8 @@ class Node:
         if runtime is not None and generation < runtime.generation:
             return "stale"  # in flight when a party went down; the job has moved on
         if record.finished:
-            raise JobCancelled(f"job {job_id} has already {record.state}")
+            kind = JobCancelled if record.state == "cancelled" else JobError
+            raise kind(f"job {job_id} has already {record.state}")
         if runtime is None:
             raise JobError(f"job {job_id} is not running here")
         try:

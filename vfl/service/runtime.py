@@ -33,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
-from vfl.errors import OutOfOrderError, ReplayError, VFLError
-from vfl.protocol.messages import Message, Party
+from vfl.errors import LimitExceeded, OutOfOrderError, PeerRefused, ReplayError, VFLError
+from vfl.protocol.messages import IntVector, Message, Party
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.wire import decode_message
 
@@ -47,7 +48,7 @@ EARLY_LIMIT = 16
 
 SendFn = Callable[[Envelope, int], Awaitable[int]]  # (envelope, generation) → bytes sent
 HandledFn = Callable[[Role, Message, list[Envelope]], Awaitable[None]]
-FailFn = Callable[[str], Awaitable[None]]
+FailFn = Callable[[str, bool], Awaitable[None]]  # (reason, the peer says the job was cancelled)
 
 
 def dedup_key(sender: Party, message: Message) -> tuple:
@@ -74,11 +75,13 @@ class JobRuntime:
         on_failure: FailFn,
         synchronous: bool = False,
         generation: int = 0,
+        max_vector_length: int | None = None,
     ) -> None:
         self.job_id = job_id
         self.party = party
         self.synchronous = synchronous
         self.generation = generation
+        self.max_vector_length = max_vector_length
         self._send = send
         self._on_handled = on_handled
         self._on_failure = on_failure
@@ -93,6 +96,7 @@ class JobRuntime:
         self.closed = False
         self.bytes_in: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
+        self.last_activity = time.monotonic()
 
     def psi_bytes(self) -> int:
         """Bytes this party sent and received during alignment."""
@@ -135,6 +139,7 @@ class JobRuntime:
 
     async def receive(self, sender: Party, frame: bytes, kind: str | None = None, generation: int = 0) -> str:
         """Take one frame from ``sender``: "accepted", "duplicate" or "stale", or raise (→ 4xx)."""
+        self.last_activity = time.monotonic()
         if generation < self.generation:
             return "stale"
         if generation > self.generation:
@@ -143,6 +148,7 @@ class JobRuntime:
                 "this party has not resumed yet"
             )
         message = decode_message(frame)
+        self._check_size(message)
         if kind is not None and message.KIND != kind:
             raise OutOfOrderError(f"the {kind} endpoint received a {message.KIND} message")
         if self.failed:
@@ -157,6 +163,17 @@ class JobRuntime:
             raise ReplayError(f"{message.address()} from party {sender} was already received with other content")
         await self._accept(sender, message, key, digest)
         return "accepted"
+
+    def _check_size(self, message: Message) -> None:
+        if self.max_vector_length is None:
+            return
+        for name in type(message).model_fields:
+            value = getattr(message, name)
+            if isinstance(value, IntVector) and value.count > self.max_vector_length:
+                raise LimitExceeded(
+                    f"{message.KIND}.{name} has {value.count} elements; this service accepts at most "
+                    f"{self.max_vector_length} (limits.max_vector_length)"
+                )
 
     async def _accept(self, sender: Party, message: Message, key: tuple | None = None, digest: str | None = None) -> None:
         role = self.roles.get(message.PROTOCOL)
@@ -175,6 +192,7 @@ class JobRuntime:
             self._seen[key] = digest
 
     async def _after(self, role: Role, message: Message, envelopes: list[Envelope]) -> None:
+        self.last_activity = time.monotonic()
         for envelope in envelopes:
             await self._outbox.put(envelope)
         await self._on_handled(role, message, envelopes)
@@ -209,11 +227,17 @@ class JobRuntime:
                     protocol = envelope.message.PROTOCOL
                     self.bytes_out[protocol] = self.bytes_out.get(protocol, 0) + sent
             except VFLError as exc:
-                await self.fail(f"could not deliver {envelope.message.address()} to party {envelope.recipient}: {exc}")
+                # A peer that cancelled the job refuses what is still in flight: that is a cancel, not a fault.
+                cancelled = isinstance(exc, PeerRefused) and exc.error == "JobCancelled"
+                await self.fail(f"could not deliver {envelope.message.address()} to party {envelope.recipient}: {exc}",
+                                cancelled=cancelled)
                 return
 
-    async def fail(self, reason: str) -> None:
-        if self.failed is None:
+    async def fail(self, reason: str, *, cancelled: bool = False) -> None:
+        if self.failed is None and not self.closed:
             self.failed = reason
-            log.error("job %s failed: %s", self.job_id, reason)
-            await self._on_failure(reason)
+            if cancelled:
+                log.info("job %s was cancelled at a peer: %s", self.job_id, reason)
+            else:
+                log.error("job %s failed: %s", self.job_id, reason)
+            await self._on_failure(reason, cancelled)
