@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/vfl demo
+	$(BIN)/vfl demo --report demo-report.html
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncio
+
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from vfl.service.api import Peer, Token, base_app
 from vfl.service.config import ServiceConfig
@@ -31,6 +34,11 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
                   summary="Submit a job; B registers it with party A and the arbiter")
         async def submit(spec: JobSpec) -> dict[str, Any]:
             return (await node.submit(spec)).model_dump(mode="json")
+
+        @app.get("/v1/jobs/{job_id}/report", tags=["orchestration"], dependencies=[Token],
+                 response_class=HTMLResponse, summary="The job's HTML report: metrics, figures, privacy, timings")
+        async def report(job_id: str) -> HTMLResponse:
+            return HTMLResponse(await asyncio.to_thread(node.report, job_id))
 
         @app.post("/v1/jobs/{job_id}/predict", tags=["orchestration"], dependencies=[Token],
                   summary="Federated prediction for IDs; party A adds its partial scores, only B sees the result")

@@ -38,7 +38,8 @@ import pandas as pd
 
 from vfl.demo import print_summary, summarise, write_demo_files
 from vfl.errors import VFLError
-from vfl.orchestrate import Orchestrator, print_progress
+from vfl.orchestrate import Orchestrator
+from vfl.progress import ProgressLine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
     with Orchestrator(args.bank, args.token) as bank:
         job = bank.submit(spec)
         print(f"submitted {job['job_id']}", file=sys.stderr)
-        final = bank.wait(job["job_id"], progress=print_progress)
+        final = bank.wait(job["job_id"], progress=ProgressLine().job)
         ids = args.score or []
         predictions = bank.predict(job["job_id"], ids) if ids else {"predictions": []}
     print_summary(summarise(final, predictions))

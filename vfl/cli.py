@@ -4,6 +4,8 @@
     vfl serve      run party A, party B or the arbiter as an HTTP service
     vfl demo       the bank + e-commerce job over three local services
     vfl certs      a small CA and one TLS certificate per party
+    vfl jobs       follow a job on a running service (vfl jobs watch URL JOB_ID)
+    vfl compare    the federated model against pooled-data baselines on one split
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
 naming the problem and the fix on stderr), and 1 on any other failure.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +43,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None,
                    help="JSON file with training settings, or a job spec (its 'training' section is used)")
     p.add_argument("--out", type=Path, required=True, help="where to write the result JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--report", type=Path, default=None, help="also write an HTML report with figures here")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=_run_simulate)
 
 
@@ -65,15 +69,23 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from vfl.simulate import simulate_csv, stderr_progress
+    from vfl.progress import ProgressLine
+    from vfl.simulate import simulate_csv
 
     config = _training_config(args)
     result = simulate_csv(
         args.party_a, args.party_b, id_column=args.id_column, label_column=args.label_column, config=config,
-        workers=args.workers, progress=None if args.quiet else stderr_progress,
+        workers=args.workers, progress=None if args.quiet else ProgressLine().epoch,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    if args.report is not None:
+        from vfl.report.job import figures_for, render, summary_from_simulation
+
+        summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {Path(args.party_a).name}")
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(render(summary, figures_for(summary)))
+        print(f"report written to {args.report}")
     train = result["metrics"]["train"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in train.items() if isinstance(v, float))
     print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs, {result['seconds']:.1f}s: {shown}")
@@ -99,6 +111,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the bank + e-commerce joint model over three local services")
     p.add_argument("--workdir", type=Path, default=None, help="keep configs, data, logs and job.json here")
     p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    p.add_argument("--report", type=Path, default=None, help="save party B's HTML job report here")
     p.add_argument("--customers", type=int, default=10_000, help="size of the synthetic population")
     p.add_argument("--key-bits", type=int, default=2048)
     p.add_argument("--epochs", type=int, default=None)
@@ -114,7 +127,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.prepare_only and args.workdir is None:
         raise ConfigError("--prepare-only needs --workdir, where the files are kept")
     run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
-             prepare_only=args.prepare_only)
+             prepare_only=args.prepare_only, report=args.report)
     return 0
 
 
@@ -144,6 +157,75 @@ def _run_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_jobs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("jobs", help="follow jobs on a running service")
+    jobs = p.add_subparsers(dest="action", required=True)
+    watch = jobs.add_parser("watch", help="show a job's progress live until it ends")
+    watch.add_argument("url", help="party B's base URL, e.g. https://bank.example:8702")
+    watch.add_argument("job_id")
+    watch.add_argument("--token", default=os.environ.get("VFL_TOKEN"), help="bearer token (default: $VFL_TOKEN)")
+    watch.add_argument("--ca", type=Path, default=None, help="the federation's ca.pem, for https")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    watch.set_defaults(run=_run_jobs_watch)
+
+
+def _run_jobs_watch(args: argparse.Namespace) -> int:
+    from vfl.errors import JobError
+    from vfl.orchestrate import Orchestrator
+    from vfl.progress import ProgressLine
+
+    if not args.token:
+        raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token")
+    with Orchestrator(args.url, args.token, verify=args.ca or True) as service:
+        try:
+            final = service.wait(args.job_id, progress=ProgressLine().job, interval=args.interval)
+        except JobError as exc:
+            print(f"vfl jobs watch: {exc}", file=sys.stderr)
+            return 1
+    metrics = (final.get("metrics") or {}).get("validation") or (final.get("metrics") or {}).get("train") or {}
+    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="federated vs pooled baselines (SVM, random forest, ...) and DP costs")
+    p.add_argument("--party-a", required=True, metavar="A.csv")
+    p.add_argument("--party-b", required=True, metavar="B.csv")
+    p.add_argument("--id-column", required=True)
+    p.add_argument("--label-column", default="y")
+    p.add_argument("--model", choices=["logistic", "linear"], default="logistic")
+    p.add_argument("--name", default=None, help="the dataset's name in the table")
+    p.add_argument("--epsilons", default="1,3,10", help="ε values for the DP rows (empty: none)")
+    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--key-bits", type=int, default=1024, help="accuracy does not depend on it; 2048 is slower")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    p.add_argument("--json", type=Path, default=None, help="write the full comparison as JSON here")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from vfl.compare import compare
+    from vfl.data import load_csv
+
+    table_a = load_csv(args.party_a, id_column=args.id_column)
+    table_b = load_csv(args.party_b, id_column=args.id_column, label_column=args.label_column, model=args.model)
+    epsilons = tuple(float(e) for e in args.epsilons.split(",") if e.strip())
+    training = {} if args.epochs is None else {"epochs": args.epochs}
+    result = compare(table_a, table_b, model=args.model, dataset=args.name or Path(args.party_b).stem,
+                     epsilons=epsilons, test_fraction=args.test_fraction, seed=args.seed, training=training,
+                     key_bits=args.key_bits, workers=args.workers)
+    table = result.markdown()
+    print(f"{result.dataset}: {result.train_rows} training rows, {result.test_rows} test rows\n\n{table}")
+    if args.out is not None:
+        args.out.write_text(table + "\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vfl", description="Vertical federated learning with Paillier encryption")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_demo(sub)
     _add_certs(sub)
+    _add_jobs(sub)
+    _add_compare(sub)
     return parser
 
 

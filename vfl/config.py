@@ -7,7 +7,7 @@ row index ever needs to be sent.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,6 +20,32 @@ OptimizerKind = Literal["newton", "adam", "sgd"]
 DEFAULT_LEARNING_RATE: dict[str, float] = {"newton": 0.7, "adam": 0.05, "sgd": 0.15}
 #: Momentum used when the config leaves it out (Adam has its own).
 DEFAULT_MOMENTUM: dict[str, float] = {"newton": 0.3, "adam": 0.0, "sgd": 0.0}
+
+
+PRIVATE_EPOCHS = 30
+PRIVATE_ADAM_STEP = 0.02
+
+
+class PrivacyConfig(BaseModel):
+    """Differential privacy for one job: a target ε, or a noise multiplier (exactly one).
+
+    See :mod:`vfl.privacy` for the mechanism and its sensitivity argument.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: float | None = Field(None, gt=0, le=1000, description="target ε; the noise is chosen to meet it")
+    noise_multiplier: float | None = Field(None, gt=0, le=10_000, description="σ: noise std / sensitivity")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    row_clip: float = Field(3.0, gt=0, description="L2 bound on each party's standardised feature row")
+    weight_bound: float = Field(5.0, gt=0, description="L2 bound on each party's weights (projected after each step)")
+    label_clip: float = Field(3.0, gt=0, description="linear regression: bound on |standardised label|")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PrivacyConfig:
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of epsilon or noise_multiplier")
+        return self
 
 
 class TrainingConfig(BaseModel):
@@ -60,6 +86,24 @@ class TrainingConfig(BaseModel):
     feature_frac_bits: int = Field(16, ge=8, le=40, description="fixed-point precision of features: 2^-k")
     value_frac_bits: int = Field(32, ge=8, le=64, description="fixed-point precision of u_A and residuals")
     obfuscation: Literal["djn", "strict"] = "djn"
+    privacy: PrivacyConfig | None = Field(None, description="differential privacy; off when absent")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _private_defaults(cls, data: Any) -> Any:
+        # Defaults for a private job that leaves them unset, from a grid over optimiser,
+        # step and epochs on FATE's breast and default_credit (ε 1, 3, 10; 3-5 noise draws each):
+        # * Adam, not Newton: Newton's preconditioning amplifies the noise along flat directions
+        #   of the Hessian (breast, ε = 10: AUC ~0.6 with Newton, 0.97 with Adam).
+        # * 30 epochs, not 100: every epoch is one more noisy step to pay for, so at a fixed ε
+        #   more epochs mean more noise per step (breast, ε = 1: median AUC 0.90 at 30, 0.84 at 100).
+        # * step 0.02: at 0.05 the noisy runs spread far wider on small data.
+        if isinstance(data, dict) and data.get("privacy") is not None:
+            defaults: dict[str, Any] = {"optimizer": "adam", "epochs": PRIVATE_EPOCHS}
+            if data.get("optimizer") in (None, "adam"):
+                defaults["learning_rate"] = PRIVATE_ADAM_STEP
+            data = {**data, **{key: value for key, value in defaults.items() if data.get(key) is None}}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:

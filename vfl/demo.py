@@ -32,7 +32,8 @@ import pandas as pd
 
 from vfl.demo_data import bank_ecommerce
 from vfl.errors import TransportError
-from vfl.orchestrate import Orchestrator, print_progress
+from vfl.orchestrate import Orchestrator
+from vfl.progress import ProgressLine
 from vfl.service.tls import make_certificates
 
 SERVICES = ("arbiter", "party-a", "party-b")
@@ -158,7 +159,8 @@ def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subproce
 
 
 def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000, key_bits: int = 2048,
-             training: dict[str, Any] | None = None, prepare_only: bool = False) -> dict[str, Any] | None:
+             training: dict[str, Any] | None = None, prepare_only: bool = False,
+             report: Path | None = None) -> dict[str, Any] | None:
     temporary = workdir is None and not prepare_only
     workdir = Path(tempfile.mkdtemp(prefix="vfl-demo-")) if workdir is None else workdir.resolve()
     try:
@@ -171,14 +173,19 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             print("three services up: " + ", ".join(f"{n} {u}" for n, u in setup["urls"].items()), file=sys.stderr)
             with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
                 job = bank.submit(setup["job"])
-                final = bank.wait(job["job_id"], progress=print_progress)
+                final = bank.wait(job["job_id"], progress=ProgressLine().job)
                 predictions = bank.predict(job["job_id"], _shared_ids(workdir, setup["id_column"], 3))
+                page = bank.report(job["job_id"]) if report is not None else None
         summary = summarise(final, predictions)
         print_summary(summary)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(summary, indent=2))
             print(f"metrics written to {out}", file=sys.stderr)
+        if report is not None and page is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(page)
+            print(f"job report (open it in a browser) written to {report}", file=sys.stderr)
         return summary
     finally:
         if temporary:

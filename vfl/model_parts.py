@@ -33,17 +33,27 @@ def _check_width(X: np.ndarray, names: list[str], who: str) -> np.ndarray:
     return X
 
 
+def _rows(scaler: Standardizer, X: np.ndarray, row_clip: float | None) -> np.ndarray:
+    """Standardised rows, clipped as in training when the job was differentially private."""
+    scaled = scaler.transform(X)
+    if row_clip is None:
+        return scaled
+    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+    return scaled * np.minimum(1.0, row_clip / np.maximum(norms, 1e-300))
+
+
 @dataclass(frozen=True)
 class ModelPartA:
     model: ModelKind
     feature_names: list[str]
     scaler: Standardizer
     weights: np.ndarray
+    row_clip: float | None = None
 
     def partial_scores(self, features: np.ndarray) -> np.ndarray:
         """u_A = standardised features · θ_A (raw features in, one score per row out)."""
         X = _check_width(features, self.feature_names, "party A")
-        return self.scaler.transform(X) @ self.weights
+        return _rows(self.scaler, X, self.row_clip) @ self.weights
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,12 +62,13 @@ class ModelPartA:
             "feature_names": self.feature_names,
             "scaler": self.scaler.to_dict(),
             "weights": self.weights.tolist(),
+            "row_clip": self.row_clip,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartA:
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
-                   np.asarray(data["weights"], dtype=np.float64))
+                   np.asarray(data["weights"], dtype=np.float64), data.get("row_clip"))
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class ModelPartB:
     intercept: float
     label_mean: float = 0.0
     label_scale: float = 1.0
+    row_clip: float | None = None
 
     def scores(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
         """The linear predictor u = u_A + u_B (in the standardised label units of training)."""
@@ -76,7 +88,7 @@ class ModelPartB:
         u_a = np.asarray(u_a, dtype=np.float64)
         if u_a.shape != (X.shape[0],):
             raise DataError(f"got {u_a.shape[0]} partial scores from party A for {X.shape[0]} rows")
-        return u_a + self.scaler.transform(X) @ self.weights + self.intercept
+        return u_a + _rows(self.scaler, X, self.row_clip) @ self.weights + self.intercept
 
     def predict(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
         """P(y = 1) for logistic regression; the predicted label value for linear."""
@@ -95,10 +107,11 @@ class ModelPartB:
             "intercept": self.intercept,
             "label_mean": self.label_mean,
             "label_scale": self.label_scale,
+            "row_clip": self.row_clip,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartB:
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
                    np.asarray(data["weights"], dtype=np.float64), float(data["intercept"]),
-                   float(data["label_mean"]), float(data["label_scale"]))
+                   float(data["label_mean"]), float(data["label_scale"]), data.get("row_clip"))

@@ -2,7 +2,7 @@
 
     with Orchestrator("http://bank:8702", token) as bank:
         job = bank.submit({...job spec...})
-        final = bank.wait(job["job_id"], progress=print_progress)
+        final = bank.wait(job["job_id"], progress=ProgressLine().job)   # vfl.progress
         bank.predict(job["job_id"], ["C000017", "C000042"])
 
 Errors come back as :class:`~vfl.errors.PeerRefused` with the service's own
@@ -45,14 +45,17 @@ class Orchestrator:
     def close(self) -> None:
         self._client.close()
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         try:
             response = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach {self.url}{path}: {exc}") from exc
         if response.status_code >= 400:
             raise PeerRefused(f"{method} {path} -> {response.status_code}: {error_detail(response)}", response.status_code)
-        return response.json()
+        return response
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._request(method, path, body).json()
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/v1/health")
@@ -71,6 +74,10 @@ class Orchestrator:
 
     def predict(self, job_id: str, ids: list[str]) -> dict[str, Any]:
         return self._call("POST", f"/v1/jobs/{job_id}/predict", {"ids": ids})
+
+    def report(self, job_id: str) -> str:
+        """The finished job's HTML report (party B serves it)."""
+        return self._request("GET", f"/v1/jobs/{job_id}/report").text
 
     def wait(
         self,
@@ -94,27 +101,3 @@ class Orchestrator:
         if status["state"] != "succeeded":
             raise JobError(f"job {job_id} {status['state']}: {status.get('error')}")
         return status
-
-
-def progress_line(status: dict[str, Any]) -> str:
-    """One human line for a job status: state, stage, epoch and latest loss."""
-    loss = status.get("loss_history") or []
-    parts = [f"{status['job_id']}: {status['state']}", f"stage {status.get('stage')}"]
-    if status.get("state") == "training" or status.get("epoch"):
-        parts.append(f"epoch {status.get('epoch', 0)}/{status.get('max_epochs', '?')}")
-    if loss:
-        parts.append(f"loss {loss[-1]:.5f}")
-    return "  ".join(parts)
-
-
-def print_progress(status: dict[str, Any], stream: Any = sys.stderr) -> None:
-    """Rewrite one status line in place on a terminal; one line per change otherwise."""
-    line = progress_line(status)
-    if getattr(stream, "isatty", lambda: False)():
-        stream.write("\r\033[K" + line)
-        if status["state"] in TERMINAL:
-            stream.write("\n")
-    elif line != getattr(print_progress, "_last", None):
-        stream.write(line + "\n")
-    print_progress._last = line  # type: ignore[attr-defined]
-    stream.flush()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vfl import privacy
 from vfl.config import TrainingConfig
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.optim import make_optimizer
@@ -31,16 +32,30 @@ class PlainResult:
 
 
 def train_plaintext(
-    X_a: np.ndarray, X_b: np.ndarray, y: np.ndarray, config: TrainingConfig, *, model_rounding: bool = False
+    X_a: np.ndarray,
+    X_b: np.ndarray,
+    y: np.ndarray,
+    config: TrainingConfig,
+    *,
+    model_rounding: bool = False,
+    noise_seeds: tuple[int, int] = (0, 1),
 ) -> PlainResult:
     """Train on pooled, already standardised features with the protocol's algorithm.
 
     ``model_rounding=True`` rounds the features to ``config.feature_frac_bits``
     in the gradient product, as the encrypted product does; what remains between
     the two is then only the far smaller rounding of u_A and the residual.
+    With ``config.privacy`` the same clipping, noise (from ``noise_seeds``, one
+    per party) and weight projection are applied as in the protocol.
     """
     math = model_math(config.model)
     schedule = Schedule(len(y), config)
+    plan = None
+    if config.privacy is not None:
+        plan = privacy.plan(config, schedule.n_train, schedule.batch_size, schedule.batches_per_epoch)
+        X_a, X_b = privacy.clip_rows(X_a, plan.config.row_clip), privacy.clip_rows(X_b, plan.config.row_clip)
+        if config.model == "linear":
+            y = np.clip(y, -plan.config.label_clip, plan.config.label_clip)
     Xb = with_intercept(X_b, config.fit_intercept)
     Ga, Gb = X_a, Xb  # the matrices the gradient is taken with
     if model_rounding:
@@ -66,8 +81,15 @@ def train_plaintext(
                 loss_rows += len(rows)
             d = math.residual(u_a, u_b, y[rows])
             share = len(rows) / schedule.n_train
-            theta_a = opt_a.step(theta_a, Ga[rows].T @ d / len(rows), epoch, share)
-            theta_b = opt_b.step(theta_b, Gb[rows].T @ d / len(rows), epoch, share)
+            sum_a, sum_b = Ga[rows].T @ d, Gb[rows].T @ d
+            if plan is not None:
+                sum_a = sum_a + privacy.gaussian_noise(noise_seeds[0], epoch, b, len(sum_a), plan.noise_std)
+                sum_b = sum_b + privacy.gaussian_noise(noise_seeds[1], epoch, b, len(sum_b), plan.noise_std)
+            theta_a = opt_a.step(theta_a, sum_a / len(rows), epoch, share)
+            theta_b = opt_b.step(theta_b, sum_b / len(rows), epoch, share)
+            if plan is not None:
+                theta_a = privacy.project(theta_a, plan.config.weight_bound)
+                theta_b = privacy.project(theta_b, plan.config.weight_bound)
         val_loss = None
         if schedule.has_validation:
             rows = schedule.validation_rows

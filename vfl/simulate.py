@@ -14,7 +14,6 @@ and what ``vfl simulate`` calls.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,18 +30,13 @@ from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import EpochDecision
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope
+from vfl.report.job import curves_for
 
 #: Simulation runs in one process, so no key boundary is crossed: 1024-bit keys
 #: are allowed here for quick experiments. Services insist on 2048.
 SIMULATION_MIN_KEY_BITS = 1024
 
 ProgressFn = Callable[[int, int, float | None, float | None], None]
-
-
-def stderr_progress(epoch: int, max_epochs: int, loss: float | None, validation_loss: float | None) -> None:
-    """One line per epoch on stderr."""
-    val = "" if validation_loss is None else f"  validation loss {validation_loss:.6f}"
-    print(f"epoch {epoch + 1}/{max_epochs}  loss {loss:.6f}{val}", file=sys.stderr, flush=True)
 
 
 def simulate_csv(
@@ -115,9 +109,11 @@ def simulate(
     predictions = model_b.predict(b_rows.features, u_a)
     schedule = party_b.schedule
     metrics = {"train": model_metrics(config.model, b_rows.labels[schedule.train_rows], predictions[schedule.train_rows])}
+    curve_split, curve_rows = "train", schedule.train_rows
     if schedule.has_validation:
         rows = schedule.validation_rows
         metrics["validation"] = model_metrics(config.model, b_rows.labels[rows], predictions[rows])
+        curve_split, curve_rows = "validation", rows
 
     return {
         "model": config.model,
@@ -139,6 +135,10 @@ def simulate(
         "bytes_exchanged": channel.total_bytes,
         "messages": channel.messages_sent,
         "decryptions": arbiter.decryptions,
+        "privacy": None if party_b.privacy is None else party_b.privacy.report(),
+        "weight_history": {"party_a": party_a.weight_history, "party_b": party_b.weight_history},
+        "curves": curves_for(config.model, b_rows.labels[curve_rows], predictions[curve_rows], None),
+        "curve_split": curve_split,
         "config": config.model_dump(),
         "workers": n_workers,
         "model_parts": {"party_a": model_a.to_dict(), "party_b": model_b.to_dict()},

@@ -40,7 +40,7 @@ def test_simulate_writes_the_result_json(csv_pair, tmp_path, capsys):
         assert set(result["metrics"][split]) >= {"auc", "ks", "accuracy", "precision", "recall", "f1"}
     assert result["metrics"]["train"]["auc"] > 0.95
     err = capsys.readouterr().err
-    assert "epoch 1/6" in err and "epoch 6/6" in err
+    assert "epoch 1/6" in err and "epoch 6/6" in err and "[####" in err
 
 
 def test_simulate_linear_reports_regression_metrics(tmp_path, diabetes):

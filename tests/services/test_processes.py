@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -75,3 +76,22 @@ def test_vfl_demo_end_to_end(tmp_path):
     for name in ("party-a.toml", "party-b.toml", "arbiter.toml", "job.json", "shop.csv", "bank.csv"):
         assert (tmp_path / "work" / name).is_file()
     assert "federated" in done.stdout and "bank only" in done.stdout
+
+
+def test_vfl_jobs_watch_follows_a_job_to_the_end(tmp_path):
+    setup = write_demo_files(tmp_path, population=600, key_bits=1024, training={"epochs": 4})
+    with running_services(tmp_path) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
+        verify = ssl.create_default_context(cafile=setup["verify"])
+        headers = {"Authorization": f"Bearer {setup['token']}"}
+        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, verify=verify) as bank:
+            job_id = bank.post("/v1/jobs", json=setup["job"]).json()["job_id"]
+        watched = subprocess.run(
+            [sys.executable, "-m", "vfl.cli", "jobs", "watch", setup["urls"]["party-b"], job_id, "--ca",
+             setup["verify"], "--interval", "0.2"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "VFL_TOKEN": setup["token"]},
+        )
+
+    assert watched.returncode == 0, watched.stderr
+    assert "succeeded (done)" in watched.stderr and "epoch 4/4" in watched.stderr and "[" in watched.stderr
+    assert "auc" in watched.stdout

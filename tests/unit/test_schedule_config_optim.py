@@ -89,3 +89,15 @@ def test_monitor_stops_on_tolerance_and_on_patience():
     outcomes = [patience.end_epoch(e, 1.0 - e, v) for e, v in enumerate([0.5, 0.4, 0.45, 0.41])]
     assert [o.stop for o in outcomes] == [False, False, False, True]
     assert outcomes[-1].reason == "early_stopping" and outcomes[-1].best_epoch == 1
+
+
+def test_a_private_job_defaults_to_adam_for_30_epochs_but_keeps_what_it_sets():
+    private = TrainingConfig.parse({"privacy": {"epsilon": 2.0}})
+    chosen = TrainingConfig.parse({"privacy": {"epsilon": 2.0}, "epochs": 7, "optimizer": "sgd"})
+    plain = TrainingConfig.parse({})
+
+    assert (private.optimizer, private.epochs, private.step_size) == ("adam", 30, 0.02)
+    assert (chosen.optimizer, chosen.epochs, chosen.step_size) == ("sgd", 7, 0.15)
+    assert (plain.optimizer, plain.epochs) == ("newton", 100)
+    # The defaults are written into the config, so every party and the digest see the same values.
+    assert TrainingConfig.parse(private.model_dump()) == private

@@ -302,18 +302,17 @@ def multiexp_signed(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, plan: Column
     return result
 
 
-def multiexp_unsigned(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz) -> mpz:
-    """Π cts[i]^exps[i] mod nsq for non-negative exponents (kept for callers of the old name)."""
-    return multiexp_signed(cts, exps, nsq)
-
-
 # -- the whole product ------------------------------------------------------------------------
 
 
-def _columns_task(packed: bytes, width: int, exps_t: np.ndarray, windows: list[int], costs: list[float], nsq: mpz) -> list[mpz]:
-    """Worker: one product per row of ``exps_t``, ciphertexts packed as fixed-width bytes."""
+def _columns_task(packed: bytes, width: int, exps_t: np.ndarray, windows: list[int], nsq: mpz) -> list[mpz]:
+    """Worker: one product per row of ``exps_t`` with the planned windows.
+
+    The ciphertexts arrive packed as fixed-width bytes: one bytes object
+    pickles as a plain copy, a list of thousands of mpz does not.
+    """
     cts = unpack_ints(packed, width)
-    return [multiexp_signed(cts, row, nsq, ColumnPlan(w, c)) for row, w, c in zip(exps_t, windows, costs)]
+    return [multiexp_signed(cts, row, nsq, ColumnPlan(w, 0.0)) for row, w in zip(exps_t, windows)]
 
 
 def deal_by_cost(costs: Sequence[float], parts: int) -> list[list[int]]:
@@ -347,9 +346,7 @@ def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, workers: 
         plans = [plan_column(row) for row in exps_t]
         groups = deal_by_cost([p.cost for p in plans], workers)
         packed = pack_ints(cts, width)  # one bytes object: cheap to pickle, unlike a list of mpz
-        chunks = [
-            (packed, width, exps_t[g], [plans[j].window for j in g], [plans[j].cost for j in g], nsq) for g in groups
-        ]
+        chunks = [(packed, width, exps_t[g], [plans[j].window for j in g], nsq) for g in groups]
         out: list[mpz] = [mpz(1)] * cols
         for g, part in zip(groups, run_chunks(_columns_task, chunks, workers)):
             for j, value in zip(g, part):
@@ -360,7 +357,7 @@ def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, workers: 
     for block in split_evenly(rows, workers):
         sub = exps_t[:, block]
         plans = [plan_column(row) for row in sub]
-        chunks.append((pack_ints(cts[block], width), width, sub, [p.window for p in plans], [p.cost for p in plans], nsq))
+        chunks.append((pack_ints(cts[block], width), width, sub, [p.window for p in plans], nsq))
     parts = run_chunks(_columns_task, chunks, workers)
     result = parts[0]
     for part in parts[1:]:

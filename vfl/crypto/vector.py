@@ -6,17 +6,22 @@ plaintext of element i is ``decode(m_i) = m_i / 2^frac_bits``.
 
 Operations and what they cost (2048-bit key, one core):
 
-============================  ==========================================  =================
+============================  ==========================================  ======================
 operation                     how                                         cost per element
-============================  ==========================================  =================
-encrypt                       (1 + m·n) · ρ mod n², ρ a fresh obfuscator  1 mulmod + ρ
-add plaintext                 c · (1 + m·n) mod n²                        1 mulmod
+============================  ==========================================  ======================
+encrypt                       (1 + m·n) · ρ mod n², ρ a fresh obfuscator  ~0.6 mulmod + ρ
+add plaintext                 c · (1 + m·n) mod n²                        ~0.6 mulmod
 add ciphertext                c₁ · c₂ mod n²                              1 mulmod
 times 2^-k                    frac_bits += k                              free
 times plaintext scalar        c^s mod n² (one inversion if s < 0)         one powmod
 re-randomise                  c · ρ mod n²                                1 mulmod + ρ
-Xᵀ[[d]]                       bucket multi-exponentiation (matvec.py)     ~2–3 mulmods
-============================  ==========================================  =================
+Xᵀ[[d]]                       grouped bucket multi-exponentiation         ~1–2.5 mulmods
+============================  ==========================================  ======================
+
+(ρ costs 40 mulmods from the fixed-base table at 2048 bits; see
+:mod:`vfl.crypto.obfuscation`. "~0.6 mulmod": see :func:`times_one_plus_mn`.
+Xᵀ[[d]] costs about one mulmod per row-feature on columns with few distinct
+values and 2–2.5 on continuous ones; see :mod:`vfl.crypto.matvec`.)
 
 Every encryption and re-randomisation takes fresh obfuscators from an
 :class:`Encryptor`, so equal plaintexts never give equal ciphertexts and no

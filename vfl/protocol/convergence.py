@@ -11,6 +11,7 @@ validation loss. It stops the job when
 
 With a validation split and early stopping on, the parties keep the weights of
 the best validation epoch and end with those, whatever the reason for stopping.
+A differentially private job only ever stops at ``epochs`` (see vfl.privacy).
 The reference implementation uses this same class, so both stop identically.
 """
 
@@ -42,9 +43,14 @@ class ConvergenceMonitor:
     best_epoch: int = -1
 
     @property
+    def private(self) -> bool:
+        """With differential privacy the job runs all its epochs: stopping on the loss would leak."""
+        return self.config.privacy is not None
+
+    @property
     def keeps_best(self) -> bool:
         """Do the parties end with the best validation epoch's weights?"""
-        return self.has_validation and self.config.early_stopping_rounds > 0
+        return self.has_validation and self.config.early_stopping_rounds > 0 and not self.private
 
     def end_epoch(self, epoch: int, train_loss: float, validation_loss: float | None) -> EpochOutcome:
         self.train_losses.append(train_loss)
@@ -60,6 +66,8 @@ class ConvergenceMonitor:
         reason = None
         if epoch + 1 >= self.config.epochs:
             reason = "max_epochs"
+        elif self.private:
+            pass
         elif len(self.train_losses) >= 2 and abs(self.train_losses[-1] - self.train_losses[-2]) < self.config.tol:
             reason = "converged"
         elif self.keeps_best and epoch - self.best_epoch >= self.config.early_stopping_rounds:

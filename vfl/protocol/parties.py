@@ -21,10 +21,12 @@ fresh randomness [[d]] = [[u_A]]^c · (1 + q·n) would let A compute
 
 from __future__ import annotations
 
-import numpy as np
-
+import secrets
 from typing import Any
 
+import numpy as np
+
+from vfl import privacy
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
 from vfl.crypto.masking import mask, unmask
@@ -85,6 +87,13 @@ class TrainingParty(Role):
         self.finished = False
         self.stop_reason: str | None = None
         self.epochs_run = 0
+        #: With differential privacy: the plan (noise level, ε) and this party's secret noise seed.
+        self.privacy = None if config.privacy is None else privacy.plan(
+            config, self.schedule.n_train, self.schedule.batch_size, self.schedule.batches_per_epoch
+        )
+        self.noise_seed = secrets.randbits(63)
+        #: This party's weights after every epoch (its parameter trajectory).
+        self.weight_history: list[list[float]] = []
         #: The state at the last epoch boundary (or before training): what a checkpoint saves.
         self.snapshot: dict[str, Any] | None = None
 
@@ -94,7 +103,8 @@ class TrainingParty(Role):
 
     @property
     def keeps_best(self) -> bool:
-        return self.schedule.has_validation and self.config.early_stopping_rounds > 0
+        # Picking the best epoch by validation loss would depend on private data: not with DP.
+        return self.schedule.has_validation and self.config.early_stopping_rounds > 0 and self.config.privacy is None
 
     def start(self) -> list[Envelope]:
         """Ask the arbiter for its public key, registering our gradient length."""
@@ -139,13 +149,20 @@ class TrainingParty(Role):
         residues = message.masked_gradient.unpack(width)
         if len(residues) != len(self._masks):
             raise ProtocolError(f"arbiter returned {len(residues)} gradient values, expected {len(self._masks)}")
-        gradient = unmask(residues, self._masks, self.public_key.n, self._mask_frac_bits) / rows
+        gradient_sum = unmask(residues, self._masks, self.public_key.n, self._mask_frac_bits)
         self._masks = []
+        if self.privacy is not None:
+            gradient_sum = gradient_sum + privacy.gaussian_noise(
+                self.noise_seed, message.epoch, message.batch, len(gradient_sum), self.privacy.noise_std
+            )
         share = rows / self.schedule.n_train
-        self.weights = self.optimizer.step(self.weights, gradient, message.epoch, share)
+        self.weights = self.optimizer.step(self.weights, gradient_sum / rows, message.epoch, share)
+        if self.privacy is not None:
+            self.weights = privacy.project(self.weights, self.privacy.config.weight_bound)
         self.cursor += 1
 
     def _apply_decision(self, message: EpochDecision) -> None:
+        self.weight_history.append(self.weights.tolist())
         if message.improved:
             self.best_weights = self.weights.copy()
         self.epochs_run = message.epoch + 1
@@ -171,6 +188,8 @@ class TrainingParty(Role):
             "finished": self.finished,
             "stop_reason": self.stop_reason,
             "public_key": None if self.public_key is None else self.public_key.to_dict(),
+            "noise_seed": self.noise_seed,
+            "weight_history": list(self.weight_history),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -182,6 +201,8 @@ class TrainingParty(Role):
         self.optimizer.load_state_dict(state["optimizer"])
         self.finished = bool(state["finished"])
         self.stop_reason = state["stop_reason"]
+        self.noise_seed = int(state["noise_seed"])
+        self.weight_history = list(state["weight_history"])
         self.public_key = None if state["public_key"] is None else PublicKey.from_dict(state["public_key"])
         self.encryptor = None if self.public_key is None else Encryptor(self.public_key, self.config.obfuscation, self.workers)
         self._held.clear()
@@ -248,9 +269,12 @@ class PartyA(TrainingParty):
         schedule = Schedule(features.shape[0], config)
         self.scaler = Standardizer.fit(features[schedule.train_rows])
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
+        self.row_clip = None if config.privacy is None else config.privacy.row_clip
+        design = self.scaler.transform(features)
+        if self.row_clip is not None:
+            design = privacy.clip_rows(design, self.row_clip)
         super().__init__(
-            job_id, config, self.scaler.transform(features), np.ones(features.shape[1]),
-            workers=workers, min_key_bits=min_key_bits,
+            job_id, config, design, np.ones(features.shape[1]), workers=workers, min_key_bits=min_key_bits,
         )
         self.snapshot = self.state_dict()
 
@@ -329,7 +353,7 @@ class PartyA(TrainingParty):
         self.encryptor.prefetch(upcoming)
 
     def model(self) -> ModelPartA:
-        return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy())
+        return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy(), self.row_clip)
 
 
 class PartyB(TrainingParty):
@@ -363,7 +387,14 @@ class PartyB(TrainingParty):
             label_scaler = Standardizer.fit(labels[train])
             self.label_mean, self.label_scale = float(label_scaler.mean[0]), float(label_scaler.scale[0])
         self.labels = (labels - self.label_mean) / self.label_scale
-        design = with_intercept(self.scaler.transform(features), config.fit_intercept)
+        self.row_clip = None if config.privacy is None else config.privacy.row_clip
+        scaled = self.scaler.transform(features)
+        if self.row_clip is not None:
+            scaled = privacy.clip_rows(scaled, self.row_clip)
+            if config.model == "linear":
+                bound = config.privacy.label_clip
+                self.labels = np.clip(self.labels, -bound, bound)
+        design = with_intercept(scaled, config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
             workers=workers, min_key_bits=min_key_bits,
@@ -498,5 +529,6 @@ class PartyB(TrainingParty):
         else:
             weights, intercept = self.weights.copy(), 0.0
         return ModelPartB(
-            self.config.model, self.feature_names, self.scaler, weights, intercept, self.label_mean, self.label_scale
+            self.config.model, self.feature_names, self.scaler, weights, intercept, self.label_mean, self.label_scale,
+            self.row_clip,
         )

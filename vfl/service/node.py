@@ -62,6 +62,7 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope, Role
+from vfl.report.job import curves_for
 from vfl.service import alignment
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
@@ -442,6 +443,10 @@ class Node:
         await self._evaluate(record, role, aligned)
         record.timings["total"] = round(time.perf_counter() - started, 3)
         self._save(record, state="succeeded", stage="done")
+        try:
+            await asyncio.to_thread(self.report, record.job_id)  # written next to the model
+        except VFLError as exc:  # e.g. matplotlib missing: the job still succeeded
+            log.warning("job %s: no report written: %s", record.job_id, exc)
         self.store.drop_checkpoints(record.job_id)
         await self._tell_peers(record, "finished")
         self.drivers.pop(record.job_id, None)
@@ -470,8 +475,31 @@ class Node:
         if schedule.has_validation:
             splits["validation"] = schedule.validation_rows
         record.metrics = {name: model_metrics(kind, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()}
-        record.baseline = await asyncio.to_thread(_baseline, role, aligned, splits)
+        record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
+        split = "validation" if schedule.has_validation else "train"
+        rows = splits[split]
+        record.curve_split = split
+        record.curves = curves_for(kind, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
+        record.privacy = None if role.privacy is None else role.privacy.report()
+        intercept = ["intercept"] if role.config.fit_intercept else []
+        record.parameters = {"names": aligned.feature_names + intercept, "history": role.weight_history}
         self.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
+
+    def report(self, job_id: str) -> str:
+        """Party B's HTML report of a finished job (made on first request if it was not yet)."""
+        if self.party != "B":
+            raise ConfigError("job reports are served by party B")
+        record = self.record(job_id)
+        if record.state != "succeeded":
+            raise JobError(f"job {job_id} is {record.state}; the report is made when it succeeds")
+        page = self.store.load_report(job_id)
+        if page is None:
+            from vfl.report.job import figures_for, render, summary_from_record
+
+            summary = summary_from_record(record.model_dump(mode="json"))
+            page = render(summary, figures_for(summary))
+            self.store.save_report(job_id, page)
+        return page
 
     # -- party B: resuming from checkpoints ------------------------------------------------------
 
@@ -769,8 +797,8 @@ def _partial_scores(answer: Any, expected: int) -> np.ndarray:
     return values
 
 
-def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The same model trained by party B alone, on the same rows: what federation adds."""
+def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    """The same model trained by party B alone, on the same rows: what federation adds (and its predictions)."""
     config = role.config
     design = role.design[:, :-1] if config.fit_intercept else role.design
     no_a = np.zeros((len(aligned), 0))
@@ -781,7 +809,8 @@ def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) 
         predictions = role.label_mean + role.label_scale * u
     else:
         predictions = 1.0 / (1.0 + np.exp(-u))
-    return {
+    report = {
         "description": "party B's features only, same rows, same algorithm",
         "metrics": {name: model_metrics(config.model, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()},
     }
+    return report, predictions

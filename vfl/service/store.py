@@ -2,6 +2,7 @@
 
     <data_dir>/jobs/<job_id>/job.json                 the job's record (state, progress, metrics, error)
     <data_dir>/jobs/<job_id>/model.json               this party's model part, once trained
+    <data_dir>/jobs/<job_id>/report.html              party B's report of the job
     <data_dir>/jobs/<job_id>/alignment.json           the aligned IDs, in the shared order
     <data_dir>/jobs/<job_id>/checkpoints/epoch-N.json  the role's state after epoch N (−1: before training)
     <data_dir>/jobs/<job_id>/audit.log                requests this party refused, one per line
@@ -51,6 +52,10 @@ class JobRecord(BaseModel):
     stop_reason: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    privacy: dict[str, Any] | None = Field(None, description="ε, δ, noise and clipping, for a private job")
+    parameters: dict[str, Any] | None = Field(None, description="this party's weights after every epoch")
+    curves: dict[str, Any] | None = Field(None, description="ROC points, or predicted against actual")
+    curve_split: str | None = None
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
     resumes: int = 0
@@ -122,6 +127,13 @@ class JobStore:
 
     def load_model(self, job_id: str) -> dict[str, Any] | None:
         return self._load(job_id, "model.json")
+
+    def save_report(self, job_id: str, page: str) -> None:
+        atomic_write_text(self.job_dir(job_id) / "report.html", page)
+
+    def load_report(self, job_id: str) -> str | None:
+        file = self.job_dir(job_id) / "report.html"
+        return file.read_text() if file.is_file() else None
 
     def save_alignment(self, job_id: str, ids: list[str]) -> None:
         atomic_write_json(self.job_dir(job_id) / "alignment.json", {"ids": ids}, mode=0o600)

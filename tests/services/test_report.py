@@ -1,0 +1,54 @@
+"""The job report served by party B, rendered in a real (headless) browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.services.conftest import demo_job, start_cluster, wait_for
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def render_in_chromium(page, profile) -> str:
+    done = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_the_report_renders_in_a_browser_with_its_figures(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=6, validation_fraction=0.2))
+        try:
+            async with cluster.client() as bank:
+                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
+                status = await wait_for(bank, job["job_id"])
+                page = await bank.get(f"/v1/jobs/{job['job_id']}/report")
+                del bank.headers["Authorization"]
+                anonymous = await bank.get(f"/v1/jobs/{job['job_id']}/report")
+            return status, page, anonymous
+        finally:
+            await cluster.stop()
+
+    status, page, anonymous = run(scenario())
+    path = tmp_path / "report.html"
+    path.write_text(page.text)
+
+    dom = render_in_chromium(path, tmp_path / "profile")
+
+    assert status["state"] == "succeeded"
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert anonymous.status_code == 401
+    assert (tmp_path / "data" / "party-b" / "jobs" / status["job_id"] / "report.html").is_file()
+    assert re.search(r'data-figures="3"', dom) and re.search(r'data-figures-loaded="3"', dom), dom[-500:]
+    for section in ("Alignment (RSA blind-signature PSI)", "Metrics", "Privacy", "What each party learned"):
+        assert section in dom

@@ -1,0 +1,1 @@
+"""Figures and the HTML job report (needs the ``report`` extra: ``pip install vfl[report]``)."""

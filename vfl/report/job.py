@@ -1,0 +1,225 @@
+"""A job's HTML report: configuration, alignment, metrics, figures, privacy, timings, who learned what.
+
+One self-contained file (figures are inlined PNGs), written next to party B's
+model part and served at ``GET /v1/jobs/{id}/report``. ``vfl simulate
+--report`` writes the same page for a simulated job.
+
+The input is a *summary*, a plain dict that both the services and the
+simulation produce (:func:`summary_from_record`, :func:`summary_from_simulation`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from vfl.errors import ConfigError
+from vfl.metrics import roc_curve
+
+log = logging.getLogger(__name__)
+
+MAX_CURVE_POINTS = 400
+NO_FIGURES = "<p>No figures: they need matplotlib, which this install lacks (pip install 'vfl[report]').</p>"
+
+
+def curves_for(model: str, labels: np.ndarray, predictions: np.ndarray, baseline: np.ndarray | None) -> dict[str, Any]:
+    """What the third figure needs, small enough to keep in a job record."""
+    if model == "logistic":
+        fpr, tpr = roc_curve(labels, predictions)
+        out: dict[str, Any] = {"kind": "roc", "fpr": _thin(fpr), "tpr": _thin(tpr)}
+        if baseline is not None:
+            b_fpr, b_tpr = roc_curve(labels, baseline)
+            out.update(baseline_fpr=_thin(b_fpr), baseline_tpr=_thin(b_tpr))
+        return out
+    keep = np.random.default_rng(0).permutation(len(labels))[:MAX_CURVE_POINTS]
+    return {"kind": "scatter", "actual": labels[keep].tolist(), "predicted": predictions[keep].tolist()}
+
+
+def _thin(values: np.ndarray) -> list[float]:
+    if len(values) <= MAX_CURVE_POINTS:
+        return [float(v) for v in values]
+    index = np.unique(np.linspace(0, len(values) - 1, MAX_CURVE_POINTS).astype(int))
+    return [float(v) for v in values[index]]
+
+
+def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
+    """The three figures of a job, as PNG bytes keyed by file name (none without matplotlib)."""
+    try:
+        from vfl.report import plots
+    except ConfigError as exc:  # the `report` extra is not installed: the report goes out without figures
+        log.warning("job report without figures: %s", exc)
+        return {}
+
+    title = summary["title"]
+    figures = {
+        "loss.png": plots.loss_curves(
+            {title: summary["loss_history"]}, validation={title: summary.get("validation_loss_history") or []},
+            title=f"Training loss per epoch — {title}",
+        ),
+        "parameters.png": plots.parameter_trajectories(
+            {party: (p["names"], p["history"]) for party, p in summary["parameters"].items() if p["history"]},
+            title=f"Parameter trajectories — {title}",
+        ),
+    }
+    curves = summary["curves"]
+    split = summary.get("curve_split", "train")
+    if curves["kind"] == "roc":
+        auc = (summary["metrics"].get(split) or {}).get("auc")
+        base = None
+        if "baseline_fpr" in curves and summary.get("baseline"):
+            base = (curves["baseline_fpr"], curves["baseline_tpr"], summary["baseline"]["metrics"][split].get("auc"))
+        figures["roc.png"] = plots.roc(curves["fpr"], curves["tpr"], auc, baseline=base,
+                                       title=f"ROC curve on the {split} rows — {title}")
+    else:
+        figures["roc.png"] = plots.predicted_vs_actual(curves["actual"], curves["predicted"],
+                                                       title=f"Predicted against actual ({split} rows) — {title}")
+    return figures
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "—" if value is None else str(value)
+
+
+def _metrics_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for split, metrics in (summary.get("metrics") or {}).items():
+        baseline = ((summary.get("baseline") or {}).get("metrics") or {}).get(split, {})
+        for name, value in metrics.items():
+            if name == "rows":
+                continue
+            rows.append([split, name, value, baseline.get(name)])
+    return _table(rows, ["rows", "metric", "federated", "party B alone"])
+
+
+def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
+    """The report page. Figures are inlined, so the file stands alone."""
+    esc = html.escape
+    images = "".join(
+        f'<figure><img class="figure" alt="{esc(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}"><figcaption>{esc(caption)}</figcaption></figure>'
+        for name, png, caption in (
+            (n, figures[n], c) for n, c in (
+                ("loss.png", "Loss per epoch: training loss (solid) is measured at each batch before its update, "
+                             "validation loss (dashed) after the epoch; Taylor log-loss, or ½·MSE on the "
+                             "standardised label"),
+                ("parameters.png", "Each party's weights after every epoch (only parties that shared them)"),
+                ("roc.png", "ROC curve, or predicted against actual for linear regression"),
+            ) if n in figures
+        )
+    )
+    alignment = summary.get("alignment") or {}
+    privacy = summary.get("privacy")
+    privacy_html = (
+        _table([[k, v] for k, v in privacy.items()], ["privacy", "value"]) if privacy
+        else "<p>Not differentially private: no noise was added (exact federated training).</p>"
+    )
+    learned = "".join(f"<li><b>{esc(party)}</b>: {esc(text)}</li>" for party, text in summary["learned"])
+    config = esc(json.dumps(summary.get("config", {}), indent=2))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>vfl job report — {esc(summary['title'])}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+ th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+ th {{ background: #f3f3f3; }}
+ figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
+ img.figure {{ max-width: 520px; border: 1px solid #ddd; }}
+ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; }}
+</style></head>
+<body>
+<h1>vfl job report</h1>
+<p><b>{esc(summary['title'])}</b> — {esc(summary.get('state', ''))}, {esc(str(summary.get('epochs')))} epochs
+({esc(str(summary.get('stop_reason')))}).</p>
+<h2>Alignment (RSA blind-signature PSI)</h2>
+{_table([["party A IDs", alignment.get("party_a_ids")], ["party B IDs", alignment.get("party_b_ids")],
+         ["shared IDs", alignment.get("intersection")], ["share of A", alignment.get("overlap_of_a")],
+         ["share of B", alignment.get("overlap_of_b")], ["seconds", alignment.get("seconds")],
+         ["bytes exchanged", alignment.get("bytes")]], ["alignment", "value"])}
+<h2>Metrics</h2>
+{_metrics_table(summary)}
+<h2>Figures</h2>
+<div id="figures">{images or NO_FIGURES}</div>
+<h2>Privacy</h2>
+{privacy_html}
+<h2>Timings (seconds)</h2>
+{_table([[k, v] for k, v in (summary.get("timings") or {}).items() if not isinstance(v, dict)], ["stage", "seconds"])}
+<h2>What each party learned</h2>
+<ul>{learned}</ul>
+<h2>Configuration</h2>
+<pre>{config}</pre>
+<script>
+  // Lets a headless browser check that every figure decoded and drew.
+  window.addEventListener("load", () => {{
+    const images = Array.from(document.querySelectorAll("img.figure"));
+    document.body.dataset.figures = images.length;
+    document.body.dataset.figuresLoaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  }});
+</script>
+</body></html>
+"""
+
+
+def learned_by_each_party(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    alignment = summary.get("alignment") or {}
+    shared = alignment.get("intersection")
+    loss = "the training loss of every epoch" + (" and the validation loss" if summary.get("validation_loss_history") else "")
+    return [
+        ("party A (features)", f"the {shared} shared IDs and that party B holds {alignment.get('party_b_ids')} IDs; "
+         "its own gradient each batch (masked to everyone else) and its own weights; when to stop. "
+         "No label, no loss, no residual in plaintext."),
+        ("party B (features and labels)", f"the {shared} shared IDs and that party A holds "
+         f"{alignment.get('party_a_ids')} IDs; {loss}; its own gradient and weights; party A's plaintext "
+         "partial scores for the shared rows (evaluation) and for every ID it asks a prediction for."),
+        ("arbiter", "gradients masked with values uniform over the plaintext space (indistinguishable from "
+         f"random), and {loss}. Nothing about features, labels or weights."),
+    ]
+
+
+def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any]:
+    parts = result["model_parts"]
+    intercept = ["intercept"] if result["config"].get("fit_intercept", True) else []
+    summary = {
+        "title": title, "state": "succeeded (simulated in one process)", "epochs": result["epochs_run"],
+        "stop_reason": result["stop_reason"], "config": result["config"], "alignment": result["alignment"],
+        "metrics": result["metrics"], "baseline": None, "privacy": result.get("privacy"),
+        "timings": {**result["timings"], "total": result["seconds"]},
+        "loss_history": result["loss_history"], "validation_loss_history": result["validation_loss_history"],
+        "parameters": {
+            "party A": {"names": parts["party_a"]["feature_names"], "history": result["weight_history"]["party_a"]},
+            "party B": {"names": parts["party_b"]["feature_names"] + intercept,
+                        "history": result["weight_history"]["party_b"]},
+        },
+        "curves": result["curves"], "curve_split": result["curve_split"],
+    }
+    summary["learned"] = learned_by_each_party(summary)
+    return summary
+
+
+def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Party B's view of a service job: B's own parameters only (A's stay with A)."""
+    summary = {
+        "title": record["job_id"], "state": record["state"], "epochs": record["epoch"],
+        "stop_reason": record.get("stop_reason"), "config": record["spec"].get("training", {}),
+        "alignment": record.get("alignment"), "metrics": record.get("metrics"), "baseline": record.get("baseline"),
+        "privacy": record.get("privacy"), "timings": record.get("timings"),
+        "loss_history": record.get("loss_history", []),
+        "validation_loss_history": record.get("validation_loss_history", []),
+        "parameters": {"party B": record["parameters"]}, "curves": record["curves"],
+        "curve_split": record.get("curve_split", "train"),
+    }
+    summary["learned"] = learned_by_each_party(summary)
+    return summary
