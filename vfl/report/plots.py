@@ -59,7 +59,9 @@ def parameter_trajectories(histories: dict[str, tuple[Sequence[str], Sequence[Se
         values = np.asarray(history, dtype=np.float64)
         epochs = np.arange(1, len(values) + 1)
         for j, name in enumerate(names):
-            ax.plot(epochs, values[:, j], label=name)
+            # 20 distinct colours, then the same colours dashed, so no two of 40 lines look alike
+            ax.plot(epochs, values[:, j], label=name, color=plt.cm.tab20(j % 20),
+                    linestyle=("-", "--", ":")[(j // 20) % 3])
         ax.set_title(party)
         ax.set_xlabel("epoch")
         ax.set_ylabel("weight (standardised features)")

@@ -442,13 +442,15 @@ class Node:
         self._save(record, stage="evaluating")
         await self._evaluate(record, role, aligned)
         record.timings["total"] = round(time.perf_counter() - started, 3)
+        # Clean up before announcing success, so whoever sees "succeeded" also sees no checkpoints
+        # (the arbiter's hold its private key) anywhere.
+        self.store.drop_checkpoints(record.job_id)
+        await self._tell_peers(record, "finished")
         self._save(record, state="succeeded", stage="done")
         try:
             await asyncio.to_thread(self.report, record.job_id)  # written next to the model
-        except VFLError as exc:  # e.g. matplotlib missing: the job still succeeded
+        except VFLError as exc:  # the job still succeeded; the report is made again on request
             log.warning("job %s: no report written: %s", record.job_id, exc)
-        self.store.drop_checkpoints(record.job_id)
-        await self._tell_peers(record, "finished")
         self.drivers.pop(record.job_id, None)
         runtime = self.runtimes.pop(record.job_id, None)
         if runtime is not None:
