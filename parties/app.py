@@ -65,6 +65,11 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
         async def scores(job_id: str, query: ScoreQuery, caller: Peer) -> dict[str, Any]:
             return await node.partial_scores(job_id, query.ids, caller)
 
+        @app.get("/v1/peer/jobs/{job_id}/convergence", tags=["peer"],
+                 summary="Norms of party A's weights and of their change per epoch, for party B's report")
+        async def convergence(job_id: str, caller: Peer) -> dict[str, Any]:
+            return node.convergence(job_id, caller)
+
     return app
 
 

@@ -73,10 +73,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from vfl.simulate import simulate_csv
 
     config = _training_config(args)
-    result = simulate_csv(
-        args.party_a, args.party_b, id_column=args.id_column, label_column=args.label_column, config=config,
-        workers=args.workers, progress=None if args.quiet else ProgressLine().epoch,
-    )
+    progress = ProgressLine()
+    try:
+        result = simulate_csv(
+            args.party_a, args.party_b, id_column=args.id_column, label_column=args.label_column, config=config,
+            workers=args.workers, progress=None if args.quiet else progress.epoch,
+        )
+    finally:
+        progress.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.report is not None:

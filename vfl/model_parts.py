@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vfl.config import ModelKind
+from vfl.privacy import clip_rows
 from vfl.errors import DataError
 from vfl.models import model_math
 from vfl.preprocess import Standardizer
@@ -33,13 +34,10 @@ def _check_width(X: np.ndarray, names: list[str], who: str) -> np.ndarray:
     return X
 
 
-def _rows(scaler: Standardizer, X: np.ndarray, row_clip: float | None) -> np.ndarray:
+def standardised_rows(scaler: Standardizer, X: np.ndarray, row_clip: float | None) -> np.ndarray:
     """Standardised rows, clipped as in training when the job was differentially private."""
     scaled = scaler.transform(X)
-    if row_clip is None:
-        return scaled
-    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
-    return scaled * np.minimum(1.0, row_clip / np.maximum(norms, 1e-300))
+    return scaled if row_clip is None else clip_rows(scaled, row_clip)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class ModelPartA:
     def partial_scores(self, features: np.ndarray) -> np.ndarray:
         """u_A = standardised features · θ_A (raw features in, one score per row out)."""
         X = _check_width(features, self.feature_names, "party A")
-        return _rows(self.scaler, X, self.row_clip) @ self.weights
+        return standardised_rows(self.scaler, X, self.row_clip) @ self.weights
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,7 +86,7 @@ class ModelPartB:
         u_a = np.asarray(u_a, dtype=np.float64)
         if u_a.shape != (X.shape[0],):
             raise DataError(f"got {u_a.shape[0]} partial scores from party A for {X.shape[0]} rows")
-        return u_a + _rows(self.scaler, X, self.row_clip) @ self.weights + self.intercept
+        return u_a + standardised_rows(self.scaler, X, self.row_clip) @ self.weights + self.intercept
 
     def predict(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
         """P(y = 1) for logistic regression; the predicted label value for linear."""

@@ -39,7 +39,14 @@ class ProgressLine:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-        self._last = line
+        self._last = None if final else line
+
+    def close(self) -> None:
+        """End a line left open on a terminal (a run that stopped before its last epoch)."""
+        if self.live and self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._last = None
 
     def epoch(self, epoch: int, max_epochs: int, loss: float | None, validation_loss: float | None) -> None:
         """The shape ``vfl.simulate`` calls its progress hook with (epoch counted from 0)."""
@@ -49,8 +56,12 @@ class ProgressLine:
         """One job status from the REST API."""
         losses = status.get("loss_history") or []
         validation = status.get("validation_loss_history") or []
-        line = render(
-            f"{status['state']} ({status.get('stage')})", status.get("epoch", 0), status.get("max_epochs"),
-            losses[-1] if losses else None, validation[-1] if validation else None, prefix=f"{status['job_id']}: ",
-        )
+        epoch, max_epochs = status.get("epoch", 0), status.get("max_epochs")
+        stage = f"{status['state']} ({status.get('stage')})"
+        if status["state"] == "succeeded":
+            # A job that converged early is complete: a full bar, and why it stopped.
+            max_epochs = epoch or max_epochs
+            stage = f"succeeded ({status.get('stop_reason') or 'done'})"
+        line = render(stage, epoch, max_epochs, losses[-1] if losses else None,
+                      validation[-1] if validation else None, prefix=f"{status['job_id']}: ")
         self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled"))

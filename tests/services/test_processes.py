@@ -93,5 +93,5 @@ def test_vfl_jobs_watch_follows_a_job_to_the_end(tmp_path):
         )
 
     assert watched.returncode == 0, watched.stderr
-    assert "succeeded (done)" in watched.stderr and "epoch 4/4" in watched.stderr and "[" in watched.stderr
+    assert "succeeded (max_epochs)" in watched.stderr and "[########################] epoch 4/4" in watched.stderr
     assert "auc" in watched.stdout

@@ -35,11 +35,15 @@ def test_the_report_renders_in_a_browser_with_its_figures(tmp_path, run):
                 page = await bank.get(f"/v1/jobs/{job['job_id']}/report")
                 del bank.headers["Authorization"]
                 anonymous = await bank.get(f"/v1/jobs/{job['job_id']}/report")
-            return status, page, anonymous
+            async with cluster.client("party-a") as shop:
+                own = (await shop.get(f"/v1/jobs/{job['job_id']}")).json()
+                path = f"/v1/peer/jobs/{job['job_id']}/convergence"
+                by_arbiter = await shop.get(path, headers={"X-VFL-Party": "arbiter"})
+            return status, page, anonymous, own, by_arbiter
         finally:
             await cluster.stop()
 
-    status, page, anonymous = run(scenario())
+    status, page, anonymous, own, by_arbiter = run(scenario())
     path = tmp_path / "report.html"
     path.write_text(page.text)
 
@@ -52,3 +56,9 @@ def test_the_report_renders_in_a_browser_with_its_figures(tmp_path, run):
     assert re.search(r'data-figures="3"', dom) and re.search(r'data-figures-loaded="3"', dom), dom[-500:]
     for section in ("Alignment (RSA blind-signature PSI)", "Metrics", "Privacy", "What each party learned"):
         assert section in dom
+    # Party A keeps its weights: it sees its own trajectory, B gets only its norms per epoch.
+    epochs = status["epoch"]
+    assert len(own["parameters"]["history"]) == epochs and len(own["parameters"]["names"]) == 7
+    assert len(status["party_a_convergence"]["weight_norm"]) == epochs
+    assert "history" not in status["party_a_convergence"]
+    assert by_arbiter.status_code == 403

@@ -101,3 +101,21 @@ def test_a_private_job_defaults_to_adam_for_30_epochs_but_keeps_what_it_sets():
     assert (plain.optimizer, plain.epochs) == ("newton", 100)
     # The defaults are written into the config, so every party and the digest see the same values.
     assert TrainingConfig.parse(private.model_dump()) == private
+
+
+def test_a_job_that_converged_early_shows_a_full_bar_and_why_it_stopped():
+    import io
+
+    from vfl.progress import ProgressLine
+
+    stream = io.StringIO()
+    line = ProgressLine(stream)
+
+    line.job({"job_id": "j", "state": "training", "stage": "training", "epoch": 3, "max_epochs": 30,
+              "loss_history": [0.5, 0.45, 0.44]})
+    line.job({"job_id": "j", "state": "succeeded", "stage": "done", "epoch": 12, "max_epochs": 30,
+              "stop_reason": "converged", "loss_history": [0.43]})
+
+    first, last = stream.getvalue().splitlines()
+    assert "[##......................] epoch 3/30" in first and "loss 0.440000" in first
+    assert "succeeded (converged)" in last and "[########################] epoch 12/12" in last

@@ -32,7 +32,7 @@ from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
 from vfl.crypto.masking import mask, unmask
 from vfl.crypto.vector import EncryptedVector, Encryptor
 from vfl.errors import DataError, KeyMismatch, OutOfOrderError, ProtocolError
-from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.model_parts import ModelPartA, ModelPartB, standardised_rows
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.optim import make_optimizer
 from vfl.preprocess import Standardizer
@@ -270,9 +270,7 @@ class PartyA(TrainingParty):
         self.scaler = Standardizer.fit(features[schedule.train_rows])
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
-        design = self.scaler.transform(features)
-        if self.row_clip is not None:
-            design = privacy.clip_rows(design, self.row_clip)
+        design = standardised_rows(self.scaler, features, self.row_clip)
         super().__init__(
             job_id, config, design, np.ones(features.shape[1]), workers=workers, min_key_bits=min_key_bits,
         )
@@ -388,13 +386,9 @@ class PartyB(TrainingParty):
             self.label_mean, self.label_scale = float(label_scaler.mean[0]), float(label_scaler.scale[0])
         self.labels = (labels - self.label_mean) / self.label_scale
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
-        scaled = self.scaler.transform(features)
-        if self.row_clip is not None:
-            scaled = privacy.clip_rows(scaled, self.row_clip)
-            if config.model == "linear":
-                bound = config.privacy.label_clip
-                self.labels = np.clip(self.labels, -bound, bound)
-        design = with_intercept(scaled, config.fit_intercept)
+        if config.privacy is not None and config.model == "linear":
+            self.labels = np.clip(self.labels, -config.privacy.label_clip, config.privacy.label_clip)
+        design = with_intercept(standardised_rows(self.scaler, features, self.row_clip), config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
             workers=workers, min_key_bits=min_key_bits,

@@ -24,6 +24,8 @@ from vfl.metrics import roc_curve
 log = logging.getLogger(__name__)
 
 MAX_CURVE_POINTS = 400
+#: one panel of the parameter figure: line names, values per epoch, y-axis label
+plots_panel = tuple[list[str], list, str]
 NO_FIGURES = "<p>No figures: they need matplotlib, which this install lacks (pip install 'vfl[report]').</p>"
 
 
@@ -61,10 +63,8 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
             {title: summary["loss_history"]}, validation={title: summary.get("validation_loss_history") or []},
             title=f"Training loss per epoch — {title}",
         ),
-        "parameters.png": plots.parameter_trajectories(
-            {party: (p["names"], p["history"]) for party, p in summary["parameters"].items() if p["history"]},
-            title=f"Parameter trajectories — {title}",
-        ),
+        "parameters.png": plots.parameter_trajectories(_parameter_panels(summary),
+                                                       title=f"Parameter trajectories — {title}"),
     }
     curves = summary["curves"]
     split = summary.get("curve_split", "train")
@@ -79,6 +79,19 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
         figures["roc.png"] = plots.predicted_vs_actual(curves["actual"], curves["predicted"],
                                                        title=f"Predicted against actual ({split} rows) — {title}")
     return figures
+
+
+def _parameter_panels(summary: dict[str, Any]) -> dict[str, plots_panel]:
+    panels: dict[str, plots_panel] = {}
+    convergence = summary.get("party_a_convergence")
+    if convergence and "party A" not in summary["parameters"]:
+        history = list(zip(convergence["weight_norm"], convergence["step_norm"]))
+        panels["party A (keeps its weights; shares their norms)"] = (
+            ["‖θ_A‖ after the epoch", "‖Δθ_A‖ in the epoch"], history, "L2 norm")
+    for party, p in summary["parameters"].items():
+        if p["history"]:
+            panels[party] = (p["names"], p["history"], "weight (standardised features)")
+    return dict(sorted(panels.items()))
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -115,7 +128,8 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
                 ("loss.png", "Loss per epoch: training loss (solid) is measured at each batch before its update, "
                              "validation loss (dashed) after the epoch; Taylor log-loss, or ½·MSE on the "
                              "standardised label"),
-                ("parameters.png", "Each party's weights after every epoch (only parties that shared them)"),
+                ("parameters.png", "Each party's weights after every epoch; party A keeps its weights, so a service "
+                                   "job shows only their norm and each epoch's change"),
                 ("roc.png", "ROC curve, or predicted against actual for linear regression"),
             ) if n in figures
         )
@@ -210,7 +224,7 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
 
 
 def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Party B's view of a service job: B's own parameters only (A's stay with A)."""
+    """Party B's view of a service job: B's own weights, and only the norms of A's (A keeps its weights)."""
     summary = {
         "title": record["job_id"], "state": record["state"], "epochs": record["epoch"],
         "stop_reason": record.get("stop_reason"), "config": record["spec"].get("training", {}),
@@ -219,6 +233,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "loss_history": record.get("loss_history", []),
         "validation_loss_history": record.get("validation_loss_history", []),
         "parameters": {"party B": record["parameters"]}, "curves": record["curves"],
+        "party_a_convergence": record.get("party_a_convergence"),
         "curve_split": record.get("curve_split", "train"),
     }
     summary["learned"] = learned_by_each_party(summary)

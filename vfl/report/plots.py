@@ -22,6 +22,7 @@ try:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ConfigError("figures need matplotlib: pip install 'vfl[report]'") from exc
 
@@ -44,6 +45,7 @@ def loss_curves(curves: dict[str, Sequence[float]], *, title: str = "Training lo
             v = validation[label]
             ax.plot(np.arange(1, len(v) + 1), v, linestyle="--", color=color, label=f"{label} (validation)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -51,11 +53,15 @@ def loss_curves(curves: dict[str, Sequence[float]], *, title: str = "Training lo
     return _png(fig)
 
 
-def parameter_trajectories(histories: dict[str, tuple[Sequence[str], Sequence[Sequence[float]]]], *,
-                           title: str = "Parameter trajectories per epoch") -> bytes:
-    """One panel per party; one line per parameter, its value after each epoch."""
+def parameter_trajectories(histories: dict[str, tuple], *, title: str = "Parameter trajectories per epoch") -> bytes:
+    """One panel per party; one line per parameter, its value after each epoch.
+
+    Each value is ``(names, history)`` or ``(names, history, y-axis label)``.
+    """
     fig, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 4.2), squeeze=False)
-    for ax, (party, (names, history)) in zip(axes[0], histories.items()):
+    for ax, (party, panel) in zip(axes[0], histories.items()):
+        names, history = panel[0], panel[1]
+        ylabel = panel[2] if len(panel) > 2 else "weight (standardised features)"
         values = np.asarray(history, dtype=np.float64)
         epochs = np.arange(1, len(values) + 1)
         for j, name in enumerate(names):
@@ -64,7 +70,8 @@ def parameter_trajectories(histories: dict[str, tuple[Sequence[str], Sequence[Se
                     linestyle=("-", "--", ":")[(j // 20) % 3])
         ax.set_title(party)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("weight (standardised features)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if len(names) <= 15:
             ax.legend(fontsize=7, ncol=2)

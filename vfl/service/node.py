@@ -284,6 +284,7 @@ class Node:
             if isinstance(role, PartyA):
                 part = role.model()
                 self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
+                record.parameters = {"names": part.feature_names, "history": role.weight_history}
                 self._save(record, state="succeeded", stage="done")
             elif isinstance(role, Arbiter):
                 self._save(record, state="succeeded", stage="done")
@@ -485,6 +486,11 @@ class Node:
         record.privacy = None if role.privacy is None else role.privacy.report()
         intercept = ["intercept"] if role.config.fit_intercept else []
         record.parameters = {"names": aligned.feature_names + intercept, "history": role.weight_history}
+        try:
+            record.party_a_convergence = await self.client.call_json(
+                record.peers["A"], "GET", f"/v1/peer/jobs/{record.job_id}/convergence")
+        except VFLError as exc:  # the report goes without A's panel; the model is unaffected
+            log.warning("job %s: party A's convergence summary unavailable: %s", record.job_id, exc)
         self.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
 
     def report(self, job_id: str) -> str:
@@ -765,6 +771,23 @@ class Node:
         except DataError as exc:
             raise DataError(f"party A cannot score: {exc}") from exc
         return {"u_a": model.partial_scores(table.features[rows]).tolist()}
+
+    def convergence(self, job_id: str, caller: str) -> dict[str, Any]:
+        """For B's report: how A's weights settled, as norms per epoch; the weights stay with A.
+
+        ‖θ_A‖ says little that B cannot already estimate from the partial scores it gets at
+        prediction time; the individual weights (A's model) are not sent.
+        """
+        if self.party != "A":
+            raise ConfigError("party A reports its own convergence")
+        record = self.record(job_id)
+        self._require_peer(record, caller, "B")
+        if record.state != "succeeded" or not record.parameters:
+            raise JobError(f"job {job_id} is {record.state} at party A; it has no finished weights")
+        history = np.asarray(record.parameters["history"], dtype=np.float64)
+        steps = np.diff(np.vstack([np.zeros(history.shape[1]), history]), axis=0)
+        return {"weight_norm": np.linalg.norm(history, axis=1).tolist(),
+                "step_norm": np.linalg.norm(steps, axis=1).tolist()}
 
     # -- protocol messages ----------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     privacy: dict[str, Any] | None = Field(None, description="ε, δ, noise and clipping, for a private job")
     parameters: dict[str, Any] | None = Field(None, description="this party's weights after every epoch")
+    party_a_convergence: dict[str, Any] | None = Field(
+        None, description="party B: ‖θ_A‖ and ‖Δθ_A‖ per epoch, which A shares for the report (not its weights)")
     curves: dict[str, Any] | None = Field(None, description="ROC points, or predicted against actual")
     curve_split: str | None = None
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
