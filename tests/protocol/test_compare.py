@@ -10,6 +10,7 @@ import pytest
 
 from vfl.cli import main
 from vfl.compare import compare
+from vfl.config import TrainingConfig
 from vfl.data import from_dataframe
 
 
@@ -71,3 +72,30 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
     assert "pooled random forest (scikit-learn)" in (tmp_path / "t.md").read_text()
     assert "cancer:" in capsys.readouterr().out
     assert np.isfinite([row["metrics"]["auc"] for row in saved["rows"]]).all()
+
+
+def test_compare_and_figures_for_linear_regression(diabetes):
+    # Arrange
+    from vfl.report.job import figures_for, render, summary_from_simulation
+    from vfl.simulate import simulate
+
+    X_a, X_b, y = diabetes
+    ids = [f"d{i:03d}" for i in range(len(y))]
+    table_a = from_dataframe(pd.DataFrame(X_a, columns=["a0", "a1", "a2", "a3"]).assign(id=ids), id_column="id")
+    frame_b = pd.DataFrame(X_b, columns=[f"b{j}" for j in range(X_b.shape[1])]).assign(id=ids, y=y)
+    table_b = from_dataframe(frame_b, id_column="id", label_column="y", model="linear")
+
+    # Act
+    result = compare(table_a, table_b, model="linear", dataset="diabetes", epsilons=(), training={"epochs": 20})
+    simulated = simulate(table_a, table_b, TrainingConfig(model="linear", epochs=5, key_bits=1024))
+    summary = summary_from_simulation(simulated, title="diabetes")
+    figures = figures_for(summary)
+    page = render(summary, figures)
+
+    # Assert
+    federated, sklearn = result.rows[0].metrics, result.rows[3].metrics
+    assert result.columns == ["mse", "mae", "r2"]
+    assert abs(federated["r2"] - sklearn["r2"]) < 0.02 and federated["r2"] > 0.3
+    assert set(figures) == {"loss.png", "parameters.png", "roc.png"}
+    assert all(png.startswith(b"\x89PNG") for png in figures.values())
+    assert summary["curves"]["kind"] == "scatter" and page.count('class="figure"') == 3
