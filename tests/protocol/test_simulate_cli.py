@@ -29,7 +29,8 @@ def test_simulate_writes_the_result_json(csv_pair, tmp_path, capsys):
 
     code = main(["simulate", "--model", "logistic", "--party-a", str(path_a), "--party-b", str(path_b),
                  "--id-column", "id", "--label-column", "y", "--key-bits", "1024", "--epochs", "6",
-                 "--validation-fraction", "0.2", "--seed", "3", "--out", str(out)])
+                 "--validation-fraction", "0.2", "--seed", "3", "--out", str(out),
+                 "--report", str(tmp_path / "report.html")])
 
     assert code == 0
     result = json.loads(out.read_text())
@@ -41,6 +42,24 @@ def test_simulate_writes_the_result_json(csv_pair, tmp_path, capsys):
     assert result["metrics"]["train"]["auc"] > 0.95
     err = capsys.readouterr().err
     assert "epoch 1/6" in err and "epoch 6/6" in err and "[####" in err
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('class="figure"') == 3 and "Alignment (RSA blind-signature PSI)" in page
+
+
+def test_simulate_a_private_job_reports_the_privacy_spent(csv_pair, tmp_path):
+    path_a, path_b, _ = csv_pair
+    config = tmp_path / "private.json"
+    config.write_text(json.dumps({"privacy": {"epsilon": 2.0}, "epochs": 5}))
+    out = tmp_path / "result.json"
+
+    code = main(["simulate", "--model", "logistic", "--party-a", str(path_a), "--party-b", str(path_b),
+                 "--id-column", "id", "--key-bits", "1024", "--config", str(config), "--out", str(out), "--quiet"])
+
+    result = json.loads(out.read_text())
+    assert code == 0
+    assert result["epochs_run"] == 5 and result["config"]["optimizer"] == "adam"
+    assert result["privacy"]["epsilon"] <= 2.0 and result["privacy"]["steps"] == 5
+    assert result["privacy"]["noise_multiplier"] > 0 and result["metrics"]["train"]["auc"] > 0.6
 
 
 def test_simulate_linear_reports_regression_metrics(tmp_path, diabetes):
