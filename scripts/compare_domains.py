@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vfl.compare import Comparison, compare
+from vfl.compare import Comparison, compare, parse_epsilons
 from vfl.data import PartyTable, load_csv
 from vfl.demo_data import bank_ecommerce
 from vfl.report import plots
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", default="healthcare,finance,user-data")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    epsilons = tuple(float(e) for e in args.epsilons.split(",") if e.strip())
+    epsilons = parse_epsilons(args.epsilons)
     command = "python scripts/compare_domains.py " + " ".join(argv if argv is not None else sys.argv[1:])
     losses: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -211,12 +211,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from vfl.compare import compare
+    from vfl.compare import compare, parse_epsilons
     from vfl.data import load_csv
 
+    epsilons = parse_epsilons(args.epsilons)  # before the (slow) loading, so a typo fails at once
     table_a = load_csv(args.party_a, id_column=args.id_column)
     table_b = load_csv(args.party_b, id_column=args.id_column, label_column=args.label_column, model=args.model)
-    epsilons = tuple(float(e) for e in args.epsilons.split(",") if e.strip())
     training = {} if args.epochs is None else {"epochs": args.epochs}
     result = compare(table_a, table_b, model=args.model, dataset=args.name or Path(args.party_b).stem,
                      epsilons=epsilons, test_fraction=args.test_fraction, seed=args.seed, training=training,

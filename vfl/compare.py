@@ -27,10 +27,12 @@ import numpy as np
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import generate_keypair
 from vfl.data import PartyTable
-from vfl.errors import DataError
+from vfl.errors import ConfigError, DataError
 from vfl.metrics import model_metrics
+from vfl.model_parts import ModelPartA, ModelPartB
 from vfl.plaintext import train_plaintext
 from vfl.protocol.parties import PartyA, PartyB
+from vfl.report.job import curves_for
 from vfl.simulate import simulate
 
 CLASSIFICATION_COLUMNS = ["accuracy", "precision", "recall", "f1", "auc"]
@@ -160,7 +162,10 @@ def compare(
     workers: int | None = None,
     dp_draws: int = 5,
 ) -> Comparison:
-    common = [i for i in table_b.ids if i in set(table_a.ids)]
+    # Evaluation needs the same rows on both sides and a shared test split, so the tables are
+    # joined here; the federated run aligns its training rows with PSI like any job.
+    ids_a = set(table_a.ids)
+    common = [i for i in table_b.ids if i in ids_a]
     if len(common) < 10:
         raise DataError(f"only {len(common)} IDs in common; a comparison needs at least 10")
     a, b = table_a.take(table_a.rows_for(common)), table_b.take(table_b.rows_for(common))
@@ -180,17 +185,13 @@ def compare(
     result.rows.append(Row("federated (vfl, Paillier-encrypted)", model_metrics(model, y_test, predictions), seconds,
                            f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"))
     result.loss_history = federated["loss_history"]
-    result.parameters = {"party A": {"names": a.feature_names, "history": federated["weight_history"]["party_a"]},
-                         "party B": {"names": b.feature_names + (["intercept"] if config.fit_intercept else []),
-                                     "history": federated["weight_history"]["party_b"]}}
+    result.parameters = federated["parameters"]
 
     plain, seconds = _timed(lambda: _plain_parts(a_train, b_train, config))
     result.rows.append(Row("same algorithm, pooled plaintext", model_metrics(model, y_test, _predict(plain, a_test, b_test)), seconds))
     alone, seconds = _timed(lambda: _plain_parts(a_train, b_train, config, use_a=False))
     alone_predictions = _predict(alone, a_test, b_test)
     result.rows.append(Row("party B alone (same algorithm)", model_metrics(model, y_test, alone_predictions), seconds))
-    from vfl.report.job import curves_for
-
     result.curves = curves_for(model, y_test, predictions, alone_predictions)
 
     pooled_train = np.hstack([a_train.features, b_train.features])
@@ -215,13 +216,20 @@ def compare(
     return result
 
 
-def _part_a(result: dict[str, Any]):
-    from vfl.model_parts import ModelPartA
-
+def _part_a(result: dict[str, Any]) -> ModelPartA:
     return ModelPartA.from_dict(result["model_parts"]["party_a"])
 
 
-def _part_b(result: dict[str, Any]):
-    from vfl.model_parts import ModelPartB
-
+def _part_b(result: dict[str, Any]) -> ModelPartB:
     return ModelPartB.from_dict(result["model_parts"]["party_b"])
+
+
+def parse_epsilons(text: str) -> tuple[float, ...]:
+    """``"1,3,10"`` → (1.0, 3.0, 10.0); empty → no DP rows."""
+    try:
+        epsilons = tuple(float(e) for e in text.split(",") if e.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--epsilons {text!r} is not a comma-separated list of numbers, e.g. 1,3,10") from exc
+    if any(e <= 0 for e in epsilons):
+        raise ConfigError(f"--epsilons {text!r}: every ε must be positive")
+    return epsilons

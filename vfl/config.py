@@ -105,6 +105,14 @@ class TrainingConfig(BaseModel):
             data = {**data, **{key: value for key, value in defaults.items() if data.get(key) is None}}
         return data
 
+    def keeps_best_epoch(self, has_validation: bool) -> bool:
+        """Do the parties end with the best validation epoch's weights?
+
+        Only with a validation split and early stopping, and never under differential
+        privacy: choosing an epoch by its validation loss would depend on private data.
+        """
+        return has_validation and self.early_stopping_rounds > 0 and self.privacy is None
+
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
         if self.key_bits % 2:

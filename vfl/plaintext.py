@@ -83,13 +83,12 @@ def train_plaintext(
             share = len(rows) / schedule.n_train
             sum_a, sum_b = Ga[rows].T @ d, Gb[rows].T @ d
             if plan is not None:
-                sum_a = sum_a + privacy.gaussian_noise(noise_seeds[0], epoch, b, len(sum_a), plan.noise_std)
-                sum_b = sum_b + privacy.gaussian_noise(noise_seeds[1], epoch, b, len(sum_b), plan.noise_std)
+                sum_a = plan.add_noise(sum_a, noise_seeds[0], epoch, b)
+                sum_b = plan.add_noise(sum_b, noise_seeds[1], epoch, b)
             theta_a = opt_a.step(theta_a, sum_a / len(rows), epoch, share)
             theta_b = opt_b.step(theta_b, sum_b / len(rows), epoch, share)
             if plan is not None:
-                theta_a = privacy.project(theta_a, plan.config.weight_bound)
-                theta_b = privacy.project(theta_b, plan.config.weight_bound)
+                theta_a, theta_b = plan.bound(theta_a), plan.bound(theta_b)
         val_loss = None
         if schedule.has_validation:
             rows = schedule.validation_rows

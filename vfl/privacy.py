@@ -117,6 +117,14 @@ class PrivacyPlan:
         """Standard deviation of the noise each party adds to each coordinate of its gradient sum."""
         return self.noise_multiplier * self.sensitivity
 
+    def add_noise(self, gradient_sum: np.ndarray, seed: int, epoch: int, batch: int) -> np.ndarray:
+        """A party's gradient sum with its noise for this step (seeded, so a resumed run repeats it)."""
+        return gradient_sum + gaussian_noise(seed, epoch, batch, len(gradient_sum), self.noise_std)
+
+    def bound(self, weights: np.ndarray) -> np.ndarray:
+        """Weights projected back into the ball of radius ``weight_bound`` after a step."""
+        return project(weights, self.config.weight_bound)
+
     def report(self) -> dict[str, Any]:
         return {
             "epsilon": round(self.epsilon, 4),

@@ -136,7 +136,7 @@ def simulate(
         "messages": channel.messages_sent,
         "decryptions": arbiter.decryptions,
         "privacy": None if party_b.privacy is None else party_b.privacy.report(),
-        "weight_history": {"party_a": party_a.weight_history, "party_b": party_b.weight_history},
+        "parameters": {"party A": party_a.trajectory(), "party B": party_b.trajectory()},
         "curves": curves_for(config.model, b_rows.labels[curve_rows], predictions[curve_rows], None),
         "curve_split": curve_split,
         "config": config.model_dump(),

@@ -99,3 +99,10 @@ def test_compare_and_figures_for_linear_regression(diabetes):
     assert set(figures) == {"loss.png", "parameters.png", "roc.png"}
     assert all(png.startswith(b"\x89PNG") for png in figures.values())
     assert summary["curves"]["kind"] == "scatter" and page.count('class="figure"') == 3
+
+
+def test_a_bad_epsilon_list_is_a_clear_usage_error(capsys):
+    code = main(["compare", "--party-a", "a.csv", "--party-b", "b.csv", "--id-column", "id", "--epsilons", "1,x"])
+
+    assert code == 2
+    assert "not a comma-separated list of numbers" in capsys.readouterr().err

@@ -50,7 +50,7 @@ class ConvergenceMonitor:
     @property
     def keeps_best(self) -> bool:
         """Do the parties end with the best validation epoch's weights?"""
-        return self.has_validation and self.config.early_stopping_rounds > 0 and not self.private
+        return self.config.keeps_best_epoch(self.has_validation)
 
     def end_epoch(self, epoch: int, train_loss: float, validation_loss: float | None) -> EpochOutcome:
         self.train_losses.append(train_loss)

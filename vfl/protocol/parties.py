@@ -102,9 +102,16 @@ class TrainingParty(Role):
         return self.finished
 
     @property
+    def parameter_names(self) -> list[str]:
+        return self.feature_names
+
+    def trajectory(self) -> dict[str, Any]:
+        """This party's parameter names and its weights after every epoch (for the figures)."""
+        return {"names": self.parameter_names, "history": list(self.weight_history)}
+
+    @property
     def keeps_best(self) -> bool:
-        # Picking the best epoch by validation loss would depend on private data: not with DP.
-        return self.schedule.has_validation and self.config.early_stopping_rounds > 0 and self.config.privacy is None
+        return self.config.keeps_best_epoch(self.schedule.has_validation)
 
     def start(self) -> list[Envelope]:
         """Ask the arbiter for its public key, registering our gradient length."""
@@ -152,13 +159,11 @@ class TrainingParty(Role):
         gradient_sum = unmask(residues, self._masks, self.public_key.n, self._mask_frac_bits)
         self._masks = []
         if self.privacy is not None:
-            gradient_sum = gradient_sum + privacy.gaussian_noise(
-                self.noise_seed, message.epoch, message.batch, len(gradient_sum), self.privacy.noise_std
-            )
+            gradient_sum = self.privacy.add_noise(gradient_sum, self.noise_seed, message.epoch, message.batch)
         share = rows / self.schedule.n_train
         self.weights = self.optimizer.step(self.weights, gradient_sum / rows, message.epoch, share)
         if self.privacy is not None:
-            self.weights = privacy.project(self.weights, self.privacy.config.weight_bound)
+            self.weights = self.privacy.bound(self.weights)
         self.cursor += 1
 
     def _apply_decision(self, message: EpochDecision) -> None:
@@ -516,6 +521,10 @@ class PartyB(TrainingParty):
             enc_loss=self._encrypted_loss(enc_u_a, q, plain, message.enc_loss_part),
         )
         return self.send("C", loss)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return self.feature_names + (["intercept"] if self.config.fit_intercept else [])
 
     def model(self) -> ModelPartB:
         if self.config.fit_intercept:

@@ -197,26 +197,22 @@ def learned_by_each_party(summary: dict[str, Any]) -> list[tuple[str, str]]:
          "No label, no loss, no residual in plaintext."),
         ("party B (features and labels)", f"the {shared} shared IDs and that party A holds "
          f"{alignment.get('party_a_ids')} IDs; {loss}; its own gradient and weights; party A's plaintext "
-         "partial scores for the shared rows (evaluation) and for every ID it asks a prediction for."),
+         "partial scores for the shared rows (evaluation) and for every ID it asks a prediction for"
+         + ("; after training, the norm of party A's weights and of their change per epoch (for this report)"
+            if summary.get("party_a_convergence") else "") + "."),
         ("arbiter", "gradients masked with values uniform over the plaintext space (indistinguishable from "
          f"random), and {loss}. Nothing about features, labels or weights."),
     ]
 
 
 def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any]:
-    parts = result["model_parts"]
-    intercept = ["intercept"] if result["config"].get("fit_intercept", True) else []
     summary = {
         "title": title, "state": "succeeded (simulated in one process)", "epochs": result["epochs_run"],
         "stop_reason": result["stop_reason"], "config": result["config"], "alignment": result["alignment"],
         "metrics": result["metrics"], "baseline": None, "privacy": result.get("privacy"),
         "timings": {**result["timings"], "total": result["seconds"]},
         "loss_history": result["loss_history"], "validation_loss_history": result["validation_loss_history"],
-        "parameters": {
-            "party A": {"names": parts["party_a"]["feature_names"], "history": result["weight_history"]["party_a"]},
-            "party B": {"names": parts["party_b"]["feature_names"] + intercept,
-                        "history": result["weight_history"]["party_b"]},
-        },
+        "parameters": result["parameters"],
         "curves": result["curves"], "curve_split": result["curve_split"],
     }
     summary["learned"] = learned_by_each_party(summary)

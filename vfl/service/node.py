@@ -284,7 +284,7 @@ class Node:
             if isinstance(role, PartyA):
                 part = role.model()
                 self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
-                record.parameters = {"names": part.feature_names, "history": role.weight_history}
+                record.parameters = role.trajectory()
                 self._save(record, state="succeeded", stage="done")
             elif isinstance(role, Arbiter):
                 self._save(record, state="succeeded", stage="done")
@@ -484,8 +484,7 @@ class Node:
         record.curve_split = split
         record.curves = curves_for(kind, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
         record.privacy = None if role.privacy is None else role.privacy.report()
-        intercept = ["intercept"] if role.config.fit_intercept else []
-        record.parameters = {"names": aligned.feature_names + intercept, "history": role.weight_history}
+        record.parameters = role.trajectory()
         try:
             record.party_a_convergence = await self.client.call_json(
                 record.peers["A"], "GET", f"/v1/peer/jobs/{record.job_id}/convergence")
