@@ -30,6 +30,8 @@ class PsiResult:
     rows_b: np.ndarray
     size_a: int
     size_b: int
+    declared_size_a: int  # what A told B (its PsiPublicKey), as B received it
+    declared_size_b: int  # what B told A (its DeclaredSize), as A received it
     bytes_a_to_b: int
     bytes_b_to_a: int
     seconds: float
@@ -50,18 +52,25 @@ def run_psi(
     progress: ProgressFn | None = None,
     job_id: str = "local",
     transcript: list[Envelope] | None = None,
+    max_peer_ids: int | None = None,
+    max_peer_ratio: float | None = None,
 ) -> PsiResult:
     """Find the common IDs; ``ids_a[rows_a[i]] == ids_b[rows_b[i]]`` for every i.
 
-    An empty intersection is a result (size 0), not an error.
+    An empty intersection is a result (size 0), not an error. ``max_peer_ids``
+    and ``max_peer_ratio`` cap, at each side, the set size the other declares
+    (see :class:`PsiKeyHolder`); a declaration above them raises
+    :class:`~vfl.errors.LimitExceeded`. In one process both sets are known, so
+    by default there is no cap.
     """
     started = time.perf_counter()
     ids_a = normalize_ids(ids_a, source="party A's IDs")
     ids_b = normalize_ids(ids_b, source="party B's IDs")
     n_workers = resolve_workers(workers)
+    caps = {"max_peer_ids": max_peer_ids, "max_peer_ratio": max_peer_ratio}
     holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, workers=n_workers,
-                          chunk_size=chunk_size)
-    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits)
+                          chunk_size=chunk_size, **caps)
+    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, **caps)
 
     def report(envelope: Envelope) -> None:
         if progress is not None and envelope.recipient == "B":
@@ -72,6 +81,7 @@ def run_psi(
     channel.run(holder.start())
     return PsiResult(
         rows_a=holder.rows, rows_b=requester.rows, size_a=len(ids_a), size_b=len(ids_b),
+        declared_size_a=requester.size_a, declared_size_b=holder.declared_size_b,
         bytes_a_to_b=channel.bytes_sent[("A", "B")], bytes_b_to_a=channel.bytes_sent[("B", "A")],
         seconds=time.perf_counter() - started,
     )

@@ -4,6 +4,7 @@
 message            sender  recipient  carries
 =================  ======  =========  =============================================
 PsiPublicKey       A       B          n, e, the job's salt, |A|, the chunk size
+DeclaredSize       B       A          |B|, before any blinded value: A signs no more
 BlindedChunk       B       A          h(x)·r^e mod n for one chunk of B's IDs
 SignedChunk        A       B          (h(x)·r^e)^d mod n for that chunk, same order
 KeyHolderTags      A       B          H2(h(x)^d) for one chunk of A's IDs, shuffled
@@ -59,6 +60,23 @@ class PsiPublicKey(PsiMessage):
 
     def key(self) -> RsaPublicKey:
         return RsaPublicKey(mpz(int.from_bytes(self.n, "big")), mpz(self.e))
+
+
+@register_message
+class DeclaredSize(PsiMessage):
+    """B's set size, sent before anything else.
+
+    It bounds what A signs: A refuses a size above its caps and any blinded
+    value beyond it, because each signature tells B whether one more guessed
+    ID is in A's set.
+    """
+
+    KIND = "psi_declared_size"
+    STEP = 2
+    SENDERS = ("B",)
+    RECIPIENTS = ("A",)
+
+    size_b: int = Field(ge=1, le=10**12)
 
 
 @register_message

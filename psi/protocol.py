@@ -5,8 +5,12 @@ Party B, :class:`PsiRequester`, learns signatures on its IDs without A seeing th
 
 1. A → B  ``PsiPublicKey``: n, e, a fresh salt, |A|. A starts signing its own
    IDs in the background at once (the costly half that does not depend on B).
-2. B → A  ``BlindedChunk``: for each ID x of B, h(x)·r^e mod n, with h the
+2. B → A  ``DeclaredSize``: |B|, before anything else. A refuses a size above
+   its caps (``max_peer_ids``, ``max_peer_ratio`` × |A|) before signing anything.
+   B → A  ``BlindedChunk``: for each ID x of B, h(x)·r^e mod n, with h the
    full-domain hash and r fresh and uniform in Z_n*. A sees only uniform values.
+   Chunk i holds exactly the IDs i·c … (i+1)·c − 1 of the declared |B| (c, the
+   chunk size, is A's), so A never signs more values than B declared.
 3. A → B  ``SignedChunk``: (h(x)·r^e)^d = h(x)^d·r mod n, signed by CRT and checked.
    B divides out r, hashes h(x)^d with H2, and keeps the tag. B sends at most
    ``window`` chunks ahead, so it never holds more than that many chunks of r.
@@ -17,7 +21,17 @@ Party B, :class:`PsiRequester`, learns signatures on its IDs without A seeing th
    on the job's random salt: the same data always aligns the same way, which
    keeps validation splits and batches reproducible.
 
-What each side learns: the intersection and the size of the other's set.
+What each side learns: the intersection and the size the other declared.
+
+Why the sizes are bounded. Every signature A returns lets B test one ID
+against A's set, so a B that pads its set with guessed IDs learns which of
+them A holds. A therefore signs exactly the values B declared, no more, and
+refuses a declaration above its caps. The same holds the other way round: a
+padded A learns, from the intersection B sends back, which guesses B holds,
+so B checks A's declared |A| against its own caps, and that A's tags add up
+to it. A guess inside the caps cannot be told from a real ID: the caps bound
+the leak, they do not remove it.
+
 Every value a role receives is checked: A refuses values outside [1, n−1] or
 sharing a factor with n; B checks the key (e = 65537, size) and that every
 signature verifies, s^e = blinded value.
@@ -38,6 +52,7 @@ from psi.hashing import TAG_BYTES, fdh, tag
 from psi.keys import MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
 from psi.messages import (
     BlindedChunk,
+    DeclaredSize,
     IntersectionTags,
     KeyHolderTags,
     PsiPublicKey,
@@ -46,7 +61,7 @@ from psi.messages import (
     unpack_tags,
 )
 from vfl.crypto.codec import check_units
-from vfl.errors import CiphertextError, ProtocolError, PSIError
+from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
 from vfl.parallel import get_pool, run_chunks, split_evenly
 from vfl.protocol.messages import IntVector, Message
 from vfl.protocol.role import Envelope, Role
@@ -58,6 +73,42 @@ DEFAULT_WINDOW = 4
 #: time so they fill the gaps while B's chunks are handled, instead of
 #: queueing all at once ahead of B's chunks.
 OWN_TASK_IDS = 512
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Chunks a set of ``size`` values travels in: at least one, so that an empty set still says "done"."""
+    return max(1, -(-size // chunk_size))
+
+
+def chunk_length(size: int, chunk_size: int, chunk: int) -> int:
+    """Values in chunk number ``chunk`` of a set of ``size``: full chunks, then the rest."""
+    return max(0, min(chunk_size, size - chunk * chunk_size))
+
+
+def check_caps(max_peer_ids: int | None, max_peer_ratio: float | None) -> None:
+    """Refuse caps that make no sense (they come from a service config or a caller)."""
+    if max_peer_ids is not None and max_peer_ids < 1:
+        raise ConfigError(f"limits.max_psi_ids must be at least 1, not {max_peer_ids}")
+    if max_peer_ratio is not None and not max_peer_ratio > 0:
+        raise ConfigError(f"limits.max_psi_ratio must be positive, not {max_peer_ratio}")
+
+
+def check_declared_size(
+    declared: int, own_size: int, *, peer: str, me: str, max_peer_ids: int | None, max_peer_ratio: float | None
+) -> None:
+    """Refuse a peer's declared set size above this party's caps; the message names the key to raise."""
+    if max_peer_ids is not None and declared > max_peer_ids:
+        raise LimitExceeded(
+            f"party {peer} declares {declared} IDs for the PSI; party {me} accepts at most {max_peer_ids} "
+            f"(limits.max_psi_ids). If a set this large is expected, raise limits.max_psi_ids in party {me}'s "
+            "service config"
+        )
+    if max_peer_ratio is not None and declared > max_peer_ratio * own_size:
+        raise LimitExceeded(
+            f"party {peer} declares {declared} IDs for the PSI, more than {max_peer_ratio:g} × party {me}'s "
+            f"{own_size} (limits.max_psi_ratio). If this is expected, raise or remove limits.max_psi_ratio in "
+            f"party {me}'s service config"
+        )
 
 
 def batch_invert(values: list[mpz], n: mpz) -> list[mpz]:
@@ -88,7 +139,11 @@ def own_tags(ids: list[str], salt: bytes, n: mpz, e: mpz, p: mpz, q: mpz, dp: mp
 
 
 class PsiKeyHolder(Role):
-    """Party A's side: signs blindly, publishes its own tags, learns the intersection."""
+    """Party A's side: signs blindly, publishes its own tags, learns the intersection.
+
+    ``max_peer_ids`` and ``max_peer_ratio`` cap the set size B may declare: at
+    most that many IDs, and at most that multiple of A's own set (None: no cap).
+    """
 
     party = "A"
 
@@ -102,15 +157,21 @@ class PsiKeyHolder(Role):
         key: RsaPrivateKey | None = None,
         workers: int = 1,
         chunk_size: int = DEFAULT_CHUNK,
+        max_peer_ids: int | None = None,
+        max_peer_ratio: float | None = None,
     ) -> None:
         super().__init__(job_id)
+        check_caps(max_peer_ids, max_peer_ratio)
+        self.max_peer_ids = max_peer_ids
+        self.max_peer_ratio = max_peer_ratio
         self.ids = list(ids)
         self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits)
         self.salt = secrets.token_bytes(32)
         self.workers = workers
         self.chunk_size = chunk_size
-        self.total_b_chunks: int | None = None
-        self.size_b = 0
+        self.declared_size_b: int | None = None  # from B's DeclaredSize
+        self.total_b_chunks: int | None = None  # follows from the declared size and our chunk size
+        self.size_b = 0  # blinded values signed so far; never above declared_size_b
         self.rows: np.ndarray | None = None
         self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the pool
         self._own: list[Future[list[bytes]] | list[bytes]] = []  # in order
@@ -143,14 +204,30 @@ class PsiKeyHolder(Role):
             self._own.append(pool.submit(own_tags, *self._own_waiting.pop(0)))
             pending += 1
 
+    # Order: B's declaration (0), its chunks (1 + chunk), then the intersection. A chunk that
+    # comes before the declaration waits for it, so nothing is signed before A knows |B|.
     def position(self, message: Message) -> int:
+        if isinstance(message, DeclaredSize):
+            return 0
         if isinstance(message, BlindedChunk):
-            return message.chunk
+            return 1 + message.chunk
         if isinstance(message, IntersectionTags):
-            return self.total_b_chunks if self.total_b_chunks is not None else 1 << 30
+            return 1 + self.total_b_chunks if self.total_b_chunks is not None else 1 << 30
         raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
 
+    def validate(self, message: Message) -> None:
+        # These checks run as a message arrives (a service answers the sender with the refusal),
+        # before the message is queued: a declaration above the caps, or a chunk that does not
+        # fit a declaration already taken, never waits in line.
+        if isinstance(message, DeclaredSize):
+            check_declared_size(message.size_b, len(self.ids), peer="B", me="A",
+                                max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
+        elif isinstance(message, BlindedChunk) and self.declared_size_b is not None:
+            self._check_chunk(message)
+
     def process(self, message: Message) -> list[Envelope]:
+        if isinstance(message, DeclaredSize):
+            return self._accept_declaration(message)
         if isinstance(message, BlindedChunk):
             return self._sign(message)
         if isinstance(message, IntersectionTags):
@@ -158,15 +235,46 @@ class PsiKeyHolder(Role):
             return []
         raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
 
+    def _accept_declaration(self, message: DeclaredSize) -> list[Envelope]:
+        # handle() has validated it against the caps already
+        self.declared_size_b = message.size_b
+        self.total_b_chunks = chunk_count(message.size_b, self.chunk_size)
+        self.cursor += 1
+        return []
+
+    def _check_chunk(self, message: BlindedChunk) -> None:
+        """Refuse a chunk that does not fit B's declaration: its index, its chunk total, its length."""
+        if message.chunk >= self.total_b_chunks:
+            raise PSIError(
+                f"party B sent blinded chunk {message.chunk}, but its declared {self.declared_size_b} IDs "
+                f"make {self.total_b_chunks} chunks (0 to {self.total_b_chunks - 1})"
+            )
+        if message.total_chunks != self.total_b_chunks:
+            raise PSIError(
+                f"blinded chunk {message.chunk} says {message.total_chunks} chunks; party B's declared "
+                f"{self.declared_size_b} IDs make {self.total_b_chunks}"
+            )
+        # Chunks are handled in order and each must hold exactly its share of the declared size,
+        # so the count signed can never pass the declaration.
+        expected = chunk_length(self.declared_size_b, self.chunk_size, message.chunk)
+        if message.values.count != expected:
+            raise PSIError(
+                f"blinded chunk {message.chunk} has {message.values.count} values; party B declared "
+                f"{self.declared_size_b} IDs, so this chunk must have {expected}. "
+                "Refusing to sign more than party B declared"
+            )
+
     def _sign(self, message: BlindedChunk) -> list[Envelope]:
-        if self.total_b_chunks is None:
-            self.total_b_chunks = message.total_chunks
-        elif message.total_chunks != self.total_b_chunks:
-            raise PSIError(f"party B announced {self.total_b_chunks} chunks and now {message.total_chunks}")
+        if self.declared_size_b is None:  # unreachable through handle(): position() orders the declaration first
+            raise PSIError("party B sent blinded values before declaring its set size; nothing was signed")
+        # Again here: at a service the chunk may have arrived, and been validated, while the
+        # declaration was still queued. Checked before anything is unpacked or signed.
+        self._check_chunk(message)
+        # Implied by the checks above; kept because it is the invariant that matters.
+        if self.size_b + message.values.count > self.declared_size_b:
+            raise PSIError(f"signing chunk {message.chunk} would pass the {self.declared_size_b} IDs party B declared")
         public = self.key.public
         values = message.values.unpack(public.byte_width)
-        if not values or len(values) > self.chunk_size:
-            raise PSIError(f"blinded chunk {message.chunk} has {len(values)} values; 1 to {self.chunk_size} allowed")
         try:
             check_units(values, public.n, public.n, "blinded value")
         except CiphertextError as exc:
@@ -179,7 +287,7 @@ class PsiKeyHolder(Role):
         self.cursor += 1
         out = [self.send("B", SignedChunk(job_id=self.job_id, chunk=message.chunk,
                                           values=IntVector.pack(signatures, public.byte_width)))]
-        if message.chunk == self.total_b_chunks - 1:
+        if message.chunk == self.total_b_chunks - 1:  # the last one: B's whole declared set is signed
             out.extend(self._publish_own_tags())
         return out
 
@@ -213,7 +321,12 @@ class PsiKeyHolder(Role):
 
 
 class PsiRequester(Role):
-    """Party B's side: blinds its IDs, unblinds signatures, computes the intersection."""
+    """Party B's side: blinds its IDs, unblinds signatures, computes the intersection.
+
+    ``max_peer_ids`` and ``max_peer_ratio`` cap the set size A may declare, as
+    for the key holder: a padded A would learn from the intersection which of
+    its guesses B holds.
+    """
 
     party = "B"
 
@@ -224,14 +337,22 @@ class PsiRequester(Role):
         *,
         min_key_bits: int = MIN_RSA_BITS,
         window: int = DEFAULT_WINDOW,
+        max_peer_ids: int | None = None,
+        max_peer_ratio: float | None = None,
     ) -> None:
         super().__init__(job_id)
+        check_caps(max_peer_ids, max_peer_ratio)
         self.ids = list(ids)
+        if not self.ids:
+            raise DataError("party B has no IDs to intersect; the table is empty")
+        self.max_peer_ids = max_peer_ids
+        self.max_peer_ratio = max_peer_ratio
         self.min_key_bits = min_key_bits
         self.window = window
         self.key: PsiPublicKey | None = None
         self.n_chunks = 0
-        self.size_a = 0
+        self.size_a = 0  # as A declared it in its PsiPublicKey; its tags must add up to it
+        self.declared_size_b: int | None = None  # what we told A
         self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r⁻¹, blinded)
         self._tag_rows: dict[bytes, int] = {}
         self._a_tags: set[bytes] = set()
@@ -265,16 +386,25 @@ class PsiRequester(Role):
             return self._collect(message)
         raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
 
+    def declaration(self) -> DeclaredSize:
+        """Our set size for A, which bounds what A will sign for us."""
+        return DeclaredSize(job_id=self.job_id, size_b=len(self.ids))
+
     def _start(self, message: PsiPublicKey) -> list[Envelope]:
         key = message.key()
         key.validate(min_bits=self.min_key_bits)
+        check_declared_size(message.size_a, len(self.ids), peer="A", me="B",
+                            max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
         self.key = message
         self._n, self._e, self._width = key.n, key.e, key.byte_width
         self.size_a = message.size_a
         self.chunk_size = message.chunk_size
-        self.n_chunks = max(1, -(-len(self.ids) // self.chunk_size))
+        self.n_chunks = chunk_count(len(self.ids), self.chunk_size)
         self.cursor += 1
-        return [self._blind(c) for c in range(min(self.window, self.n_chunks))]
+        declaration = self.declaration()
+        self.declared_size_b = declaration.size_b
+        # The declaration goes first: A signs nothing before it knows how much to sign.
+        return [self.send("A", declaration)] + [self._blind(c) for c in range(min(self.window, self.n_chunks))]
 
     def _blind(self, chunk: int) -> Envelope:
         """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
@@ -309,10 +439,21 @@ class PsiRequester(Role):
         return out + self._finish_if_ready()
 
     def _collect(self, message: KeyHolderTags) -> list[Envelope]:
-        if self._a_chunks_expected is None:
-            self._a_chunks_expected = message.total_chunks
-        elif message.total_chunks != self._a_chunks_expected:
-            raise PSIError("party A changed the number of its tag chunks")
+        # A's tags come in chunks of its own chunk size, so its declared |A| fixes how many
+        # chunks there are and how many tags each holds: a surplus is refused as it arrives.
+        expected_chunks = chunk_count(self.size_a, self.chunk_size)
+        if message.total_chunks != expected_chunks or message.chunk >= expected_chunks:
+            raise PSIError(
+                f"party A's tag chunk {message.chunk} of {message.total_chunks}: its declared {self.size_a} IDs "
+                f"make {expected_chunks} chunks"
+            )
+        self._a_chunks_expected = expected_chunks
+        expected = chunk_length(self.size_a, self.chunk_size, message.chunk)
+        if message.count != expected:
+            raise PSIError(
+                f"party A's tag chunk {message.chunk} has {message.count} tags; its declared {self.size_a} IDs "
+                f"give {expected} in this chunk"
+            )
         tags = unpack_tags(message.tags, message.count)
         self._a_tags.update(tags)
         self._a_chunks_seen += 1
@@ -331,4 +472,4 @@ class PsiRequester(Role):
         return [self.send("A", IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
 
 
-__all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES"]
+__all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES", "check_declared_size"]

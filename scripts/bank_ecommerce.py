@@ -23,7 +23,11 @@ Step 3: train, compare with a bank-only model on the same rows, and score::
 
     python scripts/bank_ecommerce.py run --bank http://127.0.0.1:PORT \\
         --shop http://127.0.0.1:PORT --arbiter http://127.0.0.1:PORT \\
-        --token "$(cat bank-ecommerce/token)" --job bank-ecommerce/job.json
+        --token "$(cat bank-ecommerce/party-b/token)" --job bank-ecommerce/job.json
+
+Each service has its own token and its own folder (bank-ecommerce/party-a/,
+party-b/, arbiter/: certificate, key, token, data); the script orchestrates
+the bank, so it uses the bank's token.
 """
 
 from __future__ import annotations

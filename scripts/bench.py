@@ -282,15 +282,17 @@ def run_epochs(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int,
     from vfl.protocol.channel import InMemoryChannel
     from vfl.protocol.messages import EpochDecision
     from vfl.protocol.parties import PartyA, PartyB
+    from vfl.protocol.schedule import gradient_lengths
 
     a, b = load_default_credit()
     bits = keypair[0].bits
     config = TrainingConfig(key_bits=bits, epochs=epochs, batch_size=BATCH_SIZE, tol=0)
     floor = min(bits, 2048)  # --key-bits 1024 is allowed for quick runs of this script
+    lengths = gradient_lengths(a.features.shape[1], b.features.shape[1], config)
     roles = {
-        "A": PartyA("bench", config, a.features, workers=workers, min_key_bits=floor),
-        "B": PartyB("bench", config, b.features, b.labels, workers=workers, min_key_bits=floor),
-        "C": Arbiter("bench", config, len(b), keypair=keypair, min_key_bits=floor),
+        "A": PartyA("bench", config, a.features, workers=workers, min_key_bits=floor, job_lengths=lengths),
+        "B": PartyB("bench", config, b.features, b.labels, workers=workers, min_key_bits=floor, job_lengths=lengths),
+        "C": Arbiter("bench", config, len(b), gradient_lengths=lengths, keypair=keypair, min_key_bits=floor),
     }
     marks: list[tuple[float, float, dict[str, float]]] = []
     prefetch_method = Encryptor.prefetch

@@ -27,21 +27,34 @@ class Alignment:
     method: str
     seconds: float
     bytes_exchanged: int = 0
+    declared_size_a: int | None = None  # the set sizes each party declared to the other in the PSI
+    declared_size_b: int | None = None
 
     @property
     def size(self) -> int:
         return len(self.rows_a)
 
     def summary(self) -> dict[str, object]:
-        return alignment_summary(self.size_a, self.size_b, self.size, self.method, self.seconds, self.bytes_exchanged)
+        return alignment_summary(self.size_a, self.size_b, self.size, self.method, self.seconds, self.bytes_exchanged,
+                                 declared_size_a=self.declared_size_a, declared_size_b=self.declared_size_b)
 
 
-def alignment_summary(size_a: int, size_b: int, size: int, method: str, seconds: float, bytes_: int) -> dict[str, object]:
-    """What the job result reports about alignment (the same shape in simulation and services)."""
+def alignment_summary(
+    size_a: int, size_b: int, size: int, method: str, seconds: float, bytes_: int, *,
+    declared_size_a: int | None, declared_size_b: int | None,
+) -> dict[str, object]:
+    """What the job result reports about alignment (the same shape in simulation and services).
+
+    ``declared_size_a`` / ``declared_size_b`` are the set sizes the parties
+    declared to each other in the PSI: what each learns about the other's set
+    besides the intersection, shown so that each operator sees it.
+    """
     return {
         "method": method,
         "party_a_ids": size_a,
         "party_b_ids": size_b,
+        "declared_size_a": declared_size_a,
+        "declared_size_b": declared_size_b,
         "intersection": size,
         "overlap_of_a": size / size_a if size_a else 0.0,
         "overlap_of_b": size / size_b if size_b else 0.0,
@@ -77,4 +90,5 @@ def align(
     return Alignment(
         result.rows_a, result.rows_b, result.size_a, result.size_b, "rsa-blind-signature-psi", result.seconds,
         result.bytes_a_to_b + result.bytes_b_to_a,
+        declared_size_a=result.declared_size_a, declared_size_b=result.declared_size_b,
     )

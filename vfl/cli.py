@@ -120,7 +120,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-bits", type=int, default=2048)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--prepare-only", action="store_true",
-                   help="only write the data, configs and job.json to --workdir (to run the services by hand)")
+                   help="only write the data, configs, job.json and each party's folder (certificate, key, token, "
+                        "data) to --workdir, to run the services by hand")
     p.set_defaults(run=_run_demo)
 
 
@@ -137,7 +138,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _add_certs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("certs", help="make a CA and a certificate per party for mutual TLS")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True,
+                   help="writes OUT/ca/ (the CA's certificate and key) and OUT/<party>/ (one folder per party)")
     p.add_argument("--parties", required=True, help="comma-separated party ids, e.g. party-a,party-b,arbiter")
     p.add_argument("--host", action="append", default=[], metavar="PARTY=HOST[,HOST]",
                    help="names the party's certificate is valid for (default localhost,127.0.0.1)")
@@ -145,7 +147,7 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_certs(args: argparse.Namespace) -> int:
-    from vfl.service.tls import make_certificates
+    from vfl.service.tls import CA_FOLDER, make_certificates
 
     parties = [p.strip() for p in args.parties.split(",") if p.strip()]
     hosts: dict[str, list[str]] = {}
@@ -155,9 +157,12 @@ def _run_certs(args: argparse.Namespace) -> int:
             raise ConfigError(f"--host {item!r}: use PARTY=HOST[,HOST] with a party from --parties")
         hosts[party] = [h for h in names.split(",") if h]
     made = make_certificates(args.out, parties, hosts)
-    print(f"CA: {args.out / 'ca.pem'} (its key ca.key signs certificates; keep it offline)")
+    ca = args.out / CA_FOLDER
+    print(f"CA: {ca / 'ca.pem'} and its key {ca / 'ca.key'}, which signs certificates: keep it offline, "
+          "and give it to no party")
     for party, files in made.items():
-        print(f"{party}: {files['cert']} and {files['key']} (mode 0600)")
+        print(f"{party}: {files['cert'].parent}/ holds its certificate, its key (mode 0600) and ca.pem; "
+              "hand that folder to that party only")
     return 0
 
 

@@ -32,7 +32,7 @@ class PrivacyConfig(BaseModel):
     See :mod:`vfl.privacy` for the mechanism and its sensitivity argument.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epsilon: float | None = Field(None, gt=0, le=1000, description="target ε; the noise is chosen to meet it")
     noise_multiplier: float | None = Field(None, gt=0, le=10_000, description="σ: noise std / sensitivity")
@@ -57,7 +57,7 @@ class TrainingConfig(BaseModel):
     less than ``tol``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: ModelKind = "logistic"
     epochs: int = Field(100, ge=1, le=100_000, description="maximum number of epochs")

@@ -59,6 +59,11 @@ class PartyTable:
             self.label_name,
         )
 
+    def find(self, ids: list[str]) -> list[int | None]:
+        """Row number of each of ``ids``, or None where the table does not hold it."""
+        index = {v: i for i, v in enumerate(self.ids)}
+        return [index.get(v) for v in ids]
+
     def rows_for(self, ids: list[str]) -> np.ndarray:
         """Row numbers of ``ids``; unknown IDs are an error that lists a few of them."""
         index = {v: i for i, v in enumerate(self.ids)}

@@ -9,7 +9,9 @@
 4. Stops the three services, also on Ctrl-C or failure.
 
 Everything it writes stays in the work directory, so the same configs and
-``job.json`` can be replayed by hand with ``vfl serve`` and curl.
+``job.json`` can be replayed by hand with ``vfl serve`` and curl. Each
+service's secrets (TLS key, token) and data sit in its own folder, and the CA
+key apart from all three (see :func:`write_demo_files`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from vfl.demo_data import bank_ecommerce
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator
 from vfl.progress import ProgressLine
-from vfl.service.tls import make_certificates
+from vfl.service.tls import CA_FOLDER, make_certificates, private_folder, write_private
 
 SERVICES = ("arbiter", "party-a", "party-b")
 
@@ -52,52 +54,74 @@ def write_demo_files(
 ) -> dict[str, Any]:
     """Data, three configs and the job spec in ``workdir``; returns where things are.
 
-    ``tables`` = (shop, bank, id column, label column) replaces the synthetic
-    data. ``urls`` (service name → base URL) overrides the loopback ports, for
-    tests that route requests to in-process apps.
+    Laid out as three organisations would hold it, so the demo does not teach
+    sharing secrets::
+
+        party-a.toml party-b.toml arbiter.toml job.json   configs (their paths are relative to workdir)
+        ca/ca.pem ca/ca.key                               the CA; no service needs its key
+        party-a/  token shop.csv party-a.pem party-a.key ca.pem
+        party-b/  token bank.csv party-b.pem party-b.key ca.pem
+        arbiter/  token          arbiter.pem arbiter.key ca.pem
+        data/<service>/                                   each service's job store (its data_dir)
+        <service>.log                                     each service's log, when run_demo starts them
+
+    Each service has its own bearer token; tokens and keys are 0600 and the
+    folders 0700. ``tables`` = (shop, bank, id column, label column) replaces
+    the synthetic data. ``urls`` (service name → base URL) overrides the
+    loopback ports, for tests that route requests to in-process apps.
+
+    Returns ``urls``, ``tokens`` (per service), ``token`` (party B's: the
+    orchestrator talks to B), ``verify`` (party B's copy of the CA certificate,
+    or True without TLS), ``job``, ``id_column``, ``folders`` (per service),
+    ``data`` (each party's CSV) and ``ca_key``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    folders = {name: private_folder(workdir / name) for name in SERVICES}
     if tables is None:
         shop, bank = bank_ecommerce(population=population, seed=seed)
         id_column, label_column = "customer_id", "default"
     else:
         shop, bank, id_column, label_column = tables
-    shop.to_csv(workdir / "shop.csv", index=False)
-    bank.to_csv(workdir / "bank.csv", index=False)
-    token = secrets.token_urlsafe(24)
-    (workdir / "token").write_text(token)
-    (workdir / "token").chmod(0o600)
+    data = {"party-a": folders["party-a"] / "shop.csv", "party-b": folders["party-b"] / "bank.csv"}
+    shop.to_csv(data["party-a"], index=False)
+    bank.to_csv(data["party-b"], index=False)
+    # One token per service: whoever holds one can orchestrate that service, and only that one.
+    tokens = {name: secrets.token_urlsafe(24) for name in SERVICES}
+    for name, token in tokens.items():
+        write_private(folders[name] / "token", token.encode())
     ports = {name: free_port() for name in SERVICES}
     scheme = "https" if tls else "http"
     urls = urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
     min_bits = min(key_bits, 2048)
     if tls:
-        make_certificates(workdir / "certs", list(SERVICES))
+        make_certificates(workdir, list(SERVICES))  # workdir/ca/ and each service's own folder
 
     def peers(*names: str) -> str:
         role = {"party-a": "A", "party-b": "B", "arbiter": "C"}
         return "".join(f'\n[peers.{n}]\nrole = "{role[n]}"\nurl = "{urls[n]}"\n' for n in names)
 
-    common = 'api_token_file = "token"\n' + ("" if tls else "insecure = true\n")
+    def party(name: str, role: str) -> str:
+        return (f'[party]\nid = "{name}"\nrole = "{role}"\nlisten = "127.0.0.1:{ports[name]}"\n'
+                f'data_dir = "data/{name}"\napi_token_file = "{name}/token"\n' + ("" if tls else "insecure = true\n"))
+
     limits = f"\n[limits]\nmin_key_bits = {min_bits}\n"
 
     def tls_section(name: str) -> str:
         if not tls:
             return ""
-        return f'\n[tls]\nca = "certs/ca.pem"\ncert = "certs/{name}.pem"\nkey = "certs/{name}.key"\n'
+        return f'\n[tls]\nca = "{name}/ca.pem"\ncert = "{name}/{name}.pem"\nkey = "{name}/{name}.key"\n'
+
     (workdir / "party-a.toml").write_text(
-        f'[party]\nid = "party-a"\nrole = "A"\nlisten = "127.0.0.1:{ports["party-a"]}"\ndata_dir = "data/party-a"\n{common}'
-        f'\n[datasets.behaviour]\npath = "shop.csv"\nid_column = "{id_column}"\n' + peers("party-b", "arbiter") + limits + tls_section("party-a")
+        party("party-a", "A")
+        + f'\n[datasets.behaviour]\npath = "party-a/shop.csv"\nid_column = "{id_column}"\n'
+        + peers("party-b", "arbiter") + limits + tls_section("party-a")
     )
     (workdir / "party-b.toml").write_text(
-        f'[party]\nid = "party-b"\nrole = "B"\nlisten = "127.0.0.1:{ports["party-b"]}"\ndata_dir = "data/party-b"\n{common}'
-        f'\n[datasets.credit]\npath = "bank.csv"\nid_column = "{id_column}"\nlabel_column = "{label_column}"\n'
+        party("party-b", "B")
+        + f'\n[datasets.credit]\npath = "party-b/bank.csv"\nid_column = "{id_column}"\nlabel_column = "{label_column}"\n'
         + peers("party-a", "arbiter") + limits + tls_section("party-b")
     )
-    (workdir / "arbiter.toml").write_text(
-        f'[party]\nid = "arbiter"\nrole = "C"\nlisten = "127.0.0.1:{ports["arbiter"]}"\ndata_dir = "data/arbiter"\n{common}'
-        + peers("party-a", "party-b") + limits + tls_section("arbiter")
-    )
+    (workdir / "arbiter.toml").write_text(party("arbiter", "C") + peers("party-a", "party-b") + limits + tls_section("arbiter"))
     job = {
         "party_a": {"peer": "party-a", "dataset": "behaviour"},
         "party_b": {"dataset": "credit"},
@@ -107,8 +131,10 @@ def write_demo_files(
         "psi": {"key_bits": key_bits},
     }
     (workdir / "job.json").write_text(json.dumps(job, indent=2))
-    ca = str(workdir / "certs" / "ca.pem") if tls else True
-    return {"urls": urls, "token": token, "job": job, "id_column": id_column, "verify": ca}
+    verify: str | bool = str(folders["party-b"] / "ca.pem") if tls else True
+    return {"urls": urls, "token": tokens["party-b"], "tokens": tokens, "job": job, "id_column": id_column,
+            "verify": verify, "folders": folders, "data": data,
+            "ca_key": workdir / CA_FOLDER / "ca.key" if tls else None}
 
 
 @contextmanager
@@ -167,6 +193,7 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
         setup = write_demo_files(workdir, population=population, key_bits=key_bits, training=training)
         print(f"demo files in {workdir}", file=sys.stderr)
         if prepare_only:
+            print(_layout(workdir), file=sys.stderr)
             return None
         with running_services(workdir) as processes:
             wait_healthy(setup["urls"], setup["token"], processes, workdir, verify=setup["verify"])
@@ -174,7 +201,7 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
                 job = bank.submit(setup["job"])
                 final = bank.wait(job["job_id"], progress=ProgressLine().job)
-                predictions = bank.predict(job["job_id"], _shared_ids(workdir, setup["id_column"], 3))
+                predictions = bank.predict(job["job_id"], _shared_ids(setup["data"], setup["id_column"], 3))
                 page = bank.report(job["job_id"]) if report is not None else None
         summary = summarise(final, predictions)
         print_summary(summary)
@@ -192,10 +219,21 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _shared_ids(workdir: Path, id_column: str, count: int) -> list[str]:
+def _layout(workdir: Path) -> str:
+    """How to use the prepared files by hand (printed by --prepare-only)."""
+    return "\n".join([
+        "  party-a/, party-b/, arbiter/  each service's own key, certificate, CA certificate, token and data;",
+        "                                on three hosts, each would get its folder and its .toml only",
+        "  ca/ca.key                     signs certificates; no service needs it: keep it offline",
+        f"  vfl serve --config {workdir / 'party-a.toml'}   (likewise party-b.toml, arbiter.toml)",
+        f"  orchestrate party B with its token: TOKEN=$(cat {workdir / 'party-b' / 'token'})",
+    ])
+
+
+def _shared_ids(data: dict[str, Path], id_column: str, count: int) -> list[str]:
     """A few customers both firms know (the demo wrote both files, so it may look)."""
-    bank = pd.read_csv(workdir / "bank.csv", usecols=[id_column], dtype=str)[id_column]
-    shop = set(pd.read_csv(workdir / "shop.csv", usecols=[id_column], dtype=str)[id_column])
+    bank = pd.read_csv(data["party-b"], usecols=[id_column], dtype=str)[id_column]
+    shop = set(pd.read_csv(data["party-a"], usecols=[id_column], dtype=str)[id_column])
     return [i for i in bank if i in shop][:count]
 
 

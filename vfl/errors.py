@@ -17,10 +17,12 @@ need to catch ``VFLError`` or one of its branches::
     ├── ProtocolError             a message does not fit the protocol state
     │   ├── UnknownJobError       the message names a job this party does not run
     │   ├── OutOfOrderError       a message for a step that is not (yet) expected
+    │   │   └── NotReady          it came too early: the sender retries it until the peer is ready
     │   ├── ReplayError           a second, different message for a step already done
     │   ├── ScheduleViolation     the arbiter refuses a decryption outside the schedule
     │   └── PeerNotAllowed        the caller is not the party this endpoint or message expects
     ├── LimitExceeded             a request is larger than this service accepts
+    │   └── RateLimited           too many requests in a short time: retry later
     ├── PSIError                  private set intersection failed or was abused
     ├── TransportError            a peer could not be reached or answered badly
     │   └── PeerRefused           a peer answered with an error of its own
@@ -29,13 +31,32 @@ need to catch ``VFLError`` or one of its branches::
 
 Every message names the problem and, where one exists, the fix: the user reads
 these in a terminal or a job status, not in a debugger.
+
+Messages are written for the people who run the service that raised them, so
+they may name local files. Another organisation never sees them as they are:
+an error that carries local detail also gets a ``public`` message (the same
+problem, without the detail), and :mod:`vfl.service.redact` turns any error
+into what a peer may read before it leaves the service.
 """
 
 from __future__ import annotations
 
 
 class VFLError(Exception):
-    """Root of every error vfl raises on purpose."""
+    """Root of every error vfl raises on purpose.
+
+    ``public``, when given, is the message for other organisations: the same
+    problem without local detail such as file paths. Peers get it in place of
+    ``str(exc)``; this service's own logs and job records keep the full message.
+    """
+
+    #: Class-level default, so subclasses with their own ``__init__`` still have one.
+    public: str | None = None
+
+    def __init__(self, *args: object, public: str | None = None) -> None:
+        super().__init__(*args)
+        if public is not None:
+            self.public = public
 
 
 class ConfigError(VFLError):
@@ -86,6 +107,12 @@ class OutOfOrderError(ProtocolError):
     """The message is for a step this role does not expect now."""
 
 
+
+class NotReady(OutOfOrderError):
+    """A message arrived before this party can take it (too far ahead, before its role exists,
+    before this party has resumed). Nothing is wrong with it: the sender retries it with
+    backoff until ``limits.peer_timeout``, so timing never fails a job."""
+
 class ReplayError(ProtocolError):
     """A different message arrived for a step that was already handled."""
 
@@ -100,6 +127,10 @@ class PeerNotAllowed(ProtocolError):
 
 class LimitExceeded(VFLError):
     """A request carries more than the configured limits allow (vector length, ID count)."""
+
+
+class RateLimited(LimitExceeded):
+    """Too many requests of one kind in a short time (HTTP 429); the same request later may pass."""
 
 
 class PSIError(VFLError):

@@ -9,8 +9,22 @@ that every heavy loop (encryption, encrypted products, PSI signing) shares.
   Small inputs also stay in-process, because shipping them costs more than
   computing them.
 
-Workers are started with the ``forkserver`` method: forking a service that
-already runs threads (uvicorn, httpx) is unsafe, and ``spawn`` is slower.
+How workers start. Forking a process that already runs threads (a service:
+uvicorn, httpx, ``asyncio.to_thread``) is unsafe, so a pool made in a
+multi-threaded process uses ``forkserver``. ``forkserver`` (like ``spawn``)
+re-runs the main script in every worker, which breaks a plain script that
+calls ``vfl.simulate`` at top level without an ``if __name__ == "__main__":``
+guard; so a pool made while the process runs one thread only (such a script,
+``vfl simulate``) uses ``fork`` on Linux, which copies the process instead and
+re-runs nothing.
+
+Workers end with the process that made the pool, however it ends. A pool
+worker blocks on its task queue, whose write end it holds itself, so it would
+never notice on its own; and a forkserver stays up for as long as any worker
+lives. So every worker watches the pid that made the pool (see
+:func:`_watch_owner`) and exits the moment that process is gone, normally, by
+SIGTERM or by SIGKILL; the forkserver and multiprocessing's resource tracker
+then see their last client go and exit too.
 """
 
 from __future__ import annotations
@@ -18,7 +32,10 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import select
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
@@ -30,6 +47,9 @@ R = TypeVar("R")
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 _lock = threading.Lock()
+
+#: How often a worker without pidfd support (not Linux ≥ 5.3) checks on its owner.
+_OWNER_POLL_SECONDS = 0.5
 
 
 def available_cores() -> int:
@@ -49,15 +69,71 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
+def start_method() -> str:
+    """How a pool made now starts its workers: ``fork`` if that is safe here, else ``forkserver``."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "forkserver"
+
+
 def get_pool(workers: int) -> ProcessPoolExecutor:
     """The shared process pool with ``workers`` processes, created on first use."""
     with _lock:
         pool = _pools.get(workers)
-        if pool is None:
-            ctx = multiprocessing.get_context("forkserver")
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        # A pool one of whose workers died (killed, out of memory) refuses all work for good:
+        # a long-running service starts a fresh one rather than fail every later job.
+        if pool is None or getattr(pool, "_broken", False):
+            pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context(start_method()),
+                initializer=_watch_owner, initargs=(os.getpid(),),
+            )
             _pools[workers] = pool
         return pool
+
+
+def _watch_owner(owner: int) -> None:
+    """Pool initializer, run first in every worker: exit as soon as process ``owner`` has ended.
+
+    ``owner`` is the process that made the pool. For a ``forkserver`` worker it
+    is not the parent (the forkserver is), so parent-death signals
+    (``PR_SET_PDEATHSIG``) would not fire; watching the pid itself covers
+    both start methods.
+    """
+    threading.Thread(target=_exit_when_gone, args=(owner,), name="vfl-owner-watch", daemon=True).start()
+
+
+def _exit_when_gone(owner: int) -> None:
+    try:
+        pidfd = os.pidfd_open(owner)  # refers to that very process: immune to pid reuse
+    except ProcessLookupError:
+        pass  # it ended before this worker got going
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): ask every half second
+        while _exists(owner):
+            time.sleep(_OWNER_POLL_SECONDS)
+    else:
+        select.select([pidfd], [], [])  # a pidfd turns readable when its process has ended
+    # Nobody is left to take this worker's results, so skip the cleanup of a normal exit.
+    os._exit(0)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget_inherited_pools() -> None:
+    """In a forked child: the parent's pools and lock are copies that do not work here."""
+    global _lock
+    _pools.clear()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_pools)
 
 
 def shutdown_pools() -> None:

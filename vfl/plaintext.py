@@ -52,7 +52,7 @@ def train_plaintext(
     schedule = Schedule(len(y), config)
     plan = None
     if config.privacy is not None:
-        plan = privacy.plan(config, schedule.n_train, schedule.batch_size, schedule.batches_per_epoch)
+        plan = privacy.plan(config, schedule.n_train, schedule.largest_batch, schedule.batches_per_epoch)
         X_a, X_b = privacy.clip_rows(X_a, plan.config.row_clip), privacy.clip_rows(X_b, plan.config.row_clip)
         if config.model == "linear":
             y = np.clip(y, -plan.config.label_clip, plan.config.label_clip)

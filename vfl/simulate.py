@@ -30,6 +30,7 @@ from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import EpochDecision
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope
+from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 
 #: Simulation runs in one process, so no key boundary is crossed: 1024-bit keys
@@ -87,11 +88,12 @@ def simulate(
     check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
 
     train_started = time.perf_counter()
+    lengths = gradient_lengths(a_rows.features.shape[1], b_rows.features.shape[1], config)
     party_a = PartyA(job_id, config, a_rows.features, feature_names=a_rows.feature_names,
-                     workers=n_workers, min_key_bits=min_bits)
+                     workers=n_workers, min_key_bits=min_bits, job_lengths=lengths)
     party_b = PartyB(job_id, config, b_rows.features, b_rows.labels, feature_names=b_rows.feature_names,
-                     workers=n_workers, min_key_bits=min_bits)
-    arbiter = Arbiter(job_id, config, alignment.size, keypair=keypair, min_key_bits=min_bits)
+                     workers=n_workers, min_key_bits=min_bits, job_lengths=lengths)
+    arbiter = Arbiter(job_id, config, alignment.size, gradient_lengths=lengths, keypair=keypair, min_key_bits=min_bits)
 
     def on_deliver(envelope: Envelope) -> None:
         message = envelope.message

@@ -11,6 +11,7 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope
+from vfl.protocol.schedule import gradient_lengths
 
 
 @dataclass
@@ -24,9 +25,10 @@ class Run:
 
 def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[PartyA, PartyB, Arbiter, TrainingConfig]:
     config = TrainingConfig(key_bits=TEST_KEY_BITS, **settings)
-    a = PartyA("job", config, X_a, min_key_bits=TEST_KEY_BITS)
-    b = PartyB("job", config, X_b, y, min_key_bits=TEST_KEY_BITS)
-    c = Arbiter("job", config, len(y), keypair=keypair, min_key_bits=TEST_KEY_BITS)
+    lengths = gradient_lengths(np.shape(X_a)[1], np.shape(X_b)[1], config)
+    a = PartyA("job", config, X_a, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
+    b = PartyB("job", config, X_b, y, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
+    c = Arbiter("job", config, len(y), gradient_lengths=lengths, keypair=keypair, min_key_bits=TEST_KEY_BITS)
     return a, b, c, config
 
 

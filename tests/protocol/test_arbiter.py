@@ -87,11 +87,11 @@ def test_party_a_cannot_send_a_loss_or_pose_as_b(arbiter, public_key):
         arbiter.handle(gradient(public_key, "B", 4), "A")
 
 
-def test_registration_is_idempotent_but_cannot_change(arbiter):
+def test_registration_is_idempotent_but_cannot_change_the_jobs_length(arbiter):
     again = arbiter.handle(key_request(arbiter.config, "A", 2), "A")
 
     assert again[0].message.to_key() == arbiter.public_key
-    with pytest.raises(ReplayError, match="registered 2"):
+    with pytest.raises(KeyMismatch, match="the job fixes 2"):
         arbiter.handle(key_request(arbiter.config, "A", 3), "A")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from psi import run_psi
 from psi.hashing import fdh
-from psi.messages import BlindedChunk, IntersectionTags, KeyHolderTags, PsiPublicKey, SignedChunk
+from psi.messages import BlindedChunk, DeclaredSize, IntersectionTags, KeyHolderTags, PsiPublicKey, SignedChunk
 from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.errors import DataError, PSIError
 from vfl.protocol.messages import IntVector
@@ -54,9 +54,11 @@ def test_each_side_receives_only_what_the_protocol_allows():
 
     to_a = [e.message for e in transcript if e.recipient == "A"]
     to_b = [e.message for e in transcript if e.recipient == "B"]
-    assert {type(m) for m in to_a} == {BlindedChunk, IntersectionTags}
+    assert {type(m) for m in to_a} == {DeclaredSize, BlindedChunk, IntersectionTags}
     assert {type(m) for m in to_b} == {PsiPublicKey, SignedChunk, KeyHolderTags}
+    assert isinstance(to_a[0], DeclaredSize) and to_a[0].size_b == len(ids_b)  # B's size comes first, and is all A learns of B's set
     key = next(m for m in to_b if isinstance(m, PsiPublicKey))
+    assert key.size_a == len(ids_a)
     n = key.key().n
     plain_hashes = {fdh(x, key.salt, n) for x in ids_b}
     blinded = [v for m in to_a if isinstance(m, BlindedChunk) for v in m.values.unpack(key.key().byte_width)]
@@ -75,8 +77,8 @@ def test_blinding_factors_are_fresh_full_size_units():
     first, second = PsiRequester("job", ids, min_key_bits=BITS), PsiRequester("job", ids, min_key_bits=BITS)
     (key,) = holder.start()
 
-    out_first = first.handle(key.message, "A")[0].message
-    out_second = second.handle(key.message, "A")[0].message
+    out_first = first.handle(key.message, "A")[1].message  # [0] is the declared size
+    out_second = second.handle(key.message, "A")[1].message
 
     n = holder.key.public.n
     factors = [gmpy2.invert(r_inv, n) for r_inv in first._blinding[0][0]]  # B keeps r⁻¹
@@ -89,6 +91,7 @@ def test_blinding_factors_are_fresh_full_size_units():
 def test_key_holder_refuses_values_outside_the_unit_group(bad):
     holder = PsiKeyHolder("job", ["a", "b"], key_bits=BITS, min_key_bits=BITS)
     holder.start()
+    holder.handle(DeclaredSize(job_id="job", size_b=1), "B")
     n = holder.key.public.n
     value = {"zero": 0, "n": n, "above-n": n + 5, "factor-of-n": holder.key.p}[bad]
     chunk = BlindedChunk(job_id="job", chunk=0, total_chunks=1, values=IntVector.pack([value], 128))
@@ -101,7 +104,8 @@ def test_requester_refuses_a_signature_that_does_not_verify():
     holder = PsiKeyHolder("job", ["a"], key_bits=BITS, min_key_bits=BITS)
     requester = PsiRequester("job", ["a"], min_key_bits=BITS)
     (key,) = holder.start()
-    (blinded,) = requester.handle(key.message, "A")
+    declared, blinded = requester.handle(key.message, "A")
+    holder.handle(declared.message, "B")
     (signed, *_) = holder.handle(blinded.message, "B")
     forged = signed.message.model_copy(update={"values": IntVector.pack([7], 128)})
 

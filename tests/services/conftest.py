@@ -42,10 +42,12 @@ class Cluster:
 
     @property
     def token(self) -> str:
+        """Party B's token (the one the orchestrator uses); each service has its own."""
         return self.setup["token"]
 
     def client(self, name: str = "party-b", token: str | None = None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+        """An orchestration client for service ``name``, with that service's own token unless told otherwise."""
+        headers = {"Authorization": f"Bearer {token or self.setup['tokens'][name]}"}
         return httpx.AsyncClient(transport=self.router, base_url=URLS[name], headers=headers, timeout=120)
 
     async def stop(self) -> None:
@@ -102,3 +104,11 @@ async def wait_for(client: httpx.AsyncClient, job_id: str, timeout: float = 240)
 def run():
     """Run a coroutine to completion (the service tests are plain functions)."""
     return asyncio.run
+
+
+def add_limits(workdir: Path, limits: dict[str, dict[str, Any]]) -> None:
+    """Add keys to the ``[limits]`` table of each named service's config in ``workdir``."""
+    for name, values in limits.items():
+        path = workdir / f"{name}.toml"
+        lines = "".join(f"{key} = {value!r}\n" for key, value in values.items())
+        path.write_text(path.read_text().replace("[limits]\n", "[limits]\n" + lines, 1))

@@ -40,13 +40,14 @@ def get(client, url, attempts=400):
 def test_killing_each_service_in_turn_mid_training_leaves_the_model_unchanged(tmp_path, keypair):
     setup = write_demo_files(tmp_path, population=2500, key_bits=1024, training=TRAINING)
     verify = ssl.create_default_context(cafile=setup["verify"])
-    headers = {"Authorization": f"Bearer {setup['token']}"}
+    headers = {"Authorization": f"Bearer {setup['token']}"}  # party B's; each service has its own
+    shop_headers = {"Authorization": f"Bearer {setup['tokens']['party-a']}"}
     kills = [("party-a", 3), ("party-b", 7), ("arbiter", 11)]
 
     with running_services(tmp_path) as processes:
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank, \
-             httpx.Client(base_url=setup["urls"]["party-a"], headers=headers, timeout=30, verify=verify) as shop:
+             httpx.Client(base_url=setup["urls"]["party-a"], headers=shop_headers, timeout=30, verify=verify) as shop:
             job_id = bank.post("/v1/jobs", json=json.loads((tmp_path / "job.json").read_text())).json()["job_id"]
             for name, epoch in kills:
                 while get(bank, f"/v1/jobs/{job_id}")["epoch"] < epoch:
@@ -61,8 +62,8 @@ def test_killing_each_service_in_turn_mid_training_leaves_the_model_unchanged(tm
                 time.sleep(0.1)
             model_a = get(shop, f"/v1/jobs/{job_id}/model")
             model_b = get(bank, f"/v1/jobs/{job_id}/model")
-    shop_table = load_csv(tmp_path / "shop.csv", id_column="customer_id")
-    bank_table = load_csv(tmp_path / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
+    shop_table = load_csv(tmp_path / "party-a" / "shop.csv", id_column="customer_id")
+    bank_table = load_csv(tmp_path / "party-b" / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
     reference = simulate(shop_table, bank_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair)
 
     assert status["state"] == "succeeded", status["error"]

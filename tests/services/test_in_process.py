@@ -26,8 +26,8 @@ def test_a_job_runs_to_success_and_serves_predictions(tmp_path, run):
                 arb_status = (await arb.get(f"/v1/jobs/{job['job_id']}")).json()
                 shop_model = (await shop.get(f"/v1/jobs/{job['job_id']}/model")).json()
                 bank_model = (await bank.get(f"/v1/jobs/{job['job_id']}/model")).json()
-                known = pd.read_csv(tmp_path / "bank.csv")["customer_id"].head(5).tolist()
-                in_both = sorted(set(known) & set(pd.read_csv(tmp_path / "shop.csv")["customer_id"]))
+                known = pd.read_csv(tmp_path / "party-b" / "bank.csv")["customer_id"].head(5).tolist()
+                in_both = sorted(set(known) & set(pd.read_csv(tmp_path / "party-a" / "shop.csv")["customer_id"]))
                 predicted = await bank.post(f"/v1/jobs/{job['job_id']}/predict", json={"ids": in_both})
                 unknown = await bank.post(f"/v1/jobs/{job['job_id']}/predict", json={"ids": ["NOBODY-1"]})
             return status, shop_status, arb_status, shop_model, bank_model, predicted, unknown, in_both
@@ -61,8 +61,8 @@ def test_service_metrics_match_the_simulation(tmp_path, run, keypair):
             await cluster.stop()
 
     status, job = run(scenario())
-    shop = load_csv(tmp_path / "shop.csv", id_column="customer_id")
-    bank = load_csv(tmp_path / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
+    shop = load_csv(tmp_path / "party-a" / "shop.csv", id_column="customer_id")
+    bank = load_csv(tmp_path / "party-b" / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
     simulated = simulate(shop, bank, TrainingConfig(**job["training"]), keypair=keypair)
 
     assert status["state"] == "succeeded", status["error"]

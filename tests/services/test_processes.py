@@ -17,7 +17,7 @@ from vfl.demo import running_services, wait_healthy, write_demo_files
 def test_three_processes_run_a_posted_job_json(tmp_path):
     setup = write_demo_files(tmp_path, population=900, key_bits=1024, training={"epochs": 5})  # validation 0.2
     job = json.loads((tmp_path / "job.json").read_text())
-    headers = {"Authorization": f"Bearer {(tmp_path / 'token').read_text()}"}
+    headers = {"Authorization": f"Bearer {(tmp_path / 'party-b' / 'token').read_text()}"}
 
     with running_services(tmp_path) as processes:
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
@@ -31,8 +31,8 @@ def test_three_processes_run_a_posted_job_json(tmp_path):
                 if status["state"] in ("succeeded", "failed", "cancelled"):
                     break
                 subprocess.run(["sleep", "0.1"], check=True)
-            ids = sorted(set(pd.read_csv(tmp_path / "bank.csv")["customer_id"]) &
-                         set(pd.read_csv(tmp_path / "shop.csv")["customer_id"]))[:3]
+            ids = sorted(set(pd.read_csv(tmp_path / "party-b" / "bank.csv")["customer_id"]) &
+                         set(pd.read_csv(tmp_path / "party-a" / "shop.csv")["customer_id"]))[:3]
             predicted = bank.post(f"/v1/jobs/{job_id}/predict", json={"ids": ids})
             docs = bank.get("/docs")
             openapi = bank.get("/openapi.json").json()
@@ -42,8 +42,8 @@ def test_three_processes_run_a_posted_job_json(tmp_path):
     # The same job through `vfl simulate --config job.json` gives the same model.
     simulated = tmp_path / "simulated.json"
     done = subprocess.run(
-        [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(tmp_path / "shop.csv"), "--party-b",
-         str(tmp_path / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
+        [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(tmp_path / "party-a" / "shop.csv"), "--party-b",
+         str(tmp_path / "party-b" / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
          "--config", str(tmp_path / "job.json"), "--out", str(simulated), "--quiet"],
         capture_output=True, text=True, timeout=300,
     )
@@ -73,7 +73,7 @@ def test_vfl_demo_end_to_end(tmp_path):
     for side in ("federated", "baseline"):
         assert set(result[side]["metrics"]) >= {"auc", "accuracy", "precision", "recall", "f1"}
     assert result["federated"]["metrics"]["auc"] > result["baseline"]["metrics"]["auc"]
-    for name in ("party-a.toml", "party-b.toml", "arbiter.toml", "job.json", "shop.csv", "bank.csv"):
+    for name in ("party-a.toml", "party-b.toml", "arbiter.toml", "job.json", "party-a/shop.csv", "party-b/bank.csv"):
         assert (tmp_path / "work" / name).is_file()
     assert "federated" in done.stdout and "bank only" in done.stdout
 

@@ -38,8 +38,8 @@ async def crash_and_restart(cluster, name: str, downtime: float = 0.3) -> None:
 
 
 def uninterrupted(tmp_path, keypair, training):
-    shop = load_csv(tmp_path / "shop.csv", id_column="customer_id")
-    bank = load_csv(tmp_path / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
+    shop = load_csv(tmp_path / "party-a" / "shop.csv", id_column="customer_id")
+    bank = load_csv(tmp_path / "party-b" / "bank.csv", id_column="customer_id", label_column="default", model="logistic")
     return simulate(shop, bank, TrainingConfig(**training), keypair=keypair)
 
 

@@ -28,8 +28,11 @@ def registration(job_id: str) -> dict:
 
 def test_peer_calls_need_the_right_certificate_and_orchestration_the_token(tmp_path):
     setup = write_demo_files(tmp_path, population=300, key_bits=1024, training={"epochs": 2})
-    certs = tmp_path / "certs"
-    ca = certs / "ca.pem"
+    ca = tmp_path / "party-b" / "ca.pem"  # each party has its own copy of the CA certificate
+
+    def own(name: str) -> tuple:  # a party's certificate and key, in that party's folder
+        return tmp_path / name / f"{name}.pem", tmp_path / name / f"{name}.key"
+
     make_certificates(tmp_path / "other-ca", ["party-b"])  # same name, different authority
     shop = setup["urls"]["party-a"] + "/v1/peer/jobs"
     bank = setup["urls"]["party-b"]
@@ -44,9 +47,9 @@ def test_peer_calls_need_the_right_certificate_and_orchestration_the_token(tmp_p
             refusals[name] = (answer.status_code, answer.json()["detail"])
 
         call("no-certificate", verify=context(ca))
-        call("arbiter-certificate", verify=context(ca, certs / "arbiter.pem", certs / "arbiter.key"))
-        call("own-certificate", verify=context(ca, certs / "party-a.pem", certs / "party-a.key"))
-        with httpx.Client(timeout=10, verify=context(ca, certs / "party-b.pem", certs / "party-b.key")) as spoof:
+        call("arbiter-certificate", verify=context(ca, *own("arbiter")))
+        call("own-certificate", verify=context(ca, *own("party-a")))
+        with httpx.Client(timeout=10, verify=context(ca, *own("party-b"))) as spoof:
             answer = spoof.post(shop, json=registration("spoof"), headers={"X-VFL-Party": "arbiter"})
             refusals["header-contradicts-certificate"] = (answer.status_code, answer.json()["detail"])
         with httpx.Client(timeout=10, verify=context(ca)) as orchestrator:
@@ -57,10 +60,11 @@ def test_peer_calls_need_the_right_certificate_and_orchestration_the_token(tmp_p
         # after the client thinks the handshake is done, so it shows as a hang-up, not a connect error.
         with pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError)):
             httpx.post(shop, json=registration("x"), timeout=10,
-                       verify=context(ca, tmp_path / "other-ca" / "party-b.pem", tmp_path / "other-ca" / "party-b.key"))
+                       verify=context(ca, tmp_path / "other-ca" / "party-b" / "party-b.pem",
+                                      tmp_path / "other-ca" / "party-b" / "party-b.key"))
         with pytest.raises(httpx.HTTPError):  # no plain HTTP on a TLS port
             httpx.get(setup["urls"]["party-a"].replace("https", "http") + "/v1/health", timeout=5)
-        with httpx.Client(timeout=10, verify=context(ca, certs / "party-b.pem", certs / "party-b.key")) as real_b:
+        with httpx.Client(timeout=10, verify=context(ca, *own("party-b"))) as real_b:
             accepted = real_b.post(shop, json=registration("genuine"))
 
     assert refusals["no-certificate"] == (403, "peer endpoints need a client certificate signed by the federation's CA")
@@ -82,7 +86,7 @@ def test_private_material_is_written_owner_only(tmp_path):
     def mode(path) -> int:
         return stat.S_IMODE(os.stat(path).st_mode)
 
-    assert mode(tmp_path / "certs" / "ca.key") == 0o600
+    assert mode(tmp_path / "certs" / "ca" / "ca.key") == 0o600
     assert all(mode(files["key"]) == 0o600 for files in made.values())
     assert mode(store.job_dir("job") / "checkpoints" / "epoch-0.json") == 0o600
-    assert mode(tmp_path / "demo" / "token") == 0o600
+    assert mode(tmp_path / "demo" / "party-b" / "token") == 0o600

@@ -7,12 +7,19 @@ encryption of R, which also replaces the randomness of [[g]]: the arbiter,
 who can recover the randomness of any ciphertext it decrypts, then sees only
 randomness the party just drew.
 
+Masks can be drawn from a party's secret seed instead of the OS directly
+(:func:`seeded_masks`): the same (seed, step) always gives the same R. A party
+that recomputes a step after a resume then asks the arbiter to decrypt exactly
+the value it decrypted before, which is what lets the arbiter refuse anything
+else (a resume must never renew its decryption budget).
+
 Invariant: ``unmask(decrypt(mask(v)), masks) == v`` exactly, for every vector
 whose plaintexts satisfy the encoding headroom rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 
@@ -28,10 +35,33 @@ def draw_masks(n: int, count: int) -> list[mpz]:
     return [mpz(secrets.randbelow(int(n))) for _ in range(count)]
 
 
-def mask(vector: EncryptedVector, encryptor: Encryptor) -> tuple[EncryptedVector, list[mpz]]:
-    """``([[v + R]], R)`` with fresh uniform R and fresh randomness."""
+#: Extra bits drawn per mask before reducing mod n: the bias from the reduction is below 2^-128.
+_SEEDED_EXTRA_BITS = 128
+
+
+def seeded_masks(seed: bytes, context: str, n: int, count: int) -> list[mpz]:
+    """``count`` masks uniform over [0, n) up to 2^-128, derived from a secret ``seed``.
+
+    SHAKE-256 over (domain tag, seed, context) is a PRF as long as the 32-byte
+    seed stays secret; ``context`` names the step (job, party, epoch, batch),
+    so no two steps share a mask.
+    """
+    if len(seed) < 16:
+        raise ValueError("a mask seed needs at least 128 bits")
+    width = (int(n).bit_length() + _SEEDED_EXTRA_BITS + 7) // 8
+    stream = hashlib.shake_256(b"vfl-mask-v1\0" + seed + b"\0" + context.encode()).digest(width * count)
+    modulus = mpz(n)
+    return [mpz(int.from_bytes(stream[i * width : (i + 1) * width], "big")) % modulus for i in range(count)]
+
+
+def mask(
+    vector: EncryptedVector, encryptor: Encryptor, masks: Sequence[mpz] | None = None
+) -> tuple[EncryptedVector, list[mpz]]:
+    """``([[v + R]], R)`` with fresh randomness; R uniform, drawn here unless ``masks`` are given."""
     pk = vector.public_key
-    masks = draw_masks(pk.n, len(vector))
+    masks = draw_masks(pk.n, len(vector)) if masks is None else list(masks)
+    if len(masks) != len(vector):
+        raise ValueError(f"{len(masks)} masks for a vector of {len(vector)}")
     enc_masks = encryptor.encrypt_residues(masks)
     nsq = pk.nsquare
     masked = vector._with([c * r % nsq for c, r in zip(vector.ciphertexts, enc_masks)])

@@ -1,12 +1,15 @@
 """The arbiter C: holds the private key, decrypts only what the schedule allows.
 
 C generates the Paillier key pair; A and B each ask for the public key
-themselves (step 1), registering the length of the gradient they will send.
+themselves (step 1). Each party's gradient length comes from the job (A's and
+B's feature counts, agreed at registration), never from the party: a
+``KeyRequest`` that states another length is refused, and so is a job whose
+lengths could hold a batch- or validation-sized vector.
 
 What C decrypts, and nothing else:
 
-* per batch, one masked gradient from each party, of that party's registered
-  length, in schedule order;
+* per batch, one masked gradient from each party, of the job's length for
+  that party, in schedule order;
 * per batch whose loss is due, one encrypted loss from B (length one);
 * per epoch with a validation split, one validation loss from B.
 
@@ -16,10 +19,19 @@ yet opened or after the end, a loss for a batch where none is due) raises
 is written to :attr:`Arbiter.audit`. C learns only uniformly masked values and
 the loss; it returns each party only its own masked gradient, and the loss
 only to B.
+
+Each slot (a party's gradient for one batch, a loss) is decrypted once. C
+keeps a digest of every value it released in :attr:`Arbiter.ledger`, which
+survives checkpoints and resumes: after a resume, a slot is decrypted again
+only if it yields exactly the value released before (honest parties
+recompute bit-identical masked values, their masks being seeded), so a
+resume never renews the decryption budget.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from vfl.config import TrainingConfig
@@ -42,7 +54,7 @@ from vfl.protocol.messages import (
     PublicKeyMessage,
 )
 from vfl.protocol.role import Envelope, Role
-from vfl.protocol.schedule import Schedule
+from vfl.protocol.schedule import Schedule, check_gradient_lengths
 
 
 class Arbiter(Role):
@@ -54,12 +66,18 @@ class Arbiter(Role):
         config: TrainingConfig,
         n_rows: int,
         *,
+        gradient_lengths: Mapping[str, int],
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         min_key_bits: int = MIN_KEY_BITS,
     ) -> None:
         super().__init__(job_id)
         self.config = config
         self.schedule = Schedule(n_rows, config)
+        if set(gradient_lengths) != {"A", "B"}:
+            raise KeyMismatch(f"the job must fix the gradient length of parties A and B, got {sorted(gradient_lengths)}")
+        #: Each party's gradient length, fixed by the job (see the module docstring).
+        self.gradient_lengths: dict[str, int] = {p: int(n) for p, n in gradient_lengths.items()}
+        check_gradient_lengths(self.gradient_lengths, self.schedule)
         public, private = keypair or generate_keypair(config.key_bits, min_bits=min_key_bits)
         if public.bits != config.key_bits:
             raise ScheduleViolation(f"arbiter key has {public.bits} bits, the job asks for {config.key_bits}")
@@ -77,6 +95,10 @@ class Arbiter(Role):
         self.final_epoch: int | None = None
         self.audit: list[str] = []
         self.decryptions = 0
+        #: slot → SHA-256 of the plaintext released for it, for every decryption ever made.
+        self.ledger: dict[str, str] = {}
+        #: Ledger entries not yet persisted by the service (it drains this list after each message).
+        self.new_ledger_entries: list[tuple[str, str]] = []
         #: The state at the last epoch boundary (or before training): what a checkpoint saves.
         self.snapshot: dict[str, Any] = self.state_dict()
 
@@ -102,6 +124,7 @@ class Arbiter(Role):
             "monitor": self.monitor.state_dict(),
             "finished": self.finished,
             "decryptions": self.decryptions,
+            "ledger": dict(self.ledger),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -119,7 +142,28 @@ class Arbiter(Role):
         self.gradient_cursor = {"A": opened, "B": opened}
         self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
         self.decryptions = int(state["decryptions"])
+        self.remember(state.get("ledger", {}))
         self.snapshot = self.state_dict()
+
+    def remember(self, ledger: Mapping[str, str]) -> None:
+        """Add decryptions released earlier (from a checkpoint or the service's ledger file)."""
+        for slot, digest in ledger.items():
+            known = self.ledger.setdefault(slot, digest)
+            if known != digest:
+                raise ReplayError(f"two different values were released for {slot}; the ledger is inconsistent")
+
+    def _release(self, slot: str, plaintext: bytes, what: str) -> None:
+        """Record what this decryption releases; refuse a slot already released with another value."""
+        digest = hashlib.sha256(plaintext).hexdigest()
+        known = self.ledger.get(slot)
+        if known is not None and known != digest:
+            raise ScheduleViolation(
+                f"{what} was already decrypted with another value; a resumed step must ask for exactly "
+                "the value decrypted before (a resume never renews the decryption budget)"
+            )
+        if known is None:
+            self.ledger[slot] = digest
+            self.new_ledger_entries.append((slot, digest))
 
     def resume(self) -> list[Envelope]:
         return []  # the arbiter only ever answers
@@ -157,10 +201,16 @@ class Arbiter(Role):
                 f"party {message.party}'s training config differs from the arbiter's "
                 f"({message.config_digest} vs {config.digest()}); all three must run the job's own config"
             )
-        known = self.registered.get(message.party)
-        if known is not None and known != message.n_params:
-            raise ReplayError(
-                f"party {message.party} registered {known} parameters and now asks with {message.n_params}"
+        length = self.gradient_lengths[message.party]
+        if message.n_params != length:
+            raise KeyMismatch(
+                f"party {message.party} asks to register a gradient of {message.n_params} values; the job fixes "
+                f"{length} (its feature count agreed at registration)"
+            )
+        if message.job_lengths is not None and message.job_lengths != self.gradient_lengths:
+            raise KeyMismatch(
+                f"party {message.party} was registered with gradient lengths {message.job_lengths}; the arbiter "
+                f"with {self.gradient_lengths}: party B told the two different jobs"
             )
         self.registered[message.party] = message.n_params
         return [self.send(message.party, PublicKeyMessage.from_key(self.job_id, self.public_key))]
@@ -192,12 +242,14 @@ class Arbiter(Role):
         pk = self.public_key
         ciphertexts = message.masked_enc_gradient.unpack(pk.ciphertext_bytes)
         check_units(ciphertexts, pk.nsquare, pk.n, "masked gradient")
-        self.gradient_cursor[party] += 1
         residues = decrypt_residues(self._private_key, ciphertexts)
         self.decryptions += len(residues)
+        packed = IntVector.pack(residues, byte_width(pk.n + 1))
+        self._release(f"gradient/{party}/{message.epoch}/{message.batch}", packed.data,
+                      f"party {party}'s gradient for {message.address()}")
+        self.gradient_cursor[party] += 1
         answer = DecryptedMaskedGradient(
-            job_id=self.job_id, epoch=message.epoch, batch=message.batch, party=party,
-            masked_gradient=IntVector.pack(residues, byte_width(pk.n + 1)),
+            job_id=self.job_id, epoch=message.epoch, batch=message.batch, party=party, masked_gradient=packed,
         )
         return [self.send(party, answer)]
 
@@ -224,6 +276,8 @@ class Arbiter(Role):
         enc_loss = message.enc_loss.to_vector(self.public_key, expected_count=1, what="encrypted loss")
         (residue,) = decrypt_residues(self._private_key, enc_loss.ciphertexts)
         self.decryptions += 1
+        self._release(f"loss/{message.split}/{message.epoch}/{message.batch}", int(residue).to_bytes(
+            byte_width(self.public_key.n + 1), "big"), f"the {message.split} loss for {message.address()}")
         loss_sum = float(decode([residue], enc_loss.frac_bits, self.public_key.n, what="loss")[0])
         self.loss_cursor += 1
         if message.split == "validation":

@@ -48,7 +48,7 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 class IntVector(BaseModel):
     """Non-negative big integers packed as fixed-width big-endian bytes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     count: int = Field(ge=0, le=10_000_000)
     data: bytes
@@ -80,7 +80,7 @@ class CipherVector(IntVector):
 class Message(BaseModel):
     """Base of every protocol message."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     KIND: ClassVar[str]
     STEP: ClassVar[int]
@@ -118,6 +118,8 @@ class KeyRequest(Message):
     model: str = Field(description="the model this party trains (logistic or linear)")
     key_bits: int = Field(ge=512, description="the Paillier key size this party expects")
     config_digest: str = Field(description="fingerprint of this party's whole training config")
+    job_lengths: dict[str, int] | None = Field(
+        None, description="every party's gradient length as this party was told at registration")
 
 
 class PublicKeyMessage(Message):

@@ -29,9 +29,9 @@ import numpy as np
 from vfl import privacy
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
-from vfl.crypto.masking import mask, unmask
+from vfl.crypto.masking import mask, seeded_masks, unmask
 from vfl.crypto.vector import EncryptedVector, Encryptor
-from vfl.errors import DataError, KeyMismatch, OutOfOrderError, ProtocolError
+from vfl.errors import ConfigError, DataError, KeyMismatch, OutOfOrderError, ProtocolError
 from vfl.model_parts import ModelPartA, ModelPartB, standardised_rows
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.optim import make_optimizer
@@ -68,6 +68,7 @@ class TrainingParty(Role):
         *,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
+        job_lengths: dict[str, int] | None = None,
     ) -> None:
         super().__init__(job_id)
         self.config = config
@@ -89,9 +90,18 @@ class TrainingParty(Role):
         self.epochs_run = 0
         #: With differential privacy: the plan (noise level, ε) and this party's secret noise seed.
         self.privacy = None if config.privacy is None else privacy.plan(
-            config, self.schedule.n_train, self.schedule.batch_size, self.schedule.batches_per_epoch
+            config, self.schedule.n_train, self.schedule.largest_batch, self.schedule.batches_per_epoch
         )
         self.noise_seed = secrets.randbits(63)
+        #: Secret seed of this party's gradient masks (checkpointed: a recomputed step repeats its mask).
+        self.mask_seed = secrets.token_bytes(32)
+        #: Every party's gradient length as the job fixed it; ours must match our design.
+        self.job_lengths = None if job_lengths is None else dict(job_lengths)
+        if self.job_lengths is not None and self.job_lengths.get(self.party) != design.shape[1]:
+            raise ConfigError(
+                f"the job fixes party {self.party}'s gradient at {self.job_lengths.get(self.party)} values, "
+                f"but this party's data gives {design.shape[1]}: the dataset changed since registration"
+            )
         #: This party's weights after every epoch (its parameter trajectory).
         self.weight_history: list[list[float]] = []
         #: The state at the last epoch boundary (or before training): what a checkpoint saves.
@@ -117,7 +127,7 @@ class TrainingParty(Role):
         """Ask the arbiter for its public key, registering our gradient length."""
         request = KeyRequest(
             job_id=self.job_id, party=self.party, n_params=len(self.weights), model=self.config.model,
-            key_bits=self.config.key_bits, config_digest=self.config.digest(),
+            key_bits=self.config.key_bits, config_digest=self.config.digest(), job_lengths=self.job_lengths,
         )
         return [self.send("C", request)]
 
@@ -139,7 +149,9 @@ class TrainingParty(Role):
         """[[Xᵀd]] for this batch, masked; the mask is kept to remove it later."""
         rows = self.schedule.batch(epoch, batch)
         enc_gradient = enc_residual.matvec_t(self.design[rows], self.config.feature_frac_bits, self.workers)
-        masked_enc_gradient, self._masks = mask(enc_gradient, self.encryptor)
+        masks = seeded_masks(self.mask_seed, f"{self.job_id}/{self.party}/{epoch}/{batch}", self.public_key.n,
+                             len(enc_gradient))
+        masked_enc_gradient, self._masks = mask(enc_gradient, self.encryptor, masks)
         self._mask_frac_bits = enc_gradient.frac_bits
         payload = IntVector.pack(masked_enc_gradient.ciphertexts, self.public_key.ciphertext_bytes)
         return self.send(
@@ -194,6 +206,7 @@ class TrainingParty(Role):
             "stop_reason": self.stop_reason,
             "public_key": None if self.public_key is None else self.public_key.to_dict(),
             "noise_seed": self.noise_seed,
+            "mask_seed": self.mask_seed.hex(),
             "weight_history": list(self.weight_history),
         }
 
@@ -207,6 +220,7 @@ class TrainingParty(Role):
         self.finished = bool(state["finished"])
         self.stop_reason = state["stop_reason"]
         self.noise_seed = int(state["noise_seed"])
+        self.mask_seed = bytes.fromhex(state["mask_seed"])
         self.weight_history = list(state["weight_history"])
         self.public_key = None if state["public_key"] is None else PublicKey.from_dict(state["public_key"])
         self.encryptor = None if self.public_key is None else Encryptor(self.public_key, self.config.obfuscation, self.workers)
@@ -267,6 +281,7 @@ class PartyA(TrainingParty):
         feature_names: list[str] | None = None,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
+        job_lengths: dict[str, int] | None = None,
     ) -> None:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] == 0:
@@ -278,6 +293,7 @@ class PartyA(TrainingParty):
         design = standardised_rows(self.scaler, features, self.row_clip)
         super().__init__(
             job_id, config, design, np.ones(features.shape[1]), workers=workers, min_key_bits=min_key_bits,
+            job_lengths=job_lengths,
         )
         self.snapshot = self.state_dict()
 
@@ -374,6 +390,7 @@ class PartyB(TrainingParty):
         feature_names: list[str] | None = None,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
+        job_lengths: dict[str, int] | None = None,
     ) -> None:
         features = np.asarray(features, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.float64).ravel()
@@ -396,7 +413,7 @@ class PartyB(TrainingParty):
         design = with_intercept(standardised_rows(self.scaler, features, self.row_clip), config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
-            workers=workers, min_key_bits=min_key_bits,
+            workers=workers, min_key_bits=min_key_bits, job_lengths=job_lengths,
         )
         self.train_losses: list[float] = []
         self.validation_losses: list[float] = []

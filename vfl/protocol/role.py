@@ -13,7 +13,8 @@ A's next forward before party B has applied its last update, say), so:
 
 * the expected message is processed at once;
 * one up to ``LOOKAHEAD`` places ahead is held and processed when its turn comes;
-* one further ahead is refused (:class:`~vfl.errors.OutOfOrderError`);
+* one further ahead is refused as :class:`~vfl.errors.NotReady`, which a
+  transport retries later (it was only early, under load);
 * one for a place already passed is refused (:class:`~vfl.errors.ReplayError`):
   exact duplicates are absorbed by the transport before they get here.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfl.errors import OutOfOrderError, PeerNotAllowed, ProtocolError, ReplayError, UnknownJobError
+from vfl.errors import NotReady, PeerNotAllowed, ProtocolError, ReplayError, UnknownJobError
 from vfl.protocol.messages import Message, Party
 
 LOOKAHEAD = 4
@@ -83,7 +84,7 @@ class Role:
         if place < self.cursor:
             raise ReplayError(f"{message.address()} was already handled; refusing a second, different copy")
         if place - self.cursor > LOOKAHEAD:
-            raise OutOfOrderError(f"{message.address()} is too far ahead of this party's progress")
+            raise NotReady(f"{message.address()} is too far ahead of this party's progress")
         if place > self.cursor and any(p == place for p, _ in self._held):
             raise ReplayError(f"{message.address()} is already waiting to be handled")
         return place

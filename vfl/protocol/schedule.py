@@ -65,7 +65,20 @@ class Schedule:
 
     @property
     def batches_per_epoch(self) -> int:
-        return -(-self.n_train // self.batch_size)
+        """Full batches; a remainder shorter than half a batch joins the last one.
+
+        A very short last batch gives a noisy step, and a gradient as long as it
+        could carry its whole residual past the arbiter (see :func:`check_gradient_lengths`).
+        """
+        full, rest = divmod(self.n_train, self.batch_size)
+        if full == 0:
+            return 1
+        return full + (1 if 2 * rest >= self.batch_size else 0)
+
+    @property
+    def largest_batch(self) -> int:
+        """Rows in the longest batch (the last one, when a short remainder joined it)."""
+        return max(self.batch_length(b) for b in (0, self.batches_per_epoch - 1))
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """Row indices of every batch of ``epoch`` (a fresh seeded shuffle per epoch)."""
@@ -74,8 +87,8 @@ class Schedule:
             rows = self.train_rows
             if self.batches_per_epoch > 1:
                 rows = rows[np.random.default_rng([self.config.seed, epoch]).permutation(len(rows))]
-            size = self.batch_size
-            cached = [rows[i : i + size] for i in range(0, len(rows), size)]
+            size, count = self.batch_size, self.batches_per_epoch
+            cached = [rows[i * size : (i + 1) * size if i + 1 < count else len(rows)] for i in range(count)]
             self._cache.clear()  # only the current epoch is ever needed
             self._cache[epoch] = cached
         return cached
@@ -86,7 +99,9 @@ class Schedule:
     def batch_length(self, batch: int) -> int:
         """Rows in batch number ``batch`` (the same in every epoch)."""
         start = batch * self.batch_size
-        return min(self.batch_size, self.n_train - start)
+        if batch == self.batches_per_epoch - 1:
+            return self.n_train - start
+        return self.batch_size
 
     def loss_due(self, batch: int) -> bool:
         """Is the encrypted loss computed for this batch? Always for an epoch's last."""
@@ -96,3 +111,39 @@ class Schedule:
     def due_loss_rows(self) -> int:
         """Training rows whose loss is computed in one epoch (for the weighted mean)."""
         return sum(self.batch_length(b) for b in range(self.batches_per_epoch) if self.loss_due(b))
+
+
+def gradient_lengths(n_features_a: int, n_features_b: int, config: TrainingConfig) -> dict[str, int]:
+    """How many values each party's gradient has: fixed by the job, never by the party itself.
+
+    Party A's gradient has one value per feature; party B's also has the intercept.
+    The arbiter decrypts vectors of exactly these lengths and nothing else.
+    """
+    return {"A": int(n_features_a), "B": int(n_features_b) + (1 if config.fit_intercept else 0)}
+
+
+def check_gradient_lengths(lengths: dict[str, int], schedule: Schedule) -> None:
+    """Refuse lengths that could carry a residual vector past the arbiter.
+
+    A party may send the arbiter any vector of its registered length as its
+    "gradient". If that length could hold a whole batch (or the validation rows),
+    a party could have C decrypt the residual ``[[d]]`` itself, and with it the
+    labels. Strictly shorter vectors leave the bound the README states: at most
+    ``length`` residual values per batch, and then that party's own gradient is
+    never decrypted.
+    """
+    shortest = min(schedule.batch_length(b) for b in range(schedule.batches_per_epoch))
+    limits = [("the smallest batch", shortest)]
+    if schedule.has_validation:
+        limits.append(("the validation split", len(schedule.validation_rows)))
+    for party, length in sorted(lengths.items()):
+        if length < 1:
+            raise ConfigError(f"party {party}'s gradient length must be at least 1, got {length}")
+        for what, rows in limits:
+            if length >= rows:
+                raise ConfigError(
+                    f"party {party}'s gradient has {length} values but {what} has only {rows} rows: "
+                    "a vector that long could carry that many residuals past the arbiter. Use larger "
+                    "batches (training.batch_size, and avoid a short last batch), a larger "
+                    "validation_fraction, or fewer features"
+                )

@@ -12,7 +12,11 @@ fixed width (512 bytes at 2048 bits), never a decimal or base64 string.
 
 Decoding checks the magic, the lengths and the kind, and validates the fields
 with the message's pydantic model; anything malformed raises
-:class:`~vfl.errors.ProtocolError` naming what is wrong.
+:class:`~vfl.errors.ProtocolError` naming what is wrong (a service answers
+400). The header is capped at :data:`HEADER_LIMIT` bytes and
+:data:`MAX_HEADER_DEPTH` levels of nesting: a real header nests four deep,
+and a frame of ``[[[[...`` would otherwise exhaust the recursion limit of the
+JSON parser and of the code after it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ from vfl.protocol.messages import MESSAGE_TYPES, Message
 
 MAGIC = b"VFL1"
 MEDIA_TYPE = "application/vnd.vfl.message"
-_HEADER_LIMIT = 64 * 1024 * 1024
+#: Largest header accepted. Headers carry ID lists and partial scores as JSON (up to a million
+#: entries, some 20 MB); blobs travel after the header and do not count.
+HEADER_LIMIT = 64 * 1024 * 1024
+#: Deepest nesting of lists and objects accepted in a header (real ones nest at most four deep).
+MAX_HEADER_DEPTH = 32
 
 
 def encode_message(message: Message) -> bytes:
@@ -55,13 +63,22 @@ def decode_message(data: bytes, expected: type[Message] | None = None) -> Messag
     if len(data) < 8 or data[:4] != MAGIC:
         raise ProtocolError("not a vfl message frame (bad magic); the peer speaks another protocol or version")
     (header_len,) = struct.unpack(">I", data[4:8])
-    if header_len > _HEADER_LIMIT or 8 + header_len > len(data):
+    if header_len > HEADER_LIMIT:
+        raise ProtocolError(f"message header declares {header_len} bytes, more than the {HEADER_LIMIT} accepted")
+    if 8 + header_len > len(data):
         raise ProtocolError("message frame is truncated (header longer than the body)")
     try:
         header = json.loads(data[8 : 8 + header_len])
-        kind, fields, lengths = header["kind"], header["fields"], header["blobs"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except RecursionError as exc:  # nested deeper than the parser's recursion limit
+        raise ProtocolError(f"message header nests deeper than {MAX_HEADER_DEPTH} levels") from exc
+    except ValueError as exc:  # also UnicodeDecodeError
         raise ProtocolError(f"message header is not valid: {exc}") from exc
+    if _depth_exceeds(header, MAX_HEADER_DEPTH):
+        raise ProtocolError(f"message header nests deeper than {MAX_HEADER_DEPTH} levels")
+    try:
+        kind, fields, lengths = header["kind"], header["fields"], header["blobs"]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ProtocolError(f"message header is not valid: it needs kind, fields and blobs ({exc!r})") from exc
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message kind {kind!r}")
@@ -97,3 +114,18 @@ def decode_message(data: bytes, expected: type[Message] | None = None) -> Messag
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or kind}: {e['msg']}" for e in exc.errors())
         raise ProtocolError(f"invalid {kind} message: {problems}") from exc
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep.
+
+    Iterative, so that checking a hostile header cannot itself run out of stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

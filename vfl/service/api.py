@@ -4,6 +4,7 @@ Errors are translated here, once, from the VFLError tree to HTTP::
 
     ConfigError, DataError, EncodingError, KeyMismatch,
     LimitExceeded                                        422  (or 404 for unknown IDs)
+    RateLimited (a LimitExceeded)                        429
     UnknownJobError                                      404
     OutOfOrderError, ReplayError, ScheduleViolation,
     JobError, JobCancelled                               409
@@ -11,6 +12,10 @@ Errors are translated here, once, from the VFLError tree to HTTP::
     ProtocolError, CiphertextError, PSIError             400
     TransportError, PeerRefused                          502
     a body above the size limit                          413
+
+A peer's error answer names the problem but not our local paths or dataset
+file names (:mod:`vfl.service.redact`); the log line written before it keeps
+the full message. Orchestration callers get the full message.
 
 Orchestration routes (``/v1/jobs...``) need ``Authorization: Bearer <token>``,
 compared in constant time and never logged. Peer routes (``/v1/peer/...``)
@@ -42,6 +47,7 @@ from vfl.errors import (
     PeerNotAllowed,
     ProtocolError,
     PSIError,
+    RateLimited,
     ReplayError,
     ScheduleViolation,
     TransportError,
@@ -51,7 +57,8 @@ from vfl.errors import (
 from vfl.service.client import PARTY_HEADER
 from vfl.service.tls import common_name
 from vfl.service.node import Node
-from vfl.service.spec import FailureNotice, ResumeRequest
+from vfl.service.redact import local_paths, peer_message, redact
+from vfl.service.spec import FailureNotice, InterruptionNotice, ResumeRequest
 
 log = logging.getLogger("vfl.service")
 
@@ -61,6 +68,8 @@ def status_for(exc: VFLError) -> int:
         return 404
     if isinstance(exc, PeerNotAllowed):
         return 403
+    if isinstance(exc, RateLimited):
+        return 429
     if isinstance(exc, (OutOfOrderError, ReplayError, ScheduleViolation, JobError)):
         return 409
     if isinstance(exc, DataError) and "unknown ID" in str(exc):
@@ -74,12 +83,34 @@ def status_for(exc: VFLError) -> int:
     return 500
 
 
+PEER_PREFIX = "/v1/peer/"
+
+
+def is_peer_path(path: str) -> bool:
+    """Peer endpoints are called by other organisations; everything else by this party's own operators."""
+    return path.startswith(PEER_PREFIX)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """VFLError → JSON ``{"detail", "error"}`` with the status of :func:`status_for`.
+
+    A peer (another organisation) gets the problem without our local paths
+    (:func:`vfl.service.redact.peer_message`); our log keeps the full message.
+    Orchestration callers are this party's own operators and get it all.
+    """
+
     @app.exception_handler(VFLError)
     async def _vfl_error(request: Request, exc: VFLError) -> JSONResponse:
         status = status_for(exc)
-        log.info("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+        name = type(exc).__name__
+        if is_peer_path(request.url.path):
+            log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc)
+            node = getattr(request.app.state, "node", None)
+            detail = peer_message(exc, node.config if node is not None else None)
+        else:
+            log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc)
+            detail = str(exc)
+        return JSONResponse({"detail": detail, "error": name}, status_code=status)
 
 
 def node_of(request: Request) -> Node:
@@ -229,7 +260,10 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
 
     @app.get("/v1/peer/jobs/{job_id}/state", tags=["peer"], summary="Is the job alive here (for peers' watchdogs)")
     async def peer_state(job_id: str, caller: Peer) -> dict[str, Any]:
-        return node.peer_state(job_id, caller)
+        state = node.peer_state(job_id, caller)
+        if state.get("error"):  # our record's reason, as a peer may read it
+            state["error"] = redact(state["error"], local_paths(node.config))
+        return state
 
     @app.post("/v1/peer/jobs/{job_id}/fail", tags=["peer"], summary="A peer reports that the job failed there")
     async def peer_failed(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
@@ -250,8 +284,8 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
 
         @app.post("/v1/peer/jobs/{job_id}/interrupted", tags=["peer"],
                   summary="A restarted peer lost its place in the job: party B resumes it")
-        async def interrupted(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
-            await node.peer_interrupted(job_id, caller, notice.reason)
+        async def interrupted(job_id: str, notice: InterruptionNotice, caller: Peer) -> dict[str, str]:
+            await node.peer_interrupted(job_id, caller, notice.reason, notice.generation)
             return {"status": "resuming"}
 
     else:

@@ -1,11 +1,12 @@
 """Calls from one service to its peers, over httpx.
 
 * Every call has a timeout (``limits.request_timeout``).
-* Connection errors, timeouts and 502/503/504 answers are retried with
-  exponential backoff until the peer has been unreachable for
-  ``limits.peer_timeout`` seconds; then :class:`~vfl.errors.TransportError`
-  says which peer, where, and for how long. Retrying is safe because every
-  peer endpoint is idempotent.
+* Connection errors, timeouts, 502/503/504 answers and "not ready yet"
+  answers (409 :class:`~vfl.errors.NotReady`: a message that arrived early) are
+  retried with exponential backoff until the peer has been unreachable, or not
+  ready, for ``limits.peer_timeout`` seconds; then
+  :class:`~vfl.errors.TransportError` says which peer, where, and for how long.
+  Retrying is safe because every peer endpoint is idempotent.
 * Any other error answer becomes :class:`~vfl.errors.PeerRefused` carrying the
   peer's own message and status.
 
@@ -67,18 +68,21 @@ class PeerClient:
         url = self.url(peer_id, path)
         deadline = time.monotonic() + self.peer_timeout
         delay = 0.1
+        problem = ""
         while True:
             try:
                 response = await self._client.request(method, url, json=json, content=content, headers=headers)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
-                if response.status_code not in RETRY_STATUSES:
+                not_ready = response.status_code == 409 and error_name(response) == "NotReady"
+                if response.status_code not in RETRY_STATUSES and not not_ready:
                     break
-                problem = f"HTTP {response.status_code}"
+                problem = f"not ready: {error_detail(response)}" if not_ready else f"HTTP {response.status_code}"
             if time.monotonic() + delay > deadline:
+                state = "not ready" if problem.startswith("not ready") else "unreachable"
                 raise TransportError(
-                    f"peer {peer_id!r} at {url} has been unreachable for {self.peer_timeout:g}s ({problem}); "
+                    f"peer {peer_id!r} at {url} has been {state} for {self.peer_timeout:g}s ({problem}); "
                     "check that it is running and reachable"
                 )
             await asyncio.sleep(delay)

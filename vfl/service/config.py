@@ -47,7 +47,7 @@ PARTY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PartySection(_Strict):
@@ -102,6 +102,45 @@ class LimitsSection(_Strict):
     heartbeat: float = Field(15.0, gt=0, description="probe the other parties after this many idle seconds")
     workers: int | None = Field(None, ge=1, description="processes for crypto; default all cores")
     min_key_bits: int = Field(2048, ge=1024, description="smallest Paillier/RSA key accepted")
+    header_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a connection may take to send a request's line and headers"
+    )
+    max_connections: int = Field(
+        256, ge=4, description="open connections and running requests above which requests get 503"
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, le=16 * 1024**2, description="largest incomplete request line and headers buffered"
+    )
+    resume_window: float = Field(
+        86400.0, gt=0,
+        description="seconds a failed job's checkpoints are kept so it can be resumed; then they are deleted "
+                    "(they can hold the arbiter's private key)",
+    )
+    # Each ID the other party puts into the PSI is one membership test against our set, so a
+    # peer that pads its set with guesses learns which of them we hold: its declared size is capped.
+    max_psi_ids: int = Field(10_000_000, ge=1, description="most IDs the other party may declare for the PSI")
+    max_psi_ratio: float | None = Field(
+        None, gt=0, description="if set, the other party may declare at most this many times our own ID count"
+    )
+    max_resumes: int = Field(
+        10, ge=0, le=1000, description="most times one job may resume from checkpoints (each needs a real restart)"
+    )
+    # Party A's partial scores are plaintext values of its model on its rows: B gets them only for
+    # IDs A agreed to score, at a bounded volume, and A logs every request (see [scoring]).
+    max_scored_ids: int = Field(10_000_000, ge=1, description="party A: most IDs scored for one job, in all")
+    score_requests_per_minute: int = Field(600, ge=1, description="party A: scoring requests per job per minute")
+
+
+class ScoringSection(_Strict):
+    """Party A: whom it scores. By default only the job's aligned rows (the customers trained on)."""
+
+    allow_new_ids: list[str] = Field(
+        default_factory=list,
+        description="job ids (or \"*\" for every job) whose model may score IDs outside the training intersection",
+    )
+
+    def allows_new_ids(self, job_id: str) -> bool:
+        return "*" in self.allow_new_ids or job_id in self.allow_new_ids
 
 
 class ServiceConfig(_Strict):
@@ -109,6 +148,7 @@ class ServiceConfig(_Strict):
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
     peers: dict[str, PeerSection] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    scoring: ScoringSection = Field(default_factory=ScoringSection)
     tls: TlsSection | None = None
     source: Path | None = None
 

@@ -35,6 +35,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,11 @@ from vfl.errors import (
     DataError,
     JobCancelled,
     JobError,
+    LimitExceeded,
     PeerNotAllowed,
     PeerRefused,
     ProtocolError,
+    RateLimited,
     UnknownJobError,
     VFLError,
 )
@@ -62,10 +65,12 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope, Role
+from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 from vfl.service import alignment
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
+from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
 from vfl.service.spec import JobSpec, Registration, ResumeRequest, TrainingStart, new_job_id
 from vfl.service.store import JobRecord, JobStore
@@ -80,7 +85,7 @@ class Node:
         self.config = config
         self.party: Party = config.role
         self.store = JobStore(config.party.data_dir)
-        self.records: dict[str, JobRecord] = self.store.load_all()
+        self.records: dict[str, JobRecord] = self.store.load_all(role=self.party)
         self.client = PeerClient(config, transport=transport)
         self.workers = resolve_workers(config.limits.workers)
         self.runtimes: dict[str, JobRuntime] = {}
@@ -92,17 +97,23 @@ class Node:
         self._persisted: dict[str, dict[str, Any]] = {}
         self._background: set[asyncio.Task] = set()
         self._coordinating: set[str] = set()  # jobs whose resume is asking the parties right now
+        self._score_times: dict[str, deque[float]] = {}  # party A: recent scoring requests per job
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Pick up jobs that were running when this service stopped."""
+        """Pick up jobs that were running when this service stopped; start the checkpoint sweep."""
+        self.sweep_checkpoints()  # what outlived its resume window while this service was down
         for record in list(self.records.values()):
             if record.finished:
                 continue
-            aligned = self.party == "C" or self.store.load_alignment(record.job_id) is not None
+            damage = None
+            try:
+                aligned = self.party == "C" or self.store.load_alignment(record.job_id) is not None
+            except JobError as exc:  # a damaged alignment file: this job cannot continue here
+                aligned, damage = False, str(exc)
             if record.state != "training" or not aligned:
-                reason = f"party {self.party} restarted while the job was {record.state}; submit it again"
+                reason = damage or f"party {self.party} restarted while the job was {record.state}; submit it again"
                 self._save(record, state="failed", stage="stopped", error=reason)
                 self._spawn(self._tell_peers(record, "fail", reason))
                 continue
@@ -110,9 +121,14 @@ class Node:
             self._save(record, generation=record.generation + 1, stage="interrupted")
             self._runtime(record)
             if self.party == "B":
-                self._start_resume(record, f"party B ({self.config.party.id}) restarted")
+                try:
+                    self._start_resume(record, f"party B ({self.config.party.id}) restarted")
+                except JobError as exc:  # out of resumes: the job ends here, and the peers hear why
+                    self._save(record, state="failed", stage="stopped", error=str(exc))
+                    self._spawn(self._tell_peers(record, "fail", str(exc)))
             else:
                 self._spawn(self._report_interruption(record))
+        self._spawn(self._sweep_forever())  # a background task: shutdown cancels it with the others
 
     async def shutdown(self) -> None:
         for task in list(self.drivers.values()) + list(self._background):
@@ -125,6 +141,41 @@ class Node:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # -- retention: checkpoints outlive their use only as long as a resume may need them ------------
+
+    def sweep_checkpoints(self) -> list[str]:
+        """Delete the checkpoints of finished jobs that can no longer resume; return those jobs' ids.
+
+        Checkpoints can hold the arbiter's private key, so they go as soon as they are no use:
+        a cancelled job's at once (``fail`` deletes them too; this catches a party that was down
+        then), and a failed, damaged or succeeded job's once ``limits.resume_window`` seconds have
+        passed since it stopped. A succeeded job keeps them for the window as well, because A and C
+        succeed before B has evaluated the model, and a crash of B then still resumes from them; B
+        normally tells them to delete their checkpoints long before the window ends.
+        """
+        window = self.config.limits.resume_window
+        now = time.time()
+        swept = []
+        for record in list(self.records.values()):
+            if not record.finished or not self.store.has_checkpoints(record.job_id):
+                continue
+            stopped = record.stopped_at or record.updated_at  # records from before stopped_at existed
+            if record.state == "cancelled" or now - stopped >= window:
+                self.store.drop_checkpoints(record.job_id)
+                log.info("job %s (%s): checkpoints deleted (resume window of %gs)", record.job_id, record.state, window)
+                swept.append(record.job_id)
+        return swept
+
+    async def _sweep_forever(self) -> None:
+        """Run the checkpoint sweep a few times per resume window (at least once an hour)."""
+        interval = max(0.1, min(self.config.limits.resume_window, 3600.0) / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep_checkpoints()
+            except Exception:  # noqa: BLE001 - one unreadable folder must not end the sweep for good
+                log.exception("checkpoint sweep failed; trying again in %gs", interval)
 
     # -- look-ups -----------------------------------------------------------------------
 
@@ -151,17 +202,25 @@ class Node:
         if dataset is None:
             known = ", ".join(sorted(self.config.datasets)) or "none"
             raise DataError(f"party {self.config.party.id!r} has no dataset named {name!r}; it has: {known}")
+        # Messages name the file for our operators; ``public`` names the dataset instead, for peers,
+        # who ask for datasets by name and have no business knowing our paths (vfl.service.redact).
         try:
             mtime = os.path.getmtime(dataset.path)
         except OSError as exc:
-            raise DataError(f"dataset {name!r}: cannot read {dataset.path} ({exc})") from exc
+            raise DataError(f"dataset {name!r}: cannot read {dataset.path} ({exc})",
+                            public=f"dataset {name!r}: cannot read its file ({exc.strerror or type(exc).__name__})",
+                            ) from exc
         cached = self._tables.get(name)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        table = load_csv(
-            dataset.path, id_column=dataset.id_column, label_column=dataset.label_column, model=model,
-            max_bytes=self.config.limits.max_csv_bytes,
-        )
+        try:
+            table = load_csv(
+                dataset.path, id_column=dataset.id_column, label_column=dataset.label_column, model=model,
+                max_bytes=self.config.limits.max_csv_bytes,
+            )
+        except DataError as exc:  # load_csv starts each message with the file's path
+            exc.public = str(exc).replace(str(dataset.path), f"dataset {name!r}")
+            raise
         self._tables[name] = (mtime, table)
         return table
 
@@ -265,6 +324,9 @@ class Node:
                     alignment.key_holder_finished(self, record, role, self.runtimes[record.job_id])
                 self.psi_done.setdefault(record.job_id, asyncio.Event()).set()
             return
+        if isinstance(role, Arbiter) and role.new_ledger_entries:
+            self.store.append_ledger(record.job_id, role.new_ledger_entries)
+            role.new_ledger_entries = []
         decisions = [e.message for e in out if isinstance(e.message, EpochDecision)]
         if isinstance(message, EpochDecision):
             decisions.append(message)
@@ -297,6 +359,10 @@ class Node:
         if record is None or record.finished:
             return
         self._save(record, state=state, stage="stopped", error=reason)
+        if state == "cancelled":
+            # A cancelled job never resumes, so its checkpoints (the arbiter's hold its private key)
+            # go now; sealing makes the store refuse one that a message still being handled writes.
+            self.store.drop_checkpoints(job_id, seal=True)
         driver = self.drivers.pop(job_id, None)
         if driver is not None and driver is not asyncio.current_task():
             driver.cancel()
@@ -312,13 +378,18 @@ class Node:
             self._spawn(runtime.close())
 
     async def _tell_peers(self, record: JobRecord, what: str, reason: str = "") -> None:
+        # Peers are other organisations: they get the reason without our local paths; the full
+        # reason stays in our job record and in this log line.
+        public = redact(reason, local_paths(self.config))
+        if reason:
+            log.warning("job %s: telling peers (%s): %s", record.job_id, what, reason)
         for role, peer_id in record.peers.items():
             if role == self.party:
                 continue
             try:
                 await self.client.call_json(
                     peer_id, "POST", f"/v1/peer/jobs/{record.job_id}/{what}",
-                    {"reason": f"party {self.party} ({self.config.party.id}): {reason}"},
+                    {"reason": f"party {self.party} ({self.config.party.id}): {public}"},
                 )
             except VFLError as exc:  # best effort: the peer may be the one that is down
                 log.warning("could not tell %s about job %s (%s): %s", peer_id, record.job_id, what, exc)
@@ -359,7 +430,6 @@ class Node:
         self._check_key_sizes(spec.training, spec.psi.key_bits)
         table = await asyncio.to_thread(self.table, spec.party_b.dataset, spec.training.model)
         parties = {"A": a_id, "B": self.config.party.id, "C": c_id}
-        registration = Registration(job_id=job_id, parties=parties, training=spec.training, psi=spec.psi)
         record = JobRecord(
             job_id=job_id, role="B", spec=spec.model_dump(mode="json") | {"job_id": job_id},
             dataset=spec.party_b.dataset, peers=parties, max_epochs=spec.training.epochs,
@@ -367,24 +437,44 @@ class Node:
         # B must be ready for A's first PSI message before A hears of the job.
         self.store.create(record)
         self.records[job_id] = record
-        self._runtime(record)
         registered: list[str] = []
         try:
-            await self.client.call_json(c_id, "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
-            registered.append(c_id)
-            body = registration.model_copy(update={"dataset": spec.party_a.dataset}).model_dump(mode="json")
-            await self.client.call_json(a_id, "POST", "/v1/peer/jobs", body)
-            registered.append(a_id)
-        except VFLError as exc:
+            self._runtime(record)
+            await self._register_with_peers(record, spec, table, registered)
+        except Exception as exc:  # whatever went wrong, nothing may be left half-created anywhere
             await self._undo_submission(job_id, registered, str(exc))
             if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
                 raise ConfigError(f"job refused: {exc}") from exc
-            raise
+            if isinstance(exc, VFLError):
+                raise
+            log.exception("job %s: submit crashed; withdrawn everywhere", job_id)
+            raise VFLError(f"internal error while submitting job {job_id} ({exc!r}); it was withdrawn "
+                           "everywhere, nothing is left behind") from exc
         self.drivers[job_id] = asyncio.get_running_loop().create_task(self._drive(record, table))
         return record
 
+    async def _register_with_peers(self, record: JobRecord, spec: JobSpec, table: PartyTable,
+                                   registered: list[str]) -> None:
+        """Register the job with A, which confirms its feature count, then with C, which gets both lengths.
+
+        The lengths C will decrypt come from here (B's own count and the one A
+        states), never from a party's own key request: see :mod:`vfl.protocol.arbiter`.
+        """
+        parties = record.peers
+        n_b = gradient_lengths(0, table.features.shape[1], spec.training)["B"]
+        to_a = {"B": n_b} | ({"A": spec.party_a.n_features} if spec.party_a.n_features else {})
+        registration = Registration(job_id=record.job_id, parties=parties, training=spec.training, psi=spec.psi,
+                                    dataset=spec.party_a.dataset, gradient_lengths=to_a)
+        registered.append(parties["A"])  # before the call: a registration that timed out may still have landed
+        answer = await self.client.call_json(parties["A"], "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
+        lengths = {"A": _confirmed_length(answer), "B": n_b}
+        self._save(record, gradient_lengths=lengths)
+        to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
+        registered.append(parties["C"])
+        await self.client.call_json(parties["C"], "POST", "/v1/peer/jobs", to_c.model_dump(mode="json"))
+
     async def _undo_submission(self, job_id: str, registered: list[str], reason: str) -> None:
-        """A peer refused: withdraw the job everywhere, so nothing is left half-created."""
+        """Submitting failed: withdraw the job everywhere, so nothing is left half-created."""
         for peer_id in registered:
             try:
                 await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget", {"reason": reason})
@@ -458,11 +548,11 @@ class Node:
             await runtime.close()
 
     def _party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
+        options = dict(feature_names=aligned.feature_names, workers=self.workers,
+                       min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths)
         if self.party == "B":
-            return PartyB(record.job_id, config, aligned.features, aligned.labels, feature_names=aligned.feature_names,
-                          workers=self.workers, min_key_bits=self.config.limits.min_key_bits)
-        return PartyA(record.job_id, config, aligned.features, feature_names=aligned.feature_names,
-                      workers=self.workers, min_key_bits=self.config.limits.min_key_bits)
+            return PartyB(record.job_id, config, aligned.features, aligned.labels, **options)
+        return PartyA(record.job_id, config, aligned.features, **options)
 
     async def _evaluate(self, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
         """Metrics of the federated model and of a bank-only baseline on the same rows."""
@@ -470,7 +560,9 @@ class Node:
         answer = await self.client.call_json(
             record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/scores", {"ids": aligned.ids}
         )
-        u_a = _partial_scores(answer, len(aligned))
+        u_a, available = _partial_scores(answer, len(aligned))
+        if not available.all():
+            raise ProtocolError(f"party A did not score {int((~available).sum())} of the job's own aligned rows")
         predictions = model.predict(aligned.features, u_a)
         schedule = role.schedule
         kind = role.config.model
@@ -522,18 +614,36 @@ class Node:
         self._start_resume(record, "resume requested")
         return record
 
-    async def peer_interrupted(self, job_id: str, caller: str, reason: str) -> None:
-        """A restarted peer reports that it lost its place in the job."""
+    async def peer_interrupted(self, job_id: str, caller: str, reason: str, generation: int) -> None:
+        """A restarted peer reports that it lost its place in the job.
+
+        Accepted only with evidence of a real restart: a restarted service fences
+        the job by moving its generation past the one the job runs under. Each
+        resume also counts against ``limits.max_resumes``; and whatever a peer
+        claims, the arbiter decrypts no slot twice with different values.
+        """
         record = self.record(job_id)
         if caller not in record.peers.values():
             raise PeerNotAllowed(f"{caller!r} takes no part in job {job_id}")
         if record.state in ("succeeded", "cancelled"):
             return
+        if generation <= record.generation:
+            raise JobError(
+                f"{caller!r} reports a restart, but its generation {generation} has not moved past the job's "
+                f"{record.generation}: a restarted service always moves it on, so this is no restart"
+            )
         self._start_resume(record, reason)
+
+    def _check_resume_budget(self, record: JobRecord) -> None:
+        limit = self.config.limits.max_resumes
+        if record.resumes >= limit:
+            raise JobError(f"job {record.job_id} has resumed {record.resumes} times, the most this service allows "
+                           f"(limits.max_resumes = {limit}); submit it again")
 
     def _start_resume(self, record: JobRecord, reason: str) -> None:
         if record.job_id in self._coordinating:
             return  # a resume is asking the parties right now; it will see this one too
+        self._check_resume_budget(record)
         current = self.drivers.get(record.job_id)
         if current is not None:
             current.cancel()
@@ -605,7 +715,7 @@ class Node:
         try:
             await self.client.call_json(
                 record.peers["B"], "POST", f"/v1/peer/jobs/{record.job_id}/interrupted",
-                {"reason": f"party {self.party} ({self.config.party.id}) restarted"},
+                {"reason": f"party {self.party} ({self.config.party.id}) restarted", "generation": record.generation},
             )
         except VFLError as exc:
             await self.fail(record.job_id, f"restarted, and could not reach party B to resume: {exc}", notify=False)
@@ -628,20 +738,26 @@ class Node:
         self._require_peer(record, caller, "B")
         if record.state == "cancelled":
             raise JobError(f"job {job_id} was cancelled here; it cannot resume")
+        if request.generation <= record.generation:
+            raise JobError(f"job {job_id} is already at generation {record.generation} here; a resume must move it on")
+        self._check_resume_budget(record)
         state = self.store.load_checkpoint(job_id, request.epoch)
         config = self._training_config(record)
         if self.party == "C":
             key = PrivateKey.from_dict(state["private_key"])
             role: TrainingRole = await asyncio.to_thread(
-                Arbiter, job_id, config, record.n_rows, keypair=(key.public_key, key),
-                min_key_bits=self.config.limits.min_key_bits,
+                Arbiter, job_id, config, record.n_rows, gradient_lengths=record.gradient_lengths,
+                keypair=(key.public_key, key), min_key_bits=self.config.limits.min_key_bits,
             )
         else:
             aligned = await asyncio.to_thread(self._aligned_table, record)
             role = await asyncio.to_thread(self._party_role, record, config, aligned)
         role.load_state_dict(state)
+        if isinstance(role, Arbiter):
+            # Everything released before, also after this checkpoint: a resumed slot gets the same value or nothing.
+            role.remember(self.store.load_ledger(job_id))
         self._save(record, generation=request.generation, state="training", stage="training", error=None,
-                   epoch=request.epoch + 1)
+                   epoch=request.epoch + 1, resumes=record.resumes + 1)
         runtime = await self._fresh_runtime(record)
         await runtime.add_role("train", role, role.resume())
         return record
@@ -660,11 +776,14 @@ class Node:
         table = await asyncio.to_thread(self.table, record.dataset)
         rows = table.rows_for(ids)  # unknown IDs at B: a clear error before A is asked
         answer = await self.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{job_id}/scores", {"ids": ids})
-        u_a = _partial_scores(answer, len(ids))
-        scores = model.predict(table.features[rows], u_a)
+        u_a, available = _partial_scores(answer, len(ids))
+        scores = model.predict(table.features[rows], np.where(available, u_a, 0.0))
         out = []
-        for i, score in zip(ids, scores):
-            item: dict[str, Any] = {"id": i, "score": float(score)}
+        for i, score, ok in zip(ids, scores, available):
+            if not ok:  # party A does not score this ID for this job
+                out.append({"id": i, "status": "not available"})
+                continue
+            item: dict[str, Any] = {"id": i, "status": "ok", "score": float(score)}
             if model.model == "logistic":
                 item["label"] = int(score >= 0.5)
             out.append(item)
@@ -689,13 +808,23 @@ class Node:
             if existing.spec == registration.model_dump(mode="json"):
                 return existing  # a retried registration: same answer, no double work
             raise JobError(f"a job with id {registration.job_id!r} already exists here")
+        lengths = dict(registration.gradient_lengths)
         if self.party == "A":
             if not registration.dataset:
                 raise ConfigError("party A's registration must name its dataset")
-            await asyncio.to_thread(self.table, registration.dataset)  # refuse now if unusable
+            table = await asyncio.to_thread(self.table, registration.dataset)  # refuse now if unusable
+            # A states its own feature count; the job's copy at the arbiter fixes it from now on.
+            n_a = table.features.shape[1]
+            if lengths.get("A", n_a) != n_a:
+                raise ConfigError(f"the job spec expects {lengths['A']} features at party A; its dataset "
+                                  f"{registration.dataset!r} has {n_a}")
+            lengths["A"] = n_a
+        if set(lengths) != {"A", "B"}:
+            raise ConfigError(f"the registration must fix the gradient lengths of parties A and B, got {sorted(lengths)}")
         record = JobRecord(
             job_id=registration.job_id, role=self.party, spec=registration.model_dump(mode="json"),
             dataset=registration.dataset, peers=parties, max_epochs=registration.training.epochs,
+            gradient_lengths=lengths,
         )
         self.store.create(record)
         self.records[record.job_id] = record
@@ -728,12 +857,14 @@ class Node:
         config = self._training_config(record)
         if self.party == "C":
             role: TrainingRole = await asyncio.to_thread(
-                Arbiter, job_id, config, start.n_rows, min_key_bits=self.config.limits.min_key_bits
+                Arbiter, job_id, config, start.n_rows, gradient_lengths=record.gradient_lengths,
+                min_key_bits=self.config.limits.min_key_bits,
             )
             self._save(record, state="training", stage="training", n_rows=start.n_rows)
             self._checkpoint(record, role)
             await runtime.add_role("train", role)
             return record
+        await self._alignment_stored(record)
         aligned = await asyncio.to_thread(self._aligned_table, record)
         if len(aligned) != start.n_rows:
             raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
@@ -743,6 +874,21 @@ class Node:
         await runtime.add_role("train", role, role.start())
         return record
 
+    async def _alignment_stored(self, record: JobRecord) -> None:
+        """Party A: wait until its side of the PSI has finished and the aligned IDs are stored.
+
+        B learns the intersection when it sends A its last PSI message, so B's "start
+        training" can arrive while that message still waits in A's queue.
+        """
+        if self.store.load_alignment(record.job_id) is not None:
+            return
+        finished = self.psi_done.setdefault(record.job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(finished.wait(), timeout=self.config.limits.request_timeout)
+        except TimeoutError:
+            raise JobError(f"job {record.job_id}: alignment has not finished at party A after "
+                           f"{self.config.limits.request_timeout:g}s (limits.request_timeout)") from None
+
     def aligned_rows(self, job_id: str, table: PartyTable, rows: np.ndarray, summary: dict[str, Any]) -> None:
         """Party A records its side of the alignment (called by the alignment stage)."""
         self.store.save_alignment(job_id, [table.ids[i] for i in rows])
@@ -751,25 +897,62 @@ class Node:
     # -- party A: partial scores for B -------------------------------------------------------
 
     async def partial_scores(self, job_id: str, ids: list[str], caller: str) -> dict[str, Any]:
+        """Party A's plaintext partial scores u_A for B: only for IDs A agreed to score.
+
+        Those are the job's aligned rows, or any ID in A's dataset where A's own
+        ``[scoring] allow_new_ids`` names the job. Any other ID, and one A does not
+        hold, is answered "not available" alike, so the answer tells B nothing
+        about A's customers beyond the ones it may score. Volume and rate are
+        bounded per job (``limits.max_scored_ids``, ``limits.score_requests_per_minute``)
+        and every request is written to this job's audit log.
+        """
         if self.party != "A":
             raise ConfigError("partial scores come from party A")
         record = self.record(job_id)
         self._require_peer(record, caller, "B")
         if len(ids) > self.config.limits.max_vector_length:
-            raise DataError(f"{len(ids)} IDs exceed the limit of {self.config.limits.max_vector_length}")
+            raise LimitExceeded(f"{len(ids)} IDs exceed the limit of {self.config.limits.max_vector_length} per request")
         event = self.done.get(job_id)
         if event is not None and not event.is_set() and record.state == "training":
             # B can ask right after the last decision, a moment before A has saved its part.
             await asyncio.wait_for(event.wait(), timeout=self.config.limits.request_timeout)
         if record.state != "succeeded":
             raise JobError(f"job {job_id} is {record.state} at party A; it has no model to score with")
+        try:
+            self._admit_scoring(record, len(ids))
+        except LimitExceeded as exc:
+            self.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
+            raise
         model = ModelPartA.from_dict(self.model_part(job_id))
         table = await asyncio.to_thread(self.table, record.dataset)
-        try:
-            rows = table.rows_for(ids)
-        except DataError as exc:
-            raise DataError(f"party A cannot score: {exc}") from exc
-        return {"u_a": model.partial_scores(table.features[rows]).tolist()}
+        rows = table.find(ids)
+        if not self.config.scoring.allows_new_ids(job_id):
+            aligned = set(self.store.load_alignment(job_id) or ())
+            rows = [row if i in aligned else None for i, row in zip(ids, rows)]
+        known = [row for row in rows if row is not None]
+        values = iter(model.partial_scores(table.features[known]).tolist()) if known else iter(())
+        u_a = [None if row is None else next(values) for row in rows]
+        unavailable = len(ids) - len(known)
+        self._save(record, scored_ids=record.scored_ids + len(ids))
+        self.store.audit(job_id, f"scored {len(known)} IDs for {caller} ({unavailable} not available)")
+        return {"u_a": u_a, "status": ["ok" if v is not None else "not available" for v in u_a]}
+
+    def _admit_scoring(self, record: JobRecord, count: int) -> None:
+        """Count this request against the job's scoring budget and rate, or refuse it."""
+        limits = self.config.limits
+        if record.scored_ids + count > limits.max_scored_ids:
+            raise LimitExceeded(
+                f"job {record.job_id} has scored {record.scored_ids} IDs; {count} more would pass party A's "
+                f"limit of {limits.max_scored_ids} (limits.max_scored_ids)")
+        now = time.monotonic()
+        recent = self._score_times.setdefault(record.job_id, deque())
+        while recent and now - recent[0] > 60.0:
+            recent.popleft()
+        if len(recent) >= limits.score_requests_per_minute:
+            raise RateLimited(
+                f"job {record.job_id}: more than {limits.score_requests_per_minute} scoring requests in a minute "
+                "(limits.score_requests_per_minute at party A); retry later")
+        recent.append(now)
 
     def convergence(self, job_id: str, caller: str) -> dict[str, Any]:
         """For B's report: how A's weights settled, as norms per epoch; the weights stay with A.
@@ -811,14 +994,29 @@ class Node:
             raise
 
 
-def _partial_scores(answer: Any, expected: int) -> np.ndarray:
+def _confirmed_length(answer: Any) -> int:
+    """Party A's gradient length from its registration answer."""
     try:
-        values = np.asarray(answer["u_a"], dtype=np.float64)
+        length = int(answer["gradient_lengths"]["A"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"party A's registration answer does not state its feature count: {exc!r}") from exc
+    if not 1 <= length <= 1_000_000:
+        raise ProtocolError(f"party A states {length} features; a job needs between 1 and 1,000,000")
+    return length
+
+
+def _partial_scores(answer: Any, expected: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party A's answer as (u_A, available): u_A is NaN where A answered "not available"."""
+    try:
+        values = np.asarray([np.nan if v is None else v for v in answer["u_a"]], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"party A's partial scores are malformed: {exc!r}") from exc
-    if values.shape != (expected,) or not np.all(np.isfinite(values)):
+    if values.shape != (expected,):
         raise ProtocolError(f"party A returned {values.size} partial scores for {expected} IDs")
-    return values
+    available = ~np.isnan(values)
+    if not np.all(np.isfinite(values[available])):
+        raise ProtocolError("party A returned partial scores that are not finite numbers")
+    return values, available
 
 
 def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:

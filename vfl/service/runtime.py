@@ -22,7 +22,8 @@ job resumes from a checkpoint. Every message carries its sender's generation.
 One from an older generation was in flight when a party went down: it is
 answered "stale" and dropped, so it can neither be applied twice nor fail the
 job. One from a newer generation means this party has not been told to
-resume yet, and is refused (409).
+resume yet: it is refused as :class:`~vfl.errors.NotReady` (409), and the
+sender retries it until this party has resumed.
 
 Anything that goes wrong fails the job with a readable error, which the
 service then tells the peers.
@@ -36,7 +37,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from vfl.errors import LimitExceeded, OutOfOrderError, PeerRefused, ReplayError, VFLError
+from vfl.errors import LimitExceeded, NotReady, OutOfOrderError, PeerRefused, ReplayError, VFLError
 from vfl.protocol.messages import IntVector, Message, Party
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.wire import decode_message
@@ -143,7 +144,7 @@ class JobRuntime:
         if generation < self.generation:
             return "stale"
         if generation > self.generation:
-            raise OutOfOrderError(
+            raise NotReady(
                 f"job {self.job_id} is at generation {self.generation} here, the message at {generation}: "
                 "this party has not resumed yet"
             )
@@ -179,7 +180,7 @@ class JobRuntime:
         role = self.roles.get(message.PROTOCOL)
         if role is None:
             if len(self._early) >= EARLY_LIMIT:
-                raise OutOfOrderError(f"{message.address()} arrived before this party is ready for it")
+                raise NotReady(f"{message.address()} arrived before this party is ready for it")
             self._early.append((sender, message))
         elif self.synchronous:
             async with self._lock:
@@ -193,9 +194,11 @@ class JobRuntime:
 
     async def _after(self, role: Role, message: Message, envelopes: list[Envelope]) -> None:
         self.last_activity = time.monotonic()
+        # The service records progress first (the arbiter's decryption ledger must be on disk
+        # before its answer leaves), then the answers go out.
+        await self._on_handled(role, message, envelopes)
         for envelope in envelopes:
             await self._outbox.put(envelope)
-        await self._on_handled(role, message, envelopes)
 
     # -- the two loops ----------------------------------------------------------------
 

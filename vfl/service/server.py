@@ -1,14 +1,34 @@
-"""``vfl serve``: one service under uvicorn, its role chosen by its config file."""
+"""``vfl serve``: one service under uvicorn, its role chosen by its config file.
+
+What uvicorn is told, and why:
+
+* ``http``: :class:`~vfl.service.tls.PeerCertProtocol`, with and without TLS;
+  it gives every connection ``[limits] header_timeout`` seconds to send a
+  complete request head, and answers a head above ``max_header_bytes`` with
+  431 (``h11_max_incomplete_event_size``).
+* ``limit_concurrency``: with ``max_connections`` connections open or
+  requests running, further requests get 503 instead of piling up.
+* ``timeout_graceful_shutdown``: on SIGTERM, requests still running get
+  :data:`GRACEFUL_SHUTDOWN_SECONDS`, then they are cancelled and the service
+  exits. Jobs are checkpointed every epoch and resume after a restart, so
+  nothing is gained by waiting longer. Crypto worker processes end with the
+  service (see :mod:`vfl.parallel`).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from vfl.service.config import load_config
+from vfl.service.config import ServiceConfig, load_config
 from vfl.service.tls import PeerCertProtocol, server_ssl_options
+
+#: Seconds a stopping service lets running requests finish.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def create_app_for(config_path: str | Path):  # noqa: ANN201 - a FastAPI app
@@ -20,16 +40,27 @@ def create_app_for(config_path: str | Path):  # noqa: ANN201 - a FastAPI app
     return config, create_app(config)
 
 
+def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
+    """Everything uvicorn needs besides the app, host and port (see the module docstring)."""
+    limits = config.limits
+    options: dict[str, Any] = {
+        "http": functools.partial(PeerCertProtocol, header_timeout=limits.header_timeout),
+        "limit_concurrency": limits.max_connections,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if config.tls is not None:
+        options.update(server_ssl_options(config.tls.ca, config.tls.cert, config.tls.key))
+    return options
+
+
 def serve(config_path: str | Path, *, log_level: str = "info") -> None:
     config, app = create_app_for(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options: dict = {}
     if config.tls is None:
         logging.getLogger("vfl.service").warning(
             "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
             "use [tls] outside tests", config.party.id,
         )
-    else:
-        options = {"http": PeerCertProtocol, **server_ssl_options(config.tls.ca, config.tls.cert, config.tls.key)}
     uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, access_log=False,
-                **options)
+                **uvicorn_options(config))

@@ -16,9 +16,9 @@ files and URLs in its own config::
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vfl.config import TrainingConfig
 from vfl.errors import ConfigError
@@ -27,12 +27,15 @@ from vfl.service.config import PARTY_ID_PATTERN
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PartyARef(_Strict):
     peer: str = Field(pattern=PARTY_ID_PATTERN)
     dataset: str = Field(min_length=1, max_length=128)
+    n_features: int | None = Field(
+        None, ge=1, le=100_000,
+        description="optional: the feature count party A must confirm; A states it at registration otherwise")
 
 
 class PartyBRef(_Strict):
@@ -75,6 +78,16 @@ class Registration(_Strict):
     dataset: str | None = Field(None, description="party A's dataset name (only in A's copy)")
     training: TrainingConfig
     psi: PsiSettings
+    gradient_lengths: dict[Literal["A", "B"], int] = Field(
+        description="each party's gradient length: B's (and A's when the spec fixes it) in A's copy, "
+        "both in the arbiter's. The arbiter decrypts vectors of exactly these lengths.")
+
+    @field_validator("gradient_lengths")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(not 1 <= n <= 1_000_000 for n in value.values()):
+            raise ValueError("every gradient length must be between 1 and 1,000,000")
+        return value
 
 
 class TrainingStart(_Strict):
@@ -96,6 +109,13 @@ class ScoreQuery(_Strict):
 
 class FailureNotice(_Strict):
     reason: str = Field(max_length=4000)
+
+
+class InterruptionNotice(_Strict):
+    """A restarted A or C → B: resume the job. ``generation`` is the restarted party's, moved on at restart."""
+
+    reason: str = Field(max_length=4000)
+    generation: int = Field(ge=1)
 
 
 def describe(exc: ValidationError) -> str:

@@ -10,11 +10,35 @@
 Every file is written atomically (a temporary file in the same folder, flushed,
 then renamed over the old one), so a crash leaves either the old or the new
 version, never half of one; a restarted service lists every job it had.
+
+Atomic writes do not protect against what happens to a file later (a full disk,
+a bad sector, a careless editor), so every JSON file also carries the SHA-256 of
+its content and is checked when read. The file stays plain, readable JSON::
+
+    {
+      "sha256": "<hex digest of the canonical JSON of data>",
+      "data": { ...the record, model, IDs or checkpoint... }
+    }
+
+A file that fails the check is *damaged*, and each kind is handled so that one
+bad file never takes more with it than it must:
+
+- a damaged checkpoint is left out of :meth:`JobStore.checkpoints`, so a resume
+  falls back to the newest epoch that every party can still read;
+- a damaged ``job.json`` is listed as a job in state ``damaged`` (with the reason),
+  which is never resumed and whose id is never reused; nothing in its folder is
+  touched;
+- any other damaged file raises a :class:`~vfl.errors.JobError` naming the file
+  and the fix.
+
+Everything here is private to the service: files are 0600, folders 0700.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,8 +50,20 @@ from pydantic import BaseModel, Field
 
 from vfl.errors import ConfigError, JobError
 
-JobState = Literal["pending", "aligning", "training", "succeeded", "failed", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+log = logging.getLogger("vfl.service")
+
+JobState = Literal["pending", "aligning", "training", "succeeded", "failed", "cancelled", "damaged"]
+# "damaged": the job's record could not be read back; like the other final states it never runs again.
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "damaged"})
+
+FILE_MODE = 0o600  # owner only: records, models and checkpoints (which can hold a private key)
+FOLDER_MODE = 0o700
+
+# What the operator can do about a damaged file, by file name (the message names the file as well).
+FIXES = {
+    "model.json": "restore it from a backup, or submit the job again to retrain the model",
+    "alignment.json": "restore it from a backup, or submit the job again",
+}
 
 
 class JobRecord(BaseModel):
@@ -39,6 +75,8 @@ class JobRecord(BaseModel):
     stage: str = "registered"
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+    stopped_at: float | None = Field(
+        None, description="when the job last reached a final state; the resume window counts from here")
     spec: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
     peers: dict[str, str] = Field(default_factory=dict, description="role → party id")
@@ -60,6 +98,9 @@ class JobRecord(BaseModel):
     curve_split: str | None = None
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
+    scored_ids: int = Field(0, description="party A: IDs scored for this job so far (bounded by limits.max_scored_ids)")
+    gradient_lengths: dict[str, int] | None = Field(
+        None, description="each party's gradient length, fixed by the job at registration (A's and B's feature counts)")
     resumes: int = 0
 
     @property
@@ -67,10 +108,35 @@ class JobRecord(BaseModel):
         return self.state in TERMINAL
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+class DamagedJobRecord(JobRecord):
+    """Stands in for a job whose ``job.json`` cannot be read back: state ``damaged``, with the reason.
+
+    It is listed like any job, but it is read-only: code that tries to move it on (resume
+    it, fail it, count an epoch) gets a :class:`JobError` instead of overwriting the damaged
+    file, which is the only evidence of what the job was.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise JobError(
+            f"job {self.job_id}: its record (job.json) is damaged, so the job cannot change: {self.error}"
+        )
+
+
+class _Damaged(Exception):
+    """A store file failed its check (internal: the store turns it into a JobError or a damaged record)."""
+
+
+def _private_folder(path: Path) -> Path:
+    """Create ``path`` if needed and make it owner-only (it may predate this rule)."""
+    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    os.chmod(path, FOLDER_MODE)
+    return path
+
+
+def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp makes it 0600
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -83,20 +149,69 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True), mode)
+def _digest(data: Any) -> str:
+    """SHA-256 of one canonical spelling of ``data``, so re-indenting a file keeps it valid."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def atomic_write_json(path: Path, data: Any, mode: int = FILE_MODE) -> None:
+    """Write ``data`` as checksummed JSON (see the module docstring), atomically."""
+    # Hash what a reader will get back, not what we were given: JSON turns tuples into lists
+    # and integer keys into strings, which would otherwise change the digest on the way back.
+    plain = json.loads(json.dumps(data, sort_keys=True))
+    envelope = {"sha256": _digest(plain), "data": plain}  # checksum first, where a reader sees it
+    atomic_write_text(path, json.dumps(envelope, indent=2) + "\n", mode)
+
+
+def read_json(path: Path) -> Any:
+    """The data of a file written by :func:`atomic_write_json`; raises ``_Damaged`` with the reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _Damaged("is not text") from None
+    except OSError as exc:
+        raise _Damaged(f"cannot be read ({exc.strerror or exc})") from exc
+    try:
+        content = json.loads(text)
+    except ValueError as exc:
+        raise _Damaged(f"is not valid JSON ({exc}); it was probably cut short") from None
+    if isinstance(content, dict) and ("sha256" in content or "data" in content):
+        if set(content) != {"sha256", "data"} or content["sha256"] != _digest(content["data"]):
+            raise _Damaged("does not match its SHA-256 checksum; its content has changed since it was written")
+        return content["data"]
+    # Written before files carried a checksum: still readable, but there is nothing to verify.
+    return content
 
 
 class JobStore:
+    KEEP_EPOCHS = 2  # checkpoints kept besides the start: the last two epochs
+
     def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "jobs"
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "jobs"
+        # Jobs whose job.json was damaged at load_all: never written again (see DamagedJobRecord).
+        self._damaged: set[str] = set()
+        # Jobs whose checkpoints are gone for good (cancelled): a late write must not bring a key back.
+        self._sealed: set[str] = set()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            _private_folder(self.data_dir)
+            _private_folder(self.root)
+            for folder in self.root.iterdir():  # folders made by older versions were 0755
+                if folder.is_dir():
+                    os.chmod(folder, FOLDER_MODE)
+        except PermissionError as exc:  # not ours to chmod: say so, but a service can still run
+            log.warning("cannot make %s private to this service (0700): %s", self.root, exc)
         except OSError as exc:
             raise ConfigError(f"cannot create the data directory {self.root}: {exc}") from exc
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
+
+    def _folder(self, job_id: str, sub: str | None = None) -> Path:
+        """The job's folder (or a sub-folder of it), created owner-only."""
+        folder = _private_folder(self.job_dir(job_id))
+        return folder if sub is None else _private_folder(folder / sub)
 
     def exists(self, job_id: str) -> bool:
         return (self.job_dir(job_id) / "job.json").is_file()
@@ -107,83 +222,197 @@ class JobStore:
         self.save(record)
 
     def save(self, record: JobRecord) -> None:
-        record.updated_at = time.time()
-        atomic_write_json(self.job_dir(record.job_id) / "job.json", record.model_dump(mode="json"))
+        if record.job_id in self._damaged:
+            raise JobError(f"job {record.job_id}: its job.json is damaged and is kept as it is; it cannot change")
+        now = time.time()
+        record.updated_at = now
+        # The resume window of a failed job counts from when it stopped, not from its last save.
+        if not record.finished:
+            record.stopped_at = None
+        elif record.stopped_at is None:
+            record.stopped_at = now
+        atomic_write_json(self._folder(record.job_id) / "job.json", record.model_dump(mode="json"))
 
-    def load_all(self) -> dict[str, JobRecord]:
+    def load_all(self, role: Literal["A", "B", "C"]) -> dict[str, JobRecord]:
+        """Every job here. A job whose record is damaged is listed as ``damaged`` (``role``: this service's)."""
         records: dict[str, JobRecord] = {}
         for file in sorted(self.root.glob("*/job.json")):
+            job_id = file.parent.name
             try:
-                record = JobRecord.model_validate_json(file.read_text())
-            except (OSError, ValueError):
-                continue  # an unreadable record is skipped, not fatal: the others still load
-            records[record.job_id] = record
+                record = JobRecord.model_validate(read_json(file))
+                if record.job_id != job_id:
+                    raise _Damaged(f"names job {record.job_id!r} but lies in the folder of {job_id!r}")
+            except (_Damaged, ValueError) as exc:  # ValueError: pydantic's, for a record of the wrong shape
+                reason = exc if isinstance(exc, _Damaged) else f"does not describe a job ({exc.__class__.__name__})"
+                records[job_id] = self._damaged_record(job_id, role, file, str(reason))
+                continue
+            records[job_id] = record
         return records
+
+    def _damaged_record(self, job_id: str, role: Literal["A", "B", "C"], file: Path, reason: str) -> JobRecord:
+        error = (
+            f"the job's record {file} {reason}. The job is kept as 'damaged': it will not run again and its "
+            f"id stays taken; its other files are untouched. Restore job.json from a backup and restart "
+            f"the service, or delete {file.parent} to discard the job"
+        )
+        log.error("job %s is damaged: %s", job_id, error)  # loud: an operator must look at this
+        self._damaged.add(job_id)
+        try:
+            when = file.stat().st_mtime
+        except OSError:
+            when = time.time()
+        return DamagedJobRecord(job_id=job_id, role=role, state="damaged", stage="damaged", error=error,
+                                created_at=when, updated_at=when, stopped_at=when)
 
     def delete(self, job_id: str) -> None:
         """Remove every trace of a job (used when a submission is refused half-way)."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def save_model(self, job_id: str, model: dict[str, Any]) -> None:
-        atomic_write_json(self.job_dir(job_id) / "model.json", model)
+        atomic_write_json(self._folder(job_id) / "model.json", model)
 
     def load_model(self, job_id: str) -> dict[str, Any] | None:
         return self._load(job_id, "model.json")
 
     def save_report(self, job_id: str, page: str) -> None:
-        atomic_write_text(self.job_dir(job_id) / "report.html", page)
+        atomic_write_text(self._folder(job_id) / "report.html", page)
 
     def load_report(self, job_id: str) -> str | None:
         file = self.job_dir(job_id) / "report.html"
         return file.read_text() if file.is_file() else None
 
     def save_alignment(self, job_id: str, ids: list[str]) -> None:
-        atomic_write_json(self.job_dir(job_id) / "alignment.json", {"ids": ids}, mode=0o600)
+        atomic_write_json(self._folder(job_id) / "alignment.json", {"ids": ids})
 
     def load_alignment(self, job_id: str) -> list[str] | None:
         data = self._load(job_id, "alignment.json")
-        return None if data is None else list(data["ids"])
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("ids"), list):
+            raise JobError(f"job {job_id}: {self.job_dir(job_id) / 'alignment.json'} holds no list of IDs; "
+                           f"{FIXES['alignment.json']}")
+        return list(data["ids"])
 
     # -- checkpoints: kept for the start and the last two epochs ---------------------------------
-
-    KEEP_EPOCHS = 2
+    #
+    # Pruning leaves the start (−1) and the two newest epochs at every party. If the newest is
+    # damaged at one party, the one before (or at worst the start) is still common to all three,
+    # so a resume still finds an epoch to continue from.
 
     def save_checkpoint(self, job_id: str, epoch: int, state: dict[str, Any]) -> None:
         """Write the state after ``epoch`` (0600: the arbiter's holds its private key)."""
-        folder = self.job_dir(job_id) / "checkpoints"
-        atomic_write_json(folder / f"epoch-{epoch}.json", state, mode=0o600)
-        for old in self.checkpoints(job_id)[1:-self.KEEP_EPOCHS]:
+        if job_id in self._sealed:
+            raise JobError(f"job {job_id} was cancelled here; it takes no more checkpoints")
+        folder = self._folder(job_id, "checkpoints")
+        atomic_write_json(folder / f"epoch-{epoch}.json", state)
+        # By file name, not by checking each one: a damaged file just ages out like the rest.
+        for old in self._checkpoint_epochs(job_id)[1:-self.KEEP_EPOCHS]:
             (folder / f"epoch-{old}.json").unlink(missing_ok=True)
 
-    def checkpoints(self, job_id: str) -> list[int]:
-        """Epochs with a checkpoint, ascending (−1 is the state before training)."""
-        folder = self.job_dir(job_id) / "checkpoints"
+    def _checkpoint_epochs(self, job_id: str) -> list[int]:
+        """Epochs with a checkpoint file, readable or not, ascending."""
         epochs = []
-        for file in folder.glob("epoch-*.json"):
+        for file in (self.job_dir(job_id) / "checkpoints").glob("epoch-*.json"):
             try:
                 epochs.append(int(file.stem.removeprefix("epoch-")))
             except ValueError:
                 continue
         return sorted(epochs)
 
+    def checkpoints(self, job_id: str) -> list[int]:
+        """Epochs this party can resume from, ascending (−1 is the state before training).
+
+        Only checkpoints that pass their check are listed; a damaged one is logged and left
+        out, so the parties agree on an older epoch instead. A job whose record is damaged
+        cannot resume at all, so it lists none.
+        """
+        if job_id in self._damaged:
+            return []
+        readable = []
+        for epoch in self._checkpoint_epochs(job_id):
+            file = self.job_dir(job_id) / "checkpoints" / f"epoch-{epoch}.json"
+            try:
+                read_json(file)
+            except _Damaged as exc:
+                log.warning("job %s: checkpoint %s %s; it is skipped (an older epoch can be resumed from)",
+                            job_id, file, exc)
+                continue
+            readable.append(epoch)
+        return readable
+
+    def has_checkpoints(self, job_id: str) -> bool:
+        """Whether anything is left in the job's checkpoint folder (half-written files count: they hold secrets too)."""
+        return (self.job_dir(job_id) / "checkpoints").exists()
+
     def load_checkpoint(self, job_id: str, epoch: int) -> dict[str, Any]:
-        data = self._load(job_id, f"checkpoints/epoch-{epoch}.json")
-        if data is None:
+        file = self.job_dir(job_id) / "checkpoints" / f"epoch-{epoch}.json"
+        if not file.is_file():
             raise JobError(f"job {job_id} has no checkpoint for epoch {epoch} here")
+        try:
+            data = read_json(file)
+        except _Damaged as exc:
+            raise JobError(
+                f"job {job_id}: checkpoint {file} {exc}; resume again to continue from an older epoch that "
+                "all parties can read, or submit the job again"
+            ) from None
+        if not isinstance(data, dict):
+            raise JobError(f"job {job_id}: checkpoint {file} holds no saved state; resume from another epoch")
         return data
 
-    def drop_checkpoints(self, job_id: str) -> None:
-        """Remove checkpoints once they cannot be needed (they may hold private keys)."""
+    def drop_checkpoints(self, job_id: str, *, seal: bool = False) -> None:
+        """Remove checkpoints once they cannot be needed (they may hold private keys).
+
+        ``seal``: the job can never resume (it was cancelled), so refuse any checkpoint
+        written after this, say by a message that was still being handled.
+        """
+        if seal:
+            self._sealed.add(job_id)
         shutil.rmtree(self.job_dir(job_id) / "checkpoints", ignore_errors=True)
 
+    # -- the arbiter's decryption ledger: one line per released slot, kept for the job's life ---------
+
+    def append_ledger(self, job_id: str, entries: list[tuple[str, str]]) -> None:
+        """Record released decryptions (slot, digest) durably, before the answer leaves the service.
+
+        Holds digests only, no secret. It is what stops a resume from renewing the
+        decryption budget, so it is flushed to disk before the arbiter answers.
+        """
+        if not entries:
+            return
+        file = self._folder(job_id) / "ledger.jsonl"
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with os.fdopen(fd, "a") as handle:
+            handle.write("".join(json.dumps({"slot": slot, "sha256": digest}) + "\n" for slot, digest in entries))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def load_ledger(self, job_id: str) -> dict[str, str]:
+        """Every slot the arbiter released for this job; a torn last line (a crash mid-write) is skipped."""
+        file = self.job_dir(job_id) / "ledger.jsonl"
+        if not file.is_file():
+            return {}
+        ledger: dict[str, str] = {}
+        for line in file.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                ledger[str(entry["slot"])] = str(entry["sha256"])
+            except (ValueError, KeyError, TypeError):
+                continue  # only the line being written when the service died can be torn: it was never answered
+        return ledger
+
     def audit(self, job_id: str, line: str) -> None:
-        folder = self.job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "audit.log", "a") as handle:
+        file = self._folder(job_id) / "audit.log"
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # a log made by an older version may be world-readable
+        with os.fdopen(fd, "a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
 
     def _load(self, job_id: str, name: str) -> Any:
         file = self.job_dir(job_id) / name
         if not file.is_file():
             return None
-        return json.loads(file.read_text())
+        try:
+            return read_json(file)
+        except _Damaged as exc:
+            fix = FIXES.get(name, "restore it from a backup")
+            raise JobError(f"job {job_id}: {file} {exc}; {fix}") from None

@@ -2,8 +2,14 @@
 
 ``vfl certs --out DIR --parties party-a,party-b,arbiter`` makes a small CA and
 one certificate per party (EC P-256, common name = party id, SANs for the
-hosts it serves on, usable as TLS server and client). Private keys are written
-with mode 0600.
+hosts it serves on, usable as TLS server and client), one folder per owner::
+
+    DIR/ca/ca.pem, ca.key                      the CA: its key signs certificates, keep it offline
+    DIR/<party>/<party>.pem, <party>.key,      what that party installs, and nothing of anyone else's
+                ca.pem (a copy)
+
+Private keys are written with mode 0600 and the folders with 0700, so each
+folder can be handed to its owner as it is.
 
 Every service serves TLS with its certificate. The TLS layer asks each caller
 for a certificate signed by the CA (``CERT_OPTIONAL``: a certificate that is
@@ -15,20 +21,25 @@ presented must verify, or the handshake fails); then:
   so tools like curl only need the CA file to check the server.
 
 Uvicorn does not hand the peer certificate to the app, so
-:class:`PeerCertProtocol` (uvicorn's h11 protocol with one addition) copies it
-into the per-connection state, where a request finds it as
-``request.state.peer_certificate``.
+:class:`PeerCertProtocol` (uvicorn's h11 protocol with a few additions) copies
+it into the per-connection state, where a request finds it as
+``request.state.peer_certificate``. The same class, used with and without
+TLS, also gives every connection a deadline for its request head and refuses
+oversized heads with 431 (``[limits]`` ``header_timeout``, ``max_header_bytes``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import os
+import re
 import ssl
 from pathlib import Path
 from typing import Any
 
+import h11
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,17 +47,28 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vfl.errors import ConfigError
+from vfl.service.config import PARTY_ID_PATTERN
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 VALID_DAYS = 825
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a private key readable by its owner only (mode 0600 from the start)."""
+CA_FOLDER = "ca"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a private key, a token) readable by its owner only (mode 0600 from the start)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-    os.chmod(path, 0o600)
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def private_folder(path: Path) -> Path:
+    """A folder only its owner may enter (0700), made if missing."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -71,10 +93,21 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]] | None = None,
                       *, days: int = VALID_DAYS) -> dict[str, dict[str, Path]]:
-    """A CA and one certificate per party in ``out``; returns {party: {"cert", "key", "ca"}}."""
+    """A CA in ``out/ca`` and each party's certificate in ``out/<party>``; returns {party: {"cert", "key", "ca"}}.
+
+    The CA key is written to ``out/ca/ca.key`` only: no party folder holds it or another
+    party's key, so each party folder can be copied to its host as it is. ``"ca"`` in the
+    answer is the party's own copy of the CA certificate.
+    """
     if not parties or len(set(parties)) != len(parties):
         raise ConfigError("give each party once: --parties party-a,party-b,arbiter")
+    for party in parties:  # each id names a folder: no separators, nothing that climbs out of ``out``
+        if not re.fullmatch(PARTY_ID_PATTERN, party):
+            raise ConfigError(f"party id {party!r} must be letters, digits, '.', '_' or '-' (and start with one)")
+    if CA_FOLDER in parties:
+        raise ConfigError(f"{CA_FOLDER!r} is the CA's folder; give that party another id")
     out.mkdir(parents=True, exist_ok=True)
+    ca_folder = private_folder(out / CA_FOLDER)
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -87,9 +120,9 @@ def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]]
                                      encipher_only=False, decipher_only=False), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path = out / "ca.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(out / "ca.key", _key_pem(ca_key))
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    (ca_folder / "ca.pem").write_bytes(ca_pem)
+    write_private(ca_folder / "ca.key", _key_pem(ca_key))
     made: dict[str, dict[str, Path]] = {}
     for party in parties:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -103,9 +136,11 @@ def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]]
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
-        cert_path, key_path = out / f"{party}.pem", out / f"{party}.key"
+        folder = private_folder(out / party)
+        cert_path, key_path, ca_path = folder / f"{party}.pem", folder / f"{party}.key", folder / "ca.pem"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(key_path, _key_pem(key))
+        write_private(key_path, _key_pem(key))
+        ca_path.write_bytes(ca_pem)  # each party checks its peers against its own copy
         made[party] = {"cert": cert_path, "key": key_path, "ca": ca_path}
     return made
 
@@ -134,7 +169,27 @@ def client_ssl_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
 
 
 class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the caller's verified certificate in the request state."""
+    """uvicorn's h11 protocol with four additions, for TLS and plain HTTP alike.
+
+    * The caller's verified certificate goes into the request state (uvicorn
+      does not hand it to the app).
+    * A deadline for the request head: a connection must deliver a complete
+      request line and headers within ``header_timeout`` seconds of opening
+      (or of the first byte of its next request), or it is dropped. Without
+      one, a client that sends half a request holds a connection for ever;
+      uvicorn's keep-alive timer only runs *between* requests.
+    * A head larger than uvicorn's ``h11_max_incomplete_event_size`` gets 431
+      (uvicorn answers every unparsable head with 400).
+    * Idle connections close at once on shutdown (see :meth:`shutdown`).
+
+    Extra keyword arguments reach the constructor through
+    ``functools.partial``, which uvicorn accepts in place of a class.
+    """
+
+    def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -142,3 +197,73 @@ class PeerCertProtocol(H11Protocol):
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         # A fresh dict per connection: uvicorn copies it into every request's scope["state"].
         self.app_state = {**self.app_state, "peer_certificate": der}
+        self._watch_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _watch_header_deadline(self) -> None:
+        """Run the head deadline while h11 still waits for a request's head; stop it once one is in.
+
+        The client's h11 state is IDLE until a complete request line and headers
+        have been parsed; after a response it returns to IDLE for the next request
+        on the connection, where uvicorn's keep-alive timer covers the silence and
+        this deadline starts again with the first byte of that request.
+        """
+        waiting_for_head = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if waiting_for_head and self._header_deadline is None:
+            fresh = self.cycle is None  # nothing received yet on this connection
+            if fresh or self.conn.trailing_data[0]:
+                self._header_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+        elif not waiting_for_head:
+            self._cancel_header_deadline()
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.logger.info("%s: no complete request head within %.3g s; connection dropped",
+                             _peer_name(self.client), self.header_timeout)
+            # abort, not close: a graceful TLS close would wait for this client's close_notify.
+            self.transport.abort()
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 refuses a request head larger than its buffer limit; answer that with 431, not 400."""
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is None or len(self.conn.trailing_data[0]) <= limit:
+            super().send_400_response(msg)
+            return
+        self.logger.info("%s: request head above %d bytes refused", _peer_name(self.client), limit)
+        body = b"request line and headers are too large"
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close an idle connection at once, let a busy one finish its response.
+
+        uvicorn closes idle connections gracefully, and over TLS a graceful close
+        waits for the client's close_notify, which an idle HTTP client (a peer's
+        connection pool) never sends: the service then hung for asyncio's 30 s
+        ssl_shutdown_timeout before it exited. Nothing is in flight on an idle
+        connection, so it is aborted instead.
+        """
+        idle = self.cycle is None or self.cycle.response_complete
+        super().shutdown()
+        if idle:
+            self.transport.abort()
+
+
+def _peer_name(client: tuple[str, int] | None) -> str:
+    return "%s:%d" % client if client else "a client"

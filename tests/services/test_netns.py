@@ -1,0 +1,402 @@
+"""Party A, party B and arbiter C on three hosts that really are separate: Linux network namespaces.
+
+The test makes four namespaces of its own: one per service, each with one
+interface ``eth0`` and its own address (10.77.0.1 A, 10.77.0.2 B, 10.77.0.3 C),
+and a "switch" namespace holding a bridge that joins the three veth cables.
+Nothing is added to the namespace the test runs in, so every packet the
+services send stays inside namespaces this test made; proxy variables are
+dropped from their environment so nothing tries to leave.
+
+The orchestrator sits at the bank: a small agent process started with
+``ip netns exec`` in B's namespace makes the REST calls (to B, and over the
+switch to A and C) and hands the answers back through a pipe.
+
+Cutting a link is unplugging A's cable at the switch (``ip link set ... down``
+on the bridge port): A loses carrier, and B and C see nothing come back.
+
+Everything is torn down afterwards, also on failure: the services, anything
+else still running in the namespaces, and the namespaces themselves (which
+takes the veths and the bridge with them). Where namespaces cannot be made
+(no ``ip``, not root, no permission) the tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services.conftest import add_limits
+from vfl.demo import write_demo_files
+
+PREFIX = "vflnet"
+SHORT = {"party-a": "a", "party-b": "b", "arbiter": "c"}
+ADDRESSES = {"party-a": "10.77.0.1", "party-b": "10.77.0.2", "arbiter": "10.77.0.3"}
+PORTS = {"party-a": 8701, "party-b": 8702, "arbiter": 8703}
+URLS = {name: f"https://{ADDRESSES[name]}:{PORTS[name]}" for name in ADDRESSES}
+# Short limits so a dead link is noticed in seconds, not minutes.
+LIMITS = {"heartbeat": 1.0, "peer_timeout": 4.0, "request_timeout": 8.0, "workers": 1}
+TRAINING = {"epochs": 10, "tol": 0, "batch_size": 150, "optimizer": "adam", "validation_fraction": 0.2}
+CUT_AT_EPOCH = 2
+CUT_SECONDS = 10.0  # ten heartbeats, two and a half peer timeouts
+JOB_TIMEOUT = 90.0
+PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+
+def clean_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.lower() not in PROXY_VARIABLES}
+
+
+class Network:
+    """Four namespaces of our own: a switch (a bridge) and one host per service, cabled by veths."""
+
+    def __init__(self) -> None:
+        tag = f"{PREFIX}{os.getpid()}"
+        self.switch = f"{tag}-sw"
+        self.hosts = {name: f"{tag}-{short}" for name, short in SHORT.items()}
+        self.made: list[str] = []
+
+    @staticmethod
+    def sweep_stale() -> None:
+        """Namespaces of an earlier run of this test whose pytest died before its teardown."""
+        listed = ip("netns", "list", check=False).stdout
+        for line in listed.splitlines():
+            match = re.match(rf"({PREFIX}(\d+)-\w+)", line)
+            if match and not Path(f"/proc/{match.group(2)}").exists():
+                _kill_namespace(match.group(1))
+                ip("netns", "del", match.group(1), check=False)
+
+    def create(self) -> None:
+        for ns in (self.switch, *self.hosts.values()):
+            ip("netns", "add", ns)
+            self.made.append(ns)
+        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.switch, "link", "set", "br0", "up")
+        for name, ns in self.hosts.items():
+            port = self.port(name)
+            ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", self.switch)
+            ip("-n", self.switch, "link", "set", port, "master", "br0")
+            ip("-n", self.switch, "link", "set", port, "up")
+            ip("-n", ns, "addr", "add", f"{ADDRESSES[name]}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+
+    @staticmethod
+    def port(name: str) -> str:
+        return f"port-{SHORT[name]}"
+
+    def exec_prefix(self, name: str) -> list[str]:
+        return ["ip", "netns", "exec", self.hosts[name]]
+
+    def cut(self, name: str) -> None:
+        ip("-n", self.switch, "link", "set", self.port(name), "down")
+
+    def restore(self, name: str) -> None:
+        ip("-n", self.switch, "link", "set", self.port(name), "up")
+
+    def pids(self) -> list[int]:
+        found = []
+        for ns in self.made:
+            found += [int(p) for p in ip("netns", "pids", ns, check=False).stdout.split()]
+        return found
+
+    def destroy(self) -> None:
+        for ns in reversed(self.made):
+            _kill_namespace(ns)
+        for ns in reversed(self.made):
+            ip("netns", "del", ns, check=False)
+        self.made.clear()
+
+
+def _kill_namespace(ns: str) -> None:
+    """SIGKILL whatever still runs inside a namespace this test made, and wait until it is gone."""
+    for _ in range(50):
+        pids = [int(p) for p in ip("netns", "pids", ns, check=False).stdout.split()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+AGENT = r"""
+import json, ssl, sys
+import httpx
+ca, token_file = sys.argv[1], sys.argv[2]
+token = open(token_file).read().strip()
+client = httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False,
+                      headers={"Authorization": "Bearer " + token})
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    call = json.loads(line)
+    try:
+        response = client.request(call["method"], call["url"], json=call.get("json"), timeout=call["timeout"])
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text[:2000]
+        answer = {"status": response.status_code, "body": body}
+    except httpx.HTTPError as exc:
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class Agent:
+    """The orchestrator, at the bank: REST calls made from inside B's namespace."""
+
+    def __init__(self, command: list[str], workdir: Path) -> None:
+        self.stderr = open(workdir / "agent.log", "wb")  # noqa: SIM115 - closed in close()
+        self.process = subprocess.Popen(
+            [*command, sys.executable, "-u", "-c", AGENT, str(workdir / "certs" / "ca.pem"), str(workdir / "token")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=clean_env(),
+            start_new_session=True,
+        )
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._read(60)
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        if not self.selector.select(timeout):
+            raise AssertionError(f"the orchestration agent gave no answer in {timeout}s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the orchestration agent exited: {Path(self.stderr.name).read_text()[-2000:]}")
+        return json.loads(line)
+
+    def call(self, method: str, url: str, body: Any = None, timeout: float = 10.0) -> dict[str, Any]:
+        """{"status", "body"}, or {"error"} when the service could not be reached."""
+        self.process.stdin.write(json.dumps({"method": method, "url": url, "json": body, "timeout": timeout}) + "\n")
+        self.process.stdin.flush()
+        return self._read(timeout + 10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+
+
+class Federation:
+    """Three `vfl serve` processes, one per namespace, and the orchestrator at B."""
+
+    def __init__(self, workdir: Path, network: Network) -> None:
+        self.workdir = workdir
+        self.network = network
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.agent: Agent | None = None
+        self.job: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self.job = json.loads((self.workdir / "job.json").read_text())
+        vfl = Path(sys.executable).with_name("vfl")
+        command = [str(vfl)] if vfl.exists() else [sys.executable, "-m", "vfl.cli"]
+        for name in ADDRESSES:
+            log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.processes[name] = subprocess.Popen(
+                [*self.network.exec_prefix(name), *command, "serve", "--config", f"{name}.toml"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=clean_env(), start_new_session=True,
+            )
+            log.close()
+        self.agent = Agent(self.network.exec_prefix("party-b"), self.workdir)
+        deadline = time.monotonic() + 60
+        for name, url in URLS.items():
+            while True:
+                if self.processes[name].poll() is not None:
+                    raise AssertionError(f"{name} exited during start-up:\n{self.log(name)}")
+                answer = self.agent.call("GET", f"{url}/v1/health", timeout=3)
+                if answer.get("status") == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{name} at {url} never became healthy: {answer}\n{self.log(name)}")
+                time.sleep(0.2)
+
+    def log(self, name: str, chars: int = 3000) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def call(self, name: str, method: str, path: str, body: Any = None, timeout: float = 10.0) -> dict[str, Any]:
+        assert self.agent is not None
+        return self.agent.call(method, URLS[name] + path, body, timeout)
+
+    def status(self, name: str, job_id: str) -> dict[str, Any] | None:
+        answer = self.call(name, "GET", f"/v1/jobs/{job_id}")
+        return answer["body"] if answer.get("status") == 200 else None
+
+    def submit(self) -> str:
+        answer = self.call("party-b", "POST", "/v1/jobs", self.job, timeout=30)
+        assert answer.get("status") == 201, answer
+        return answer["body"]["job_id"]
+
+    def wait(self, job_id: str, timeout: float = JOB_TIMEOUT, name: str = "party-b") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            status = self.status(name, job_id) or status
+            if status and status["state"] in ("succeeded", "failed", "cancelled"):
+                return status
+            time.sleep(0.25)
+        raise AssertionError(f"job {job_id} still not finished at {name} after {timeout:g}s: {status}\n"
+                             + self.diagnosis(job_id))
+
+    def diagnosis(self, job_id: str) -> str:
+        parts = []
+        for name in ADDRESSES:
+            parts.append(f"--- {name}: {self.status(name, job_id)}\n{self.log(name, 2000)}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
+        for process in self.processes.values():
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the service and its crypto workers (own session, so own group)
+    except ProcessLookupError:
+        pass
+
+
+def _prepare(workdir: Path) -> None:
+    """The demo's files, moved onto the namespaces' addresses, with certificates for those addresses."""
+    setup = write_demo_files(workdir, population=1200, key_bits=1024, training=TRAINING)
+    for name in ADDRESSES:
+        path = workdir / f"{name}.toml"
+        text = path.read_text()
+        for other, url in setup["urls"].items():
+            text = text.replace(url.removeprefix("https://"), f"{ADDRESSES[other]}:{PORTS[other]}")
+        path.write_text(text)
+    add_limits(workdir, {name: LIMITS for name in ADDRESSES})
+    hosts = [f"--host={name}={ADDRESSES[name]}" for name in ADDRESSES]
+    subprocess.run([sys.executable, "-m", "vfl.cli", "certs", "--out", str(workdir / "certs"),
+                    "--parties", ",".join(ADDRESSES), *hosts], check=True, capture_output=True, timeout=60)
+
+
+def _skip_reason() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "network namespaces need Linux"
+    if shutil.which("ip") is None:
+        return "no `ip` binary (iproute2) to make network namespaces with"
+    if os.geteuid() != 0:
+        return "making network namespaces needs root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    Network.sweep_stale()
+    network = Network()
+    cluster = Federation(tmp_path_factory.mktemp("netns"), network)
+    try:
+        try:
+            network.create()
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot make network namespaces, veths or a bridge here: `{' '.join(exc.cmd)}`: "
+                        f"{(exc.stderr or '').strip()}")
+        _prepare(cluster.workdir)
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            network.destroy()
+    assert not any(p.poll() is None for p in cluster.processes.values())
+
+
+def test_a_job_runs_across_three_namespaces(federation):
+    job_id = federation.submit()
+    status = federation.wait(job_id)
+
+    assert status["state"] == "succeeded", f"{status['error']}\n{federation.diagnosis(job_id)}"
+    assert status["epoch"] == TRAINING["epochs"]
+    assert status["alignment"]["intersection"] > 300
+    assert status["metrics"]["validation"]["auc"] > 0.6
+    assert {"auc", "ks", "accuracy", "precision", "recall", "f1"} <= set(status["metrics"]["train"])
+    for name in ("party-a", "arbiter"):  # the other two hosts agree, over the switch
+        assert federation.status(name, job_id)["state"] == "succeeded"
+
+
+def test_cutting_party_a_off_mid_training_resumes_or_fails_cleanly(federation):
+    network = federation.network
+    job_id = federation.submit()
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        status = federation.status("party-b", job_id)
+        if status["state"] == "training" and status["epoch"] >= CUT_AT_EPOCH:
+            break
+        assert status["state"] in ("pending", "aligning", "training"), status
+        assert time.monotonic() < deadline, f"job never reached epoch {CUT_AT_EPOCH}: {status}"
+        time.sleep(0.05)
+    cut_at = status["epoch"]
+    network.cut("party-a")
+    cut = time.monotonic()
+    try:
+        time.sleep(CUT_SECONDS / 2)
+        assert federation.call("party-a", "GET", "/v1/health", timeout=1).get("error"), "the cut did not cut"
+        time.sleep(max(0.0, cut + CUT_SECONDS - time.monotonic()))
+    finally:
+        network.restore("party-a")
+    restored = time.monotonic()
+
+    final = {"party-b": federation.wait(job_id)}
+    for name in ("party-a", "arbiter"):
+        final[name] = federation.wait(job_id, timeout=max(5.0, JOB_TIMEOUT - (time.monotonic() - restored)), name=name)
+    took = time.monotonic() - restored
+    status = final["party-b"]
+    if status["state"] == "succeeded":
+        print(f"\nlink cut at epoch {cut_at} for {CUT_SECONDS:g}s: the job RESUMED and succeeded "
+              f"{took:.1f}s after the link came back (resumes: {status.get('resumes')})")
+        assert status["epoch"] == TRAINING["epochs"] and status["metrics"]["validation"]["auc"] > 0.6
+        assert all(final[n]["state"] == "succeeded" for n in final), {n: s["state"] for n, s in final.items()}
+    else:
+        errors = {n: s["error"] for n, s in final.items()}
+        print(f"\nlink cut at epoch {cut_at} for {CUT_SECONDS:g}s: the job FAILED, ended everywhere "
+              f"{took:.1f}s after the link came back; errors:\n" + "\n".join(f"  {n}: {e}" for n, e in errors.items()))
+        assert status["state"] == "failed", status
+        assert all(final[n]["state"] == "failed" for n in final), {n: s["state"] for n, s in final.items()}
+        for name, error in errors.items():
+            assert error and re.search(r"unreachable|stopped answering", error), (name, error)
+            assert re.search(r"party[- ](a|b|A|B)|arbiter|party C", error), (name, error)
+
+    # Nothing is left broken: all three answer, and the next job runs to the end.
+    for name in ADDRESSES:
+        assert federation.call(name, "GET", "/v1/health").get("status") == 200, name
+    again_id = federation.submit()
+    again = federation.wait(again_id)
+    assert again["state"] == "succeeded", f"{again['error']}\n{federation.diagnosis(again_id)}"
+    assert again["metrics"]["validation"]["auc"] > 0.6
