@@ -49,7 +49,7 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
 
         @app.post("/v1/peer/jobs", tags=["peer"], status_code=201, summary="Party B registers a job")
         async def register(registration: Registration, caller: Peer) -> dict[str, Any]:
-            return (await node.register(registration, caller)).model_dump(mode="json")
+            return (await node.register(registration, caller)).peer_view()
 
         @app.post("/v1/peer/jobs/{job_id}/forget", tags=["peer"], summary="Party B withdraws a registration")
         async def forget(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
@@ -58,7 +58,7 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
 
         @app.post("/v1/peer/jobs/{job_id}/start", tags=["peer"], summary="Party B starts training")
         async def start(job_id: str, body: TrainingStart, caller: Peer) -> dict[str, Any]:
-            return (await node.start_training(job_id, body, caller)).model_dump(mode="json")
+            return (await node.start_training(job_id, body, caller)).peer_view()
 
         @app.post("/v1/peer/jobs/{job_id}/scores", tags=["peer"],
                   summary="Party A's plaintext partial scores u_A for IDs, for party B only")

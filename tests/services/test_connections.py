@@ -25,9 +25,11 @@ from vfl.demo import wait_healthy, write_demo_files
 from vfl.protocol.wire import MAGIC, MAX_HEADER_DEPTH, MEDIA_TYPE
 
 HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 8192
 MAX_CONNECTIONS = 4
-LIMITS = f"header_timeout = {HEADER_TIMEOUT}\nmax_header_bytes = {MAX_HEADER_BYTES}\nmax_connections = {MAX_CONNECTIONS}\n"
+LIMITS = (f"header_timeout = {HEADER_TIMEOUT}\nbody_timeout = {BODY_TIMEOUT}\n"
+          f"max_header_bytes = {MAX_HEADER_BYTES}\nmax_connections = {MAX_CONNECTIONS}\n")
 #: Slack for a busy 2-core machine on top of the configured timeout.
 MARGIN = 2.0
 
@@ -175,6 +177,35 @@ def test_a_slow_but_timely_head_is_served(tls_shop):
         status, _ = read_response(sock)
 
     assert status == 200
+
+
+def post_head(length: int) -> bytes:
+    """The head of a JSON POST that needs the bearer token, which FastAPI checks only after the body."""
+    return (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(length).encode() + b"\r\n\r\n")
+
+
+def test_a_body_that_stops_coming_is_dropped_after_the_body_timeout(tls_shop):
+    with tls_shop.connect() as sock:
+        sock.sendall(post_head(1000) + b'{"job_id": ')  # then nothing more
+        elapsed = seconds_until_closed(sock)
+
+    assert BODY_TIMEOUT - 0.3 <= elapsed <= BODY_TIMEOUT + MARGIN
+
+
+def test_a_body_sent_slowly_but_without_long_pauses_is_read_to_the_end(tls_shop):
+    body = b'{"a": 1}'
+    with tls_shop.connect() as sock:
+        sock.sendall(post_head(len(body)))
+        started = time.monotonic()
+        for byte in body:  # each pause well under the body timeout, the whole body well over it
+            time.sleep(BODY_TIMEOUT / 3)
+            sock.sendall(bytes([byte]))
+        took = time.monotonic() - started
+        status, answer = read_response(sock)
+
+    assert took > 2 * BODY_TIMEOUT
+    assert status == 401 and b"bearer token" in answer  # the request got through to the app
 
 
 def test_an_oversized_head_gets_431_and_the_connection_closes(tls_shop):

@@ -23,7 +23,7 @@ def context(ca, cert=None, key=None) -> ssl.SSLContext:
 
 def registration(job_id: str) -> dict:
     return {"job_id": job_id, "parties": {"A": "party-a", "B": "party-b", "C": "arbiter"}, "dataset": "behaviour",
-            "training": {"key_bits": 1024}, "psi": {"key_bits": 1024}}
+            "training": {"key_bits": 1024}, "psi": {"key_bits": 1024}, "gradient_lengths": {"B": 7}}
 
 
 def test_peer_calls_need_the_right_certificate_and_orchestration_the_token(tmp_path):

@@ -148,3 +148,51 @@ def test_oversized_bodies_get_413(tmp_path, run, limit):
     answer = run(scenario())
 
     assert answer.status_code == 413 and "exceeds the limit" in answer.json()["detail"]
+
+
+class EarlyThenReady:
+    """A peer (a real ASGI app) that answers "not ready" (409 NotReady) ``early`` times, then accepts."""
+
+    def __init__(self, early: int) -> None:
+        self.early, self.calls = early, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        import json as _json
+
+        if scope["type"] != "http":
+            return
+        self.calls += 1
+        ready = self.calls > self.early
+        status, body = (200, {"status": "accepted"}) if ready else (
+            409, {"detail": "epoch 3 batch 1 is too far ahead of this party's progress", "error": "NotReady"})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": _json.dumps(body).encode()})
+
+
+@pytest.mark.parametrize("early, outcome", [(3, "delivered"), (10_000, "not ready for 1.5s")],
+                         ids=["early-then-ready", "never-ready"])
+def test_a_message_that_arrives_early_is_retried_until_the_peer_is_ready(tmp_path, run, early, outcome):
+    import httpx
+
+    from vfl.demo import write_demo_files
+
+    write_demo_files(tmp_path, population=50, key_bits=1024, tls=False)
+    text = (tmp_path / "party-b.toml").read_text().replace("[limits]", "[limits]\npeer_timeout = 1.5")
+    (tmp_path / "party-b.toml").write_text(text)
+    peer = EarlyThenReady(early)
+
+    async def scenario():
+        client = PeerClient(load_config(tmp_path / "party-b.toml"), transport=httpx.ASGITransport(app=peer))
+        try:
+            await client.call_json("party-a", "POST", "/v1/peer/jobs/j/messages/x", {})
+            return "delivered"
+        except TransportError as exc:
+            return str(exc)
+        finally:
+            await client.aclose()
+
+    result = run(scenario())
+
+    assert outcome in result
+    assert peer.calls == (early + 1 if outcome == "delivered" else peer.calls) and peer.calls > 3

@@ -40,20 +40,14 @@ AuditFn = Callable[[str], None]
 class _AuditsRefusals(Role):
     """Writes each message the PSI role refuses to the job's audit log, then lets the refusal through.
 
-    The roles stay free of I/O; this service-side layer adds the log. Both the
-    early check (as a message arrives) and the processing are covered.
+    The roles stay free of I/O; this service-side layer adds the log for what the
+    role refuses while processing its queue. What it refuses as a message
+    arrives is logged by the service itself (``Node.receive``), like every refusal.
     """
 
     def __init__(self, *args: Any, audit: AuditFn, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.audit = audit
-
-    def check(self, message: Message, sender: Party | None = None) -> int:
-        try:
-            return super().check(message, sender)
-        except VFLError as exc:
-            self._log(message, sender, exc)
-            raise
 
     def process(self, message: Message) -> list[Envelope]:
         try:

@@ -296,7 +296,7 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
 
         @app.post("/v1/peer/jobs/{job_id}/resume", tags=["peer"], summary="Party B: continue from a checkpoint")
         async def resume_role(job_id: str, body: ResumeRequest, caller: Peer) -> dict[str, Any]:
-            return (await node.resume_role(job_id, body, caller)).model_dump(mode="json")
+            return (await node.resume_role(job_id, body, caller)).peer_view()
 
         @app.post("/v1/peer/jobs/{job_id}/finished", tags=["peer"],
                   summary="Party B has the final model: drop checkpoints")

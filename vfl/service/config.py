@@ -105,6 +105,9 @@ class LimitsSection(_Strict):
     header_timeout: float = Field(
         10.0, gt=0, le=300, description="seconds a connection may take to send a request's line and headers"
     )
+    body_timeout: float = Field(
+        60.0, gt=0, le=3600, description="longest pause, in seconds, while a client sends a request body"
+    )
     max_connections: int = Field(
         256, ge=4, description="open connections and running requests above which requests get 503"
     )

@@ -50,6 +50,7 @@ from vfl.errors import (
     JobCancelled,
     JobError,
     LimitExceeded,
+    NotReady,
     PeerNotAllowed,
     PeerRefused,
     ProtocolError,
@@ -477,7 +478,8 @@ class Node:
         """Submitting failed: withdraw the job everywhere, so nothing is left half-created."""
         for peer_id in registered:
             try:
-                await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget", {"reason": reason})
+                await self.client.call_json(peer_id, "POST", f"/v1/peer/jobs/{job_id}/forget",
+                                            {"reason": redact(reason, local_paths(self.config))[:4000]})
             except VFLError:
                 log.warning("could not undo registration of %s at %s", job_id, peer_id)
         runtime = self.runtimes.pop(job_id, None)
@@ -982,15 +984,17 @@ class Node:
         if runtime is not None and generation < runtime.generation:
             return "stale"  # in flight when a party went down; the job has moved on
         if record.finished:
-            kind = JobCancelled if record.state == "cancelled" else JobError
-            raise kind(f"job {job_id} has already {record.state}")
+            error = JobCancelled if record.state == "cancelled" else JobError
+            raise error(f"job {job_id} has already {record.state}: {record.error}")
         if runtime is None:
             raise JobError(f"job {job_id} is not running here")
         try:
             return await runtime.receive(sender, frame, kind, generation)
+        except NotReady:
+            raise  # only early: the sender retries it, nothing was refused
         except VFLError as exc:
-            if self.party == "C":  # the arbiter keeps a record of every refused request
-                self.store.audit(job_id, f"refused {kind} from {caller} (party {sender}): {type(exc).__name__}: {exc}")
+            # Every party keeps a record of every message it refused, and from whom.
+            self.store.audit(job_id, f"refused {kind} from {caller} (party {sender}): {type(exc).__name__}: {exc}")
             raise
 
 

@@ -4,7 +4,8 @@ What uvicorn is told, and why:
 
 * ``http``: :class:`~vfl.service.tls.PeerCertProtocol`, with and without TLS;
   it gives every connection ``[limits] header_timeout`` seconds to send a
-  complete request head, and answers a head above ``max_header_bytes`` with
+  complete request head and lets it pause at most ``body_timeout`` seconds
+  while sending a body, and answers a head above ``max_header_bytes`` with
   431 (``h11_max_incomplete_event_size``).
 * ``limit_concurrency``: with ``max_connections`` connections open or
   requests running, further requests get 503 instead of piling up.
@@ -44,7 +45,8 @@ def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
     """Everything uvicorn needs besides the app, host and port (see the module docstring)."""
     limits = config.limits
     options: dict[str, Any] = {
-        "http": functools.partial(PeerCertProtocol, header_timeout=limits.header_timeout),
+        "http": functools.partial(PeerCertProtocol, header_timeout=limits.header_timeout,
+                                  body_timeout=limits.body_timeout),
         "limit_concurrency": limits.max_connections,
         "h11_max_incomplete_event_size": limits.max_header_bytes,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,

@@ -115,7 +115,7 @@ class InterruptionNotice(_Strict):
     """A restarted A or C → B: resume the job. ``generation`` is the restarted party's, moved on at restart."""
 
     reason: str = Field(max_length=4000)
-    generation: int = Field(ge=1)
+    generation: int = Field(ge=0)
 
 
 def describe(exc: ValidationError) -> str:

@@ -107,6 +107,14 @@ class JobRecord(BaseModel):
     def finished(self) -> bool:
         return self.state in TERMINAL
 
+    def peer_view(self) -> dict[str, Any]:
+        """What a peer endpoint answers about a job: its state, and the lengths the job fixed.
+
+        Never the whole record: that holds this party's weights, metrics and errors.
+        """
+        return {"job_id": self.job_id, "state": self.state, "stage": self.stage,
+                "gradient_lengths": self.gradient_lengths}
+
 
 class DamagedJobRecord(JobRecord):
     """Stands in for a job whose ``job.json`` cannot be read back: state ``damaged``, with the reason.

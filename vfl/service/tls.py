@@ -173,23 +173,27 @@ class PeerCertProtocol(H11Protocol):
 
     * The caller's verified certificate goes into the request state (uvicorn
       does not hand it to the app).
-    * A deadline for the request head: a connection must deliver a complete
-      request line and headers within ``header_timeout`` seconds of opening
-      (or of the first byte of its next request), or it is dropped. Without
-      one, a client that sends half a request holds a connection for ever;
-      uvicorn's keep-alive timer only runs *between* requests.
+    * Deadlines for slow clients. A connection must deliver a complete request
+      line and headers within ``header_timeout`` seconds of opening (or of the
+      first byte of its next request), and may pause for at most
+      ``body_timeout`` seconds while it sends a body; otherwise it is dropped.
+      Without them a client that sends half a request holds a connection for
+      ever: uvicorn's keep-alive timer only runs *between* requests, and
+      FastAPI reads a JSON body before it checks the token or certificate.
     * A head larger than uvicorn's ``h11_max_incomplete_event_size`` gets 431
       (uvicorn answers every unparsable head with 400).
     * Idle connections close at once on shutdown (see :meth:`shutdown`).
 
-    Extra keyword arguments reach the constructor through
-    ``functools.partial``, which uvicorn accepts in place of a class.
+    The timeouts reach the constructor through ``functools.partial``, which
+    uvicorn accepts in place of a class.
     """
 
-    def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, header_timeout: float = 10.0, body_timeout: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
-        self._header_deadline: asyncio.TimerHandle | None = None
+        self.body_timeout = body_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_for: str | None = None  # "head" or "body"
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -197,44 +201,62 @@ class PeerCertProtocol(H11Protocol):
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         # A fresh dict per connection: uvicorn copies it into every request's scope["state"].
         self.app_state = {**self.app_state, "peer_certificate": der}
-        self._watch_header_deadline()
+        self._update_deadline()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        self._watch_header_deadline()
+        self._update_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
         super().connection_lost(exc)
 
-    def _watch_header_deadline(self) -> None:
-        """Run the head deadline while h11 still waits for a request's head; stop it once one is in.
+    def _update_deadline(self) -> None:
+        """Set the deadline that fits where the client is in its request, after each read.
 
-        The client's h11 state is IDLE until a complete request line and headers
-        have been parsed; after a response it returns to IDLE for the next request
-        on the connection, where uvicorn's keep-alive timer covers the silence and
-        this deadline starts again with the first byte of that request.
+        h11's view of the client: IDLE until a complete request head has been
+        parsed, SEND_BODY while a body is arriving, DONE once the request is in.
+        After a response the client is IDLE again for its next request; uvicorn's
+        keep-alive timer covers that silence, and the head deadline starts again
+        with the first byte of the next request. The head deadline is not moved
+        by further bytes (trickling a head must not keep a connection), the body
+        deadline is: it limits pauses, so that a large body may take its time.
         """
-        waiting_for_head = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if waiting_for_head and self._header_deadline is None:
-            fresh = self.cycle is None  # nothing received yet on this connection
-            if fresh or self.conn.trailing_data[0]:
-                self._header_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
-        elif not waiting_for_head:
-            self._cancel_header_deadline()
+        state = self.conn.their_state
+        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+            self._cancel_deadline()
+        elif state is h11.IDLE:
+            if self._deadline_for != "head" and (self.cycle is None or self.conn.trailing_data[0]):
+                self._set_deadline("head", self.header_timeout)  # a new connection, or a next request begun
+        else:
+            self._set_deadline("body", self.body_timeout)
 
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+    def _set_deadline(self, phase: str, seconds: float) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(seconds, self._deadline_passed)
+        self._deadline_for = phase
 
-    def _head_too_slow(self) -> None:
-        self._header_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.logger.info("%s: no complete request head within %.3g s; connection dropped",
-                             _peer_name(self.client), self.header_timeout)
-            # abort, not close: a graceful TLS close would wait for this client's close_notify.
-            self.transport.abort()
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline, self._deadline_for = None, None
+
+    def _deadline_passed(self) -> None:
+        phase = self._deadline_for
+        self._deadline, self._deadline_for = None, None
+        if self.transport.is_closing():
+            return
+        if phase == "body" and self.flow.read_paused:
+            self._set_deadline("body", self.body_timeout)  # the app is behind, not the client: wait on
+            return
+        expected = h11.IDLE if phase == "head" else h11.SEND_BODY
+        if self.conn.their_state is not expected:
+            return
+        limit = self.header_timeout if phase == "head" else self.body_timeout
+        what = "no complete request head within" if phase == "head" else "request body stalled for"
+        self.logger.info("%s: %s %.3g s; connection dropped", _peer_name(self.client), what, limit)
+        # abort, not close: a graceful TLS close would wait for this client's close_notify.
+        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         """h11 refuses a request head larger than its buffer limit; answer that with 431, not 400."""
