@@ -23,7 +23,7 @@ import httpx
 from vfl.errors import JobError, PeerRefused, TransportError
 from vfl.service.client import error_detail
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
 class Orchestrator:

@@ -64,4 +64,4 @@ class ProgressLine:
             stage = f"succeeded ({status.get('stop_reason') or 'done'})"
         line = render(stage, epoch, max_epochs, losses[-1] if losses else None,
                       validation[-1] if validation else None, prefix=f"{status['job_id']}: ")
-        self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled"))
+        self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled", "damaged"))

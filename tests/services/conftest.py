@@ -93,7 +93,7 @@ async def wait_for(client: httpx.AsyncClient, job_id: str, timeout: float = 240)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         status = (await client.get(f"/v1/jobs/{job_id}")).json()
-        if status["state"] in ("succeeded", "failed", "cancelled"):
+        if status["state"] in ("succeeded", "failed", "cancelled", "damaged"):
             return status
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"job still {status['state']} after {timeout}s: {status}")

@@ -7,6 +7,11 @@ Nothing is added to the namespace the test runs in, so every packet the
 services send stays inside namespaces this test made; proxy variables are
 dropped from their environment so nothing tries to leave.
 
+Three tests share the federation: a job end to end; a job whose party A is
+unplugged mid-training (it must ride out the cut or fail saying who was
+unreachable, and leave the services able to run the next job); and a job
+failed that way, resumed by hand.
+
 The orchestrator sits at the bank: a small agent process started with
 ``ip netns exec`` in B's namespace makes the REST calls (to B, and over the
 switch to A and C) and hands the answers back through a pipe.
@@ -94,6 +99,7 @@ class Network:
             ip("-n", ns, "addr", "add", f"{ADDRESSES[name]}/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
+        ip("netns", "exec", self.hosts["party-b"], "true")  # the services start this way
 
     @staticmethod
     def port(name: str) -> str:
@@ -108,46 +114,46 @@ class Network:
     def restore(self, name: str) -> None:
         ip("-n", self.switch, "link", "set", self.port(name), "up")
 
-    def pids(self) -> list[int]:
-        found = []
-        for ns in self.made:
-            found += [int(p) for p in ip("netns", "pids", ns, check=False).stdout.split()]
-        return found
-
-    def destroy(self) -> None:
+    def destroy(self) -> list[int]:
+        """Delete the namespaces (veths and bridge go with them); returns processes that would not die."""
+        survivors = []
         for ns in reversed(self.made):
-            _kill_namespace(ns)
+            survivors += _kill_namespace(ns)
         for ns in reversed(self.made):
             ip("netns", "del", ns, check=False)
         self.made.clear()
+        return survivors
 
 
-def _kill_namespace(ns: str) -> None:
-    """SIGKILL whatever still runs inside a namespace this test made, and wait until it is gone."""
+def _kill_namespace(ns: str) -> list[int]:
+    """SIGKILL whatever still runs inside a namespace this test made; returns what is still there after 5 s."""
+    pids: list[int] = []
     for _ in range(50):
         pids = [int(p) for p in ip("netns", "pids", ns, check=False).stdout.split()]
         if not pids:
-            return
+            break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
+    return pids
 
 
 AGENT = r"""
 import json, ssl, sys
 import httpx
-ca, token_file = sys.argv[1], sys.argv[2]
-token = open(token_file).read().strip()
-client = httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False,
-                      headers={"Authorization": "Bearer " + token})
+ca, token_files = sys.argv[1], json.loads(sys.argv[2])  # token_files: base URL -> that service's token file
+tokens = {url: open(path).read().strip() for url, path in token_files.items()}
+client = httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False)
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     call = json.loads(line)
+    token = next(t for url, t in tokens.items() if call["url"].startswith(url + "/"))
     try:
-        response = client.request(call["method"], call["url"], json=call.get("json"), timeout=call["timeout"])
+        response = client.request(call["method"], call["url"], json=call.get("json"), timeout=call["timeout"],
+                                  headers={"Authorization": "Bearer " + token})
         try:
             body = response.json()
         except ValueError:
@@ -162,10 +168,10 @@ for line in sys.stdin:
 class Agent:
     """The orchestrator, at the bank: REST calls made from inside B's namespace."""
 
-    def __init__(self, command: list[str], workdir: Path) -> None:
+    def __init__(self, command: list[str], workdir: Path, ca: str, token_files: dict[str, str]) -> None:
         self.stderr = open(workdir / "agent.log", "wb")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
-            [*command, sys.executable, "-u", "-c", AGENT, str(workdir / "certs" / "ca.pem"), str(workdir / "token")],
+            [*command, sys.executable, "-u", "-c", AGENT, ca, json.dumps(token_files)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=clean_env(),
             start_new_session=True,
         )
@@ -209,7 +215,7 @@ class Federation:
         self.job: dict[str, Any] = {}
         self.reference: dict[str, Any] | None = None  # an uninterrupted run of the job, to compare with
 
-    def start(self) -> None:
+    def start(self, setup: dict[str, Any]) -> None:
         self.job = json.loads((self.workdir / "job.json").read_text())
         vfl = Path(sys.executable).with_name("vfl")
         command = [str(vfl)] if vfl.exists() else [sys.executable, "-m", "vfl.cli"]
@@ -220,7 +226,9 @@ class Federation:
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=clean_env(), start_new_session=True,
             )
             log.close()
-        self.agent = Agent(self.network.exec_prefix("party-b"), self.workdir)
+        # The orchestrator holds each service's token (B's would do for jobs; A's and C's are asked too).
+        token_files = {URLS[name]: str(setup["folders"][name] / "token") for name in ADDRESSES}
+        self.agent = Agent(self.network.exec_prefix("party-b"), self.workdir, str(setup["verify"]), token_files)
         deadline = time.monotonic() + 60
         for name, url in URLS.items():
             while True:
@@ -279,6 +287,7 @@ class Federation:
         deadline = time.monotonic() + JOB_TIMEOUT
         while True:
             status = self.status("party-b", job_id)
+            assert status is not None, f"party B does not answer for job {job_id}"
             if status["state"] == "training" and status["epoch"] >= CUT_AT_EPOCH:
                 break
             assert status["state"] in ("pending", "aligning", "training"), status
@@ -290,7 +299,7 @@ class Federation:
             time.sleep(seconds / 2)
             assert self.call(name, "GET", "/v1/health", timeout=1).get("error"), "the cut did not cut"
             time.sleep(max(0.0, cut + seconds - time.monotonic()))
-            during = self.status("party-b", job_id)
+            during = self.status("party-b", job_id) or {"state": "unknown (B did not answer)"}
         finally:
             self.network.restore(name)
         return job_id, {**during, "cut_at_epoch": status["epoch"]}
@@ -331,7 +340,7 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _prepare(workdir: Path) -> None:
+def _prepare(workdir: Path) -> dict[str, Any]:
     """The demo's files, moved onto the namespaces' addresses, with certificates for those addresses."""
     setup = write_demo_files(workdir, population=1200, key_bits=1024, training=TRAINING)
     for name in ADDRESSES:
@@ -342,8 +351,10 @@ def _prepare(workdir: Path) -> None:
         path.write_text(text)
     add_limits(workdir, {name: LIMITS for name in ADDRESSES})
     hosts = [f"--host={name}={ADDRESSES[name]}" for name in ADDRESSES]
-    subprocess.run([sys.executable, "-m", "vfl.cli", "certs", "--out", str(workdir / "certs"),
-                    "--parties", ",".join(ADDRESSES), *hosts], check=True, capture_output=True, timeout=60)
+    # Over the demo's loopback certificates: workdir/ca/ and each service's own folder, where the configs look.
+    subprocess.run([sys.executable, "-m", "vfl.cli", "certs", "--out", str(workdir), "--parties", ",".join(ADDRESSES),
+                    *hosts], check=True, capture_output=True, timeout=60)
+    return setup
 
 
 def _skip_reason() -> str | None:
@@ -370,15 +381,16 @@ def federation(tmp_path_factory):
         except subprocess.CalledProcessError as exc:
             pytest.skip(f"cannot make network namespaces, veths or a bridge here: `{' '.join(exc.cmd)}`: "
                         f"{(exc.stderr or '').strip()}")
-        _prepare(cluster.workdir)
-        cluster.start()
+        cluster.start(_prepare(cluster.workdir))
         yield cluster
     finally:
+        survivors: list[int] = []
         try:
             cluster.stop()
         finally:
-            network.destroy()
+            survivors = network.destroy()
     assert not any(p.poll() is None for p in cluster.processes.values())
+    assert not survivors, f"processes in our namespaces that would not die: {survivors}"
     left = [ns for ns in (network.switch, *network.hosts.values()) if ns in ip("netns", "list", check=False).stdout]
     assert not left, f"namespaces left behind: {left}"
 

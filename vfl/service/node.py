@@ -293,9 +293,10 @@ class Node:
                     if not runtime.closed and not record.finished:
                         await self.fail(record.job_id, f"party {role} stopped answering: {exc}")
                     return
-                if info.get("state") in ("failed", "cancelled") and not record.finished:
+                if info.get("state") in ("failed", "cancelled", "damaged") and not record.finished:
+                    state = "cancelled" if info["state"] == "cancelled" else "failed"
                     await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job {info['state']}: "
-                                    f"{info.get('error')}", notify=False, state=info["state"])
+                                    f"{info.get('error')}", notify=False, state=state)
                     return
 
     async def _fresh_runtime(self, record: JobRecord) -> JobRuntime:
@@ -609,7 +610,7 @@ class Node:
         if self.party != "B":
             raise ConfigError("resume the job at party B, which coordinates it")
         record = self.record(job_id)
-        if record.state in ("succeeded", "cancelled"):
+        if record.state in ("succeeded", "cancelled", "damaged"):
             raise JobError(f"job {job_id} has {record.state}; there is nothing to resume")
         if self.store.load_alignment(job_id) is None:
             raise JobError(f"job {job_id} stopped before alignment finished; submit it again")
@@ -627,8 +628,10 @@ class Node:
         record = self.record(job_id)
         if caller not in record.peers.values():
             raise PeerNotAllowed(f"{caller!r} takes no part in job {job_id}")
-        if record.state in ("succeeded", "cancelled"):
-            return
+        if record.state == "cancelled":  # cancelled while the caller was down: it must drop the job too
+            raise JobCancelled(f"job {job_id} was cancelled while {caller!r} was down")
+        if record.state in ("succeeded", "damaged"):
+            raise JobError(f"job {job_id} has {record.state} at party B; there is nothing to resume")
         if generation <= record.generation:
             raise JobError(
                 f"{caller!r} reports a restart, but its generation {generation} has not moved past the job's "
@@ -719,6 +722,12 @@ class Node:
                 record.peers["B"], "POST", f"/v1/peer/jobs/{record.job_id}/interrupted",
                 {"reason": f"party {self.party} ({self.config.party.id}) restarted", "generation": record.generation},
             )
+        except PeerRefused as exc:
+            if exc.error == "JobCancelled":  # cancelled while we were down: drop it (and its checkpoints) too
+                await self.fail(record.job_id, f"cancelled at party B while this party was down: {exc}",
+                                notify=False, state="cancelled")
+            else:
+                await self.fail(record.job_id, f"restarted, and party B would not resume the job: {exc}", notify=False)
         except VFLError as exc:
             await self.fail(record.job_id, f"restarted, and could not reach party B to resume: {exc}", notify=False)
 

@@ -203,15 +203,15 @@ class JobStore:
         # Jobs whose checkpoints are gone for good (cancelled): a late write must not bring a key back.
         self._sealed: set[str] = set()
         try:
-            _private_folder(self.data_dir)
-            _private_folder(self.root)
-            for folder in self.root.iterdir():  # folders made by older versions were 0755
-                if folder.is_dir():
-                    os.chmod(folder, FOLDER_MODE)
-        except PermissionError as exc:  # not ours to chmod: say so, but a service can still run
-            log.warning("cannot make %s private to this service (0700): %s", self.root, exc)
+            self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the data directory {self.root}: {exc}") from exc
+        try:
+            # The data directory may predate this service, and job folders made by older versions were 0755.
+            for folder in (self.data_dir, self.root, *(f for f in self.root.iterdir() if f.is_dir())):
+                os.chmod(folder, FOLDER_MODE)
+        except OSError as exc:  # say so loudly, but a service whose files are 0600 can still run
+            log.error("cannot make %s private to this service (0700): %s", self.data_dir, exc)
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
