@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from vfl.childproc import ends_with_parent
 from vfl.demo_data import bank_ecommerce
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator
@@ -146,7 +147,7 @@ def running_services(workdir: Path, *, startup_timeout: float = 60.0) -> Iterato
             log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent(),
             )
         yield processes
     finally:

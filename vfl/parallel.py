@@ -133,7 +133,8 @@ def _forget_inherited_pools() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_inherited_pools)
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_forget_inherited_pools)
 
 
 def shutdown_pools() -> None:

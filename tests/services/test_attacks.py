@@ -11,6 +11,7 @@ import asyncio
 import json
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +200,98 @@ def test_a_b_that_lies_to_the_arbiter_about_as_length_fails_the_job(tmp_path, ru
     assert refusal in status["error"]
     if claimed == 9:  # refused at A's key request: the arbiter's audit log has it
         assert any("refused key_request" in line and refusal in line for line in audit)
+
+
+class ThievingNodeA(Node):
+    """Party A's service running a changed role: it passes B's residual off as its gradient."""
+
+    role_class: type = None  # set by the test
+    roles: list = []
+
+    def _party_role(self, record, config, aligned):
+        role = self.role_class(record.job_id, config, aligned.features, feature_names=aligned.feature_names,
+                               workers=self.workers, min_key_bits=self.config.limits.min_key_bits,
+                               job_lengths=record.gradient_lengths)
+        ThievingNodeA.roles.append(role)
+        return role
+
+
+async def cluster_with_party_a(tmp_path, node_class, **options):
+    """Three in-process services where party A runs ``node_class``."""
+    from parties.app import create_app
+
+    cluster = await start_cluster(tmp_path, **options)
+    honest = cluster.nodes["party-a"]
+    deviant = node_class(honest.config, transport=cluster.router)
+    await honest.shutdown()
+    cluster.router.apps["party-a.test"] = create_app(deviant.config, node=deviant)
+    cluster.nodes["party-a"] = deviant
+    await deviant.startup()
+    return cluster
+
+
+def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audited(tmp_path, run):
+    from tests.protocol.test_deviating_parties import ResidualThiefA
+    from vfl.protocol.messages import EncryptedResidual
+
+    class WholeResidualA(ResidualThiefA):
+        """Sends all of [[d]]: the vector that would give away every label of the batch."""
+
+        def process(self, message):
+            if isinstance(message, EncryptedResidual):
+                self.weights = np.zeros(self.schedule.batch_length(message.batch))  # k = the batch's rows
+                try:
+                    return super().process(message)
+                finally:
+                    self.weights = np.zeros(self.design.shape[1])
+            return super().process(message)
+
+    ThievingNodeA.role_class, ThievingNodeA.roles = WholeResidualA, []
+
+    async def scenario():
+        cluster = await cluster_with_party_a(tmp_path, ThievingNodeA, **demo_job(batch_size=200, tol=0))
+        try:
+            async with cluster.client() as bank:
+                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "whole"})).status_code == 201
+                status = await wait_for(bank, "whole")
+            return status, audit_lines(cluster, "arbiter", "whole"), cluster.nodes["arbiter"].records["whole"]
+        finally:
+            await cluster.stop()
+
+    status, audit, arbiter_record = run(scenario())
+
+    assert status["state"] == "failed" and arbiter_record.state == "failed"
+    assert ThievingNodeA.roles and ThievingNodeA.roles[0].stolen == {}
+    assert any("refused masked_gradient from party-a" in line and "registered a gradient of length" in line
+               for line in audit)
+
+
+def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_hanging(tmp_path, run):
+    from tests.protocol.test_deviating_parties import ResidualThiefA
+
+    class QuietThiefA(ResidualThiefA):
+        """Steals k residuals of the first batch, then simply stops taking part."""
+
+        def process(self, message):
+            out = super().process(message)
+            self.finished = False  # it does not announce anything: it goes quiet
+            return out
+
+    ThievingNodeA.role_class, ThievingNodeA.roles = QuietThiefA, []
+    fast = {"heartbeat": 0.3, "idle_timeout": 2.0}
+
+    async def scenario():
+        cluster = await cluster_with_party_a(tmp_path, ThievingNodeA, **demo_job(batch_size=200, tol=0),
+                                             limits={"party-b": fast, "arbiter": fast, "party-a": fast})
+        try:
+            async with cluster.client() as bank:
+                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "quiet"})).status_code == 201
+                return await wait_for(bank, "quiet", timeout=60)
+        finally:
+            await cluster.stop()
+
+    status = run(scenario())
+
+    thief = ThievingNodeA.roles[0]
+    assert len(thief.stolen) == len(thief.weights)  # the documented bound: k_A residuals, once
+    assert status["state"] == "failed" and "limits.idle_timeout" in status["error"]

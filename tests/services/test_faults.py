@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from vfl.childproc import ends_with_parent
 from vfl.config import TrainingConfig
 from vfl.data import load_csv
 from vfl.demo import running_services, wait_healthy, write_demo_files
@@ -24,7 +25,7 @@ TRAINING = {"epochs": 16, "tol": 0, "batch_size": 100, "optimizer": "adam", "val
 def serve(workdir, name):
     log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
 
 
 def get(client, url, attempts=400):

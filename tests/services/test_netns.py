@@ -106,7 +106,9 @@ class Network:
         return f"port-{SHORT[name]}"
 
     def exec_prefix(self, name: str) -> list[str]:
-        return ["ip", "netns", "exec", self.hosts[name]]
+        """Run a command on that host; with setpriv (util-linux) it is also killed should pytest die."""
+        die_with_pytest = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+        return [*die_with_pytest, "ip", "netns", "exec", self.hosts[name]]
 
     def cut(self, name: str) -> None:
         ip("-n", self.switch, "link", "set", self.port(name), "down")

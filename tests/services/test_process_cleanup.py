@@ -218,3 +218,29 @@ def test_a_script_without_a_main_guard_can_simulate_on_worker_processes(tmp_path
     words = done.stdout.split()
     assert words[0] == "auc" and 0.5 < float(words[1]) <= 1
     assert words[2:4] == ["worker", "cpu"] and float(words[4]) > 0  # the workers did the crypto
+
+
+def test_a_killed_vfl_demo_takes_its_three_services_with_it(tmp_path):
+    # Arrange: `vfl demo` starts three `vfl serve` processes and trains; find them while it runs.
+    demo = subprocess.Popen([sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(tmp_path / "demo"),
+                             "--key-bits", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        services: set[Process] = set()
+        while time.monotonic() < deadline:
+            services = {p for p in descendants(demo.pid) if "serve" in command_line(p[0])}
+            if len(services) == 3:
+                break
+            time.sleep(0.2)
+        assert len(services) == 3, "vfl demo did not start its three services"
+        tree = descendants(demo.pid)
+
+        # Act: kill the demo outright; no `finally` of its own runs.
+        demo.kill()
+        demo.wait()
+
+        # Assert: the kernel told each service, which stopped with its workers.
+        assert survivors(tree, timeout=15.0) == {}
+    finally:
+        if demo.poll() is None:
+            demo.kill()

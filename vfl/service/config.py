@@ -125,6 +125,10 @@ class LimitsSection(_Strict):
     max_psi_ratio: float | None = Field(
         None, gt=0, description="if set, the other party may declare at most this many times our own ID count"
     )
+    idle_timeout: float = Field(
+        900.0, gt=0,
+        description="seconds a running job may go without any message before it fails (a party stopped taking part)",
+    )
     max_resumes: int = Field(
         10, ge=0, le=1000, description="most times one job may resume from checkpoints (each needs a real restart)"
     )

@@ -282,8 +282,14 @@ class Node:
             await asyncio.sleep(interval)
             if runtime.closed or record.finished or record.state not in ("aligning", "training"):
                 continue
-            if time.monotonic() - runtime.last_activity < interval:
+            idle = time.monotonic() - runtime.last_activity
+            if idle < interval:
                 continue
+            if idle > self.config.limits.idle_timeout:
+                # Every party answers, yet nobody sends: one of them stopped taking part.
+                await self.fail(record.job_id, f"no protocol message for {idle:.0f}s (limits.idle_timeout = "
+                                f"{self.config.limits.idle_timeout:g}s): a party stopped taking part in the job")
+                return
             for role, peer_id in record.peers.items():
                 if role == self.party:
                     continue
@@ -292,6 +298,12 @@ class Node:
                 except VFLError as exc:
                     if not runtime.closed and not record.finished:
                         await self.fail(record.job_id, f"party {role} stopped answering: {exc}")
+                    return
+                training = runtime.roles.get("train")
+                if info.get("state") == "succeeded" and training is not None and not training.done:
+                    # Training ends for all at the same decision: a peer that finished while we still train deviated.
+                    await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job succeeded while "
+                                    f"party {self.party} is still training: it stopped taking part")
                     return
                 if info.get("state") in ("failed", "cancelled", "damaged") and not record.finished:
                     state = "cancelled" if info["state"] == "cancelled" else "failed"
