@@ -159,11 +159,14 @@ class PsiKeyHolder(Role):
         chunk_size: int = DEFAULT_CHUNK,
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
+        expected_size_b: int | None = None,
     ) -> None:
         super().__init__(job_id)
         check_caps(max_peer_ids, max_peer_ratio)
         self.max_peer_ids = max_peer_ids
         self.max_peer_ratio = max_peer_ratio
+        #: B's ID count as the job was registered with (a service knows it); the declaration must match.
+        self.expected_size_b = expected_size_b
         self.ids = list(ids)
         self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits)
         self.salt = secrets.token_bytes(32)
@@ -220,6 +223,9 @@ class PsiKeyHolder(Role):
         # before the message is queued: a declaration above the caps, or a chunk that does not
         # fit a declaration already taken, never waits in line.
         if isinstance(message, DeclaredSize):
+            if self.expected_size_b is not None and message.size_b != self.expected_size_b:
+                raise PSIError(f"party B declares {message.size_b} IDs for the PSI, but registered the job "
+                               f"with {self.expected_size_b}")
             check_declared_size(message.size_b, len(self.ids), peer="B", me="A",
                                 max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
         elif isinstance(message, BlindedChunk) and self.declared_size_b is not None:

@@ -12,7 +12,6 @@ message, or :class:`~vfl.errors.TransportError` when it cannot be reached.
 from __future__ import annotations
 
 import ssl
-import sys
 import time
 from pathlib import Path
 from collections.abc import Callable

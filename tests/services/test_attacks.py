@@ -38,6 +38,38 @@ def audit_lines(cluster, service: str, job_id: str) -> list[str]:
     return file.read_text().splitlines() if file.is_file() else []
 
 
+async def cluster_with(tmp_path, service: str, node_class: type[Node], limits=None, **options):
+    """Three in-process services where ``service`` runs a changed ``node_class``."""
+    from parties.app import create_app
+
+    cluster = await start_cluster(tmp_path, limits=limits, **options)
+    honest = cluster.nodes[service]
+    deviant = node_class(honest.config, transport=cluster.router)
+    await honest.shutdown()
+    cluster.router.apps[f"{service}.test"] = create_app(deviant.config, node=deviant)
+    cluster.nodes[service] = deviant
+    await deviant.startup()
+    return cluster
+
+
+async def job_against(tmp_path, service: str, node_class: type[Node], job_id: str, limits=None, **training):
+    """Run one job with a deviating ``service``: B's status, the arbiter's audit log and its record."""
+    cluster = await cluster_with(tmp_path, service, node_class, limits=limits, **demo_job(**training))
+    try:
+        async with cluster.client() as bank:
+            submitted = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": job_id})
+            assert submitted.status_code == 201, submitted.text
+            status = await wait_for(bank, job_id, timeout=120)
+        arbiter = cluster.nodes["arbiter"].records[job_id]
+        for _ in range(100):  # B tells its peers right after it records the failure
+            if arbiter.finished:
+                break
+            await asyncio.sleep(0.05)
+        return status, audit_lines(cluster, "arbiter", job_id), arbiter
+    finally:
+        await cluster.stop()
+
+
 def test_b_cannot_use_party_as_scores_to_list_its_customers(tmp_path, run):
     async def scenario():
         cluster = await start_cluster(tmp_path, **demo_job(epochs=3), limits={"party-a": {"score_requests_per_minute": 4}})
@@ -175,26 +207,9 @@ class LyingB(Node):
 @pytest.mark.parametrize("claimed, refusal", [(150, "validation split has only"), (9, "told the two different jobs")],
                          ids=["batch-sized", "slightly-longer"])
 def test_a_b_that_lies_to_the_arbiter_about_as_length_fails_the_job(tmp_path, run, claimed, refusal):
-    async def scenario():
-        cluster = await start_cluster(tmp_path, **demo_job(batch_size=400))
-        honest = cluster.nodes["party-b"]
-        liar = LyingB(honest.config, transport=cluster.router)
-        liar.claimed_a_length = claimed
-        from parties.app import create_app
+    LyingB.claimed_a_length = claimed
 
-        cluster.router.apps["party-b.test"] = create_app(liar.config, node=liar)
-        cluster.nodes["party-b"] = liar
-        await honest.shutdown()
-        await liar.startup()
-        try:
-            async with cluster.client() as bank:
-                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "lie"})).status_code == 201
-                status = await wait_for(bank, "lie")
-            return status, audit_lines(cluster, "arbiter", "lie"), cluster.nodes["arbiter"].records["lie"]
-        finally:
-            await cluster.stop()
-
-    status, audit, arbiter_record = run(scenario())
+    status, audit, arbiter_record = run(job_against(tmp_path, "party-b", LyingB, "lie", batch_size=400))
 
     assert status["state"] == "failed" and arbiter_record.state == "failed"
     assert refusal in status["error"]
@@ -216,18 +231,6 @@ class ThievingNodeA(Node):
         return role
 
 
-async def cluster_with_party_a(tmp_path, node_class, **options):
-    """Three in-process services where party A runs ``node_class``."""
-    from parties.app import create_app
-
-    cluster = await start_cluster(tmp_path, **options)
-    honest = cluster.nodes["party-a"]
-    deviant = node_class(honest.config, transport=cluster.router)
-    await honest.shutdown()
-    cluster.router.apps["party-a.test"] = create_app(deviant.config, node=deviant)
-    cluster.nodes["party-a"] = deviant
-    await deviant.startup()
-    return cluster
 
 
 def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audited(tmp_path, run):
@@ -248,17 +251,7 @@ def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audite
 
     ThievingNodeA.role_class, ThievingNodeA.roles = WholeResidualA, []
 
-    async def scenario():
-        cluster = await cluster_with_party_a(tmp_path, ThievingNodeA, **demo_job(batch_size=200, tol=0))
-        try:
-            async with cluster.client() as bank:
-                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "whole"})).status_code == 201
-                status = await wait_for(bank, "whole")
-            return status, audit_lines(cluster, "arbiter", "whole"), cluster.nodes["arbiter"].records["whole"]
-        finally:
-            await cluster.stop()
-
-    status, audit, arbiter_record = run(scenario())
+    status, audit, arbiter_record = run(job_against(tmp_path, "party-a", ThievingNodeA, "whole", batch_size=200, tol=0))
 
     assert status["state"] == "failed" and arbiter_record.state == "failed"
     assert ThievingNodeA.roles and ThievingNodeA.roles[0].stolen == {}
@@ -280,17 +273,9 @@ def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_h
     ThievingNodeA.role_class, ThievingNodeA.roles = QuietThiefA, []
     fast = {"heartbeat": 0.3, "idle_timeout": 2.0}
 
-    async def scenario():
-        cluster = await cluster_with_party_a(tmp_path, ThievingNodeA, **demo_job(batch_size=200, tol=0),
-                                             limits={"party-b": fast, "arbiter": fast, "party-a": fast})
-        try:
-            async with cluster.client() as bank:
-                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "quiet"})).status_code == 201
-                return await wait_for(bank, "quiet", timeout=60)
-        finally:
-            await cluster.stop()
+    limits = {"party-b": fast, "arbiter": fast, "party-a": fast}
 
-    status = run(scenario())
+    status, _, _ = run(job_against(tmp_path, "party-a", ThievingNodeA, "quiet", limits, batch_size=200, tol=0))
 
     thief = ThievingNodeA.roles[0]
     assert len(thief.stolen) == len(thief.weights)  # the documented bound: k_A residuals, once

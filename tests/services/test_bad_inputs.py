@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tests.services.conftest import demo_job, start_cluster, wait_for
 from vfl.crypto.vector import Encryptor

@@ -1,9 +1,11 @@
 """Party A's caps on the PSI, through real HTTP between the three in-process services.
 
-A party B whose set is larger than A allows (the padded-set attack, seen from
-A), or that declares one size and sends more, gets nothing signed: the job
-fails at every party with a reason naming the limit, and A's audit log keeps
-the refusal. In the demo data A (the shop) has 593 IDs and B (the bank) 527.
+An honest party B registers the job with its set size, so a set larger than A
+allows is refused when B submits the job. A party B that bends the rules (it
+leaves the size out of the registration, declares another size in the PSI, or
+declares one size and sends more) gets nothing signed: the job fails at every
+party with a reason naming the limit, and A's audit log keeps the refusal. In
+the demo data A (the shop) has 593 IDs and B (the bank) 527.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ SHOP_IDS, BANK_IDS = 593, 527
 def audit_log(workdir: Path, service: str, job_id: str) -> str:
     path = workdir / "data" / service / "jobs" / job_id / "audit.log"
     return path.read_text() if path.exists() else ""
+
+
+def registers_no_size(monkeypatch) -> None:
+    """Make party B leave its set size out of the job's registration (a changed B)."""
+    from vfl.service import node as node_module
+
+    stock = node_module.Registration
+    monkeypatch.setattr(node_module, "Registration", lambda **fields: stock(**{**fields, "psi_ids": None}))
 
 
 def keep_key_holders(monkeypatch) -> list[alignment.AuditedKeyHolder]:
@@ -58,7 +68,33 @@ async def run_job(workdir: Path, limits: dict[str, dict[str, Any]], job_id: str)
      ({"max_psi_ratio": 0.8}, "more than 0.8 × party A's 593 (limits.max_psi_ratio)")],
     ids=["max_psi_ids", "max_psi_ratio"],
 )
-def test_a_bank_set_above_party_a_caps_fails_the_job_and_is_audited(tmp_path, run, monkeypatch, limits, named):
+def test_a_bank_set_above_party_a_caps_is_refused_at_submit(tmp_path, run, limits, named):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, limits={"party-a": limits}, **demo_job(epochs=1))
+        try:
+            async with cluster.client() as bank:
+                answer = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "too-big"})
+            return answer, {name: list(node.records) for name, node in cluster.nodes.items()}
+        finally:
+            await cluster.stop()
+
+    answer, records = run(scenario())
+
+    assert answer.status_code == 422
+    assert f"party B declares {BANK_IDS} IDs" in answer.json()["detail"] and named in answer.json()["detail"]
+    assert records == {"party-a": [], "party-b": [], "arbiter": []}
+
+
+@pytest.mark.parametrize(
+    "limits, named",
+    [({"max_psi_ids": 500}, "at most 500 (limits.max_psi_ids)"),
+     ({"max_psi_ratio": 0.8}, "more than 0.8 × party A's 593 (limits.max_psi_ratio)")],
+    ids=["max_psi_ids", "max_psi_ratio"],
+)
+def test_a_bank_that_hides_its_size_at_registration_fails_the_job_and_is_audited(
+    tmp_path, run, monkeypatch, limits, named
+):
+    registers_no_size(monkeypatch)
     holders = keep_key_holders(monkeypatch)
 
     status = run(run_job(tmp_path, {"party-a": limits}, "too-big"))
@@ -80,7 +116,20 @@ class UnderDeclaringRequester(alignment.AuditedRequester):
         return DeclaredSize(job_id=self.job_id, size_b=10)
 
 
+def test_a_bank_that_declares_another_size_than_it_registered_gets_nothing_signed(tmp_path, run, monkeypatch):
+    holders = keep_key_holders(monkeypatch)
+    monkeypatch.setattr(alignment, "AuditedRequester", UnderDeclaringRequester)
+
+    status = run(run_job(tmp_path, {}, "two-sizes"))
+
+    for party in ("A", "B"):
+        assert status[party]["state"] == "failed"
+        assert f"declares 10 IDs for the PSI, but registered the job with {BANK_IDS}" in status[party]["error"]
+    assert holders[0].declared_size_b is None and holders[0].size_b == 0
+
+
 def test_a_bank_that_sends_more_than_it_declared_gets_nothing_signed(tmp_path, run, monkeypatch):
+    registers_no_size(monkeypatch)
     holders = keep_key_holders(monkeypatch)
     monkeypatch.setattr(alignment, "AuditedRequester", UnderDeclaringRequester)
 

@@ -91,4 +91,4 @@ def test_a_peer_that_stays_down_fails_the_job_with_a_readable_error(tmp_path, ru
     status = run(scenario())
 
     assert status["state"] == "failed"
-    assert "party-a" in status["error"] and "unreachable for 1.5s" in status["error"]
+    assert "party-a" in status["error"] and "unreachable for" in status["error"] and "peer_timeout = 1.5s" in status["error"]

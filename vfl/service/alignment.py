@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from psi.protocol import PsiKeyHolder, PsiRequester
+from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
 from vfl.align import alignment_summary, no_overlap
 from vfl.data import PartyTable
 from vfl.errors import JobError, VFLError
@@ -81,7 +81,13 @@ def _auditor(node: Node, job_id: str) -> AuditFn:
 
 def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: int) -> AuditedKeyHolder:
     return AuditedKeyHolder(record.job_id, ids, key_bits=key_bits, min_key_bits=node.config.limits.min_key_bits,
-                            workers=node.workers, audit=_auditor(node, record.job_id), **_caps(node))
+                            workers=node.workers, audit=_auditor(node, record.job_id),
+                            expected_size_b=record.spec.get("psi_ids"), **_caps(node))
+
+
+def check_registered_size(node: Node, psi_ids: int, own_size: int) -> None:
+    """Party A: refuse at registration a job whose party B would declare more IDs than A's caps allow."""
+    check_declared_size(psi_ids, own_size, peer="B", me="A", **_caps(node))
 
 
 async def serve_as_key_holder(node: Node, record: JobRecord, runtime: JobRuntime, key_bits: int) -> None:

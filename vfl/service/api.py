@@ -267,12 +267,12 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
 
     @app.post("/v1/peer/jobs/{job_id}/fail", tags=["peer"], summary="A peer reports that the job failed there")
     async def peer_failed(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
-        await node.peer_stopped(job_id, caller, notice.reason, cancelled=False)
+        await node.peer_stopped(job_id, caller, notice.reason, cancelled=False, generation=notice.generation)
         return {"status": "failed"}
 
     @app.post("/v1/peer/jobs/{job_id}/cancel", tags=["peer"], summary="A peer cancelled the job")
     async def peer_cancelled(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
-        await node.peer_stopped(job_id, caller, notice.reason, cancelled=True)
+        await node.peer_stopped(job_id, caller, notice.reason, cancelled=True, generation=notice.generation)
         return {"status": "cancelled"}
 
     if node.party == "B":

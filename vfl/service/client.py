@@ -36,6 +36,7 @@ class PeerClient:
         self.config = config
         limits = config.limits
         self.peer_timeout = limits.peer_timeout
+        self.request_timeout = limits.request_timeout
         tls = config.tls
         # With TLS, peers learn who we are from our client certificate, not from a header.
         verify: Any = True if tls is None else client_ssl_context(tls.ca, tls.cert, tls.key)
@@ -66,12 +67,19 @@ class PeerClient:
     ) -> httpx.Response:
         """One call, retried on connection trouble; an error answer raises PeerRefused."""
         url = self.url(peer_id, path)
-        deadline = time.monotonic() + self.peer_timeout
+        started = time.monotonic()
+        deadline = started + self.peer_timeout
         delay = 0.1
         problem = ""
+        last_try = False
         while True:
+            # No single attempt may outlast the peer's deadline: a silent partition holds a
+            # request open until its timeout, and that must not stretch peer_timeout.
+            budget = min(self.request_timeout, max(1.0, deadline - time.monotonic()))
+            timeout = httpx.Timeout(budget, connect=min(10.0, budget))
             try:
-                response = await self._client.request(method, url, json=json, content=content, headers=headers)
+                response = await self._client.request(method, url, json=json, content=content, headers=headers,
+                                                      timeout=timeout)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -79,12 +87,15 @@ class PeerClient:
                 if response.status_code not in RETRY_STATUSES and not not_ready:
                     break
                 problem = f"not ready: {error_detail(response)}" if not_ready else f"HTTP {response.status_code}"
-            if time.monotonic() + delay > deadline:
+            if last_try:
                 state = "not ready" if problem.startswith("not ready") else "unreachable"
                 raise TransportError(
-                    f"peer {peer_id!r} at {url} has been {state} for {self.peer_timeout:g}s ({problem}); "
-                    "check that it is running and reachable"
+                    f"peer {peer_id!r} at {url} has been {state} for {time.monotonic() - started:.1f}s "
+                    f"(limits.peer_timeout = {self.peer_timeout:g}s; {problem}); check that it is running and reachable"
                 )
+            if time.monotonic() + delay > deadline:
+                last_try = True  # one more attempt at once: the link may have come back during the last one
+                continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         if response.status_code >= 400:

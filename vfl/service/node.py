@@ -305,7 +305,8 @@ class Node:
                     await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job succeeded while "
                                     f"party {self.party} is still training: it stopped taking part")
                     return
-                if info.get("state") in ("failed", "cancelled", "damaged") and not record.finished:
+                stale = info.get("state") == "failed" and int(info.get("generation", 0)) < record.generation
+                if info.get("state") in ("failed", "cancelled", "damaged") and not record.finished and not stale:
                     state = "cancelled" if info["state"] == "cancelled" else "failed"
                     await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job {info['state']}: "
                                     f"{info.get('error')}", notify=False, state=state)
@@ -395,6 +396,7 @@ class Node:
         # Peers are other organisations: they get the reason without our local paths; the full
         # reason stays in our job record and in this log line.
         public = redact(reason, local_paths(self.config))
+        generation = record.generation  # as it is now: a resume while we retry must not be undone by this notice
         if reason:
             log.warning("job %s: telling peers (%s): %s", record.job_id, what, reason)
         for role, peer_id in record.peers.items():
@@ -403,7 +405,7 @@ class Node:
             try:
                 await self.client.call_json(
                     peer_id, "POST", f"/v1/peer/jobs/{record.job_id}/{what}",
-                    {"reason": f"party {self.party} ({self.config.party.id}): {public}"},
+                    {"reason": f"party {self.party} ({self.config.party.id}): {public}", "generation": generation},
                 )
             except VFLError as exc:  # best effort: the peer may be the one that is down
                 log.warning("could not tell %s about job %s (%s): %s", peer_id, record.job_id, what, exc)
@@ -415,10 +417,16 @@ class Node:
         await self.fail(job_id, "cancelled by an orchestration call", state="cancelled")
         return record
 
-    async def peer_stopped(self, job_id: str, peer_id: str, reason: str, *, cancelled: bool) -> None:
+    async def peer_stopped(self, job_id: str, peer_id: str, reason: str, *, cancelled: bool,
+                           generation: int = 0) -> None:
         record = self.record(job_id)
         if peer_id not in record.peers.values():
             raise PeerNotAllowed(f"{peer_id!r} takes no part in job {job_id}")
+        if not cancelled and generation < record.generation:
+            # Sent before the job resumed (the sender retried while a link was down): it is history.
+            log.info("job %s: ignoring %s's failure notice from generation %d (now %d): %s",
+                     job_id, peer_id, generation, record.generation, reason)
+            return
         await self.fail(job_id, reason, notify=False, state="cancelled" if cancelled else "failed")
 
     async def finished(self, job_id: str, caller: str) -> None:
@@ -478,7 +486,7 @@ class Node:
         n_b = gradient_lengths(0, table.features.shape[1], spec.training)["B"]
         to_a = {"B": n_b} | ({"A": spec.party_a.n_features} if spec.party_a.n_features else {})
         registration = Registration(job_id=record.job_id, parties=parties, training=spec.training, psi=spec.psi,
-                                    dataset=spec.party_a.dataset, gradient_lengths=to_a)
+                                    dataset=spec.party_a.dataset, gradient_lengths=to_a, psi_ids=len(table))
         registered.append(parties["A"])  # before the call: a registration that timed out may still have landed
         answer = await self.client.call_json(parties["A"], "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
         lengths = {"A": _confirmed_length(answer), "B": n_b}
@@ -842,6 +850,8 @@ class Node:
                 raise ConfigError(f"the job spec expects {lengths['A']} features at party A; its dataset "
                                   f"{registration.dataset!r} has {n_a}")
             lengths["A"] = n_a
+            if registration.psi_ids is not None:  # refuse now, not after A has made a key
+                alignment.check_registered_size(self, registration.psi_ids, len(table))
         if set(lengths) != {"A", "B"}:
             raise ConfigError(f"the registration must fix the gradient lengths of parties A and B, got {sorted(lengths)}")
         record = JobRecord(
@@ -877,6 +887,15 @@ class Node:
             raise JobError(f"job {job_id} is not running here")
         if "train" in runtime.roles:
             return record  # a retried start: already started
+        try:
+            await self._start_role(record, runtime, start)
+        except VFLError as exc:  # refused here: the job ends here too, not only at B
+            await self.fail(job_id, f"{type(exc).__name__}: {exc}", notify=False)
+            raise
+        return record
+
+    async def _start_role(self, record: JobRecord, runtime: JobRuntime, start: TrainingStart) -> None:
+        job_id = record.job_id
         config = self._training_config(record)
         if self.party == "C":
             role: TrainingRole = await asyncio.to_thread(
@@ -886,7 +905,7 @@ class Node:
             self._save(record, state="training", stage="training", n_rows=start.n_rows)
             self._checkpoint(record, role)
             await runtime.add_role("train", role)
-            return record
+            return
         await self._alignment_stored(record)
         aligned = await asyncio.to_thread(self._aligned_table, record)
         if len(aligned) != start.n_rows:
@@ -895,7 +914,6 @@ class Node:
         self._save(record, state="training", stage="training", n_rows=start.n_rows)
         self._checkpoint(record, role)
         await runtime.add_role("train", role, role.start())
-        return record
 
     async def _alignment_stored(self, record: JobRecord) -> None:
         """Party A: wait until its side of the PSI has finished and the aligned IDs are stored.

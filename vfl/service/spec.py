@@ -78,6 +78,9 @@ class Registration(_Strict):
     dataset: str | None = Field(None, description="party A's dataset name (only in A's copy)")
     training: TrainingConfig
     psi: PsiSettings
+    psi_ids: int | None = Field(
+        None, ge=1, description="party B's ID count for the alignment: A refuses a count above its caps at once, "
+        "and B's declaration in the PSI must match it")
     gradient_lengths: dict[Literal["A", "B"], int] = Field(
         description="each party's gradient length: B's (and A's when the spec fixes it) in A's copy, "
         "both in the arbiter's. The arbiter decrypts vectors of exactly these lengths.")
@@ -108,7 +111,14 @@ class ScoreQuery(_Strict):
 
 
 class FailureNotice(_Strict):
+    """A peer reports that the job failed (or was cancelled, or finished) there.
+
+    ``generation`` is the job's generation at the sender when it stopped: a notice
+    sent before a resume, delivered after it, must not fail the resumed job.
+    """
+
     reason: str = Field(max_length=4000)
+    generation: int = Field(0, ge=0)
 
 
 class InterruptionNotice(_Strict):
