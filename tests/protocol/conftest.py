@@ -10,6 +10,7 @@ from vfl.config import TrainingConfig
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.messages import KeyRequest
 from vfl.protocol.role import Envelope
 from vfl.protocol.schedule import gradient_lengths
 
@@ -32,10 +33,8 @@ def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[PartyA, PartyB, Arbit
     return a, b, c, config
 
 
-def key_request(config: TrainingConfig, party: str, n_params: int, **changes) -> "KeyRequest":
+def key_request(config: TrainingConfig, party: str, n_params: int, **changes) -> KeyRequest:
     """What a party sends the arbiter first, built from a config (``changes`` override fields)."""
-    from vfl.protocol.messages import KeyRequest
-
     fields = dict(job_id="job", party=party, n_params=n_params, model=config.model, key_bits=config.key_bits,
                   config_digest=config.digest())
     return KeyRequest(**{**fields, **changes})

@@ -190,19 +190,16 @@ class LyingB(Node):
 
     claimed_a_length = 150
 
-    async def _register_with_peers(self, record, spec, table, registered):
-        original = self.client.call_json
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        honest_call = self.client.call_json
 
         async def tamper(peer_id, method, path, body=None):
-            if peer_id == record.peers["C"] and path == "/v1/peer/jobs":
+            if path == "/v1/peer/jobs" and self.config.peers[peer_id].role == "C":
                 body = {**body, "gradient_lengths": {**body["gradient_lengths"], "A": self.claimed_a_length}}
-            return await original(peer_id, method, path, body)
+            return await honest_call(peer_id, method, path, body)
 
         self.client.call_json = tamper
-        try:
-            await super()._register_with_peers(record, spec, table, registered)
-        finally:
-            self.client.call_json = original
 
 
 # A slightly longer lie is caught by whichever key request reaches C first: A's own length
@@ -227,7 +224,7 @@ class ThievingNodeA(Node):
     role_class: type = None  # set by the test
     roles: list = []
 
-    def _party_role(self, record, config, aligned):
+    def party_role(self, record, config, aligned):
         role = self.role_class(record.job_id, config, aligned.features, feature_names=aligned.feature_names,
                                workers=self.workers, min_key_bits=self.config.limits.min_key_bits,
                                job_lengths=record.gradient_lengths)

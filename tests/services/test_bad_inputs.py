@@ -132,7 +132,7 @@ def test_forty_bad_inputs_are_refused_and_the_services_carry_on(tmp_path, run):
                 for name in BANK_CSVS:
                     await submit(f"csv:{name}", spec(good, party_b__dataset=name))
                 await submit("csv:party-a-nan", spec(good, party_a__dataset="shop_nan"))
-                answer = await bank.post("/v1/jobs", json=spec(good, job_id="disjoint", party_b__dataset="disjoint"))
+                await bank.post("/v1/jobs", json=spec(good, job_id="disjoint", party_b__dataset="disjoint"))
                 failed = await wait_for(bank, "disjoint")
                 outcomes.append(("csv:no-overlap", 200 if failed["state"] == "failed" else 500, failed["error"] or ""))
 

@@ -465,8 +465,6 @@ def test_a_job_failed_by_a_cut_link_resumes_by_hand(federation):
         pytest.skip("the job rode out the cut, so there was nothing to resume")
     _check_failure(final)
 
-    failed_with = [s["error"] for s in final.values()]
-
     answer = federation.call("party-b", "POST", f"/v1/jobs/{job_id}/resume")
     assert answer.get("status") == 200, answer
     final = federation.wait_everywhere(job_id)

@@ -29,10 +29,10 @@ def audit_log(workdir: Path, service: str, job_id: str) -> str:
 
 def registers_no_size(monkeypatch) -> None:
     """Make party B leave its set size out of the job's registration (a changed B)."""
-    from vfl.service import node as node_module
+    from vfl.service import coordinator
 
-    stock = node_module.Registration
-    monkeypatch.setattr(node_module, "Registration", lambda **fields: stock(**{**fields, "psi_ids": None}))
+    stock = coordinator.Registration
+    monkeypatch.setattr(coordinator, "Registration", lambda **fields: stock(**{**fields, "psi_ids": None}))
 
 
 def keep_key_holders(monkeypatch) -> list[alignment.AuditedKeyHolder]:

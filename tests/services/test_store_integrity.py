@@ -21,6 +21,7 @@ from parties.app import create_app as create_party_app
 from tests.services.conftest import demo_job, start_cluster, wait_for
 from tests.services.test_resume import SETTINGS, uninterrupted
 from vfl.errors import JobError
+from vfl.service import retention
 from vfl.service.config import load_config
 from vfl.service.node import Node
 from vfl.service.store import JobRecord, JobStore
@@ -353,10 +354,10 @@ def test_a_failed_job_keeps_its_checkpoints_for_the_resume_window_only(tmp_path,
                     await asyncio.sleep(0.01)
                 await cluster.nodes["party-b"].fail(job["job_id"], "a simulated failure")  # tells A and C
                 kept = {n: cluster.nodes[n].store.checkpoints(job["job_id"]) for n in NAMES}
-                early_sweep = [cluster.nodes[n].sweep_checkpoints() for n in NAMES]
+                early_sweep = [retention.sweep_checkpoints(cluster.nodes[n]) for n in NAMES]
                 await asyncio.sleep(window + 0.2)
                 for node in cluster.nodes.values():
-                    node.sweep_checkpoints()  # the background sweep may well have done it already
+                    retention.sweep_checkpoints(node)  # the background sweep may well have done it already
                 states = {n: cluster.nodes[n].records[job["job_id"]].state for n in NAMES}
                 return kept, early_sweep, states, checkpoint_files(tmp_path)
         finally:

@@ -104,7 +104,8 @@ def key_holder_finished(node: Node, record: JobRecord, holder: PsiKeyHolder, run
     seconds = time.perf_counter() - node.psi_started.pop(record.job_id, time.perf_counter())
     summary = alignment_summary(len(table), holder.size_b, len(holder.rows), METHOD, seconds, runtime.psi_bytes(),
                                 declared_size_a=len(holder.ids), declared_size_b=holder.declared_size_b)
-    node.aligned_rows(record.job_id, table, holder.rows, summary)
+    node.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
+    node.save(record, alignment=summary, stage="aligned", n_rows=len(holder.rows))
 
 
 async def align_as_requester(

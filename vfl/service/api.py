@@ -54,6 +54,8 @@ from vfl.errors import (
     UnknownJobError,
     VFLError,
 )
+from vfl.service import registration
+from vfl.service import resume as resuming  # the routes below include one named resume
 from vfl.service.client import PARTY_HEADER
 from vfl.service.tls import common_name
 from vfl.service.node import Node
@@ -280,28 +282,28 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
         @app.post("/v1/jobs/{job_id}/resume", tags=["orchestration"], dependencies=[Token],
                   summary="Continue a running or failed job from the newest checkpoint all parties share")
         async def resume(job_id: str) -> dict[str, Any]:
-            return (await node.resume(job_id)).model_dump(mode="json")
+            return (await resuming.resume(node, job_id)).model_dump(mode="json")
 
         @app.post("/v1/peer/jobs/{job_id}/interrupted", tags=["peer"],
                   summary="A restarted peer lost its place in the job: party B resumes it")
         async def interrupted(job_id: str, notice: InterruptionNotice, caller: Peer) -> dict[str, str]:
-            await node.peer_interrupted(job_id, caller, notice.reason, notice.generation)
+            await resuming.peer_interrupted(node, job_id, caller, notice.reason, notice.generation)
             return {"status": "resuming"}
 
     else:
 
         @app.get("/v1/peer/jobs/{job_id}/checkpoints", tags=["peer"], summary="Epochs this party can resume from")
         async def checkpoints(job_id: str, caller: Peer) -> dict[str, Any]:
-            return node.checkpoint_info(job_id, caller)
+            return resuming.checkpoint_info(node, job_id, caller)
 
         @app.post("/v1/peer/jobs/{job_id}/resume", tags=["peer"], summary="Party B: continue from a checkpoint")
         async def resume_role(job_id: str, body: ResumeRequest, caller: Peer) -> dict[str, Any]:
-            return (await node.resume_role(job_id, body, caller)).peer_view()
+            return (await resuming.resume_role(node, job_id, body, caller)).peer_view()
 
         @app.post("/v1/peer/jobs/{job_id}/finished", tags=["peer"],
                   summary="Party B has the final model: drop checkpoints")
         async def finished(job_id: str, notice: FailureNotice, caller: Peer) -> dict[str, str]:
-            await node.finished(job_id, caller)
+            await registration.finished(node, job_id, caller)
             return {"status": "done"}
 
     return app

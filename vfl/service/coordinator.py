@@ -1,0 +1,281 @@
+"""Party B's side of a job: submit it, drive it through alignment and training, evaluate it.
+
+Party B owns each job:
+
+1. :func:`submit` checks the spec and B's own dataset and registers the job,
+   first with party A (which states its feature count, the length of its
+   gradient), then with the arbiter (which gets both gradient lengths). Each
+   checks the job against its own config and may refuse; any failure withdraws
+   the job everywhere.
+2. :func:`drive` runs the RSA blind-signature PSI with A over the job's
+   message endpoints, then tells C and A the aligned row count and starts
+   training. Every party checkpoints its role after every epoch.
+3. :func:`finish` waits for the last epoch, then :func:`evaluate` asks A for
+   its partial scores on the aligned rows (as for any prediction), computes the
+   metrics and a bank-only baseline on the same rows, and saves B's model part;
+   A and C drop their checkpoints and the job has succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vfl.data import PartyTable
+from vfl.errors import ConfigError, JobError, PeerRefused, ProtocolError, VFLError
+from vfl.metrics import model_metrics
+from vfl.plaintext import train_plaintext
+from vfl.protocol.parties import PartyB
+from vfl.protocol.schedule import gradient_lengths
+from vfl.report.job import curves_for
+from vfl.service import alignment
+from vfl.service.redact import local_paths, redact
+from vfl.service.scoring import parse_partial_scores
+from vfl.service.spec import JobSpec, Registration, TrainingStart, new_job_id
+from vfl.service.store import JobRecord
+
+if TYPE_CHECKING:
+    from vfl.service.node import Node
+
+log = logging.getLogger("vfl.service")
+
+
+async def submit(node: Node, spec: JobSpec) -> JobRecord:
+    if node.party != "B":
+        raise ConfigError("jobs are submitted to party B, which holds the labels")
+    job_id = spec.job_id or new_job_id()
+    if job_id in node.records or node.store.exists(job_id):
+        raise JobError(f"a job with id {job_id!r} already exists; choose another job_id")
+    a_id = spec.party_a.peer
+    if node.config.peers.get(a_id) is None or node.config.peers[a_id].role != "A":
+        raise ConfigError(f"{a_id!r} is not a configured party A peer of {node.config.party.id!r}")
+    c_id = spec.arbiter.peer if spec.arbiter else node.config.peer_of_role("C")[0]
+    if node.config.peers.get(c_id) is None or node.config.peers[c_id].role != "C":
+        raise ConfigError(f"{c_id!r} is not a configured arbiter peer of {node.config.party.id!r}")
+    node.check_key_sizes(spec.training, spec.psi.key_bits)
+    table = await asyncio.to_thread(node.table, spec.party_b.dataset, spec.training.model)
+    parties = {"A": a_id, "B": node.config.party.id, "C": c_id}
+    record = JobRecord(
+        job_id=job_id,
+        role="B",
+        spec=spec.model_dump(mode="json") | {"job_id": job_id},
+        dataset=spec.party_b.dataset,
+        peers=parties,
+        max_epochs=spec.training.epochs,
+    )
+    # B must be ready for A's first PSI message before A hears of the job.
+    node.store.create(record)
+    node.records[job_id] = record
+    registered: list[str] = []
+    try:
+        node.runtime_for(record)
+        await register_with_peers(node, record, spec, table, registered)
+    except Exception as exc:  # whatever went wrong, nothing may be left half-created anywhere
+        await undo_submission(node, job_id, registered, str(exc))
+        if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
+            raise ConfigError(f"job refused: {exc}") from exc
+        if isinstance(exc, VFLError):
+            raise
+        log.exception("job %s: submit crashed; withdrawn everywhere", job_id)
+        raise VFLError(
+            f"internal error while submitting job {job_id} ({exc!r}); it was withdrawn "
+            "everywhere, nothing is left behind"
+        ) from exc
+    node.drivers[job_id] = asyncio.get_running_loop().create_task(drive(node, record, table))
+    return record
+
+
+async def register_with_peers(
+    node: Node, record: JobRecord, spec: JobSpec, table: PartyTable, registered: list[str]
+) -> None:
+    """Register the job with A, which confirms its feature count, then with C, which gets both lengths.
+
+    The lengths C will decrypt come from here (B's own count and the one A
+    states), never from a party's own key request: see :mod:`vfl.protocol.arbiter`.
+    """
+    parties = record.peers
+    n_b = gradient_lengths(0, table.features.shape[1], spec.training)["B"]
+    to_a = {"B": n_b} | ({"A": spec.party_a.n_features} if spec.party_a.n_features else {})
+    registration = Registration(
+        job_id=record.job_id,
+        parties=parties,
+        training=spec.training,
+        psi=spec.psi,
+        dataset=spec.party_a.dataset,
+        gradient_lengths=to_a,
+        psi_ids=len(table),
+    )
+    registered.append(parties["A"])  # before the call: a registration that timed out may still have landed
+    answer = await node.client.call_json(parties["A"], "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
+    lengths = {"A": _confirmed_length(answer), "B": n_b}
+    node.save(record, gradient_lengths=lengths)
+    to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
+    registered.append(parties["C"])
+    await node.client.call_json(parties["C"], "POST", "/v1/peer/jobs", to_c.model_dump(mode="json"))
+
+
+async def undo_submission(node: Node, job_id: str, registered: list[str], reason: str) -> None:
+    """Submitting failed: withdraw the job everywhere, so nothing is left half-created."""
+    for peer_id in registered:
+        try:
+            await node.client.call_json(
+                peer_id,
+                "POST",
+                f"/v1/peer/jobs/{job_id}/forget",
+                {"reason": redact(reason, local_paths(node.config))[:4000]},
+            )
+        except VFLError:
+            log.warning("could not undo registration of %s at %s", job_id, peer_id)
+    runtime = node.runtimes.pop(job_id, None)
+    if runtime is not None:
+        await runtime.close()
+    node.records.pop(job_id, None)
+    node.done.pop(job_id, None)
+    node.store.delete(job_id)
+
+
+async def drive(node: Node, record: JobRecord, table: PartyTable) -> None:
+    runtime = node.runtimes[record.job_id]
+    spec = JobSpec.model_validate(record.spec)
+    started = time.perf_counter()
+    try:
+        node.save(record, state="aligning", stage="psi")
+        rows_b, summary = await alignment.align_as_requester(node, record, runtime, table)
+        aligned = table.take(rows_b)
+        node.store.save_alignment(record.job_id, aligned.ids)
+        node.save(
+            record,
+            alignment=summary,
+            n_rows=len(aligned),
+            timings={"alignment": round(time.perf_counter() - started, 3)},
+        )
+
+        node.save(record, state="training", stage="training")
+        role = await asyncio.to_thread(node.party_role, record, spec.training, aligned)
+        node.checkpoint(record, role)
+        start = TrainingStart(n_rows=len(aligned)).model_dump()
+        await node.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
+        await node.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
+        await runtime.add_role("train", role, role.start())
+        await finish(node, record, role, aligned, started)
+    except asyncio.CancelledError:
+        raise
+    except VFLError as exc:
+        await node.fail(record.job_id, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug must fail the job with a message, not hang it
+        log.exception("job %s crashed", record.job_id)
+        await node.fail(record.job_id, f"internal error: {exc!r}")
+
+
+async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable, started: float) -> None:
+    """Wait for training to end, evaluate, and close the job everywhere."""
+    trained = time.perf_counter()
+    if not role.done:
+        await node.done[record.job_id].wait()
+    runtime = node.runtimes.get(record.job_id)
+    if runtime is None or runtime.failed or record.finished:
+        return
+    record.timings["training"] = round(time.perf_counter() - trained, 3)
+    node.save(record, stage="evaluating")
+    await evaluate(node, record, role, aligned)
+    record.timings["total"] = round(time.perf_counter() - started, 3)
+    # Clean up before announcing success, so whoever sees "succeeded" also sees no checkpoints
+    # (the arbiter's hold its private key) anywhere.
+    node.store.drop_checkpoints(record.job_id)
+    await node.tell_peers(record, "finished")
+    node.save(record, state="succeeded", stage="done")
+    try:
+        await asyncio.to_thread(report, record.job_id)  # written next to the model
+    except VFLError as exc:  # the job still succeeded; the report is made again on request
+        log.warning("job %s: no report written: %s", record.job_id, exc)
+    node.drivers.pop(record.job_id, None)
+    runtime = node.runtimes.pop(record.job_id, None)
+    if runtime is not None:
+        await runtime.close()
+
+
+async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
+    """Metrics of the federated model and of a bank-only baseline on the same rows."""
+    model = role.model()
+    answer = await node.client.call_json(
+        record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/scores", {"ids": aligned.ids}
+    )
+    u_a, available = parse_partial_scores(answer, len(aligned))
+    if not available.all():
+        raise ProtocolError(f"party A did not score {int((~available).sum())} of the job's own aligned rows")
+    predictions = model.predict(aligned.features, u_a)
+    schedule = role.schedule
+    kind = role.config.model
+    splits = {"train": schedule.train_rows}
+    if schedule.has_validation:
+        splits["validation"] = schedule.validation_rows
+    record.metrics = {
+        name: model_metrics(kind, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()
+    }
+    record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
+    split = "validation" if schedule.has_validation else "train"
+    rows = splits[split]
+    record.curve_split = split
+    record.curves = curves_for(kind, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
+    record.privacy = None if role.privacy is None else role.privacy.report()
+    record.parameters = role.trajectory()
+    try:
+        record.party_a_convergence = await node.client.call_json(
+            record.peers["A"], "GET", f"/v1/peer/jobs/{record.job_id}/convergence"
+        )
+    except VFLError as exc:  # the report goes without A's panel; the model is unaffected
+        log.warning("job %s: party A's convergence summary unavailable: %s", record.job_id, exc)
+    node.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
+
+
+def report(node: Node, job_id: str) -> str:
+    """Party B's HTML report of a finished job (made on first request if it was not yet)."""
+    if node.party != "B":
+        raise ConfigError("job reports are served by party B")
+    record = node.record(job_id)
+    if record.state != "succeeded":
+        raise JobError(f"job {job_id} is {record.state}; the report is made when it succeeds")
+    page = node.store.load_report(job_id)
+    if page is None:
+        from vfl.report.job import figures_for, render, summary_from_record
+
+        summary = summary_from_record(record.model_dump(mode="json"))
+        page = render(summary, figures_for(summary))
+        node.store.save_report(job_id, page)
+    return page
+
+
+def _confirmed_length(answer: Any) -> int:
+    """Party A's gradient length from its registration answer."""
+    try:
+        length = int(answer["gradient_lengths"]["A"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"party A's registration answer does not state its feature count: {exc!r}") from exc
+    if not 1 <= length <= 1_000_000:
+        raise ProtocolError(f"party A states {length} features; a job needs between 1 and 1,000,000")
+    return length
+
+
+def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    """The same model trained by party B alone, on the same rows: what federation adds (and its predictions)."""
+    config = role.config
+    design = role.design[:, :-1] if config.fit_intercept else role.design
+    no_a = np.zeros((len(aligned), 0))
+    result = train_plaintext(no_a, design, role.labels, config)
+    weights = result.weights_b
+    u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
+    if config.model == "linear":
+        predictions = role.label_mean + role.label_scale * u
+    else:
+        predictions = 1.0 / (1.0 + np.exp(-u))
+    report = {
+        "description": "party B's features only, same rows, same algorithm",
+        "metrics": {
+            name: model_metrics(config.model, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()
+        },
+    }
+    return report, predictions

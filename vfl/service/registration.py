@@ -1,0 +1,156 @@
+"""Parties A and C: what party B asks of them to set a job up, start it and close it.
+
+Each checks a registration against its own config: the parties it names must
+be its configured peers, the key sizes at least its minimum; party A also
+checks its dataset, states its feature count (the length of its gradient, fixed
+from now on) and refuses a PSI set size above its caps. Then A starts its side
+of the alignment at once. ``start_training`` builds the training role once the
+rows are aligned; ``finished`` drops the checkpoints once B has the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from vfl.errors import ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
+from vfl.protocol.arbiter import Arbiter
+from vfl.service import alignment
+from vfl.service.runtime import JobRuntime
+from vfl.service.spec import Registration, TrainingStart
+from vfl.service.store import JobRecord
+
+if TYPE_CHECKING:
+    from vfl.service.node import Node, TrainingRole
+
+
+async def register(node: Node, registration: Registration, caller: str) -> JobRecord:
+    if node.party == "B":
+        raise ConfigError("party B registers jobs with its peers; it is not registered by them")
+    if node.peer_role(caller) != "B" or registration.parties.get("B") != caller:
+        raise PeerNotAllowed(f"only the job's party B may register it; {caller!r} is not")
+    parties = registration.parties
+    if set(parties) != {"A", "B", "C"} or parties.get(node.party) != node.config.party.id:
+        raise ConfigError(f"the job names this service as {parties.get(node.party)!r}, not {node.config.party.id!r}")
+    for role, peer_id in parties.items():
+        if role != node.party and (peer_id not in node.config.peers or node.config.peers[peer_id].role != role):
+            raise ConfigError(f"party {role} of the job, {peer_id!r}, is not a configured peer here")
+    node.check_key_sizes(registration.training, registration.psi.key_bits)
+    existing = node.records.get(registration.job_id)
+    if existing is not None:
+        if existing.spec == registration.model_dump(mode="json"):
+            return existing  # a retried registration: same answer, no double work
+        raise JobError(f"a job with id {registration.job_id!r} already exists here")
+    lengths = dict(registration.gradient_lengths)
+    if node.party == "A":
+        if not registration.dataset:
+            raise ConfigError("party A's registration must name its dataset")
+        table = await asyncio.to_thread(node.table, registration.dataset)  # refuse now if unusable
+        # A states its own feature count; the job's copy at the arbiter fixes it from now on.
+        n_a = table.features.shape[1]
+        if lengths.get("A", n_a) != n_a:
+            raise ConfigError(
+                f"the job spec expects {lengths['A']} features at party A; its dataset "
+                f"{registration.dataset!r} has {n_a}"
+            )
+        lengths["A"] = n_a
+        if registration.psi_ids is not None:  # refuse now, not after A has made a key
+            alignment.check_registered_size(node, registration.psi_ids, len(table))
+    if set(lengths) != {"A", "B"}:
+        raise ConfigError(f"the registration must fix the gradient lengths of parties A and B, got {sorted(lengths)}")
+    record = JobRecord(
+        job_id=registration.job_id,
+        role=node.party,
+        spec=registration.model_dump(mode="json"),
+        dataset=registration.dataset,
+        peers=parties,
+        max_epochs=registration.training.epochs,
+        gradient_lengths=lengths,
+    )
+    node.store.create(record)
+    node.records[record.job_id] = record
+    runtime = node.runtime_for(record)
+    if node.party == "A":
+        node.save(record, state="aligning", stage="psi")
+        await alignment.serve_as_key_holder(node, record, runtime, registration.psi.key_bits)
+    return record
+
+
+async def forget(node: Node, job_id: str, caller: str) -> None:
+    """Undo a registration that B could not complete (no trace is left)."""
+    record = node.record(job_id)
+    node.require_peer(record, caller, "B")
+    runtime = node.runtimes.pop(job_id, None)
+    if runtime is not None:
+        await runtime.close()
+    node.records.pop(job_id, None)
+    node.store.delete(job_id)
+
+
+async def start_training(node: Node, job_id: str, start: TrainingStart, caller: str) -> JobRecord:
+    record = node.record(job_id)
+    node.require_peer(record, caller, "B")
+    if record.finished:
+        raise JobError(f"job {job_id} has already {record.state}")
+    runtime = node.runtimes.get(job_id)
+    if runtime is None:
+        raise JobError(f"job {job_id} is not running here")
+    if "train" in runtime.roles:
+        return record  # a retried start: already started
+    try:
+        await start_role(node, record, runtime, start)
+    except VFLError as exc:  # refused here: the job ends here too, not only at B
+        await node.fail(job_id, f"{type(exc).__name__}: {exc}", notify=False)
+        raise
+    return record
+
+
+async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: TrainingStart) -> None:
+    job_id = record.job_id
+    config = node.training_config(record)
+    if node.party == "C":
+        role: TrainingRole = await asyncio.to_thread(
+            Arbiter,
+            job_id,
+            config,
+            start.n_rows,
+            gradient_lengths=record.gradient_lengths,
+            min_key_bits=node.config.limits.min_key_bits,
+        )
+        node.save(record, state="training", stage="training", n_rows=start.n_rows)
+        node.checkpoint(record, role)
+        await runtime.add_role("train", role)
+        return
+    await alignment_stored(node, record)
+    aligned = await asyncio.to_thread(node.aligned_table, record)
+    if len(aligned) != start.n_rows:
+        raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
+    role = await asyncio.to_thread(node.party_role, record, config, aligned)
+    node.save(record, state="training", stage="training", n_rows=start.n_rows)
+    node.checkpoint(record, role)
+    await runtime.add_role("train", role, role.start())
+
+
+async def alignment_stored(node: Node, record: JobRecord) -> None:
+    """Party A: wait until its side of the PSI has finished and the aligned IDs are stored.
+
+    B learns the intersection when it sends A its last PSI message, so B's "start
+    training" can arrive while that message still waits in A's queue.
+    """
+    if node.store.load_alignment(record.job_id) is not None:
+        return
+    finished = node.psi_done.setdefault(record.job_id, asyncio.Event())
+    try:
+        await asyncio.wait_for(finished.wait(), timeout=node.config.limits.request_timeout)
+    except TimeoutError:
+        raise JobError(
+            f"job {record.job_id}: alignment has not finished at party A after "
+            f"{node.config.limits.request_timeout:g}s (limits.request_timeout)"
+        ) from None
+
+
+async def finished(node: Node, job_id: str, caller: str) -> None:
+    """B has the final model: checkpoints (the arbiter's hold its private key) can go."""
+    record = node.record(job_id)
+    node.require_peer(record, caller, "B")
+    node.store.drop_checkpoints(job_id)
