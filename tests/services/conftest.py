@@ -100,6 +100,14 @@ async def wait_for(client: httpx.AsyncClient, job_id: str, timeout: float = 240)
         await asyncio.sleep(0.05)
 
 
+async def submit_until_epoch(client: httpx.AsyncClient, job: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """Submit ``job`` at party B and return B's answer once the job has finished ``epoch`` epochs."""
+    submitted = (await client.post("/v1/jobs", json=job)).json()
+    while (await client.get(f"/v1/jobs/{submitted['job_id']}")).json()["epoch"] < epoch:
+        await asyncio.sleep(0.01)
+    return submitted
+
+
 @pytest.fixture
 def run():
     """Run a coroutine to completion (the service tests are plain functions)."""

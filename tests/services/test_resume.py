@@ -9,7 +9,7 @@ import pytest
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from tests.services.conftest import demo_job, start_cluster, wait_for
+from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
 from vfl.config import TrainingConfig
 from vfl.data import load_csv
 from vfl.service.config import load_config
@@ -49,9 +49,7 @@ def test_a_crashed_service_resumes_and_the_model_is_unchanged(tmp_path, run, key
         cluster = await start_cluster(tmp_path, **demo_job(**SETTINGS))
         try:
             async with cluster.client() as bank:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 3:
-                    await asyncio.sleep(0.01)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 3)
                 await crash_and_restart(cluster, victim)
             async with cluster.client() as bank, cluster.client("party-a") as shop:
                 status = await wait_for(bank, job["job_id"])
@@ -78,9 +76,7 @@ def test_a_peer_that_stays_down_fails_the_job_with_a_readable_error(tmp_path, ru
         cluster = await start_cluster(tmp_path, limits=limits, **demo_job(epochs=400, tol=0))
         try:
             async with cluster.client() as bank:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 2:
-                    await asyncio.sleep(0.01)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 2)
                 del cluster.router.apps["party-a.test"]  # A goes away and never comes back
                 for runtime in list(cluster.nodes["party-a"].runtimes.values()):
                     await runtime.close()

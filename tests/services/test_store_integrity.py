@@ -18,7 +18,7 @@ import pytest
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from tests.services.conftest import demo_job, start_cluster, wait_for
+from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
 from tests.services.test_resume import SETTINGS, uninterrupted
 from vfl.errors import JobError
 from vfl.service import retention
@@ -249,9 +249,7 @@ def test_a_truncated_newest_checkpoint_resumes_from_an_older_one_with_the_same_m
         cluster = await start_cluster(tmp_path, **demo_job(**SETTINGS))
         try:
             async with cluster.client() as bank:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 3:
-                    await asyncio.sleep(0.01)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 3)
                 await stop(cluster, "party-a")
                 folder = checkpoints / job["job_id"] / "checkpoints"
                 newest = max(int(p.stem.removeprefix("epoch-")) for p in folder.glob("epoch-*.json"))
@@ -322,9 +320,7 @@ def test_cancelling_a_job_deletes_its_checkpoints_at_every_party(tmp_path, run):
         cluster = await start_cluster(tmp_path, **demo_job(epochs=400, tol=0))
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop, cluster.client("arbiter") as arb:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 2:
-                    await asyncio.sleep(0.01)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 2)
                 during = checkpoint_files(tmp_path)
                 cancelled = await bank.post(f"/v1/jobs/{job['job_id']}/cancel")
                 states = [(await c.get(f"/v1/jobs/{job['job_id']}")).json()["state"] for c in (shop, bank, arb)]
@@ -349,9 +345,7 @@ def test_a_failed_job_keeps_its_checkpoints_for_the_resume_window_only(tmp_path,
         cluster = await start_cluster(tmp_path, limits=limits, **demo_job(epochs=400, tol=0))
         try:
             async with cluster.client() as bank:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 2:
-                    await asyncio.sleep(0.01)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 2)
                 await cluster.nodes["party-b"].fail(job["job_id"], "a simulated failure")  # tells A and C
                 kept = {n: cluster.nodes[n].store.checkpoints(job["job_id"]) for n in NAMES}
                 early_sweep = [retention.sweep_checkpoints(cluster.nodes[n]) for n in NAMES]

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.services.conftest import demo_job, start_cluster, wait_for
+from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
 from vfl.errors import TransportError
 from vfl.protocol.messages import KeyRequest
 from vfl.protocol.wire import encode_message
@@ -86,9 +86,7 @@ def test_cancel_stops_the_job_at_every_party(tmp_path, run):
         cluster = await start_cluster(tmp_path, **demo_job(epochs=200, tol=0))
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop, cluster.client("arbiter") as arb:
-                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
-                while (await bank.get(f"/v1/jobs/{job['job_id']}")).json()["epoch"] < 2:
-                    await asyncio.sleep(0.02)
+                job = await submit_until_epoch(bank, cluster.setup["job"], 2)
                 cancelled = await bank.post(f"/v1/jobs/{job['job_id']}/cancel")
                 await asyncio.sleep(0.3)
                 states = [(await c.get(f"/v1/jobs/{job['job_id']}")).json() for c in (bank, shop, arb)]

@@ -29,6 +29,7 @@ from typing import Any
 
 from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.config import TrainingConfig
+from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data import PartyTable, load_csv
 from vfl.errors import (
     ConfigError,
@@ -377,6 +378,11 @@ class Node:
         for what, bits in (("training.key_bits", training.key_bits), ("psi.key_bits", psi_bits)):
             if bits < floor:
                 raise ConfigError(f"{what}={bits} is below this service's minimum of {floor} bits")
+
+    def arbiter_role(self, record: JobRecord, n_rows: int, keypair: tuple[PublicKey, PrivateKey] | None = None) -> Arbiter:
+        """The arbiter's role for the job: a fresh key pair, or the one from a checkpoint."""
+        return Arbiter(record.job_id, self.training_config(record), n_rows, gradient_lengths=record.gradient_lengths,
+                       keypair=keypair, min_key_bits=self.config.limits.min_key_bits)
 
     def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
         """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""

@@ -14,7 +14,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from vfl.errors import ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
-from vfl.protocol.arbiter import Arbiter
 from vfl.service import alignment
 from vfl.service.runtime import JobRuntime
 from vfl.service.spec import Registration, TrainingStart
@@ -106,17 +105,9 @@ async def start_training(node: Node, job_id: str, start: TrainingStart, caller: 
 
 
 async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: TrainingStart) -> None:
-    job_id = record.job_id
-    config = node.training_config(record)
+    """This party's training role for the job, on the aligned rows; A then asks C for the key."""
     if node.party == "C":
-        role: TrainingRole = await asyncio.to_thread(
-            Arbiter,
-            job_id,
-            config,
-            start.n_rows,
-            gradient_lengths=record.gradient_lengths,
-            min_key_bits=node.config.limits.min_key_bits,
-        )
+        role: TrainingRole = await asyncio.to_thread(node.arbiter_role, record, start.n_rows)
         node.save(record, state="training", stage="training", n_rows=start.n_rows)
         node.checkpoint(record, role)
         await runtime.add_role("train", role)
@@ -125,7 +116,7 @@ async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: 
     aligned = await asyncio.to_thread(node.aligned_table, record)
     if len(aligned) != start.n_rows:
         raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
-    role = await asyncio.to_thread(node.party_role, record, config, aligned)
+    role = await asyncio.to_thread(node.party_role, record, node.training_config(record), aligned)
     node.save(record, state="training", stage="training", n_rows=start.n_rows)
     node.checkpoint(record, role)
     await runtime.add_role("train", role, role.start())

@@ -188,21 +188,12 @@ async def resume_role(node: Node, job_id: str, request: ResumeRequest, caller: s
         raise JobError(f"job {job_id} is already at generation {record.generation} here; a resume must move it on")
     check_resume_budget(node, record)
     state = node.store.load_checkpoint(job_id, request.epoch)
-    config = node.training_config(record)
     if node.party == "C":
         key = PrivateKey.from_dict(state["private_key"])
-        role: TrainingRole = await asyncio.to_thread(
-            Arbiter,
-            job_id,
-            config,
-            record.n_rows,
-            gradient_lengths=record.gradient_lengths,
-            keypair=(key.public_key, key),
-            min_key_bits=node.config.limits.min_key_bits,
-        )
+        role: TrainingRole = await asyncio.to_thread(node.arbiter_role, record, record.n_rows, (key.public_key, key))
     else:
         aligned = await asyncio.to_thread(node.aligned_table, record)
-        role = await asyncio.to_thread(node.party_role, record, config, aligned)
+        role = await asyncio.to_thread(node.party_role, record, node.training_config(record), aligned)
     role.load_state_dict(state)
     if isinstance(role, Arbiter):
         # Everything released before, also after this checkpoint: a resumed slot gets the same value or nothing.
