@@ -21,6 +21,31 @@ def test_batches_partition_the_training_rows_and_reshuffle_each_epoch():
     assert not np.array_equal(np.concatenate(epoch0), epoch1)
 
 
+@pytest.mark.parametrize("n_train, size, lengths", [(398, 64, [64] * 5 + [78]), (110, 30, [30, 30, 30, 20]),
+                                                    (100, 30, [30, 30, 40]), (20, 50, [20])])
+def test_a_remainder_shorter_than_half_a_batch_joins_the_last_batch(n_train, size, lengths):
+    schedule = Schedule(n_train, TrainingConfig(batch_size=size))
+
+    batches = schedule.batches(0)
+
+    assert [len(b) for b in batches] == lengths
+    assert [schedule.batch_length(b) for b in range(schedule.batches_per_epoch)] == lengths
+    assert sorted(np.concatenate(batches)) == list(range(n_train)) and schedule.largest_batch == max(lengths)
+
+
+def test_gradient_lengths_that_could_hold_a_batch_or_the_validation_rows_are_refused():
+    from vfl.protocol.schedule import check_gradient_lengths, gradient_lengths
+
+    config = TrainingConfig(batch_size=30, validation_fraction=0.1)
+    schedule = Schedule(110, config)  # 99 training rows in batches of 30, 30, 39; 11 validation rows
+
+    check_gradient_lengths(gradient_lengths(10, 9, config), schedule)  # 10 and 9 + intercept: fine
+    with pytest.raises(ConfigError, match="validation split has only 11 rows"):
+        check_gradient_lengths(gradient_lengths(11, 2, config), schedule)
+    with pytest.raises(ConfigError, match="smallest batch has only 20 rows"):  # 30, 30, 30 and 20 rows
+        check_gradient_lengths({"A": 3, "B": 20}, Schedule(110, TrainingConfig(batch_size=30)))
+
+
 def test_every_role_derives_the_same_schedule():
     config = TrainingConfig(batch_size=7, validation_fraction=0.25, seed=11)
 
