@@ -24,7 +24,7 @@ from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
 from vfl.align import alignment_summary, no_overlap
 from vfl.data import PartyTable
 from vfl.errors import JobError, VFLError
-from vfl.protocol.messages import Message, Party
+from vfl.protocol.messages import Message
 from vfl.protocol.role import Envelope, Role
 from vfl.service.runtime import JobRuntime
 from vfl.service.store import JobRecord
@@ -53,12 +53,8 @@ class _AuditsRefusals(Role):
         try:
             return super().process(message)
         except VFLError as exc:
-            self._log(message, None, exc)
+            self.audit(f"refused {message.address()}: {type(exc).__name__}: {exc}")
             raise
-
-    def _log(self, message: Message, sender: Party | None, exc: VFLError) -> None:
-        origin = f" from party {sender}" if sender else ""
-        self.audit(f"refused {message.address()}{origin}: {type(exc).__name__}: {exc}")
 
 
 class AuditedKeyHolder(_AuditsRefusals, PsiKeyHolder):

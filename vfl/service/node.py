@@ -241,18 +241,27 @@ class Node:
                     if not runtime.closed and not record.finished:
                         await self.fail(record.job_id, f"party {role} stopped answering: {exc}")
                     return
-                training = runtime.roles.get("train")
-                if info.get("state") == "succeeded" and training is not None and not training.done:
-                    # Training ends for all at the same decision: a peer that finished while we still train deviated.
-                    await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job succeeded while "
-                                    f"party {self.party} is still training: it stopped taking part")
+                verdict = self._judge_peer(record, runtime, role, peer_id, info)
+                if verdict is not None:
+                    reason, state, notify = verdict
+                    await self.fail(record.job_id, reason, notify=notify, state=state)
                     return
-                stale = info.get("state") == "failed" and int(info.get("generation", 0)) < record.generation
-                if info.get("state") in ("failed", "cancelled", "damaged") and not record.finished and not stale:
-                    state = "cancelled" if info["state"] == "cancelled" else "failed"
-                    await self.fail(record.job_id, f"party {role} ({peer_id}) reports the job {info['state']}: "
-                                    f"{info.get('error')}", notify=False, state=state)
-                    return
+
+    def _judge_peer(self, record: JobRecord, runtime: JobRuntime, role: Party, peer_id: str,
+                    info: dict[str, Any]) -> tuple[str, str, bool] | None:
+        """What a peer's job state means for ours: (reason, our new state, tell the others?), or None."""
+        state = info.get("state")
+        training = runtime.roles.get("train")
+        if state == "succeeded" and training is not None and not training.done:
+            # Training ends for all at the same decision: a peer that finished while we still train deviated.
+            return (f"party {role} ({peer_id}) reports the job succeeded while party {self.party} is still "
+                    "training: it stopped taking part", "failed", True)
+        if state not in ("failed", "cancelled", "damaged") or record.finished:
+            return None
+        if state == "failed" and int(info.get("generation", 0)) < record.generation:
+            return None  # it failed before the job resumed, and has not been told to resume yet
+        ours = "cancelled" if state == "cancelled" else "failed"
+        return f"party {role} ({peer_id}) reports the job {state}: {info.get('error')}", ours, False
 
     async def fresh_runtime(self, record: JobRecord) -> JobRuntime:
         """Replace the job's runtime (on resume): queues, dedup memory and tasks start over."""

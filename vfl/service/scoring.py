@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vfl.errors import ConfigError, DataError, JobError, LimitExceeded, ProtocolError, RateLimited
+from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited
 from vfl.model_parts import ModelPartA, ModelPartB
 from vfl.service.store import JobRecord
 
@@ -32,7 +32,7 @@ async def predict(node: Node, job_id: str, ids: list[str]) -> dict[str, Any]:
     if record.state != "succeeded":
         raise JobError(f"job {job_id} is {record.state}; only a succeeded job can predict")
     if len(ids) > node.config.limits.max_vector_length:
-        raise DataError(f"{len(ids)} IDs exceed the limit of {node.config.limits.max_vector_length} per request")
+        raise LimitExceeded(f"{len(ids)} IDs exceed the limit of {node.config.limits.max_vector_length} per request")
     model = ModelPartB.from_dict(node.model_part(job_id))
     table = await asyncio.to_thread(node.table, record.dataset)
     rows = table.rows_for(ids)  # unknown IDs at B: a clear error before A is asked
