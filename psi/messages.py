@@ -44,8 +44,8 @@ def unpack_tags(data: bytes, count: int) -> list[bytes]:
 class PsiPublicKey(PsiMessage):
     KIND = "psi_public_key"
     STEP = 1
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
 
     n: bytes
     e: int = Field(ge=3)
@@ -73,8 +73,8 @@ class DeclaredSize(PsiMessage):
 
     KIND = "psi_declared_size"
     STEP = 2
-    SENDERS = ("B",)
-    RECIPIENTS = ("A",)
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
 
     size_b: int = Field(ge=1, le=10**12)
 
@@ -83,8 +83,8 @@ class DeclaredSize(PsiMessage):
 class BlindedChunk(PsiMessage):
     KIND = "psi_blinded_chunk"
     STEP = 2
-    SENDERS = ("B",)
-    RECIPIENTS = ("A",)
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
 
     chunk: int = Field(ge=0)
     total_chunks: int = Field(ge=1)
@@ -95,8 +95,8 @@ class BlindedChunk(PsiMessage):
 class SignedChunk(PsiMessage):
     KIND = "psi_signed_chunk"
     STEP = 3
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
 
     chunk: int = Field(ge=0)
     values: IntVector
@@ -106,8 +106,8 @@ class SignedChunk(PsiMessage):
 class KeyHolderTags(PsiMessage):
     KIND = "psi_key_holder_tags"
     STEP = 3
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
 
     chunk: int = Field(ge=0)
     total_chunks: int = Field(ge=1)
@@ -119,8 +119,8 @@ class KeyHolderTags(PsiMessage):
 class IntersectionTags(PsiMessage):
     KIND = "psi_intersection_tags"
     STEP = 4
-    SENDERS = ("B",)
-    RECIPIENTS = ("A",)
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
 
     count: int = Field(ge=0)
     tags: bytes

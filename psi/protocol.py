@@ -65,6 +65,7 @@ from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, P
 from vfl.parallel import get_pool, run_chunks, split_evenly
 from vfl.protocol.messages import IntVector, Message
 from vfl.protocol.role import Envelope, Role
+from vfl.protocol.roster import Roster
 
 DEFAULT_CHUNK = 4096
 #: Blinded chunks B keeps in flight; bounds the r values it must remember.
@@ -145,13 +146,15 @@ class PsiKeyHolder(Role):
     most that many IDs, and at most that multiple of A's own set (None: no cap).
     """
 
-    party = "A"
+    KIND = "feature"
 
     def __init__(
         self,
         job_id: str,
         ids: Sequence[str],
         *,
+        party: str = "A",
+        peer: str = "B",
         key_bits: int = 2048,
         min_key_bits: int = MIN_RSA_BITS,
         key: RsaPrivateKey | None = None,
@@ -161,7 +164,8 @@ class PsiKeyHolder(Role):
         max_peer_ratio: float | None = None,
         expected_size_b: int | None = None,
     ) -> None:
-        super().__init__(job_id)
+        super().__init__(job_id, Roster.pair(party, peer), party)
+        self.peer = peer
         check_caps(max_peer_ids, max_peer_ratio)
         self.max_peer_ids = max_peer_ids
         self.max_peer_ratio = max_peer_ratio
@@ -195,7 +199,7 @@ class PsiKeyHolder(Role):
             self._own_waiting = []
         self._feed_own(2 * self.workers)
         key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, len(self.ids), self.chunk_size)
-        return [self.send("B", key)]
+        return [self.send(self.peer, key)]
 
     def _feed_own(self, in_flight: int) -> None:
         """Keep ``in_flight`` own-ID tasks queued on the pool (all of them when in_flight is large)."""
@@ -291,7 +295,7 @@ class PsiKeyHolder(Role):
         self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
         self.size_b += len(values)
         self.cursor += 1
-        out = [self.send("B", SignedChunk(job_id=self.job_id, chunk=message.chunk,
+        out = [self.send(self.peer, SignedChunk(job_id=self.job_id, chunk=message.chunk,
                                           values=IntVector.pack(signatures, public.byte_width)))]
         if message.chunk == self.total_b_chunks - 1:  # the last one: B's whole declared set is signed
             out.extend(self._publish_own_tags())
@@ -309,7 +313,7 @@ class PsiKeyHolder(Role):
         size = self.chunk_size
         chunks = [tags[i : i + size] for i in range(0, len(tags), size)] or [[]]
         return [
-            self.send("B", KeyHolderTags(job_id=self.job_id, chunk=j, total_chunks=len(chunks), count=len(c),
+            self.send(self.peer, KeyHolderTags(job_id=self.job_id, chunk=j, total_chunks=len(chunks), count=len(c),
                                          tags=pack_tags(c)))
             for j, c in enumerate(chunks)
         ]
@@ -334,19 +338,22 @@ class PsiRequester(Role):
     its guesses B holds.
     """
 
-    party = "B"
+    KIND = "label"
 
     def __init__(
         self,
         job_id: str,
         ids: Sequence[str],
         *,
+        party: str = "B",
+        peer: str = "A",
         min_key_bits: int = MIN_RSA_BITS,
         window: int = DEFAULT_WINDOW,
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
     ) -> None:
-        super().__init__(job_id)
+        super().__init__(job_id, Roster.pair(peer, party), party)
+        self.peer = peer
         check_caps(max_peer_ids, max_peer_ratio)
         self.ids = list(ids)
         if not self.ids:
@@ -410,7 +417,7 @@ class PsiRequester(Role):
         declaration = self.declaration()
         self.declared_size_b = declaration.size_b
         # The declaration goes first: A signs nothing before it knows how much to sign.
-        return [self.send("A", declaration)] + [self._blind(c) for c in range(min(self.window, self.n_chunks))]
+        return [self.send(self.peer, declaration)] + [self._blind(c) for c in range(min(self.window, self.n_chunks))]
 
     def _blind(self, chunk: int) -> Envelope:
         """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
@@ -422,7 +429,7 @@ class PsiRequester(Role):
         self._blinding[chunk] = (batch_invert(factors, n), blinded)
         message = BlindedChunk(job_id=self.job_id, chunk=chunk, total_chunks=self.n_chunks,
                                values=IntVector.pack(blinded, self._width))
-        return self.send("A", message)
+        return self.send(self.peer, message)
 
     def _unblind(self, message: SignedChunk) -> list[Envelope]:
         inverses, blinded = self._blinding.pop(message.chunk)
@@ -475,7 +482,7 @@ class PsiRequester(Role):
         rows = sorted((self._tag_rows[t] for t in common), key=self.ids.__getitem__)
         self.rows = np.asarray(rows, dtype=np.int64)
         self._a_tags = set()
-        return [self.send("A", IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
+        return [self.send(self.peer, IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
 
 
 __all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES", "check_declared_size"]

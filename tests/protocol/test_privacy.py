@@ -72,7 +72,7 @@ def test_the_arbiter_decrypts_only_masked_gradients_and_losses(train, breast, pr
 def recover_residual_plaintext(forward: EncryptedForward, residual: EncryptedResidual, public_key) -> list:
     """Party A's attack: [[d]] / [[u_A]] = 1 + q·n mod n² when B does not re-randomise."""
     nsq, n = public_key.nsquare, public_key.n
-    sent = forward.enc_u_a.unpack(public_key.ciphertext_bytes)
+    sent = forward.enc_u.unpack(public_key.ciphertext_bytes)
     got = residual.enc_residual.unpack(public_key.ciphertext_bytes)
     recovered = []
     for c_sent, c_got in zip(sent, got):

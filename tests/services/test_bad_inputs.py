@@ -159,7 +159,7 @@ def test_forty_bad_inputs_are_refused_and_the_services_carry_on(tmp_path, run):
 
                 def forward(**changes: Any) -> bytes:
                     fields = dict(job_id=live, epoch=0, batch=0,
-                                  enc_u_a=CipherVector.from_vector(enc.encrypt(np.zeros(rows), 32)))
+                                  party="A", enc_u=CipherVector.from_vector(enc.encrypt(np.zeros(rows), 32)))
                     return encode_message(EncryptedForward(**{**fields, **changes}))
 
                 async def post(label: str, client, path: str, body: bytes, sender: str = "party-a") -> None:
@@ -189,11 +189,11 @@ def test_forty_bad_inputs_are_refused_and_the_services_carry_on(tmp_path, run):
                 # the payload is checked before anything else about the step.
                 for name, data in garbled.items():
                     vector = CipherVector(count=rows, data=data, frac_bits=32)
-                    await post(f"ct:{name}", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u_a=vector))
+                    await post(f"ct:{name}", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u=vector))
                 wrong_length = CipherVector.from_vector(enc.encrypt(np.zeros(rows + 1), 32))
-                await post("ct:wrong-length", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u_a=wrong_length))
+                await post("ct:wrong-length", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u=wrong_length))
                 oversized = CipherVector(count=2001, data=b"", frac_bits=32)
-                await post("ct:too-many-elements", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u_a=oversized))
+                await post("ct:too-many-elements", bank, f"{base}/encrypted_forward", forward(epoch=399, enc_u=oversized))
                 # Party B asks the arbiter to decrypt a [[u_A]]-sized vector in place of its gradient.
                 oracle = MaskedGradient(job_id=live, epoch=399, batch=0, party="B",
                                         masked_enc_gradient=IntVector.pack(enc.encrypt(np.zeros(rows), 8).ciphertexts, width))

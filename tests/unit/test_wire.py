@@ -12,7 +12,7 @@ from vfl.protocol.wire import HEADER_LIMIT, MAGIC, MAX_HEADER_DEPTH, decode_mess
 @pytest.fixture
 def forward(public_key):
     enc = Encryptor(public_key).encrypt(np.arange(4.0), 32)
-    return EncryptedForward(job_id="job-1", epoch=2, batch=1, enc_u_a=CipherVector.from_vector(enc))
+    return EncryptedForward(job_id="job-1", epoch=2, batch=1, party="A", enc_u=CipherVector.from_vector(enc))
 
 
 def test_round_trip_is_exact_and_compact(forward, public_key):

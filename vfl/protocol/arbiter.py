@@ -1,8 +1,9 @@
 """The arbiter C: holds the private key, decrypts only what the schedule allows.
 
-C generates the Paillier key pair; A and B each ask for the public key
-themselves (step 1). Each party's gradient length comes from the job (A's and
-B's feature counts, agreed at registration), never from the party: a
+C generates the Paillier key pair; every feature party and B ask for the
+public key themselves (step 1). Each party's gradient length comes from the
+job (the parties' feature counts, agreed at registration, keyed by party id),
+never from the party: a
 ``KeyRequest`` that states another length is refused, and so is a job whose
 lengths could hold a batch- or validation-sized vector.
 
@@ -39,7 +40,7 @@ from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.vector import decrypt_residues
-from vfl.errors import KeyMismatch, ProtocolError, ReplayError, ScheduleViolation, VFLError
+from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
 from vfl.protocol.convergence import ConvergenceMonitor
 from vfl.protocol.messages import (
     END_OF_EPOCH,
@@ -54,11 +55,12 @@ from vfl.protocol.messages import (
     PublicKeyMessage,
 )
 from vfl.protocol.role import Envelope, Role
+from vfl.protocol.roster import Roster
 from vfl.protocol.schedule import Schedule, check_gradient_lengths
 
 
 class Arbiter(Role):
-    party = "C"
+    KIND = "arbiter"
 
     def __init__(
         self,
@@ -69,12 +71,17 @@ class Arbiter(Role):
         gradient_lengths: Mapping[str, int],
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         min_key_bits: int = MIN_KEY_BITS,
+        roster: Roster | None = None,
     ) -> None:
-        super().__init__(job_id)
+        roster = roster or Roster()
+        super().__init__(job_id, roster, roster.arbiter)
         self.config = config
         self.schedule = Schedule(n_rows, config)
-        if set(gradient_lengths) != {"A", "B"}:
-            raise KeyMismatch(f"the job must fix the gradient length of parties A and B, got {sorted(gradient_lengths)}")
+        if set(gradient_lengths) != set(roster.trainers):
+            raise KeyMismatch(
+                f"the job must fix the gradient length of parties {sorted(roster.trainers)}, "
+                f"got {sorted(gradient_lengths)}"
+            )
         #: Each party's gradient length, fixed by the job (see the module docstring).
         self.gradient_lengths: dict[str, int] = {p: int(n) for p, n in gradient_lengths.items()}
         check_gradient_lengths(self.gradient_lengths, self.schedule)
@@ -83,7 +90,7 @@ class Arbiter(Role):
             raise ScheduleViolation(f"arbiter key has {public.bits} bits, the job asks for {config.key_bits}")
         self.public_key, self._private_key = public, private
         self.registered: dict[Party, int] = {}
-        self.gradient_cursor: dict[Party, int] = {"A": 0, "B": 0}
+        self.gradient_cursor: dict[Party, int] = {p: 0 for p in roster.trainers}
         self.epoch = 0  # the open epoch
         self.loss_slots = self._loss_slots()
         self.loss_cursor = 0  # index into loss_slots within the open epoch
@@ -139,7 +146,7 @@ class Arbiter(Role):
         self.final_epoch = closed if self.finished else None
         self.epoch = closed if self.finished else closed + 1
         opened = self.epoch * self.schedule.batches_per_epoch
-        self.gradient_cursor = {"A": opened, "B": opened}
+        self.gradient_cursor = {p: opened for p in self.roster.trainers}
         self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
         self.decryptions = int(state["decryptions"])
         self.remember(state.get("ledger", {}))
@@ -201,7 +208,9 @@ class Arbiter(Role):
                 f"party {message.party}'s training config differs from the arbiter's "
                 f"({message.config_digest} vs {config.digest()}); all three must run the job's own config"
             )
-        length = self.gradient_lengths[message.party]
+        length = self.gradient_lengths.get(message.party)
+        if length is None:
+            raise PeerNotAllowed(f"{message.party!r} does not train in job {self.job_id}")
         if message.n_params != length:
             raise KeyMismatch(
                 f"party {message.party} asks to register a gradient of {message.n_params} values; the job fixes "
@@ -307,5 +316,6 @@ class Arbiter(Role):
                 stop=outcome.stop, reason=outcome.reason, improved=outcome.improved, best_epoch=outcome.best_epoch,
             )
 
-        # The loss goes to B only: A holds no labels and has no need of it.
-        return [self.send("A", decision(False)), self.send("B", decision(True))]
+        # The loss goes to B only: the feature parties hold no labels and have no need of it.
+        return [self.send(p, decision(False)) for p in self.roster.features] + [
+            self.send(self.roster.label, decision(True))]

@@ -13,18 +13,23 @@ the frame). Nothing here computes; the roles do.
 =========================  ======  =============  ==========  ===============================
 message                    step    sender         recipient   carries
 =========================  ======  =============  ==========  ===============================
-KeyRequest                 1       A, B           C           gradient length to register
-PublicKeyMessage           1       C              A, B        n and the DJN base hs
-EncryptedForward           2       A              B           [[u_A]], [[loss part of A]]
-EncryptedResidual          2       B              A, B        [[d]], re-randomised
-MaskedGradient             3       A, B           C           [[g + R]]
+KeyRequest                 1       feature, B     C           gradient length to register
+PublicKeyMessage           1       C              feature, B  n and the DJN base hs
+EncryptedForward           2       feature h      B           [[u_h]] (k = 1: + [[loss part]])
+EncryptedResidual          2       B              feature, B  [[d]], re-randomised per party
+LossShare                  3       feature h      B           [[½u_hᵀd + n·λ/2‖θ_h‖²]] (k > 1)
+MaskedGradient             3       feature, B     C           [[g + R]]
 EncryptedLoss              3       B              C           [[n·loss]] of a batch
-DecryptedMaskedGradient    4       C              A, B        g + R mod n
-ValidationForward          2       A              B           [[u_A]] on validation rows
-EpochDecision              4       C              A, B        loss, stop or go on
-ScoreRequest               –       B              A           IDs to score
-PartialScores              –       A              B           plaintext u_A for those IDs
+DecryptedMaskedGradient    4       C              feature, B  g + R mod n
+ValidationForward          2       feature h      B           [[u_h]] on validation rows
+EpochDecision              4       C              feature, B  loss (B only), stop or go on
+ScoreRequest               –       B              feature     IDs to score
+PartialScores              –       feature        B           plaintext u_h for those IDs
 =========================  ======  =============  ==========  ===============================
+
+Senders and recipients are roles ("feature", "label" = B, "arbiter" = C);
+messages that carry a ``party`` field name the sender's (or recipient's) id,
+which the services check against the caller's certificate.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ from vfl.crypto.codec import byte_width, pack_ints, unpack_ints
 from vfl.crypto.keys import PublicKey
 from vfl.crypto.vector import EncryptedVector
 from vfl.errors import ProtocolError
+from vfl.protocol.roster import PARTY_ID_PATTERN, RoleKind
 
-Party = Literal["A", "B", "C"]
+#: A party's id in the job (see :class:`~vfl.protocol.roster.Roster`).
+Party = str
 END_OF_EPOCH = -1
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -84,8 +91,8 @@ class Message(BaseModel):
 
     KIND: ClassVar[str]
     STEP: ClassVar[int]
-    SENDERS: ClassVar[tuple[Party, ...]]
-    RECIPIENTS: ClassVar[tuple[Party, ...]]
+    SENDERS: ClassVar[tuple[RoleKind, ...]]
+    RECIPIENTS: ClassVar[tuple[RoleKind, ...]]
     #: Name of a field that states who sent the message, checked against the transport's sender.
     SENDER_FIELD: ClassVar[str | None] = None
     #: Which sub-protocol the message belongs to: "train" here, "psi" for alignment.
@@ -109,11 +116,11 @@ class Batched(Message):
 class KeyRequest(Message):
     KIND = "key_request"
     STEP = 1
-    SENDERS = ("A", "B")
-    RECIPIENTS = ("C",)
+    SENDERS = ("feature", "label")
+    RECIPIENTS = ("arbiter",)
     SENDER_FIELD = "party"
 
-    party: Literal["A", "B"]
+    party: str = Field(pattern=PARTY_ID_PATTERN)
     n_params: int = Field(ge=1, le=1_000_000, description="length of the gradient this party will send")
     model: str = Field(description="the model this party trains (logistic or linear)")
     key_bits: int = Field(ge=512, description="the Paillier key size this party expects")
@@ -125,8 +132,8 @@ class KeyRequest(Message):
 class PublicKeyMessage(Message):
     KIND = "public_key"
     STEP = 1
-    SENDERS = ("C",)
-    RECIPIENTS = ("A", "B")
+    SENDERS = ("arbiter",)
+    RECIPIENTS = ("feature", "label")
 
     n: bytes
     hs: bytes
@@ -143,48 +150,74 @@ class PublicKeyMessage(Message):
 class EncryptedForward(Batched):
     KIND = "encrypted_forward"
     STEP = 2
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+    SENDER_FIELD = "party"
 
-    enc_u_a: CipherVector
-    enc_loss_part: CipherVector | None = None  # [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]] when the loss is due
+    party: str = Field(pattern=PARTY_ID_PATTERN)
+    enc_u: CipherVector
+    #: With one feature party, when the loss is due: [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]].
+    #: With more, the loss comes from :class:`LossShare` instead.
+    enc_loss_part: CipherVector | None = None
 
 
 class ValidationForward(Batched):
     KIND = "validation_forward"
     STEP = 2
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+    SENDER_FIELD = "party"
 
-    enc_u_a: CipherVector
-    enc_loss_part: CipherVector
+    party: str = Field(pattern=PARTY_ID_PATTERN)
+    enc_u: CipherVector
+    enc_loss_part: CipherVector | None = None  # one feature party only, as in EncryptedForward
 
 
 class EncryptedResidual(Batched):
+    """[[d]] for a batch (or, with several feature parties, for the validation rows: batch −1)."""
+
     KIND = "encrypted_residual"
     STEP = 2
-    SENDERS = ("B",)
-    RECIPIENTS = ("A", "B")
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature", "label")
 
     enc_residual: CipherVector
+
+
+class LossShare(Batched):
+    """Feature party h → B, with several feature parties: [[½·u_hᵀd + n·λ/2‖θ_h‖²]], one ciphertext.
+
+    Σ_h u_hᵀd = c·U·U + q·U, so B gets the loss's cross terms u_h·u_h′ it cannot form
+    itself. The fresh encryption of the penalty re-randomises the share: B made [[d]]
+    and knows its ciphertexts, so an un-randomised product would let it test guesses of u_h.
+    """
+
+    KIND = "loss_share"
+    STEP = 3
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+    SENDER_FIELD = "party"
+
+    party: str = Field(pattern=PARTY_ID_PATTERN)
+    enc_share: CipherVector
 
 
 class MaskedGradient(Batched):
     KIND = "masked_gradient"
     STEP = 3
-    SENDERS = ("A", "B")
-    RECIPIENTS = ("C",)
+    SENDERS = ("feature", "label")
+    RECIPIENTS = ("arbiter",)
     SENDER_FIELD = "party"
 
-    party: Literal["A", "B"]
+    party: str = Field(pattern=PARTY_ID_PATTERN)
     masked_enc_gradient: IntVector
 
 
 class EncryptedLoss(Batched):
     KIND = "encrypted_loss"
     STEP = 3
-    SENDERS = ("B",)
-    RECIPIENTS = ("C",)
+    SENDERS = ("label",)
+    RECIPIENTS = ("arbiter",)
 
     split: Literal["train", "validation"]
     rows: int = Field(ge=1)
@@ -194,18 +227,18 @@ class EncryptedLoss(Batched):
 class DecryptedMaskedGradient(Batched):
     KIND = "decrypted_masked_gradient"
     STEP = 4
-    SENDERS = ("C",)
-    RECIPIENTS = ("A", "B")
+    SENDERS = ("arbiter",)
+    RECIPIENTS = ("feature", "label")
 
-    party: Literal["A", "B"]
+    party: str = Field(pattern=PARTY_ID_PATTERN)
     masked_gradient: IntVector
 
 
 class EpochDecision(Batched):
     KIND = "epoch_decision"
     STEP = 4
-    SENDERS = ("C",)
-    RECIPIENTS = ("A", "B")
+    SENDERS = ("arbiter",)
+    RECIPIENTS = ("feature", "label")
 
     train_loss: float | None  # only in B's copy
     validation_loss: float | None
@@ -218,8 +251,8 @@ class EpochDecision(Batched):
 class ScoreRequest(Message):
     KIND = "score_request"
     STEP = 0
-    SENDERS = ("B",)
-    RECIPIENTS = ("A",)
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
 
     request_id: str = Field(pattern=JOB_ID_PATTERN)
     ids: list[str] = Field(max_length=1_000_000)
@@ -228,8 +261,8 @@ class ScoreRequest(Message):
 class PartialScores(Message):
     KIND = "partial_scores"
     STEP = 0
-    SENDERS = ("A",)
-    RECIPIENTS = ("B",)
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
 
     request_id: str = Field(pattern=JOB_ID_PATTERN)
     u_a: list[float]
@@ -254,6 +287,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         EncryptedForward,
         ValidationForward,
         EncryptedResidual,
+        LossShare,
         MaskedGradient,
         EncryptedLoss,
         DecryptedMaskedGradient,

@@ -1,22 +1,34 @@
-"""Party A and party B as I/O-free state machines.
+"""The feature parties and the label party B as I/O-free state machines.
 
-Per mini-batch (``c`` and ``q`` as in :mod:`vfl.models`):
+A job has k ≥ 1 feature parties h (ids in the job's :class:`Roster`), the
+label party B and the arbiter C. Per mini-batch (``c`` and ``q`` as in
+:mod:`vfl.models`, U = Σ_h u_h):
 
-    A → B   EncryptedForward      [[u_A]]   (+ [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]] when the loss is due)
-    B → A,B EncryptedResidual     [[d]] = c·[[u_A]] + q, re-randomised with fresh [[0]]s
-    A → C   MaskedGradient        [[X_Aᵀd + R_A]]
+    h → B   EncryptedForward      [[u_h]]   (k = 1: + [[(c/2)Σu_A² + n·λ/2‖θ_A‖²]] when the loss is due)
+    B → h   EncryptedResidual     [[d]] = c·Σ_h[[u_h]] + q, a freshly re-randomised copy per party
+    h → C   MaskedGradient        [[X_hᵀd + R_h]]
+    h → B   LossShare             [[½·u_hᵀd + n·λ/2‖θ_h‖²]]   (k > 1, when the loss is due)
     B → C   MaskedGradient        [[X_Bᵀd + R_B]]   (X_B with the intercept column)
-    B → C   EncryptedLoss         [[Σ p + Σ q·u_A + (c/2)Σu_A² + n·λ/2‖θ‖²]] when due
-    C → A,B DecryptedMaskedGradient  g + R mod n; each party unmasks and steps
-End of epoch: A → B ValidationForward when there is a validation split, then
-C → A,B EpochDecision.
+    B → C   EncryptedLoss         [[Σp + q·U + (c/2)U·U + n·λ/2‖θ‖²]] when due
+    C → h,B DecryptedMaskedGradient  g + R mod n; each party unmasks and steps
+End of epoch: each h → B ValidationForward when there is a validation split
+(k > 1: B → h [[d]] on the validation rows, h → B LossShare), then C → h,B
+EpochDecision.
 
-B sends the residual to itself as well as to A: computing its own gradient is
-then the same step as A's, and a service can answer A before it starts.
+The loss with k > 1. B cannot form the cross terms u_h·u_h′ under additive
+encryption, so each party returns one ciphertext [[½·u_hᵀd]]: since
+Σ_h u_hᵀd = c·U·U + q·U, B adds ½·[[q·U]] (from [[U]] and its own q) and gets
+(c/2)·U·U + q·U, the loss exactly as for k = 1. With one feature party the
+shortcut of the two-party protocol stays: A sends (c/2)Σu_A² itself.
 
-Why B re-randomises [[d]]: A sent [[u_A]] and knows its randomness r. Without
-fresh randomness [[d]] = [[u_A]]^c · (1 + q·n) would let A compute
-(1 + q·n) = [[d]] / [[u_A]]^c and read q, i.e. u_B − y: the labels.
+B sends the residual to itself as well: computing its own gradient is then the
+same step as a feature party's, and a service can answer the others before it
+starts.
+
+Why B re-randomises [[d]]: party h sent [[u_h]] and knows its randomness r.
+Without fresh randomness [[d]] = [[u_h]]^c · (1 + q·n) (k = 1) would let it
+compute (1 + q·n) = [[d]] / [[u_h]]^c and read q, i.e. u_B − y: the labels.
+Each party gets its own fresh copy, so no two parties hold the same ciphertext.
 """
 
 from __future__ import annotations
@@ -47,17 +59,20 @@ from vfl.protocol.messages import (
     EpochDecision,
     IntVector,
     KeyRequest,
+    LossShare,
     MaskedGradient,
     Message,
+    Party,
     PublicKeyMessage,
     ValidationForward,
 )
-from vfl.protocol.role import Envelope, Role
+from vfl.protocol.role import LOOKAHEAD, Envelope, Role
+from vfl.protocol.roster import Roster
 from vfl.protocol.schedule import Schedule
 
 
 class TrainingParty(Role):
-    """What A and B share: the key, masking, local updates and the epoch decision."""
+    """What the feature parties and B share: the key, masking, local updates and the epoch decision."""
 
     def __init__(
         self,
@@ -66,11 +81,13 @@ class TrainingParty(Role):
         design: np.ndarray,
         penalised: np.ndarray,
         *,
+        roster: Roster,
+        party: Party,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
-        super().__init__(job_id)
+        super().__init__(job_id, roster, party)
         self.config = config
         self.math = model_math(config.model)
         self.schedule = Schedule(design.shape[0], config)
@@ -129,7 +146,7 @@ class TrainingParty(Role):
             job_id=self.job_id, party=self.party, n_params=len(self.weights), model=self.config.model,
             key_bits=self.config.key_bits, config_digest=self.config.digest(), job_lengths=self.job_lengths,
         )
-        return [self.send("C", request)]
+        return [self.send(self.roster.arbiter, request)]
 
     # -- steps shared by A and B -----------------------------------------------------
 
@@ -155,7 +172,7 @@ class TrainingParty(Role):
         self._mask_frac_bits = enc_gradient.frac_bits
         payload = IntVector.pack(masked_enc_gradient.ciphertexts, self.public_key.ciphertext_bytes)
         return self.send(
-            "C",
+            self.roster.arbiter,
             MaskedGradient(job_id=self.job_id, epoch=epoch, batch=batch, party=self.party, masked_enc_gradient=payload),
         )
 
@@ -244,14 +261,15 @@ class TrainingParty(Role):
     def _payload(self, message: Batched) -> list[tuple[str, CipherVector, int | None]]:
         nb = self.schedule.batches_per_epoch
         rows = self.schedule.batch_length(message.batch) if 0 <= message.batch < nb else None
-        if isinstance(message, EncryptedForward):
-            out = [("enc_u_a", message.enc_u_a, rows)]
-            return out + ([("enc_loss_part", message.enc_loss_part, 1)] if message.enc_loss_part else [])
-        if isinstance(message, ValidationForward):
-            return [("enc_u_a", message.enc_u_a, len(self.schedule.validation_rows)),
-                    ("enc_loss_part", message.enc_loss_part, 1)]
+        if message.batch == END_OF_EPOCH:
+            rows = len(self.schedule.validation_rows)
+        loss_part = [("enc_loss_part", message.enc_loss_part, 1)] if getattr(message, "enc_loss_part", None) else []
+        if isinstance(message, (EncryptedForward, ValidationForward)):
+            return [("enc_u", message.enc_u, rows)] + loss_part
         if isinstance(message, EncryptedResidual):
             return [("enc_residual", message.enc_residual, rows)]
+        if isinstance(message, LossShare):
+            return [("enc_share", message.enc_share, 1)]
         return []
 
     def _batch_index(self, message: Batched) -> None:
@@ -266,11 +284,16 @@ class TrainingParty(Role):
     def _encrypt_scalar(self, value: float) -> CipherVector:
         return CipherVector.from_vector(self.encryptor.encrypt(np.array([value]), self.config.value_frac_bits))
 
+    @property
+    def shares_loss(self) -> bool:
+        """With several feature parties the loss's cross terms come back as :class:`LossShare`s."""
+        return self.roster.k > 1
 
-class PartyA(TrainingParty):
-    """Party A: features only. Drives the batches; never sees a label or a plaintext residual."""
 
-    party = "A"
+class FeatureParty(TrainingParty):
+    """A feature party: features only. Drives its own batches; never sees a label or a plaintext residual."""
+
+    KIND = "feature"
 
     def __init__(
         self,
@@ -278,27 +301,33 @@ class PartyA(TrainingParty):
         config: TrainingConfig,
         features: np.ndarray,
         *,
+        roster: Roster | None = None,
+        party: Party | None = None,
         feature_names: list[str] | None = None,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
+        roster = roster or Roster()
+        party = party or roster.features[0]
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] == 0:
-            raise DataError("party A has no feature columns; it needs at least one to take part")
+            raise DataError(f"feature party {party} has no feature columns; it needs at least one to take part")
         schedule = Schedule(features.shape[0], config)
         self.scaler = Standardizer.fit(features[schedule.train_rows])
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         design = standardised_rows(self.scaler, features, self.row_clip)
         super().__init__(
-            job_id, config, design, np.ones(features.shape[1]), workers=workers, min_key_bits=min_key_bits,
-            job_lengths=job_lengths,
+            job_id, config, design, np.ones(features.shape[1]), roster=roster, party=party, workers=workers,
+            min_key_bits=min_key_bits, job_lengths=job_lengths,
         )
+        #: u_h as sent in the last forward: the loss share needs the same values.
+        self._u_sent: np.ndarray | None = None
         self.snapshot = self.state_dict()
 
     def resume(self) -> list[Envelope]:
-        """Party A drives the batches: after a restore it starts the next epoch."""
+        """A feature party drives its batches: after a restore it starts the next epoch."""
         if self.cursor == 0 or self.finished:
             return super().resume()
         return [self._forward(self.epochs_run, 0)]
@@ -307,27 +336,29 @@ class PartyA(TrainingParty):
         if isinstance(message, PublicKeyMessage):
             return 0
         if not isinstance(message, Batched):
-            raise ProtocolError(f"party A does not expect {message.KIND}")
+            raise ProtocolError(f"feature party {self.party} does not expect {message.KIND}")
         self._batch_index(message)
         nb = self.schedule.batches_per_epoch
-        base = 1 + message.epoch * (2 * nb + 1)
+        validation_residual = 1 if self.shares_loss and self.schedule.has_validation else 0
+        base = 1 + message.epoch * (2 * nb + validation_residual + 1)
         if isinstance(message, EncryptedResidual):
+            if message.batch == END_OF_EPOCH:
+                if not validation_residual:
+                    raise ProtocolError(f"feature party {self.party} expects no validation [[d]]")
+                return base + 2 * nb
             return base + 2 * message.batch
-        if isinstance(message, DecryptedMaskedGradient):
+        if isinstance(message, DecryptedMaskedGradient) and message.batch != END_OF_EPOCH:
             return base + 2 * message.batch + 1
         if isinstance(message, EpochDecision):
-            return base + 2 * nb
-        raise ProtocolError(f"party A does not expect {message.KIND}")
+            return base + 2 * nb + validation_residual
+        raise ProtocolError(f"feature party {self.party} does not expect {message.KIND}")
 
     def process(self, message: Message) -> list[Envelope]:
         if isinstance(message, PublicKeyMessage):
             self._receive_key(message)
             return [self._forward(0, 0)]
         if isinstance(message, EncryptedResidual):
-            rows = self.schedule.batch(message.epoch, message.batch)
-            enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
-            self.cursor += 1
-            return [self._masked_gradient(message.epoch, message.batch, enc_residual)]
+            return self._on_residual(message)
         if isinstance(message, DecryptedMaskedGradient):
             self._apply_gradient(message)
             if message.batch + 1 < self.schedule.batches_per_epoch:
@@ -336,34 +367,56 @@ class PartyA(TrainingParty):
         if isinstance(message, EpochDecision):
             self._apply_decision(message)
             return [] if self.finished else [self._forward(message.epoch + 1, 0)]
-        raise ProtocolError(f"party A does not expect {message.KIND}")
+        raise ProtocolError(f"feature party {self.party} does not expect {message.KIND}")
+
+    def _on_residual(self, message: EncryptedResidual) -> list[Envelope]:
+        """Step 3: the masked gradient to C and, with several feature parties, the loss share to B."""
+        validation = message.batch == END_OF_EPOCH
+        rows = self.schedule.validation_rows if validation else self.schedule.batch(message.epoch, message.batch)
+        enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
+        self.cursor += 1
+        out = [] if validation else [self._masked_gradient(message.epoch, message.batch, enc_residual)]
+        if self.shares_loss and (validation or self.schedule.loss_due(message.batch)):
+            penalty = 0.0 if validation else len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+            out.append(self._loss_share(message.epoch, message.batch, enc_residual, penalty))
+        return out
+
+    def _loss_share(self, epoch: int, batch: int, enc_residual: EncryptedVector, penalty: float) -> Envelope:
+        """[[½·u_hᵀd + penalty]]: the fresh encryption of the penalty re-randomises the product."""
+        half_product = enc_residual.dot(self._u_sent, self.config.value_frac_bits, self.workers).scale_down(1)
+        enc_share = half_product.add(self.encryptor.encrypt(np.array([penalty]), self.config.value_frac_bits))
+        share = LossShare(job_id=self.job_id, epoch=epoch, batch=batch, party=self.party,
+                          enc_share=CipherVector.from_vector(enc_share))
+        return self.send(self.roster.label, share)
 
     def _forward(self, epoch: int, batch: int) -> Envelope:
-        """Step 2: [[u_A]] for the batch, plus A's encrypted loss part when the loss is due."""
+        """Step 2: [[u_h]] for the batch, plus (k = 1) the encrypted loss part when the loss is due."""
         rows = self.schedule.batch(epoch, batch)
-        u_a = self.design[rows] @ self.weights
-        enc_u_a = self.encryptor.encrypt(u_a, self.config.value_frac_bits, what="u_A")
+        u = self.design[rows] @ self.weights
+        self._u_sent = u
+        enc_u = self.encryptor.encrypt(u, self.config.value_frac_bits, what="u_A")
         enc_loss_part = None
-        if self.schedule.loss_due(batch):
-            part = 0.5 * self.math.c * float(u_a @ u_a) + len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+        if self.schedule.loss_due(batch) and not self.shares_loss:
+            part = 0.5 * self.math.c * float(u @ u) + len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
             enc_loss_part = self._encrypt_scalar(part)
         self._prefetch_after(epoch, batch)
         message = EncryptedForward(
-            job_id=self.job_id, epoch=epoch, batch=batch,
-            enc_u_a=CipherVector.from_vector(enc_u_a), enc_loss_part=enc_loss_part,
+            job_id=self.job_id, epoch=epoch, batch=batch, party=self.party,
+            enc_u=CipherVector.from_vector(enc_u), enc_loss_part=enc_loss_part,
         )
-        return self.send("B", message)
+        return self.send(self.roster.label, message)
 
     def _validation_forward(self, epoch: int) -> Envelope:
         rows = self.schedule.validation_rows
-        u_a = self.design[rows] @ self.weights
-        enc_u_a = self.encryptor.encrypt(u_a, self.config.value_frac_bits, what="u_A")
-        part = 0.5 * self.math.c * float(u_a @ u_a)
+        u = self.design[rows] @ self.weights
+        self._u_sent = u
+        enc_u = self.encryptor.encrypt(u, self.config.value_frac_bits, what="u_A")
+        part = None if self.shares_loss else self._encrypt_scalar(0.5 * self.math.c * float(u @ u))
         message = ValidationForward(
-            job_id=self.job_id, epoch=epoch, batch=END_OF_EPOCH,
-            enc_u_a=CipherVector.from_vector(enc_u_a), enc_loss_part=self._encrypt_scalar(part),
+            job_id=self.job_id, epoch=epoch, batch=END_OF_EPOCH, party=self.party,
+            enc_u=CipherVector.from_vector(enc_u), enc_loss_part=part,
         )
-        return self.send("B", message)
+        return self.send(self.roster.label, message)
 
     def _prefetch_after(self, epoch: int, batch: int) -> None:
         """Start making the next batch's obfuscators on spare cores while others compute."""
@@ -375,10 +428,10 @@ class PartyA(TrainingParty):
         return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy(), self.row_clip)
 
 
-class PartyB(TrainingParty):
+class LabelParty(TrainingParty):
     """Party B: features and the label; owns the intercept and the loss."""
 
-    party = "B"
+    KIND = "label"
 
     def __init__(
         self,
@@ -387,11 +440,13 @@ class PartyB(TrainingParty):
         features: np.ndarray,
         labels: np.ndarray,
         *,
+        roster: Roster | None = None,
         feature_names: list[str] | None = None,
         workers: int = 1,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
+        roster = roster or Roster()
         features = np.asarray(features, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.float64).ravel()
         if features.ndim != 2 or features.shape[1] == 0:
@@ -413,11 +468,17 @@ class PartyB(TrainingParty):
         design = with_intercept(standardised_rows(self.scaler, features, self.row_clip), config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
-            workers=workers, min_key_bits=min_key_bits, job_lengths=job_lengths,
+            roster=roster, party=roster.label, workers=workers, min_key_bits=min_key_bits, job_lengths=job_lengths,
         )
+        # Every feature party's next forward (and share) may arrive while B is still on this step.
+        self.lookahead = LOOKAHEAD + 2 * roster.k
         self.train_losses: list[float] = []
         self.validation_losses: list[float] = []
-        self._pending_loss: tuple[EncryptedVector, np.ndarray, float, CipherVector] | None = None
+        #: The step's messages gathered so far from the feature parties, by party id.
+        self._forwards: dict[Party, EncryptedForward | ValidationForward] = {}
+        self._shares: dict[Party, LossShare] = {}
+        #: For a batch whose loss is due: [[U]], q, B's plaintext part, and (k = 1) A's loss part.
+        self._pending_loss: tuple[EncryptedVector, np.ndarray, float, CipherVector | None] | None = None
         self.snapshot = self.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
@@ -428,7 +489,31 @@ class PartyB(TrainingParty):
         self.train_losses = list(state["train_losses"])
         self.validation_losses = list(state["validation_losses"])
         self._pending_loss = None
+        self._forwards, self._shares = {}, {}
         super().load_state_dict(state)
+
+    # -- ordering: per batch, k forwards, our own [[d]], (k > 1, loss due) k shares, our gradient ------
+
+    def _batch_slots(self, batch: int) -> int:
+        k = self.roster.k
+        return k + 1 + (k if self.shares_loss and self.schedule.loss_due(batch) else 0) + 1
+
+    def _epoch_layout(self) -> tuple[list[int], int, int]:
+        """Offsets of each batch within an epoch, of the validation step, and the epoch's length."""
+        offsets, at = [], 0
+        for b in range(self.schedule.batches_per_epoch):
+            offsets.append(at)
+            at += self._batch_slots(b)
+        validation_at = at
+        if self.schedule.has_validation:
+            at += self.roster.k * (2 if self.shares_loss else 1)
+        return offsets, validation_at, at + 1
+
+    def _party_index(self, message: Message) -> int:
+        try:
+            return self.roster.features.index(message.party)
+        except ValueError:
+            raise ProtocolError(f"{message.address()} names {message.party!r}, not a feature party of the job") from None
 
     def position(self, message: Message) -> int:
         if isinstance(message, PublicKeyMessage):
@@ -436,40 +521,61 @@ class PartyB(TrainingParty):
         if not isinstance(message, Batched):
             raise ProtocolError(f"party B does not expect {message.KIND}")
         self._batch_index(message)
-        nb = self.schedule.batches_per_epoch
-        val = 1 if self.schedule.has_validation else 0
-        base = 1 + message.epoch * (3 * nb + val + 1)
+        offsets, validation_at, epoch_length = self._epoch_layout()
+        base = 1 + message.epoch * epoch_length
+        k, b = self.roster.k, message.batch
+        if b == END_OF_EPOCH:
+            if isinstance(message, ValidationForward) and self.schedule.has_validation:
+                return base + validation_at + self._party_index(message)
+            if isinstance(message, LossShare) and self.shares_loss and self.schedule.has_validation:
+                return base + validation_at + k + self._party_index(message)
+            if isinstance(message, EpochDecision):
+                return base + epoch_length - 1
+            raise ProtocolError(f"party B does not expect {message.KIND} here")
+        start = base + offsets[b]
         if isinstance(message, EncryptedForward):
-            return base + 3 * message.batch
+            return start + self._party_index(message)
         if isinstance(message, EncryptedResidual):
-            return base + 3 * message.batch + 1
+            return start + k
+        if isinstance(message, LossShare) and self.shares_loss and self.schedule.loss_due(b):
+            return start + k + 1 + self._party_index(message)
         if isinstance(message, DecryptedMaskedGradient):
-            return base + 3 * message.batch + 2
-        if isinstance(message, ValidationForward) and val:
-            return base + 3 * nb
-        if isinstance(message, EpochDecision):
-            return base + 3 * nb + val
+            return start + self._batch_slots(b) - 1
         raise ProtocolError(f"party B does not expect {message.KIND} here")
 
     def process(self, message: Message) -> list[Envelope]:
         if isinstance(message, PublicKeyMessage):
             self._receive_key(message)
             return []
-        if isinstance(message, EncryptedForward):
-            return self._residual(message)
+        if isinstance(message, (EncryptedForward, ValidationForward)):
+            self._forwards[message.party] = message
+            self.cursor += 1
+            if len(self._forwards) < self.roster.k:
+                return []
+            forwards = [self._forwards[h] for h in self.roster.features]
+            self._forwards = {}
+            if isinstance(message, ValidationForward):
+                return self._on_validation_forwards(forwards)
+            return self._residual(forwards)
         if isinstance(message, EncryptedResidual):
             rows = self.schedule.batch(message.epoch, message.batch)
             enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
             self.cursor += 1
             out = [self._masked_gradient(message.epoch, message.batch, enc_residual)]
-            if self._pending_loss is not None:
-                out.append(self._batch_loss(message.epoch, message.batch, rows))
+            if self._pending_loss is not None and not self.shares_loss:
+                out.append(self._loss_message(message.epoch, message.batch, "train", len(rows)))
             return out
+        if isinstance(message, LossShare):
+            self._shares[message.party] = message
+            self.cursor += 1
+            if len(self._shares) < self.roster.k:
+                return []
+            validation = message.batch == END_OF_EPOCH
+            rows = len(self.schedule.validation_rows) if validation else self.schedule.batch_length(message.batch)
+            return [self._loss_message(message.epoch, message.batch, "validation" if validation else "train", rows)]
         if isinstance(message, DecryptedMaskedGradient):
             self._apply_gradient(message)
             return []
-        if isinstance(message, ValidationForward):
-            return [self._validation_loss(message)]
         if isinstance(message, EpochDecision):
             if message.train_loss is not None:
                 self.train_losses.append(message.train_loss)
@@ -479,65 +585,102 @@ class PartyB(TrainingParty):
             return []
         raise ProtocolError(f"party B does not expect {message.KIND}")
 
-    def _residual(self, message: EncryptedForward) -> list[Envelope]:
-        """Step 2: [[d]] = c·[[u_A]] + q, re-randomised, to A and to ourselves."""
-        epoch, batch = message.epoch, message.batch
+    # -- step 2: the residual ------------------------------------------------------------------
+
+    def _sum_forwards(self, forwards: list[EncryptedForward | ValidationForward], rows: int) -> EncryptedVector:
+        """[[U]] = Σ_h [[u_h]]: ciphertext additions only."""
+        enc_u = None
+        for forward in forwards:
+            vector = forward.enc_u.to_vector(self.public_key, expected_count=rows, what=f"[[u]] of {forward.party}")
+            enc_u = vector if enc_u is None else enc_u.add(vector)
+        return enc_u
+
+    def _check_loss_parts(self, forwards: list[EncryptedForward], due: bool) -> None:
+        for forward in forwards:
+            sends = forward.enc_loss_part is not None
+            if sends != (due and not self.shares_loss):
+                expected = "a loss part" if due and not self.shares_loss else "no loss part"
+                raise ProtocolError(
+                    f"{forward.address()}: party {forward.party} {'sent' if sends else 'did not send'} a loss part; "
+                    f"the schedule expects {expected} in this forward"
+                )
+
+    def _copies(self, epoch: int, batch: int, enc_residual: EncryptedVector) -> list[Envelope]:
+        """One freshly re-randomised copy of [[d]] per feature party (our own needs none)."""
+        out = []
+        for party in self.roster.features:
+            copy = self.encryptor.rerandomize(enc_residual)
+            residual = EncryptedResidual(job_id=self.job_id, epoch=epoch, batch=batch,
+                                         enc_residual=CipherVector.from_vector(copy))
+            out.append(self.send(party, residual))
+        return out
+
+    def _residual(self, forwards: list[EncryptedForward]) -> list[Envelope]:
+        """Step 2: [[d]] = c·Σ_h[[u_h]] + q, a fresh copy to every feature party, and one to ourselves."""
+        epoch, batch = forwards[0].epoch, forwards[0].batch
         rows = self.schedule.batch(epoch, batch)
-        enc_u_a = message.enc_u_a.to_vector(self.public_key, expected_count=len(rows), what="[[u_A]]")
         due = self.schedule.loss_due(batch)
-        if due != (message.enc_loss_part is not None):
-            raise ProtocolError(
-                f"{message.address()}: the loss is {'due' if due else 'not due'} for this batch, "
-                f"but party A {'did not send' if due else 'sent'} its loss part"
-            )
+        self._check_loss_parts(forwards, due)
+        enc_u = self._sum_forwards(forwards, len(rows))
         u_b = self.design[rows] @ self.weights
         q = self.math.q(u_b, self.labels[rows])
-        enc_residual = enc_u_a.scale_down(self.math.residual_shift).add_plain(q, what="residual")
-        enc_residual = self.encryptor.rerandomize(enc_residual)
-        # Make the next batch's fresh zeros on spare cores while A computes.
-        self.encryptor.prefetch(self.schedule.batch_length((batch + 1) % self.schedule.batches_per_epoch))
+        enc_residual = enc_u.scale_down(self.math.residual_shift).add_plain(q, what="residual")
+        out = self._copies(epoch, batch, enc_residual)
+        # Make the next batch's fresh zeros on spare cores while the others compute.
+        upcoming = self.schedule.batch_length((batch + 1) % self.schedule.batches_per_epoch)
+        self.encryptor.prefetch(upcoming * self.roster.k)
         if due:
             plain = float(np.sum(self.math.p(u_b, self.labels[rows])))
             plain += len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
-            self._pending_loss = (enc_u_a, q, plain, message.enc_loss_part)
+            self._pending_loss = (enc_u, q, plain, forwards[0].enc_loss_part)
         else:
             self._pending_loss = None
-        self.cursor += 1
-        residual = EncryptedResidual(
-            job_id=self.job_id, epoch=epoch, batch=batch, enc_residual=CipherVector.from_vector(enc_residual)
-        )
-        return [self.send("A", residual), self.send("B", residual)]
+        own = EncryptedResidual(job_id=self.job_id, epoch=epoch, batch=batch,
+                                enc_residual=CipherVector.from_vector(enc_residual))
+        return out + [self.send(self.party, own)]
 
-    def _encrypted_loss(self, enc_u_a: EncryptedVector, q: np.ndarray, plain: float, enc_part_a: CipherVector) -> CipherVector:
-        """[[Σp + Σ q·u_A + A's part]]: A's ciphertexts and B's plaintexts, never a plaintext from A."""
-        enc_part = enc_part_a.to_vector(self.public_key, expected_count=1, what="A's loss part")
-        # One column only, so it can afford the finer value precision.
-        enc_cross = enc_u_a.dot(q, self.config.value_frac_bits, self.workers)
-        enc_loss = enc_cross.add(enc_part).add_plain(np.array([plain]), what="loss")
-        return CipherVector.from_vector(enc_loss)
-
-    def _batch_loss(self, epoch: int, batch: int, rows: np.ndarray) -> Envelope:
-        enc_u_a, q, plain, enc_part_a = self._pending_loss
-        self._pending_loss = None
-        message = EncryptedLoss(
-            job_id=self.job_id, epoch=epoch, batch=batch, split="train", rows=len(rows),
-            enc_loss=self._encrypted_loss(enc_u_a, q, plain, enc_part_a),
-        )
-        return self.send("C", message)
-
-    def _validation_loss(self, message: ValidationForward) -> Envelope:
-        rows = self.schedule.validation_rows
-        enc_u_a = message.enc_u_a.to_vector(self.public_key, expected_count=len(rows), what="validation [[u_A]]")
+    def _on_validation_forwards(self, forwards: list[ValidationForward]) -> list[Envelope]:
+        epoch, rows = forwards[0].epoch, self.schedule.validation_rows
+        for forward in forwards:
+            if (forward.enc_loss_part is not None) == self.shares_loss:
+                raise ProtocolError(f"{forward.address()}: party {forward.party}'s validation forward "
+                                    f"{'must not' if self.shares_loss else 'must'} carry a loss part")
+        enc_u = self._sum_forwards(forwards, len(rows))
         u_b = self.design[rows] @ self.weights
         y = self.labels[rows]
         q = self.math.q(u_b, y)
-        plain = float(np.sum(self.math.p(u_b, y)))
-        self.cursor += 1
-        loss = EncryptedLoss(
-            job_id=self.job_id, epoch=message.epoch, batch=END_OF_EPOCH, split="validation", rows=len(rows),
-            enc_loss=self._encrypted_loss(enc_u_a, q, plain, message.enc_loss_part),
-        )
-        return self.send("C", loss)
+        self._pending_loss = (enc_u, q, float(np.sum(self.math.p(u_b, y))), forwards[0].enc_loss_part)
+        if not self.shares_loss:
+            return [self._loss_message(epoch, END_OF_EPOCH, "validation", len(rows))]
+        enc_residual = enc_u.scale_down(self.math.residual_shift).add_plain(q, what="validation residual")
+        return self._copies(epoch, END_OF_EPOCH, enc_residual)
+
+    # -- step 3: the loss ------------------------------------------------------------------------
+
+    def _encrypted_loss(self) -> CipherVector:
+        """[[Σp + q·U + (c/2)·U·U + penalties]] from the parties' ciphertexts and B's plaintexts.
+
+        k = 1: A's part is (c/2)Σu_A² + its penalty. k > 1: the shares add up to
+        ½(c·U·U + q·U) + the penalties, so ½·[[q·U]] more gives the same sum.
+        """
+        enc_u, q, plain, enc_part_a = self._pending_loss
+        self._pending_loss = None
+        # One column only, so it can afford the finer value precision.
+        enc_cross = enc_u.dot(q, self.config.value_frac_bits, self.workers)
+        if self.shares_loss:
+            enc_loss = enc_cross.scale_down(1)
+            for party in self.roster.features:
+                share = self._shares[party].enc_share
+                enc_loss = enc_loss.add(share.to_vector(self.public_key, expected_count=1, what=f"{party}'s loss share"))
+            self._shares = {}
+        else:
+            enc_loss = enc_cross.add(enc_part_a.to_vector(self.public_key, expected_count=1, what="A's loss part"))
+        return CipherVector.from_vector(enc_loss.add_plain(np.array([plain]), what="loss"))
+
+    def _loss_message(self, epoch: int, batch: int, split: str, rows: int) -> Envelope:
+        message = EncryptedLoss(job_id=self.job_id, epoch=epoch, batch=batch, split=split, rows=rows,
+                                enc_loss=self._encrypted_loss())
+        return self.send(self.roster.arbiter, message)
 
     @property
     def parameter_names(self) -> list[str]:
@@ -552,3 +695,8 @@ class PartyB(TrainingParty):
             self.config.model, self.feature_names, self.scaler, weights, intercept, self.label_mean, self.label_scale,
             self.row_clip,
         )
+
+
+#: The two-party names, kept for code that knows the job has one feature party.
+PartyA = FeatureParty
+PartyB = LabelParty

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from vfl.errors import NotReady, PeerNotAllowed, ProtocolError, ReplayError, UnknownJobError
 from vfl.protocol.messages import Message, Party
+from vfl.protocol.roster import RoleKind, Roster
 
 LOOKAHEAD = 4
 
@@ -37,13 +38,22 @@ class Envelope:
 
 
 class Role:
-    """Base of :class:`PartyA`, :class:`PartyB` and :class:`Arbiter`."""
+    """Base of :class:`FeatureParty`, :class:`LabelParty` and :class:`Arbiter`.
 
-    party: Party
+    ``party`` is this role's id in the job's :class:`Roster`; ``KIND`` its role.
+    """
 
-    def __init__(self, job_id: str) -> None:
+    KIND: RoleKind
+
+    def __init__(self, job_id: str, roster: Roster, party: Party) -> None:
+        if roster.kind_of(party) != self.KIND:
+            raise ValueError(f"party {party!r} is not the {self.KIND} party of roster {roster}")
         self.job_id = job_id
+        self.roster = roster
+        self.party: Party = party
         self.cursor = 0
+        #: How far ahead of ``cursor`` a message may be held (more parties, more in flight).
+        self.lookahead = LOOKAHEAD
         self._held: list[tuple[int, Message]] = []
 
     # Subclasses provide these two, and may refine ``validate``.
@@ -70,11 +80,14 @@ class Role:
         """
         if message.job_id != self.job_id:
             raise UnknownJobError(f"{self.party} runs job {self.job_id!r}, not {message.job_id!r}")
-        if self.party not in message.RECIPIENTS:
+        if self.KIND not in message.RECIPIENTS:
             raise ProtocolError(f"{message.KIND} is not a message party {self.party} receives")
         if sender is not None:
-            if sender not in message.SENDERS:
-                raise PeerNotAllowed(f"party {sender} may not send {message.KIND}")
+            kind = self.roster.kind_of(sender)
+            if kind is None:
+                raise PeerNotAllowed(f"{sender!r} is not a party of job {self.job_id}")
+            if kind not in message.SENDERS:
+                raise PeerNotAllowed(f"party {sender} ({kind} party) may not send {message.KIND}")
             claimed = getattr(message, message.SENDER_FIELD) if message.SENDER_FIELD else sender
             if claimed != sender:
                 raise PeerNotAllowed(f"party {sender} sent a {message.KIND} claiming to be party {claimed}")
@@ -83,7 +96,7 @@ class Role:
         place = self.position(message)
         if place < self.cursor:
             raise ReplayError(f"{message.address()} was already handled; refusing a second, different copy")
-        if place - self.cursor > LOOKAHEAD:
+        if place - self.cursor > self.lookahead:
             raise NotReady(f"{message.address()} is too far ahead of this party's progress")
         if place > self.cursor and any(p == place for p, _ in self._held):
             raise ReplayError(f"{message.address()} is already waiting to be handled")

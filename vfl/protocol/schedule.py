@@ -10,6 +10,7 @@ arbiter can tell an expected message from one that is not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from functools import cached_property
 
 import numpy as np
@@ -113,13 +114,20 @@ class Schedule:
         return sum(self.batch_length(b) for b in range(self.batches_per_epoch) if self.loss_due(b))
 
 
-def gradient_lengths(n_features_a: int, n_features_b: int, config: TrainingConfig) -> dict[str, int]:
+def gradient_lengths(
+    n_features_a: int | Mapping[str, int], n_features_b: int, config: TrainingConfig, *, label: str = "B",
+) -> dict[str, int]:
     """How many values each party's gradient has: fixed by the job, never by the party itself.
 
-    Party A's gradient has one value per feature; party B's also has the intercept.
-    The arbiter decrypts vectors of exactly these lengths and nothing else.
+    ``n_features_a`` is the feature count of each feature party by id (or of the
+    one party "A"). A feature party's gradient has one value per feature; party
+    B's (id ``label``) also has the intercept. The arbiter decrypts vectors of
+    exactly these lengths and nothing else.
     """
-    return {"A": int(n_features_a), "B": int(n_features_b) + (1 if config.fit_intercept else 0)}
+    features = {"A": n_features_a} if isinstance(n_features_a, int) else dict(n_features_a)
+    lengths = {party: int(n) for party, n in features.items()}
+    lengths[label] = int(n_features_b) + (1 if config.fit_intercept else 0)
+    return lengths
 
 
 def check_gradient_lengths(lengths: dict[str, int], schedule: Schedule) -> None:
