@@ -276,25 +276,40 @@ def load_default_credit():
     return a.take(a.rows_for(b.ids)), b  # the pair is already aligned by ID; PSI is benchmarked separately
 
 
-def run_epochs(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int, *, prefetch: bool) -> dict[str, Any]:
-    """Train ``epochs`` epochs; per epoch the wall seconds, CPU seconds and the breakdown."""
+def split_feature_parties(features: np.ndarray, names: list[str], k: int) -> list[tuple[np.ndarray, list[str]]]:
+    """Party A's columns dealt over k feature parties, in order (B keeps its own columns)."""
+    blocks = np.array_split(np.arange(features.shape[1]), k)
+    return [(features[:, block], [names[i] for i in block]) for block in blocks]
+
+
+def run_epochs(
+    keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int, *, prefetch: bool, k: int = 1,
+) -> dict[str, Any]:
+    """Train ``epochs`` epochs with ``k`` feature parties; per epoch wall, CPU, breakdown and CPU per party."""
     from vfl.protocol.arbiter import Arbiter
     from vfl.protocol.channel import InMemoryChannel
     from vfl.protocol.messages import EpochDecision
-    from vfl.protocol.parties import PartyA, PartyB
+    from vfl.protocol.parties import FeatureParty, LabelParty
+    from vfl.protocol.roster import Roster
     from vfl.protocol.schedule import gradient_lengths
 
     a, b = load_default_credit()
     bits = keypair[0].bits
     config = TrainingConfig(key_bits=bits, epochs=epochs, batch_size=BATCH_SIZE, tol=0)
     floor = min(bits, 2048)  # --key-bits 1024 is allowed for quick runs of this script
-    lengths = gradient_lengths(a.features.shape[1], b.features.shape[1], config)
-    roles = {
-        "A": PartyA("bench", config, a.features, workers=workers, min_key_bits=floor, job_lengths=lengths),
-        "B": PartyB("bench", config, b.features, b.labels, workers=workers, min_key_bits=floor, job_lengths=lengths),
-        "C": Arbiter("bench", config, len(b), gradient_lengths=lengths, keypair=keypair, min_key_bits=floor),
+    roster = Roster.default(k)
+    parts = split_feature_parties(a.features, a.feature_names, k)
+    lengths = gradient_lengths({p: x.shape[1] for p, (x, _) in zip(roster.features, parts)}, b.features.shape[1], config)
+    roles: dict[str, Any] = {
+        p: FeatureParty("bench", config, x, roster=roster, party=p, workers=workers, min_key_bits=floor,
+                        job_lengths=lengths)
+        for p, (x, _) in zip(roster.features, parts)
     }
-    marks: list[tuple[float, float, dict[str, float]]] = []
+    roles["B"] = LabelParty("bench", config, b.features, b.labels, roster=roster, workers=workers, min_key_bits=floor,
+                            job_lengths=lengths)
+    roles["C"] = Arbiter("bench", config, len(b), gradient_lengths=lengths, keypair=keypair, min_key_bits=floor,
+                         roster=roster)
+    marks: list[tuple[float, float, dict[str, float], dict[str, float], int]] = []
     prefetch_method = Encryptor.prefetch
     if not prefetch:
         Encryptor.prefetch = lambda self, count: None  # type: ignore[method-assign]
@@ -303,24 +318,48 @@ def run_epochs(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int,
 
             def on_deliver(envelope: Any) -> None:
                 if isinstance(envelope.message, EpochDecision) and envelope.recipient == "B":
-                    marks.append((time.perf_counter(), all_cpu(), dict(watch.seconds)))
+                    marks.append((time.perf_counter(), all_cpu(), dict(watch.seconds), dict(channel.cpu_by_role),
+                                  channel.total_bytes))
 
             channel = InMemoryChannel(roles, on_deliver=on_deliver)
-            marks.append((time.perf_counter(), all_cpu(), {}))
-            channel.run(roles["A"].start() + roles["B"].start())
+            marks.append((time.perf_counter(), all_cpu(), {}, {}, 0))
+            channel.run([e for p in roster.features for e in roles[p].start()] + roles["B"].start())
     finally:
         Encryptor.prefetch = prefetch_method  # type: ignore[method-assign]
     per_epoch = []
-    for (t0, c0, s0), (t1, c1, s1) in zip(marks, marks[1:]):
-        parts = {k: s1.get(k, 0.0) - s0.get(k, 0.0) for k in BREAKDOWN}
-        parts["other"] = (t1 - t0) - sum(parts.values())
-        per_epoch.append({"seconds": t1 - t0, "cpu_seconds": c1 - c0, "breakdown": parts})
+    for (t0, c0, s0, r0, b0), (t1, c1, s1, r1, b1) in zip(marks, marks[1:]):
+        parts_seconds = {key: s1.get(key, 0.0) - s0.get(key, 0.0) for key in BREAKDOWN}
+        parts_seconds["other"] = (t1 - t0) - sum(parts_seconds.values())
+        per_epoch.append({"seconds": t1 - t0, "cpu_seconds": c1 - c0, "breakdown": parts_seconds,
+                          "cpu_by_party": {p: r1.get(p, 0.0) - r0.get(p, 0.0) for p in roles}, "bytes": b1 - b0})
     return {
         "rows": len(b),
-        "features": [a.features.shape[1], b.features.shape[1]],
+        "features": [x.shape[1] for x, _ in parts] + [b.features.shape[1]],
         "epochs": per_epoch,
         "bytes_per_epoch": int(channel.total_bytes / max(1, len(per_epoch))),
     }
+
+
+def bench_feature_parties(keypair: tuple[PublicKey, PrivateKey], counts: list[int]) -> dict[str, Any]:
+    """Per party CPU seconds and bytes per epoch with k feature parties (A's 13 columns dealt over them).
+
+    One worker, no worker processes: each role's handling time in this process
+    is then its whole CPU time. One warm-up epoch, then one timed epoch.
+    """
+    out: dict[str, Any] = {}
+    for k in counts:
+        run = run_epochs(keypair, 1, 2, prefetch=False, k=k)
+        epoch = run["epochs"][-1]
+        out[str(k)] = {
+            "features": run["features"],
+            "cpu_seconds_by_party": {p: round(v, 2) for p, v in epoch["cpu_by_party"].items()},
+            "bytes_per_epoch": epoch["bytes"],
+            "seconds_per_epoch_one_core": round(epoch["seconds"], 2),
+        }
+    base = out[str(counts[0])]["cpu_seconds_by_party"]["B"]
+    for k in counts:
+        out[str(k)]["b_cpu_vs_first"] = round(out[str(k)]["cpu_seconds_by_party"]["B"] / base, 3)
+    return out
 
 
 def bench_epoch(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int) -> dict[str, Any]:
@@ -448,6 +487,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["epoch_speedup"] = round(naive / ours, 1)
         # The naive code runs in one process; even spread perfectly over our cores:
         report["epoch_speedup_vs_naive_on_all_cores"] = round(naive / workers / ours, 1)
+    if args.feature_parties and (FATE / "default_credit_hetero_host.csv").is_file():
+        report["feature_parties"] = bench_feature_parties(keypair, args.feature_parties)
     report["machine"]["load_average_after"] = load_average()
     return report
 
@@ -480,6 +521,10 @@ def print_table(report: dict[str, Any]) -> None:
     if not isinstance(report["epoch"], dict):
         print("\n" + report["epoch"])
         return
+    for k, row_k in report.get("feature_parties", {}).items():
+        print(f"k = {k} feature parties {row_k['features'][:-1]} + B {row_k['features'][-1]}: CPU s/epoch "
+              + ", ".join(f"{p} {v}" for p, v in row_k["cpu_seconds_by_party"].items())
+              + f"; B ×{row_k['b_cpu_vs_first']}; {row_k['bytes_per_epoch'] / 1e6:.1f} MB/epoch")
     ep, naive = report["epoch"], report["naive_epoch"]
     print(row.format("default_credit epoch, seconds", f"{ep['seconds_per_epoch']:.1f}", f"{naive['seconds_per_epoch']:.0f}",
                      f"{report['epoch_speedup']}×"))
@@ -505,12 +550,21 @@ def main() -> int:
     parser.add_argument("--naive-sample", type=int, default=150, help="rows the naive phe epoch is timed on")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed after the warm-up one (median reported)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the encryption and product timings")
+    parser.add_argument("--feature-parties", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                        metavar="1,2,3", help="also measure CPU per party and bytes per epoch with k feature parties")
+    parser.add_argument("--only-feature-parties", action="store_true",
+                        help="skip parts 1-4; measure only --feature-parties")
     args = parser.parse_args()
     for name in ("rows", "naive_sample", "epochs", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.key_bits < 1024 or args.key_bits % 2:
         parser.error("--key-bits must be even and at least 1024")
+    if args.only_feature_parties:
+        keypair = generate_keypair(args.key_bits, min_bits=min(args.key_bits, 1024))
+        report = {"key_bits": args.key_bits, "feature_parties": bench_feature_parties(keypair, args.feature_parties or [1, 2, 3])}
+        print(json.dumps(report, indent=2))
+        return 0
     report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))

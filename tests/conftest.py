@@ -40,7 +40,13 @@ def rng() -> np.random.Generator:
 
 def fate_pair(name: str) -> tuple[Path, Path]:
     """Paths of FATE's <name>_hetero_host.csv (party A) and _guest.csv (party B), or skip."""
-    host, guest = FATE_DATA / f"{name}_hetero_host.csv", FATE_DATA / f"{name}_hetero_guest.csv"
-    if not (host.is_file() and guest.is_file()):
-        pytest.skip(f"FATE dataset {name!r} not found under {FATE_DATA} (../shared is absent)")
-    return host, guest
+    return fate_files(f"{name}_hetero_host.csv", f"{name}_hetero_guest.csv")
+
+
+def fate_files(*names: str) -> tuple[Path, ...]:
+    """Paths of FATE example files under ../shared/data/fate, or skip the test when one is absent."""
+    paths = tuple(FATE_DATA / name for name in names)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        pytest.skip(f"FATE data {missing} not found under {FATE_DATA} (../shared is absent)")
+    return paths

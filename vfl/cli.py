@@ -25,11 +25,14 @@ from vfl.errors import ConfigError, DataError, VFLError
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="run party A, party B and the arbiter in one process")
+    p = sub.add_parser("simulate", help="run the feature parties, party B and the arbiter in one process")
     p.add_argument("--model", choices=["logistic", "linear"], default=None, help="default: logistic")
-    p.add_argument("--party-a", required=True, metavar="A.csv", help="party A's CSV (features only)")
+    p.add_argument("--party-a", required=True, metavar="A.csv", action="append",
+                   help="a feature party's CSV (features only); give it once per feature party, in order")
     p.add_argument("--party-b", required=True, metavar="B.csv", help="party B's CSV (features and label)")
-    p.add_argument("--id-column", required=True, help="ID column, present in both files")
+    p.add_argument("--id-column", required=True, action="append",
+                   help="ID column: once for all files, or once more per --party-a file (B's first, then each "
+                        "feature party's in order) where the names differ")
     p.add_argument("--label-column", default="y", help="label column in party B's file (default: y)")
     p.add_argument("--key-bits", type=int, default=None, help="Paillier and PSI key size (default 2048)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100)")
@@ -73,11 +76,16 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from vfl.simulate import simulate_csv
 
     config = _training_config(args)
+    columns = args.id_column
+    if len(columns) not in (1, 1 + len(args.party_a)):
+        raise ConfigError(f"--id-column was given {len(columns)} times for {len(args.party_a)} --party-a files: give "
+                          f"it once, or {1 + len(args.party_a)} times (B's column, then each feature party's)")
+    columns_a = columns[1:] if len(columns) > 1 else None
     progress = ProgressLine()
     try:
         result = simulate_csv(
-            args.party_a, args.party_b, id_column=args.id_column, label_column=args.label_column, config=config,
-            workers=args.workers, progress=None if args.quiet else progress.epoch,
+            args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
+            id_column_a=columns_a, workers=args.workers, progress=None if args.quiet else progress.epoch,
         )
     finally:
         progress.close()
@@ -86,7 +94,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     if args.report is not None:
         from vfl.report.job import figures_for, render, summary_from_simulation
 
-        summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {Path(args.party_a).name}")
+        names = " + ".join(Path(f).name for f in args.party_a)
+        summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(render(summary, figures_for(summary)))
         print(f"report written to {args.report}")

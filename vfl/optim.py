@@ -143,15 +143,25 @@ class Adam(Optimizer):
         self.t = int(state["t"])
 
 
-def make_optimizer(config: TrainingConfig, penalised: np.ndarray, design: np.ndarray, curvature_scale: float) -> Optimizer:
+def make_optimizer(
+    config: TrainingConfig, penalised: np.ndarray, design: np.ndarray, curvature_scale: float, *, parties: int = 2,
+) -> Optimizer:
     """The configured optimiser for one party.
 
     ``design`` is the party's training design matrix (B's includes the
     intercept column); ``curvature_scale`` is the model's c, so the party's
     Hessian block is c·XᵀX/n. Only ``newton`` uses it.
+
+    ``parties`` is how many parties train (k feature parties + B). Each takes a
+    Newton step on its own block of the Hessian only (block Jacobi), and the
+    steps add up: with correlated blocks, m simultaneous full steps can overshoot
+    by up to m/2 times what two do, and training diverges. Above two parties each
+    block's curvature is therefore scaled by m/2, which leaves two parties as before.
     """
     if config.optimizer == "newton":
         curvature = curvature_scale * (design.T @ design) / max(1, design.shape[0])
+        if parties > 2:
+            curvature = curvature * (parties / 2)
         return LocalNewton(config, penalised, curvature)
     if config.optimizer == "adam":
         return Adam(config, penalised)

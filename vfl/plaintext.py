@@ -78,8 +78,8 @@ def train_plaintext(
     thetas, theta_b = [np.zeros(x.shape[1]) for x in parts], np.zeros(Xb.shape[1])
     bests, best_b = [t.copy() for t in thetas], theta_b.copy()
     train = schedule.train_rows
-    opts = [make_optimizer(config, pen, x[train], math.c) for pen, x in zip(pens, parts)]
-    opt_b = make_optimizer(config, pen_b, Xb[train], math.c)
+    opts = [make_optimizer(config, pen, x[train], math.c, parties=k + 1) for pen, x in zip(pens, parts)]
+    opt_b = make_optimizer(config, pen_b, Xb[train], math.c, parties=k + 1)
     monitor = ConvergenceMonitor(config, schedule.has_validation)
     reason = None
     epoch = 0

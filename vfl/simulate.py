@@ -5,9 +5,12 @@ the in-memory channel; only the network is missing. This is the Python API for
 notebooks::
 
     from vfl import TrainingConfig, simulate_csv
-    result = simulate_csv("bank.csv", "shop.csv", id_column="id", label_column="y",
+    result = simulate_csv(["shop.csv", "telco.csv"], "bank.csv", id_column="id", label_column="y",
                           config=TrainingConfig(model="logistic", key_bits=2048))
     result["metrics"]["train"]["auc"]
+
+The first argument is one feature party's CSV or a list of them (k feature
+parties, in order); ``id_column_a`` may be one column name or one per file.
 
 and what ``vfl simulate`` calls.
 """
@@ -15,10 +18,10 @@ and what ``vfl simulate`` calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from vfl.align import align
+from vfl.align import align_many
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data import PartyTable, check_labels, load_csv
@@ -28,8 +31,9 @@ from vfl.parallel import resolve_workers
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import EpochDecision
-from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.parties import FeatureParty, LabelParty
 from vfl.protocol.role import Envelope
+from vfl.protocol.roster import Roster
 from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 
@@ -41,23 +45,27 @@ ProgressFn = Callable[[int, int, float | None, float | None], None]
 
 
 def simulate_csv(
-    party_a: str,
+    party_a: str | Sequence[str],
     party_b: str,
     *,
     id_column: str,
     label_column: str,
     config: TrainingConfig,
-    id_column_a: str | None = None,
+    id_column_a: str | Sequence[str] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Load each party's CSV separately and run :func:`simulate`."""
-    table_a = load_csv(party_a, id_column=id_column_a or id_column)
+    files = [party_a] if isinstance(party_a, str) else list(party_a)
+    columns = id_column_a if isinstance(id_column_a, (list, tuple)) else [id_column_a] * len(files)
+    if len(columns) != len(files):
+        raise DataError(f"{len(columns)} ID columns for {len(files)} feature-party files: give one, or one per file")
+    tables = [load_csv(f, id_column=c or id_column) for f, c in zip(files, columns)]
     table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model)
-    return simulate(table_a, table_b, config, **kwargs)
+    return simulate(tables if len(tables) > 1 else tables[0], table_b, config, **kwargs)
 
 
 def simulate(
-    table_a: PartyTable,
+    table_a: PartyTable | Sequence[PartyTable],
     table_b: PartyTable,
     config: TrainingConfig,
     *,
@@ -70,6 +78,9 @@ def simulate(
 ) -> dict[str, Any]:
     """Align (RSA PSI), train and evaluate; return the JSON-ready result.
 
+    ``table_a`` is one feature party's table or a list of them: with k > 1 the
+    feature parties are "A1" … "Ak" in the result, in the order given.
+
     ``keypair`` lets tests reuse one arbiter key; ``transcript`` collects every
     training envelope; ``psi_key_bits`` defaults to the Paillier key size.
     """
@@ -79,35 +90,46 @@ def simulate(
     check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
     n_workers = resolve_workers(workers)
 
+    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
+    roster = Roster.default(len(tables))
     min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
-    alignment = align(
-        table_a.ids, table_b.ids, key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
-        workers=n_workers, source_a=table_a.source, source_b=table_b.source,
+    alignment = align_many(
+        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
+        workers=n_workers, source_b=table_b.source, sources=[t.source for t in tables],
     )
-    a_rows, b_rows = table_a.take(alignment.rows_a), table_b.take(alignment.rows_b)
+    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
+    b_rows = table_b.take(alignment.rows_b)
     check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
 
     train_started = time.perf_counter()
-    lengths = gradient_lengths(a_rows.features.shape[1], b_rows.features.shape[1], config)
-    party_a = PartyA(job_id, config, a_rows.features, feature_names=a_rows.feature_names,
+    lengths = gradient_lengths({p: t.features.shape[1] for p, t in zip(roster.features, parts)},
+                               b_rows.features.shape[1], config, label=roster.label)
+    features = [
+        FeatureParty(job_id, config, t.features, roster=roster, party=p, feature_names=t.feature_names,
                      workers=n_workers, min_key_bits=min_bits, job_lengths=lengths)
-    party_b = PartyB(job_id, config, b_rows.features, b_rows.labels, feature_names=b_rows.feature_names,
-                     workers=n_workers, min_key_bits=min_bits, job_lengths=lengths)
-    arbiter = Arbiter(job_id, config, alignment.size, gradient_lengths=lengths, keypair=keypair, min_key_bits=min_bits)
+        for p, t in zip(roster.features, parts)
+    ]
+    party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
+                         feature_names=b_rows.feature_names, workers=n_workers, min_key_bits=min_bits,
+                         job_lengths=lengths)
+    arbiter = Arbiter(job_id, config, alignment.size, gradient_lengths=lengths, keypair=keypair,
+                      min_key_bits=min_bits, roster=roster)
 
     def on_deliver(envelope: Envelope) -> None:
         message = envelope.message
-        if progress is not None and envelope.recipient == "B" and isinstance(message, EpochDecision):
+        if progress is not None and envelope.recipient == roster.label and isinstance(message, EpochDecision):
             progress(message.epoch, config.epochs, message.train_loss, message.validation_loss)
 
-    channel = InMemoryChannel({"A": party_a, "B": party_b, "C": arbiter}, transcript=transcript, on_deliver=on_deliver)
-    channel.run(party_a.start() + party_b.start())
+    roles = {**{f.party: f for f in features}, roster.label: party_b, roster.arbiter: arbiter}
+    channel = InMemoryChannel(roles, transcript=transcript, on_deliver=on_deliver)
+    channel.run([e for f in features for e in f.start()] + party_b.start())
     train_seconds = time.perf_counter() - train_started
 
-    # Evaluation: A sends its plaintext partial scores for the aligned rows to B,
-    # exactly as federated prediction does; only B computes the metrics.
-    model_a, model_b = party_a.model(), party_b.model()
-    u_a = model_a.partial_scores(a_rows.features)
+    # Evaluation: each feature party sends its plaintext partial scores for the aligned
+    # rows to B, exactly as federated prediction does; only B computes the metrics.
+    models = [f.model() for f in features]
+    model_b = party_b.model()
+    u_a = sum(m.partial_scores(t.features) for m, t in zip(models, parts))
     predictions = model_b.predict(b_rows.features, u_a)
     schedule = party_b.schedule
     metrics = {"train": model_metrics(config.model, b_rows.labels[schedule.train_rows], predictions[schedule.train_rows])}
@@ -117,10 +139,19 @@ def simulate(
         metrics["validation"] = model_metrics(config.model, b_rows.labels[rows], predictions[rows])
         curve_split, curve_rows = "validation", rows
 
+    if len(features) == 1:
+        parameters = {"party A": features[0].trajectory(), "party B": party_b.trajectory()}
+        model_parts = {"party_a": models[0].to_dict(), "party_b": model_b.to_dict()}
+    else:
+        parameters = {**{f"party {f.party}": f.trajectory() for f in features}, "party B": party_b.trajectory()}
+        model_parts = {**{f"party_{f.party.lower()}": m.to_dict() for f, m in zip(features, models)},
+                       "party_b": model_b.to_dict()}
     return {
         "model": config.model,
         "aligned_rows": alignment.size,
         "alignment": alignment.summary(),
+        "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
+                            for f, t in zip(features, tables)],
         "train_rows": int(schedule.n_train),
         "validation_rows": int(len(schedule.validation_rows)),
         "epochs_run": party_b.epochs_run,
@@ -138,10 +169,10 @@ def simulate(
         "messages": channel.messages_sent,
         "decryptions": arbiter.decryptions,
         "privacy": None if party_b.privacy is None else party_b.privacy.report(),
-        "parameters": {"party A": party_a.trajectory(), "party B": party_b.trajectory()},
+        "parameters": parameters,
         "curves": curves_for(config.model, b_rows.labels[curve_rows], predictions[curve_rows], None),
         "curve_split": curve_split,
         "config": config.model_dump(),
         "workers": n_workers,
-        "model_parts": {"party_a": model_a.to_dict(), "party_b": model_b.to_dict()},
+        "model_parts": model_parts,
     }

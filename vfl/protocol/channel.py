@@ -1,4 +1,4 @@
-"""Runs the three roles in one process by delivering their envelopes in order.
+"""Runs all the roles of a job in one process by delivering their envelopes in order.
 
 This is the whole "network" of the simulation: a FIFO queue. By default every
 message is put through the binary wire codec on the way, so the simulation
@@ -32,6 +32,8 @@ class InMemoryChannel:
         self.bytes_sent: dict[tuple[Party, Party], int] = defaultdict(int)
         self.messages_sent = 0
         self.seconds_by_role: dict[Party, float] = defaultdict(float)
+        #: This process's CPU seconds per role (a role's own CPU when it runs without worker processes).
+        self.cpu_by_role: dict[Party, float] = defaultdict(float)
 
     def run(self, initial: Iterable[Envelope]) -> None:
         """Deliver envelopes until no role has anything more to send."""
@@ -47,9 +49,10 @@ class InMemoryChannel:
             self.messages_sent += 1
             if self.transcript is not None:
                 self.transcript.append(envelope)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             replies = self.roles[envelope.recipient].handle(message, envelope.sender)
             self.seconds_by_role[envelope.recipient] += time.perf_counter() - started
+            self.cpu_by_role[envelope.recipient] += time.process_time() - cpu
             if self.on_deliver is not None:
                 self.on_deliver(envelope)
             queue.extend(replies)

@@ -95,7 +95,8 @@ class TrainingParty(Role):
         self.penalised = penalised
         self.weights = np.zeros(design.shape[1])
         self.best_weights = self.weights.copy()
-        self.optimizer = make_optimizer(config, penalised, design[self.schedule.train_rows], self.math.c)
+        self.optimizer = make_optimizer(config, penalised, design[self.schedule.train_rows], self.math.c,
+                                        parties=len(roster.trainers))
         self.workers = workers
         self.min_key_bits = min_key_bits
         self.public_key: PublicKey | None = None
