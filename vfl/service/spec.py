@@ -5,7 +5,7 @@ files and URLs in its own config::
 
     {
       "job_id": "default-risk-2026-11",          # optional; generated when absent
-      "party_a": {"peer": "shop", "dataset": "behaviour"},
+      "feature_parties": [{"peer": "shop", "dataset": "behaviour"}],   # or "party_a": {...}
       "party_b": {"dataset": "credit"},
       "arbiter": {"peer": "arbiter"},            # optional when B has one arbiter peer
       "training": {"model": "logistic", "epochs": 30, "validation_fraction": 0.2},
@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vfl.config import TrainingConfig
 from vfl.errors import ConfigError
@@ -52,11 +52,34 @@ class PsiSettings(_Strict):
 
 class JobSpec(_Strict):
     job_id: str | None = Field(None, pattern=JOB_ID_PATTERN)
-    party_a: PartyARef
+    #: The feature parties: ``feature_parties`` (a list) or the two-party ``party_a``; one of the two.
+    party_a: PartyARef | None = None
+    feature_parties: list[PartyARef] | None = Field(None, min_length=1, max_length=64)
     party_b: PartyBRef
     arbiter: ArbiterRef | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     psi: PsiSettings = Field(default_factory=PsiSettings)
+
+    @model_validator(mode="after")
+    def _one_feature_party_list(self) -> JobSpec:
+        both = self.party_a is not None and self.feature_parties is not None
+        if (self.party_a is None and self.feature_parties is None) or (both and self.feature_parties != [self.party_a]):
+            raise ValueError("name the feature parties once: either \"feature_parties\": [{\"peer\", \"dataset\"}, ...] "
+                             "or the two-party \"party_a\": {\"peer\", \"dataset\"}")
+        parties = self.feature_parties or [self.party_a]
+        peers = [p.peer for p in parties]
+        if len(set(peers)) != len(peers):
+            raise ValueError(f"feature_parties names a peer twice: {peers}")
+        if len(parties) > 1:
+            # The protocol, `vfl simulate` and the Python API run k feature parties; the
+            # services' registration, alignment and resume do not yet (issue 12).
+            raise ValueError(f"this version's services run one feature party per job, got {len(parties)} "
+                             f"({', '.join(peers)}); train several with `vfl simulate --party-a F1 --party-a F2 ...` "
+                             "for now")
+        # Both forms name the same party from here on (a stored spec is read back with both).
+        object.__setattr__(self, "party_a", parties[0])
+        object.__setattr__(self, "feature_parties", list(parties))
+        return self
 
     @classmethod
     def parse(cls, data: Any) -> JobSpec:
