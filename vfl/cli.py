@@ -2,7 +2,7 @@
 
     vfl simulate   run a whole federated job in one process (real encryption)
     vfl serve      run party A, party B or the arbiter as an HTTP service
-    vfl demo       the bank + e-commerce job over three local services
+    vfl demo       the bank + e-commerce job over local services (--feature-parties 2: also a telco)
     vfl certs      a small CA and one TLS certificate per party
     vfl jobs       follow a job on a running service (vfl jobs watch URL JOB_ID)
     vfl compare    the federated model against pooled-data baselines on one split
@@ -121,13 +121,16 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the bank + e-commerce joint model over three local services")
+    p = sub.add_parser("demo", help="the bank + e-commerce joint model over local services (one process per party)")
     p.add_argument("--workdir", type=Path, default=None, help="keep configs, data, logs and job.json here")
     p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
     p.add_argument("--report", type=Path, default=None, help="save party B's HTML job report here")
     p.add_argument("--customers", type=int, default=10_000, help="size of the synthetic population")
     p.add_argument("--key-bits", type=int, default=2048)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--feature-parties", type=int, default=1, choices=(1, 2, 3),
+                   help="1: the bank and the shop (default); 2: also a telecom operator; 3: also an energy "
+                        "utility. With more than one, the bank is also trained with each partner alone")
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the data, configs, job.json and each party's folder (certificate, key, token, "
                         "data) to --workdir, to run the services by hand")
@@ -141,7 +144,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.prepare_only and args.workdir is None:
         raise ConfigError("--prepare-only needs --workdir, where the files are kept")
     run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
-             prepare_only=args.prepare_only, report=args.report)
+             prepare_only=args.prepare_only, report=args.report, feature_parties=args.feature_parties)
     return 0
 
 

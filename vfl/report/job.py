@@ -6,6 +6,11 @@ model part and served at ``GET /v1/jobs/{id}/report``. ``vfl simulate
 
 The input is a *summary*, a plain dict that both the services and the
 simulation produce (:func:`summary_from_record`, :func:`summary_from_simulation`).
+
+With one feature party the page speaks of "party A", as the two-party
+protocol does. With k ≥ 2 the summary has a ``feature_parties`` list (see
+:func:`_feature_party`), one entry per feature party in roster order, and
+every section names each feature party by its id.
 """
 
 from __future__ import annotations
@@ -82,16 +87,38 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
 
 
 def _parameter_panels(summary: dict[str, Any]) -> dict[str, plots_panel]:
+    features = summary.get("feature_parties")
+    if features:
+        return _multiparty_panels(features, summary["parameters"])
     panels: dict[str, plots_panel] = {}
     convergence = summary.get("party_a_convergence")
     if convergence and "party A" not in summary["parameters"]:
-        history = list(zip(convergence["weight_norm"], convergence["step_norm"]))
-        panels["party A (keeps its weights; shares their norms)"] = (
-            ["‖θ_A‖ after the epoch", "‖Δθ_A‖ in the epoch"], history, "L2 norm")
+        panels["party A (keeps its weights; shares their norms)"] = _norm_panel("A", convergence)
     for party, p in summary["parameters"].items():
         if p["history"]:
             panels[party] = (p["names"], p["history"], "weight (standardised features)")
     return dict(sorted(panels.items()))
+
+
+def _multiparty_panels(features: list[dict[str, Any]], parameters: dict[str, Any]) -> dict[str, plots_panel]:
+    """k ≥ 2: one panel per feature party in roster order, then B's (not sorted: the roster order is the story)."""
+    panels: dict[str, plots_panel] = {}
+    for f in features:
+        party, trajectory, convergence = f["party"], f.get("parameters"), f.get("convergence")
+        if trajectory and trajectory.get("history"):  # simulation: every weight is at hand
+            panels[f"feature party {party}"] = (trajectory["names"], trajectory["history"],
+                                                "weight (standardised features)")
+        elif convergence:  # service job: the party kept its weights and shared only their norms
+            panels[f"feature party {party} (keeps its weights; shares their norms)"] = _norm_panel(party, convergence)
+    for party, p in parameters.items():
+        if p["history"]:
+            panels[party] = (p["names"], p["history"], "weight (standardised features)")
+    return panels
+
+
+def _norm_panel(party: str, convergence: dict[str, Any]) -> plots_panel:
+    history = list(zip(convergence["weight_norm"], convergence["step_norm"]))
+    return [f"‖θ_{party}‖ after the epoch", f"‖Δθ_{party}‖ in the epoch"], history, "L2 norm"
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -120,6 +147,12 @@ def _metrics_table(summary: dict[str, Any]) -> str:
 def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report page. Figures are inlined, so the file stands alone."""
     esc = html.escape
+    parameters_caption = ("Each party's weights after every epoch; party A keeps its weights, so a service "
+                          "job shows only their norm and each epoch's change")
+    if summary.get("feature_parties"):  # k ≥ 2: name the panels, since the image is all the page has of them
+        parameters_caption = ("Each party's weights after every epoch, one panel each: "
+                              + "; ".join(_parameter_panels(summary)) + ". Each feature party keeps its weights, "
+                              "so a service job shows only their norm and each epoch's change")
     images = "".join(
         f'<figure><img class="figure" alt="{esc(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(png).decode()}"><figcaption>{esc(caption)}</figcaption></figure>'
@@ -128,13 +161,11 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
                 ("loss.png", "Loss per epoch: training loss (solid) is measured at each batch before its update, "
                              "validation loss (dashed) after the epoch; Taylor log-loss, or ½·MSE on the "
                              "standardised label"),
-                ("parameters.png", "Each party's weights after every epoch; party A keeps its weights, so a service "
-                                   "job shows only their norm and each epoch's change"),
+                ("parameters.png", parameters_caption),
                 ("roc.png", "ROC curve, or predicted against actual for linear regression"),
             ) if n in figures
         )
     )
-    alignment = summary.get("alignment") or {}
     privacy = summary.get("privacy")
     privacy_html = (
         _table([[k, v] for k, v in privacy.items()], ["privacy", "value"]) if privacy
@@ -159,10 +190,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 <p><b>{esc(summary['title'])}</b> — {esc(summary.get('state', ''))}, {esc(str(summary.get('epochs')))} epochs
 ({esc(str(summary.get('stop_reason')))}).</p>
 <h2>Alignment (RSA blind-signature PSI)</h2>
-{_table([["party A IDs", alignment.get("party_a_ids")], ["party B IDs", alignment.get("party_b_ids")],
-         ["shared IDs", alignment.get("intersection")], ["share of A", alignment.get("overlap_of_a")],
-         ["share of B", alignment.get("overlap_of_b")], ["seconds", alignment.get("seconds")],
-         ["bytes exchanged", alignment.get("bytes")]], ["alignment", "value"])}
+{_alignment_tables(summary)}
 <h2>Metrics</h2>
 {_metrics_table(summary)}
 <h2>Figures</h2>
@@ -187,10 +215,36 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 """
 
 
+def _alignment_tables(summary: dict[str, Any]) -> str:
+    alignment = summary.get("alignment") or {}
+    features = summary.get("feature_parties")
+    if not features:
+        return _table([["party A IDs", alignment.get("party_a_ids")], ["party B IDs", alignment.get("party_b_ids")],
+                       ["shared IDs", alignment.get("intersection")], ["share of A", alignment.get("overlap_of_a")],
+                       ["share of B", alignment.get("overlap_of_b")], ["seconds", alignment.get("seconds")],
+                       ["bytes exchanged", alignment.get("bytes")]], ["alignment", "value"])
+    # k ≥ 2: B ran one PSI per feature party; the job trains on the IDs all of them share with B.
+    joint = _table([["party B IDs", alignment.get("party_b_ids")],
+                    ["joint IDs (held by every party)", alignment.get("intersection")],
+                    ["share of B", alignment.get("overlap_of_b")], ["seconds", alignment.get("seconds")],
+                    ["bytes exchanged", alignment.get("bytes")]], ["alignment", "value"])
+    pairwise = _table([[f["party"], (f.get("alignment") or {}).get("party_a_ids"), _pairwise_size(f),
+                        (f.get("alignment") or {}).get("overlap_of_a")] for f in features],
+                      ["feature party", "its IDs", "shared with party B (pairwise PSI)", "share of its IDs"])
+    return joint + pairwise
+
+
+def _pairwise_size(feature: dict[str, Any]) -> int | None:
+    pair = feature.get("alignment") or {}
+    return pair.get("pairwise_intersection", pair.get("intersection"))
+
+
 def learned_by_each_party(summary: dict[str, Any]) -> list[tuple[str, str]]:
     alignment = summary.get("alignment") or {}
     shared = alignment.get("intersection")
     loss = "the training loss of every epoch" + (" and the validation loss" if summary.get("validation_loss_history") else "")
+    if summary.get("feature_parties"):
+        return _learned_with_k_feature_parties(summary, loss)
     return [
         ("party A (features)", f"the {shared} shared IDs and that party B holds {alignment.get('party_b_ids')} IDs; "
          "its own gradient each batch (masked to everyone else) and its own weights; when to stop. "
@@ -205,14 +259,72 @@ def learned_by_each_party(summary: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _learned_with_k_feature_parties(summary: dict[str, Any], loss: str) -> list[tuple[str, str]]:
+    """k ≥ 2: each feature party sees only its own PSI with B; B sees every pair (see :mod:`vfl.align`)."""
+    alignment = summary.get("alignment") or {}
+    joint = alignment.get("intersection")
+    features = summary["feature_parties"]
+    rows = []
+    for f in features:
+        pair = f.get("alignment") or {}
+        b_size = pair.get("declared_size_b") or alignment.get("declared_size_b") or alignment.get("party_b_ids")
+        rows.append((f"feature party {f['party']} (features)",
+                     f"the {_pairwise_size(f)} IDs it shares with party B and that party B holds {b_size} IDs; "
+                     f"which {joint} of its shared IDs every party holds (the joint rows it trains on); "
+                     "its own gradient each batch (masked to everyone else) and its own weights; when to stop. "
+                     "No label, no loss, no residual in plaintext."))
+    sizes = "; ".join(f"{f['party']}: {(f.get('alignment') or {}).get('party_a_ids')} IDs, {_pairwise_size(f)} shared"
+                      for f in features)
+    shares_norms = any(f.get("convergence") for f in features)
+    rows.append(("party B (features and labels)",
+                 f"the {joint} joint IDs and, from each pairwise PSI, each feature party's ID count and "
+                 f"intersection with B ({sizes}); {loss}; its own gradient and weights; every feature party's "
+                 "plaintext partial scores for the joint rows (evaluation) and for every ID it asks a prediction for"
+                 + ("; after training, the norm of each feature party's weights and of their change per epoch "
+                    "(for this report)" if shares_norms else "") + "."))
+    rows.append(("arbiter", "gradients masked with values uniform over the plaintext space (indistinguishable from "
+                 f"random), and {loss}. Nothing about features, labels or weights."))
+    return rows
+
+
+def _feature_party(party: str, *, alignment: dict[str, Any] | None, parameters: dict[str, Any] | None = None,
+                   convergence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One entry of ``summary["feature_parties"]``: what the report shows of one feature party.
+
+    ``parameters`` is its weight trajectory (simulation only), ``convergence`` the
+    norms it shares with B (service jobs), ``alignment`` its pairwise PSI summary.
+    """
+    return {"party": party, "alignment": alignment, "parameters": parameters, "convergence": convergence}
+
+
+def _pairwise_alignments(alignment: dict[str, Any] | None, parties: list[str]) -> list[dict[str, Any] | None]:
+    """Each feature party's pairwise PSI summary, in roster order.
+
+    Service summaries name the party; the simulation's are in roster order without a name.
+    """
+    entries = list((alignment or {}).get("feature_parties") or [])
+    by_name = {e["party"]: e for e in entries if "party" in e}
+    if by_name:
+        return [by_name.get(p) for p in parties]
+    return [entries[i] if i < len(entries) else None for i in range(len(parties))]
+
+
 def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any]:
+    parameters = dict(result["parameters"])
+    parties = [f["party"] for f in result.get("feature_parties") or []]
+    features = None
+    if len(parties) > 1:
+        # simulate() keys feature parties' trajectories "party A1" … "party Ak"; move them into their entries
+        # so each is drawn once, under its feature-party name.
+        features = [_feature_party(p, alignment=a, parameters=parameters.pop(f"party {p}", None))
+                    for p, a in zip(parties, _pairwise_alignments(result["alignment"], parties))]
     summary = {
         "title": title, "state": "succeeded (simulated in one process)", "epochs": result["epochs_run"],
         "stop_reason": result["stop_reason"], "config": result["config"], "alignment": result["alignment"],
         "metrics": result["metrics"], "baseline": None, "privacy": result.get("privacy"),
         "timings": {**result["timings"], "total": result["seconds"]},
         "loss_history": result["loss_history"], "validation_loss_history": result["validation_loss_history"],
-        "parameters": result["parameters"],
+        "parameters": parameters, "feature_parties": features,
         "curves": result["curves"], "curve_split": result["curve_split"],
     }
     summary["learned"] = learned_by_each_party(summary)
@@ -220,7 +332,15 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
 
 
 def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Party B's view of a service job: B's own weights, and only the norms of A's (A keeps its weights)."""
+    """Party B's view of a service job: B's own weights, and only the norms of each feature party's (they keep theirs)."""
+    parties = list((record.get("roster") or {}).get("features") or [])
+    features = None
+    if len(parties) > 1:  # k = 1 records have no roster (or one feature party) and keep the two-party page
+        convergence = dict(record.get("feature_convergence") or {})
+        if not convergence and record.get("party_a_convergence"):  # only the first party's summary was kept
+            convergence[parties[0]] = record["party_a_convergence"]
+        features = [_feature_party(p, alignment=a, convergence=convergence.get(p))
+                    for p, a in zip(parties, _pairwise_alignments(record.get("alignment"), parties))]
     summary = {
         "title": record["job_id"], "state": record["state"], "epochs": record["epoch"],
         "stop_reason": record.get("stop_reason"), "config": record["spec"].get("training", {}),
@@ -229,7 +349,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "loss_history": record.get("loss_history", []),
         "validation_loss_history": record.get("validation_loss_history", []),
         "parameters": {"party B": record["parameters"]}, "curves": record["curves"],
-        "party_a_convergence": record.get("party_a_convergence"),
+        "party_a_convergence": record.get("party_a_convergence"), "feature_parties": features,
         "curve_split": record.get("curve_split", "train"),
     }
     summary["learned"] = learned_by_each_party(summary)

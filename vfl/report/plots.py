@@ -11,6 +11,7 @@ module without it raises a ConfigError that says how to install it.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,10 @@ try:
     from matplotlib.ticker import MaxNLocator
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ConfigError("figures need matplotlib: pip install 'vfl[report]'") from exc
+
+
+#: panels per row of the parameter figure; a wider figure shrinks past reading in the report's 520 px
+MAX_PANEL_COLUMNS = 3
 
 
 def _png(fig) -> bytes:
@@ -57,9 +62,18 @@ def parameter_trajectories(histories: dict[str, tuple], *, title: str = "Paramet
     """One panel per party; one line per parameter, its value after each epoch.
 
     Each value is ``(names, history)`` or ``(names, history, y-axis label)``.
+    Panels wrap after :data:`MAX_PANEL_COLUMNS`, so k feature parties stay readable.
     """
-    fig, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 4.2), squeeze=False)
-    for ax, (party, panel) in zip(axes[0], histories.items()):
+    n = max(len(histories), 1)
+    columns = min(n, MAX_PANEL_COLUMNS)
+    rows = math.ceil(n / columns)
+    # beyond two panels the titles of panels and figure collide; constrained layout spaces them (and leaves
+    # the two-party figure as it always was)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.2 * rows), squeeze=False,
+                             layout="constrained" if n > 2 else None)
+    for ax in axes.flat[len(histories):]:  # the last row may be short
+        ax.set_visible(False)
+    for ax, (party, panel) in zip(axes.flat, histories.items()):
         names, history = panel[0], panel[1]
         ylabel = panel[2] if len(panel) > 2 else "weight (standardised features)"
         values = np.asarray(history, dtype=np.float64)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
-from vfl.align import alignment_summary, no_overlap
+from vfl.align import alignment_summary, joint_rows, no_overlap
 from vfl.data import PartyTable
-from vfl.errors import JobError, VFLError
+from vfl.errors import JobError, NoOverlapError, VFLError
 from vfl.protocol.messages import Message
 from vfl.protocol.role import Envelope, Role
 from vfl.service.runtime import JobRuntime
@@ -76,7 +76,8 @@ def _auditor(node: Node, job_id: str) -> AuditFn:
 
 
 def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: int) -> AuditedKeyHolder:
-    return AuditedKeyHolder(record.job_id, ids, key_bits=key_bits, min_key_bits=node.config.limits.min_key_bits,
+    return AuditedKeyHolder(record.job_id, ids, party=node.own_id(record), peer=node.roster(record).label,
+                            key_bits=key_bits, min_key_bits=node.config.limits.min_key_bits,
                             workers=node.workers, audit=_auditor(node, record.job_id),
                             expected_size_b=record.spec.get("psi_ids"), **_caps(node))
 
@@ -107,19 +108,59 @@ def key_holder_finished(node: Node, record: JobRecord, holder: PsiKeyHolder, run
 async def align_as_requester(
     node: Node, record: JobRecord, runtime: JobRuntime, table: PartyTable
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Party B: run the requester until the intersection is known; its rows in the shared order."""
+    """Party B: one PSI with each feature party, intersected: B's rows of the joint IDs, in the shared order.
+
+    Each feature party holds the RSA key for its own pair. The pairwise results
+    are intersected by :func:`vfl.align.joint_rows`, which keeps the PSI's order
+    (by ID), so each feature party can take the joint IDs in the same order.
+    """
     started = time.perf_counter()
-    requester = AuditedRequester(record.job_id, table.ids, min_key_bits=node.config.limits.min_key_bits,
-                                 audit=_auditor(node, record.job_id), **_caps(node))
+    roster = node.roster(record)
+    requesters = {
+        peer: AuditedRequester(record.job_id, table.ids, party=roster.label, peer=peer,
+                               min_key_bits=node.config.limits.min_key_bits,
+                               audit=_auditor(node, record.job_id), **_caps(node))
+        for peer in roster.features
+    }
     finished = node.psi_done.setdefault(record.job_id, asyncio.Event())
-    await runtime.add_role("psi", requester)
-    await finished.wait()
-    if requester.rows is None:
-        raise JobError(f"alignment did not finish: {runtime.failed or 'the job was stopped'}")
-    if len(requester.rows) == 0:
-        raise no_overlap(requester.size_a, len(table), "party A", f"party B's dataset {record.dataset!r}")
-    summary = alignment_summary(
-        requester.size_a, len(table), len(requester.rows), METHOD, time.perf_counter() - started, runtime.psi_bytes(),
-        declared_size_a=requester.size_a, declared_size_b=requester.declared_size_b,
-    )
-    return requester.rows, summary
+    for peer, requester in requesters.items():
+        await runtime.add_role(f"psi:{peer}", requester)
+    while not all(r.rows is not None for r in requesters.values()):
+        if runtime.closed or runtime.failed or record.finished:
+            raise JobError(f"alignment did not finish: {runtime.failed or 'the job was stopped'}")
+        finished.clear()
+        await finished.wait()
+    for peer, requester in requesters.items():
+        if len(requester.rows) == 0:
+            name = "party A" if roster.k == 1 else f"party A ({peer})"
+            raise no_overlap(requester.size_a, len(table), name, f"party B's dataset {record.dataset!r}")
+    seconds = time.perf_counter() - started
+    pairwise = {
+        peer: alignment_summary(
+            r.size_a, len(table), len(r.rows), METHOD, seconds, runtime.psi_bytes() if roster.k == 1 else 0,
+            declared_size_a=r.size_a, declared_size_b=r.declared_size_b,
+        )
+        for peer, r in requesters.items()
+    }
+    if roster.k == 1:
+        only = requesters[roster.features[0]]
+        return only.rows, pairwise[roster.features[0]]
+    rows_b, _ = joint_rows([r.rows for r in requesters.values()], [r.rows for r in requesters.values()])
+    if len(rows_b) == 0:
+        raise NoOverlapError(
+            f"party B's dataset {record.dataset!r} shares IDs with each of {', '.join(roster.features)}, but no ID "
+            "is held by all of them; a joint model needs customers every party knows: check the ID columns, "
+            "or leave a party out")
+    first = pairwise[roster.features[0]]
+    summary = {
+        "method": METHOD,
+        "party_b_ids": len(table),
+        "intersection": len(rows_b),
+        "overlap_of_b": len(rows_b) / len(table) if len(table) else 0.0,
+        "seconds": round(seconds, 3),
+        "bytes": runtime.psi_bytes(),
+        "declared_size_b": first.get("declared_size_b"),
+        "feature_parties": [{"party": peer, **p, "pairwise_intersection": len(requesters[peer].rows)}
+                            for peer, p in pairwise.items()],
+    }
+    return rows_b, summary

@@ -1,19 +1,26 @@
 """Party B's side of a job: submit it, drive it through alignment and training, evaluate it.
 
-Party B owns each job:
+Party B owns each job, with one or more feature parties:
 
 1. :func:`submit` checks the spec and B's own dataset and registers the job,
-   first with party A (which states its feature count, the length of its
-   gradient), then with the arbiter (which gets both gradient lengths). Each
-   checks the job against its own config and may refuse; any failure withdraws
-   the job everywhere.
-2. :func:`drive` runs the RSA blind-signature PSI with A over the job's
-   message endpoints, then tells C and A the aligned row count and starts
+   first with each feature party in turn (each states its feature count, the
+   length of its gradient), then with the arbiter (which gets every gradient
+   length). Each checks the job against its own config and may refuse; any
+   failure withdraws the job everywhere it was registered.
+2. :func:`drive` runs the RSA blind-signature PSI with each feature party (each
+   holds the RSA key of its pair) over the job's message endpoints, intersects
+   the results (:func:`vfl.align.joint_rows`), tells C the aligned row count and
+   each feature party the joint IDs and every gradient length, and starts
    training. Every party checkpoints its role after every epoch.
-3. :func:`finish` waits for the last epoch, then :func:`evaluate` asks A for
-   its partial scores on the aligned rows (as for any prediction), computes the
-   metrics and a bank-only baseline on the same rows, and saves B's model part;
-   A and C drop their checkpoints and the job has succeeded.
+3. :func:`finish` waits for the last epoch, then :func:`evaluate` asks every
+   feature party at once for its partial scores on the aligned rows (as for any
+   prediction), computes the metrics and a bank-only baseline on the same rows,
+   and saves B's model part; the others drop their checkpoints and the job has
+   succeeded.
+
+With one feature party the protocol ids are the two-party letters A, B and C
+(``record.peers`` maps them to party ids), so such a job runs exactly as before
+k feature parties; with several, every party is addressed by its party id.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 from vfl.service import alignment
 from vfl.service.redact import local_paths, redact
-from vfl.service.scoring import parse_partial_scores
-from vfl.service.spec import JobSpec, Registration, TrainingStart, new_job_id
+from vfl.protocol.roster import Roster
+from vfl.service.scoring import gather_partial_scores
+from vfl.service.spec import JobSpec, Registration, RosterRef, TrainingStart, new_job_id
 from vfl.service.store import JobRecord
 
 if TYPE_CHECKING:
@@ -50,21 +58,28 @@ async def submit(node: Node, spec: JobSpec) -> JobRecord:
     job_id = spec.job_id or new_job_id()
     if job_id in node.records or node.store.exists(job_id):
         raise JobError(f"a job with id {job_id!r} already exists; choose another job_id")
-    a_id = spec.party_a.peer
-    if node.config.peers.get(a_id) is None or node.config.peers[a_id].role != "A":
-        raise ConfigError(f"{a_id!r} is not a configured party A peer of {node.config.party.id!r}")
+    feature_ids = [ref.peer for ref in spec.feature_parties]
+    for a_id in feature_ids:
+        if node.config.peers.get(a_id) is None or node.config.peers[a_id].role != "A":
+            raise ConfigError(f"{a_id!r} is not a configured party A peer of {node.config.party.id!r}")
     c_id = spec.arbiter.peer if spec.arbiter else node.config.peer_of_role("C")[0]
     if node.config.peers.get(c_id) is None or node.config.peers[c_id].role != "C":
         raise ConfigError(f"{c_id!r} is not a configured arbiter peer of {node.config.party.id!r}")
     node.check_key_sizes(spec.training, spec.psi.key_bits)
     table = await asyncio.to_thread(node.table, spec.party_b.dataset, spec.training.model)
-    parties = {"A": a_id, "B": node.config.party.id, "C": c_id}
+    if len(feature_ids) == 1:
+        # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.
+        roster, peers = None, {"A": feature_ids[0], "B": node.config.party.id, "C": c_id}
+    else:  # several: the protocol addresses every party by its party id
+        roster = Roster(tuple(feature_ids), node.config.party.id, c_id)
+        peers = {party: party for party in roster.all}
     record = JobRecord(
         job_id=job_id,
         role="B",
-        spec=spec.model_dump(mode="json") | {"job_id": job_id},
+        spec=spec.stored() | {"job_id": job_id},
         dataset=spec.party_b.dataset,
-        peers=parties,
+        peers=peers,
+        roster=None if roster is None else roster.to_dict(),
         max_epochs=spec.training.epochs,
     )
     # B must be ready for A's first PSI message before A hears of the job.
@@ -92,30 +107,38 @@ async def submit(node: Node, spec: JobSpec) -> JobRecord:
 async def register_with_peers(
     node: Node, record: JobRecord, spec: JobSpec, table: PartyTable, registered: list[str]
 ) -> None:
-    """Register the job with A, which confirms its feature count, then with C, which gets both lengths.
+    """Register the job with each feature party, which confirms its feature count, then with C, which gets all lengths.
 
-    The lengths C will decrypt come from here (B's own count and the one A
-    states), never from a party's own key request: see :mod:`vfl.protocol.arbiter`.
+    The lengths C will decrypt come from here (B's own count and the ones the
+    feature parties state), never from a party's own key request: see
+    :mod:`vfl.protocol.arbiter`. The feature parties are asked one after the
+    other, so a refusal stops the rest; the caller withdraws what was registered.
     """
-    parties = record.peers
-    n_b = gradient_lengths(0, table.features.shape[1], spec.training)["B"]
-    to_a = {"B": n_b} | ({"A": spec.party_a.n_features} if spec.party_a.n_features else {})
-    registration = Registration(
-        job_id=record.job_id,
-        parties=parties,
-        training=spec.training,
-        psi=spec.psi,
-        dataset=spec.party_a.dataset,
-        gradient_lengths=to_a,
-        psi_ids=len(table),
-    )
-    registered.append(parties["A"])  # before the call: a registration that timed out may still have landed
-    answer = await node.client.call_json(parties["A"], "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
-    lengths = {"A": _confirmed_length(answer), "B": n_b}
+    roster = node.roster(record)
+    parties = (dict(parties=record.peers) if record.roster is None
+               else dict(roster=RosterRef(features=list(roster.features), label=roster.label, arbiter=roster.arbiter)))
+    n_b = gradient_lengths({}, table.features.shape[1], spec.training, label=roster.label)[roster.label]
+    lengths = {}
+    registration = None
+    for pid, ref in zip(roster.features, spec.feature_parties):
+        to_a = {roster.label: n_b} | ({pid: ref.n_features} if ref.n_features else {})
+        registration = Registration(
+            job_id=record.job_id,
+            **parties,
+            training=spec.training,
+            psi=spec.psi,
+            dataset=ref.dataset,
+            gradient_lengths=to_a,
+            psi_ids=len(table),
+        )
+        registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
+        answer = await node.client.call_json(ref.peer, "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
+        lengths[pid] = _confirmed_length(answer, pid)
+    lengths[roster.label] = n_b
     node.save(record, gradient_lengths=lengths)
     to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
-    registered.append(parties["C"])
-    await node.client.call_json(parties["C"], "POST", "/v1/peer/jobs", to_c.model_dump(mode="json"))
+    registered.append(record.peers[roster.arbiter])
+    await node.client.call_json(record.peers[roster.arbiter], "POST", "/v1/peer/jobs", to_c.model_dump(mode="json"))
 
 
 async def undo_submission(node: Node, job_id: str, registered: list[str], reason: str) -> None:
@@ -157,9 +180,15 @@ async def drive(node: Node, record: JobRecord, table: PartyTable) -> None:
         node.save(record, state="training", stage="training")
         role = await asyncio.to_thread(node.party_role, record, spec.training, aligned)
         node.checkpoint(record, role)
-        start = TrainingStart(n_rows=len(aligned)).model_dump()
-        await node.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
-        await node.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/start", start)
+        roster = node.roster(record)
+        start = TrainingStart(n_rows=len(aligned))
+        # The feature parties also get the joint IDs (with several of them) and every party's gradient length.
+        to_features = start.model_copy(
+            update={"ids": aligned.ids, "gradient_lengths": record.gradient_lengths} if roster.k > 1 else {})
+        path = f"/v1/peer/jobs/{record.job_id}/start"
+        await node.client.call_json(record.peers[roster.arbiter], "POST", path, start.model_dump())
+        await asyncio.gather(*(node.client.call_json(record.peers[pid], "POST", path, to_features.model_dump())
+                               for pid in roster.features))
         await runtime.add_role("train", role, role.start())
         await finish(node, record, role, aligned, started)
     except asyncio.CancelledError:
@@ -201,12 +230,10 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
 async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
     """Metrics of the federated model and of a bank-only baseline on the same rows."""
     model = role.model()
-    answer = await node.client.call_json(
-        record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/scores", {"ids": aligned.ids}
-    )
-    u_a, available = parse_partial_scores(answer, len(aligned))
+    roster = node.roster(record)
+    u_a, available = await gather_partial_scores(node, record, aligned.ids)
     if not available.all():
-        raise ProtocolError(f"party A did not score {int((~available).sum())} of the job's own aligned rows")
+        raise ProtocolError(f"the feature parties did not score {int((~available).sum())} of the job's own aligned rows")
     predictions = model.predict(aligned.features, u_a)
     schedule = role.schedule
     kind = role.config.model
@@ -223,12 +250,15 @@ async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTa
     record.curves = curves_for(kind, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
     record.privacy = None if role.privacy is None else role.privacy.report()
     record.parameters = role.trajectory()
-    try:
-        record.party_a_convergence = await node.client.call_json(
-            record.peers["A"], "GET", f"/v1/peer/jobs/{record.job_id}/convergence"
-        )
-    except VFLError as exc:  # the report goes without A's panel; the model is unaffected
-        log.warning("job %s: party A's convergence summary unavailable: %s", record.job_id, exc)
+    for peer in node.peer_ids(record, "feature"):
+        try:
+            summary = await node.client.call_json(peer, "GET", f"/v1/peer/jobs/{record.job_id}/convergence")
+        except VFLError as exc:  # the report goes without that party's panel; the model is unaffected
+            log.warning("job %s: %s's convergence summary unavailable: %s", record.job_id, peer, exc)
+            continue
+        if peer == record.peers[roster.features[0]]:
+            record.party_a_convergence = summary
+        record.feature_convergence = {**(record.feature_convergence or {}), peer: summary}
     node.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
 
 
@@ -249,10 +279,10 @@ def report(node: Node, job_id: str) -> str:
     return page
 
 
-def _confirmed_length(answer: Any) -> int:
-    """Party A's gradient length from its registration answer."""
+def _confirmed_length(answer: Any, party: str) -> int:
+    """A feature party's gradient length from its registration answer."""
     try:
-        length = int(answer["gradient_lengths"]["A"])
+        length = int(answer["gradient_lengths"][party])
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"party A's registration answer does not state its feature count: {exc!r}") from exc
     if not 1 <= length <= 1_000_000:

@@ -38,6 +38,7 @@ from vfl.errors import (
     JobError,
     NotReady,
     PeerNotAllowed,
+    PeerRefused,
     UnknownJobError,
     VFLError,
 )
@@ -46,6 +47,7 @@ from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
 from vfl.protocol.role import Envelope, Role
+from vfl.protocol.roster import Roster
 from vfl.service import alignment, resume, retention
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
@@ -56,6 +58,9 @@ from vfl.service.store import JobRecord, JobStore
 log = logging.getLogger("vfl.service")
 
 TrainingRole = PartyA | PartyB | Arbiter
+
+#: The role letters of the two-party literature, by role kind (a config's ``role``).
+ROLE_LETTERS = {"feature": "A", "label": "B", "arbiter": "C"}
 
 
 class Node:
@@ -136,8 +141,40 @@ class Node:
         return peer.role
 
     def require_peer(self, record: JobRecord, peer_id: str, role: Party) -> None:
-        if record.peers.get(role) != peer_id:
+        """Refuse a caller that is not the job's party of ``role`` (a role letter: A, B or C)."""
+        pid = next((p for p, peer in record.peers.items() if peer == peer_id), None)
+        if pid is None or ROLE_LETTERS.get(self.roster(record).kind_of(pid)) != role:
             raise PeerNotAllowed(f"{peer_id!r} is not party {role} of job {record.job_id}")
+
+    # -- who is who in a job ------------------------------------------------------------------
+    #
+    # The protocol addresses parties by id: their party ids (record.peers maps each to itself).
+    # Records from before k feature parties used the letters A, B, C as protocol ids.
+
+    def roster(self, record: JobRecord) -> Roster:
+        return Roster() if record.roster is None else Roster.from_dict(record.roster)
+
+    def own_id(self, record: JobRecord) -> str:
+        """This party's protocol id in the job."""
+        return next((p for p, peer in record.peers.items() if peer == self.config.party.id), self.party)
+
+    def protocol_id(self, record: JobRecord, caller: str) -> str:
+        """The protocol id of a calling peer in the job; a caller that takes no part is refused."""
+        for pid, peer in record.peers.items():
+            if peer == caller and caller != self.config.party.id:
+                return pid
+        raise PeerNotAllowed(f"{caller!r} takes no part in job {record.job_id}")
+
+    def peer_ids(self, record: JobRecord, kind: str | None = None) -> list[str]:
+        """The party ids of the job's other parties this one deals with (of one role kind, if given)."""
+        roster = self.roster(record)
+        return [peer for pid, peer in record.peers.items()
+                if peer != self.config.party.id and (kind is None or roster.kind_of(pid) == kind)]
+
+    def name_of(self, record: JobRecord, peer_id: str) -> str:
+        """How messages name a peer: "party A (shop)", "party C (arbiter)"."""
+        pid = next((p for p, peer in record.peers.items() if peer == peer_id), peer_id)
+        return f"party {ROLE_LETTERS.get(self.roster(record).kind_of(pid), '?')} ({peer_id})"
 
     def table(self, name: str, model: str | None = None) -> PartyTable:
         """This party's dataset by name, loaded once and reloaded when the file changes."""
@@ -196,7 +233,7 @@ class Node:
         runtime = self.runtimes.get(record.job_id)
         if runtime is None:
             runtime = JobRuntime(
-                record.job_id, self.party,
+                record.job_id, self.own_id(record),
                 send=lambda env, generation: self._send(record, env, generation),
                 on_handled=lambda role, msg, out: self._on_handled(record, role, msg, out),
                 on_failure=lambda reason, cancelled: self.fail(
@@ -232,36 +269,51 @@ class Node:
                 await self.fail(record.job_id, f"no protocol message for {idle:.0f}s (limits.idle_timeout = "
                                 f"{self.config.limits.idle_timeout:g}s): a party stopped taking part in the job")
                 return
-            for role, peer_id in record.peers.items():
-                if role == self.party:
-                    continue
+            for peer_id in self.peer_ids(record):
+                role = self.name_of(record, peer_id)
                 try:
                     info = await self.client.call_json(peer_id, "GET", f"/v1/peer/jobs/{record.job_id}/state")
+                except PeerRefused as exc:
+                    if self._not_registered_yet(record, peer_id, exc):
+                        continue
+                    if not runtime.closed and not record.finished:
+                        await self.fail(record.job_id, f"{role} stopped answering: {exc}")
+                    return
                 except VFLError as exc:
                     if not runtime.closed and not record.finished:
-                        await self.fail(record.job_id, f"party {role} stopped answering: {exc}")
+                        await self.fail(record.job_id, f"{role} stopped answering: {exc}")
                     return
-                verdict = self._judge_peer(record, runtime, role, peer_id, info)
+                verdict = self._judge_peer(record, runtime, role, info)
                 if verdict is not None:
                     reason, state, notify = verdict
                     await self.fail(record.job_id, reason, notify=notify, state=state)
                     return
 
-    def _judge_peer(self, record: JobRecord, runtime: JobRuntime, role: Party, peer_id: str,
+    def _not_registered_yet(self, record: JobRecord, peer_id: str, exc: PeerRefused) -> bool:
+        """A feature party aligning may ask the arbiter before B has registered the job there.
+
+        B registers the job with every feature party first (each states its gradient
+        length) and with the arbiter last, so while the PSIs run the arbiter may not
+        know the job yet. B's training start fails the job if it never does.
+        """
+        return (exc.error == "UnknownJobError" and record.state == "aligning" and record.role == "A"
+                and self.roster(record).kind_of(self.protocol_id(record, peer_id)) == "arbiter")
+
+    def _judge_peer(self, record: JobRecord, runtime: JobRuntime, role: str,
                     info: dict[str, Any]) -> tuple[str, str, bool] | None:
         """What a peer's job state means for ours: (reason, our new state, tell the others?), or None."""
         state = info.get("state")
         training = runtime.roles.get("train")
         if state == "succeeded" and training is not None and not training.done:
             # Training ends for all at the same decision: a peer that finished while we still train deviated.
-            return (f"party {role} ({peer_id}) reports the job succeeded while party {self.party} is still "
+            return (f"{role} reports the job succeeded while party {self.party} is still "
                     "training: it stopped taking part", "failed", True)
         if state not in ("failed", "cancelled", "damaged") or record.finished:
             return None
         if state == "failed" and int(info.get("generation", 0)) < record.generation:
             return None  # it failed before the job resumed, and has not been told to resume yet
         ours = "cancelled" if state == "cancelled" else "failed"
-        return f"party {role} ({peer_id}) reports the job {state}: {info.get('error')}", ours, False
+        return f"{role} reports the job {state}: {info.get('error')}", ours, False
 
     async def fresh_runtime(self, record: JobRecord) -> JobRuntime:
         """Replace the job's runtime (on resume): queues, dedup memory and tasks start over."""
@@ -350,9 +402,7 @@ class Node:
         generation = record.generation  # as it is now: a resume while we retry must not be undone by this notice
         if reason:
             log.warning("job %s: telling peers (%s): %s", record.job_id, what, reason)
-        for role, peer_id in record.peers.items():
-            if role == self.party:
-                continue
+        for peer_id in self.peer_ids(record):
             try:
                 await self.client.call_json(
                     peer_id, "POST", f"/v1/peer/jobs/{record.job_id}/{what}",
@@ -391,15 +441,16 @@ class Node:
     def arbiter_role(self, record: JobRecord, n_rows: int, keypair: tuple[PublicKey, PrivateKey] | None = None) -> Arbiter:
         """The arbiter's role for the job: a fresh key pair, or the one from a checkpoint."""
         return Arbiter(record.job_id, self.training_config(record), n_rows, gradient_lengths=record.gradient_lengths,
-                       keypair=keypair, min_key_bits=self.config.limits.min_key_bits)
+                       keypair=keypair, min_key_bits=self.config.limits.min_key_bits, roster=self.roster(record))
 
     def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
         """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
         options = dict(feature_names=aligned.feature_names, workers=self.workers,
-                       min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths)
+                       min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
+                       roster=self.roster(record))
         if self.party == "B":
             return PartyB(record.job_id, config, aligned.features, aligned.labels, **options)
-        return PartyA(record.job_id, config, aligned.features, **options)
+        return PartyA(record.job_id, config, aligned.features, party=self.own_id(record), **options)
 
     # -- what peers ask of any party ---------------------------------------------------------------
 
@@ -414,9 +465,8 @@ class Node:
 
     async def receive(self, job_id: str, caller: str, frame: bytes, kind: str, generation: int = 0) -> str:
         record = self.record(job_id)
-        sender = self.peer_role(caller)
-        if record.peers.get(sender) != caller:
-            raise PeerNotAllowed(f"{caller!r} is not party {sender} of job {job_id}")
+        self.peer_role(caller)  # a caller that is no configured peer is refused as such
+        sender = self.protocol_id(record, caller)  # the roster id Role.check looks up
         runtime = self.runtimes.get(job_id)
         if runtime is not None and generation < runtime.generation:
             return "stale"  # in flight when a party went down; the job has moved on
@@ -431,7 +481,8 @@ class Node:
             raise  # only early: the sender retries it, nothing was refused
         except VFLError as exc:
             # Every party keeps a record of every message it refused, and from whom.
-            self.store.audit(job_id, f"refused {kind} from {caller} (party {sender}): {type(exc).__name__}: {exc}")
+            self.store.audit(job_id, f"refused {kind} from {caller} ({self.name_of(record, caller)}): "
+                                     f"{type(exc).__name__}: {exc}")
             raise
 
 

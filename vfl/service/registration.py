@@ -26,13 +26,22 @@ if TYPE_CHECKING:
 async def register(node: Node, registration: Registration, caller: str) -> JobRecord:
     if node.party == "B":
         raise ConfigError("party B registers jobs with its peers; it is not registered by them")
-    if node.peer_role(caller) != "B" or registration.parties.get("B") != caller:
+    roster, peers = registration.job_roster()  # protocol ids by role; each one's party id
+    if node.peer_role(caller) != "B" or peers.get(roster.label) != caller:
         raise PeerNotAllowed(f"only the job's party B may register it; {caller!r} is not")
-    parties = registration.parties
-    if set(parties) != {"A", "B", "C"} or parties.get(node.party) != node.config.party.id:
-        raise ConfigError(f"the job names this service as {parties.get(node.party)!r}, not {node.config.party.id!r}")
-    for role, peer_id in parties.items():
-        if role != node.party and (peer_id not in node.config.peers or node.config.peers[peer_id].role != role):
+    me_id = node.config.party.id
+    me = next((pid for pid, peer in peers.items() if peer == me_id), None)
+    kind = {"A": "feature", "C": "arbiter"}[node.party]
+    if me is None or roster.kind_of(me) != kind:
+        named = roster.features if node.party == "A" else [roster.arbiter]
+        named_ids = ", ".join(repr(peers.get(p)) for p in named)
+        raise ConfigError(f"the job names this service as {named_ids}, not {me_id!r}")
+    # A feature party deals with B and C only (not with the other feature parties); the arbiter with every party.
+    dealt_with = [me, roster.label, roster.arbiter] if node.party == "A" else list(roster.all)
+    letters = {"feature": "A", "label": "B", "arbiter": "C"}
+    for pid in dealt_with:
+        role, peer_id = letters[roster.kind_of(pid)], peers[pid]
+        if pid != me and (peer_id not in node.config.peers or node.config.peers[peer_id].role != role):
             raise ConfigError(f"party {role} of the job, {peer_id!r}, is not a configured peer here")
     node.check_key_sizes(registration.training, registration.psi.key_bits)
     existing = node.records.get(registration.job_id)
@@ -41,28 +50,31 @@ async def register(node: Node, registration: Registration, caller: str) -> JobRe
             return existing  # a retried registration: same answer, no double work
         raise JobError(f"a job with id {registration.job_id!r} already exists here")
     lengths = dict(registration.gradient_lengths)
+    expected = {me, roster.label} if node.party == "A" else set(roster.trainers)
     if node.party == "A":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
         table = await asyncio.to_thread(node.table, registration.dataset)  # refuse now if unusable
         # A states its own feature count; the job's copy at the arbiter fixes it from now on.
         n_a = table.features.shape[1]
-        if lengths.get("A", n_a) != n_a:
+        if lengths.get(me, n_a) != n_a:
             raise ConfigError(
-                f"the job spec expects {lengths['A']} features at party A; its dataset "
+                f"the job spec expects {lengths[me]} features at party A; its dataset "
                 f"{registration.dataset!r} has {n_a}"
             )
-        lengths["A"] = n_a
+        lengths[me] = n_a
         if registration.psi_ids is not None:  # refuse now, not after A has made a key
             alignment.check_registered_size(node, registration.psi_ids, len(table))
-    if set(lengths) != {"A", "B"}:
-        raise ConfigError(f"the registration must fix the gradient lengths of parties A and B, got {sorted(lengths)}")
+    if set(lengths) != expected:
+        raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
+                          f"got {sorted(lengths)}")
     record = JobRecord(
         job_id=registration.job_id,
         role=node.party,
         spec=registration.model_dump(mode="json"),
         dataset=registration.dataset,
-        peers=parties,
+        peers={pid: peers[pid] for pid in dealt_with},
+        roster=None if registration.roster is None else roster.to_dict(),
         max_epochs=registration.training.epochs,
         gradient_lengths=lengths,
     )
@@ -113,6 +125,8 @@ async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: 
         await runtime.add_role("train", role)
         return
     await alignment_stored(node, record)
+    if start.ids is not None or start.gradient_lengths is not None:
+        take_joint_alignment(node, record, start)
     aligned = await asyncio.to_thread(node.aligned_table, record)
     if len(aligned) != start.n_rows:
         raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
@@ -120,6 +134,41 @@ async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: 
     node.save(record, state="training", stage="training", n_rows=start.n_rows)
     node.checkpoint(record, role)
     await runtime.add_role("train", role, role.start())
+
+
+def take_joint_alignment(node: Node, record: JobRecord, start: TrainingStart) -> None:
+    """A feature party: the rows every party shares, and every party's gradient length, from B.
+
+    With several feature parties the job trains on the IDs all of them share with
+    B: a subset of this party's pairwise intersection with B, in its order (by
+    ID). Nothing else is accepted. The lengths are those the arbiter holds, which
+    this party's key request must state; its own and B's must be the ones it
+    registered.
+    """
+    if start.ids is not None:
+        pairwise = node.store.load_alignment(record.job_id) or []
+        position = {i: n for n, i in enumerate(pairwise)}
+        places = [position.get(i) for i in start.ids]
+        if any(p is None for p in places):
+            raise ProtocolError("party B's joint rows name IDs outside this party's intersection with B")
+        if any(b <= a for a, b in zip(places, places[1:])):
+            raise ProtocolError("party B's joint rows are not in the order of the PSI, or repeat an ID")
+        if len(start.ids) != start.n_rows:
+            raise ProtocolError(f"party B sends {len(start.ids)} joint IDs for {start.n_rows} rows")
+        if len(start.ids) != len(pairwise):
+            node.store.save_alignment(record.job_id, list(start.ids))
+        if not (record.alignment or {}).get("pairwise_intersection"):  # a retried start keeps the first count
+            summary = dict(record.alignment or {}) | {"pairwise_intersection": len(pairwise),
+                                                      "intersection": len(start.ids)}
+            node.save(record, alignment=summary)
+    if start.gradient_lengths is not None:
+        lengths = dict(start.gradient_lengths)
+        known = record.gradient_lengths or {}
+        roster = node.roster(record)
+        if set(lengths) != set(roster.trainers) or any(lengths.get(p) != n for p, n in known.items()):
+            raise ProtocolError(f"party B's gradient lengths {lengths} do not match the job's {known} "
+                                f"for parties {list(roster.trainers)}")
+        node.save(record, gradient_lengths=lengths)
 
 
 async def alignment_stored(node: Node, record: JobRecord) -> None:

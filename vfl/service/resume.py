@@ -117,18 +117,21 @@ async def resume_and_finish(node: Node, record: JobRecord, reason: str) -> None:
 
 
 async def coordinate_resume(node: Node, record: JobRecord, reason: str) -> tuple[PartyB, PartyTable]:
-    """Ask A and C for their checkpoints, pick the newest common epoch, restore B, C, A in that order."""
+    """Ask every feature party and C for their checkpoints, pick the newest common epoch, restore B, C, then the feature parties."""
     log.warning("job %s: resuming (%s)", record.job_id, reason)
-    infos = {}
-    for role in ("A", "C"):
-        infos[role] = await node.client.call_json(
-            record.peers[role], "GET", f"/v1/peer/jobs/{record.job_id}/checkpoints"
-        )
+    roster = node.roster(record)
+    others = [*roster.features, roster.arbiter]
+    answers = await asyncio.gather(*(
+        node.client.call_json(record.peers[pid], "GET", f"/v1/peer/jobs/{record.job_id}/checkpoints")
+        for pid in others
+    ))
+    infos = dict(zip(others, answers))
     common = set(node.store.checkpoints(record.job_id))
     for info in infos.values():
         common &= set(info["epochs"])
     if not common:
-        raise JobError("no epoch is checkpointed at all three parties; submit the job again")
+        everyone = "all three parties" if roster.k == 1 else f"all {roster.k + 2} parties"
+        raise JobError(f"no epoch is checkpointed at {everyone}; submit the job again")
     epoch = max(common)
     generation = max(record.generation, *(int(i["generation"]) for i in infos.values())) + 1
     node.save(record, generation=generation, resumes=record.resumes + 1, stage="resuming")
@@ -140,8 +143,9 @@ async def coordinate_resume(node: Node, record: JobRecord, reason: str) -> tuple
     node.done[record.job_id] = asyncio.Event()
     await runtime.add_role("train", role)  # ready before A's first message
     body = ResumeRequest(epoch=epoch, generation=generation).model_dump()
-    await node.client.call_json(record.peers["C"], "POST", f"/v1/peer/jobs/{record.job_id}/resume", body)
-    await node.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{record.job_id}/resume", body)
+    path = f"/v1/peer/jobs/{record.job_id}/resume"
+    await node.client.call_json(record.peers[roster.arbiter], "POST", path, body)
+    await asyncio.gather(*(node.client.call_json(record.peers[pid], "POST", path, body) for pid in roster.features))
     del record.loss_history[epoch + 1 :]
     del record.validation_loss_history[epoch + 1 :]
     node.save(record, state="training", stage="training", epoch=epoch + 1)
@@ -156,7 +160,7 @@ async def report_interruption(node: Node, record: JobRecord) -> None:
     """A restarted A or C asks B to resume the job (retrying while B is unreachable)."""
     try:
         await node.client.call_json(
-            record.peers["B"],
+            record.peers[node.roster(record).label],
             "POST",
             f"/v1/peer/jobs/{record.job_id}/interrupted",
             {"reason": f"party {node.party} ({node.config.party.id}) restarted", "generation": record.generation},

@@ -123,13 +123,22 @@ class JobRuntime:
         self._tasks.clear()
 
     async def add_role(self, protocol: str, role: Role, initial: list[Envelope] | None = None) -> None:
-        """Attach a role; send its opening envelopes; hand it any messages that came early."""
+        """Attach a role; send its opening envelopes; hand it any messages that came early.
+
+        ``protocol`` is a message protocol ("psi", "train"), or ``"<protocol>:<party id>"``
+        for a role that serves one peer only: party B runs one PSI per feature party.
+        """
         self.roles[protocol] = role
         await self.post(initial or [])
-        early = [(s, m) for s, m in self._early if m.PROTOCOL == protocol]
-        self._early = [(s, m) for s, m in self._early if m.PROTOCOL != protocol]
+        early = [(s, m) for s, m in self._early if self._role_for(s, m) is role]
+        self._early = [(s, m) for s, m in self._early if self._role_for(s, m) is not role]
         for sender, message in early:
             await self._accept(sender, message)
+
+    def _role_for(self, sender: Party, message: Message) -> Role | None:
+        """The role a message from ``sender`` goes to: the one serving that sender, else the protocol's."""
+        role = self.roles.get(f"{message.PROTOCOL}:{sender}")
+        return self.roles.get(message.PROTOCOL) if role is None else role
 
     async def post(self, envelopes: list[Envelope]) -> None:
         """Queue envelopes for sending, in order."""
@@ -177,7 +186,7 @@ class JobRuntime:
                 )
 
     async def _accept(self, sender: Party, message: Message, key: tuple | None = None, digest: str | None = None) -> None:
-        role = self.roles.get(message.PROTOCOL)
+        role = self._role_for(sender, message)
         if role is None:
             if len(self._early) >= EARLY_LIMIT:
                 raise NotReady(f"{message.address()} arrived before this party is ready for it")
@@ -205,7 +214,7 @@ class JobRuntime:
     async def _work_forever(self) -> None:
         while True:
             sender, message = await self._inbox.get()
-            role = self.roles[message.PROTOCOL]
+            role = self._role_for(sender, message)
             try:
                 envelopes = await asyncio.to_thread(role.handle, message, sender)
                 await self._after(role, message, envelopes)

@@ -36,12 +36,11 @@ async def predict(node: Node, job_id: str, ids: list[str]) -> dict[str, Any]:
     model = ModelPartB.from_dict(node.model_part(job_id))
     table = await asyncio.to_thread(node.table, record.dataset)
     rows = table.rows_for(ids)  # unknown IDs at B: a clear error before A is asked
-    answer = await node.client.call_json(record.peers["A"], "POST", f"/v1/peer/jobs/{job_id}/scores", {"ids": ids})
-    u_a, available = parse_partial_scores(answer, len(ids))
+    u_a, available = await gather_partial_scores(node, record, ids)
     scores = model.predict(table.features[rows], np.where(available, u_a, 0.0))
     out = []
     for i, score, ok in zip(ids, scores, available):
-        if not ok:  # party A does not score this ID for this job
+        if not ok:  # a feature party does not score this ID for this job
             out.append({"id": i, "status": "not available"})
             continue
         item: dict[str, Any] = {"id": i, "status": "ok", "score": float(score)}
@@ -91,6 +90,20 @@ async def partial_scores(node: Node, job_id: str, ids: list[str], caller: str) -
     node.save(record, scored_ids=record.scored_ids + len(ids))
     node.store.audit(job_id, f"scored {len(known)} IDs for {caller} ({unavailable} not available)")
     return {"u_a": u_a, "status": ["ok" if v is not None else "not available" for v in u_a]}
+
+
+async def gather_partial_scores(node: Node, record: JobRecord, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every feature party's partial scores for ``ids``, asked at once: (Σ_h u_h, available at all of them)."""
+    path = f"/v1/peer/jobs/{record.job_id}/scores"
+    peers = node.peer_ids(record, "feature")
+    answers = await asyncio.gather(*(node.client.call_json(peer, "POST", path, {"ids": ids}) for peer in peers))
+    total = np.zeros(len(ids))
+    available = np.ones(len(ids), dtype=bool)
+    for answer in answers:
+        u, ok = parse_partial_scores(answer, len(ids))
+        available &= ok
+        total += np.where(ok, u, 0.0)
+    return total, available
 
 
 def admit_scoring(node: Node, record: JobRecord, count: int) -> None:

@@ -5,7 +5,8 @@ files and URLs in its own config::
 
     {
       "job_id": "default-risk-2026-11",          # optional; generated when absent
-      "feature_parties": [{"peer": "shop", "dataset": "behaviour"}],   # or "party_a": {...}
+      "feature_parties": [{"peer": "shop", "dataset": "behaviour"},    # one or more; or the two-party
+                          {"peer": "telco", "dataset": "usage"}],      # "party_a": {...} (exactly one form)
       "party_b": {"dataset": "credit"},
       "arbiter": {"peer": "arbiter"},            # optional when B has one arbiter peer
       "training": {"model": "logistic", "epochs": 30, "validation_fraction": 0.2},
@@ -15,14 +16,16 @@ files and URLs in its own config::
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vfl.config import TrainingConfig
 from vfl.errors import ConfigError
 from vfl.protocol.messages import JOB_ID_PATTERN
+from vfl.protocol.roster import Roster
 from vfl.service.config import PARTY_ID_PATTERN
 
 
@@ -70,16 +73,18 @@ class JobSpec(_Strict):
         peers = [p.peer for p in parties]
         if len(set(peers)) != len(peers):
             raise ValueError(f"feature_parties names a peer twice: {peers}")
-        if len(parties) > 1:
-            # The protocol, `vfl simulate` and the Python API run k feature parties; the
-            # services' registration, alignment and resume do not yet (issue 12).
-            raise ValueError(f"this version's services run one feature party per job, got {len(parties)} "
-                             f"({', '.join(peers)}); train several with `vfl simulate --party-a F1 --party-a F2 ...` "
-                             "for now")
-        # Both forms name the same party from here on (a stored spec is read back with both).
+        # Both forms name the same parties from here on: ``party_a`` the first feature party,
+        # ``feature_parties`` all of them (see :meth:`stored` for the form a job record keeps).
         object.__setattr__(self, "party_a", parties[0])
         object.__setattr__(self, "feature_parties", list(parties))
         return self
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as a job record keeps it: read back by :meth:`parse` unchanged."""
+        data = self.model_dump(mode="json")
+        if len(self.feature_parties or ()) > 1:
+            data.pop("party_a")
+        return data
 
     @classmethod
     def parse(cls, data: Any) -> JobSpec:
@@ -93,20 +98,50 @@ def new_job_id() -> str:
     return "job-" + secrets.token_hex(6)
 
 
+PartyId = Annotated[str, Field(pattern=PARTY_ID_PATTERN)]
+
+
+class RosterRef(_Strict):
+    """The job's parties by role, as ids: the feature parties in order, the label party B, the arbiter C."""
+
+    features: list[PartyId] = Field(min_length=1, max_length=64)
+    label: PartyId
+    arbiter: PartyId
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RosterRef:
+        ids = [*self.features, self.label, self.arbiter]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"the job's party ids must be distinct, got {ids}")
+        return self
+
+    def build(self) -> Roster:
+        return Roster(tuple(self.features), self.label, self.arbiter)
+
+
 class Registration(_Strict):
-    """What B sends A and C so each can check the job against its own config."""
+    """What B sends the feature parties and C so each can check the job against its own config.
+
+    Two forms. With one feature party, ``parties`` maps the role letters A, B, C
+    to the party ids, and the protocol addresses the parties as A, B and C (as it
+    always has). With several, ``roster`` lists the party ids by role and the
+    protocol addresses the parties by those ids. ``gradient_lengths`` is keyed by
+    protocol id in both.
+    """
 
     job_id: str = Field(pattern=JOB_ID_PATTERN)
-    parties: dict[str, str] = Field(description="role letter → party id, for A, B and C")
-    dataset: str | None = Field(None, description="party A's dataset name (only in A's copy)")
+    parties: dict[str, str] | None = Field(None, description="one feature party: role letter → party id, for A, B, C")
+    roster: RosterRef | None = Field(None, description="any number of feature parties: the party ids by role")
+    dataset: str | None = Field(None, description="the feature party's dataset name (only in its own copy)")
     training: TrainingConfig
     psi: PsiSettings
     psi_ids: int | None = Field(
-        None, ge=1, description="party B's ID count for the alignment: A refuses a count above its caps at once, "
-        "and B's declaration in the PSI must match it")
-    gradient_lengths: dict[Literal["A", "B"], int] = Field(
-        description="each party's gradient length: B's (and A's when the spec fixes it) in A's copy, "
-        "both in the arbiter's. The arbiter decrypts vectors of exactly these lengths.")
+        None, ge=1, description="party B's ID count for the alignment: a feature party refuses a count above its "
+        "caps at once, and B's declaration in the PSI must match it")
+    gradient_lengths: dict[str, int] = Field(
+        description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
+        "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "
+        "exactly these lengths.")
 
     @field_validator("gradient_lengths")
     @classmethod
@@ -115,11 +150,43 @@ class Registration(_Strict):
             raise ValueError("every gradient length must be between 1 and 1,000,000")
         return value
 
+    @model_validator(mode="after")
+    def _one_form(self) -> Registration:
+        if (self.parties is None) == (self.roster is None):
+            raise ValueError("name the job's parties once: \"parties\" (role letter → id, one feature party) "
+                             "or \"roster\" ({\"features\": [ids], \"label\", \"arbiter\"})")
+        if self.parties is not None:
+            if set(self.parties) != {"A", "B", "C"}:
+                raise ValueError(f"parties must name A, B and C, got {sorted(self.parties)}")
+            for party in self.parties.values():
+                if not re.match(PARTY_ID_PATTERN, party):
+                    raise ValueError(f"party id {party!r} is not a plain name")
+        trainers = {"A", "B"} if self.roster is None else {*self.roster.features, self.roster.label}
+        unknown = sorted(set(self.gradient_lengths) - trainers)
+        if unknown:
+            raise ValueError(f"gradient_lengths names {unknown}, which are not parties that train in the job")
+        return self
+
+    def job_roster(self) -> tuple[Roster, dict[str, str]]:
+        """The job's roster (protocol ids by role) and each protocol id's party id."""
+        if self.roster is None:
+            return Roster(), dict(self.parties or {})
+        roster = self.roster.build()
+        return roster, {party: party for party in roster.all}
+
 
 class TrainingStart(_Strict):
-    """B → A and C once the rows are aligned: how many rows the schedule has."""
+    """B → the feature parties and C once the rows are aligned: how many rows the schedule has.
+
+    A feature party's copy also carries the joint IDs (with several feature
+    parties: those every party shares with B, a subset of its own pairwise
+    intersection, in the order of the PSI) and every party's gradient length,
+    which its key request must state to the arbiter. The arbiter's carries neither.
+    """
 
     n_rows: int = Field(ge=2)
+    ids: list[str] | None = Field(None, min_length=2)
+    gradient_lengths: dict[str, int] | None = None
 
 
 class ResumeRequest(_Strict):

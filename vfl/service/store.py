@@ -79,7 +79,14 @@ class JobRecord(BaseModel):
         None, description="when the job last reached a final state; the resume window counts from here")
     spec: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
-    peers: dict[str, str] = Field(default_factory=dict, description="role → party id")
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="protocol id → party id of every party this one deals with in the job (itself included). "
+                    "The protocol addresses parties by their party ids, so this maps each id to itself; "
+                    "records written before k feature parties map the role letters A, B, C instead")
+    roster: dict[str, Any] | None = Field(
+        None, description="the job's parties by role: {features: [ids], label: id, arbiter: id}; "
+                          "absent in records written before k feature parties (then A, B and C)")
     epoch: int = 0
     max_epochs: int = 0
     loss_history: list[float] = Field(default_factory=list)
@@ -94,6 +101,8 @@ class JobRecord(BaseModel):
     parameters: dict[str, Any] | None = Field(None, description="this party's weights after every epoch")
     party_a_convergence: dict[str, Any] | None = Field(
         None, description="party B: ‖θ_A‖ and ‖Δθ_A‖ per epoch, which A shares for the report (not its weights)")
+    feature_convergence: dict[str, Any] | None = Field(
+        None, description="party B: each feature party's convergence summary, by party id")
     curves: dict[str, Any] | None = Field(None, description="ROC points, or predicted against actual")
     curve_split: str | None = None
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
