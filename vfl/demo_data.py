@@ -20,6 +20,8 @@ party standardises its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -29,6 +31,20 @@ SHOP_FEATURES = ["monthly_spend", "orders_per_month", "bnpl_share", "returns_rat
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _shop_columns(rng: np.random.Generator, impulsivity: np.ndarray, fragility: np.ndarray,
+                  noise: Callable[..., np.ndarray]) -> dict[str, np.ndarray]:
+    """What the shop sees of each person (drawn in this order, so a seed gives the same tables)."""
+    return {
+        "monthly_spend": np.round(np.exp(5.0 + 0.25 * impulsivity + noise(0.5)), 2),
+        "orders_per_month": rng.poisson(np.exp(1.1 + 0.25 * impulsivity)),
+        "bnpl_share": np.round(_sigmoid(-1.2 + 1.0 * impulsivity + noise(0.5)), 4),
+        "returns_rate": np.round(_sigmoid(-2.0 + 0.5 * impulsivity + noise(0.6)), 4),
+        "night_order_share": np.round(_sigmoid(-1.6 + 0.6 * impulsivity + noise(0.6)), 4),
+        "cart_abandonment": np.round(_sigmoid(-0.5 + 0.4 * impulsivity + noise(0.7)), 4),
+        "discount_share": np.round(_sigmoid(-0.8 + 0.3 * impulsivity + 0.3 * fragility + noise(0.7)), 4),
+    }
 
 
 def bank_ecommerce(
@@ -57,16 +73,7 @@ def bank_ecommerce(
         "loan_amount": np.round(np.exp(9.2 + 0.15 * fragility + noise(0.5)), -1),
         "default": default.astype(int),
     })
-    shop = pd.DataFrame({
-        "customer_id": bank["customer_id"],
-        "monthly_spend": np.round(np.exp(5.0 + 0.25 * impulsivity + noise(0.5)), 2),
-        "orders_per_month": rng.poisson(np.exp(1.1 + 0.25 * impulsivity)),
-        "bnpl_share": np.round(_sigmoid(-1.2 + 1.0 * impulsivity + noise(0.5)), 4),
-        "returns_rate": np.round(_sigmoid(-2.0 + 0.5 * impulsivity + noise(0.6)), 4),
-        "night_order_share": np.round(_sigmoid(-1.6 + 0.6 * impulsivity + noise(0.6)), 4),
-        "cart_abandonment": np.round(_sigmoid(-0.5 + 0.4 * impulsivity + noise(0.7)), 4),
-        "discount_share": np.round(_sigmoid(-0.8 + 0.3 * impulsivity + 0.3 * fragility + noise(0.7)), 4),
-    })
+    shop = pd.DataFrame({"customer_id": bank["customer_id"], **_shop_columns(rng, impulsivity, fragility, noise)})
     in_bank = rng.random(n) < bank_share
     in_shop = rng.random(n) < shop_share
     # Each firm lists its customers in its own order.
@@ -131,16 +138,7 @@ def bank_partners(
         "default": (rng.random(n) < _sigmoid(logit)).astype(int),
     })
     tables = {
-        "shop": pd.DataFrame({
-            "customer_id": ids,
-            "monthly_spend": np.round(np.exp(5.0 + 0.25 * impulsivity + noise(0.5)), 2),
-            "orders_per_month": rng.poisson(np.exp(1.1 + 0.25 * impulsivity)),
-            "bnpl_share": np.round(_sigmoid(-1.2 + 1.0 * impulsivity + noise(0.5)), 4),
-            "returns_rate": np.round(_sigmoid(-2.0 + 0.5 * impulsivity + noise(0.6)), 4),
-            "night_order_share": np.round(_sigmoid(-1.6 + 0.6 * impulsivity + noise(0.6)), 4),
-            "cart_abandonment": np.round(_sigmoid(-0.5 + 0.4 * impulsivity + noise(0.7)), 4),
-            "discount_share": np.round(_sigmoid(-0.8 + 0.3 * impulsivity + 0.3 * fragility + noise(0.7)), 4),
-        }),
+        "shop": pd.DataFrame({"customer_id": ids, **_shop_columns(rng, impulsivity, fragility, noise)}),
         "telco": pd.DataFrame({
             "customer_id": ids,
             "prepaid": (rng.random(n) < _sigmoid(-0.6 + 1.3 * instability)).astype(int),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
+from vfl.childproc import ends_with_parent
 from vfl.demo import write_demo_files
 from vfl.service.config import load_config
 from vfl.service.node import Node
@@ -120,3 +124,20 @@ def add_limits(workdir: Path, limits: dict[str, dict[str, Any]]) -> None:
         path = workdir / f"{name}.toml"
         lines = "".join(f"{key} = {value!r}\n" for key, value in values.items())
         path.write_text(path.read_text().replace("[limits]\n", "[limits]\n" + lines, 1))
+
+
+def serve(workdir, name):
+    """Start one `vfl serve` process from the config ``workdir/<name>.toml`` (as after a crash)."""
+    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
+
+
+def get(client, url, attempts=400):
+    """GET that rides out a service being down for a moment."""
+    for _ in range(attempts):
+        try:
+            return client.get(url).json()
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} stayed unreachable")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import ssl
-import subprocess
-import sys
 import time
 
 import httpx
 import numpy as np
 import pytest
 
-from vfl.childproc import ends_with_parent
+from tests.services.conftest import get, serve
 from vfl.config import TrainingConfig
 from vfl.data import load_csv
 from vfl.demo import running_services, wait_healthy, write_demo_files
@@ -22,20 +20,6 @@ from vfl.simulate import simulate
 TRAINING = {"epochs": 16, "tol": 0, "batch_size": 100, "optimizer": "adam", "validation_fraction": 0.2}
 
 
-def serve(workdir, name):
-    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
-
-
-def get(client, url, attempts=400):
-    """GET that rides out a service being down for a moment."""
-    for _ in range(attempts):
-        try:
-            return client.get(url).json()
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} stayed unreachable")
 
 
 def test_killing_each_service_in_turn_mid_training_leaves_the_model_unchanged(tmp_path, keypair):

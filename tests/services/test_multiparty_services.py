@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import signal
 import ssl
-import subprocess
-import sys
 import time
 
 import httpx
@@ -20,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.services.conftest import add_limits
-from vfl.childproc import ends_with_parent
+from tests.services.conftest import add_limits, get, serve
 from vfl.config import TrainingConfig
 from vfl.data import load_csv
 from vfl.demo import services_in, wait_healthy, write_demo_files, running_services
@@ -39,16 +36,6 @@ def clients(setup):
             for name, url in setup["urls"].items()}
 
 
-def get(client, url, attempts=400):
-    """GET that rides out a service being down for a moment."""
-    for _ in range(attempts):
-        try:
-            return client.get(url).json()
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} stayed unreachable")
-
-
 def wait_final(client, job_id, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,6 +44,17 @@ def wait_final(client, job_id, timeout=300):
             return status
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+def kill_at_epoch(bank, processes, job_id, victim, epoch, restart_in=None):
+    """SIGKILL one service once party B reports ``epoch``; start it again from ``restart_in`` if given."""
+    while (now := get(bank, f"/v1/jobs/{job_id}"))["epoch"] < epoch:
+        assert now["state"] in ("pending", "aligning", "training"), now
+        time.sleep(0.02)
+    processes[victim].send_signal(signal.SIGKILL)
+    processes[victim].wait()
+    if restart_in is not None:
+        processes[victim] = serve(restart_in, victim)
 
 
 def reference(tmp_path, keypair, partners=FEATURE_PARTIES):
@@ -71,12 +69,6 @@ def joint_ids(tmp_path, partners=FEATURE_PARTIES):
     for name in partners:
         ids &= set(pd.read_csv(tmp_path / name / f"{name}.csv", dtype=str)["customer_id"])
     return sorted(ids)
-
-
-def serve(workdir, name):
-    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
 
 
 def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair):
@@ -151,11 +143,7 @@ def test_a_feature_party_killed_mid_training_resumes_the_job_at_all_four_to_the_
         http = clients(setup)
         try:
             job_id = http["party-b"].post("/v1/jobs", json=setup["job"]).json()["job_id"]
-            while get(http["party-b"], f"/v1/jobs/{job_id}")["epoch"] < 2:
-                time.sleep(0.02)
-            processes["telco"].send_signal(signal.SIGKILL)
-            processes["telco"].wait()
-            processes["telco"] = serve(tmp_path, "telco")
+            kill_at_epoch(http["party-b"], processes, job_id, "telco", 2, restart_in=tmp_path)
             status = wait_final(http["party-b"], job_id)
             others = {name: get(http[name], f"/v1/jobs/{job_id}") for name in ("shop", "telco", "arbiter")}
             models = {name: get(http[name], f"/v1/jobs/{job_id}/model") for name in (*FEATURE_PARTIES, "party-b")}
@@ -183,10 +171,7 @@ def test_a_feature_party_killed_for_good_fails_the_job_at_every_other_party(tmp_
         http = clients(setup)
         try:
             job_id = http["party-b"].post("/v1/jobs", json=setup["job"]).json()["job_id"]
-            while get(http["party-b"], f"/v1/jobs/{job_id}")["epoch"] < 2:
-                time.sleep(0.02)
-            processes["telco"].send_signal(signal.SIGKILL)
-            processes["telco"].wait()
+            kill_at_epoch(http["party-b"], processes, job_id, "telco", 2)
             status = wait_final(http["party-b"], job_id, timeout=120)
             others = {name: wait_final(http[name], job_id, timeout=60) for name in ("shop", "arbiter")}
         finally:
@@ -211,12 +196,7 @@ def test_five_processes_train_three_feature_parties_through_a_crash_of_the_arbit
         try:
             job_id = http["party-b"].post("/v1/jobs", json=setup["job"]).json()["job_id"]
             for victim, epoch in (("arbiter", 2), ("party-b", 4)):
-                while (now := get(http["party-b"], f"/v1/jobs/{job_id}"))["epoch"] < epoch:
-                    assert now["state"] in ("aligning", "training", "pending", "submitted"), now
-                    time.sleep(0.02)
-                processes[victim].send_signal(signal.SIGKILL)
-                processes[victim].wait()
-                processes[victim] = serve(tmp_path, victim)
+                kill_at_epoch(http["party-b"], processes, job_id, victim, epoch, restart_in=tmp_path)
             status = wait_final(http["party-b"], job_id)
             predicted = http["party-b"].post(f"/v1/jobs/{job_id}/predict", json={"ids": common[:4]}).json()
             models = {name: get(http[name], f"/v1/jobs/{job_id}/model") for name in (*partners, "party-b")}
