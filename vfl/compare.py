@@ -35,7 +35,7 @@ from vfl.protocol.parties import PartyA, PartyB
 from vfl.report.job import curves_for
 from vfl.simulate import simulate
 
-CLASSIFICATION_COLUMNS = ["accuracy", "precision", "recall", "f1", "auc"]
+CLASSIFICATION_COLUMNS = ["accuracy", "precision", "recall", "f1", "auc", "log_loss", "brier"]
 REGRESSION_COLUMNS = ["mse", "mae", "r2"]
 
 

@@ -349,7 +349,7 @@ def summarise(status: dict[str, Any], predictions: dict[str, Any],
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    names = ["auc", "ks", "accuracy", "precision", "recall", "f1"]
+    names = ["auc", "ks", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
     single = summary.get("with_single_partner") or {}
     columns = {"federated": summary["federated"]["metrics"], "bank only": summary["baseline"]["metrics"]}
     columns |= {f"bank+{partner}": s["metrics"] for partner, s in single.items() if s["metrics"]}

@@ -63,6 +63,17 @@ def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.r_[0.0, fp / max(1, fp[-1])], np.r_[0.0, tp / max(1, tp[-1])]
 
 
+#: Probabilities are clipped this far from 0 and 1 before the log, so one confident miss is finite (as scikit-learn).
+LOG_LOSS_EPS = 1e-15
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 labels: how well the probabilities, not just the ranking, fit."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -81,6 +92,8 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, thresh
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "log_loss": log_loss(y, p),
+        "brier": float(np.mean((p - y) ** 2)),
         "rows": int(len(y)),
     }
 

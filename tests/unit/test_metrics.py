@@ -47,6 +47,21 @@ def test_threshold_metrics_match_sklearn(scored):
     assert m["f1"] == pytest.approx(sk.f1_score(y, predicted))
 
 
+def test_probability_metrics_match_sklearn(scored):
+    y, p = scored
+
+    m = classification_metrics(y, p)
+
+    assert m["log_loss"] == pytest.approx(sk.log_loss(y, p))
+    assert m["brier"] == pytest.approx(sk.brier_score_loss(y, p))
+
+
+def test_a_confident_miss_gives_a_finite_log_loss():
+    m = classification_metrics(np.array([1.0, 0.0]), np.array([0.0, 0.0]))
+
+    assert m["log_loss"] == pytest.approx(-np.log(1e-15) / 2)
+
+
 def test_single_class_has_no_auc():
     assert auc(np.ones(5), np.linspace(0, 1, 5)) is None
 
