@@ -135,6 +135,14 @@ class MultiAlignment:
         }
 
 
+def shared_rows_b(pairwise_b_rows: list[np.ndarray]) -> np.ndarray:
+    """B's rows that every pairwise PSI matched, in the order of the first pair (by ID)."""
+    common = set(int(r) for r in pairwise_b_rows[0])
+    for rows in pairwise_b_rows[1:]:
+        common &= set(int(r) for r in rows)
+    return np.array([r for r in pairwise_b_rows[0] if int(r) in common], dtype=np.int64)
+
+
 def joint_rows(pairwise_b_rows: list[np.ndarray], pairwise_h_rows: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The rows every feature party shares with B, from the pairwise PSI results.
 
@@ -142,10 +150,7 @@ def joint_rows(pairwise_b_rows: list[np.ndarray], pairwise_h_rows: list[np.ndarr
     rows keep the order of the first pair (the PSI orders by ID), so with one feature
     party the result is exactly that pair's alignment.
     """
-    common = set(int(r) for r in pairwise_b_rows[0])
-    for rows in pairwise_b_rows[1:]:
-        common &= set(int(r) for r in rows)
-    rows_b = np.array([r for r in pairwise_b_rows[0] if int(r) in common], dtype=np.int64)
+    rows_b = shared_rows_b(pairwise_b_rows)
     rows_h = []
     for b_rows, h_rows in zip(pairwise_b_rows, pairwise_h_rows):
         by_b = {int(b): int(h) for b, h in zip(b_rows, h_rows)}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
-from vfl.align import alignment_summary, joint_rows, no_overlap
+from vfl.align import alignment_summary, no_overlap, shared_rows_b
 from vfl.data import PartyTable
 from vfl.errors import JobError, NoOverlapError, VFLError
 from vfl.protocol.messages import Message
@@ -111,7 +111,7 @@ async def align_as_requester(
     """Party B: one PSI with each feature party, intersected: B's rows of the joint IDs, in the shared order.
 
     Each feature party holds the RSA key for its own pair. The pairwise results
-    are intersected by :func:`vfl.align.joint_rows`, which keeps the PSI's order
+    are intersected by :func:`vfl.align.shared_rows_b`, which keeps the PSI's order
     (by ID), so each feature party can take the joint IDs in the same order.
     """
     started = time.perf_counter()
@@ -145,7 +145,7 @@ async def align_as_requester(
     if roster.k == 1:
         only = requesters[roster.features[0]]
         return only.rows, pairwise[roster.features[0]]
-    rows_b, _ = joint_rows([r.rows for r in requesters.values()], [r.rows for r in requesters.values()])
+    rows_b = shared_rows_b([r.rows for r in requesters.values()])  # each feature party maps them itself
     if len(rows_b) == 0:
         raise NoOverlapError(
             f"party B's dataset {record.dataset!r} shares IDs with each of {', '.join(roster.features)}, but no ID "

@@ -9,7 +9,7 @@ Party B owns each job, with one or more feature parties:
    failure withdraws the job everywhere it was registered.
 2. :func:`drive` runs the RSA blind-signature PSI with each feature party (each
    holds the RSA key of its pair) over the job's message endpoints, intersects
-   the results (:func:`vfl.align.joint_rows`), tells C the aligned row count and
+   the results (:func:`vfl.align.shared_rows_b`), tells C the aligned row count and
    each feature party the joint IDs and every gradient length, and starts
    training. Every party checkpoints its role after every epoch.
 3. :func:`finish` waits for the last epoch, then :func:`evaluate` asks every
