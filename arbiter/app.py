@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from vfl.service import registration
+from vfl.service import registration, registry
 from vfl.service.api import Peer, base_app
 from vfl.service.config import ServiceConfig
 from vfl.service.node import Node
@@ -31,5 +31,10 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
     @app.post("/v1/peer/jobs/{job_id}/start", tags=["peer"], summary="Party B starts training: C makes the key pair")
     async def start(job_id: str, body: TrainingStart, caller: Peer) -> dict[str, Any]:
         return (await registration.start_training(node, job_id, body, caller)).peer_view()
+
+    @app.post("/v1/peer/jobs/{job_id}/delete", tags=["peer"],
+              summary="Party B deletes the job: its folder (ledger, checkpoints, audit log) goes")
+    async def peer_delete(job_id: str, caller: Peer) -> dict[str, str]:
+        return await registry.peer_delete(node, job_id, caller)
 
     return app

@@ -5,6 +5,7 @@
     vfl demo       the bank + e-commerce job over local services (--feature-parties 2: also a telco)
     vfl certs      a small CA and one TLS certificate per party
     vfl jobs       follow a job on a running service (vfl jobs watch URL JOB_ID)
+    vfl score      score a file of IDs at party B in chunks, resumably (locally, or --remote as a batch)
     vfl compare    the federated model against pooled-data baselines on one split
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
@@ -208,6 +209,116 @@ def _run_jobs_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a file of IDs with a trained job at party B, in chunks, resumably")
+    p.add_argument("url", help="party B's base URL, e.g. https://bank.example:8702")
+    p.add_argument("--job", required=True, help="the succeeded job whose model scores")
+    p.add_argument("--input", required=True, type=Path, help="IDs to score: a .csv or .parquet file")
+    p.add_argument("--out", required=True, type=Path, help="where the scores go: .csv or .parquet")
+    p.add_argument("--token", default=os.environ.get("VFL_TOKEN"), help="bearer token (default: $VFL_TOKEN)")
+    p.add_argument("--ca", type=Path, default=None, help="the federation's ca.pem, for https")
+    p.add_argument("--id-column", default="id", help="the input's ID column (default: id)")
+    p.add_argument("--chunk-rows", type=int, default=10_000, help="IDs per predict call (default 10000)")
+    p.add_argument("--remote", action="store_true",
+                   help="party B reads --input and writes --out on its own host (paths there, absolute) as a "
+                        "background batch; this command follows its progress")
+    p.add_argument("--interval", type=float, default=1.0, help="--remote: seconds between polls")
+    p.set_defaults(run=_run_score)
+
+
+def _batch_line(status: dict) -> str:
+    total = status.get("rows_total")
+    done = status.get("rows_done", 0)
+    share = f"{done}/{total} rows ({100 * done / total:.0f}%)" if total else f"{done} rows"
+    counts = "  ".join(f"{k} {v}" for k, v in sorted((status.get("counts") or {}).items()))
+    return f"{status.get('state', 'running')}: {status.get('chunks_done', 0)} chunks, {share}  {counts}".rstrip()
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from vfl.orchestrate import Orchestrator
+
+    if not args.token:
+        raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token")
+    if args.chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows {args.chunk_rows}: give a positive number of IDs per request")
+    with Orchestrator(args.url, args.token, verify=args.ca or True) as service:
+        return (_score_remote if args.remote else _score_local)(args, service)
+
+
+def _score_remote(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    from vfl.errors import JobError
+    from vfl.progress import ProgressLine
+
+    request = {"input": {"path": str(args.input), "id_column": args.id_column}, "output": {"path": str(args.out)},
+               "chunk_rows": args.chunk_rows}
+    submitted = service.score_batch(args.job, request)
+    line = ProgressLine()
+    try:
+        final = service.wait_batch(args.job, submitted["batch_id"], interval=args.interval,
+                                   progress=lambda s: line.show(f"{s['batch_id']}: {_batch_line(s)}"))
+    except JobError as exc:
+        print(f"vfl score: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        line.close()
+    print(f"{final['rows_done']} IDs scored into {final['output']} on party B's host (batch {final['batch_id']})")
+    return 0
+
+
+def _score_local(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    """Read --input in chunks, call B's predict per chunk, write --out; a re-run continues after the last chunk.
+
+    Progress sits in ``<out>.progress.json`` (rewritten atomically after every chunk)
+    and the output grows in ``<out>.<run>.partial`` (vfl.batchio), renamed to --out
+    at the end. A run is the same run when the URL, job, input file (size and
+    mtime), ID column and chunk size are; otherwise it starts over.
+    """
+    import asyncio
+
+    from vfl import batchio
+    from vfl.progress import ProgressLine
+    from vfl.service.store import atomic_write_json, read_json
+
+    source = batchio.FileIds(args.input, args.id_column, args.chunk_rows)
+    batchio.check_output(args.out, [args.input])
+    identity = {"url": service.url, "job": args.job, "input": str(args.input.resolve()), "id_column": args.id_column,
+                "chunk_rows": args.chunk_rows, "file": batchio.file_identity(args.input)}
+    tag = batchio.fingerprint(identity)
+    sidecar = args.out.with_name(f"{args.out.name}.progress.json")
+    progress = batchio.Progress()
+    if sidecar.is_file():
+        try:
+            saved = read_json(sidecar)
+        except Exception:  # noqa: BLE001 - an unreadable sidecar: start over rather than guess
+            saved = None
+        if isinstance(saved, dict) and saved.get("tag") == tag:
+            progress = batchio.Progress.from_dict(saved.get("progress"))
+            print(f"resuming after {progress.chunks_done} chunks ({progress.rows_done} IDs) already scored",
+                  file=sys.stderr)
+        elif isinstance(saved, dict) and isinstance(saved.get("tag"), str):
+            batchio.ResultWriter(args.out, saved["tag"]).discard()  # another run's leftovers
+    writer = batchio.ResultWriter(args.out, tag)
+    total = source.rows_total
+    line = ProgressLine()
+
+    def checkpoint(done: batchio.Progress) -> None:
+        atomic_write_json(sidecar, {"tag": tag, "identity": identity, "progress": done.to_dict()})
+        line.show(f"{args.input.name}: {_batch_line({**done.to_dict(), 'state': 'scoring', 'rows_total': total})}")
+
+    async def score(ids: list[str]) -> dict:
+        return service.predict(args.job, ids)  # blocking is fine here: Ctrl-C lands between or inside calls
+
+    try:
+        asyncio.run(batchio.score_chunks(source, writer, progress, score, checkpoint=checkpoint))
+    finally:
+        line.close()
+    writer.publish(progress.columns)
+    sidecar.unlink(missing_ok=True)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(progress.counts.items()))
+    print(f"{progress.rows_done} IDs scored into {args.out} ({counts or 'none'})")
+    return 0
+
+
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="federated vs pooled baselines (SVM, random forest, ...) and DP costs")
     p.add_argument("--party-a", required=True, metavar="A.csv")
@@ -255,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_certs(sub)
     _add_jobs(sub)
+    _add_score(sub)
     _add_compare(sub)
     return parser
 

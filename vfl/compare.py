@@ -182,8 +182,10 @@ def compare(
     federated, seconds = _timed(lambda: simulate(a_train, b_train, config, keypair=keypair, workers=workers))
     parts = (_part_a(federated), _part_b(federated))
     predictions = _predict(parts, a_test, b_test)
-    result.rows.append(Row("federated (vfl, Paillier-encrypted)", model_metrics(model, y_test, predictions), seconds,
-                           f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"))
+    result.rows.append(Row("federated (vfl, Paillier-encrypted)",
+                           model_metrics(model, y_test, predictions, threshold=parts[1].threshold.value), seconds,
+                           f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"
+                           + (", Platt-calibrated" if parts[1].calibration is not None else "")))
     result.loss_history = federated["loss_history"]
     result.parameters = federated["parameters"]
 
@@ -211,7 +213,8 @@ def compare(
         ]
         spread = (f"; {headline} over {dp_draws} noise draws: median {np.median(draws):.4f} "
                   f"[{min(draws):.4f}, {max(draws):.4f}]") if dp_draws else ""
-        result.rows.append(Row(f"federated, DP ε = {epsilon:g} (δ = {spent['delta']:g})", model_metrics(model, y_test, preds),
+        result.rows.append(Row(f"federated, DP ε = {epsilon:g} (δ = {spent['delta']:g})",
+                               model_metrics(model, y_test, preds, threshold=_part_b(run).threshold.value),
                                seconds, f"σ = {spent['noise_multiplier']:.3g}, ε spent {spent['epsilon']:.3g}{spread}"))
     return result
 

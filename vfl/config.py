@@ -48,6 +48,23 @@ class PrivacyConfig(BaseModel):
         return self
 
 
+class ThresholdRule(BaseModel):
+    """A decision threshold picked by party B on the validation rows (the training rows without a split)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    pick: Literal["max_f1", "max_ks", "precision"] = Field(
+        description="max_f1: the best F1; max_ks: the largest TPR − FPR; precision: the most recall at "
+                    "a precision of at least ``target``")
+    target: float | None = Field(None, gt=0, lt=1, description="the precision to reach, for pick = precision")
+
+    @model_validator(mode="after")
+    def _target(self) -> ThresholdRule:
+        if (self.pick == "precision") != (self.target is not None):
+            raise ValueError("give target (e.g. 0.9) with pick = precision, and only then")
+        return self
+
+
 class TrainingConfig(BaseModel):
     """Hyperparameters of one federated training job.
 
@@ -87,6 +104,13 @@ class TrainingConfig(BaseModel):
     value_frac_bits: int = Field(32, ge=8, le=64, description="fixed-point precision of u_A and residuals")
     obfuscation: Literal["djn", "strict"] = "djn"
     privacy: PrivacyConfig | None = Field(None, description="differential privacy; off when absent")
+    calibration: Literal["platt", "none"] | None = Field(
+        None, description="logistic: map scores to probabilities with Platt scaling fitted by party B after "
+                          "training (the default), or not at all; linear models take none")
+    threshold: float | ThresholdRule = Field(
+        0.5, description="logistic: the probability at or above which the label is 1, or a rule that picks it "
+                         "on the validation rows ({\"pick\": \"max_f1\"}, {\"pick\": \"max_ks\"}, "
+                         "{\"pick\": \"precision\", \"target\": 0.9})")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,7 +143,16 @@ class TrainingConfig(BaseModel):
             raise ValueError("key_bits must be even")
         if self.optimizer == "adam" and self.momentum not in (None, 0.0):
             raise ValueError("adam keeps its own moments; leave momentum unset")
+        if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
+            raise ValueError(f"threshold {self.threshold} is not a probability strictly between 0 and 1")
+        if self.model == "linear" and (self.calibration == "platt" or self.threshold != 0.5):
+            raise ValueError("calibration and threshold apply to logistic models; leave them unset for linear")
         return self
+
+    @property
+    def calibrates(self) -> bool:
+        """Does party B fit Platt scaling after training? By default for logistic regression."""
+        return self.model == "logistic" and self.calibration != "none"
 
     @property
     def step_size(self) -> float:

@@ -1,4 +1,4 @@
-"""Loading and checking one party's table (CSV file or pandas DataFrame).
+"""Loading and checking one party's table (CSV or Parquet file, or pandas DataFrame).
 
 Each party loads only its own table. The checks run before anything is
 encrypted or sent, and each failure raises one :class:`~vfl.errors.DataError`
@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,19 @@ class PartyTable:
             self.label_name,
         )
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        """ID → row number, built once per table (the table is immutable)."""
+        return {v: i for i, v in enumerate(self.ids)}
+
     def find(self, ids: list[str]) -> list[int | None]:
         """Row number of each of ``ids``, or None where the table does not hold it."""
-        index = {v: i for i, v in enumerate(self.ids)}
+        index = self._index
         return [index.get(v) for v in ids]
 
     def rows_for(self, ids: list[str]) -> np.ndarray:
         """Row numbers of ``ids``; unknown IDs are an error that lists a few of them."""
-        index = {v: i for i, v in enumerate(self.ids)}
+        index = self._index
         missing = [v for v in ids if v not in index]
         if missing:
             shown = ", ".join(repr(v) for v in missing[:5])
@@ -84,6 +90,61 @@ def load_csv(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> PartyTable:
     """Read and check one party's CSV. Every cell is read as text first, so IDs keep their exact spelling."""
+    return from_dataframe(
+        read_csv_frame(path, max_bytes=max_bytes), id_column=id_column, label_column=label_column, model=model,
+        feature_columns=feature_columns, source=str(path),
+    )
+
+
+def read_csv_frame(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
+    """A CSV file as a frame of text cells, after the file-level checks of :func:`load_csv` (rows are not checked)."""
+    source = str(path)
+    file = _check_file(path, max_bytes)
+    _check_header(file, source)
+    try:
+        return pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{source}: no columns found; is this a CSV file with a header row?") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{source}: not a valid CSV file ({exc}); check the delimiter and quoting") from exc
+
+
+def load_parquet(
+    path: str | os.PathLike[str],
+    *,
+    id_column: str,
+    label_column: str | None = None,
+    model: ModelKind | None = None,
+    feature_columns: list[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> PartyTable:
+    """Read and check one party's Parquet file (needs ``pyarrow``: ``pip install 'vfl[parquet]'``), as :func:`load_csv`."""
+    return from_dataframe(
+        read_parquet_frame(path, max_bytes=max_bytes), id_column=id_column, label_column=label_column, model=model,
+        feature_columns=feature_columns, source=str(path),
+    )
+
+
+def read_parquet_frame(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
+    """A Parquet file as a frame (column types as stored), after the same file-level checks as a CSV."""
+    source = str(path)
+    file = _check_file(path, max_bytes)
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError as exc:
+        raise DataError(f"{source}: reading Parquet needs pyarrow; install it with pip install 'vfl[parquet]'") from exc
+    try:
+        frame = pq.read_table(file).to_pandas()
+    except (OSError, ValueError, TypeError) as exc:  # pyarrow.ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise DataError(f"{source}: not a valid Parquet file ({exc}); write it with pandas.DataFrame.to_parquet") from exc
+    names = [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{source}: column name(s) {repeated} appear more than once; rename them")
+    return frame
+
+
+def _check_file(path: str | os.PathLike[str], max_bytes: int) -> Path:
     source = str(path)
     file = Path(path)
     if not file.is_file():
@@ -93,17 +154,7 @@ def load_csv(
         raise DataError(f"{source}: the file is empty; it needs a header row and data rows")
     if size > max_bytes:
         raise DataError(f"{source}: {size} bytes exceeds the limit of {max_bytes}; raise max_bytes or split the data")
-    _check_header(file, source)
-    try:
-        frame = pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{source}: no columns found; is this a CSV file with a header row?") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{source}: not a valid CSV file ({exc}); check the delimiter and quoting") from exc
-    return from_dataframe(
-        frame, id_column=id_column, label_column=label_column, model=model,
-        feature_columns=feature_columns, source=source,
-    )
+    return file
 
 
 def from_dataframe(
@@ -191,7 +242,7 @@ def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: st
     raw = column
     if not pd.api.types.is_numeric_dtype(raw):
         text = raw.astype(str).str.strip()
-        missing = text.isin(["", "nan", "NaN", "NA", "N/A", "null", "None"])
+        missing = text.isna() | text.isin(["", "nan", "NaN", "NA", "N/A", "null", "None"])  # pandas 3 keeps None as NaN
         values = pd.to_numeric(text.where(~missing, None), errors="coerce")
         not_numeric = values.isna() & ~missing
         if not_numeric.any():

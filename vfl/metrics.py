@@ -2,7 +2,7 @@
 
 Classification: AUC (ties count half, as in the Mann–Whitney statistic), KS
 (max |TPR − FPR| over all thresholds), and accuracy, precision, recall and F1
-at a probability threshold of 0.5. Regression: MSE, RMSE, MAE and R².
+at a probability threshold (0.5 unless the model picked another). Regression: MSE, RMSE, MAE and R².
 The tests check each one against scikit-learn.
 """
 
@@ -113,8 +113,10 @@ def regression_metrics(y_true: np.ndarray, predictions: np.ndarray) -> dict[str,
     }
 
 
-def model_metrics(model: str, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float | None]:
-    """Classification metrics for ``logistic``, regression metrics for ``linear``."""
+def model_metrics(
+    model: str, y_true: np.ndarray, predictions: np.ndarray, *, threshold: float = 0.5,
+) -> dict[str, float | None]:
+    """Classification metrics for ``logistic`` (labels at ``threshold``), regression metrics for ``linear``."""
     if model == "logistic":
-        return classification_metrics(y_true, predictions)
+        return classification_metrics(y_true, predictions, threshold)
     return regression_metrics(y_true, predictions)

@@ -12,15 +12,16 @@ sees the result. FATE and SecretFlow serve the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from vfl.config import ModelKind
+from vfl.calibration import Platt, ThresholdChoice, fit_decision, probabilities
+from vfl.config import ModelKind, TrainingConfig
+from vfl.metrics import model_metrics
 from vfl.privacy import clip_rows
 from vfl.errors import DataError
-from vfl.models import model_math
 from vfl.preprocess import Standardizer
 
 
@@ -79,6 +80,12 @@ class ModelPartB:
     label_mean: float = 0.0
     label_scale: float = 1.0
     row_clip: float | None = None
+    #: Logistic only: Platt scaling of u fitted after training (None: p = σ(u)), and the decision threshold.
+    calibration: Platt | None = None
+    threshold: ThresholdChoice = ThresholdChoice(0.5, "fixed")
+
+    def with_decision(self, calibration: Platt | None, threshold: ThresholdChoice) -> ModelPartB:
+        return replace(self, calibration=calibration, threshold=threshold)
 
     def scores(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
         """The linear predictor u = u_A + u_B (in the standardised label units of training)."""
@@ -90,10 +97,19 @@ class ModelPartB:
 
     def predict(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
         """P(y = 1) for logistic regression; the predicted label value for linear."""
-        u = self.scores(features, u_a)
+        return self.link(self.scores(features, u_a))
+
+    def link(self, u: np.ndarray) -> np.ndarray:
+        """From the linear predictor to the prediction: the (calibrated) probability, or the label value."""
         if self.model == "logistic":
-            return model_math("logistic").predict(u)
+            return probabilities(self.calibration, u)
         return self.label_mean + self.label_scale * u
+
+    def labels(self, predictions: np.ndarray) -> np.ndarray | None:
+        """Logistic: 1 where the probability reaches the threshold; linear: None."""
+        if self.model != "logistic":
+            return None
+        return (np.asarray(predictions) >= self.threshold.value).astype(np.int64)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,10 +122,48 @@ class ModelPartB:
             "label_mean": self.label_mean,
             "label_scale": self.label_scale,
             "row_clip": self.row_clip,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "threshold": self.threshold.value,
+            "threshold_rule": self.threshold.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartB:
+        rule = data.get("threshold_rule") or {"value": data.get("threshold", 0.5), "rule": "fixed"}
+        threshold = ThresholdChoice(float(rule["value"]), str(rule["rule"]), rule.get("target"), bool(rule.get("reached", True)))
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
                    np.asarray(data["weights"], dtype=np.float64), float(data["intercept"]),
-                   float(data["label_mean"]), float(data["label_scale"]), data.get("row_clip"))
+                   float(data["label_mean"]), float(data["label_scale"]), data.get("row_clip"),
+                   Platt.from_dict(data.get("calibration")), threshold)
+
+
+def evaluate_label_part(
+    model: ModelPartB, config: TrainingConfig, labels: np.ndarray, u: np.ndarray, splits: dict[str, np.ndarray],
+) -> tuple[ModelPartB, dict[str, Any], dict[str, Any] | None, np.ndarray]:
+    """Party B after training: fit the decision layer, then measure the model on each split.
+
+    ``u`` is the linear predictor on B's aligned rows (Σ partial scores + B's own),
+    ``splits`` the row numbers of "train" and, if there is one, "validation"
+    (:func:`vfl.calibration.fit_decision` says which rows fit what). Returns the
+    model with its decision layer, the metrics per split, a summary of the
+    decision (None for linear models) and the predictions for every row.
+    """
+    if model.model != "logistic":
+        predictions = model.link(u)
+        return model, {n: model_metrics(model.model, labels[r], predictions[r]) for n, r in splits.items()}, None, predictions
+    calibration, threshold, split = fit_decision(config, labels, u, splits)
+    decided = model.with_decision(calibration, threshold)
+    predictions = decided.link(u)
+    metrics = {
+        name: model_metrics("logistic", labels[r], predictions[r], threshold=threshold.value) for name, r in splits.items()
+    }
+    uncalibrated = probabilities(None, u)
+    decision = {
+        "calibration": None if calibration is None else calibration.to_dict(),
+        "threshold": threshold.to_dict(),
+        "fitted_on": split,
+        "rows": int(len(splits[split])),
+        # The same rows before the decision layer: σ(u), labels at 0.5.
+        "uncalibrated": {name: model_metrics("logistic", labels[r], uncalibrated[r]) for name, r in splits.items()},
+    }
+    return decided, metrics, decision, predictions

@@ -100,3 +100,91 @@ class Orchestrator:
         if status["state"] != "succeeded":
             raise JobError(f"job {job_id} {status['state']}: {status.get('error')}")
         return status
+
+    # -- models as versions: list, promote under a name, roll back, delete, read ----------------------
+
+    def models(self) -> dict[str, Any]:
+        """Every model version the service holds (``models``), and at party B the names it serves (``served``)."""
+        return self._call("GET", "/v1/models")
+
+    def promote(self, name: str, job_id: str) -> dict[str, Any]:
+        """Party B: serve ``job_id`` under ``name``; returns ``{name, job_id, history}``."""
+        return self._call("POST", f"/v1/models/{name}/promote", {"job_id": job_id})
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Party B: serve the version promoted before the current one under ``name`` again."""
+        return self._call("POST", f"/v1/models/{name}/rollback")
+
+    def served_model(self, name: str) -> dict[str, Any]:
+        """Party B: the job ``name`` serves, its history, and that version."""
+        return self._call("GET", f"/v1/models/{name}")
+
+    def predict_model(self, name: str, ids: list[str]) -> dict[str, Any]:
+        """Party B: predictions from the version ``name`` serves now."""
+        return self._call("POST", f"/v1/models/{name}/predict", {"ids": ids})
+
+    def scorecard(self, job_id: str) -> dict[str, Any]:
+        """This service's own part of the job's model as plain numbers."""
+        return self._call("GET", f"/v1/jobs/{job_id}/scorecard")
+
+    def delete(self, job_id: str) -> dict[str, Any]:
+        """Party B: delete a finished job at every party.
+
+        A peer that could not delete it yet raises :class:`~vfl.errors.PeerRefused`
+        (status 502) naming the parties left; call again to retry only those.
+        """
+        return self._call("DELETE", f"/v1/jobs/{job_id}")
+
+    # -- batch scoring at party B (vfl.service.batch) ---------------------------------------------------
+
+    def score_batch(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Start (or resume, or look up) a background batch: ``{"input": {...}, "output": {"path"}, "chunk_rows"}``."""
+        return self._call("POST", f"/v1/jobs/{job_id}/score-batch", request)
+
+    def batches(self, job_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/jobs/{job_id}/score-batch")["batches"]
+
+    def batch(self, job_id: str, batch_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}/score-batch/{batch_id}")
+
+    def cancel_batch(self, job_id: str, batch_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{job_id}/score-batch/{batch_id}/cancel")
+
+    def wait_batch(
+        self, job_id: str, batch_id: str, *, progress: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = 24 * 3600, interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll until the batch ends; return its final status. A failed or cancelled batch raises JobError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.batch(job_id, batch_id)
+            if progress is not None:
+                progress(status)
+            if status["state"] not in ("queued", "running"):
+                break
+            if time.monotonic() > deadline:
+                raise JobError(f"batch {batch_id} did not finish within {timeout:g}s ({status['rows_done']} rows done)")
+            time.sleep(interval)
+        if status["state"] != "succeeded":
+            raise JobError(f"batch {batch_id} {status['state']}: {status.get('error')}")
+        return status
+
+    def download_batch(self, job_id: str, batch_id: str, path: str | Path) -> Path:
+        """Stream a finished batch's output to ``path`` (written aside, then renamed into place)."""
+        path = Path(path)
+        partial = path.with_name(f"{path.name}.download")
+        url = f"/v1/jobs/{job_id}/score-batch/{batch_id}/result"
+        try:
+            with self._client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise PeerRefused(f"GET {url} -> {response.status_code}: {error_detail(response)}",
+                                      response.status_code)
+                with open(partial, "wb") as handle:
+                    for block in response.iter_bytes(1 << 20):
+                        handle.write(block)
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise TransportError(f"cannot download {self.url}{url}: {exc}") from exc
+        partial.replace(path)
+        return path

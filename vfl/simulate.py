@@ -26,7 +26,7 @@ from vfl.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data import PartyTable, check_labels, load_csv
 from vfl.errors import DataError
-from vfl.metrics import model_metrics
+from vfl.model_parts import evaluate_label_part
 from vfl.parallel import resolve_workers
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
@@ -130,14 +130,14 @@ def simulate(
     models = [f.model() for f in features]
     model_b = party_b.model()
     u_a = sum(m.partial_scores(t.features) for m, t in zip(models, parts))
-    predictions = model_b.predict(b_rows.features, u_a)
     schedule = party_b.schedule
-    metrics = {"train": model_metrics(config.model, b_rows.labels[schedule.train_rows], predictions[schedule.train_rows])}
-    curve_split, curve_rows = "train", schedule.train_rows
+    splits = {"train": schedule.train_rows}
     if schedule.has_validation:
-        rows = schedule.validation_rows
-        metrics["validation"] = model_metrics(config.model, b_rows.labels[rows], predictions[rows])
-        curve_split, curve_rows = "validation", rows
+        splits["validation"] = schedule.validation_rows
+    model_b, metrics, decision, predictions = evaluate_label_part(
+        party_b.model(), config, b_rows.labels, model_b.scores(b_rows.features, u_a), splits)
+    curve_split = "validation" if schedule.has_validation else "train"
+    curve_rows = splits[curve_split]
 
     if len(features) == 1:
         parameters = {"party A": features[0].trajectory(), "party B": party_b.trajectory()}
@@ -159,6 +159,7 @@ def simulate(
         "loss_history": party_b.train_losses,
         "validation_loss_history": party_b.validation_losses,
         "metrics": metrics,
+        "decision": decision,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {
             "alignment": round(alignment.seconds, 3),

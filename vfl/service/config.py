@@ -14,6 +14,13 @@ One file configures one service: party A, party B or the arbiter C::
     id_column = "id"
     label_column = "default"         # B only
 
+    [datasets.customers]             # or a database table, read by ID at request time
+    url = "postgresql+psycopg://vfl@db.internal:5432/bank"   # or "sqlite:///bank.db"
+    table = "customers"
+    schema = "crm"                   # optional
+    id_column = "id"
+    label_column = "default"
+
     [peers.shop]                     # every other service this one talks to
     role = "A"
     url = "http://10.0.0.5:8701"
@@ -30,13 +37,25 @@ One file configures one service: party A, party B or the arbiter C::
 Plain HTTP needs ``insecure = true`` under ``[party]`` and is logged as a
 warning at start-up. Relative paths are relative to the config file. A peer can name a dataset,
 never a path: the mapping from name to file stays in this file.
+
+A dataset is either a file (``path``; CSV, or Parquet when the name ends in
+``.parquet``/``.pq`` or ``format = "parquet"``) or a database table (``url`` and
+``table``, optionally ``schema``), read through SQLAlchemy: ``pip install
+'vfl[sql]'`` (SQLite), ``'vfl[postgres]'`` (PostgreSQL), ``'vfl[parquet]'``
+(Parquet). A relative SQLite path (``sqlite:///bank.db``) is relative to the
+config file, like other paths; ``sqlite:////abs/bank.db`` is absolute. A
+``url`` may carry ``${ENV_VAR}`` placeholders, replaced from the environment
+when the dataset is first opened, so that a password need not be written here:
+``url = "postgresql+psycopg://vfl:${VFL_DB_PASSWORD}@db.internal/bank"`` (the
+value is inserted as it is: percent-encode ``@``, ``:`` and ``/`` in it).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -77,9 +96,54 @@ class PartySection(_Strict):
 
 
 class DatasetSection(_Strict):
-    path: Path
+    """A file (``path``) or a database table (``url`` + ``table``); see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
+
+    path: Path | None = None
+    format: Literal["csv", "parquet"] | None = Field(None, description="inferred from the file name when not given")
+    url: str | None = Field(None, description="SQLAlchemy URL, e.g. sqlite:///bank.db or postgresql+psycopg://u@h/db")
+    table: str | None = Field(None, min_length=1, description="the database table, with url")
+    db_schema: str | None = Field(None, alias="schema", min_length=1, description="the table's schema, with url")
     id_column: str
     label_column: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_format(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("path") is not None and data.get("format") is None:
+            suffix = Path(str(data["path"])).suffix.lower()
+            data = {**data, "format": "parquet" if suffix in (".parquet", ".pq") else "csv"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSection:
+        if self.path is not None and (self.url is not None or self.table is not None):
+            raise ValueError(
+                'a dataset is either a file or a database table: keep path = "file.csv", '
+                'or url = "sqlite:///file.db" with table = "customers", not both'
+            )
+        if self.path is None:
+            if self.url is None or self.table is None:
+                raise ValueError(
+                    'a dataset needs path = "file.csv" (or .parquet), or a database table: '
+                    'url = "sqlite:///file.db" (or "postgresql+psycopg://user@host:5432/db") and table = "customers"'
+                )
+            if not re.match(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://", self.url):
+                raise ValueError(
+                    'url must be a SQLAlchemy URL such as "sqlite:///file.db" or '
+                    '"postgresql+psycopg://user@host:5432/db"'
+                )
+            if self.format is not None:
+                raise ValueError("format applies to a file (path); remove it from a database dataset")
+        elif self.db_schema is not None:
+            raise ValueError("schema applies to a database table (url + table); remove it from a file dataset")
+        return self
+
+    @property
+    def kind(self) -> Literal["csv", "parquet", "sql"]:
+        """Where the rows come from."""
+        return "sql" if self.path is None else (self.format or "csv")
 
 
 class PeerSection(_Strict):
@@ -216,6 +280,17 @@ class ServiceConfig(_Strict):
         return peer.role
 
 
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """``sqlite:///relative.db`` against the config's folder; other URLs (and absolute or in-memory SQLite) as given."""
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?$", url)
+    if match is None:
+        return url
+    prefix, database, query = match.group(1), match.group(2), match.group(3) or ""
+    if not database or database == ":memory:" or database.startswith(("/", "file:", "$")):
+        return url
+    return f"{prefix}{base / database}{query}"
+
+
 def load_config(path: str | Path) -> ServiceConfig:
     """Read and validate a service config; relative paths resolve against its folder."""
     file = Path(path)
@@ -234,6 +309,8 @@ def load_config(path: str | Path) -> ServiceConfig:
     for dataset in (raw.get("datasets") or {}).values():
         if isinstance(dataset, dict) and "path" in dataset:
             dataset["path"] = str(base / dataset["path"])
+        if isinstance(dataset, dict) and isinstance(dataset.get("url"), str):
+            dataset["url"] = _resolve_sqlite(dataset["url"], base)
     tls = raw.get("tls")
     if isinstance(tls, dict):
         for key in ("ca", "cert", "key"):

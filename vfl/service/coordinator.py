@@ -34,7 +34,9 @@ import numpy as np
 
 from vfl.data import PartyTable
 from vfl.errors import ConfigError, JobError, PeerRefused, ProtocolError, VFLError
+from vfl.calibration import fit_decision, probabilities
 from vfl.metrics import model_metrics
+from vfl.model_parts import evaluate_label_part
 from vfl.plaintext import train_plaintext
 from vfl.protocol.parties import PartyB
 from vfl.protocol.schedule import gradient_lengths
@@ -44,7 +46,7 @@ from vfl.service.redact import local_paths, redact
 from vfl.protocol.roster import Roster
 from vfl.service.scoring import gather_partial_scores
 from vfl.service.spec import JobSpec, Registration, RosterRef, TrainingStart, new_job_id
-from vfl.service.store import JobRecord
+from vfl.service.store import JobRecord, model_document
 
 if TYPE_CHECKING:
     from vfl.service.node import Node
@@ -218,7 +220,7 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
     await node.tell_peers(record, "finished")
     node.save(record, state="succeeded", stage="done")
     try:
-        await asyncio.to_thread(report, record.job_id)  # written next to the model
+        await asyncio.to_thread(report, node, record.job_id)  # written next to the model
     except VFLError as exc:  # the job still succeeded; the report is made again on request
         log.warning("job %s: no report written: %s", record.job_id, exc)
     node.drivers.pop(record.job_id, None)
@@ -231,18 +233,18 @@ async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTa
     """Metrics of the federated model and of a bank-only baseline on the same rows."""
     model = role.model()
     roster = node.roster(record)
-    u_a, available = await gather_partial_scores(node, record, aligned.ids)
-    if not available.all():
-        raise ProtocolError(f"the feature parties did not score {int((~available).sum())} of the job's own aligned rows")
-    predictions = model.predict(aligned.features, u_a)
+    partial = await gather_partial_scores(node, record, aligned.ids)
+    if not partial.available.all():
+        missing = sorted({m for m in partial.missing_at if m is not None})
+        raise ProtocolError(f"{', '.join(missing)} did not score {int((~partial.available).sum())} of the job's "
+                            "own aligned rows")
     schedule = role.schedule
     kind = role.config.model
     splits = {"train": schedule.train_rows}
     if schedule.has_validation:
         splits["validation"] = schedule.validation_rows
-    record.metrics = {
-        name: model_metrics(kind, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()
-    }
+    model, record.metrics, record.decision, predictions = evaluate_label_part(
+        model, role.config, aligned.labels, model.scores(aligned.features, partial.total), splits)
     record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
     split = "validation" if schedule.has_validation else "train"
     rows = splits[split]
@@ -259,7 +261,7 @@ async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTa
         if peer == record.peers[roster.features[0]]:
             record.party_a_convergence = summary
         record.feature_convergence = {**(record.feature_convergence or {}), peer: summary}
-    node.store.save_model(record.job_id, {**model.to_dict(), "dataset": record.dataset})
+    node.store.save_model(record.job_id, model_document(model, record))
 
 
 def report(node: Node, job_id: str) -> str:
@@ -298,14 +300,17 @@ def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) 
     result = train_plaintext(no_a, design, role.labels, config)
     weights = result.weights_b
     u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
+    threshold = 0.5
     if config.model == "linear":
         predictions = role.label_mean + role.label_scale * u
-    else:
-        predictions = 1.0 / (1.0 + np.exp(-u))
+    else:  # with the same decision layer as the federated model, so the two compare like for like
+        calibration, choice, _ = fit_decision(config, aligned.labels, u, splits)
+        predictions, threshold = probabilities(calibration, u), choice.value
     report = {
-        "description": "party B's features only, same rows, same algorithm",
+        "description": "party B's features only, same rows, same algorithm, same calibration and threshold rule",
         "metrics": {
-            name: model_metrics(config.model, aligned.labels[rows], predictions[rows]) for name, rows in splits.items()
+            name: model_metrics(config.model, aligned.labels[rows], predictions[rows], threshold=threshold)
+            for name, rows in splits.items()
         },
     }
     return report, predictions

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections import deque
 from typing import Any
 
 
 from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data import PartyTable, load_csv
+from vfl.data import PartyTable
 from vfl.errors import (
     ConfigError,
     DataError,
@@ -53,7 +51,9 @@ from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
-from vfl.service.store import JobRecord, JobStore
+from vfl.service.scoring import ServingCache, flush_counters
+from vfl.service.store import JobRecord, JobStore, model_document
+from vfl.sources import DataSource, Lookup, open_source
 
 log = logging.getLogger("vfl.service")
 
@@ -76,11 +76,11 @@ class Node:
         self.done: dict[str, asyncio.Event] = {}
         self.psi_started: dict[str, float] = {}
         self.psi_done: dict[str, asyncio.Event] = {}
-        self._tables: dict[str, tuple[float, PartyTable]] = {}
+        self._sources: dict[str, DataSource] = {}  # one per dataset name, opened on first use
         self._persisted: dict[str, dict[str, Any]] = {}
         self._background: set[asyncio.Task] = set()
         self.coordinating: set[str] = set()  # jobs whose resume is asking the parties right now
-        self.score_times: dict[str, deque[float]] = {}  # party A: recent scoring requests per job
+        self.serving = ServingCache()  # model parts, aligned IDs and scoring rates, kept between requests
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -118,6 +118,9 @@ class Node:
             task.cancel()
         for runtime in list(self.runtimes.values()):
             await runtime.close()
+        flush_counters(self)
+        for source in list(self._sources.values()):
+            source.close()  # a database's connection pool
         await self.client.aclose()
 
     def spawn(self, coroutine: Any) -> None:
@@ -176,33 +179,28 @@ class Node:
         pid = next((p for p, peer in record.peers.items() if peer == peer_id), peer_id)
         return f"party {ROLE_LETTERS.get(self.roster(record).kind_of(pid), '?')} ({peer_id})"
 
-    def table(self, name: str, model: str | None = None) -> PartyTable:
-        """This party's dataset by name, loaded once and reloaded when the file changes."""
+    def source(self, name: str) -> DataSource:
+        """Where this party's dataset ``name`` comes from (file or database), opened once (vfl.sources)."""
+        source = self._sources.get(name)
+        if source is not None:
+            return source
         dataset = self.config.datasets.get(name)
         if dataset is None:
             known = ", ".join(sorted(self.config.datasets)) or "none"
             raise DataError(f"party {self.config.party.id!r} has no dataset named {name!r}; it has: {known}")
-        # Messages name the file for our operators; ``public`` names the dataset instead, for peers,
-        # who ask for datasets by name and have no business knowing our paths (vfl.service.redact).
-        try:
-            mtime = os.path.getmtime(dataset.path)
-        except OSError as exc:
-            raise DataError(f"dataset {name!r}: cannot read {dataset.path} ({exc})",
-                            public=f"dataset {name!r}: cannot read its file ({exc.strerror or type(exc).__name__})",
-                            ) from exc
-        cached = self._tables.get(name)
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
-        try:
-            table = load_csv(
-                dataset.path, id_column=dataset.id_column, label_column=dataset.label_column, model=model,
-                max_bytes=self.config.limits.max_csv_bytes,
-            )
-        except DataError as exc:  # load_csv starts each message with the file's path
-            exc.public = str(exc).replace(str(dataset.path), f"dataset {name!r}")
-            raise
-        self._tables[name] = (mtime, table)
-        return table
+        return self._sources.setdefault(name, open_source(name, dataset, self.config.limits))
+
+    def table(self, name: str, model: str | None = None) -> PartyTable:
+        """This party's dataset by name, all rows checked strictly; a file is reloaded when it changes.
+
+        Messages name the file or database for our operators; each error's ``public`` names the
+        dataset instead, for peers, who ask for datasets by name (vfl.service.redact).
+        """
+        return self.source(name).table(model)
+
+    def lookup(self, name: str, ids: list[str], feature_names: list[str]) -> Lookup:
+        """Features of ``ids`` in dataset ``name`` by column name, with a status per ID (serving)."""
+        return self.source(name).lookup(ids, feature_names)
 
     def model_part(self, job_id: str) -> dict[str, Any]:
         record = self.record(job_id)
@@ -363,7 +361,7 @@ class Node:
         if role.done and not self.done[record.job_id].is_set():
             if isinstance(role, PartyA):
                 part = role.model()
-                self.store.save_model(record.job_id, {**part.to_dict(), "dataset": record.dataset})
+                self.store.save_model(record.job_id, model_document(part, record))
                 record.parameters = role.trajectory()
                 self.save(record, state="succeeded", stage="done")
             elif isinstance(role, Arbiter):

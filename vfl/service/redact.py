@@ -58,7 +58,11 @@ _PATTERNS = [
 
 def local_paths(config: ServiceConfig) -> list[str]:
     """Every path this service's config names, as written in messages (and resolved)."""
-    paths: list[Path] = [dataset.path for dataset in config.datasets.values()]
+    # A database dataset has a url instead of a path; a sqlite url's file is scrubbed like a path.
+    data_files: list[Path] = [dataset.path for dataset in config.datasets.values() if dataset.path is not None]
+    data_files += [Path(d.url.split("///", 1)[1]) for d in config.datasets.values()
+                   if d.url is not None and d.url.startswith("sqlite:///")]
+    paths = list(data_files)
     paths.append(config.party.data_dir)
     if config.party.api_token_file is not None:
         paths.append(config.party.api_token_file)
@@ -74,7 +78,7 @@ def local_paths(config: ServiceConfig) -> list[str]:
         except OSError:  # a path that cannot be resolved is still scrubbed as written
             pass
     # Dataset file names alone ("shop.csv") say what the data is, even without a folder.
-    texts |= {dataset.path.name for dataset in config.datasets.values() if "." in dataset.path.name}
+    texts |= {path.name for path in data_files if "." in path.name}
     return sorted((t for t in texts if t not in ("", ".", "/")), key=len, reverse=True)
 
 

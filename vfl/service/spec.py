@@ -200,6 +200,22 @@ class ScoreQuery(_Strict):
     ids: list[str] = Field(min_length=1)
 
 
+FeatureValue = float | int | str | bool | None
+
+
+class PredictQuery(ScoreQuery):
+    """IDs to score at party B, and optionally B's own features for some of them.
+
+    ``features`` maps an ID to B's feature values by column name (like
+    FATE-Serving's ``featureData``), for an applicant B has not stored yet; the
+    other IDs are read from B's dataset. A missing or non-numeric value gives
+    that ID the status "invalid features: <columns>".
+    """
+
+    features: dict[str, dict[str, FeatureValue]] | None = Field(
+        None, description="party B's own feature values per ID, by column name, used instead of its dataset")
+
+
 class FailureNotice(_Strict):
     """A peer reports that the job failed (or was cancelled, or finished) there.
 
@@ -218,5 +234,43 @@ class InterruptionNotice(_Strict):
     generation: int = Field(ge=0)
 
 
+class BatchInput(_Strict):
+    """What a batch scores: a CSV or Parquet file of IDs on party B's host, or every ID of one of B's datasets."""
+
+    path: str | None = Field(None, min_length=1, max_length=4096,
+                             description="absolute path of a .csv or .parquet file on party B's host")
+    id_column: str | None = Field(None, min_length=1, max_length=256, description="the file's ID column (default id)")
+    dataset: str | None = Field(None, min_length=1, max_length=128, description="one of party B's datasets, by name")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchInput:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError('name the input once: {"path": "/abs/ids.csv", "id_column": "id"} or {"dataset": "name"}')
+        if self.dataset is not None and self.id_column is not None:
+            raise ValueError("id_column goes with a file path; a dataset's ID column comes from party B's config")
+        if self.path is not None and self.id_column is None:
+            object.__setattr__(self, "id_column", "id")
+        return self
+
+
+class BatchOutput(_Strict):
+    path: str = Field(min_length=1, max_length=4096,
+                      description="absolute path on party B's host; .csv or .parquet; its folder must exist")
+
+
+class BatchRequest(_Strict):
+    """``POST /v1/jobs/{job_id}/score-batch`` at party B: score many IDs in the background (vfl.service.batch)."""
+
+    input: BatchInput
+    output: BatchOutput
+    chunk_rows: int = Field(10_000, ge=1, description="IDs per predict call (at most limits.max_vector_length)")
+
+
 def describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+class PromoteRequest(_Strict):
+    """Orchestrator → party B: serve this succeeded job under the model name in the path."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)

@@ -104,6 +104,9 @@ class JobRecord(BaseModel):
     feature_convergence: dict[str, Any] | None = Field(
         None, description="party B: each feature party's convergence summary, by party id")
     curves: dict[str, Any] | None = Field(None, description="ROC points, or predicted against actual")
+    decision: dict[str, Any] | None = Field(
+        None, description="party B, logistic: the calibration map and threshold fitted after training, and the "
+                          "metrics before them")
     curve_split: str | None = None
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
@@ -141,6 +144,14 @@ class DamagedJobRecord(JobRecord):
 
 class _Damaged(Exception):
     """A store file failed its check (internal: the store turns it into a JobError or a damaged record)."""
+
+
+def model_document(part: Any, record: JobRecord) -> dict[str, Any]:
+    """What a party saves as its model: its part, the dataset it scores from, when and by which vfl."""
+    from vfl import __version__
+
+    return {**part.to_dict(), "dataset": record.dataset, "job_id": record.job_id,
+            "trained_at": time.time(), "vfl_version": __version__}
 
 
 def _private_folder(path: Path) -> Path:
