@@ -118,8 +118,17 @@ def test_party_a_data_problems_reach_party_b_without_party_a_paths(tmp_path, run
                 bank_ids = pd.read_csv(cluster.setup["data"]["party-b"], dtype=str)["customer_id"]
                 ids = sorted(set(bank_ids) & set(pd.read_csv(dataset, dtype=str)["customer_id"]))[:2]
 
-                # 2. Damaged: a NaN in A's features, found when B asks A for partial scores.
-                damage(dataset, f"customer_id,spend\n{ids[0]},NaN\n{ids[1]},3\n")
+                # 2a. Damaged: a NaN in one row of A's features, found when B asks for partial scores.
+                #     That ID is not scored; the others are.
+                header, *rows = good.splitlines()
+                damaged = [r if not r.startswith(ids[0] + ",") else ",".join([ids[0], "NaN", *r.split(",")[2:]])
+                           for r in rows]
+                damage(dataset, "\n".join([header, *damaged]) + "\n")
+                seen["nan_predict"] = await bank.post(f"/v1/jobs/{job_id}/predict", json={"ids": ids})
+                seen["nan_scores"] = await shop.post(f"/v1/peer/jobs/{job_id}/scores", json={"ids": ids},
+                                                     headers=AS_PARTY_B)
+                # 2b. Damaged: the model's columns are gone from A's file, a problem of the whole dataset.
+                damage(dataset, f"customer_id,spend\n{ids[0]},1\n{ids[1]},3\n")
                 seen["predict"] = await bank.post(f"/v1/jobs/{job_id}/predict", json={"ids": ids})
                 seen["scores"] = await shop.post(f"/v1/peer/jobs/{job_id}/scores", json={"ids": ids}, headers=AS_PARTY_B)
 
@@ -147,9 +156,11 @@ def test_party_a_data_problems_reach_party_b_without_party_a_paths(tmp_path, run
     a_log = "\n".join(record.getMessage() for record in caplog.records)
 
     # Damaged, at scoring time.
+    assert seen["nan_scores"].status_code == 200 and seen["nan_scores"].json()["status"] == ["not available", "ok"]
+    assert [p["status"] for p in seen["nan_predict"].json()["predictions"]] == ["not available at party-a", "ok"]
     assert seen["scores"].status_code == 422
-    assert "dataset 'behaviour'" in seen["scores"].json()["detail"] and "NaN" in seen["scores"].json()["detail"]
-    assert seen["predict"].status_code == 502 and "NaN" in seen["predict"].json()["detail"]
+    assert "dataset 'behaviour'" in seen["scores"].json()["detail"] and "monthly_spend" in seen["scores"].json()["detail"]
+    assert seen["predict"].status_code == 502 and "monthly_spend" in seen["predict"].json()["detail"]
     # Unreadable, at registration: A's raw answer to B, and what B tells its orchestrator.
     _, _, _, status, answer = seen["register"]
     assert status == 422
@@ -164,12 +175,14 @@ def test_party_a_data_problems_reach_party_b_without_party_a_paths(tmp_path, run
     refused_by_a = [t for t in traffic if t[0] == "party-a.test" and t[3] >= 400]
     assert from_a or any("/renamed/" in t[1] for t in refused_by_a)
     # None of it names A's files: not in B's answers to its orchestrator, not in anything A sent.
-    answers = [seen[k].text for k in ("scores", "predict", "submit", "state")] + [seen["status"]["error"]]
+    answers = [seen[k].text for k in ("scores", "predict", "nan_scores", "nan_predict", "submit", "state")] + [seen["status"]["error"]]
     answers += [t[2] for t in from_a] + [t[4] for t in refused_by_a]
     for text in answers:
         assert leaks(text, tmp_path, dataset) == [], text
     # A's own log keeps the full story: the file's path with each problem.
-    assert f"{dataset}: feature column" in a_log and "NaN" in a_log
+    assert f"{dataset} has no column(s)" in a_log and "1 invalid features" in (dataset.parent.parent / "data"
+                                                                              / "party-a" / "jobs").joinpath(
+        seen["nan_predict"].json()["job_id"], "audit.log").read_text()
     assert f"cannot read {dataset}" in a_log
     assert f"{dataset}: no ID column 'customer_id'" in a_log
     assert seen["a_record"]  # A's record says why the job stopped (A's own reason, or B's notice)

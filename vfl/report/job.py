@@ -144,6 +144,24 @@ def _metrics_table(summary: dict[str, Any]) -> str:
     return _table(rows, ["rows", "metric", "federated", "party B alone"])
 
 
+def _decision_html(decision: dict[str, Any] | None) -> str:
+    """Party B's decision layer: the calibration map and threshold, and what the metrics were without them."""
+    if not decision:
+        return ""
+    calibration = decision.get("calibration")
+    threshold = decision["threshold"]
+    how = {"fixed": "fixed in the job spec", "max_f1": "the best F1", "max_ks": "the largest KS",
+           "precision": f"the most recall at precision ≥ {threshold.get('target')}"}.get(threshold["rule"], threshold["rule"])
+    text = (f"Platt scaling p = σ({calibration['a']:.4f}·u {calibration['b']:+.4f})" if calibration
+            else "No calibration: p = σ(u)")
+    text += (f", fitted by party B on its {decision['rows']} {decision['fitted_on']} rows; threshold "
+             f"{threshold['value']:.4f} ({how}{'' if threshold.get('reached', True) else ', target not reached'}).")
+    before = [[split, name, value] for split, metrics in (decision.get("uncalibrated") or {}).items()
+              for name, value in metrics.items() if name in ("accuracy", "f1", "log_loss", "brier")]
+    return (f"<p>{html.escape(text)} Scores stay in the same order, so AUC and KS do not change.</p>"
+            + _table(before, ["rows", "metric", "before calibration, at 0.5"]))
+
+
 def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report page. Figures are inlined, so the file stands alone."""
     esc = html.escape
@@ -193,6 +211,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 {_alignment_tables(summary)}
 <h2>Metrics</h2>
 {_metrics_table(summary)}
+{_decision_html(summary.get("decision"))}
 <h2>Figures</h2>
 <div id="figures">{images or NO_FIGURES}</div>
 <h2>Privacy</h2>
@@ -325,7 +344,7 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
         "timings": {**result["timings"], "total": result["seconds"]},
         "loss_history": result["loss_history"], "validation_loss_history": result["validation_loss_history"],
         "parameters": parameters, "feature_parties": features,
-        "curves": result["curves"], "curve_split": result["curve_split"],
+        "curves": result["curves"], "curve_split": result["curve_split"], "decision": result.get("decision"),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary
@@ -350,7 +369,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "validation_loss_history": record.get("validation_loss_history", []),
         "parameters": {"party B": record["parameters"]}, "curves": record["curves"],
         "party_a_convergence": record.get("party_a_convergence"), "feature_parties": features,
-        "curve_split": record.get("curve_split", "train"),
+        "curve_split": record.get("curve_split", "train"), "decision": record.get("decision"),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary

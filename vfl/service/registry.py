@@ -234,8 +234,9 @@ def _forget_locally(node: Node, job_id: str) -> None:
     runtime = node.runtimes.pop(job_id, None)
     if runtime is not None:
         node.spawn(runtime.close())
-    for cache in (node.done, node.psi_done, node.psi_started, node._persisted, node.score_times):
+    for cache in (node.done, node.psi_done, node.psi_started, node._persisted):
         cache.pop(job_id, None)
+    node.serving.forget(job_id)  # cached model part, aligned IDs, scoring rate and counter
     node.coordinating.discard(job_id)
     node.records.pop(job_id, None)
     node.store.delete(job_id)
@@ -255,6 +256,12 @@ async def delete_job(node: Node, job_id: str) -> dict[str, Any]:
     if not record.finished:
         raise JobError(f"job {job_id} is {record.state}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
                        "then delete it")
+    from vfl.service import batch  # here: batch scoring imports the scoring stack, which the registry needs not
+
+    live = [b["batch_id"] for b in batch.list_batches(node, job_id) if b["state"] in ("queued", "running")]
+    if live:
+        raise JobError(f"job {job_id} is scoring batch {live[0]} right now; wait for it or cancel it "
+                       f"(POST /v1/jobs/{job_id}/score-batch/{live[0]}/cancel), then delete the job")
     data = _load(node)
     names = sorted(name for name, e in data["served"].items() if e["job_id"] == job_id)
     if names:
@@ -376,8 +383,9 @@ def scorecard(node: Node, job_id: str) -> dict[str, Any]:
             "label_scale": float(model.get("label_scale", 1.0)),
             "threshold": model.get("threshold", 0.5 if logistic else None),
             "calibration": model.get("calibration"),
-            "link": ("score = sigmoid(u_features + u_B)" if logistic
-                     else "prediction = label_mean + label_scale·(u_features + u_B)"),
+            "link": (("score = sigmoid(calibration.a·u + calibration.b)" if model.get("calibration")
+                      else "score = sigmoid(u)") + ", u = u_features + u_B; label = 1 where score ≥ threshold"
+                     if logistic else "prediction = label_mean + label_scale·u, u = u_features + u_B"),
         }
     return card
 
