@@ -81,6 +81,11 @@ async def start_cluster(
         path = workdir / f"{name}.toml"
         lines = "".join(f"{key} = {value!r}\n" for key, value in values.items())
         path.write_text(path.read_text().replace("[limits]\n", "[limits]\n" + lines, 1))
+    return await open_cluster(workdir, setup)
+
+
+async def open_cluster(workdir: Path, setup: dict[str, Any] | None = None) -> Cluster:
+    """The three services on the configs and folders in ``workdir`` as they are (also as after a restart)."""
     router = Router()
     nodes = {}
     for name in NAMES:
@@ -90,6 +95,9 @@ async def start_cluster(
         router.apps[f"{name}.test"] = app
         await node.startup()
         nodes[name] = node
+    if setup is None:
+        tokens = {name: node.config.token() for name, node in nodes.items()}
+        setup = {"tokens": tokens, "token": tokens["party-b"]}
     return Cluster(workdir, setup, router, nodes)
 
 

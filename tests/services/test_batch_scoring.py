@@ -14,9 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from tests.services.conftest import NAMES, URLS, Cluster, Router, add_limits, demo_job, start_cluster, wait_for
+from tests.services.conftest import NAMES, URLS, Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
 from vfl.service import scoring
 from vfl.service.config import load_config
 from vfl.service.node import Node
@@ -47,21 +46,6 @@ def workdir(trained, tmp_path):
     copy = tmp_path / "w"
     shutil.copytree(trained, copy)
     return copy
-
-
-async def open_cluster(workdir) -> Cluster:
-    """The three services again on an existing folder (configs, data and job stores as they are)."""
-    router = Router()
-    nodes = {}
-    for name in NAMES:
-        config = load_config(workdir / f"{name}.toml")
-        node = Node(config, transport=router)
-        app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
-        router.apps[f"{name}.test"] = app
-        await node.startup()
-        nodes[name] = node
-    tokens = {name: (workdir / name / "token").read_text().strip() for name in NAMES}
-    return Cluster(workdir, {"tokens": tokens, "token": tokens["party-b"]}, router, nodes)
 
 
 async def restart_bank(cluster: Cluster) -> None:

@@ -17,13 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arbiter.app import create_app as create_arbiter_app
-from parties.app import create_app as create_party_app
-from tests.services.conftest import NAMES, Cluster, Router, add_limits, demo_job, start_cluster, wait_for
+from tests.services.conftest import Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
 from vfl.data import load_csv
 from vfl.model_parts import ModelPartA, ModelPartB
 from vfl.service.config import load_config
-from vfl.service.node import Node
 from vfl.service.store import JobRecord, JobStore
 
 JOBS = ("job-1", "job-2")
@@ -56,21 +53,6 @@ def trained(tmp_path_factory) -> Path:
     return workdir
 
 
-async def restart(workdir: Path) -> Cluster:
-    """The three services again on the folders of ``workdir`` (as after a restart; nothing is rewritten)."""
-    router = Router()
-    nodes = {}
-    for name in NAMES:
-        config = load_config(workdir / f"{name}.toml")
-        node = Node(config, transport=router)
-        app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
-        router.apps[f"{name}.test"] = app
-        await node.startup()
-        nodes[name] = node
-    tokens = {name: node.config.token() for name, node in nodes.items()}
-    return Cluster(workdir, {"tokens": tokens, "token": tokens["party-b"]}, router, nodes)
-
-
 @pytest.fixture
 def workdir(trained, tmp_path) -> Path:
     """This test's own copy of the trained services."""
@@ -94,7 +76,7 @@ def scores(answer: httpx.Response) -> list[float]:
 
 def test_models_are_listed_at_b_and_a(workdir, run):
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop:
                 return (await bank.get("/v1/models")).json(), (await shop.get("/v1/models")).json()
@@ -119,7 +101,7 @@ def test_promote_predict_by_name_and_roll_back(workdir, run):
     ids = shared_ids(workdir)
 
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank:
                 by_job = {j: scores(await bank.post(f"/v1/jobs/{j}/predict", json={"ids": ids})) for j in JOBS}
@@ -151,7 +133,7 @@ def test_promote_predict_by_name_and_roll_back(workdir, run):
 
 def test_promotion_refuses_failed_unknown_jobs_and_bad_names(workdir, run):
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank:
                 await bank.post("/v1/models/risk/promote", json={"job_id": "job-1"})
@@ -176,7 +158,7 @@ def test_promotion_refuses_failed_unknown_jobs_and_bad_names(workdir, run):
 
 def test_delete_is_refused_while_served_or_running(workdir, run):
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank:
                 await bank.post("/v1/models/risk/promote", json={"job_id": "job-1"})
@@ -200,7 +182,7 @@ def test_delete_is_refused_while_served_or_running(workdir, run):
 
 def test_delete_removes_the_job_at_every_party(workdir, run):
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop, cluster.client("arbiter") as arb:
                 await bank.post("/v1/models/risk/promote", json={"job_id": "job-1"})
@@ -233,7 +215,7 @@ def test_delete_with_a_peer_down_is_partial_and_a_retry_finishes_it(workdir, run
     add_limits(workdir, {"party-b": {"peer_timeout": 0.5}})  # give up on the missing arbiter quickly
 
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank:
                 arbiter = cluster.router.apps.pop("arbiter.test")
@@ -264,7 +246,7 @@ def test_delete_with_a_peer_down_is_partial_and_a_retry_finishes_it(workdir, run
 
 def test_peer_delete_only_from_the_jobs_party_b(workdir, run):
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with httpx.AsyncClient(transport=cluster.router, base_url="http://party-a.test",
                                          headers={"X-VFL-Party": "arbiter"}) as as_arbiter:
@@ -283,7 +265,7 @@ def test_scorecards_reproduce_each_partys_partial_score(workdir, run):
     ids = shared_ids(workdir, 50)
 
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop:
                 return ((await shop.get("/v1/jobs/job-1/scorecard")).json(),
@@ -316,7 +298,7 @@ def test_the_registry_survives_a_restart(workdir, run):
     ids = shared_ids(workdir)
 
     async def scenario():
-        cluster = await restart(workdir)
+        cluster = await open_cluster(workdir)
         try:
             async with cluster.client() as bank:
                 await bank.post("/v1/models/risk/promote", json={"job_id": "job-1"})
@@ -324,7 +306,7 @@ def test_the_registry_survives_a_restart(workdir, run):
                 expected = scores(await bank.post("/v1/jobs/job-1/predict", json={"ids": ids}))
         finally:
             await cluster.stop()
-        cluster = await restart(workdir)  # new Nodes on the same data dirs
+        cluster = await open_cluster(workdir)  # new Nodes on the same data dirs
         try:
             async with cluster.client() as bank:
                 info = (await bank.get("/v1/models/risk")).json()
