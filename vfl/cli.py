@@ -211,7 +211,8 @@ def _run_jobs_watch(args: argparse.Namespace) -> int:
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a file of IDs with a trained job at party B, in chunks, resumably")
-    p.add_argument("url", help="party B's base URL, e.g. https://bank.example:8702")
+    p.add_argument("url", nargs="?", default=os.environ.get("VFL_URL"),
+                   help="party B's base URL, e.g. https://bank.example:8702 (default: $VFL_URL)")
     p.add_argument("--job", required=True, help="the succeeded job whose model scores")
     p.add_argument("--input", required=True, type=Path, help="IDs to score: a .csv or .parquet file")
     p.add_argument("--out", required=True, type=Path, help="where the scores go: .csv or .parquet")
@@ -239,6 +240,8 @@ def _run_score(args: argparse.Namespace) -> int:
 
     if not args.token:
         raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token")
+    if not args.url:
+        raise ConfigError("give party B's URL (vfl score https://bank.example:8702 ...) or set VFL_URL")
     if args.chunk_rows < 1:
         raise ConfigError(f"--chunk-rows {args.chunk_rows}: give a positive number of IDs per request")
     with Orchestrator(args.url, args.token, verify=args.ca or True) as service:
