@@ -130,6 +130,13 @@ def measure(setup: dict[str, Any], job_id: str, aligned: list[str], args: argpar
         timed(health, args.warmup)
         roundtrip = timed(health, args.requests)
 
+        def partial(i: int) -> None:  # what B's predict asks each feature party, one ID
+            response = peer.post(f"/v1/peer/jobs/{job_id}/scores", json={"ids": [aligned[i % len(aligned)]]})
+            response.raise_for_status()
+
+        timed(partial, args.warmup)
+        feature_scores = timed(partial, args.requests)
+
     api_tls = client_ssl_context(folder / "ca.pem", folder / "party-b.pem", folder / "party-b.key")
     headers = {"Authorization": f"Bearer {setup['token']}"}
     with httpx.Client(base_url=urls["party-b"], verify=api_tls, limits=limits, timeout=120.0,
@@ -167,7 +174,8 @@ def measure(setup: dict[str, Any], job_id: str, aligned: list[str], args: argpar
             ok = sum(1 for p in answer["predictions"] if p["status"] == "ok")
             if ok != len(batch_ids):
                 raise RuntimeError(f"{len(batch_ids) - ok} of {len(batch_ids)} aligned IDs were not scored")
-    return {"roundtrip": roundtrip, "client_to_b": client_to_b, "single": single, "batch_seconds": batch_seconds}
+    return {"roundtrip": roundtrip, "client_to_b": client_to_b, "feature_scores": feature_scores, "single": single,
+            "batch_seconds": batch_seconds}
 
 
 def run(args: argparse.Namespace, workdir: Path, progress: Any) -> dict[str, Any]:
@@ -220,6 +228,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any], aligned: int, features
             "roundtrip": roundtrip,
             "single": single,
             "client_to_b_health": client_to_b,
+            "feature_party_scores_one_id": summary_ms(raw["feature_scores"]),
             "batch": {"ids_per_request": args.batch_ids, "requests": len(raw["batch_seconds"]),
                       "seconds_each": [round(s, 4) for s in raw["batch_seconds"]],
                       "median_seconds": round(batch_median, 4),
@@ -251,6 +260,9 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"    p50 {r['roundtrip_p50_ms']:8.3f} ms   p99 {r['roundtrip_p99_ms']:8.3f} ms")
     print(f"  (client → B GET /v1/health: p50 {d['client_to_b_health']['p50_ms']:.3f} ms, "
           f"p99 {d['client_to_b_health']['p99_ms']:.3f} ms)")
+    scores = d["feature_party_scores_one_id"]
+    print(f"  (B → feature party POST /v1/peer/jobs/{{id}}/scores, one ID: p50 {scores['p50_ms']:.3f} ms, "
+          f"p99 {scores['p99_ms']:.3f} ms)")
     print(f"  single-ID predict (POST /v1/jobs/{{id}}/predict), {d['single']['n']} sequential after {s['warmup']} warm-up:")
     print(f"    p50 {r['single_p50_ms']:8.3f} ms   p90 {d['single']['p90_ms']:8.3f} ms   p99 {r['single_p99_ms']:8.3f} ms")
     b = d["batch"]
@@ -284,6 +296,7 @@ def main() -> int:
         raise SystemExit(128 + signum)  # unwinds through running_services, which stops every service
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
     temporary = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="vfl-bench-serving-")) if temporary else args.workdir.resolve()
     try:

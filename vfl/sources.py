@@ -89,6 +89,10 @@ class DataSource(Protocol):
         """Release connections; the source may be used again afterwards (it reopens)."""
         ...
 
+    def in_memory(self) -> bool:
+        """True when a lookup now needs no I/O (so a small one may run on the event loop)."""
+        ...
+
 
 def open_source(name: str, dataset: DatasetSection, limits: LimitsSection) -> DataSource:
     """The source of dataset ``name`` as its config section describes it; nothing is read yet."""
@@ -185,7 +189,8 @@ class FileSource:
     """A CSV or Parquet file, read once and again whenever its modification time changes."""
 
     def __init__(self, name: str, dataset: DatasetSection, read: Callable[..., pd.DataFrame], max_bytes: int) -> None:
-        assert dataset.path is not None
+        if dataset.path is None:
+            raise ConfigError(f"dataset {name!r} names no file; give path, or url and table")
         self.name = name
         self.dataset = dataset
         self.path: Path = dataset.path
@@ -233,6 +238,14 @@ class FileSource:
             _release(state)
             return state.table
 
+    def in_memory(self) -> bool:
+        """Is a lookup answered from memory now (file read, indexed, unchanged)? Then it is quick."""
+        state = self._state
+        try:
+            return state is not None and state.index is not None and state.mtime == os.path.getmtime(self.path)
+        except OSError:
+            return False
+
     def lookup(self, ids: list[str], feature_names: list[str]) -> Lookup:
         wanted = _request_ids(ids)
         with self._lock:
@@ -250,7 +263,6 @@ class FileSource:
                 )
             columns = [state.columns[c] for c in feature_names]
             index, duplicated = state.index, state.duplicated
-        assert index is not None
         rows = {}
         for key in wanted:
             if key is not None and key in index and key not in rows:
@@ -478,6 +490,9 @@ class SqlSource:
         except sa.exc.SQLAlchemyError as exc:
             raise self._error("cannot read the table", "check the database and its permissions", exc) from None
         return _assemble(wanted, rows, duplicated, feature_names)
+
+    def in_memory(self) -> bool:
+        return False  # every lookup queries the database
 
     def close(self) -> None:
         with self._lock:

@@ -121,6 +121,7 @@ class Node:
         flush_counters(self)
         for source in list(self._sources.values()):
             source.close()  # a database's connection pool
+        self.store.close()
         await self.client.aclose()
 
     def spawn(self, coroutine: Any) -> None:

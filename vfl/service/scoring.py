@@ -28,8 +28,9 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -41,10 +42,20 @@ from vfl.sources import Lookup
 if TYPE_CHECKING:
     from vfl.service.node import Node
 
+T = TypeVar("T")
 OK = "ok"
 NOT_AVAILABLE = "not available"
 #: A feature party persists its scored-ID counter at most this often (it is in memory in between).
 COUNTER_FLUSH_SECONDS = 1.0
+#: Up to this many IDs, a lookup that needs no I/O runs on the event loop: a thread hop costs more.
+INLINE_LOOKUP_IDS = 256
+
+
+async def off_the_loop(node: Node, dataset: str, count: int, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` reading ``count`` IDs of ``dataset``: in a thread, unless it is small and in memory."""
+    if count <= INLINE_LOOKUP_IDS and node.source(dataset).in_memory():
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
 
 
 @dataclass
@@ -124,7 +135,7 @@ async def predict(
         raise JobError(f"job {job_id} is {record.state}; only a succeeded job can predict")
     check_request_size(node, len(ids))
     model: ModelPartB = node.serving.model(node, job_id, ModelPartB)
-    own = await asyncio.to_thread(_own_features, node, record, model, ids, features or {})
+    own = await off_the_loop(node, record.dataset, len(ids), _own_features, node, record, model, ids, features or {})
     ready = [i for i, status in enumerate(own.status) if status == OK]
     scores = np.full(len(ids), np.nan)
     missing_at: list[str | None] = [None] * len(ids)
@@ -227,7 +238,8 @@ async def partial_scores(node: Node, job_id: str, ids: list[str], caller: str) -
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
-        found = await asyncio.to_thread(node.lookup, record.dataset, [ids[n] for n in allowed], model.feature_names)
+        found = await off_the_loop(node, record.dataset, len(allowed), node.lookup, record.dataset,
+                                   [ids[n] for n in allowed], model.feature_names)
         usable = found.ok
         values = model.partial_scores(found.features[usable]).tolist() if usable.any() else []
         for n, value in zip((n for n, ok in zip(allowed, usable) if ok), values):

@@ -59,6 +59,9 @@ def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
 def serve(config_path: str | Path, *, log_level: str = "info") -> None:
     config, app = create_app_for(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: one line per partial score would cost more than the score.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if config.tls is None:
         logging.getLogger("vfl.service").warning(
             "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "

@@ -42,6 +42,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -222,6 +223,10 @@ class JobStore:
         self._damaged: set[str] = set()
         # Jobs whose checkpoints are gone for good (cancelled): a late write must not bring a key back.
         self._sealed: set[str] = set()
+        # Open audit logs, one per job: a scoring request appends a line, and reopening the file for
+        # each would cost more than the scoring itself. Lines are written through at once.
+        self._audit_logs: dict[str, Any] = {}
+        self._audit_lock = threading.Lock()
         try:
             self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         except OSError as exc:
@@ -293,8 +298,19 @@ class JobStore:
                                 created_at=when, updated_at=when, stopped_at=when)
 
     def delete(self, job_id: str) -> None:
-        """Remove every trace of a job (used when a submission is refused half-way)."""
+        """Remove every trace of a job (a submission refused half-way, or a deleted job)."""
+        with self._audit_lock:
+            handle = self._audit_logs.pop(job_id, None)
+            if handle is not None:
+                handle.close()
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def close(self) -> None:
+        """Close the open audit logs (at shutdown)."""
+        with self._audit_lock:
+            for handle in self._audit_logs.values():
+                handle.close()
+            self._audit_logs.clear()
 
     def save_model(self, job_id: str, model: dict[str, Any]) -> None:
         atomic_write_json(self._folder(job_id) / "model.json", model)
@@ -429,10 +445,13 @@ class JobStore:
         return ledger
 
     def audit(self, job_id: str, line: str) -> None:
-        file = self._folder(job_id) / "audit.log"
-        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # a log made by an older version may be world-readable
-        with os.fdopen(fd, "a") as handle:
+        with self._audit_lock:
+            handle = self._audit_logs.get(job_id)
+            if handle is None:
+                file = self._folder(job_id) / "audit.log"
+                fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                os.fchmod(fd, FILE_MODE)  # a log made by an older version may be world-readable
+                handle = self._audit_logs[job_id] = os.fdopen(fd, "a", buffering=1)  # line-buffered
             handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
 
     def _load(self, job_id: str, name: str) -> Any:

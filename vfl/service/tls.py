@@ -30,6 +30,8 @@ oversized heads with 431 (``[limits]`` ``header_timeout``, ``max_header_bytes``)
 
 from __future__ import annotations
 
+import functools
+
 import asyncio
 import datetime as dt
 import ipaddress
@@ -145,8 +147,13 @@ def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]]
     return made
 
 
+@functools.lru_cache(maxsize=256)
 def common_name(der: bytes) -> str | None:
-    """The common name of a DER certificate (the party id vfl certificates carry)."""
+    """The common name of a DER certificate (the party id vfl certificates carry).
+
+    Cached by the certificate's bytes: a peer presents the same one on every call, and
+    parsing it per request would cost more than a partial score.
+    """
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
