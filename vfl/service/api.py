@@ -115,16 +115,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail, "error": name}, status_code=status)
 
 
-async def node_of(request: Request) -> Node:
+def node_of(request: Request) -> Node:
     return request.app.state.node
 
 
-# The dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
-# dependency in its thread pool, a thread hop per request that costs more than the check.
 NodeDep = Annotated[Node, Depends(node_of)]
 
 
-async def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """Orchestration calls carry the service's bearer token; anything else is 401."""
     expected: str = request.app.state.token
     scheme, _, given = (authorization or "").partition(" ")
@@ -132,7 +130,7 @@ async def require_token(request: Request, authorization: Annotated[str | None, H
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
+def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
     """The calling peer's party id, which must be one of this service's configured peers.
 
     With TLS (the default) the identity is the common name of the client
