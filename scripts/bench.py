@@ -57,7 +57,7 @@ from vfl.crypto.keys import PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import make_obfuscators
 from vfl.crypto.vector import Encryptor
-from vfl.parallel import available_cores, pool_cpu_seconds, resolve_workers
+from vfl.parallel import available_cores, cpu_model, pool_cpu_seconds, resolve_workers
 
 FATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
 FEATURE_FRAC_BITS = 16  # TrainingConfig's default, used by the product benchmark
@@ -68,17 +68,6 @@ NAIVE_PRODUCT_ROWS = 200
 
 
 # -- measuring ------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> list[float] | None:

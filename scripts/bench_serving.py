@@ -58,6 +58,7 @@ import httpx
 from vfl.demo import running_services, wait_healthy, write_demo_files
 from vfl.orchestrate import Orchestrator
 from vfl.service.store import JobStore
+from vfl.parallel import cpu_model  # noqa: E402
 from vfl.service.tls import client_ssl_context
 
 ROUNDTRIP_GOAL = 3.0  # single_p99_ms / roundtrip_p99_ms at most this
@@ -65,17 +66,6 @@ BATCH_GOAL = 20_000.0  # rows per second at least this
 FATE_SERVING = {"batch_rows": 300, "timeout_ms": 3000, "published_latency": None}
 #: What the benchmark's configs set at the feature parties, so that its own load is not throttled.
 RAISED_LIMITS = {"score_requests_per_minute": 100_000_000, "max_scored_ids": 10**15}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def percentile(values: list[float], q: float) -> float:

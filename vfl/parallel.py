@@ -204,3 +204,17 @@ def pool_cpu_seconds() -> float | None:
             continue  # the worker exited meanwhile
         total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
+
+
+def cpu_model() -> str:
+    """The processor's name, for benchmark output (``/proc/cpuinfo``, else the platform's)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
