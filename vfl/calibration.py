@@ -101,6 +101,10 @@ class ThresholdChoice:
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "rule": self.rule, "target": self.target, "reached": self.reached}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdChoice:
+        return cls(float(data["value"]), str(data["rule"]), data.get("target"), bool(data.get("reached", True)))
+
 
 def _cuts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every distinct cut "p ≥ t": the thresholds, and the true and false positives at each."""
@@ -154,10 +158,9 @@ def fit_decision(
     split = "validation" if "validation" in splits else "train"
     rows = splits[split]
     calibration = fit_platt(u[rows], labels[rows]) if config.calibrates else None
-    probabilities = calibration.apply(u[rows]) if calibration is not None else _sigmoid(u[rows])
     rule = config.threshold
     if isinstance(rule, ThresholdRule):
-        threshold = pick_threshold(labels[rows], probabilities, rule.pick, rule.target)
+        threshold = pick_threshold(labels[rows], probabilities(calibration, u[rows]), rule.pick, rule.target)
     else:
         threshold = ThresholdChoice(float(rule), "fixed")
     return calibration, threshold, split

@@ -129,8 +129,8 @@ class ModelPartB:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartB:
-        rule = data.get("threshold_rule") or {"value": data.get("threshold", 0.5), "rule": "fixed"}
-        threshold = ThresholdChoice(float(rule["value"]), str(rule["rule"]), rule.get("target"), bool(rule.get("reached", True)))
+        # Model files from before the decision layer have neither key: σ(u) at 0.5.
+        threshold = ThresholdChoice.from_dict(data.get("threshold_rule") or {"value": 0.5, "rule": "fixed"})
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
                    np.asarray(data["weights"], dtype=np.float64), float(data["intercept"]),
                    float(data["label_mean"]), float(data["label_scale"]), data.get("row_clip"),

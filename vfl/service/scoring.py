@@ -167,15 +167,15 @@ def _own_features(node: Node, record: JobRecord, model: ModelPartB, ids: list[st
     """Party B's features for ``ids``: from the request where given, else from B's dataset."""
     stored = [i for i in ids if i not in given]
     found = node.lookup(record.dataset, stored, model.feature_names) if stored else Lookup(np.zeros((0, 0)), [])
-    rows = iter(range(len(stored)))
+    next_stored = iter(range(len(stored)))
     features = np.full((len(ids), len(model.feature_names)), np.nan)
     status: list[str] = []
     for n, item_id in enumerate(ids):
         if item_id in given:
-            values, problem = _given_row(given[item_id], model.feature_names)
-            features[n], _ = values, status.append(problem or OK)
+            features[n], problem = _given_row(given[item_id], model.feature_names)
+            status.append(problem or OK)
         else:
-            row = next(rows)
+            row = next(next_stored)
             features[n] = found.features[row]
             status.append(found.status[row])
     return Lookup(features, status)
