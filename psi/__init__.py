@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi.ids import normalize_ids
-from psi.keys import MIN_RSA_BITS
+from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS
 from psi.protocol import DEFAULT_CHUNK, PsiKeyHolder, PsiRequester
+from vfl.engine import Engine, as_engine
 from vfl.parallel import resolve_workers
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.role import Envelope
@@ -48,6 +49,8 @@ def run_psi(
     key_bits: int = 2048,
     min_key_bits: int = MIN_RSA_BITS,
     workers: int | None = None,
+    engine: Engine | None = None,
+    primes: int = DEFAULT_PRIMES,
     chunk_size: int = DEFAULT_CHUNK,
     progress: ProgressFn | None = None,
     job_id: str = "local",
@@ -66,11 +69,12 @@ def run_psi(
     started = time.perf_counter()
     ids_a = normalize_ids(ids_a, source="party A's IDs")
     ids_b = normalize_ids(ids_b, source="party B's IDs")
-    n_workers = resolve_workers(workers)
+    # Both roles share one engine here; at the services each party has its own.
+    compute = engine if engine is not None else as_engine(resolve_workers(workers))
     caps = {"max_peer_ids": max_peer_ids, "max_peer_ratio": max_peer_ratio}
-    holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, workers=n_workers,
+    holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, primes=primes, engine=compute,
                           chunk_size=chunk_size, **caps)
-    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, **caps)
+    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, engine=compute, **caps)
 
     def report(envelope: Envelope) -> None:
         if progress is not None and envelope.recipient == "B":

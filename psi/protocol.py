@@ -49,7 +49,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from psi.hashing import TAG_BYTES, fdh, tag
-from psi.keys import MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
+from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
 from psi.messages import (
     BlindedChunk,
     DeclaredSize,
@@ -62,7 +62,8 @@ from psi.messages import (
 )
 from vfl.crypto.codec import check_units
 from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
-from vfl.parallel import get_pool, run_chunks, split_evenly
+from vfl.engine import Engine, as_engine
+from vfl.parallel import split_evenly
 from vfl.protocol.messages import IntVector, Message
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
@@ -132,11 +133,33 @@ def batch_invert(values: list[mpz], n: mpz) -> list[mpz]:
     return out
 
 
-def own_tags(ids: list[str], salt: bytes, n: mpz, e: mpz, p: mpz, q: mpz, dp: mpz, dq: mpz, qinv: mpz) -> list[bytes]:
-    """Worker task: H2(FDH(x)^d) for a chunk of the key holder's own IDs."""
+def own_tags(ids: list[str], salt: bytes, *parts: mpz) -> list[bytes]:
+    """Worker task: H2(FDH(x)^d) for a chunk of the key holder's own IDs; ``parts`` is ``key.crt_parts()``."""
+    n = parts[0]
     width = (int(n.bit_length()) + 7) // 8
     # Only H2 of these signatures leaves party A, so a faulty one cannot leak a factor: no check needed.
-    return [tag(sign_crt(fdh(x, salt, n), n, e, p, q, dp, dq, qinv, verify=False), salt, width) for x in ids]
+    return [tag(sign_crt(fdh(x, salt, n), *parts, verify=False), salt, width) for x in ids]
+
+
+def blind_many(ids: list[str], salt: bytes, n: mpz, e: mpz) -> tuple[list[mpz], list[mpz]]:
+    """Worker task for party B: (r⁻¹, h(x)·r^e mod n) for a chunk of IDs, a fresh uniform unit r per ID."""
+    factors = [mpz(secrets.randbelow(int(n) - 1) + 1) for _ in ids]  # uniform in [1, n−1]
+    blinded = [fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n for x, r in zip(ids, factors)]
+    # r must be a unit: the batch inversion fails loudly if one is not (probability ~2^-1000).
+    return batch_invert(factors, n), blinded
+
+
+def unblind_many(
+    signatures: list[mpz], inverses: list[mpz], blinded: list[mpz], salt: bytes, n: mpz, e: mpz
+) -> list[bytes] | int:
+    """Worker task for party B: the tags H2(s·r⁻¹) of a chunk, or the index of the first signature that fails s^e = b."""
+    width = (int(n.bit_length()) + 7) // 8
+    tags = []
+    for i, (s, r_inv, b) in enumerate(zip(signatures, inverses, blinded)):
+        if not 0 < s < n or gmpy2.powmod(s, e, n) != b:
+            return i
+        tags.append(tag(s * r_inv % n, salt, width))
+    return tags
 
 
 class PsiKeyHolder(Role):
@@ -158,7 +181,8 @@ class PsiKeyHolder(Role):
         key_bits: int = 2048,
         min_key_bits: int = MIN_RSA_BITS,
         key: RsaPrivateKey | None = None,
-        workers: int = 1,
+        primes: int = DEFAULT_PRIMES,
+        engine: Engine | int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
@@ -172,15 +196,17 @@ class PsiKeyHolder(Role):
         #: B's ID count as the job was registered with (a service knows it); the declaration must match.
         self.expected_size_b = expected_size_b
         self.ids = list(ids)
-        self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits)
+        self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits, primes=primes)
         self.salt = secrets.token_bytes(32)
-        self.workers = workers
+        #: Where signing runs (this machine's pool, or party A's Ray cluster); only A's key and IDs reach it.
+        self.engine = as_engine(engine)
+        self.workers = self.engine.workers
         self.chunk_size = chunk_size
         self.declared_size_b: int | None = None  # from B's DeclaredSize
         self.total_b_chunks: int | None = None  # follows from the declared size and our chunk size
         self.size_b = 0  # blinded values signed so far; never above declared_size_b
         self.rows: np.ndarray | None = None
-        self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the pool
+        self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the engine
         self._own: list[Future[list[bytes]] | list[bytes]] = []  # in order
         self._tag_rows: dict[bytes, int] | None = None
         self.progress = (0, len(self.ids))
@@ -202,13 +228,12 @@ class PsiKeyHolder(Role):
         return [self.send(self.peer, key)]
 
     def _feed_own(self, in_flight: int) -> None:
-        """Keep ``in_flight`` own-ID tasks queued on the pool (all of them when in_flight is large)."""
+        """Keep ``in_flight`` own-ID tasks queued on the engine (all of them when in_flight is large)."""
         if not self._own_waiting:
             return
         pending = sum(1 for f in self._own if isinstance(f, Future) and not f.done())
-        pool = get_pool(self.workers)
         while self._own_waiting and pending < in_flight:
-            self._own.append(pool.submit(own_tags, *self._own_waiting.pop(0)))
+            self._own.append(self.engine.submit(own_tags, *self._own_waiting.pop(0)))
             pending += 1
 
     # Order: B's declaration (0), its chunks (1 + chunk), then the intersection. A chunk that
@@ -290,7 +315,7 @@ class PsiKeyHolder(Role):
         except CiphertextError as exc:
             raise PSIError(f"party B sent an invalid blinded value: {exc}") from exc
         parts = self.key.crt_parts()
-        pieces = run_chunks(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)], self.workers)
+        pieces = self.engine.map(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)])
         signatures = [s for piece in pieces for s in piece]
         self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
         self.size_b += len(values)
@@ -349,10 +374,13 @@ class PsiRequester(Role):
         peer: str = "A",
         min_key_bits: int = MIN_RSA_BITS,
         window: int = DEFAULT_WINDOW,
+        engine: Engine | int | None = None,
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
     ) -> None:
         super().__init__(job_id, Roster.pair(peer, party), party)
+        #: Where blinding and unblinding run; only B's own IDs and the public key reach it.
+        self.engine = as_engine(engine)
         self.peer = peer
         check_caps(max_peer_ids, max_peer_ratio)
         self.ids = list(ids)
@@ -419,14 +447,17 @@ class PsiRequester(Role):
         # The declaration goes first: A signs nothing before it knows how much to sign.
         return [self.send(self.peer, declaration)] + [self._blind(c) for c in range(min(self.window, self.n_chunks))]
 
+    def _pieces(self, count: int) -> list[slice]:
+        return split_evenly(count, self.engine.workers)
+
     def _blind(self, chunk: int) -> Envelope:
         """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
         n, e, salt = self._n, self._e, self.key.salt
         ids = self.ids[chunk * self.chunk_size : (chunk + 1) * self.chunk_size]
-        factors = [mpz(secrets.randbelow(int(n) - 1) + 1) for _ in ids]  # uniform in [1, n−1]
-        blinded = [fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n for x, r in zip(ids, factors)]
-        # r must be a unit: the batch inversion fails loudly if one is not (probability ~2^-1000).
-        self._blinding[chunk] = (batch_invert(factors, n), blinded)
+        pieces = self.engine.map(blind_many, [(ids[s], salt, n, e) for s in self._pieces(len(ids))])
+        inverses = [v for piece_inverses, _ in pieces for v in piece_inverses]
+        blinded = [v for _, piece_blinded in pieces for v in piece_blinded]
+        self._blinding[chunk] = (inverses, blinded)
         message = BlindedChunk(job_id=self.job_id, chunk=chunk, total_chunks=self.n_chunks,
                                values=IntVector.pack(blinded, self._width))
         return self.send(self.peer, message)
@@ -436,12 +467,15 @@ class PsiRequester(Role):
         signatures = message.values.unpack(self._width)
         if len(signatures) != len(blinded):
             raise PSIError(f"signed chunk {message.chunk} has {len(signatures)} values for {len(blinded)} sent")
-        n, e, salt, width = self._n, self._e, self.key.salt, self._width
+        n, e, salt = self._n, self._e, self.key.salt
+        slices = self._pieces(len(blinded))
+        pieces = self.engine.map(unblind_many, [(signatures[s], inverses[s], blinded[s], salt, n, e) for s in slices])
         start = message.chunk * self.chunk_size
-        for i, (s, r_inv, b) in enumerate(zip(signatures, inverses, blinded)):
-            if not 0 < s < n or gmpy2.powmod(s, e, n) != b:
-                raise PSIError(f"party A's signature {i} in chunk {message.chunk} does not verify")
-            self._tag_rows[tag(s * r_inv % n, salt, width)] = start + i
+        for part, piece in zip(slices, pieces):
+            if isinstance(piece, int):
+                raise PSIError(f"party A's signature {part.start + piece} in chunk {message.chunk} does not verify")
+            for i, t in enumerate(piece, start=start + part.start):
+                self._tag_rows[t] = i
         self._signed_chunks += 1
         self.progress = (len(self._tag_rows), len(self.ids))
         self.cursor += 1

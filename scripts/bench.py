@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast is encrypted training? Ours against a naive phe implementation, in one run.
 
-    python scripts/bench.py [--json] [--key-bits 2048] [--rows 10000] [--workers W]
+    python scripts/bench.py [--json] [--key-bits 2048] [--rows 10000] [--workers W] [--engine local|ray] [--address H:P]
                             [--naive-sample 150] [--epochs 3] [--repeats 5]
 
 Measures, on this machine, in the same run:
@@ -57,7 +57,8 @@ from vfl.crypto.keys import PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import make_obfuscators
 from vfl.crypto.vector import Encryptor
-from vfl.parallel import available_cores, cpu_model, pool_cpu_seconds, resolve_workers
+from vfl.engine import ENGINES, Engine, make_engine
+from vfl.parallel import available_cores, cpu_model, pool_cpu_seconds
 
 FATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
 FEATURE_FRAC_BITS = 16  # TrainingConfig's default, used by the product benchmark
@@ -100,17 +101,17 @@ def all_cpu() -> float:
 # -- 1. encryption --------------------------------------------------------------------------
 
 
-def bench_encryption(public: PublicKey, workers: int, repeats: int, phe_sample: int = 40) -> dict[str, Any]:
+def bench_encryption(public: PublicKey, engine: Engine, repeats: int, phe_sample: int = 40) -> dict[str, Any]:
     values = np.random.default_rng(0).normal(size=8000)
-    one = Encryptor(public, "djn", workers=1)
+    one = Encryptor(public, "djn", engine=1)
     one.encrypt(values[:10], VALUE_FRAC_BITS)  # builds this process's fixed-base table once
     per_core, per_core_cpu = median_rate(2000, lambda: one.encrypt(values[:2000], VALUE_FRAC_BITS), repeats)
 
-    many = Encryptor(public, "djn", workers=workers)
+    many = Encryptor(public, "djn", engine=engine)
     many.encrypt(values[:2000], VALUE_FRAC_BITS)  # starts the pool and builds each worker's table
     all_workers, _ = median_rate(8000, lambda: many.encrypt(values, VALUE_FRAC_BITS), max(1, repeats // 2))
 
-    strict = Encryptor(public, "strict", workers=1)
+    strict = Encryptor(public, "strict", engine=1)
     strict_rate, strict_cpu = median_rate(20, lambda: strict.encrypt(values[:20], VALUE_FRAC_BITS), 3)
 
     phe_key = public.phe_key
@@ -144,15 +145,15 @@ def naive_phe_product_seconds(public: PublicKey, cts: list, X: np.ndarray) -> fl
     return time.perf_counter() - started
 
 
-def bench_product(public: PublicKey, workers: int, rows: int, repeats: int) -> dict[str, Any]:
+def bench_product(public: PublicKey, engine: Engine, rows: int, repeats: int) -> dict[str, Any]:
     X = np.random.default_rng(1).normal(size=(rows, PRODUCT_COLUMNS))
-    cts = make_obfuscators(public, rows, "djn", workers)  # any units will do as ciphertexts
+    cts = make_obfuscators(public, rows, "djn", engine)  # any units will do as ciphertexts
     exps = fixed_point_exponents(X, FEATURE_FRAC_BITS)
     nsq = public.nsquare
     cells = rows * PRODUCT_COLUMNS
-    encrypted_matvec_t(cts[:3000], exps[:3000], nsq, workers=workers)  # warm the pool
-    per_core, per_core_cpu = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, workers=1), repeats)
-    all_workers, _ = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, workers=workers), repeats)
+    encrypted_matvec_t(cts[:3000], exps[:3000], nsq, engine=engine)  # warm the pool
+    per_core, per_core_cpu = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, engine=1), repeats)
+    all_workers, _ = median_rate(cells, lambda: encrypted_matvec_t(cts, exps, nsq, engine=engine), repeats)
 
     sample = min(NAIVE_PRODUCT_ROWS, rows)
     naive_seconds = naive_phe_product_seconds(public, cts[:sample], X[:sample])
@@ -181,7 +182,7 @@ def bench_product_default_credit(public: PublicKey, repeats: int) -> dict[str, A
         scale[scale == 0] = 1.0  # the intercept column stays at 1
         centre = np.where(features.std(0) == 0, 0.0, features.mean(0))
         exps = fixed_point_exponents(((features - centre) / scale)[rows], FEATURE_FRAC_BITS)
-        rate, cpu_rate = median_rate(exps.size, lambda: encrypted_matvec_t(cts, exps, nsq, workers=1), repeats)
+        rate, cpu_rate = median_rate(exps.size, lambda: encrypted_matvec_t(cts, exps, nsq, engine=1), repeats)
         out[f"party_{party}"] = {"columns": exps.shape[1], "ours_per_core": round(rate), "ours_per_core_cpu_time": round(cpu_rate)}
     return out
 
@@ -272,7 +273,7 @@ def split_feature_parties(features: np.ndarray, names: list[str], k: int) -> lis
 
 
 def run_epochs(
-    keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int, *, prefetch: bool, k: int = 1,
+    keypair: tuple[PublicKey, PrivateKey], engine: Engine | int, epochs: int, *, prefetch: bool, k: int = 1,
 ) -> dict[str, Any]:
     """Train ``epochs`` epochs with ``k`` feature parties; per epoch wall, CPU, breakdown and CPU per party."""
     from vfl.protocol.arbiter import Arbiter
@@ -290,11 +291,11 @@ def run_epochs(
     parts = split_feature_parties(a.features, a.feature_names, k)
     lengths = gradient_lengths({p: x.shape[1] for p, (x, _) in zip(roster.features, parts)}, b.features.shape[1], config)
     roles: dict[str, Any] = {
-        p: FeatureParty("bench", config, x, roster=roster, party=p, workers=workers, min_key_bits=floor,
+        p: FeatureParty("bench", config, x, roster=roster, party=p, engine=engine, min_key_bits=floor,
                         job_lengths=lengths)
         for p, (x, _) in zip(roster.features, parts)
     }
-    roles["B"] = LabelParty("bench", config, b.features, b.labels, roster=roster, workers=workers, min_key_bits=floor,
+    roles["B"] = LabelParty("bench", config, b.features, b.labels, roster=roster, engine=engine, min_key_bits=floor,
                             job_lengths=lengths)
     roles["C"] = Arbiter("bench", config, len(b), gradient_lengths=lengths, keypair=keypair, min_key_bits=floor,
                          roster=roster)
@@ -351,13 +352,13 @@ def bench_feature_parties(keypair: tuple[PublicKey, PrivateKey], counts: list[in
     return out
 
 
-def bench_epoch(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int) -> dict[str, Any]:
+def bench_epoch(keypair: tuple[PublicKey, PrivateKey], engine: Engine, epochs: int) -> dict[str, Any]:
     """A warm-up epoch, then ``epochs`` timed ones; the breakdown from a run without prefetch."""
-    run = run_epochs(keypair, workers, epochs + 1, prefetch=True)
+    run = run_epochs(keypair, engine, epochs + 1, prefetch=True)
     warm, timed_epochs = run["epochs"][0], run["epochs"][1:]
     seconds = [e["seconds"] for e in timed_epochs]
     cpu = [e["cpu_seconds"] for e in timed_epochs]
-    attributed = run_epochs(keypair, workers, 2, prefetch=False)["epochs"]
+    attributed = run_epochs(keypair, engine, 2, prefetch=False)["epochs"]
     median_index = int(np.argsort([e["seconds"] for e in attributed])[len(attributed) // 2])
     chosen = attributed[median_index]
     return {
@@ -368,7 +369,7 @@ def bench_epoch(keypair: tuple[PublicKey, PrivateKey], workers: int, epochs: int
         "seconds_each_epoch": [round(s, 2) for s in seconds],
         "first_epoch_seconds": round(warm["seconds"], 2),
         "cpu_seconds_per_epoch": round(statistics.median(cpu), 2),
-        "cpu_bound_seconds_per_epoch": round(statistics.median(cpu) / workers, 2),
+        "cpu_bound_seconds_per_epoch": round(statistics.median(cpu) / engine.workers, 2),
         "breakdown_seconds": {k: round(v, 2) for k, v in chosen["breakdown"].items()},
         "breakdown_epoch_seconds": round(chosen["seconds"], 2),
         "bytes_per_epoch": run["bytes_per_epoch"],
@@ -454,23 +455,24 @@ def bench_naive_epoch(keypair: tuple[PublicKey, PrivateKey], sample: int) -> dic
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    workers = resolve_workers(args.workers)
+    engine = make_engine(args.engine, address=args.address, workers=args.workers)
+    workers = engine.workers
     report: dict[str, Any] = {
         "machine": {
-            "cores": available_cores(), "workers": workers, "cpu": cpu_model(),
+            "cores": available_cores(), "engine": engine.name, "workers": workers, "cpu": cpu_model(),
             "python": platform.python_version(), "gmpy2": gmpy2.version(), "gmp": gmpy2.mp_version(),
             "phe": phe.__version__, "load_average_before": load_average(),
         },
         "key_bits": args.key_bits,
     }
     keypair = generate_keypair(args.key_bits, min_bits=min(args.key_bits, 1024))
-    report["encryption"] = bench_encryption(keypair[0], workers, args.repeats)
-    report["product"] = bench_product(keypair[0], workers, args.rows, max(1, args.repeats // 2))
+    report["encryption"] = bench_encryption(keypair[0], engine, args.repeats)
+    report["product"] = bench_product(keypair[0], engine, args.rows, max(1, args.repeats // 2))
     if not (FATE / "default_credit_hetero_host.csv").is_file():
         report["epoch"] = f"skipped: FATE's default_credit pair is not under {FATE} (../shared is absent)"
     else:
         report["product_default_credit"] = bench_product_default_credit(keypair[0], max(1, args.repeats // 2))
-        report["epoch"] = bench_epoch(keypair, workers, args.epochs)
+        report["epoch"] = bench_epoch(keypair, engine, args.epochs)
         report["naive_epoch"] = bench_naive_epoch(keypair, args.naive_sample)
         ours, naive = report["epoch"]["seconds_per_epoch"], report["naive_epoch"]["seconds_per_epoch"]
         report["epoch_speedup"] = round(naive / ours, 1)
@@ -536,6 +538,10 @@ def main() -> int:
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the product benchmark (10 columns)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="where the parallel work runs: this machine's pool, or a Ray cluster (default local)")
+    parser.add_argument("--address", default=None,
+                        help="with --engine ray: the cluster's head (host:port); default a private local instance")
     parser.add_argument("--naive-sample", type=int, default=150, help="rows the naive phe epoch is timed on")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed after the warm-up one (median reported)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the encryption and product timings")

@@ -16,6 +16,7 @@ import numpy as np
 
 from psi import run_psi
 from psi.keys import MIN_RSA_BITS
+from vfl.engine import Engine, as_engine
 from vfl.errors import NoOverlapError
 
 
@@ -77,7 +78,7 @@ def align(
     *,
     key_bits: int = 2048,
     min_key_bits: int = MIN_RSA_BITS,
-    workers: int | None = None,
+    engine: Engine | int | None = None,
     source_a: str = "party A",
     source_b: str = "party B",
 ) -> Alignment:
@@ -85,7 +86,7 @@ def align(
 
     Raises :class:`NoOverlapError` when there is nothing in common.
     """
-    result = run_psi(ids_a, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, workers=workers)
+    result = run_psi(ids_a, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=as_engine(engine))
     if result.intersection_size == 0:
         raise no_overlap(result.size_a, result.size_b, source_a, source_b)
     return Alignment(
@@ -164,14 +165,14 @@ def align_many(
     *,
     key_bits: int = 2048,
     min_key_bits: int = MIN_RSA_BITS,
-    workers: int | None = None,
+    engine: Engine | int | None = None,
     source_b: str = "party B",
     sources: Sequence[str] | None = None,
 ) -> MultiAlignment:
     """B's PSI with each feature party, intersected: the rows of the IDs all of them hold."""
     sources = list(sources or [f"feature party {i + 1}" for i in range(len(feature_ids))])
     pairwise = [
-        align(ids, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, workers=workers, source_a=source, source_b=source_b)
+        align(ids, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=engine, source_a=source, source_b=source_b)
         for ids, source in zip(feature_ids, sources)
     ]
     if len(pairwise) == 1:

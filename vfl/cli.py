@@ -43,7 +43,12 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--l2", type=float, default=None)
     p.add_argument("--validation-fraction", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None, help="processes for crypto (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="crypto tasks at once (default: all cores, or the Ray cluster's CPUs)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the crypto runs: this machine's cores (local), or a Ray cluster (needs vfl[ray])")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: the cluster head (host:port from `ray start --head`); default: a new local one")
     p.add_argument("--config", type=Path, default=None,
                    help="JSON file with training settings, or a job spec (its 'training' section is used)")
     p.add_argument("--out", type=Path, required=True, help="where to write the result JSON")
@@ -86,7 +91,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     try:
         result = simulate_csv(
             args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
-            id_column_a=columns_a, workers=args.workers, progress=None if args.quiet else progress.epoch,
+            id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
+            progress=None if args.quiet else progress.epoch,
         )
     finally:
         progress.close()

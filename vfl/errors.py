@@ -26,6 +26,7 @@ need to catch ``VFLError`` or one of its branches::
     ├── PSIError                  private set intersection failed or was abused
     ├── TransportError            a peer could not be reached or answered badly
     │   └── PeerRefused           a peer answered with an error of its own
+    ├── ComputeError              the party's compute engine (its Ray cluster) failed or cannot be reached
     └── JobError                  a job cannot run, or was cancelled
         └── JobCancelled
 
@@ -150,6 +151,10 @@ class PeerRefused(TransportError):
         self.error = error
 
 
+class ComputeError(VFLError):
+    """The party's compute engine failed: its Ray cluster cannot be reached, or lost a task or a node."""
+
+
 class JobError(VFLError):
     """A job cannot be started or continued."""
 
@@ -178,6 +183,7 @@ __all__ = [
     "PSIError",
     "TransportError",
     "PeerRefused",
+    "ComputeError",
     "JobError",
     "JobCancelled",
 ]

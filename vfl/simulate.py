@@ -27,7 +27,7 @@ from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data import PartyTable, check_labels, load_csv
 from vfl.errors import DataError
 from vfl.model_parts import evaluate_label_part
-from vfl.parallel import resolve_workers
+from vfl.engine import Engine, make_engine
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import EpochDecision
@@ -70,6 +70,8 @@ def simulate(
     config: TrainingConfig,
     *,
     workers: int | None = None,
+    engine: Engine | str | None = None,
+    address: str | None = None,
     job_id: str = "simulation",
     progress: ProgressFn | None = None,
     transcript: list[Envelope] | None = None,
@@ -83,19 +85,24 @@ def simulate(
 
     ``keypair`` lets tests reuse one arbiter key; ``transcript`` collects every
     training envelope; ``psi_key_bits`` defaults to the Paillier key size.
+
+    ``engine`` is where every party's crypto runs: an :class:`~vfl.engine.Engine`,
+    or ``"local"`` (this machine, ``workers`` processes; the default) or ``"ray"``
+    (the Ray cluster at ``address``, or a private local one). All parties share it
+    here, as they share the machine.
     """
     started = time.perf_counter()
     if table_b.labels is None:
         raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
     check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
-    n_workers = resolve_workers(workers)
+    engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
 
     tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
     roster = Roster.default(len(tables))
     min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
     alignment = align_many(
         table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
-        workers=n_workers, source_b=table_b.source, sources=[t.source for t in tables],
+        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
     )
     parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
     b_rows = table_b.take(alignment.rows_b)
@@ -106,11 +113,11 @@ def simulate(
                                b_rows.features.shape[1], config, label=roster.label)
     features = [
         FeatureParty(job_id, config, t.features, roster=roster, party=p, feature_names=t.feature_names,
-                     workers=n_workers, min_key_bits=min_bits, job_lengths=lengths)
+                     engine=engine, min_key_bits=min_bits, job_lengths=lengths)
         for p, t in zip(roster.features, parts)
     ]
     party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
-                         feature_names=b_rows.feature_names, workers=n_workers, min_key_bits=min_bits,
+                         feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
                          job_lengths=lengths)
     arbiter = Arbiter(job_id, config, alignment.size, gradient_lengths=lengths, keypair=keypair,
                       min_key_bits=min_bits, roster=roster)
@@ -174,6 +181,7 @@ def simulate(
         "curves": curves_for(config.model, b_rows.labels[curve_rows], predictions[curve_rows], None),
         "curve_split": curve_split,
         "config": config.model_dump(),
-        "workers": n_workers,
+        "workers": engine.workers,
+        "engine": engine.name,
         "model_parts": model_parts,
     }

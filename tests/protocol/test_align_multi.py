@@ -22,7 +22,7 @@ def test_three_feature_parties_align_the_same_people_in_the_same_order():
     ids_b = [p for p in people if rng.random() < 0.85]
     feature_ids = [list(rng.permutation([p for p in people if rng.random() < 0.8])) for _ in range(3)]
 
-    result = align_many(ids_b, feature_ids, key_bits=BITS, min_key_bits=BITS, workers=1)
+    result = align_many(ids_b, feature_ids, key_bits=BITS, min_key_bits=BITS, engine=1)
 
     expected = set(ids_b).intersection(*map(set, feature_ids))
     aligned_b = [ids_b[i] for i in result.rows_b]
@@ -36,12 +36,12 @@ def test_three_feature_parties_align_the_same_people_in_the_same_order():
 def test_one_feature_party_is_exactly_the_two_party_alignment():
     ids_b, ids_a = [f"x{i}" for i in range(50)], [f"x{i}" for i in range(20, 90)]
 
-    many = align_many(ids_b, [ids_a], key_bits=BITS, min_key_bits=BITS, workers=1)
-    two = align(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1)
+    many = align_many(ids_b, [ids_a], key_bits=BITS, min_key_bits=BITS, engine=1)
+    two = align(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, engine=1)
 
     assert np.array_equal(many.rows_b, two.rows_b) and np.array_equal(many.rows[0], two.rows_a)
 
 
 def test_pairs_that_overlap_but_share_no_one_in_common_are_refused():
     with pytest.raises(NoOverlapError, match="no ID is held by all"):
-        align_many(["a", "b"], [["a"], ["b"]], key_bits=BITS, min_key_bits=BITS, workers=1)
+        align_many(["a", "b"], [["a"], ["b"]], key_bits=BITS, min_key_bits=BITS, engine=1)

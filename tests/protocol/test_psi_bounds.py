@@ -57,7 +57,7 @@ def signed_values(transcript: list[Envelope]) -> int:
 @pytest.mark.parametrize("claimed", [100, 64], ids=["mid-chunk", "chunk-boundary"])
 def test_a_requester_sending_more_than_it_declared_is_refused(claimed):
     ids_a, ids_b, _ = make_sets(300, 0.5, seed=1)
-    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=64)
+    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, engine=1, chunk_size=64)
     requester = UnderDeclaringRequester("job", ids_b, min_key_bits=BITS)
     requester.claimed = claimed
     transcript: list[Envelope] = []
@@ -123,7 +123,7 @@ def test_chunks_before_the_declaration_wait_and_nothing_is_signed():
 
 def test_a_declaration_above_max_psi_ids_is_refused_before_anything_is_signed():
     ids_a, ids_b, _ = make_sets(300, 0.5, seed=2)
-    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=64,
+    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, engine=1, chunk_size=64,
                           max_peer_ids=len(ids_b) - 1)
     requester = PsiRequester("job", ids_b, min_key_bits=BITS)
     transcript: list[Envelope] = []
@@ -150,7 +150,7 @@ def test_a_declaration_is_refused_even_when_its_chunks_came_first():
 def test_max_psi_ratio_caps_the_declaration_relative_to_a(size_b, refused):
     ids_a = [f"a{i}" for i in range(100)]
     ids_b = [f"a{i}" for i in range(50)] + [f"b{i}" for i in range(size_b - 50)]
-    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=64,
+    holder = PsiKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, engine=1, chunk_size=64,
                           max_peer_ratio=2.0)
     requester = PsiRequester("job", ids_b, min_key_bits=BITS)
 
@@ -173,7 +173,7 @@ def test_the_requester_caps_what_a_declares_too():
 
 def test_the_requester_refuses_tags_that_do_not_add_up_to_a_declaration():
     ids_a, ids_b, _ = make_sets(100, 0.5, seed=4)
-    holder = MisdeclaringKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=64)
+    holder = MisdeclaringKeyHolder("job", ids_a, key_bits=BITS, min_key_bits=BITS, engine=1, chunk_size=64)
     holder.claimed = 90  # looks small, then sends 100 tags
     requester = PsiRequester("job", ids_b, min_key_bits=BITS)
 
@@ -207,7 +207,7 @@ def test_the_alignment_summary_shows_the_declared_sizes():
     ids_a, ids_b, truth = make_sets(120, 0.5, seed=6)
     ids_b = ids_b[:100]
 
-    summary = align(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1).summary()
+    summary = align(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, engine=1).summary()
 
     assert summary["declared_size_a"] == 120 and summary["declared_size_b"] == 100
     assert summary["party_a_ids"] == 120 and summary["party_b_ids"] == 100

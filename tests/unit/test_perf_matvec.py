@@ -134,8 +134,8 @@ def test_matvec_columns_dealt_over_processes_equal_one_process(public_key, units
     cts = units * 60  # 24,000 rows × 5 columns: above the parallel threshold
     exps = np.tile(exps, (60, 1))
 
-    assert encrypted_matvec_t(cts, exps, public_key.nsquare, workers=2) == encrypted_matvec_t(
-        cts, exps, public_key.nsquare, workers=1
+    assert encrypted_matvec_t(cts, exps, public_key.nsquare, engine=2) == encrypted_matvec_t(
+        cts, exps, public_key.nsquare, engine=1
     )
 
 
@@ -144,6 +144,6 @@ def test_matvec_one_column_split_by_rows_over_processes(public_key, units, rng):
     exps = fixed_point_exponents(rng.normal(size=(len(cts), 1)), 32)
     nsq = public_key.nsquare
 
-    (parallel,) = encrypted_matvec_t(cts, exps, nsq, workers=2)
+    (parallel,) = encrypted_matvec_t(cts, exps, nsq, engine=2)
 
     assert parallel == multiexp_signed(cts, exps[:, 0], nsq)

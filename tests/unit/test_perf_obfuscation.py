@@ -116,7 +116,7 @@ def test_encryptions_decrypt_and_are_never_the_readable_form(public_key, private
 
 
 def test_prefetched_stock_is_used_and_never_repeats(public_key, private_key):
-    encryptor = Encryptor(public_key, "djn", workers=2)
+    encryptor = Encryptor(public_key, "djn", engine=2)
     encryptor.prefetch(700)
 
     first = encryptor.encrypt(np.zeros(600), 16)
@@ -127,7 +127,7 @@ def test_prefetched_stock_is_used_and_never_repeats(public_key, private_key):
 
 
 def test_stock_without_workers_still_hands_out_fresh_values(public_key):
-    stock = ObfuscatorStock(public_key, "djn", workers=1)
+    stock = ObfuscatorStock(public_key, "djn", engine=1)
     stock.refill(50)  # a no-op with one worker: nothing to overlap with
 
     assert len(stock) == 0

@@ -5,7 +5,7 @@ import pytest
 from gmpy2 import mpz
 
 from psi.hashing import fdh, tag
-from psi.keys import RsaPublicKey, generate_rsa_key, sign_crt
+from psi.keys import RsaPublicKey, generate_rsa_key, max_primes, sign_crt, sign_many
 from vfl.errors import ConfigError, PSIError
 
 
@@ -14,20 +14,73 @@ def rsa_key():
     return generate_rsa_key(1024, min_bits=1024)
 
 
-def test_crt_signature_equals_plain_exponentiation(rsa_key):
-    n = rsa_key.public.n
-    d = gmpy2.invert(rsa_key.public.e, (rsa_key.p - 1) * (rsa_key.q - 1))
-    y = fdh("alice", b"s" * 32, n)
-
-    assert sign_crt(y, *rsa_key.crt_parts()) == gmpy2.powmod(y, d, n)
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-prime", "3-prime"])
+def any_key(request):
+    return generate_rsa_key(1024, min_bits=1024, primes=request.param)
 
 
-def test_a_faulty_crt_half_is_caught_before_release(rsa_key):
-    n, e, p, q, dp, dq, qinv = rsa_key.crt_parts()
-    y = fdh("bob", b"s" * 32, n)
+def test_the_default_key_has_three_primes(rsa_key):
+    assert rsa_key.primes == 3
+    assert len(rsa_key.crt_parts()) == 10
+
+
+def test_a_key_has_the_asked_primes_and_exactly_the_asked_bits(any_key):
+    factors = any_key.factors
+
+    assert len(set(factors)) == any_key.primes
+    assert all(gmpy2.is_prime(r, 50) for r in factors)
+    product = mpz(1)
+    for r in factors:
+        product *= r
+    assert product == any_key.public.n
+    assert any_key.public.n.bit_length() == 1024
+    assert all(gmpy2.gcd(r - 1, any_key.public.e) == 1 for r in factors)
+
+
+def test_crt_signature_equals_plain_exponentiation(any_key):
+    n = any_key.public.n
+    # d from λ(n) computed here, not by the key, so the test does not trust the key's own arithmetic
+    lam = mpz(1)
+    for r in any_key.factors:
+        lam = gmpy2.lcm(lam, r - 1)
+    d = gmpy2.invert(any_key.public.e, lam)
+    values = [fdh(f"id{i}", b"s" * 32, n) for i in range(20)]
+
+    signed = sign_many(values, *any_key.crt_parts())
+
+    assert signed == [gmpy2.powmod(y, d, n) for y in values]
+    assert all(gmpy2.powmod(s, any_key.public.e, n) == y for s, y in zip(signed, values))
+
+
+@pytest.mark.parametrize("fault", range(3))
+def test_a_faulty_crt_part_is_caught_before_release(fault):
+    key = generate_rsa_key(1024, min_bits=1024, primes=3)
+    parts = list(key.crt_parts())
+    exponent_at = [4, 5, 8][fault]  # dP, dQ, d_3: a fault in one prime's exponentiation
+    parts[exponent_at] += 1
+    y = fdh("bob", b"s" * 32, key.public.n)
 
     with pytest.raises(PSIError, match="computation fault"):
-        sign_crt(y, n, e, p, q, dp + 1, dq, qinv)  # a fault in one half
+        sign_crt(y, *parts)
+
+
+def test_key_invariants_are_checked(rsa_key):
+    from dataclasses import replace
+
+    broken = replace(rsa_key, qinv=rsa_key.qinv + 1)
+
+    with pytest.raises(PSIError, match="qInv"):
+        broken.check()
+
+
+@pytest.mark.parametrize("bits, primes", [(1024, 4), (2048, 4), (2048, 1), (2048, True)])
+def test_prime_counts_beyond_what_the_modulus_allows_are_refused(bits, primes):
+    with pytest.raises(ConfigError, match="prime"):
+        generate_rsa_key(bits, min_bits=1024, primes=primes)
+
+
+def test_the_prime_cap_follows_openssl():
+    assert [max_primes(b) for b in (512, 1024, 2048, 4096, 8192)] == [2, 3, 3, 4, 5]
 
 
 def test_full_domain_hash_spans_the_modulus(rsa_key):

@@ -94,8 +94,8 @@ def test_matvec_with_worker_processes_equals_single_process(public_key, rng):
     cts = make_obfuscators(public_key, 3000, "djn", 1)
     exps = fixed_point_exponents(rng.normal(size=(3000, 8)), 16)
 
-    assert encrypted_matvec_t(cts, exps, public_key.nsquare, workers=2) == encrypted_matvec_t(
-        cts, exps, public_key.nsquare, workers=1
+    assert encrypted_matvec_t(cts, exps, public_key.nsquare, engine=2) == encrypted_matvec_t(
+        cts, exps, public_key.nsquare, engine=1
     )
 
 
@@ -164,7 +164,7 @@ def test_decrypt_with_another_key_is_refused(encryptor, private_key):
 
 
 def test_obfuscator_stock_never_hands_out_the_same_value_twice(public_key):
-    stock = ObfuscatorStock(public_key, "djn", workers=2)
+    stock = ObfuscatorStock(public_key, "djn", engine=2)
     stock.refill(600)
 
     first, second = stock.take(400), stock.take(400)

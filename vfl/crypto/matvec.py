@@ -52,7 +52,8 @@ from gmpy2 import mpz
 
 from vfl.crypto.codec import byte_width, pack_ints, unpack_ints
 from vfl.errors import EncodingOverflow
-from vfl.parallel import run_chunks, split_evenly
+from vfl.engine import Engine, as_engine
+from vfl.parallel import split_evenly
 
 #: Exponents must fit numpy int64 so digits can be cut vectorised.
 MAX_EXPONENT_BITS = 62
@@ -329,11 +330,14 @@ def deal_by_cost(costs: Sequence[float], parts: int) -> list[list[int]]:
     return [sorted(g) for g in groups if g]
 
 
-def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, workers: int = 1) -> list[mpz]:
+def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, engine: Engine | int | None = None) -> list[mpz]:
     """Π_i cts[i]^exps[i, j] mod nsq for every column j: ``Xᵀ[[d]]`` on raw integers.
 
-    ``exps`` is the (rows × columns) int64 matrix from :func:`fixed_point_exponents`.
+    ``exps`` is the (rows × columns) int64 matrix from :func:`fixed_point_exponents`;
+    the work is spread over ``engine`` (see :mod:`vfl.engine`).
     """
+    engine = as_engine(engine)
+    workers = engine.workers
     exps = np.asarray(exps, dtype=np.int64)
     if exps.ndim != 2 or exps.shape[0] != len(cts):
         raise ValueError(f"exponent matrix {exps.shape} does not match {len(cts)} ciphertexts")
@@ -348,7 +352,7 @@ def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, workers: 
         packed = pack_ints(cts, width)  # one bytes object: cheap to pickle, unlike a list of mpz
         chunks = [(packed, width, exps_t[g], [plans[j].window for j in g], nsq) for g in groups]
         out: list[mpz] = [mpz(1)] * cols
-        for g, part in zip(groups, run_chunks(_columns_task, chunks, workers)):
+        for g, part in zip(groups, engine.map(_columns_task, chunks)):
             for j, value in zip(g, part):
                 out[j] = value
         return out
@@ -358,7 +362,7 @@ def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, workers: 
         sub = exps_t[:, block]
         plans = [plan_column(row) for row in sub]
         chunks.append((pack_ints(cts[block], width), width, sub, [p.window for p in plans], nsq))
-    parts = run_chunks(_columns_task, chunks, workers)
+    parts = engine.map(_columns_task, chunks)
     result = parts[0]
     for part in parts[1:]:
         result = [a * b % nsq for a, b in zip(result, part)]

@@ -31,7 +31,8 @@ Two ways to make ρ:
     (κ = 112 at 2048 bits gives 448 bits), twice what that attack needs.
 
 Obfuscators can be made ahead of need: :class:`ObfuscatorStock` keeps a stock
-and refills it on spare cores between batches.
+and refills it on the party's engine (:mod:`vfl.engine`) between batches.
+Each engine worker builds the fixed-base table of a key once and keeps it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from gmpy2 import mpz
 
 from vfl.crypto.keys import PublicKey
 from vfl.errors import ConfigError
-from vfl.parallel import get_pool, run_chunks, split_evenly
+from vfl.engine import Engine, as_engine
+from vfl.parallel import split_evenly
 
 ObfuscationMode = Literal["djn", "strict"]
 MODES: tuple[str, ...] = ("djn", "strict")
@@ -158,18 +160,31 @@ class FixedBaseTable:
 # Each process keeps the tables of the keys it last worked for: building one
 # costs ~0.45 s at 2048 bits, shipping its 47 MB to a worker would cost more.
 _tables: dict[tuple[int, int], FixedBaseTable] = {}
+_tables_built = 0  # in this process, ever: see table_stats()
 
 
 def _table_for(n: mpz, hs: mpz) -> FixedBaseTable:
     key = (int(n), int(hs))
     table = _tables.pop(key, None)
     if table is None:
+        global _tables_built
+        _tables_built += 1
         bits = int(n.bit_length())
         table = FixedBaseTable(hs, n * n, short_exponent_bits(bits), table_window(bits))
         while len(_tables) >= TABLES_KEPT:
             del _tables[next(iter(_tables))]  # the least recently used
     _tables[key] = table  # re-inserted: now the most recently used
     return table
+
+
+def table_stats(_: object = None) -> tuple[int, int]:
+    """(this process's pid, fixed-base tables it has built so far): shows that engine workers keep them.
+
+    Takes (and ignores) one argument so that an engine can map it over chunks.
+    """
+    import os
+
+    return os.getpid(), _tables_built
 
 
 def djn_obfuscators(n: mpz, hs: mpz, count: int) -> list[mpz]:
@@ -193,16 +208,17 @@ def _make(n: mpz, hs: mpz, mode: str, count: int) -> list[mpz]:
     return djn_obfuscators(n, hs, count) if mode == "djn" else strict_obfuscators(n, count)
 
 
-def make_obfuscators(public_key: PublicKey, count: int, mode: ObfuscationMode, workers: int) -> list[mpz]:
-    """``count`` fresh obfuscators, spread over ``workers`` processes when worth it."""
+def make_obfuscators(public_key: PublicKey, count: int, mode: ObfuscationMode, engine: Engine | int | None) -> list[mpz]:
+    """``count`` fresh obfuscators, spread over the engine's workers when worth it."""
+    engine = as_engine(engine)
     if mode not in MODES:
         raise ConfigError(f"unknown obfuscation mode {mode!r}; use one of {MODES}")
     if count <= 0:
         return []
-    parts = workers if count >= PARALLEL_THRESHOLD else 1
+    parts = engine.workers if count >= PARALLEL_THRESHOLD else 1
     chunks = [(public_key.n, public_key.hs, mode, s.stop - s.start) for s in split_evenly(count, parts)]
     out: list[mpz] = []
-    for part in run_chunks(_make, chunks, parts):
+    for part in engine.map(_make, chunks):
         out.extend(part)
     return out
 
@@ -216,12 +232,12 @@ class ObfuscatorStock:
     stock full when the next batch starts.
     """
 
-    def __init__(self, public_key: PublicKey, mode: ObfuscationMode = "djn", workers: int = 1) -> None:
+    def __init__(self, public_key: PublicKey, mode: ObfuscationMode = "djn", engine: Engine | int | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown obfuscation mode {mode!r}; use one of {MODES}")
         self.public_key = public_key
         self.mode = mode
-        self.workers = workers
+        self.engine = as_engine(engine)
         self._stock: deque[mpz] = deque()
         self._pending: list[Future[list[mpz]]] = []
         self._lock = threading.Lock()
@@ -231,12 +247,11 @@ class ObfuscatorStock:
 
     def refill(self, count: int) -> None:
         """Start making ``count`` obfuscators on the pool without waiting for them."""
-        if count <= 0 or self.workers <= 1:
+        if count <= 0 or self.engine.workers <= 1:
             return
-        pool = get_pool(self.workers)
         pk = self.public_key
-        for s in split_evenly(count, self.workers):
-            self._pending.append(pool.submit(_make, pk.n, pk.hs, self.mode, s.stop - s.start))
+        for s in split_evenly(count, self.engine.workers):
+            self._pending.append(self.engine.submit(_make, pk.n, pk.hs, self.mode, s.stop - s.start))
 
     def take(self, count: int) -> list[mpz]:
         """``count`` obfuscators never handed out before."""
@@ -245,7 +260,7 @@ class ObfuscatorStock:
             out = [self._stock.popleft() for _ in range(min(count, len(self._stock)))]
         missing = count - len(out)
         if missing:
-            out.extend(make_obfuscators(self.public_key, missing, self.mode, self.workers))
+            out.extend(make_obfuscators(self.public_key, missing, self.mode, self.engine))
         return out
 
     def _collect(self, block: bool) -> None:

@@ -42,6 +42,8 @@ from vfl.crypto.encoding import decode, encode
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import ObfuscationMode, ObfuscatorStock
+from vfl.engine import Engine, as_engine
+from vfl.parallel import split_evenly
 from vfl.errors import CiphertextError, EncodingOverflow, KeyMismatch
 
 
@@ -112,11 +114,11 @@ class EncryptedVector:
             acc = acc * c % nsq
         return self._with([acc])
 
-    def dot(self, weights: np.ndarray, frac_bits: int, workers: int = 1) -> EncryptedVector:
+    def dot(self, weights: np.ndarray, frac_bits: int, engine: Engine | int | None = None) -> EncryptedVector:
         """[[Σ w_i x_i]] as a vector of length one (one column of :meth:`matvec_t`)."""
-        return self.matvec_t(np.asarray(weights, dtype=np.float64).reshape(-1, 1), frac_bits, workers)
+        return self.matvec_t(np.asarray(weights, dtype=np.float64).reshape(-1, 1), frac_bits, engine)
 
-    def matvec_t(self, X: np.ndarray, frac_bits: int, workers: int = 1) -> EncryptedVector:
+    def matvec_t(self, X: np.ndarray, frac_bits: int, engine: Engine | int | None = None) -> EncryptedVector:
         """[[Xᵀ x]]: one ciphertext per column of X, with X encoded at ``frac_bits``.
 
         The result's scale is ``frac_bits + self.frac_bits``.
@@ -129,7 +131,7 @@ class EncryptedVector:
         limit = int(self.public_key.n).bit_length() // 4
         if exps.size and int(np.max(np.abs(exps))).bit_length() >= limit:
             raise EncodingOverflow(f"features exceed the safe operand size of 2^{limit}; standardise them")
-        out = encrypted_matvec_t(self.ciphertexts, exps, self.public_key.nsquare, workers)
+        out = encrypted_matvec_t(self.ciphertexts, exps, self.public_key.nsquare, engine)
         return EncryptedVector(self.public_key, tuple(out), self.frac_bits + frac_bits)
 
     def take(self, rows: np.ndarray | Sequence[int]) -> EncryptedVector:
@@ -183,10 +185,10 @@ class Encryptor:
     compute encrypted products.
     """
 
-    def __init__(self, public_key: PublicKey, mode: ObfuscationMode = "djn", workers: int = 1) -> None:
+    def __init__(self, public_key: PublicKey, mode: ObfuscationMode = "djn", engine: Engine | int | None = None) -> None:
         self.public_key = public_key
-        self.workers = workers
-        self.stock = ObfuscatorStock(public_key, mode, workers)
+        self.engine = as_engine(engine)
+        self.stock = ObfuscatorStock(public_key, mode, self.engine)
 
     def encrypt(self, values: np.ndarray, frac_bits: int, *, what: str = "value") -> EncryptedVector:
         """[[v]] at scale ``frac_bits``, each element with a fresh obfuscator."""
@@ -215,9 +217,29 @@ class Encryptor:
         self.stock.refill(count)
 
 
-def decrypt_residues(private_key: PrivateKey, ciphertexts: Sequence[int]) -> list[mpz]:
-    """Raw plaintext residues in [0, n). Only the arbiter calls this."""
-    return [private_key.raw_decrypt(c) for c in ciphertexts]
+#: Below this many ciphertexts a decryption stays in-process (a gradient has a few dozen).
+DECRYPT_PARALLEL_THRESHOLD = 256
+
+
+def _decrypt_task(private_key: PrivateKey, packed: bytes, width: int) -> list[mpz]:
+    return [private_key.raw_decrypt(c) for c in unpack_ints(packed, width)]
+
+
+def decrypt_residues(
+    private_key: PrivateKey, ciphertexts: Sequence[int], engine: Engine | int | None = None
+) -> list[mpz]:
+    """Raw plaintext residues in [0, n). Only the arbiter calls this.
+
+    Long vectors are decrypted in chunks on the arbiter's own engine; the
+    private key goes only to that engine's workers.
+    """
+    engine = as_engine(engine)
+    if engine.workers <= 1 or len(ciphertexts) < DECRYPT_PARALLEL_THRESHOLD:
+        return [private_key.raw_decrypt(c) for c in ciphertexts]
+    width = private_key.public_key.byte_width
+    chunks = [(private_key, pack_ints(ciphertexts[s], width), width)
+              for s in split_evenly(len(ciphertexts), engine.workers)]
+    return [m for part in engine.map(_decrypt_task, chunks) for m in part]
 
 
 def decrypt(private_key: PrivateKey, vector: EncryptedVector) -> np.ndarray:

@@ -40,6 +40,7 @@ from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.vector import decrypt_residues
+from vfl.engine import Engine, as_engine
 from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
 from vfl.protocol.convergence import ConvergenceMonitor
 from vfl.protocol.messages import (
@@ -72,10 +73,12 @@ class Arbiter(Role):
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         min_key_bits: int = MIN_KEY_BITS,
         roster: Roster | None = None,
+        engine: Engine | int | None = None,
     ) -> None:
         roster = roster or Roster()
         super().__init__(job_id, roster, roster.arbiter)
         self.config = config
+        self.engine = as_engine(engine)  # decryptions of long vectors run on it
         self.schedule = Schedule(n_rows, config)
         if set(gradient_lengths) != set(roster.trainers):
             raise KeyMismatch(
@@ -251,7 +254,7 @@ class Arbiter(Role):
         pk = self.public_key
         ciphertexts = message.masked_enc_gradient.unpack(pk.ciphertext_bytes)
         check_units(ciphertexts, pk.nsquare, pk.n, "masked gradient")
-        residues = decrypt_residues(self._private_key, ciphertexts)
+        residues = decrypt_residues(self._private_key, ciphertexts, self.engine)
         self.decryptions += len(residues)
         packed = IntVector.pack(residues, byte_width(pk.n + 1))
         self._release(f"gradient/{party}/{message.epoch}/{message.batch}", packed.data,

@@ -43,6 +43,7 @@ from vfl.config import TrainingConfig
 from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
 from vfl.crypto.masking import mask, seeded_masks, unmask
 from vfl.crypto.vector import EncryptedVector, Encryptor
+from vfl.engine import Engine, as_engine
 from vfl.errors import ConfigError, DataError, KeyMismatch, OutOfOrderError, ProtocolError
 from vfl.model_parts import ModelPartA, ModelPartB, standardised_rows
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
@@ -83,7 +84,7 @@ class TrainingParty(Role):
         *,
         roster: Roster,
         party: Party,
-        workers: int = 1,
+        engine: Engine | int | None = None,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
@@ -97,7 +98,7 @@ class TrainingParty(Role):
         self.best_weights = self.weights.copy()
         self.optimizer = make_optimizer(config, penalised, design[self.schedule.train_rows], self.math.c,
                                         parties=len(roster.trainers))
-        self.workers = workers
+        self.engine = as_engine(engine)
         self.min_key_bits = min_key_bits
         self.public_key: PublicKey | None = None
         self.encryptor: Encryptor | None = None
@@ -160,13 +161,13 @@ class TrainingParty(Role):
                 "all three parties must run the job with the same key_bits"
             )
         self.public_key = key
-        self.encryptor = Encryptor(key, self.config.obfuscation, self.workers)
+        self.encryptor = Encryptor(key, self.config.obfuscation, self.engine)
         self.cursor += 1
 
     def _masked_gradient(self, epoch: int, batch: int, enc_residual: EncryptedVector) -> Envelope:
         """[[Xᵀd]] for this batch, masked; the mask is kept to remove it later."""
         rows = self.schedule.batch(epoch, batch)
-        enc_gradient = enc_residual.matvec_t(self.design[rows], self.config.feature_frac_bits, self.workers)
+        enc_gradient = enc_residual.matvec_t(self.design[rows], self.config.feature_frac_bits, self.engine)
         masks = seeded_masks(self.mask_seed, f"{self.job_id}/{self.party}/{epoch}/{batch}", self.public_key.n,
                              len(enc_gradient))
         masked_enc_gradient, self._masks = mask(enc_gradient, self.encryptor, masks)
@@ -241,7 +242,7 @@ class TrainingParty(Role):
         self.mask_seed = bytes.fromhex(state["mask_seed"])
         self.weight_history = list(state["weight_history"])
         self.public_key = None if state["public_key"] is None else PublicKey.from_dict(state["public_key"])
-        self.encryptor = None if self.public_key is None else Encryptor(self.public_key, self.config.obfuscation, self.workers)
+        self.encryptor = None if self.public_key is None else Encryptor(self.public_key, self.config.obfuscation, self.engine)
         self._held.clear()
         self._masks = []
         self.snapshot = self.state_dict()
@@ -305,7 +306,7 @@ class FeatureParty(TrainingParty):
         roster: Roster | None = None,
         party: Party | None = None,
         feature_names: list[str] | None = None,
-        workers: int = 1,
+        engine: Engine | int | None = None,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
@@ -320,7 +321,7 @@ class FeatureParty(TrainingParty):
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         design = standardised_rows(self.scaler, features, self.row_clip)
         super().__init__(
-            job_id, config, design, np.ones(features.shape[1]), roster=roster, party=party, workers=workers,
+            job_id, config, design, np.ones(features.shape[1]), roster=roster, party=party, engine=engine,
             min_key_bits=min_key_bits, job_lengths=job_lengths,
         )
         #: u_h as sent in the last forward: the loss share needs the same values.
@@ -384,7 +385,7 @@ class FeatureParty(TrainingParty):
 
     def _loss_share(self, epoch: int, batch: int, enc_residual: EncryptedVector, penalty: float) -> Envelope:
         """[[½·u_hᵀd + penalty]]: the fresh encryption of the penalty re-randomises the product."""
-        half_product = enc_residual.dot(self._u_sent, self.config.value_frac_bits, self.workers).scale_down(1)
+        half_product = enc_residual.dot(self._u_sent, self.config.value_frac_bits, self.engine).scale_down(1)
         enc_share = half_product.add(self.encryptor.encrypt(np.array([penalty]), self.config.value_frac_bits))
         share = LossShare(job_id=self.job_id, epoch=epoch, batch=batch, party=self.party,
                           enc_share=CipherVector.from_vector(enc_share))
@@ -443,7 +444,7 @@ class LabelParty(TrainingParty):
         *,
         roster: Roster | None = None,
         feature_names: list[str] | None = None,
-        workers: int = 1,
+        engine: Engine | int | None = None,
         min_key_bits: int = MIN_KEY_BITS,
         job_lengths: dict[str, int] | None = None,
     ) -> None:
@@ -469,7 +470,7 @@ class LabelParty(TrainingParty):
         design = with_intercept(standardised_rows(self.scaler, features, self.row_clip), config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
-            roster=roster, party=roster.label, workers=workers, min_key_bits=min_key_bits, job_lengths=job_lengths,
+            roster=roster, party=roster.label, engine=engine, min_key_bits=min_key_bits, job_lengths=job_lengths,
         )
         # Every feature party's next forward (and share) may arrive while B is still on this step.
         self.lookahead = LOOKAHEAD + 2 * roster.k
@@ -667,7 +668,7 @@ class LabelParty(TrainingParty):
         enc_u, q, plain, enc_part_a = self._pending_loss
         self._pending_loss = None
         # One column only, so it can afford the finer value precision.
-        enc_cross = enc_u.dot(q, self.config.value_frac_bits, self.workers)
+        enc_cross = enc_u.dot(q, self.config.value_frac_bits, self.engine)
         if self.shares_loss:
             enc_loss = enc_cross.scale_down(1)
             for party in self.roster.features:

@@ -78,7 +78,7 @@ def _auditor(node: Node, job_id: str) -> AuditFn:
 def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: int) -> AuditedKeyHolder:
     return AuditedKeyHolder(record.job_id, ids, party=node.own_id(record), peer=node.roster(record).label,
                             key_bits=key_bits, min_key_bits=node.config.limits.min_key_bits,
-                            workers=node.workers, audit=_auditor(node, record.job_id),
+                            primes=node.config.psi.primes, engine=node.engine, audit=_auditor(node, record.job_id),
                             expected_size_b=record.spec.get("psi_ids"), **_caps(node))
 
 
@@ -118,7 +118,7 @@ async def align_as_requester(
     roster = node.roster(record)
     requesters = {
         peer: AuditedRequester(record.job_id, table.ids, party=roster.label, peer=peer,
-                               min_key_bits=node.config.limits.min_key_bits,
+                               min_key_bits=node.config.limits.min_key_bits, engine=node.engine,
                                audit=_auditor(node, record.job_id), **_caps(node))
         for peer in roster.features
     }

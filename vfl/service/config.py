@@ -29,6 +29,14 @@ One file configures one service: party A, party B or the arbiter C::
     role = "C"
     url = "https://10.0.0.7:8703"
 
+    [compute]                        # where this party's big-integer work runs (optional)
+    engine = "ray"                   # "local" (this machine's cores, the default) or "ray"
+    address = "10.0.0.5:6379"        # ray: the party's own cluster head (`ray start --head`)
+    workers = 8                      # tasks at once; default all cores (local) or the cluster's CPUs (ray)
+
+    [psi]                            # private set intersection (optional)
+    primes = 3                       # RSA primes of party A's PSI key: 3 (default, faster) or 2 (FIPS 186-4)
+
     [tls]                            # on by default; `vfl certs` makes these files
     ca = "certs/ca.pem"
     cert = "certs/bank.pem"
@@ -214,12 +222,42 @@ class ScoringSection(_Strict):
         return "*" in self.allow_new_ids or job_id in self.allow_new_ids
 
 
+class ComputeSection(_Strict):
+    """Where this party's encryption, encrypted products, decryption and PSI signing run (see vfl.engine)."""
+
+    engine: Literal["local", "ray"] = Field("local", description='"local": this machine\'s cores; "ray": a Ray cluster')
+    address: str | None = Field(
+        None, description='engine = "ray": the cluster head, host:port as `ray start --head` printed it; '
+                          "unset starts a private one-node Ray instance",
+    )
+    workers: int | None = Field(
+        None, ge=1, description="chunks run at once: default all cores (local) or the cluster's CPUs (ray)"
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> ComputeSection:
+        if self.address is not None and self.engine != "ray":
+            raise ValueError('compute.address applies to engine = "ray"; remove it or set engine = "ray"')
+        return self
+
+
+class PsiSection(_Strict):
+    """How this party takes part in the private set intersection."""
+
+    primes: Literal[2, 3] = Field(
+        3, description="primes of party A's RSA key: 3 signs about 2x faster (RFC 8017 multi-prime); "
+                       "2 where FIPS 186-4 is required",
+    )
+
+
 class ServiceConfig(_Strict):
     party: PartySection
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
     peers: dict[str, PeerSection] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     scoring: ScoringSection = Field(default_factory=ScoringSection)
+    compute: ComputeSection = Field(default_factory=ComputeSection)
+    psi: PsiSection = Field(default_factory=PsiSection)
     tls: TlsSection | None = None
     source: Path | None = None
 

@@ -40,7 +40,7 @@ from vfl.errors import (
     UnknownJobError,
     VFLError,
 )
-from vfl.parallel import resolve_workers
+from vfl.engine import Engine, make_engine
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
 from vfl.protocol.parties import PartyA, PartyB
@@ -70,7 +70,11 @@ class Node:
         self.store = JobStore(config.party.data_dir)
         self.records: dict[str, JobRecord] = self.store.load_all(role=self.party)
         self.client = PeerClient(config, transport=transport)
-        self.workers = resolve_workers(config.limits.workers)
+        compute = config.compute
+        #: Where this party's crypto runs; [compute] workers wins over the older limits.workers.
+        self.engine: Engine = make_engine(compute.engine, address=compute.address,
+                                          workers=compute.workers or config.limits.workers)
+        self.workers = self.engine.workers
         self.runtimes: dict[str, JobRuntime] = {}
         self.drivers: dict[str, asyncio.Task] = {}
         self.done: dict[str, asyncio.Event] = {}
@@ -440,11 +444,11 @@ class Node:
     def arbiter_role(self, record: JobRecord, n_rows: int, keypair: tuple[PublicKey, PrivateKey] | None = None) -> Arbiter:
         """The arbiter's role for the job: a fresh key pair, or the one from a checkpoint."""
         return Arbiter(record.job_id, self.training_config(record), n_rows, gradient_lengths=record.gradient_lengths,
-                       keypair=keypair, min_key_bits=self.config.limits.min_key_bits, roster=self.roster(record))
+                       keypair=keypair, engine=self.engine, min_key_bits=self.config.limits.min_key_bits, roster=self.roster(record))
 
     def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
         """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
-        options = dict(feature_names=aligned.feature_names, workers=self.workers,
+        options = dict(feature_names=aligned.feature_names, engine=self.engine,
                        min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
                        roster=self.roster(record))
         if self.party == "B":
