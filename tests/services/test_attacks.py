@@ -225,9 +225,8 @@ class ThievingNodeA(Node):
     roles: list = []
 
     def party_role(self, record, config, aligned):
-        role = self.role_class(record.job_id, config, aligned.features, feature_names=aligned.feature_names,
-                               workers=self.workers, min_key_bits=self.config.limits.min_key_bits,
-                               job_lengths=record.gradient_lengths)
+        role = self.role_class(record.job_id, config, aligned.features, party=self.own_id(record),
+                               **self.role_options(record, aligned))
         ThievingNodeA.roles.append(role)
         return role
 

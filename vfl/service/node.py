@@ -446,11 +446,15 @@ class Node:
         return Arbiter(record.job_id, self.training_config(record), n_rows, gradient_lengths=record.gradient_lengths,
                        keypair=keypair, engine=self.engine, min_key_bits=self.config.limits.min_key_bits, roster=self.roster(record))
 
+    def role_options(self, record: JobRecord, aligned: PartyTable) -> dict[str, object]:
+        """The keyword arguments every training role of this service gets (engine, limits, the job's lengths)."""
+        return dict(feature_names=aligned.feature_names, engine=self.engine,
+                    min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
+                    roster=self.roster(record))
+
     def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
         """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
-        options = dict(feature_names=aligned.feature_names, engine=self.engine,
-                       min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
-                       roster=self.roster(record))
+        options = self.role_options(record, aligned)
         if self.party == "B":
             return PartyB(record.job_id, config, aligned.features, aligned.labels, **options)
         return PartyA(record.job_id, config, aligned.features, party=self.own_id(record), **options)
