@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psi.buckets import DEFAULT_BUCKET_IDS, PsiIds
 from psi.ids import normalize_ids
 from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS
 from psi.protocol import DEFAULT_CHUNK, PsiKeyHolder, PsiRequester
@@ -36,6 +37,7 @@ class PsiResult:
     bytes_a_to_b: int
     bytes_b_to_a: int
     seconds: float
+    buckets: int = 1
 
     @property
     def intersection_size(self) -> int:
@@ -43,8 +45,8 @@ class PsiResult:
 
 
 def run_psi(
-    ids_a: Sequence[object],
-    ids_b: Sequence[object],
+    ids_a: Sequence[object] | PsiIds,
+    ids_b: Sequence[object] | PsiIds,
     *,
     key_bits: int = 2048,
     min_key_bits: int = MIN_RSA_BITS,
@@ -57,6 +59,7 @@ def run_psi(
     transcript: list[Envelope] | None = None,
     max_peer_ids: int | None = None,
     max_peer_ratio: float | None = None,
+    bucket_ids: int = DEFAULT_BUCKET_IDS,
 ) -> PsiResult:
     """Find the common IDs; ``ids_a[rows_a[i]] == ids_b[rows_b[i]]`` for every i.
 
@@ -65,15 +68,21 @@ def run_psi(
     (see :class:`PsiKeyHolder`); a declaration above them raises
     :class:`~vfl.errors.LimitExceeded`. In one process both sets are known, so
     by default there is no cap.
+
+    A :class:`~psi.buckets.PsiIds` stream instead of a list keeps memory
+    bounded: both sides spill their IDs into buckets of about ``bucket_ids``
+    and run them one by one (the rows come out the same for any bucket size).
     """
     started = time.perf_counter()
-    ids_a = normalize_ids(ids_a, source="party A's IDs")
-    ids_b = normalize_ids(ids_b, source="party B's IDs")
+    if not isinstance(ids_a, PsiIds):
+        ids_a = normalize_ids(ids_a, source="party A's IDs")
+    if not isinstance(ids_b, PsiIds):
+        ids_b = normalize_ids(ids_b, source="party B's IDs")
     # Both roles share one engine here; at the services each party has its own.
     compute = engine if engine is not None else as_engine(resolve_workers(workers))
     caps = {"max_peer_ids": max_peer_ids, "max_peer_ratio": max_peer_ratio}
     holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, primes=primes, engine=compute,
-                          chunk_size=chunk_size, **caps)
+                          chunk_size=chunk_size, bucket_ids=bucket_ids, **caps)
     requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, engine=compute, **caps)
 
     def report(envelope: Envelope) -> None:
@@ -84,11 +93,11 @@ def run_psi(
     channel = InMemoryChannel({"A": holder, "B": requester}, transcript=transcript, on_deliver=report)
     channel.run(holder.start())
     return PsiResult(
-        rows_a=holder.rows, rows_b=requester.rows, size_a=len(ids_a), size_b=len(ids_b),
+        rows_a=holder.rows, rows_b=requester.rows, size_a=holder.size_a, size_b=requester.size_b,
         declared_size_a=requester.size_a, declared_size_b=holder.declared_size_b,
         bytes_a_to_b=channel.bytes_sent[("A", "B")], bytes_b_to_a=channel.bytes_sent[("B", "A")],
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, buckets=holder.n_buckets,
     )
 
 
-__all__ = ["PsiResult", "run_psi", "normalize_ids"]
+__all__ = ["PsiIds", "PsiResult", "run_psi", "normalize_ids"]

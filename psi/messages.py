@@ -3,13 +3,22 @@
 =================  ======  =========  =============================================
 message            sender  recipient  carries
 =================  ======  =========  =============================================
-PsiPublicKey       A       B          n, e, the job's salt, |A|, the chunk size
-DeclaredSize       B       A          |B|, before any blinded value: A signs no more
+PsiPublicKey       A       B          n, e, the job's salt, |A|, the chunk size,
+                                      the bucket size and (K > 1) |A| per bucket,
+                                      and the bucket the session starts at
+DeclaredSize       B       A          |B| (K > 1: per bucket), before any blinded
+                                      value: A signs no more
 BlindedChunk       B       A          h(x)·r^e mod n for one chunk of B's IDs
 SignedChunk        A       B          (h(x)·r^e)^d mod n for that chunk, same order
-KeyHolderTags      A       B          H2(h(x)^d) for one chunk of A's IDs, shuffled
-IntersectionTags   B       A          the tags both sides hold, sorted
+KeyHolderTags      A       B          H2(h(x)^d) for one chunk of a bucket of A's
+                                      IDs, shuffled
+IntersectionTags   B       A          the tags both sides hold in one bucket, sorted
 =================  ======  =========  =============================================
+
+Chunk numbers run across all buckets (bucket k's chunks follow bucket k−1's),
+so every message of a job has its own address; ``bucket`` names the bucket as
+well, and is checked against the chunk number. A resumed alignment is a new
+session with a fresh key, started at ``resume_bucket``.
 """
 
 from __future__ import annotations
@@ -17,13 +26,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 from gmpy2 import mpz
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from psi.hashing import TAG_BYTES
 from psi.keys import RsaPublicKey
 from vfl.crypto.codec import pack_ints
 from vfl.errors import PSIError
 from vfl.protocol.messages import IntVector, Message, register_message
+
+
+#: Most buckets a set may be split into (10^9 IDs at the default 10^6 per bucket, with room).
+MAX_BUCKETS = 100_000
 
 
 class PsiMessage(Message):
@@ -52,11 +65,20 @@ class PsiPublicKey(PsiMessage):
     salt: bytes = Field(min_length=16, max_length=64)
     size_a: int = Field(ge=0)
     chunk_size: int = Field(ge=1, le=1_000_000)
+    bucket_sizes: list[NonNegativeInt] | None = Field(
+        None, max_length=MAX_BUCKETS, description="|A| per bucket; None: one bucket (K = 1)")
+    resume_bucket: int = Field(0, ge=0, description="the first bucket this session runs (0 unless resuming)")
 
     @classmethod
-    def from_key(cls, job_id: str, key: RsaPublicKey, salt: bytes, size_a: int, chunk_size: int) -> PsiPublicKey:
+    def from_key(cls, job_id: str, key: RsaPublicKey, salt: bytes, size_a: int, chunk_size: int,
+                 **extra: object) -> PsiPublicKey:
         return cls(job_id=job_id, n=pack_ints([key.n], key.byte_width), e=int(key.e), salt=salt,
-                   size_a=size_a, chunk_size=chunk_size)
+                   size_a=size_a, chunk_size=chunk_size, **extra)
+
+    @property
+    def sizes(self) -> list[int]:
+        """|A| per bucket (one bucket when none are listed)."""
+        return [self.size_a] if self.bucket_sizes is None else list(self.bucket_sizes)
 
     def key(self) -> RsaPublicKey:
         return RsaPublicKey(mpz(int.from_bytes(self.n, "big")), mpz(self.e))
@@ -77,6 +99,11 @@ class DeclaredSize(PsiMessage):
     RECIPIENTS = ("feature",)
 
     size_b: int = Field(ge=1, le=10**12)
+    bucket_sizes: list[NonNegativeInt] | None = Field(None, max_length=MAX_BUCKETS, description="|B| per bucket (K > 1)")
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.size_b] if self.bucket_sizes is None else list(self.bucket_sizes)
 
 
 @register_message
@@ -89,6 +116,7 @@ class BlindedChunk(PsiMessage):
     chunk: int = Field(ge=0)
     total_chunks: int = Field(ge=1)
     values: IntVector
+    bucket: int = Field(0, ge=0)
 
 
 @register_message
@@ -100,6 +128,7 @@ class SignedChunk(PsiMessage):
 
     chunk: int = Field(ge=0)
     values: IntVector
+    bucket: int = Field(0, ge=0)
 
 
 @register_message
@@ -113,10 +142,13 @@ class KeyHolderTags(PsiMessage):
     total_chunks: int = Field(ge=1)
     count: int = Field(ge=0)
     tags: bytes
+    bucket: int = Field(0, ge=0)
 
 
 @register_message
 class IntersectionTags(PsiMessage):
+    """The common tags of one bucket; ``chunk`` is the bucket's number (one message per bucket)."""
+
     KIND = "psi_intersection_tags"
     STEP = 4
     SENDERS = ("label",)
@@ -124,3 +156,4 @@ class IntersectionTags(PsiMessage):
 
     count: int = Field(ge=0)
     tags: bytes
+    chunk: int = Field(0, ge=0, description="the bucket")

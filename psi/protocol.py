@@ -39,6 +39,7 @@ signature verifies, s^e = blinded value.
 
 from __future__ import annotations
 
+import bisect
 import random
 import secrets
 from collections.abc import Sequence
@@ -48,9 +49,11 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from psi.buckets import DEFAULT_BUCKET_IDS, BucketResults, IdBuckets, PsiIds, bucket_count
 from psi.hashing import TAG_BYTES, fdh, tag
 from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
 from psi.messages import (
+    MAX_BUCKETS,
     BlindedChunk,
     DeclaredSize,
     IntersectionTags,
@@ -75,6 +78,8 @@ DEFAULT_WINDOW = 4
 #: time so they fill the gaps while B's chunks are handled, instead of
 #: queueing all at once ahead of B's chunks.
 OWN_TASK_IDS = 512
+#: How far ahead a PSI message may be held: B's window plus a bucket's tags and intersection.
+BUCKET_LOOKAHEAD = 16
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -162,11 +167,36 @@ def unblind_many(
     return tags
 
 
+def _offsets(counts: list[int]) -> list[int]:
+    """Start of each bucket's run of chunk numbers, and the total at the end."""
+    out = [0]
+    for c in counts:
+        out.append(out[-1] + c)
+    return out
+
+
+def _bucket_at(offsets: list[int], index: int) -> int:
+    """The bucket whose run of chunk numbers holds ``index`` (offsets from :func:`_offsets`)."""
+    return bisect.bisect_right(offsets, index) - 1
+
+
+def _sizes_ok(sizes: list[int], total: int, buckets: int) -> bool:
+    return len(sizes) == buckets and sum(sizes) == total and all(s >= 0 for s in sizes)
+
+
 class PsiKeyHolder(Role):
     """Party A's side: signs blindly, publishes its own tags, learns the intersection.
 
     ``max_peer_ids`` and ``max_peer_ratio`` cap the set size B may declare: at
     most that many IDs, and at most that multiple of A's own set (None: no cap).
+
+    ``ids`` is a list, or a :class:`~psi.buckets.PsiIds` stream for sets too
+    large to hold. A splits both sets into K buckets of at most ``bucket_ids``
+    of the larger set's IDs (K from |A| and ``expected_size_b``, or |A|) and
+    runs them one after the other. ``results`` keeps finished buckets (on disk,
+    for a resumable alignment); the session starts at the first bucket not
+    finished there, or at ``resume_bucket`` if that is earlier (party B's
+    first unfinished bucket).
     """
 
     KIND = "feature"
@@ -174,7 +204,7 @@ class PsiKeyHolder(Role):
     def __init__(
         self,
         job_id: str,
-        ids: Sequence[str],
+        ids: Sequence[str] | PsiIds,
         *,
         party: str = "A",
         peer: str = "B",
@@ -187,45 +217,83 @@ class PsiKeyHolder(Role):
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
         expected_size_b: int | None = None,
+        bucket_ids: int = DEFAULT_BUCKET_IDS,
+        results: BucketResults | None = None,
+        resume_bucket: int | None = None,
     ) -> None:
         super().__init__(job_id, Roster.pair(party, peer), party)
         self.peer = peer
         check_caps(max_peer_ids, max_peer_ratio)
+        if bucket_ids < 1:
+            raise ConfigError(f"psi.bucket_ids must be at least 1, not {bucket_ids}")
         self.max_peer_ids = max_peer_ids
         self.max_peer_ratio = max_peer_ratio
         #: B's ID count as the job was registered with (a service knows it); the declaration must match.
         self.expected_size_b = expected_size_b
-        self.ids = list(ids)
+        self.own = PsiIds.of(ids, source="party A's IDs")
+        self.size_a = self.own.size
+        self.n_buckets = bucket_count(self.size_a, expected_size_b or self.size_a, bucket_ids)
+        if self.n_buckets > MAX_BUCKETS:
+            raise ConfigError(f"{self.n_buckets} PSI buckets are more than {MAX_BUCKETS}; raise psi.bucket_ids")
+        self.buckets = self.own.buckets(self.n_buckets)
+        self.results = results or BucketResults()
+        done = self.results.open({"party": "A", "digest": self.buckets.digest, "sizes": self.buckets.sizes})
+        self.first_bucket = min(done, resume_bucket) if resume_bucket is not None else done
         self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits, primes=primes)
         self.salt = secrets.token_bytes(32)
         #: Where signing runs (this machine's pool, or party A's Ray cluster); only A's key and IDs reach it.
         self.engine = as_engine(engine)
         self.workers = self.engine.workers
         self.chunk_size = chunk_size
+        self.lookahead = max(self.lookahead, BUCKET_LOOKAHEAD)  # B's window runs across bucket ends
         self.declared_size_b: int | None = None  # from B's DeclaredSize
-        self.total_b_chunks: int | None = None  # follows from the declared size and our chunk size
+        self.sizes_b: list[int] | None = None  # its per-bucket sizes
+        self._b_offsets: list[int] = []  # chunk number where each of B's buckets starts
+        self._tag_offsets = _offsets([chunk_count(s, chunk_size) for s in self.buckets.sizes])
+        self.total_b_chunks: int | None = None  # follows from the declared sizes and our chunk size
         self.size_b = 0  # blinded values signed so far; never above declared_size_b
         self.rows: np.ndarray | None = None
+        self._own_bucket = -1  # the bucket whose own tags are being signed
         self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the engine
         self._own: list[Future[list[bytes]] | list[bytes]] = []  # in order
-        self._tag_rows: dict[bytes, int] | None = None
-        self.progress = (0, len(self.ids))
+        #: bucket → (its IDs, its rows, tag → index); kept from publishing the tags to the intersection.
+        self._published: dict[int, tuple[list[str], np.ndarray, dict[bytes, int]]] = {}
+        self._bucket_ids: tuple[list[str], np.ndarray] | None = None  # the signing bucket's IDs and rows
+        self.progress = (0, self.size_a)
+
+    @property
+    def ids(self) -> list[str]:
+        raise AttributeError("the key holder reads its IDs bucket by bucket; use size_a")
 
     @property
     def done(self) -> bool:
         return self.rows is not None
 
     def start(self) -> list[Envelope]:
-        """Publish the key and start signing our own IDs in the background."""
+        """Publish the key and start signing our own IDs (the first bucket) in the background."""
+        if self.first_bucket >= self.n_buckets:  # everything was finished before a restart
+            self.rows = self.results.merged_rows(self.n_buckets)
+        else:
+            self._start_own(self.first_bucket)
+        extra = {"resume_bucket": self.first_bucket}
+        if self.n_buckets > 1:
+            extra["bucket_sizes"] = self.buckets.sizes
+        key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, self.size_a, self.chunk_size, **extra)
+        return [self.send(self.peer, key)]
+
+    def _start_own(self, bucket: int) -> None:
+        """Queue the signing of bucket ``bucket``'s own IDs."""
+        self._own_bucket = bucket
+        rows, ids = self.buckets.read(bucket, source="party A's IDs")
+        self._bucket_ids = (ids, rows)
         size = OWN_TASK_IDS
         parts = self.key.crt_parts()
-        self._own_waiting = [(self.ids[i : i + size], self.salt, *parts) for i in range(0, len(self.ids), size)]
+        self._own = []
+        self._own_waiting = [(ids[i : i + size], self.salt, *parts) for i in range(0, len(ids), size)]
         if self.workers <= 1:
             self._own = [own_tags(*task) for task in self._own_waiting]
             self._own_waiting = []
         self._feed_own(2 * self.workers)
-        key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, len(self.ids), self.chunk_size)
-        return [self.send(self.peer, key)]
 
     def _feed_own(self, in_flight: int) -> None:
         """Keep ``in_flight`` own-ID tasks queued on the engine (all of them when in_flight is large)."""
@@ -236,15 +304,20 @@ class PsiKeyHolder(Role):
             self._own.append(self.engine.submit(own_tags, *self._own_waiting.pop(0)))
             pending += 1
 
-    # Order: B's declaration (0), its chunks (1 + chunk), then the intersection. A chunk that
-    # comes before the declaration waits for it, so nothing is signed before A knows |B|.
+    # Order: B's declaration (0); then per bucket k, its blinded chunks (1 + chunk + k) and the
+    # bucket's intersection (1 + the next bucket's first chunk + k). A chunk that comes before the
+    # declaration waits for it, so nothing is signed before A knows |B|.
     def position(self, message: Message) -> int:
         if isinstance(message, DeclaredSize):
             return 0
+        if self.total_b_chunks is None:  # a place for now: renumbered once the declaration is in
+            return 1 + message.chunk if isinstance(message, BlindedChunk) else 1 << 30
         if isinstance(message, BlindedChunk):
-            return 1 + message.chunk
+            return 1 + message.chunk + _bucket_at(self._b_offsets, message.chunk)
         if isinstance(message, IntersectionTags):
-            return 1 + self.total_b_chunks if self.total_b_chunks is not None else 1 << 30
+            if message.chunk >= self.n_buckets:
+                raise PSIError(f"party B sent the intersection of bucket {message.chunk}; there are {self.n_buckets}")
+            return 1 + self._b_offsets[message.chunk + 1] + message.chunk
         raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
 
     def validate(self, message: Message) -> None:
@@ -255,8 +328,11 @@ class PsiKeyHolder(Role):
             if self.expected_size_b is not None and message.size_b != self.expected_size_b:
                 raise PSIError(f"party B declares {message.size_b} IDs for the PSI, but registered the job "
                                f"with {self.expected_size_b}")
-            check_declared_size(message.size_b, len(self.ids), peer="B", me="A",
+            check_declared_size(message.size_b, self.size_a, peer="B", me="A",
                                 max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
+            if not _sizes_ok(message.sizes, message.size_b, self.n_buckets):
+                raise PSIError(f"party B's declaration must give its size in each of the {self.n_buckets} buckets, "
+                               f"adding up to the {message.size_b} IDs it declares")
         elif isinstance(message, BlindedChunk) and self.declared_size_b is not None:
             self._check_chunk(message)
 
@@ -266,19 +342,22 @@ class PsiKeyHolder(Role):
         if isinstance(message, BlindedChunk):
             return self._sign(message)
         if isinstance(message, IntersectionTags):
-            self._learn_intersection(message)
-            return []
+            return self._learn_intersection(message)
         raise ProtocolError(f"party A does not expect {message.KIND} during alignment")
 
     def _accept_declaration(self, message: DeclaredSize) -> list[Envelope]:
         # handle() has validated it against the caps already
         self.declared_size_b = message.size_b
-        self.total_b_chunks = chunk_count(message.size_b, self.chunk_size)
-        self.cursor += 1
+        self.sizes_b = message.sizes
+        self._b_offsets = _offsets([chunk_count(s, self.chunk_size) for s in self.sizes_b])
+        self.total_b_chunks = self._b_offsets[-1]
+        # Buckets finished before a restart are skipped: the session starts at the first open one.
+        self.cursor = 1 + self._b_offsets[self.first_bucket] + self.first_bucket
+        self._held = [(self.position(m), m) for _, m in self._held]  # chunks that came before it
         return []
 
     def _check_chunk(self, message: BlindedChunk) -> None:
-        """Refuse a chunk that does not fit B's declaration: its index, its chunk total, its length."""
+        """Refuse a chunk that does not fit B's declaration: its index, bucket, chunk total and length."""
         if message.chunk >= self.total_b_chunks:
             raise PSIError(
                 f"party B sent blinded chunk {message.chunk}, but its declared {self.declared_size_b} IDs "
@@ -289,9 +368,14 @@ class PsiKeyHolder(Role):
                 f"blinded chunk {message.chunk} says {message.total_chunks} chunks; party B's declared "
                 f"{self.declared_size_b} IDs make {self.total_b_chunks}"
             )
+        bucket = _bucket_at(self._b_offsets, message.chunk)
+        if bucket < self.first_bucket:
+            raise PSIError(f"blinded chunk {message.chunk} is in bucket {bucket}, finished before this session")
+        if message.bucket != bucket:
+            raise PSIError(f"blinded chunk {message.chunk} says bucket {message.bucket}; it is in bucket {bucket}")
         # Chunks are handled in order and each must hold exactly its share of the declared size,
         # so the count signed can never pass the declaration.
-        expected = chunk_length(self.declared_size_b, self.chunk_size, message.chunk)
+        expected = chunk_length(self.sizes_b[bucket], self.chunk_size, message.chunk - self._b_offsets[bucket])
         if message.values.count != expected:
             raise PSIError(
                 f"blinded chunk {message.chunk} has {message.values.count} values; party B declared "
@@ -315,44 +399,58 @@ class PsiKeyHolder(Role):
         except CiphertextError as exc:
             raise PSIError(f"party B sent an invalid blinded value: {exc}") from exc
         parts = self.key.crt_parts()
-        pieces = self.engine.map(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)])
-        signatures = [s for piece in pieces for s in piece]
+        signatures: list[mpz] = []
+        if values:
+            pieces = self.engine.map(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)])
+            signatures = [s for piece in pieces for s in piece]
         self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
         self.size_b += len(values)
         self.cursor += 1
-        out = [self.send(self.peer, SignedChunk(job_id=self.job_id, chunk=message.chunk,
-                                          values=IntVector.pack(signatures, public.byte_width)))]
-        if message.chunk == self.total_b_chunks - 1:  # the last one: B's whole declared set is signed
-            out.extend(self._publish_own_tags())
+        out = [self.send(self.peer, SignedChunk(job_id=self.job_id, chunk=message.chunk, bucket=message.bucket,
+                                                values=IntVector.pack(signatures, public.byte_width)))]
+        if message.chunk == self._b_offsets[message.bucket + 1] - 1:  # the bucket's last: B's part of it is signed
+            out.extend(self._publish_own_tags(message.bucket))
         return out
 
-    def _publish_own_tags(self) -> list[Envelope]:
+    def _publish_own_tags(self, bucket: int) -> list[Envelope]:
         self._feed_own(len(self._own_waiting) + 2 * self.workers)
         tags: list[bytes] = []
         for piece in self._own:
             tags.extend(piece.result() if isinstance(piece, Future) else piece)
-        self._own = []
-        self._tag_rows = {t: i for i, t in enumerate(tags)}
-        self.progress = (len(tags), len(self.ids))
+        ids, rows = self._bucket_ids
+        self._published[bucket] = (ids, rows, {t: i for i, t in enumerate(tags)})
+        if bucket + 1 < self.n_buckets:  # sign the next bucket's own IDs while B works on this one
+            self._start_own(bucket + 1)
+        else:
+            self._own, self._bucket_ids = [], None
         random.SystemRandom().shuffle(tags)  # the order must say nothing about A's rows
         size = self.chunk_size
         chunks = [tags[i : i + size] for i in range(0, len(tags), size)] or [[]]
+        first = self._tag_offsets[bucket]
         return [
-            self.send(self.peer, KeyHolderTags(job_id=self.job_id, chunk=j, total_chunks=len(chunks), count=len(c),
-                                         tags=pack_tags(c)))
+            self.send(self.peer, KeyHolderTags(job_id=self.job_id, chunk=first + j, bucket=bucket,
+                                               total_chunks=len(chunks), count=len(c), tags=pack_tags(c)))
             for j, c in enumerate(chunks)
         ]
 
-    def _learn_intersection(self, message: IntersectionTags) -> None:
+    def _learn_intersection(self, message: IntersectionTags) -> list[Envelope]:
+        bucket = message.chunk
+        ids, rows, tag_index = self._published[bucket]
         tags = unpack_tags(message.tags, message.count)
         if len(set(tags)) != len(tags):
-            raise PSIError("the intersection party B sent repeats a tag")
+            raise PSIError(f"the intersection party B sent for bucket {bucket} repeats a tag")
         try:
-            rows = [self._tag_rows[t] for t in tags]
+            found = sorted((tag_index[t] for t in tags), key=ids.__getitem__)
         except KeyError as exc:
-            raise PSIError("party B claims an intersection tag that party A never sent") from exc
+            raise PSIError(f"party B claims an intersection tag in bucket {bucket} that party A never sent") from exc
+        self.results.save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
+        del self._published[bucket]
         self.cursor += 1
-        self.rows = np.asarray(sorted(rows, key=self.ids.__getitem__), dtype=np.int64)
+        done = sum(self.buckets.sizes[: bucket + 1])
+        self.progress = (done, self.size_a)
+        if bucket == self.n_buckets - 1:
+            self.rows = self.results.merged_rows(self.n_buckets)
+        return []
 
 
 class PsiRequester(Role):
@@ -360,7 +458,8 @@ class PsiRequester(Role):
 
     ``max_peer_ids`` and ``max_peer_ratio`` cap the set size A may declare, as
     for the key holder: a padded A would learn from the intersection which of
-    its guesses B holds.
+    its guesses B holds. ``ids`` and ``results`` are as for the key holder; B
+    takes the bucket count and the bucket to start at from A's key.
     """
 
     KIND = "label"
@@ -368,7 +467,7 @@ class PsiRequester(Role):
     def __init__(
         self,
         job_id: str,
-        ids: Sequence[str],
+        ids: Sequence[str] | PsiIds,
         *,
         party: str = "B",
         peer: str = "A",
@@ -377,31 +476,47 @@ class PsiRequester(Role):
         engine: Engine | int | None = None,
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
+        results: BucketResults | None = None,
     ) -> None:
         super().__init__(job_id, Roster.pair(peer, party), party)
         #: Where blinding and unblinding run; only B's own IDs and the public key reach it.
         self.engine = as_engine(engine)
         self.peer = peer
         check_caps(max_peer_ids, max_peer_ratio)
-        self.ids = list(ids)
-        if not self.ids:
+        self.own = PsiIds.of(ids, source="party B's IDs")
+        self.size_b = self.own.size
+        if not self.size_b:
             raise DataError("party B has no IDs to intersect; the table is empty")
         self.max_peer_ids = max_peer_ids
         self.max_peer_ratio = max_peer_ratio
         self.min_key_bits = min_key_bits
         self.window = window
+        # B's window of blinded chunks may run into the next bucket, past A's tags for this one.
+        self.lookahead = max(self.lookahead, BUCKET_LOOKAHEAD)
+        self.results = results or BucketResults()
         self.key: PsiPublicKey | None = None
+        self.buckets: IdBuckets | None = None
+        self.n_buckets = 1
+        self.first_bucket = 0
         self.n_chunks = 0
         self.size_a = 0  # as A declared it in its PsiPublicKey; its tags must add up to it
         self.declared_size_b: int | None = None  # what we told A
+        self._offsets: list[int] = []  # chunk number where each of our buckets starts
+        self._tag_offsets: list[int] = []  # and each of A's tag buckets
         self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r⁻¹, blinded)
-        self._tag_rows: dict[bytes, int] = {}
+        self._loaded: dict[int, tuple[np.ndarray, list[str]]] = {}  # bucket → its rows and IDs, while in use
+        self._tag_rows: dict[bytes, int] = {}  # the current bucket's tags → index in the bucket
         self._a_tags: set[bytes] = set()
-        self._signed_chunks = 0
-        self._a_chunks_expected: int | None = None
+        self._bucket = 0  # the bucket being finished
+        self._signed_in_bucket = 0
         self._a_chunks_seen = 0
+        self._next_blind = 0
         self.rows: np.ndarray | None = None
-        self.progress = (0, len(self.ids))
+        self.progress = (0, self.size_b)
+
+    @property
+    def ids(self) -> list[str]:
+        raise AttributeError("the requester reads its IDs bucket by bucket; use size_b")
 
     @property
     def done(self) -> bool:
@@ -413,9 +528,14 @@ class PsiRequester(Role):
         if self.key is None:
             return 1 << 30  # nothing but the key makes sense first
         if isinstance(message, SignedChunk):
-            return 1 + message.chunk
+            if not 0 <= message.chunk < self.n_chunks:
+                raise PSIError(f"party A sent signed chunk {message.chunk}; party B sent chunks 0 to {self.n_chunks - 1}")
+            return 1 + message.chunk + self._tag_offsets[_bucket_at(self._offsets, message.chunk)]
         if isinstance(message, KeyHolderTags):
-            return 1 + self.n_chunks + message.chunk
+            if not 0 <= message.chunk < self._tag_offsets[-1]:
+                raise PSIError(f"party A sent tag chunk {message.chunk}; its declared sizes make "
+                               f"{self._tag_offsets[-1]}")
+            return 1 + self._offsets[_bucket_at(self._tag_offsets, message.chunk) + 1] + message.chunk
         raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
 
     def process(self, message: Message) -> list[Envelope]:
@@ -428,37 +548,76 @@ class PsiRequester(Role):
         raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
 
     def declaration(self) -> DeclaredSize:
-        """Our set size for A, which bounds what A will sign for us."""
-        return DeclaredSize(job_id=self.job_id, size_b=len(self.ids))
+        """Our set size for A (per bucket when there are several), which bounds what A will sign for us."""
+        sizes = self.buckets.sizes if self.buckets is not None else [self.size_b]
+        return DeclaredSize(job_id=self.job_id, size_b=self.size_b,
+                            bucket_sizes=sizes if self.n_buckets > 1 else None)
 
     def _start(self, message: PsiPublicKey) -> list[Envelope]:
         key = message.key()
         key.validate(min_bits=self.min_key_bits)
-        check_declared_size(message.size_a, len(self.ids), peer="A", me="B",
+        check_declared_size(message.size_a, self.size_b, peer="A", me="B",
                             max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
+        sizes_a = message.sizes
+        if len(sizes_a) > MAX_BUCKETS or not _sizes_ok(sizes_a, message.size_a, len(sizes_a)):
+            raise PSIError(f"party A's bucket sizes do not add up to the {message.size_a} IDs it declares")
         self.key = message
         self._n, self._e, self._width = key.n, key.e, key.byte_width
         self.size_a = message.size_a
+        self.sizes_a = sizes_a
         self.chunk_size = message.chunk_size
-        self.n_chunks = chunk_count(len(self.ids), self.chunk_size)
-        self.cursor += 1
+        self.n_buckets = len(sizes_a)
+        self.buckets = self.own.buckets(self.n_buckets)
+        done = self.results.open({"party": "B", "digest": self.buckets.digest, "sizes": self.buckets.sizes,
+                                  "peer_sizes": sizes_a})
+        if message.resume_bucket > done:
+            raise PSIError(f"party A resumes the alignment at bucket {message.resume_bucket}, but party B has "
+                           f"only {done} finished; submit the job again")
+        self.first_bucket = message.resume_bucket
+        self._offsets = _offsets([chunk_count(s, self.chunk_size) for s in self.buckets.sizes])
+        self._tag_offsets = _offsets([chunk_count(s, self.chunk_size) for s in sizes_a])
+        self.n_chunks = self._offsets[-1]
+        self._bucket = self.first_bucket
+        self._next_blind = self._offsets[self.first_bucket]
+        self.cursor = 1 + self._offsets[self.first_bucket] + self._tag_offsets[self.first_bucket]
         declaration = self.declaration()
         self.declared_size_b = declaration.size_b
-        # The declaration goes first: A signs nothing before it knows how much to sign.
-        return [self.send(self.peer, declaration)] + [self._blind(c) for c in range(min(self.window, self.n_chunks))]
+        out = [self.send(self.peer, declaration)]  # first: A signs nothing before it knows how much to sign
+        if self.first_bucket >= self.n_buckets:  # all finished before a restart
+            self.rows = self.results.merged_rows(self.n_buckets)
+            return out
+        return out + self._blind_ahead()
 
     def _pieces(self, count: int) -> list[slice]:
         return split_evenly(count, self.engine.workers)
 
+    def _bucket_ids(self, bucket: int) -> tuple[np.ndarray, list[str]]:
+        if bucket not in self._loaded:
+            self._loaded[bucket] = self.buckets.read(bucket, source="party B's IDs")
+        return self._loaded[bucket]
+
+    def _blind_ahead(self) -> list[Envelope]:
+        """Blind and send chunks until ``window`` are in flight."""
+        out = []
+        while self._next_blind < self.n_chunks and len(self._blinding) < self.window:
+            out.append(self._blind(self._next_blind))
+            self._next_blind += 1
+        return out
+
     def _blind(self, chunk: int) -> Envelope:
         """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
         n, e, salt = self._n, self._e, self.key.salt
-        ids = self.ids[chunk * self.chunk_size : (chunk + 1) * self.chunk_size]
-        pieces = self.engine.map(blind_many, [(ids[s], salt, n, e) for s in self._pieces(len(ids))])
-        inverses = [v for piece_inverses, _ in pieces for v in piece_inverses]
-        blinded = [v for _, piece_blinded in pieces for v in piece_blinded]
+        bucket = _bucket_at(self._offsets, chunk)
+        start = (chunk - self._offsets[bucket]) * self.chunk_size
+        ids = self._bucket_ids(bucket)[1][start : start + self.chunk_size]
+        inverses: list[mpz] = []
+        blinded: list[mpz] = []
+        if ids:
+            pieces = self.engine.map(blind_many, [(ids[s], salt, n, e) for s in self._pieces(len(ids))])
+            inverses = [v for piece_inverses, _ in pieces for v in piece_inverses]
+            blinded = [v for _, piece_blinded in pieces for v in piece_blinded]
         self._blinding[chunk] = (inverses, blinded)
-        message = BlindedChunk(job_id=self.job_id, chunk=chunk, total_chunks=self.n_chunks,
+        message = BlindedChunk(job_id=self.job_id, chunk=chunk, bucket=bucket, total_chunks=self.n_chunks,
                                values=IntVector.pack(blinded, self._width))
         return self.send(self.peer, message)
 
@@ -468,55 +627,63 @@ class PsiRequester(Role):
         if len(signatures) != len(blinded):
             raise PSIError(f"signed chunk {message.chunk} has {len(signatures)} values for {len(blinded)} sent")
         n, e, salt = self._n, self._e, self.key.salt
-        slices = self._pieces(len(blinded))
+        slices = self._pieces(len(blinded)) if blinded else []
         pieces = self.engine.map(unblind_many, [(signatures[s], inverses[s], blinded[s], salt, n, e) for s in slices])
-        start = message.chunk * self.chunk_size
+        start = (message.chunk - self._offsets[self._bucket]) * self.chunk_size
         for part, piece in zip(slices, pieces):
             if isinstance(piece, int):
                 raise PSIError(f"party A's signature {part.start + piece} in chunk {message.chunk} does not verify")
             for i, t in enumerate(piece, start=start + part.start):
                 self._tag_rows[t] = i
-        self._signed_chunks += 1
-        self.progress = (len(self._tag_rows), len(self.ids))
+        self._signed_in_bucket += 1
+        self.progress = (sum(self.buckets.sizes[: self._bucket]) + len(self._tag_rows), self.size_b)
         self.cursor += 1
-        out = []
-        following = message.chunk + self.window
-        if following < self.n_chunks:
-            out.append(self._blind(following))
-        return out + self._finish_if_ready()
+        return self._blind_ahead() + self._finish_if_ready()
 
     def _collect(self, message: KeyHolderTags) -> list[Envelope]:
-        # A's tags come in chunks of its own chunk size, so its declared |A| fixes how many
-        # chunks there are and how many tags each holds: a surplus is refused as it arrives.
-        expected_chunks = chunk_count(self.size_a, self.chunk_size)
-        if message.total_chunks != expected_chunks or message.chunk >= expected_chunks:
+        # A's tags come in chunks of its own chunk size, so its declared size of this bucket fixes
+        # how many chunks there are and how many tags each holds: a surplus is refused as it arrives.
+        bucket = self._bucket
+        size = self.sizes_a[bucket]
+        expected_chunks = chunk_count(size, self.chunk_size)
+        local = message.chunk - self._tag_offsets[bucket]
+        if message.bucket != bucket or message.total_chunks != expected_chunks:
             raise PSIError(
-                f"party A's tag chunk {message.chunk} of {message.total_chunks}: its declared {self.size_a} IDs "
-                f"make {expected_chunks} chunks"
+                f"party A's tag chunk {message.chunk} (bucket {message.bucket}, {message.total_chunks} chunks): "
+                f"its declared {size} IDs in bucket {bucket} make {expected_chunks} chunks"
             )
-        self._a_chunks_expected = expected_chunks
-        expected = chunk_length(self.size_a, self.chunk_size, message.chunk)
+        expected = chunk_length(size, self.chunk_size, local)
         if message.count != expected:
             raise PSIError(
-                f"party A's tag chunk {message.chunk} has {message.count} tags; its declared {self.size_a} IDs "
+                f"party A's tag chunk {message.chunk} has {message.count} tags; its declared {size} IDs "
                 f"give {expected} in this chunk"
             )
-        tags = unpack_tags(message.tags, message.count)
-        self._a_tags.update(tags)
+        self._a_tags.update(unpack_tags(message.tags, message.count))
         self._a_chunks_seen += 1
         self.cursor += 1
-        if self._a_chunks_seen == self._a_chunks_expected and len(self._a_tags) != self.size_a:
-            raise PSIError(f"party A announced {self.size_a} IDs but sent {len(self._a_tags)} distinct tags")
+        if self._a_chunks_seen == expected_chunks and len(self._a_tags) != size:
+            raise PSIError(f"party A announced {size} IDs in bucket {bucket} but sent {len(self._a_tags)} "
+                           "distinct tags")
         return self._finish_if_ready()
 
     def _finish_if_ready(self) -> list[Envelope]:
-        if self._signed_chunks < self.n_chunks or self._a_chunks_seen != self._a_chunks_expected:
+        bucket = self._bucket
+        ours = self._offsets[bucket + 1] - self._offsets[bucket]
+        theirs = self._tag_offsets[bucket + 1] - self._tag_offsets[bucket]
+        if self._signed_in_bucket < ours or self._a_chunks_seen < theirs:
             return []
+        rows, ids = self._loaded.pop(bucket)
         common = sorted(t for t in self._tag_rows if t in self._a_tags)
-        rows = sorted((self._tag_rows[t] for t in common), key=self.ids.__getitem__)
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self._a_tags = set()
-        return [self.send(self.peer, IntersectionTags(job_id=self.job_id, count=len(common), tags=pack_tags(common)))]
+        found = sorted((self._tag_rows[t] for t in common), key=ids.__getitem__)
+        # Saved before A hears of it: a restart never finds A ahead of B.
+        self.results.save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
+        self._tag_rows, self._a_tags = {}, set()
+        self._signed_in_bucket = self._a_chunks_seen = 0
+        self._bucket += 1
+        if self._bucket == self.n_buckets:
+            self.rows = self.results.merged_rows(self.n_buckets)
+        return [self.send(self.peer, IntersectionTags(job_id=self.job_id, chunk=bucket, count=len(common),
+                                                      tags=pack_tags(common)))]
 
 
 __all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES", "check_declared_size"]
