@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import shutil
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from psi.buckets import DiskBucketResults
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
 from vfl.align import alignment_summary, no_overlap, shared_rows_b
 from vfl.data import PartyTable
@@ -75,11 +77,30 @@ def _auditor(node: Node, job_id: str) -> AuditFn:
     return lambda line: node.store.audit(job_id, line)
 
 
-def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: int) -> AuditedKeyHolder:
-    return AuditedKeyHolder(record.job_id, ids, party=node.own_id(record), peer=node.roster(record).label,
+def checkpoints(node: Node, record: JobRecord, peer: str) -> DiskBucketResults:
+    """Where this party keeps the finished buckets of its PSI with ``peer`` (in the job's folder)."""
+    return DiskBucketResults(node.store.job_dir(record.job_id) / "psi" / peer)
+
+
+def drop_checkpoints(node: Node, record: JobRecord) -> None:
+    """The alignment is stored: the per-bucket results are no longer needed."""
+    shutil.rmtree(node.store.job_dir(record.job_id) / "psi", ignore_errors=True)
+
+
+def finished_buckets(node: Node, record: JobRecord, peer: str) -> int:
+    """Buckets of the PSI with ``peer`` finished here before a restart."""
+    return checkpoints(node, record, peer).finished()
+
+
+def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: int,
+                     resume_bucket: int | None = None) -> AuditedKeyHolder:
+    label = node.roster(record).label
+    return AuditedKeyHolder(record.job_id, ids, party=node.own_id(record), peer=label,
                             key_bits=key_bits, min_key_bits=node.config.limits.min_key_bits,
                             primes=node.config.psi.primes, engine=node.engine, audit=_auditor(node, record.job_id),
-                            expected_size_b=record.spec.get("psi_ids"), **_caps(node))
+                            expected_size_b=record.spec.get("psi_ids"), bucket_ids=node.config.psi.bucket_ids,
+                            results=checkpoints(node, record, record.peers[label]),
+                            resume_bucket=resume_bucket, **_caps(node))
 
 
 def check_registered_size(node: Node, psi_ids: int, own_size: int) -> None:
@@ -87,10 +108,15 @@ def check_registered_size(node: Node, psi_ids: int, own_size: int) -> None:
     check_declared_size(psi_ids, own_size, peer="B", me="A", **_caps(node))
 
 
-async def serve_as_key_holder(node: Node, record: JobRecord, runtime: JobRuntime, key_bits: int) -> None:
-    """Party A: make a fresh RSA key for this job and publish it to party B."""
+async def serve_as_key_holder(node: Node, record: JobRecord, runtime: JobRuntime, key_bits: int,
+                              resume_bucket: int | None = None) -> None:
+    """Party A: make a fresh RSA key for this job and publish it to party B.
+
+    On a resume, the new session starts at the first bucket unfinished here or
+    at party B (``resume_bucket``), whichever is earlier.
+    """
     table = await asyncio.to_thread(node.table, record.dataset)
-    holder = await asyncio.to_thread(_make_key_holder, node, record, table.ids, key_bits)
+    holder = await asyncio.to_thread(_make_key_holder, node, record, table.ids, key_bits, resume_bucket)
     node.psi_started[record.job_id] = time.perf_counter()
     await runtime.add_role("psi", holder, holder.start())
 
@@ -100,31 +126,39 @@ def key_holder_finished(node: Node, record: JobRecord, holder: PsiKeyHolder, run
     table = node.table(record.dataset)
     seconds = time.perf_counter() - node.psi_started.pop(record.job_id, time.perf_counter())
     summary = alignment_summary(len(table), holder.size_b, len(holder.rows), METHOD, seconds, runtime.psi_bytes(),
-                                declared_size_a=len(holder.ids), declared_size_b=holder.declared_size_b)
+                                declared_size_a=holder.size_a, declared_size_b=holder.declared_size_b)
+    summary["buckets"] = holder.n_buckets
     node.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
+    drop_checkpoints(node, record)
     node.save(record, alignment=summary, stage="aligned", n_rows=len(holder.rows))
 
 
 async def align_as_requester(
-    node: Node, record: JobRecord, runtime: JobRuntime, table: PartyTable
+    node: Node, record: JobRecord, runtime: JobRuntime, table: PartyTable,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Party B: one PSI with each feature party, intersected: B's rows of the joint IDs, in the shared order.
 
     Each feature party holds the RSA key for its own pair. The pairwise results
     are intersected by :func:`vfl.align.shared_rows_b`, which keeps the PSI's order
     (by ID), so each feature party can take the joint IDs in the same order.
+    ``ready`` is awaited once B's roles are in place (a resume then asks the
+    feature parties to start new sessions).
     """
     started = time.perf_counter()
     roster = node.roster(record)
     requesters = {
         peer: AuditedRequester(record.job_id, table.ids, party=roster.label, peer=peer,
                                min_key_bits=node.config.limits.min_key_bits, engine=node.engine,
-                               audit=_auditor(node, record.job_id), **_caps(node))
+                               audit=_auditor(node, record.job_id),
+                               results=checkpoints(node, record, record.peers[peer]), **_caps(node))
         for peer in roster.features
     }
     finished = node.psi_done.setdefault(record.job_id, asyncio.Event())
     for peer, requester in requesters.items():
         await runtime.add_role(f"psi:{peer}", requester)
+    if ready is not None:
+        await ready()
     while not all(r.rows is not None for r in requesters.values()):
         if runtime.closed or runtime.failed or record.finished:
             raise JobError(f"alignment did not finish: {runtime.failed or 'the job was stopped'}")
@@ -139,7 +173,7 @@ async def align_as_requester(
         peer: alignment_summary(
             r.size_a, len(table), len(r.rows), METHOD, seconds, runtime.psi_bytes() if roster.k == 1 else 0,
             declared_size_a=r.size_a, declared_size_b=r.declared_size_b,
-        )
+        ) | {"buckets": r.n_buckets}
         for peer, r in requesters.items()
     }
     if roster.k == 1:

@@ -248,6 +248,12 @@ class PsiSection(_Strict):
         3, description="primes of party A's RSA key: 3 signs about 2x faster (RFC 8017 multi-prime); "
                        "2 where FIPS 186-4 is required",
     )
+    bucket_ids: int = Field(
+        1_000_000, ge=100, le=100_000_000,
+        description="most IDs per PSI bucket: the larger set is split into buckets of about this many, "
+                    "intersected one at a time and checkpointed, so memory stays bounded and a restart "
+                    "resumes at the first unfinished bucket",
+    )
 
 
 class ServiceConfig(_Strict):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -163,15 +164,18 @@ async def undo_submission(node: Node, job_id: str, registered: list[str], reason
     node.store.delete(job_id)
 
 
-async def drive(node: Node, record: JobRecord, table: PartyTable) -> None:
+async def drive(node: Node, record: JobRecord, table: PartyTable,
+                ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Align, then train to the end; ``ready`` is awaited once B's PSI roles wait for the feature parties."""
     runtime = node.runtimes[record.job_id]
     spec = JobSpec.model_validate(record.spec)
     started = time.perf_counter()
     try:
         node.save(record, state="aligning", stage="psi")
-        rows_b, summary = await alignment.align_as_requester(node, record, runtime, table)
+        rows_b, summary = await alignment.align_as_requester(node, record, runtime, table, ready)
         aligned = table.take(rows_b)
         node.store.save_alignment(record.job_id, aligned.ids)
+        alignment.drop_checkpoints(node, record)
         node.save(
             record,
             alignment=summary,

@@ -99,7 +99,12 @@ class Node:
                 aligned = self.party == "C" or self.store.load_alignment(record.job_id) is not None
             except JobError as exc:  # a damaged alignment file: this job cannot continue here
                 aligned, damage = False, str(exc)
-            if record.state != "training" or not aligned:
+            if self.party == "C" and record.state == "pending" and damage is None:
+                self.runtime_for(record)  # the arbiter has no part in the alignment: nothing was lost
+                continue
+            # Stopped during alignment: the PSI resumes from the buckets finished before (psi.buckets).
+            aligning = record.state == "aligning" and not aligned and damage is None
+            if (record.state != "training" or not aligned) and not aligning:
                 reason = damage or f"party {self.party} restarted while the job was {record.state}; submit it again"
                 self.save(record, state="failed", stage="stopped", error=reason)
                 self.spawn(self.tell_peers(record, "fail", reason))

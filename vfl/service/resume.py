@@ -8,6 +8,11 @@ starts the next epoch. Batches are seeded, masks come from checkpointed seeds
 and arithmetic is exact, so the job ends with the same model as an
 uninterrupted run. ``POST /v1/jobs/{id}/resume`` on B does the same by hand.
 
+A job stopped during alignment resumes its PSI instead: every party keeps the
+finished buckets of each pair (:mod:`psi.buckets`), so B starts new sessions
+(fresh RSA keys) at the first bucket not finished at both ends, and the
+intersection and its order come out as without the stop.
+
 A resume cannot be forced for gain: a peer's "I restarted" counts only if its
 generation moved on, each service allows ``limits.max_resumes`` per job, and
 the arbiter serves an already-decrypted slot again only with the same value
@@ -26,7 +31,7 @@ from vfl.data import PartyTable
 from vfl.errors import ConfigError, JobCancelled, JobError, PeerNotAllowed, PeerRefused, VFLError
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.parties import PartyB
-from vfl.service import coordinator
+from vfl.service import alignment, coordinator
 from vfl.service.spec import ResumeRequest
 from vfl.service.store import JobRecord
 
@@ -43,8 +48,6 @@ async def resume(node: Node, job_id: str) -> JobRecord:
     record = node.record(job_id)
     if record.state in ("succeeded", "cancelled", "damaged"):
         raise JobError(f"job {job_id} has {record.state}; there is nothing to resume")
-    if node.store.load_alignment(job_id) is None:
-        raise JobError(f"job {job_id} stopped before alignment finished; submit it again")
     start_resume(node, record, "resume requested")
     return record
 
@@ -89,8 +92,56 @@ def start_resume(node: Node, record: JobRecord, reason: str) -> None:
     if current is not None:
         current.cancel()
     node.coordinating.add(record.job_id)
+    loop = asyncio.get_running_loop()
+    if node.store.load_alignment(record.job_id) is None:
+        node.save(record, state="aligning", stage="resuming", error=None)
+        node.drivers[record.job_id] = loop.create_task(resume_alignment(node, record, reason))
+        return
     node.save(record, state="training", stage="resuming", error=None)
-    node.drivers[record.job_id] = asyncio.get_running_loop().create_task(resume_and_finish(node, record, reason))
+    node.drivers[record.job_id] = loop.create_task(resume_and_finish(node, record, reason))
+
+
+async def resume_alignment(node: Node, record: JobRecord, reason: str) -> None:
+    """Party B: continue an alignment cut short, each pair from its first bucket not finished at both ends."""
+    log.warning("job %s: resuming the alignment (%s)", record.job_id, reason)
+    try:
+        roster = node.roster(record)
+        others = [*roster.features, roster.arbiter]
+        answers = await asyncio.gather(*(
+            node.client.call_json(record.peers[pid], "GET", f"/v1/peer/jobs/{record.job_id}/checkpoints")
+            for pid in others
+        ))
+        generation = max(record.generation, *(int(a["generation"]) for a in answers)) + 1
+        node.save(record, generation=generation, resumes=record.resumes + 1)
+        table = await asyncio.to_thread(node.table, record.dataset, node.training_config(record).model)
+        await node.fresh_runtime(record)
+    except asyncio.CancelledError:
+        raise
+    except VFLError as exc:
+        node.coordinating.discard(record.job_id)
+        await node.fail(record.job_id, f"could not resume the alignment: {type(exc).__name__}: {exc}")
+        return
+    path = f"/v1/peer/jobs/{record.job_id}/resume"
+
+    async def new_sessions() -> None:
+        """Once B's requesters wait for them: the arbiter moves on, each feature party starts a new PSI session."""
+        try:
+            body = ResumeRequest(epoch=-1, generation=generation, psi_bucket=0).model_dump()
+            await node.client.call_json(record.peers[roster.arbiter], "POST", path, body)
+            await asyncio.gather(*(
+                node.client.call_json(record.peers[pid], "POST", path, ResumeRequest(
+                    epoch=-1, generation=generation,
+                    psi_bucket=alignment.finished_buckets(node, record, record.peers[pid])).model_dump())
+                for pid in roster.features
+            ))
+            log.warning("job %s: alignment resumed under generation %d", record.job_id, generation)
+        finally:
+            node.coordinating.discard(record.job_id)
+
+    try:
+        await coordinator.drive(node, record, table, ready=new_sessions)
+    finally:
+        node.coordinating.discard(record.job_id)
 
 
 async def resume_and_finish(node: Node, record: JobRecord, reason: str) -> None:
@@ -191,6 +242,8 @@ async def resume_role(node: Node, job_id: str, request: ResumeRequest, caller: s
     if request.generation <= record.generation:
         raise JobError(f"job {job_id} is already at generation {record.generation} here; a resume must move it on")
     check_resume_budget(node, record)
+    if request.psi_bucket is not None:
+        return await _resume_alignment_here(node, record, request)
     state = node.store.load_checkpoint(job_id, request.epoch)
     if node.party == "C":
         key = PrivateKey.from_dict(state["private_key"])
@@ -213,4 +266,18 @@ async def resume_role(node: Node, job_id: str, request: ResumeRequest, caller: s
     )
     runtime = await node.fresh_runtime(record)
     await runtime.add_role("train", role, role.resume())
+    return record
+
+
+async def _resume_alignment_here(node: Node, record: JobRecord, request: ResumeRequest) -> JobRecord:
+    """B's instruction during alignment: a feature party starts a new PSI session; the arbiter only moves on."""
+    if node.store.load_alignment(record.job_id) is not None and node.party == "A":
+        raise JobError(f"job {record.job_id} is aligned here already; resume it from a training checkpoint")
+    node.save(record, generation=request.generation, error=None, resumes=record.resumes + 1,
+              state="aligning" if node.party == "A" else "pending", stage="psi" if node.party == "A" else "registered")
+    runtime = await node.fresh_runtime(record)
+    if node.party == "A":
+        node.psi_done.pop(record.job_id, None)
+        await alignment.serve_as_key_holder(node, record, runtime, int(record.spec["psi"]["key_bits"]),
+                                            resume_bucket=request.psi_bucket)
     return record

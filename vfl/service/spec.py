@@ -190,10 +190,16 @@ class TrainingStart(_Strict):
 
 
 class ResumeRequest(_Strict):
-    """B → A and C: go back to the state after ``epoch`` (−1: before training) under a new generation."""
+    """B → A and C: go back to the state after ``epoch`` (−1: before training) under a new generation.
+
+    ``psi_bucket`` is set when the job stopped during alignment: a feature party
+    starts a new PSI session at the first bucket unfinished there or at B
+    (the arbiter only moves to the new generation).
+    """
 
     epoch: int = Field(ge=-1)
     generation: int = Field(ge=1)
+    psi_bucket: int | None = Field(None, ge=0)
 
 
 class ScoreQuery(_Strict):
