@@ -198,9 +198,11 @@ class OwnTagCache:
     """Party A's signed own-ID tags for one partner and dataset, kept for a reused RSA key.
 
     One folder: ``key.json`` (the private key's CRT parts and the salt: 0600,
-    A's secret) and ``tags-<k>.bin`` (bucket k's tags, in the bucket's row
-    order). The cache is valid only for the same ID digest and bucket count; a
-    changed dataset replaces it with a fresh key.
+    A's secret) and ``tags-<salt>-<k>.bin`` (bucket k's tags under that salt,
+    in the bucket's row order). The cache is valid only for the same ID digest
+    and bucket count; a changed dataset replaces it with a fresh key. Tag files
+    are named by the salt they were made with, so a job still using a replaced
+    key can never mix its tags into the new key's.
     """
 
     def __init__(self, directory: Path | str) -> None:
@@ -235,10 +237,11 @@ class OwnTagCache:
                            "data": data})
         _write_private(self.directory / "key.json", text.encode())
 
-    def tags(self, k: int, count: int) -> list[bytes] | None:
+    def tags(self, salt: bytes, k: int, count: int) -> list[bytes] | None:
+        """Bucket k's stored tags under ``salt``, if there are exactly ``count``."""
         from psi.hashing import TAG_BYTES
 
-        file = self.directory / f"tags-{k}.bin"
+        file = self.directory / f"tags-{salt.hex()[:16]}-{k}.bin"
         if not file.is_file():
             return None
         data = file.read_bytes()
@@ -246,8 +249,9 @@ class OwnTagCache:
             return None
         return [data[i * TAG_BYTES : (i + 1) * TAG_BYTES] for i in range(count)]
 
-    def save_tags(self, k: int, tags: list[bytes]) -> None:
-        _write_private(self.directory / f"tags-{k}.bin", b"".join(tags))
+    def save_tags(self, salt: bytes, k: int, tags: list[bytes]) -> None:
+        if self.directory.is_dir():  # not if the cache was removed meanwhile
+            _write_private(self.directory / f"tags-{salt.hex()[:16]}-{k}.bin", b"".join(tags))
 
 
 class PsiIds:

@@ -152,6 +152,24 @@ class RsaPrivateKey:
         flat = [x for info in self.others for x in info]
         return (self.public.n, self.public.e, self.p, self.q, self.dp, self.dq, self.qinv, *flat)
 
+    def to_dict(self) -> dict[str, object]:
+        """The key as hex strings (party A's secret: only for its own 0600 store)."""
+        return {"n": hex(self.public.n), "e": int(self.public.e),
+                "crt": [hex(v) for v in (self.p, self.q, self.dp, self.dq, self.qinv)],
+                "others": [[hex(v) for v in info] for info in self.others]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RsaPrivateKey:
+        """Read a key written by :meth:`to_dict`; refused unless every invariant holds."""
+        try:
+            p, q, dp, dq, qinv = (mpz(int(v, 16)) for v in data["crt"])
+            others = tuple(tuple(mpz(int(v, 16)) for v in info) for info in data["others"])
+            key = cls(RsaPublicKey(mpz(int(data["n"], 16)), mpz(int(data["e"]))), p, q, dp, dq, qinv, others)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PSIError(f"a stored PSI key is unreadable: {exc}") from exc
+        key.check()
+        return key
+
     def check(self) -> None:
         """Raise PSIError unless every RFC 8017 §3.2 invariant holds (a few multiplications and inversions)."""
         factors = self.factors

@@ -32,6 +32,24 @@ so B checks A's declared |A| against its own caps, and that A's tags add up
 to it. A guess inside the caps cannot be told from a real ID: the caps bound
 the leak, they do not remove it.
 
+Buckets. A set too large to hold is split by a public hash of the ID
+(:mod:`psi.buckets`) into K buckets of at most ``bucket_ids`` IDs (A picks K
+from both declared sizes) and steps 2–5 run bucket by bucket: each side holds
+one bucket's IDs, blinding factors and tags at a time, and saves each
+bucket's result, so a restart resumes at the first unfinished bucket with a
+new key. The rows of all buckets, merged by ID, are the rows of one bucket:
+the same for every K. With K > 1 each side also learns how many IDs the
+other has in each bucket, a histogram of its set over a public, keyless
+partition; no ID is revealed by it.
+
+Reuse (opt in, ``[psi] reuse_own_signatures``). A may keep its key, salt and
+own tags for the same partner and the same data, and skip signing its own
+IDs in later jobs, half of its work. The price: B then sees the same tags in
+every such job, so it can tell which of A's customers are the same from job
+to job, and which left or joined (by their tags, not their IDs), and an
+intersection B learned once stays linkable. A fresh key per job (the
+default) makes the tags of two jobs unrelated.
+
 Every value a role receives is checked: A refuses values outside [1, n−1] or
 sharing a factor with n; B checks the key (e = 65537, size) and that every
 signature verifies, s^e = blinded value.
@@ -49,7 +67,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from psi.buckets import DEFAULT_BUCKET_IDS, BucketResults, IdBuckets, PsiIds, bucket_count
+from psi.buckets import DEFAULT_BUCKET_IDS, BucketResults, IdBuckets, OwnTagCache, PsiIds, bucket_count
 from psi.hashing import TAG_BYTES, fdh, tag
 from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
 from psi.messages import (
@@ -220,6 +238,7 @@ class PsiKeyHolder(Role):
         bucket_ids: int = DEFAULT_BUCKET_IDS,
         results: BucketResults | None = None,
         resume_bucket: int | None = None,
+        own_cache: OwnTagCache | None = None,
     ) -> None:
         super().__init__(job_id, Roster.pair(party, peer), party)
         self.peer = peer
@@ -239,8 +258,19 @@ class PsiKeyHolder(Role):
         self.results = results or BucketResults()
         done = self.results.open({"party": "A", "digest": self.buckets.digest, "sizes": self.buckets.sizes})
         self.first_bucket = min(done, resume_bucket) if resume_bucket is not None else done
-        self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits, primes=primes)
-        self.salt = secrets.token_bytes(32)
+        #: Reuse (opt in): the key, salt and own tags of an earlier job with this partner and data.
+        self.own_cache = own_cache
+        stored = own_cache.load(self.buckets.digest, self.n_buckets) if own_cache is not None else None
+        if stored is not None and key is None:
+            self.key = RsaPrivateKey.from_dict(stored["key"])
+            self.salt = bytes.fromhex(stored["salt"])
+            self.key.public.validate(min_bits=min_key_bits)
+        else:
+            self.key = key or generate_rsa_key(key_bits, min_bits=min_key_bits, primes=primes)
+            self.salt = secrets.token_bytes(32)
+            if own_cache is not None:
+                own_cache.reset(self.buckets.digest, self.n_buckets, self.key.to_dict(), self.salt)
+        self.reused_buckets = 0  # own tag sets taken from the cache instead of signed again
         #: Where signing runs (this machine's pool, or party A's Ray cluster); only A's key and IDs reach it.
         self.engine = as_engine(engine)
         self.workers = self.engine.workers
@@ -255,6 +285,7 @@ class PsiKeyHolder(Role):
         self.rows: np.ndarray | None = None
         self._own_bucket = -1  # the bucket whose own tags are being signed
         self._own_waiting: list[tuple] = []  # own-ID tasks not yet given to the engine
+        self._own_cached = False  # the current bucket's own tags came from the cache
         self._own: list[Future[list[bytes]] | list[bytes]] = []  # in order
         #: bucket → (its IDs, its rows, tag → index); kept from publishing the tags to the intersection.
         self._published: dict[int, tuple[list[str], np.ndarray, dict[bytes, int]]] = {}
@@ -286,6 +317,12 @@ class PsiKeyHolder(Role):
         self._own_bucket = bucket
         rows, ids = self.buckets.read(bucket, source="party A's IDs")
         self._bucket_ids = (ids, rows)
+        cached = self.own_cache.tags(self.salt, bucket, len(ids)) if self.own_cache is not None else None
+        if cached is not None:
+            self._own, self._own_waiting, self._own_cached = [cached], [], True
+            self.reused_buckets += 1
+            return
+        self._own_cached = False
         size = OWN_TASK_IDS
         parts = self.key.crt_parts()
         self._own = []
@@ -418,6 +455,8 @@ class PsiKeyHolder(Role):
         for piece in self._own:
             tags.extend(piece.result() if isinstance(piece, Future) else piece)
         ids, rows = self._bucket_ids
+        if self.own_cache is not None and not self._own_cached:
+            self.own_cache.save_tags(self.salt, bucket, tags)
         self._published[bucket] = (ids, rows, {t: i for i, t in enumerate(tags)})
         if bucket + 1 < self.n_buckets:  # sign the next bucket's own IDs while B works on this one
             self._start_own(bucket + 1)

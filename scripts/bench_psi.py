@@ -2,7 +2,18 @@
 """Benchmark the RSA blind-signature PSI: N × N IDs with a given overlap.
 
     python scripts/bench_psi.py --ids 10000 --overlap 0.3 --key-bits 2048 [--primes 3] [--workers W]
-                                [--repeat R] [--json]
+                                [--repeat R] [--bucket-ids B] [--stream] [--json]
+    python scripts/bench_psi.py --ids 10000000 --hash-only [--bucket-ids B] [--json]
+
+``--stream`` gives both roles their IDs as a generator (as a CSV, Parquet or
+SQL source's ``iter_ids`` does) instead of a list: they spill them into
+buckets on disk and hold one bucket at a time, which is what bounds memory.
+``--hash-only`` runs that path without the RSA work, for sizes whose full
+run would take hours: each side streams its IDs, spills them into buckets,
+and per bucket reads them back, full-domain hashes them and keeps a
+tag → row map of the bucket's size (what the protocol holds per bucket), then
+merges the per-bucket results into the final rows. It reports the peak RSS
+of that path.
 
 Runs the real protocol (both roles, every message through the wire codec) and
 prints seconds, IDs per second (2N IDs processed), IDs per second per core,
@@ -39,9 +50,61 @@ import time
 import gmpy2
 
 from psi import run_psi
+from psi.buckets import DEFAULT_BUCKET_IDS, PsiIds
 from psi.hashing import fdh
 from psi.keys import DEFAULT_PRIMES, generate_rsa_key, sign_many
 from vfl.parallel import cpu_model, resolve_workers, shutdown_pools
+
+
+def id_stream(start: int, count: int):
+    """A re-readable stream of synthetic IDs (what a source's ``iter_ids`` gives), never a list."""
+    def read():
+        return (f"user-{i:09d}" for i in range(start, start + count))
+    return read
+
+
+def hash_only(n: int, overlap: float, bucket_ids: int, key_bits: int) -> dict[str, object]:
+    """The bucketed path without the RSA work: spill, per-bucket hashing and tag maps, the merged result."""
+    import hashlib
+    import tempfile
+
+    import numpy as np
+
+    from psi.buckets import BucketResults, PsiIds, bucket_count
+
+    shared = int(round(n * overlap))
+    key = generate_rsa_key(key_bits, min_bits=min(key_bits, 1024))
+    salt = b"s" * 32
+    k = bucket_count(n, n, bucket_ids)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vfl-bench-psi-") as folder:
+        sides = {"A": PsiIds(id_stream(0, n), source="A", normalized=True, spill_dir=f"{folder}/a"),
+                 "B": PsiIds(id_stream(n - shared, n), source="B", normalized=True, spill_dir=f"{folder}/b")}
+        buckets = {name: ids.buckets(k) for name, ids in sides.items()}
+        spilled = time.perf_counter() - started
+        results = {name: BucketResults() for name in sides}
+        for bucket in range(k):
+            tag_rows = {}
+            for name in ("B", "A"):
+                rows, ids = buckets[name].read(bucket)
+                hashes = [fdh(x, salt, key.public.n) for x in ids]  # what blinding / signing starts from
+                tags = {hashlib.sha256(int(h).to_bytes(key.public.byte_width, "big")).digest(): i
+                        for i, h in enumerate(hashes)}
+                tag_rows[name] = (rows, ids, tags)
+            (rows_a, ids_a, tags_a), (rows_b, ids_b, tags_b) = tag_rows["A"], tag_rows["B"]
+            common = [t for t in tags_b if t in tags_a]
+            for name, rows, ids, tags in (("A", rows_a, ids_a, tags_a), ("B", rows_b, ids_b, tags_b)):
+                found = sorted((tags[t] for t in common), key=ids.__getitem__)
+                results[name].save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
+            del tag_rows, common
+        merged = {name: r.merged_rows(k) for name, r in results.items()}
+        for ids in sides.values():
+            ids.close()
+    if len(merged["A"]) != shared:
+        raise SystemExit(f"wrong intersection: {len(merged['A'])} != {shared}")
+    return {"mode": "hash-only", "ids_per_side": n, "buckets": k, "bucket_ids": bucket_ids,
+            "intersection": shared, "spill_seconds": round(spilled, 1),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def synthetic_ids(n: int, overlap: float) -> tuple[list[str], list[str], int]:
@@ -115,16 +178,39 @@ def main() -> int:
     parser.add_argument("--naive-sample", type=int, default=300, help="IDs the naive baseline signs per round")
     parser.add_argument("--crt-sample", type=int, default=1000, help="IDs each CRT signer signs per round")
     parser.add_argument("--micro-repeat", type=int, default=5, help="rounds of the signing measurement (median)")
+    parser.add_argument("--bucket-ids", type=int, default=DEFAULT_BUCKET_IDS,
+                        help="most IDs per PSI bucket (default %(default)s)")
+    parser.add_argument("--stream", action="store_true", help="IDs from a generator, spilled to disk")
+    parser.add_argument("--hash-only", action="store_true", help="the bucketed path without the RSA work")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    if args.hash_only:
+        report = hash_only(args.ids, args.overlap, args.bucket_ids, args.key_bits)
+        report["peak_rss_mb"] = peak_rss_mb()[0]
+        report["machine"] = {"cpu": cpu_model(), "python": platform.python_version()}
+        print(json.dumps(report, indent=2) if args.json else
+              f"hash-only path, {args.ids:,} IDs per side in {report['buckets']} buckets: "
+              f"{report['seconds']} s, peak RSS {report['peak_rss_mb']} MB")
+        return 0
+
     workers = resolve_workers(args.workers)
     extra = psi_with_primes(args.primes)
-    ids_a, ids_b, shared = synthetic_ids(args.ids, args.overlap)
+    if args.stream:
+        shared = int(round(args.ids * args.overlap))
+        ids_a = ids_b = None
+    else:
+        ids_a, ids_b, shared = synthetic_ids(args.ids, args.overlap)
     runs = []
     for _ in range(args.repeat):
+        if args.stream:
+            ids_a = PsiIds(id_stream(0, args.ids), source="A", normalized=True, size=args.ids)
+            ids_b = PsiIds(id_stream(args.ids - shared, args.ids), source="B", normalized=True, size=args.ids)
         result = run_psi(ids_a, ids_b, key_bits=args.key_bits, min_key_bits=min(args.key_bits, 1024),
-                         workers=workers, **extra)
+                         workers=workers, bucket_ids=args.bucket_ids, **extra)
+        if args.stream:
+            ids_a.close()
+            ids_b.close()
         if result.intersection_size != shared:
             print(f"wrong intersection: {result.intersection_size} != {shared}", file=sys.stderr)
             return 1
@@ -148,6 +234,8 @@ def main() -> int:
         "ids_per_s_per_core": round(total_ids / seconds / workers, 1),
         "bytes": runs[0].bytes_a_to_b + runs[0].bytes_b_to_a,
         "intersection": runs[0].intersection_size,
+        "buckets": runs[0].buckets,
+        "streamed": args.stream,
         "peak_rss_mb": rss_self,
         "peak_rss_children_mb": rss_children,
         "naive": {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from psi import run_psi
-from psi.buckets import BucketResults, DiskBucketResults, IdBuckets, PsiIds, bucket_count, bucket_of
+from psi.buckets import BucketResults, DiskBucketResults, IdBuckets, OwnTagCache, PsiIds, bucket_count, bucket_of
 from psi.messages import BlindedChunk, DeclaredSize, IntersectionTags, PsiPublicKey
 from psi.protocol import PsiKeyHolder, PsiRequester
 from tests.protocol.test_psi import BITS, make_sets
@@ -196,3 +196,39 @@ def test_a_declaration_without_the_bucket_sizes_is_refused():
         holder.handle(DeclaredSize(job_id="job", size_b=100), "B")
     with pytest.raises(PSIError, match="adding up to the 100 IDs"):
         holder.handle(DeclaredSize(job_id="job", size_b=100, bucket_sizes=[25, 25, 25, 24]), "B")
+
+
+# -- reuse of party A's own signatures (opt in) ---------------------------------------------------------
+
+
+def test_reused_own_signatures_skip_the_signing_and_give_the_same_rows(tmp_path):
+    ids_a, ids_b, truth = make_sets(200, 0.4, seed=26)
+    cache = OwnTagCache(tmp_path / "reuse")
+    options = {"key_bits": BITS, "min_key_bits": BITS, "engine": 1, "chunk_size": 32, "bucket_ids": 60}
+    first = PsiKeyHolder("job-1", ids_a, own_cache=cache, **options)
+    _run(first, PsiRequester("job-1", ids_b, min_key_bits=BITS, engine=1))
+
+    second = PsiKeyHolder("job-2", ids_a, own_cache=cache, **options)
+    transcript: list[Envelope] = []
+    _run(second, PsiRequester("job-2", ids_b[:150], min_key_bits=BITS, engine=1), transcript)
+
+    assert (first.reused_buckets, second.reused_buckets) == (0, first.n_buckets)
+    assert {ids_a[i] for i in second.rows} == truth & set(ids_b[:150])
+    assert (tmp_path / "reuse" / "key.json").stat().st_mode & 0o777 == 0o600
+    # What reuse costs: the same key and salt, so B sees A's customers under the same tags in both jobs.
+    key = next(e.message for e in transcript if isinstance(e.message, PsiPublicKey))
+    assert key.key().n == first.key.public.n and key.salt == first.salt
+
+
+def test_a_changed_dataset_or_a_tampered_cache_gets_a_fresh_key(tmp_path):
+    ids_a, ids_b, _ = make_sets(100, 0.5, seed=27)
+    cache = OwnTagCache(tmp_path)
+    options = {"key_bits": BITS, "min_key_bits": BITS, "engine": 1}
+    first = PsiKeyHolder("job-1", ids_a, own_cache=cache, **options)
+    changed = PsiKeyHolder("job-2", ids_a[:-1], own_cache=cache, **options)
+    (tmp_path / "key.json").write_text((tmp_path / "key.json").read_text().replace('"digest": "', '"digest": "0'))
+
+    tampered = PsiKeyHolder("job-3", ids_a[:-1], own_cache=cache, **options)
+
+    assert changed.key.public.n != first.key.public.n
+    assert tampered.key.public.n != changed.key.public.n  # the integrity check failed: not trusted

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from psi.buckets import DiskBucketResults
+from psi.buckets import DiskBucketResults, OwnTagCache
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
 from vfl.align import alignment_summary, no_overlap, shared_rows_b
 from vfl.data import PartyTable
@@ -100,7 +100,15 @@ def _make_key_holder(node: Node, record: JobRecord, ids: list[str], key_bits: in
                             primes=node.config.psi.primes, engine=node.engine, audit=_auditor(node, record.job_id),
                             expected_size_b=record.spec.get("psi_ids"), bucket_ids=node.config.psi.bucket_ids,
                             results=checkpoints(node, record, record.peers[label]),
-                            resume_bucket=resume_bucket, **_caps(node))
+                            resume_bucket=resume_bucket, own_cache=_own_cache(node, record), **_caps(node))
+
+
+def _own_cache(node: Node, record: JobRecord) -> OwnTagCache | None:
+    """Party A's reused key and own tags for this partner and dataset, when ``[psi] reuse_own_signatures`` is on."""
+    if not node.config.psi.reuse_own_signatures:
+        return None
+    partner = record.peers[node.roster(record).label]
+    return OwnTagCache(node.store.data_dir / "psi-reuse" / partner / str(record.dataset))
 
 
 def check_registered_size(node: Node, psi_ids: int, own_size: int) -> None:
@@ -128,6 +136,8 @@ def key_holder_finished(node: Node, record: JobRecord, holder: PsiKeyHolder, run
     summary = alignment_summary(len(table), holder.size_b, len(holder.rows), METHOD, seconds, runtime.psi_bytes(),
                                 declared_size_a=holder.size_a, declared_size_b=holder.declared_size_b)
     summary["buckets"] = holder.n_buckets
+    if holder.own_cache is not None:
+        summary["reused_own_signatures"] = holder.reused_buckets == holder.n_buckets
     node.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
     drop_checkpoints(node, record)
     node.save(record, alignment=summary, stage="aligned", n_rows=len(holder.rows))

@@ -254,6 +254,11 @@ class PsiSection(_Strict):
                     "intersected one at a time and checkpointed, so memory stays bounded and a restart "
                     "resumes at the first unfinished bucket",
     )
+    reuse_own_signatures: bool = Field(
+        False, description="party A keeps its PSI key and signed own IDs per partner and dataset, and skips "
+                           "signing them again in later jobs (half its PSI work). Off by default: the partner "
+                           "can then link A's customers across those jobs (see the README's threat model)",
+    )
 
 
 class ServiceConfig(_Strict):
