@@ -88,24 +88,19 @@ class IdBuckets:
         """Read ``ids`` once and file each under its bucket.
 
         ``directory`` None: a private temporary folder, removed by :meth:`close`
-        (with ``buckets == 1`` and a list, the list itself is kept instead).
+        (a list is kept in memory instead, with each bucket's row numbers).
         ``normalized``: the IDs are canonical strings already (skip :func:`normalize_id`).
         """
         digest = hashlib.sha256()
-        if buckets == 1 and directory is None and isinstance(ids, list):
-            out = ids if normalized else [normalize_id(v, source=source, position=i) for i, v in enumerate(ids)]
-            for x in out:
-                digest.update(x.encode("utf-8") + b"\n")
-            if not out:
-                raise DataError(f"{source}: no IDs; the table is empty")
-            check_unique(out, source)
-            return cls(1, [len(out)], digest.hexdigest(), memory=out)
-        if directory is None and isinstance(ids, list):  # already in memory: partition it there
+        if directory is None and isinstance(ids, list):  # already in memory: keep it there
             out = ids if normalized else [normalize_id(v, source=source, position=i) for i, v in enumerate(ids)]
             if not out:
                 raise DataError(f"{source}: no IDs; the table is empty")
             for x in out:
                 digest.update(x.encode("utf-8") + b"\n")
+            if buckets == 1:
+                check_unique(out, source)
+                return cls(1, [len(out)], digest.hexdigest(), memory=out)
             parts: list[list[int]] = [[] for _ in range(buckets)]
             for row, x in enumerate(out):
                 parts[bucket_of(x, buckets)].append(row)

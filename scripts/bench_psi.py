@@ -8,12 +8,9 @@
 ``--stream`` gives both roles their IDs as a generator (as a CSV, Parquet or
 SQL source's ``iter_ids`` does) instead of a list: they spill them into
 buckets on disk and hold one bucket at a time, which is what bounds memory.
-``--hash-only`` runs that path without the RSA work, for sizes whose full
-run would take hours: each side streams its IDs, spills them into buckets,
-and per bucket reads them back, full-domain hashes them and keeps a
-tag → row map of the bucket's size (what the protocol holds per bucket), then
-merges the per-bucket results into the final rows. It reports the peak RSS
-of that path.
+``--hash-only`` runs party B's side of that path without the RSA work, for
+sizes whose full run would take hours (see :func:`hash_only`), and reports
+its peak RSS.
 
 Runs the real protocol (both roles, every message through the wire codec) and
 prints seconds, IDs per second (2N IDs processed), IDs per second per core,
@@ -63,46 +60,57 @@ def id_stream(start: int, count: int):
     return read
 
 
-def hash_only(n: int, overlap: float, bucket_ids: int, key_bits: int) -> dict[str, object]:
-    """The bucketed path without the RSA work: spill, per-bucket hashing and tag maps, the merged result."""
+def hash_only(n: int, overlap: float, bucket_ids: int, key_bits: int, chunk: int = 4096) -> dict[str, object]:
+    """Party B's bucketed path without the RSA work: what B holds at once, bucket by bucket.
+
+    B streams its IDs into buckets on disk; per bucket it reads them back,
+    full-domain hashes them a chunk at a time (as it blinds them) and keeps a
+    tag → index map; it receives A's tags of the bucket as a set (made here
+    from A's spilled IDs, as they would arrive over the wire), saves the
+    bucket's result to disk and frees it all; at the end it merges the
+    results. A holds less: the same per-bucket map of its own tags, no set of
+    B's. Tags are SHA-256 of the hash, as big as the real ones.
+    """
     import hashlib
     import tempfile
 
     import numpy as np
 
-    from psi.buckets import BucketResults, PsiIds, bucket_count
+    from psi.buckets import DiskBucketResults, PsiIds, bucket_count
 
     shared = int(round(n * overlap))
     key = generate_rsa_key(key_bits, min_bits=min(key_bits, 1024))
-    salt = b"s" * 32
+    salt, width, modulus = b"s" * 32, key.public.byte_width, key.public.n
     k = bucket_count(n, n, bucket_ids)
+
+    def tags_of(ids: list[str]) -> list[bytes]:
+        out: list[bytes] = []
+        for start in range(0, len(ids), chunk):
+            out.extend(hashlib.sha256(int(fdh(x, salt, modulus)).to_bytes(width, "big")).digest()
+                       for x in ids[start : start + chunk])
+        return out
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vfl-bench-psi-") as folder:
-        sides = {"A": PsiIds(id_stream(0, n), source="A", normalized=True, spill_dir=f"{folder}/a"),
-                 "B": PsiIds(id_stream(n - shared, n), source="B", normalized=True, spill_dir=f"{folder}/b")}
-        buckets = {name: ids.buckets(k) for name, ids in sides.items()}
+        own = PsiIds(id_stream(n - shared, n), source="B", normalized=True, spill_dir=f"{folder}/b")
+        peer = PsiIds(id_stream(0, n), source="A", normalized=True, spill_dir=f"{folder}/a")
+        buckets, peer_buckets = own.buckets(k), peer.buckets(k)
         spilled = time.perf_counter() - started
-        results = {name: BucketResults() for name in sides}
+        results = DiskBucketResults(f"{folder}/results")
+        results.open({"bench": True})
         for bucket in range(k):
-            tag_rows = {}
-            for name in ("B", "A"):
-                rows, ids = buckets[name].read(bucket)
-                hashes = [fdh(x, salt, key.public.n) for x in ids]  # what blinding / signing starts from
-                tags = {hashlib.sha256(int(h).to_bytes(key.public.byte_width, "big")).digest(): i
-                        for i, h in enumerate(hashes)}
-                tag_rows[name] = (rows, ids, tags)
-            (rows_a, ids_a, tags_a), (rows_b, ids_b, tags_b) = tag_rows["A"], tag_rows["B"]
-            common = [t for t in tags_b if t in tags_a]
-            for name, rows, ids, tags in (("A", rows_a, ids_a, tags_a), ("B", rows_b, ids_b, tags_b)):
-                found = sorted((tags[t] for t in common), key=ids.__getitem__)
-                results[name].save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
-            del tag_rows, common
-        merged = {name: r.merged_rows(k) for name, r in results.items()}
-        for ids in sides.values():
-            ids.close()
-    if len(merged["A"]) != shared:
-        raise SystemExit(f"wrong intersection: {len(merged['A'])} != {shared}")
-    return {"mode": "hash-only", "ids_per_side": n, "buckets": k, "bucket_ids": bucket_ids,
+            rows, ids = buckets.read(bucket)
+            tag_rows = {t: i for i, t in enumerate(tags_of(ids))}
+            peer_tags = set(tags_of(peer_buckets.read(bucket)[1]))
+            found = sorted((i for t, i in tag_rows.items() if t in peer_tags), key=ids.__getitem__)
+            results.save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
+            del rows, ids, tag_rows, peer_tags, found
+        merged = results.merged_rows(k)
+        own.close()
+        peer.close()
+    if len(merged) != shared:
+        raise SystemExit(f"wrong intersection: {len(merged)} != {shared}")
+    return {"mode": "hash-only, party B's path", "ids_per_side": n, "buckets": k, "bucket_ids": bucket_ids,
             "intersection": shared, "spill_seconds": round(spilled, 1),
             "seconds": round(time.perf_counter() - started, 1)}
 
