@@ -28,7 +28,10 @@ Two engines:
     processes, so the per-process caches (the fixed-base tables of
     :mod:`vfl.crypto.obfuscation`) are built once per key per worker, as in
     the local pool. Without an address the engine starts a private one-node
-    Ray instance on this machine and stops it at exit.
+    Ray instance on this machine and stops it at exit. A cluster started with
+    ``ray start`` checks a token: the service needs ``RAY_AUTH_MODE=token`` and
+    the cluster's token (``RAY_AUTH_TOKEN_PATH``) in its environment, and runs
+    on one of the cluster's nodes (see the README, "Scaling out").
 
 The cluster belongs to one party: only that party's service talks to it, and
 what reaches it is what that service already holds (its own features, the
@@ -39,13 +42,14 @@ organisations' clusters.
 from __future__ import annotations
 
 import atexit
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
-from vfl.errors import ComputeError, ConfigError
+from vfl.errors import ComputeError, ConfigError, VFLError
 from vfl.parallel import get_pool, resolve_workers, run_chunks
 
 R = TypeVar("R")
@@ -136,8 +140,9 @@ class RayEngine(Engine):
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ComputeError(
                 f"cannot connect to the Ray cluster at {address or 'a new local instance'}: {exc}. "
-                "Check [compute] address (the head's host:port, as `ray start --head` printed it) "
-                "and that the cluster is up (`ray status`)"
+                + (_AUTH_HINT if _is_auth_failure(exc) else
+                   "Check [compute] address (the head's host:port, as `ray start --head` printed it) "
+                   "and that the cluster is up (`ray status`)")
             ) from exc
         if cpus < 1:
             raise ComputeError(f"the Ray cluster at {address} offers no CPUs; start its nodes with --num-cpus")
@@ -174,7 +179,7 @@ class RayEngine(Engine):
             return arg
 
         refs = [task.remote(*[ref_of(a) for a in chunk]) for chunk in chunks]
-        return self._get(refs)
+        return self._get(refs, fn)
 
     def submit(self, fn: Callable[..., R], *args: object) -> Future[R]:
         ref = self._task(fn).remote(*args)
@@ -182,27 +187,62 @@ class RayEngine(Engine):
 
         def finish(done: Future) -> None:
             try:
-                out.set_result(self._translate(done.result))
+                out.set_result(self._translate(done.result, fn))
             except BaseException as exc:
                 out.set_exception(exc)
 
         ref.future().add_done_callback(finish)
         return out
 
-    def _get(self, refs: list) -> list:
-        return self._translate(lambda: self._ray.get(refs))
+    def _get(self, refs: list, fn: Callable) -> list:
+        """Every chunk's result, in order; the first failure is raised once all have finished.
 
-    def _translate(self, get: Callable[[], R]) -> R:
-        """Run ``get``; a task's own error comes back as itself, a lost worker or node as ComputeError."""
+        Fetching every reference, failed or not, keeps Ray from logging the
+        others as "unhandled errors" when one chunk fails.
+        """
+        get, errors = self._ray.get, (self._ray.exceptions.RayError, ConnectionError)
+
+        def get_all() -> list:
+            results, first = [], None
+            for ref in refs:
+                try:
+                    results.append(get(ref))
+                except errors as exc:
+                    first = first or exc
+            if first is not None:
+                raise first
+            return results
+
+        return self._translate(get_all, fn)
+
+    def _translate(self, get: Callable[[], R], fn: Callable) -> R:
+        """Run ``get``: a task's vfl error comes back as itself, anything else as ComputeError.
+
+        A vfl error raised inside a task (a peer's bad ciphertext, a faulty
+        signature) is re-raised as the very same error, as the local engine
+        would, so the service handles it the same way. Any other exception of
+        a task is a failure of the compute layer and is translated at this
+        edge, like every foreign exception in vfl: ComputeError naming the
+        task, the worker and the cause, with Ray's error (and the remote
+        traceback) chained. A lost worker, node or connection is a ComputeError too.
+        """
         exceptions = self._ray.exceptions
+        task = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
         try:
             return get()
         except exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause()  # the task's own exception class (a vfl error, say)
-            raise cause from None
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, VFLError):
+                raise cause from exc
+            what = f"{type(cause).__name__}: {cause}" if cause is not None else "see the chained error"
+            raise ComputeError(
+                f"the Ray task {task} failed ({_where(exc)}): {what}. This is a fault in the computation, "
+                "not in the cluster; the task's traceback is in the chained error"
+            ) from exc
         except (exceptions.RayError, ConnectionError) as exc:
             raise ComputeError(
-                f"the Ray cluster lost a task ({type(exc).__name__}: {exc}); check the cluster with `ray status`"
+                f"the Ray cluster lost a task of {task} ({type(exc).__name__}: {exc}); "
+                "check the cluster with `ray status`"
             ) from exc
 
     def close(self) -> None:
@@ -211,6 +251,38 @@ class RayEngine(Engine):
 
     def __repr__(self) -> str:
         return f"RayEngine(address={self.address!r}, workers={self._workers})"
+
+
+def _where(exc: BaseException) -> str:
+    """Which worker a RayTaskError came from: ``worker pid P on node IP``.
+
+    Ray's combined error class (the task's exception class and RayTaskError at
+    once) drops those attributes; its first line still reads ``ray::fn() (pid=P, ip=IP)``.
+    """
+    pid, ip = getattr(exc, "pid", None), getattr(exc, "ip", None)
+    if pid is None or ip is None:
+        found = re.search(r"pid=(\d+), ip=([^)\s]+)", str(exc))
+        if found is None:
+            return "worker unknown"
+        pid, ip = found.groups()
+    return f"worker pid {pid} on node {ip}"
+
+
+_AUTH_HINT = (
+    "The cluster refused this service's authentication token: Ray clusters started by `ray start` use token "
+    "authentication, and a service that connects by address must be given the cluster's token in its "
+    "environment: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<the token file of the head> (or RAY_AUTH_TOKEN)"
+)
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """Whether Ray's connection error was (or was caused by) a refused authentication token."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _import_ray() -> Any:

@@ -236,7 +236,7 @@ def decrypt_residues(
     engine = as_engine(engine)
     if engine.workers <= 1 or len(ciphertexts) < DECRYPT_PARALLEL_THRESHOLD:
         return [private_key.raw_decrypt(c) for c in ciphertexts]
-    width = private_key.public_key.byte_width
+    width = private_key.public_key.ciphertext_bytes
     chunks = [(private_key, pack_ints(ciphertexts[s], width), width)
               for s in split_evenly(len(ciphertexts), engine.workers)]
     return [m for part in engine.map(_decrypt_task, chunks) for m in part]
