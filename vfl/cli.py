@@ -4,7 +4,7 @@
     vfl serve      run party A, party B or the arbiter as an HTTP service
     vfl demo       the bank + e-commerce job over local services (--feature-parties 2: also a telco)
     vfl certs      a small CA and one TLS certificate per party
-    vfl jobs       follow a job on a running service (vfl jobs watch URL JOB_ID)
+    vfl jobs       submit, list, status, cancel, resume, predict, report, watch: jobs on a running service
     vfl score      score a file of IDs at party B in chunks, resumably (locally, or --remote as a batch)
     vfl compare    the federated model against pooled-data baselines on one split
 
@@ -185,34 +185,269 @@ def _run_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    """--url, --token and --ca, shared by every `vfl jobs` command."""
+    p.add_argument("--url", default=os.environ.get("VFL_URL"),
+                   help="the service's base URL, e.g. https://bank.example:8702 (default: $VFL_URL)")
+    p.add_argument("--token", default=os.environ.get("VFL_TOKEN"),
+                   help="the service's bearer token (default: $VFL_TOKEN)")
+    p.add_argument("--ca", type=Path, default=os.environ.get("VFL_CA") or None,
+                   help="the federation's ca.pem, to trust the service's https certificate (default: $VFL_CA; "
+                        "without it, the system's CAs)")
+
+
 def _add_jobs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("jobs", help="follow jobs on a running service")
-    jobs = p.add_subparsers(dest="action", required=True)
-    watch = jobs.add_parser("watch", help="show a job's progress live until it ends")
-    watch.add_argument("url", help="party B's base URL, e.g. https://bank.example:8702")
-    watch.add_argument("job_id")
-    watch.add_argument("--token", default=os.environ.get("VFL_TOKEN"), help="bearer token (default: $VFL_TOKEN)")
-    watch.add_argument("--ca", type=Path, default=None, help="the federation's ca.pem, for https")
+    p = sub.add_parser("jobs", help="submit, list, follow, cancel, resume and use jobs on a running service",
+                       description="Orchestrate jobs through a service's REST API (party B for submit, resume, "
+                                   "predict and report; list, status and cancel work at every service). Every "
+                                   "command takes --url, --token and --ca, or $VFL_URL, $VFL_TOKEN and $VFL_CA.")
+    jobs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    submit = jobs.add_parser("submit", help="submit a job spec to party B; prints the job id")
+    submit.add_argument("spec", type=Path, help="the job spec (JSON), e.g. the job.json vfl demo --prepare-only writes")
+    submit.add_argument("--job-id", default=None, help="use this job id instead of the spec's (or a new one)")
+    submit.add_argument("--idempotency-key", default=None, metavar="KEY",
+                        help="sent as the Idempotency-Key header, so that a submit retried with the same key "
+                             "is recognised rather than started twice")
+    submit.add_argument("--watch", action="store_true", help="then follow the job until it ends, as `vfl jobs watch`")
+    submit.add_argument("--interval", type=float, default=1.0, help="--watch: seconds between polls")
+    submit.add_argument("--json", action="store_true", help="print the service's whole answer as JSON")
+
+    listing = jobs.add_parser("list", help="every job the service knows: id, state, stage, epoch")
+    listing.add_argument("--json", action="store_true", help="print the whole records as JSON")
+
+    status = jobs.add_parser("status", help="one job's state, stage, epoch, loss, metrics and error")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print the whole record as JSON")
+
+    for name, text in (("cancel", "cancel a job at every party"),
+                       ("resume", "party B: continue a running or failed job from its last common checkpoint")):
+        action = jobs.add_parser(name, help=text)
+        action.add_argument("job_id")
+        action.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+
+    predict = jobs.add_parser("predict", help="party B: federated scores for IDs with a trained job")
+    predict.add_argument("job_id")
+    predict.add_argument("ids", nargs="*", metavar="ID", help="customer IDs to score")
+    predict.add_argument("--ids-file", type=Path, default=None,
+                         help="more IDs, one per line (for thousands of IDs use `vfl score`)")
+    predict.add_argument("--features", type=Path, default=None,
+                         help="JSON file {ID: {column: value}}: party B's own features for applicants it has "
+                              "not stored")
+    predict.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+
+    report = jobs.add_parser("report", help="party B: save a finished job's HTML report")
+    report.add_argument("job_id")
+    report.add_argument("--out", type=Path, required=True, help="where to write the HTML ('-': standard output)")
+
+    watch = jobs.add_parser("watch", help="show a job's progress live until it ends",
+                            usage="vfl jobs watch [--url URL] [--token TOKEN] [--ca CA] [--interval S] [URL] JOB_ID")
+    watch.add_argument("target", nargs="+", metavar="JOB_ID",
+                       help="the job id; the older form `vfl jobs watch URL JOB_ID` also works")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
-    watch.set_defaults(run=_run_jobs_watch)
+
+    for command in (submit, listing, status, *(jobs.choices[n] for n in ("cancel", "resume")), predict, report, watch):
+        _connection_options(command)
+    p.set_defaults(run=_run_jobs)
 
 
-def _run_jobs_watch(args: argparse.Namespace) -> int:
-    from vfl.errors import JobError
+def _run_jobs(args: argparse.Namespace) -> int:
+    from vfl.errors import TransportError
     from vfl.orchestrate import Orchestrator
+
+    if args.action == "watch":
+        if len(args.target) > 2:
+            raise ConfigError(f"vfl jobs watch takes one job id (or URL JOB_ID), not {len(args.target)} arguments")
+        if len(args.target) == 2:
+            args.url = args.target[0]
+        args.job_id = args.target[-1]
+    if not args.url:
+        raise ConfigError("give the service's URL with --url (e.g. --url https://bank.example:8702) or set VFL_URL")
+    if not args.url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url {args.url!r}: give a base URL starting with https:// (or http://)")
+    if not args.token:
+        raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token "
+                          "(for the demo layout, the file party-b/token)")
+    if args.ca is not None and not Path(args.ca).is_file():
+        raise ConfigError(f"--ca {args.ca}: no such file; give the federation's ca.pem")
+    action = _JOB_ACTIONS[args.action]
+    try:
+        with Orchestrator(args.url, args.token, verify=str(args.ca) if args.ca else True) as service:
+            return action(args, service)
+    except TransportError as exc:
+        if args.url.startswith("https://") and args.ca is None and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise TransportError(f"{exc} (the service's certificate is signed by the federation's own CA: "
+                                 "give it with --ca ca.pem)") from exc
+        raise
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _read_spec(path: Path) -> dict:
+    try:
+        spec = json.loads(sys.stdin.read() if str(path) == "-" else path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the job spec ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: the job spec is not valid JSON ({exc})") from exc
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a job spec is a JSON object, not {type(spec).__name__}")
+    return spec
+
+
+def _jobs_submit(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    spec = _read_spec(args.spec)
+    if args.job_id:
+        spec["job_id"] = args.job_id
+    answer = service.submit(spec, idempotency_key=args.idempotency_key)
+    if args.json:
+        _print_json(answer)
+    else:
+        print(answer["job_id"])
+        print(f"submitted job {answer['job_id']} ({answer.get('state', 'pending')}) at {service.url}", file=sys.stderr)
+    if args.watch:
+        args.job_id = answer["job_id"]
+        return _watch(args, service, show_metrics=not args.json)
+    return 0
+
+
+def _when(seconds: object) -> str:
+    import time
+
+    if not isinstance(seconds, (int, float)):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def _jobs_list(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    jobs = sorted(service.jobs(), key=lambda j: j.get("created_at") or 0)
+    if args.json:
+        _print_json(jobs)
+        return 0
+    if not jobs:
+        print(f"no jobs at {service.url}", file=sys.stderr)
+        return 0
+    rows = [("JOB", "STATE", "STAGE", "EPOCH", "CREATED")]
+    rows += [(j["job_id"], j.get("state", ""), j.get("stage", ""), f"{j.get('epoch', 0)}/{j.get('max_epochs') or '?'}",
+              _when(j.get("created_at"))) for j in jobs]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _metric_line(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def _jobs_status(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    record = service.status(args.job_id)
+    if args.json:
+        _print_json(record)
+        return 0
+    stopped = f", stopped: {record['stop_reason']}" if record.get("stop_reason") else ""
+    lines = [("job", record["job_id"]), ("state", f"{record['state']} ({record.get('stage')}){stopped}"),
+             ("epoch", f"{record.get('epoch', 0)}/{record.get('max_epochs') or '?'}")]
+    if record.get("loss_history"):
+        lines.append(("loss", f"{record['loss_history'][-1]:.6f}"))
+    if (record.get("alignment") or {}).get("intersection") is not None:
+        lines.append(("aligned", f"{record['alignment']['intersection']} rows"))
+    lines += [(split, _metric_line(values)) for split, values in (record.get("metrics") or {}).items()
+              if isinstance(values, dict)]
+    if record.get("error"):
+        lines.append(("error", record["error"]))
+    for label, value in lines:
+        print(f"{label:11s}{value}")
+    return 0
+
+
+def _jobs_cancel(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    record = service.cancel(args.job_id)
+    if args.json:
+        _print_json(record)
+    else:
+        print(f"job {record['job_id']}: {record['state']}")
+    return 0
+
+
+def _jobs_resume(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    record = service.resume(args.job_id)
+    if args.json:
+        _print_json(record)
+    else:
+        print(f"job {record['job_id']}: resuming ({record['state']}, epoch {record.get('epoch', 0)})")
+    return 0
+
+
+def _jobs_predict(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    ids = list(args.ids)
+    if args.ids_file is not None:
+        try:
+            ids += [line.strip() for line in args.ids_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise ConfigError(f"--ids-file {args.ids_file}: cannot read it ({exc.strerror or exc})") from exc
+    features = None
+    if args.features is not None:
+        try:
+            features = json.loads(args.features.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--features {args.features}: cannot read it as JSON ({exc})") from exc
+        if not isinstance(features, dict):
+            raise ConfigError(f"--features {args.features}: expected a JSON object {{ID: {{column: value}}}}")
+        ids += [i for i in features if i not in ids]
+    if not ids:
+        raise ConfigError("give the IDs to score (vfl jobs predict JOB ID ...), --ids-file or --features")
+    answer = service.predict(args.job_id, ids, features)
+    if args.json:
+        _print_json(answer)
+        return 0
+    rows = [("ID", "SCORE", "LABEL", "STATUS")]
+    for item in answer["predictions"]:
+        score = "" if item.get("score") is None else f"{item['score']:.4f}"
+        label = "" if item.get("label") is None else str(item["label"])
+        rows.append((str(item["id"]), score, label, str(item.get("status", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _jobs_report(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    page = service.report(args.job_id)
+    if str(args.out) == "-":
+        sys.stdout.write(page)
+        return 0
+    if not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: the folder {args.out.parent} does not exist")
+    args.out.write_text(page)
+    print(f"report for job {args.job_id} written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _jobs_watch(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an Orchestrator
+    return _watch(args, service)
+
+
+def _watch(args: argparse.Namespace, service, show_metrics: bool = True) -> int:  # noqa: ANN001 - an Orchestrator
+    from vfl.errors import JobError
     from vfl.progress import ProgressLine
 
-    if not args.token:
-        raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token")
-    with Orchestrator(args.url, args.token, verify=args.ca or True) as service:
-        try:
-            final = service.wait(args.job_id, progress=ProgressLine().job, interval=args.interval)
-        except JobError as exc:
-            print(f"vfl jobs watch: {exc}", file=sys.stderr)
-            return 1
-    metrics = (final.get("metrics") or {}).get("validation") or (final.get("metrics") or {}).get("train") or {}
-    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    try:
+        final = service.wait(args.job_id, progress=ProgressLine().job, interval=args.interval)
+    except JobError as exc:
+        print(f"vfl jobs {args.action}: {exc}", file=sys.stderr)
+        return 1
+    metrics = final.get("metrics") or {}
+    split = "validation" if metrics.get("validation") else "train"
+    if show_metrics and metrics.get(split):
+        print(f"{split}: {_metric_line(metrics[split])}")
     return 0
+
+
+_JOB_ACTIONS = {"submit": _jobs_submit, "list": _jobs_list, "status": _jobs_status, "cancel": _jobs_cancel,
+                "resume": _jobs_resume, "predict": _jobs_predict, "report": _jobs_report, "watch": _jobs_watch}
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
@@ -368,7 +603,10 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vfl import __version__
+
     parser = argparse.ArgumentParser(prog="vfl", description="Vertical federated learning with Paillier encryption")
+    parser.add_argument("--version", action="version", version=f"vfl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_serve(sub)
@@ -383,16 +621,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
         return args.run(args)
     except (ConfigError, DataError) as exc:
-        print(f"vfl {args.command}: {exc}", file=sys.stderr)
+        print(f"vfl {command}: {exc}", file=sys.stderr)
         return 2
     except VFLError as exc:
-        print(f"vfl {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"vfl {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"vfl {args.command}: interrupted", file=sys.stderr)
+        print(f"vfl {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -44,23 +44,30 @@ class Orchestrator:
     def close(self) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
-            response = self._client.request(method, path, json=body)
+            response = self._client.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach {self.url}{path}: {exc}") from exc
         if response.status_code >= 400:
             raise PeerRefused(f"{method} {path} -> {response.status_code}: {error_detail(response)}", response.status_code)
         return response
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        return self._request(method, path, body).json()
+    def _call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        return self._request(method, path, body, headers).json()
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/v1/health")
 
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/jobs", spec)
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Party B: submit a job. With ``idempotency_key`` the request carries an ``Idempotency-Key`` header, so
+        a retried submit (after a lost answer) can be recognised by the service instead of starting a second job."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call("POST", "/v1/jobs", spec, headers)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job this service knows."""
+        return self._call("GET", "/v1/jobs")["jobs"]
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
@@ -68,11 +75,19 @@ class Orchestrator:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Party B: continue a running or failed job from the newest checkpoint every party holds."""
+        return self._call("POST", f"/v1/jobs/{job_id}/resume")
+
     def model(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}/model")
 
-    def predict(self, job_id: str, ids: list[str]) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{job_id}/predict", {"ids": ids})
+    def predict(self, job_id: str, ids: list[str], features: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Party B: scores for ``ids``; ``features`` (ID → B's columns) scores applicants B has not stored."""
+        body: dict[str, Any] = {"ids": ids}
+        if features:
+            body["features"] = features
+        return self._call("POST", f"/v1/jobs/{job_id}/predict", body)
 
     def report(self, job_id: str) -> str:
         """The finished job's HTML report (party B serves it)."""

@@ -1,0 +1,210 @@
+"""`vfl jobs submit | list | status | cancel | resume | predict | report | watch` and `vfl --version`.
+
+The job commands run against the demo's three services as real `vfl serve`
+processes with mutual TLS (started once for the module), the way an operator
+types them; one test checks the Idempotency-Key header on a recording server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vfl.cli import main
+from vfl.demo import running_services, wait_healthy, write_demo_files
+from vfl.orchestrate import Orchestrator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("jobs-cli")
+    setup = write_demo_files(workdir, population=600, key_bits=1024, training={"epochs": 3})
+    with running_services(workdir) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, workdir, verify=setup["verify"])
+        yield workdir, setup
+
+
+@pytest.fixture
+def jobs(federation, monkeypatch, capsys):
+    """Run `vfl jobs ...` against party B (token from $VFL_TOKEN); returns (exit code, stdout, stderr)."""
+    workdir, setup = federation
+    monkeypatch.setenv("VFL_TOKEN", setup["token"])
+    monkeypatch.delenv("VFL_URL", raising=False)
+    monkeypatch.delenv("VFL_CA", raising=False)
+    capsys.readouterr()
+
+    def call(action: str, *args: str, connect: bool = True) -> tuple[int, str, str]:
+        where = ["--url", setup["urls"]["party-b"], "--ca", str(setup["verify"])] if connect else []
+        code = main(["jobs", action, *args, *where])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def shared_ids(workdir: Path, count: int) -> list[str]:
+    bank = pd.read_csv(workdir / "party-b" / "bank.csv", dtype=str)["customer_id"]
+    shop = set(pd.read_csv(workdir / "party-a" / "shop.csv", dtype=str)["customer_id"])
+    return [i for i in bank if i in shop][:count]
+
+
+def test_version_is_the_package_version():
+    done = subprocess.run([sys.executable, "-m", "vfl.cli", "--version"], capture_output=True, text=True, timeout=60)
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert done.returncode == 0 and done.stdout.strip() == f"vfl {version}"
+
+
+def test_submit_sends_the_idempotency_key_header_and_prints_the_job_id(tmp_path, monkeypatch, capsys):
+    seen: list[dict] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            answer = json.dumps({"job_id": body.get("job_id", "j-1"), "state": "pending"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"party_b": {"dataset": "credit"}}))
+    monkeypatch.setenv("VFL_URL", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("VFL_TOKEN", "secret-token")
+    try:
+        keyed = main(["jobs", "submit", str(spec), "--idempotency-key", "nightly-2026-11-03", "--job-id", "j-7"])
+        keyed_out = capsys.readouterr().out
+        plain = main(["jobs", "submit", str(spec)])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert keyed == plain == 0
+    assert keyed_out.strip() == "j-7"  # only the id on stdout: JOB=$(vfl jobs submit ...)
+    assert seen[0]["path"] == "/v1/jobs" and seen[0]["body"]["job_id"] == "j-7"
+    assert seen[0]["headers"]["Idempotency-Key"] == "nightly-2026-11-03"
+    assert seen[0]["headers"]["Authorization"] == "Bearer secret-token"
+    assert "Idempotency-Key" not in seen[1]["headers"]
+
+
+def test_submit_watch_status_list_predict_report_and_resume_refused(federation, jobs, tmp_path, capsys):
+    workdir, setup = federation
+
+    code, out, err = jobs("submit", str(workdir / "job.json"), "--job-id", "cli-job", "--idempotency-key", "k-1",
+                          "--watch", "--interval", "0.2")
+    assert code == 0, err
+    assert out.splitlines()[0] == "cli-job"
+    assert "succeeded" in err and "epoch 3/3" in err and "validation: auc" in out
+
+    code, out, err = jobs("status", "cli-job")
+    assert code == 0, err
+    assert "state      succeeded" in out and "epoch      3/3" in out and "validation" in out and "auc" in out
+    code, out, _ = jobs("status", "cli-job", "--json")
+    assert json.loads(out)["metrics"]["validation"]["auc"] > 0.6
+
+    code, out, err = jobs("list")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["JOB", "STATE", "STAGE", "EPOCH", "CREATED"]
+    assert any(row.split()[:2] == ["cli-job", "succeeded"] for row in rows)
+    code, out, _ = jobs("list", "--json")
+    assert "cli-job" in [j["job_id"] for j in json.loads(out)]
+
+    ids = shared_ids(workdir, 2)
+    code, out, err = jobs("predict", "cli-job", *ids, "NOBODY-1")
+    assert code == 0, err
+    table = [line.split() for line in out.splitlines()]
+    assert table[0] == ["ID", "SCORE", "LABEL", "STATUS"]
+    assert [row[0] for row in table[1:]] == [*ids, "NOBODY-1"]
+    assert table[1][3] == table[2][3] == "ok" and 0 <= float(table[1][1]) <= 1
+    assert table[3][1:] == ["unknown", "id"]
+    code, out, _ = jobs("predict", "cli-job", ids[0], "--json")
+    assert json.loads(out)["predictions"][0]["status"] == "ok"
+
+    report = tmp_path / "report.html"
+    code, _, err = jobs("report", "cli-job", "--out", str(report))
+    assert code == 0, err
+    assert report.read_text().lstrip().lower().startswith("<!doctype html") and "cli-job" in report.read_text()
+
+    code, _, err = jobs("resume", "cli-job")
+    assert code == 1 and "409" in err and "nothing to resume" in err
+
+    # The older form `vfl jobs watch URL JOB_ID` (before --url) still works.
+    code = main(["jobs", "watch", setup["urls"]["party-b"], "cli-job", "--ca", str(setup["verify"])])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "succeeded" in err and out.startswith("validation: auc")
+
+
+def test_cancel_and_resume_a_running_job(federation, jobs, tmp_path):
+    workdir, setup = federation
+    spec = tmp_path / "long.json"
+    job = json.loads((workdir / "job.json").read_text())
+    job["training"].update(epochs=300, tol=0)
+    spec.write_text(json.dumps(job))
+
+    code, out, err = jobs("submit", str(spec))
+    assert code == 0, err
+    job_id = out.strip()
+    with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
+        deadline = time.monotonic() + 60
+        while bank.status(job_id)["epoch"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code, out, err = jobs("resume", job_id)
+        assert code == 0, err
+        assert out.startswith(f"job {job_id}: resuming")
+        while bank.status(job_id)["resumes"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        resumed = bank.status(job_id)
+
+        code, out, err = jobs("cancel", job_id)
+        assert code == 0, err
+        assert out.strip() == f"job {job_id}: cancelled"
+        final = bank.status(job_id)
+
+    assert resumed["resumes"] == 1 and resumed["state"] in ("aligning", "training")
+    assert final["state"] == "cancelled"
+    code, out, _ = jobs("status", job_id)
+    assert "state      cancelled" in out
+
+
+def test_errors_name_the_problem(federation, jobs, monkeypatch, capsys):
+    workdir, setup = federation
+
+    code, _, err = jobs("status", "no-such-job")
+    assert code == 1 and "404" in err and "no-such-job" in err and err.startswith("vfl jobs status:")
+
+    code, _, err = jobs("list", connect=False)
+    assert code == 2 and "--url" in err and "VFL_URL" in err
+
+    monkeypatch.delenv("VFL_TOKEN")
+    code, _, err = jobs("list")
+    assert code == 2 and "--token" in err and "VFL_TOKEN" in err
+
+    monkeypatch.setenv("VFL_TOKEN", setup["token"])
+    code = main(["jobs", "list", "--url", setup["urls"]["party-b"]])  # https, but no --ca
+    assert code == 1 and "give it with --ca" in capsys.readouterr().err
+
+    code, _, err = jobs("list", "--token", "wrong")
+    assert code == 1 and "401" in err
+
+    code, _, err = jobs("predict", "no-such-job")
+    assert code == 2 and "IDs to score" in err
