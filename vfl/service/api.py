@@ -27,6 +27,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -43,6 +44,7 @@ from vfl.errors import (
     JobError,
     KeyMismatch,
     LimitExceeded,
+    NotReady,
     OutOfOrderError,
     PeerNotAllowed,
     ProtocolError,
@@ -54,7 +56,7 @@ from vfl.errors import (
     UnknownJobError,
     VFLError,
 )
-from vfl.service import registration
+from vfl.service import dashboard, registration
 from vfl.service import resume as resuming  # the routes below include one named resume
 from vfl.service.client import PARTY_HEADER
 from vfl.service.tls import common_name
@@ -86,6 +88,7 @@ def status_for(exc: VFLError) -> int:
 
 
 PEER_PREFIX = "/v1/peer/"
+_JOB_IN_PATH = re.compile(r"^/v1/(?:peer/)?jobs/([^/]+)")
 
 
 def is_peer_path(path: str) -> bool:
@@ -105,12 +108,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _vfl_error(request: Request, exc: VFLError) -> JSONResponse:
         status = status_for(exc)
         name = type(exc).__name__
+        job = _JOB_IN_PATH.match(request.url.path)
+        extra = {"job_id": job.group(1)} if job else {}
         if is_peer_path(request.url.path):
-            log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc)
+            # An early message is answered "not ready" and sent again: per-message detail, not a problem.
+            level = logging.DEBUG if isinstance(exc, NotReady) else logging.WARNING
+            log.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc, extra=extra)
             node = getattr(request.app.state, "node", None)
             detail = peer_message(exc, node.config if node is not None else None)
         else:
-            log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc)
+            log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc, extra=extra)
             detail = str(exc)
         return JSONResponse({"detail": detail, "error": name}, status_code=status)
 
@@ -229,12 +236,13 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
         yield
         await node.shutdown()
 
-    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.node = node
     app.state.token = node.config.token()
     install_error_handlers(app)
     install_validation_handler(app)
     app.add_middleware(BodyLimit, limit=node.config.limits.max_body_bytes)
+    dashboard.install(app)  # /ui, its login (cookie sessions for /v1/jobs...), /static, offline /docs
 
     @app.get("/v1/health", tags=["orchestration"], summary="Liveness: this service is up")
     async def health() -> dict[str, Any]:

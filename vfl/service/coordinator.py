@@ -43,6 +43,7 @@ from vfl.protocol.parties import PartyB
 from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 from vfl.service import alignment
+from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
 from vfl.protocol.roster import Roster
 from vfl.service.scoring import gather_partial_scores
@@ -103,6 +104,8 @@ async def submit(node: Node, spec: JobSpec) -> JobRecord:
             f"internal error while submitting job {job_id} ({exc!r}); it was withdrawn "
             "everywhere, nothing is left behind"
         ) from exc
+    job_event(job_id, "submitted; registered with %s (dataset %r, %d IDs into the alignment)",
+              ", ".join(node.name_of(record, p) for p in node.peer_ids(record)), spec.party_b.dataset, len(table))
     node.drivers[job_id] = asyncio.get_running_loop().create_task(drive(node, record, table))
     return record
 
@@ -182,6 +185,9 @@ async def drive(node: Node, record: JobRecord, table: PartyTable,
             n_rows=len(aligned),
             timings={"alignment": round(time.perf_counter() - started, 3)},
         )
+        job_event(record.job_id, "aligned: %d rows shared with %s (of %d here), in %.1fs", len(aligned),
+                  ", ".join(node.name_of(record, p) for p in node.peer_ids(record, "feature")), len(table),
+                  record.timings["alignment"])
 
         node.save(record, state="training", stage="training")
         role = await asyncio.to_thread(node.party_role, record, spec.training, aligned)
@@ -195,6 +201,7 @@ async def drive(node: Node, record: JobRecord, table: PartyTable,
         await node.client.call_json(record.peers[roster.arbiter], "POST", path, start.model_dump())
         await asyncio.gather(*(node.client.call_json(record.peers[pid], "POST", path, to_features.model_dump())
                                for pid in roster.features))
+        node.training_started(record, len(aligned))
         await runtime.add_role("train", role, role.start())
         await finish(node, record, role, aligned, started)
     except asyncio.CancelledError:
@@ -223,6 +230,11 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
     node.store.drop_checkpoints(record.job_id)
     await node.tell_peers(record, "finished")
     node.save(record, state="succeeded", stage="done")
+    split = "validation" if (record.metrics or {}).get("validation") else "train"
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()
+                      if isinstance(v, float))
+    job_event(record.job_id, "succeeded after %d epochs in %.1fs (%s: %s)", record.epoch, record.timings["total"],
+              split, shown or "no metrics")
     try:
         await asyncio.to_thread(report, node, record.job_id)  # written next to the model
     except VFLError as exc:  # the job still succeeded; the report is made again on request

@@ -49,6 +49,7 @@ from vfl.protocol.roster import Roster
 from vfl.service import alignment, resume, retention
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
+from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
 from vfl.service.scoring import ServingCache, flush_counters
@@ -107,6 +108,7 @@ class Node:
             if (record.state != "training" or not aligned) and not aligning:
                 reason = damage or f"party {self.party} restarted while the job was {record.state}; submit it again"
                 self.save(record, state="failed", stage="stopped", error=reason)
+                job_event(record.job_id, "failed: %s", reason, level=logging.ERROR)
                 self.spawn(self.tell_peers(record, "fail", reason))
                 continue
             # Fence: anything still in flight for the old generation is now stale here.
@@ -117,6 +119,7 @@ class Node:
                     resume.start_resume(self, record, f"party B ({self.config.party.id}) restarted")
                 except JobError as exc:  # out of resumes: the job ends here, and the peers hear why
                     self.save(record, state="failed", stage="stopped", error=str(exc))
+                    job_event(record.job_id, "failed: %s", exc, level=logging.ERROR)
                     self.spawn(self.tell_peers(record, "fail", str(exc)))
             else:
                 self.spawn(resume.report_interruption(self, record))
@@ -365,6 +368,9 @@ class Node:
                 if decision.validation_loss is not None:
                     record.validation_loss_history.append(decision.validation_loss)
             record.stop_reason = decision.reason
+        for epoch in sorted({d.epoch for d in decisions}):  # the arbiter sends each party its copy: one line
+            copies = [d for d in decisions if d.epoch == epoch]
+            self._epoch_finished(record, next((d for d in copies if d.train_loss is not None), copies[0]))
         if decisions:
             self.checkpoint(record, role)
             self.store.save(record)
@@ -374,9 +380,33 @@ class Node:
                 self.store.save_model(record.job_id, model_document(part, record))
                 record.parameters = role.trajectory()
                 self.save(record, state="succeeded", stage="done")
+                job_event(record.job_id, "succeeded after %d epochs: this party's model part is saved", record.epoch)
             elif isinstance(role, Arbiter):
                 self.save(record, state="succeeded", stage="done")
+                job_event(record.job_id, "succeeded after %d epochs", record.epoch)
             self.done[record.job_id].set()
+
+    def _epoch_finished(self, record: JobRecord, decision: EpochDecision) -> None:
+        """The job's story: one line per epoch, with its losses (and why training stops, at the last).
+
+        Party B and the arbiter know the losses; a feature party's copy of the decision carries none.
+        """
+        if decision.train_loss is None:
+            losses = "done (the losses are known to party B)"
+        else:
+            losses = f"train loss {decision.train_loss:.6f}"
+            if decision.validation_loss is not None:
+                losses += f", validation loss {decision.validation_loss:.6f}"
+        stop = f"; training stops: {decision.reason}" if decision.stop and decision.reason else ""
+        job_event(record.job_id, "epoch %d/%d: %s%s", decision.epoch + 1, record.max_epochs, losses, stop)
+
+    def training_started(self, record: JobRecord, n_rows: int, resumed_from: int | None = None) -> None:
+        """Training (re)starts here: a line of the job's story."""
+        if resumed_from is None:
+            job_event(record.job_id, "training on %d aligned rows, at most %d epochs", n_rows, record.max_epochs)
+        else:
+            job_event(record.job_id, "resumed after epoch %d (generation %d) on %d aligned rows",
+                      resumed_from + 1, record.generation, n_rows, level=logging.WARNING)
 
     # -- failure, cancellation ---------------------------------------------------------------
 
@@ -385,6 +415,10 @@ class Node:
         if record is None or record.finished:
             return
         self.save(record, state=state, stage="stopped", error=reason)
+        if state == "cancelled":
+            job_event(job_id, "cancelled: %s", reason, level=logging.WARNING)
+        else:
+            job_event(job_id, "failed: %s", reason, level=logging.ERROR)
         if state == "cancelled":
             # A cancelled job never resumes, so its checkpoints (the arbiter's hold its private key)
             # go now; sealing makes the store refuse one that a message still being handled writes.
@@ -408,8 +442,8 @@ class Node:
         # reason stays in our job record and in this log line.
         public = redact(reason, local_paths(self.config))
         generation = record.generation  # as it is now: a resume while we retry must not be undone by this notice
-        if reason:
-            log.warning("job %s: telling peers (%s): %s", record.job_id, what, reason)
+        if reason:  # the reason itself is in the job's "failed:" or "cancelled:" line
+            log.debug("job %s: telling peers (%s): %s", record.job_id, what, reason)
         for peer_id in self.peer_ids(record):
             try:
                 await self.client.call_json(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from vfl.errors import ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
 from vfl.service import alignment
+from vfl.service.logs import job_event
 from vfl.service.runtime import JobRuntime
 from vfl.service.spec import Registration, TrainingStart
 from vfl.service.store import JobRecord
@@ -81,6 +82,8 @@ async def register(node: Node, registration: Registration, caller: str) -> JobRe
     node.store.create(record)
     node.records[record.job_id] = record
     runtime = node.runtime_for(record)
+    job_event(record.job_id, "registered by party B (%s)%s", caller,
+              f"; dataset {registration.dataset!r}, {lengths[me]} features" if node.party == "A" else "")
     if node.party == "A":
         node.save(record, state="aligning", stage="psi")
         await alignment.serve_as_key_holder(node, record, runtime, registration.psi.key_bits)
@@ -122,6 +125,7 @@ async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: 
         role: TrainingRole = await asyncio.to_thread(node.arbiter_role, record, start.n_rows)
         node.save(record, state="training", stage="training", n_rows=start.n_rows)
         node.checkpoint(record, role)
+        node.training_started(record, start.n_rows)
         await runtime.add_role("train", role)
         return
     await alignment_stored(node, record)
@@ -133,6 +137,7 @@ async def start_role(node: Node, record: JobRecord, runtime: JobRuntime, start: 
     role = await asyncio.to_thread(node.party_role, record, node.training_config(record), aligned)
     node.save(record, state="training", stage="training", n_rows=start.n_rows)
     node.checkpoint(record, role)
+    node.training_started(record, start.n_rows)
     await runtime.add_role("train", role, role.start())
 
 

@@ -200,7 +200,7 @@ async def coordinate_resume(node: Node, record: JobRecord, reason: str) -> tuple
     del record.loss_history[epoch + 1 :]
     del record.validation_loss_history[epoch + 1 :]
     node.save(record, state="training", stage="training", epoch=epoch + 1)
-    log.warning("job %s: resumed from epoch %d under generation %d", record.job_id, epoch, generation)
+    node.training_started(record, len(aligned), resumed_from=epoch)
     await runtime.post(role.resume())
     if role.done:
         node.done[record.job_id].set()
@@ -265,6 +265,7 @@ async def resume_role(node: Node, job_id: str, request: ResumeRequest, caller: s
         resumes=record.resumes + 1,
     )
     runtime = await node.fresh_runtime(record)
+    node.training_started(record, record.n_rows or 0, resumed_from=request.epoch)
     await runtime.add_role("train", role, role.resume())
     return record
 
@@ -276,6 +277,8 @@ async def _resume_alignment_here(node: Node, record: JobRecord, request: ResumeR
     node.save(record, generation=request.generation, error=None, resumes=record.resumes + 1,
               state="aligning" if node.party == "A" else "pending", stage="psi" if node.party == "A" else "registered")
     runtime = await node.fresh_runtime(record)
+    log.warning("job %s: resuming the alignment at PSI bucket %d (generation %d)", record.job_id,
+                request.psi_bucket, request.generation)
     if node.party == "A":
         node.psi_done.pop(record.job_id, None)
         await alignment.serve_as_key_holder(node, record, runtime, int(record.spec["psi"]["key_bits"]),

@@ -248,8 +248,6 @@ class JobRuntime:
     async def fail(self, reason: str, *, cancelled: bool = False) -> None:
         if self.failed is None and not self.closed:
             self.failed = reason
-            if cancelled:
-                log.info("job %s was cancelled at a peer: %s", self.job_id, reason)
-            else:
-                log.error("job %s failed: %s", self.job_id, reason)
+            # The service's own line ("job X: failed: ..." / "cancelled: ...") follows from on_failure.
+            log.debug("job %s: runtime stopped (%s): %s", self.job_id, "cancelled" if cancelled else "failed", reason)
             await self._on_failure(reason, cancelled)

@@ -26,6 +26,8 @@ from typing import Any
 import uvicorn
 
 from vfl.service.config import ServiceConfig, load_config
+from vfl.service.logs import LogFormat
+from vfl.service.logs import configure as configure_logging
 from vfl.service.tls import PeerCertProtocol, server_ssl_options
 
 #: Seconds a stopping service lets running requests finish.
@@ -56,16 +58,16 @@ def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
     return options
 
 
-def serve(config_path: str | Path, *, log_level: str = "info") -> None:
+def serve(config_path: str | Path, *, log_level: str = "info", log_format: LogFormat = "text") -> None:
+    """Run the service of ``config_path`` until SIGTERM; log lines as text or JSON (:mod:`vfl.service.logs`)."""
+    configure_logging(log_level, log_format)
     config, app = create_app_for(config_path)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request at INFO: one line per partial score would cost more than the score.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if config.tls is None:
         logging.getLogger("vfl.service").warning(
             "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
             "use [tls] outside tests", config.party.id,
         )
-    uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, access_log=False,
-                **uvicorn_options(config))
+    # log_config=None: uvicorn's own lines go through the handler above (text or JSON), not its own.
+    # Its access log (one line per request) only at debug level.
+    uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, log_config=None,
+                access_log=log_level == "debug", **uvicorn_options(config))
