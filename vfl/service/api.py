@@ -236,7 +236,8 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
         yield
         await node.shutdown()
 
-    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # /docs without a CDN: see vfl.service.dashboard
     app.state.node = node
     app.state.token = node.config.token()
     install_error_handlers(app)
