@@ -102,6 +102,7 @@ def test_cancel_stops_the_job_at_every_party(tmp_path, run):
     assert all("cancelled" in s["error"] for s in states)
     assert states[0]["epoch"] < 200
     assert again.status_code == 409
+    assert "is already cancelled; nothing to cancel" in again.json()["detail"]  # not "has already cancelled"
 
 
 def test_an_unreachable_peer_fails_after_the_configured_timeout(tmp_path, run):

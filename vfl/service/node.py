@@ -456,7 +456,7 @@ class Node:
     async def cancel(self, job_id: str) -> JobRecord:
         record = self.record(job_id)
         if record.finished:
-            raise JobError(f"job {job_id} has already {record.state}; nothing to cancel")
+            raise JobError(f"job {job_id} {record.state_phrase(already=True)}; nothing to cancel")
         await self.fail(job_id, "cancelled by an orchestration call", state="cancelled")
         return record
 
@@ -518,7 +518,7 @@ class Node:
             return "stale"  # in flight when a party went down; the job has moved on
         if record.finished:
             error = JobCancelled if record.state == "cancelled" else JobError
-            raise error(f"job {job_id} has already {record.state}: {record.error}")
+            raise error(f"job {job_id} {record.state_phrase(already=True)}: {record.error}")
         if runtime is None:
             raise JobError(f"job {job_id} is not running here")
         try:

@@ -105,7 +105,7 @@ async def start_training(node: Node, job_id: str, start: TrainingStart, caller: 
     record = node.record(job_id)
     node.require_peer(record, caller, "B")
     if record.finished:
-        raise JobError(f"job {job_id} has already {record.state}")
+        raise JobError(f"job {job_id} {record.state_phrase(already=True)}")
     runtime = node.runtimes.get(job_id)
     if runtime is None:
         raise JobError(f"job {job_id} is not running here")

@@ -47,7 +47,7 @@ async def resume(node: Node, job_id: str) -> JobRecord:
         raise ConfigError("resume the job at party B, which coordinates it")
     record = node.record(job_id)
     if record.state in ("succeeded", "cancelled", "damaged"):
-        raise JobError(f"job {job_id} has {record.state}; there is nothing to resume")
+        raise JobError(f"job {job_id} {record.state_phrase()}; there is nothing to resume")
     start_resume(node, record, "resume requested")
     return record
 
@@ -66,7 +66,7 @@ async def peer_interrupted(node: Node, job_id: str, caller: str, reason: str, ge
     if record.state == "cancelled":  # cancelled while the caller was down: it must drop the job too
         raise JobCancelled(f"job {job_id} was cancelled while {caller!r} was down")
     if record.state in ("succeeded", "damaged"):
-        raise JobError(f"job {job_id} has {record.state} at party B; there is nothing to resume")
+        raise JobError(f"job {job_id} {record.state_phrase()} at party B; there is nothing to resume")
     if generation <= record.generation:
         raise JobError(
             f"{caller!r} reports a restart, but its generation {generation} has not moved past the job's "

@@ -57,6 +57,18 @@ JobState = Literal["pending", "aligning", "training", "succeeded", "failed", "ca
 # "damaged": the job's record could not be read back; like the other final states it never runs again.
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "damaged"})
 
+
+
+def state_phrase(state: str, *, already: bool = False) -> str:
+    """A job state as the verb phrase that follows "job X" in a message (see :meth:`JobRecord.state_phrase`)."""
+    adverb = "already " if already else ""
+    if state in ("succeeded", "failed"):
+        return f"has {adverb}{state}"
+    if state == "damaged":
+        return "is damaged (its record cannot be read back)"
+    return f"is {adverb}{state}"
+
+
 FILE_MODE = 0o600  # owner only: records, models and checkpoints (which can hold a private key)
 FOLDER_MODE = 0o700
 
@@ -119,6 +131,11 @@ class JobRecord(BaseModel):
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL
+
+    def state_phrase(self, *, already: bool = False) -> str:
+        """The job's state as the verb phrase after "job X": "has (already) succeeded", "has (already)
+        failed", "is (already) cancelled", "is damaged", "is training" (never "has cancelled")."""
+        return state_phrase(self.state, already=already)
 
     def peer_view(self) -> dict[str, Any]:
         """What a peer endpoint answers about a job: its state, and the lengths the job fixed.
