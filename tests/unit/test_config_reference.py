@@ -1,0 +1,63 @@
+"""docs/configuration.md is generated from the configuration models and kept current; LICENSE is Apache-2.0."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_reference_is_up_to_date():
+    script = load_script()
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == script.render(), (
+        "docs/configuration.md is out of date: run python scripts/config_reference.py")
+
+
+def test_every_key_of_every_model_has_a_row_with_a_meaning():
+    script = load_script()
+    text = (ROOT / "docs" / "configuration.md").read_text()
+
+    for _, model, _ in script.SERVICE_SECTIONS + script.JOB_SECTIONS:
+        for key, field in script.fields_of(model):
+            rows = [line for line in text.splitlines() if line.startswith(f"| `{key}` |")]
+            assert rows, f"{model.__name__}.{key} is not in docs/configuration.md"
+            assert all(not line.rstrip().endswith("|  |") for line in rows), f"{model.__name__}.{key} has no meaning"
+
+
+def test_check_mode_reports_a_stale_file(tmp_path):
+    stale = tmp_path / "configuration.md"
+    stale.write_text("# old\n")
+    script = [sys.executable, str(ROOT / "scripts" / "config_reference.py")]
+
+    refused = subprocess.run([*script, "--check", "--out", str(stale)], capture_output=True, text=True, timeout=60)
+    written = subprocess.run([*script, "--out", str(stale)], capture_output=True, text=True, timeout=60)
+    accepted = subprocess.run([*script, "--check", "--out", str(stale)], capture_output=True, text=True, timeout=60)
+
+    assert refused.returncode == 1 and "out of date" in refused.stderr and "+| `min_key_bits` |" in refused.stdout
+    assert written.returncode == 0 and accepted.returncode == 0
+
+
+def test_the_readme_links_the_reference():
+    assert "(docs/configuration.md)" in (ROOT / "README.md").read_text()
+
+
+def test_license_is_the_full_apache_2_text_pyproject_names():
+    text = (ROOT / "LICENSE").read_text()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+
+    assert declared == "Apache-2.0"
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 190
