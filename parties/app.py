@@ -59,7 +59,8 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
         @app.post("/v1/jobs/{job_id}/predict", tags=["orchestration"], dependencies=[Token],
                   summary="Federated prediction for IDs; party A adds its partial scores, only B sees the result")
         async def predict(job_id: str, query: PredictQuery) -> dict[str, Any]:
-            return await scoring.predict(node, job_id, query.ids, query.features)
+            with node.telemetry.prediction_seconds.labels(kind="predict").time():
+                return await scoring.predict(node, job_id, query.ids, query.features)
 
         @app.post("/v1/jobs/{job_id}/score-batch", tags=["orchestration"], dependencies=[Token], status_code=202,
                   summary="Score a file or dataset of IDs in the background, in chunks; a repeat resumes or returns it")
@@ -106,7 +107,8 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
                   summary="Federated prediction with the version a model name serves")
         async def predict_by_name(name: str, query: PredictQuery) -> dict[str, Any]:
             job_id = registry.resolve(node, name)
-            return {"name": name, **await scoring.predict(node, job_id, query.ids, query.features)}
+            with node.telemetry.prediction_seconds.labels(kind="predict").time():
+                return {"name": name, **await scoring.predict(node, job_id, query.ids, query.features)}
 
         @app.delete("/v1/jobs/{job_id}", tags=["models"], dependencies=[Token],
                     summary="Delete a finished, unserved job at every party; 502 'partial' names the parties left")
@@ -132,7 +134,8 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
         @app.post("/v1/peer/jobs/{job_id}/scores", tags=["peer"],
                   summary="Party A's plaintext partial scores u_A for IDs, for party B only")
         async def scores(job_id: str, query: ScoreQuery, caller: Peer) -> dict[str, Any]:
-            return await scoring.partial_scores(node, job_id, query.ids, caller)
+            with node.telemetry.prediction_seconds.labels(kind="partial_scores").time():
+                return await scoring.partial_scores(node, job_id, query.ids, caller)
 
         @app.get("/v1/peer/jobs/{job_id}/convergence", tags=["peer"],
                  summary="Norms of party A's weights and of their change per epoch, for party B's report")

@@ -18,7 +18,9 @@ file names (:mod:`vfl.service.redact`); the log line written before it keeps
 the full message. Orchestration callers get the full message.
 
 Orchestration routes (``/v1/jobs...``) need ``Authorization: Bearer <token>``,
-compared in constant time and never logged. Peer routes (``/v1/peer/...``)
+compared in constant time and never logged. ``GET /metrics`` (Prometheus, see
+:mod:`vfl.service.telemetry`) takes that token or the ``[metrics]`` scrape token,
+which opens nothing else. Peer routes (``/v1/peer/...``)
 know the caller by its party id; see :func:`peer_id`.
 """
 
@@ -34,7 +36,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from vfl.errors import (
     CiphertextError,
@@ -63,6 +65,7 @@ from vfl.service.tls import common_name
 from vfl.service.node import Node
 from vfl.service.redact import local_paths, peer_message, redact
 from vfl.service.spec import FailureNotice, InterruptionNotice, ResumeRequest
+from vfl.service.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger("vfl.service")
 
@@ -110,6 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
         name = type(exc).__name__
         job = _JOB_IN_PATH.match(request.url.path)
         extra = {"job_id": job.group(1)} if job else {}
+        if 400 <= status < 500 and not isinstance(exc, NotReady):
+            _refused(request, name)
         if is_peer_path(request.url.path):
             # An early message is answered "not ready" and sent again: per-message detail, not a problem.
             level = logging.DEBUG if isinstance(exc, NotReady) else logging.WARNING
@@ -120,6 +125,13 @@ def install_error_handlers(app: FastAPI) -> None:
             log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc, extra=extra)
             detail = str(exc)
         return JSONResponse({"detail": detail, "error": name}, status_code=status)
+
+
+def _refused(request: Request, reason: str) -> None:
+    """Count a refusal for GET /metrics (vfl_refusals_total{reason})."""
+    node = getattr(request.app.state, "node", None)
+    if node is not None:
+        node.telemetry.refused(reason)
 
 
 def node_of(request: Request) -> Node:
@@ -134,7 +146,19 @@ def require_token(request: Request, authorization: Annotated[str | None, Header(
     expected: str = request.app.state.token
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        _refused(request, "BadToken")
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_scraper(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """GET /metrics: the orchestration token, or the scrape token ([metrics] scrape_token_file) if one is set."""
+    tokens = [request.app.state.token] + [t for t in (request.app.state.scrape_token,) if t]
+    scheme, _, given = (authorization or "").partition(" ")
+    matches = [hmac.compare_digest(given.encode(), t.encode()) for t in tokens]  # each compared, in constant time
+    if scheme.lower() != "bearer" or not any(matches):
+        _refused(request, "BadToken")
+        raise HTTPException(401, "missing or wrong bearer token (the orchestration or the scrape token)",
+                            headers={"WWW-Authenticate": "Bearer"})
 
 
 def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
@@ -151,11 +175,14 @@ def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PA
     else:
         der = getattr(request.state, "peer_certificate", None)
         if not der:
+            _refused(request, "NoClientCertificate")
             raise HTTPException(403, "peer endpoints need a client certificate signed by the federation's CA")
         claimed = common_name(der)
         if x_vfl_party is not None and x_vfl_party != claimed:
+            _refused(request, "NotAPeer")
             raise HTTPException(403, f"the X-VFL-Party header says {x_vfl_party!r}, the certificate {claimed!r}")
     if not claimed or claimed not in node.config.peers:
+        _refused(request, "NotAPeer")
         raise HTTPException(403, f"caller {claimed!r} is not a configured peer of this service")
     return claimed
 
@@ -177,7 +204,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+            await _too_large(scope, send, self.limit)
             return
         received = 0
 
@@ -193,14 +220,17 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await _too_large(send, self.limit)
+            await _too_large(scope, send, self.limit)
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Callable, limit: int) -> None:
+async def _too_large(scope: dict, send: Callable, limit: int) -> None:
+    node = getattr(getattr(scope.get("app"), "state", None), "node", None)
+    if node is not None:
+        node.telemetry.refused("BodyTooLarge")
     body = json.dumps({"detail": f"request body exceeds the limit of {limit} bytes", "error": "BodyTooLarge"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -212,6 +242,7 @@ def install_validation_handler(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _refused(request, "ValidationError")
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         )
@@ -240,6 +271,7 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
                   docs_url=None, redoc_url=None)  # /docs without a CDN: see vfl.service.dashboard
     app.state.node = node
     app.state.token = node.config.token()
+    app.state.scrape_token = node.config.scrape_token()
     install_error_handlers(app)
     install_validation_handler(app)
     app.add_middleware(BodyLimit, limit=node.config.limits.max_body_bytes)
@@ -248,6 +280,11 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
     @app.get("/v1/health", tags=["orchestration"], summary="Liveness: this service is up")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "party": node.config.party.id, "role": node.party}
+
+    @app.get("/metrics", tags=["monitoring"], dependencies=[Depends(require_scraper)], response_class=Response,
+             summary="Prometheus metrics (the orchestration token or [metrics] scrape_token)")
+    async def metrics() -> Response:
+        return Response(node.telemetry.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/jobs", tags=["orchestration"], dependencies=[Token], summary="Every job this service knows")
     async def list_jobs() -> dict[str, Any]:

@@ -37,6 +37,9 @@ One file configures one service: party A, party B or the arbiter C::
     [psi]                            # private set intersection (optional)
     primes = 3                       # RSA primes of party A's PSI key: 3 (default, faster) or 2 (FIPS 186-4)
 
+    [metrics]                        # GET /metrics (Prometheus); optional
+    scrape_token_file = "scrape-token"   # a second bearer token that reads /metrics only (or scrape_token)
+
     [tls]                            # on by default; `vfl certs` makes these files
     ca = "certs/ca.pem"
     cert = "certs/bank.pem"
@@ -261,6 +264,19 @@ class PsiSection(_Strict):
     )
 
 
+class MetricsSection(_Strict):
+    """``GET /metrics`` takes the orchestration token, or this scrape token, which opens /metrics only."""
+
+    scrape_token: str | None = Field(None, min_length=16, description="bearer token for GET /metrics only")
+    scrape_token_file: Path | None = Field(None, description="a file holding the scrape token (0600)")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> MetricsSection:
+        if self.scrape_token is not None and self.scrape_token_file is not None:
+            raise ValueError("give metrics.scrape_token or metrics.scrape_token_file, not both")
+        return self
+
+
 class ServiceConfig(_Strict):
     party: PartySection
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
@@ -269,6 +285,7 @@ class ServiceConfig(_Strict):
     scoring: ScoringSection = Field(default_factory=ScoringSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
     psi: PsiSection = Field(default_factory=PsiSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
     tls: TlsSection | None = None
     source: Path | None = None
 
@@ -315,6 +332,19 @@ class ServiceConfig(_Strict):
             raise ConfigError("set party.api_token or party.api_token_file: orchestration calls need a token")
         return self.party.api_token
 
+    def scrape_token(self) -> str | None:
+        """The token that may read ``GET /metrics`` besides the orchestration token, if one is configured."""
+        metrics = self.metrics
+        if metrics.scrape_token_file is None:
+            return metrics.scrape_token
+        try:
+            token = metrics.scrape_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read metrics.scrape_token_file {metrics.scrape_token_file}: {exc}") from exc
+        if len(token) < 16:
+            raise ConfigError(f"the scrape token in {metrics.scrape_token_file} is shorter than 16 characters")
+        return token
+
     def peer_of_role(self, role: Role) -> tuple[str, PeerSection]:
         """The one configured peer with ``role``."""
         matches = [(pid, p) for pid, p in self.peers.items() if p.role == role]
@@ -360,6 +390,9 @@ def load_config(path: str | Path) -> ServiceConfig:
             dataset["path"] = str(base / dataset["path"])
         if isinstance(dataset, dict) and isinstance(dataset.get("url"), str):
             dataset["url"] = _resolve_sqlite(dataset["url"], base)
+    metrics = raw.get("metrics")
+    if isinstance(metrics, dict) and "scrape_token_file" in metrics:
+        metrics["scrape_token_file"] = str(base / metrics["scrape_token_file"])
     tls = raw.get("tls")
     if isinstance(tls, dict):
         for key in ("ca", "cert", "key"):
@@ -371,6 +404,7 @@ def load_config(path: str | Path) -> ServiceConfig:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{file}: {problems}") from exc
     config.token()  # fail at start, not at the first call
+    config.scrape_token()
     if config.tls is not None:
         for what in ("ca", "cert", "key"):
             path = getattr(config.tls, what)

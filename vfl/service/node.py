@@ -54,6 +54,7 @@ from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
 from vfl.service.scoring import ServingCache, flush_counters
 from vfl.service.store import JobRecord, JobStore, model_document
+from vfl.service.telemetry import Telemetry
 from vfl.sources import DataSource, Lookup, open_source
 
 log = logging.getLogger("vfl.service")
@@ -86,6 +87,8 @@ class Node:
         self._background: set[asyncio.Task] = set()
         self.coordinating: set[str] = set()  # jobs whose resume is asking the parties right now
         self.serving = ServingCache()  # model parts, aligned IDs and scoring rates, kept between requests
+        self.telemetry = Telemetry(self)  # GET /metrics; a registry of its own per node
+        self._epoch_clock: dict[str, float] = {}  # job → when its current epoch began here
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -336,7 +339,9 @@ class Node:
 
     async def _send(self, record: JobRecord, envelope: Envelope, generation: int) -> int:
         peer_id = record.peers[envelope.recipient]
-        return await self.client.send_message(peer_id, record.job_id, envelope.message, generation)
+        size = await self.client.send_message(peer_id, record.job_id, envelope.message, generation)
+        self.telemetry.message(peer_id, "sent", size)
+        return size
 
     def checkpoint(self, record: JobRecord, role: Any) -> None:
         """Store the role's latest epoch-boundary snapshot, once."""
@@ -399,9 +404,15 @@ class Node:
                 losses += f", validation loss {decision.validation_loss:.6f}"
         stop = f"; training stops: {decision.reason}" if decision.stop and decision.reason else ""
         job_event(record.job_id, "epoch %d/%d: %s%s", decision.epoch + 1, record.max_epochs, losses, stop)
+        now = time.monotonic()
+        began = self._epoch_clock.get(record.job_id)
+        if began is not None:
+            self.telemetry.epoch_seconds.observe(now - began)
+        self._epoch_clock[record.job_id] = now
 
     def training_started(self, record: JobRecord, n_rows: int, resumed_from: int | None = None) -> None:
-        """Training (re)starts here: a line of the job's story."""
+        """Training (re)starts here: a line of the job's story, and the clock of its first epoch."""
+        self._epoch_clock[record.job_id] = time.monotonic()
         if resumed_from is None:
             job_event(record.job_id, "training on %d aligned rows, at most %d epochs", n_rows, record.max_epochs)
         else:
@@ -415,6 +426,7 @@ class Node:
         if record is None or record.finished:
             return
         self.save(record, state=state, stage="stopped", error=reason)
+        self._epoch_clock.pop(job_id, None)
         if state == "cancelled":
             job_event(job_id, "cancelled: %s", reason, level=logging.WARNING)
         else:
@@ -513,6 +525,7 @@ class Node:
         record = self.record(job_id)
         self.peer_role(caller)  # a caller that is no configured peer is refused as such
         sender = self.protocol_id(record, caller)  # the roster id Role.check looks up
+        self.telemetry.message(caller, "received", len(frame))
         runtime = self.runtimes.get(job_id)
         if runtime is not None and generation < runtime.generation:
             return "stale"  # in flight when a party went down; the job has moved on

@@ -1,0 +1,92 @@
+"""What a service counts for Prometheus: ``GET /metrics`` (text exposition format).
+
+Each :class:`~vfl.service.node.Node` has its own :class:`Telemetry` with its own
+``CollectorRegistry`` (never prometheus_client's global one), so several services
+in one process (the in-process tests) count apart.
+
+=====================================  =========  ==========================================================
+``vfl_jobs{state}``                    gauge      jobs this service knows, by state (every state listed)
+``vfl_epoch_duration_seconds``         histogram  wall time of each training epoch, as this party saw it
+``vfl_peer_messages_total``            counter    protocol messages, by ``peer`` and ``direction`` (sent,
+                                                  received)
+``vfl_peer_message_bytes_total``       counter    their frames' bytes, by ``peer`` and ``direction``
+``vfl_refusals_total{reason}``         counter    requests refused with a 4xx: the error's class name
+                                                  (``ScheduleViolation``, ``PeerNotAllowed``, ...),
+                                                  ``BadToken``, ``NoClientCertificate``, ``NotAPeer``,
+                                                  ``BodyTooLarge``, ``ValidationError``
+``vfl_prediction_duration_seconds``    histogram  by ``kind``: ``predict`` (party B, a whole federated
+                                                  prediction) and ``partial_scores`` (party A's part)
+``vfl_worker_pool_size``               gauge      crypto workers: processes (local) or tasks at once (Ray)
+=====================================  =========  ==========================================================
+
+An early message answered "not ready" is not a refusal (its sender retries it).
+Labels are bounded: peers are configured peer ids, reasons are class names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, get_args
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vfl.service.store import JobState
+
+if TYPE_CHECKING:
+    from vfl.service.node import Node
+
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+EPOCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+PREDICTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _NodeState(Collector):
+    """What is read at scrape time: jobs by state, the worker pool."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("vfl_jobs", "Jobs this service knows, by state", labels=["state"])
+        counts = dict.fromkeys(JOB_STATES, 0)
+        for record in list(self.node.records.values()):
+            counts[record.state] = counts.get(record.state, 0) + 1
+        for state, count in counts.items():
+            jobs.add_metric([state], count)
+        yield jobs
+        yield GaugeMetricFamily("vfl_worker_pool_size", "Crypto workers: processes (local engine) or tasks at "
+                                "once (Ray)", value=self.node.workers)
+
+
+class Telemetry:
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry()
+        self.epoch_seconds = Histogram(
+            "vfl_epoch_duration_seconds", "Wall time of one training epoch at this party",
+            buckets=EPOCH_BUCKETS, registry=self.registry)
+        self.messages = Counter(
+            "vfl_peer_messages", "Protocol messages exchanged with each peer", ["peer", "direction"],
+            registry=self.registry)
+        self.message_bytes = Counter(
+            "vfl_peer_message_bytes", "Bytes of protocol message frames exchanged with each peer",
+            ["peer", "direction"], registry=self.registry)
+        self.refusals = Counter(
+            "vfl_refusals", "Requests this service refused (4xx), by reason", ["reason"], registry=self.registry)
+        self.prediction_seconds = Histogram(
+            "vfl_prediction_duration_seconds", "Latency of predictions (B) and partial scores (A)", ["kind"],
+            buckets=PREDICTION_BUCKETS, registry=self.registry)
+        self.registry.register(_NodeState(node))
+
+    def message(self, peer: str, direction: str, size: int) -> None:
+        self.messages.labels(peer=peer, direction=direction).inc()
+        self.message_bytes.labels(peer=peer, direction=direction).inc(size)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason=reason).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
