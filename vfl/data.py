@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,11 @@ from vfl.errors import DataError
 
 #: Refuse CSV files above this size unless the caller raises the limit.
 DEFAULT_MAX_BYTES = 2 * 1024**3
+#: Rows per chunk when a file's ID column is streamed.
+ID_CHUNK_ROWS = 100_000
+
+#: How every CSV cell is read: as text, exactly as written apart from spaces after a delimiter.
+_CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_filter": False, "skipinitialspace": True}
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,33 @@ def read_csv_frame(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX
     file = _check_file(path, max_bytes)
     _check_header(file, source)
     try:
-        return pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+        return pd.read_csv(file, **_CSV_OPTIONS)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{source}: no columns found; is this a CSV file with a header row?") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{source}: not a valid CSV file ({exc}); check the delimiter and quoting") from exc
+
+
+def read_csv_ids(
+    path: str | os.PathLike[str], id_column: str, *, chunk_rows: int = ID_CHUNK_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[list[str]]:
+    """The ID column of a CSV, ``chunk_rows`` cells at a time, as :func:`read_csv_frame` reads it (raw text).
+
+    Only that column is parsed, so memory is one chunk whatever the file's size. The
+    file-level checks of :func:`read_csv_frame` run first, and a missing ID column is
+    the error :func:`from_dataframe` gives; the cells are not normalised here.
+    """
+    source = str(path)
+    file = _check_file(path, max_bytes)
+    _check_header(file, source)
+    try:
+        columns = [str(c) for c in pd.read_csv(file, nrows=0, **_CSV_OPTIONS).columns]
+        _require_column(columns, id_column, "ID", source, "--id-column")
+        with pd.read_csv(file, usecols=[id_column], chunksize=max(1, chunk_rows), **_CSV_OPTIONS) as reader:
+            for chunk in reader:
+                if len(chunk):
+                    yield chunk[id_column].tolist()
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{source}: no columns found; is this a CSV file with a header row?") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -142,6 +174,37 @@ def read_parquet_frame(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT
     if repeated:
         raise DataError(f"{source}: column name(s) {repeated} appear more than once; rename them")
     return frame
+
+
+def read_parquet_ids(
+    path: str | os.PathLike[str], id_column: str, *, chunk_rows: int = ID_CHUNK_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[list[object]]:
+    """The ID column of a Parquet file, ``chunk_rows`` values at a time (record batches of that column only).
+
+    The same file checks as :func:`read_parquet_frame`; a column that pandas would
+    restore as the frame's index is not a column there, so it is not one here either.
+    """
+    source = str(path)
+    file = _check_file(path, max_bytes)
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError as exc:
+        raise DataError(f"{source}: reading Parquet needs pyarrow; install it with pip install 'vfl[parquet]'") from exc
+    try:
+        parquet = pq.ParquetFile(file)
+        schema = parquet.schema_arrow
+        index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+        names = [n for n in schema.names if n not in index]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DataError(f"{source}: column name(s) {repeated} appear more than once; rename them")
+        _require_column(names, id_column, "ID", source, "--id-column")
+        for batch in parquet.iter_batches(batch_size=max(1, chunk_rows), columns=[id_column], use_pandas_metadata=False):
+            if batch.num_rows:
+                yield batch.column(0).to_pylist()
+    except (OSError, ValueError, TypeError) as exc:  # pyarrow.ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise DataError(f"{source}: not a valid Parquet file ({exc}); write it with pandas.DataFrame.to_parquet") from exc
 
 
 def _check_file(path: str | os.PathLike[str], max_bytes: int) -> Path:
@@ -190,7 +253,9 @@ def from_dataframe(
             f"{source}: no feature columns besides the ID{' and label' if label_column else ''}; "
             "each party needs at least one feature to take part"
         )
-    features = np.column_stack([_numeric(frame[c], c, ids, source, "feature") for c in feature_columns])
+    features = np.empty((len(ids), len(feature_columns)), dtype=np.float64)
+    for j, c in enumerate(feature_columns):  # column by column into one matrix: no second copy of it
+        features[:, j] = _numeric(frame[c], c, ids, source, "feature")
     labels = None
     if label_column is not None:
         labels = _numeric(frame[label_column], label_column, ids, source, "label")

@@ -31,7 +31,9 @@ class Standardizer:
         return cls(mean, scale)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        out = np.subtract(np.asarray(X, dtype=np.float64), self.mean)  # a new array: X is not changed
+        out /= self.scale  # in place: no second matrix-sized temporary (the same values as (X - mean) / scale)
+        return out
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}

@@ -5,6 +5,9 @@ One interface, :class:`DataSource`, with two uses:
 * :meth:`DataSource.table` gives all rows, checked strictly exactly as
   :func:`vfl.data.load_csv` checks a CSV (training: one bad cell is an error
   naming the column, the ID and the fix);
+* :meth:`DataSource.iter_ids` streams the IDs of those rows, in the same
+  order, without loading the table (the PSI reads a large set this way:
+  ``PsiIds(read=lambda: source.iter_ids(), ...)``);
 * :meth:`DataSource.lookup` reads the rows of given IDs at request time
   (serving), columns matched by name, and is lenient per row: each ID gets a
   status, ``"ok"``, ``"unknown id"``, ``"duplicated id"`` (the ID is on more
@@ -15,7 +18,13 @@ One interface, :class:`DataSource`, with two uses:
 
 Files are read once and read again when their modification time changes; a
 lookup uses an ID → row index built once per read, so it costs O(len(ids)).
-A database is the source of truth: every call queries it (``WHERE id IN
+The raw text of a file is not kept once the training table or the lookup view
+is built from it (for a 1M × 50 CSV it is twice the float matrix): if the other
+is asked for later, the file is read again.
+A database table is read in the order of its ID column (then its primary key),
+so that the training table and the streamed IDs list the rows alike whatever
+plan the database picks (an index-only scan returns index order, a parallel or
+synchronised scan any order). A database is the source of truth: every call queries it (``WHERE id IN
 (...)`` with bound parameters, 5,000 IDs per statement), so rows inserted after
 training are found by the next lookup. Table and column names are reflected
 and quoted by SQLAlchemy, never formatted into SQL.
@@ -35,8 +44,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -46,7 +56,16 @@ import numpy as np
 import pandas as pd
 
 from psi.ids import normalize_id
-from vfl.data import PartyTable, check_labels, from_dataframe, read_csv_frame, read_parquet_frame
+from vfl.data import (
+    ID_CHUNK_ROWS,
+    PartyTable,
+    check_labels,
+    from_dataframe,
+    read_csv_frame,
+    read_csv_ids,
+    read_parquet_frame,
+    read_parquet_ids,
+)
 from vfl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -79,6 +98,16 @@ class Lookup:
 class DataSource(Protocol):
     def table(self, model: str | None = None) -> PartyTable:
         """All rows, checked strictly (training)."""
+        ...
+
+    def iter_ids(self, chunk_rows: int = ID_CHUNK_ROWS) -> Iterator[str]:
+        """The IDs of :meth:`table`'s rows, normalised, in its order, read ``chunk_rows`` at a time.
+
+        Equal to ``table().ids`` without loading the table; call it again for a
+        fresh pass. IDs are checked one by one as :meth:`table` checks them (a
+        missing ID is an error) but not for duplicates, which would need them all
+        in memory (the PSI finds those); no rows at all is :meth:`table`'s error.
+        """
         ...
 
     def lookup(self, ids: list[str], feature_names: list[str]) -> Lookup:
@@ -117,6 +146,19 @@ def lenient_column(column: pd.Series) -> np.ndarray:
     arr = np.array(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)  # a writable copy
     arr[~np.isfinite(arr)] = np.nan
     return arr
+
+
+def _normalized(chunks: Iterable[list[Any]], source: str, column: str, plain: Callable[[Any], Any] | None = None,
+                ) -> Iterator[str]:
+    """IDs from chunks of raw cells, normalised as :func:`vfl.data.from_dataframe` does (same messages)."""
+    where = f"{source}, column {column!r}"
+    row = 0
+    for chunk in chunks:
+        for value in chunk:
+            yield normalize_id(plain(value) if plain is not None else value, source=where, position=row)
+            row += 1
+    if row == 0:
+        raise DataError(f"{source}: the table has a header but no data rows")
 
 
 def _request_ids(ids: list[str]) -> list[str | None]:
@@ -170,7 +212,7 @@ class _FileState:
     """One read of the file: the raw frame, and what was built from it (lazily)."""
 
     mtime: float
-    frame: pd.DataFrame | None  # dropped once both the table and the lookup view are built
+    frame: pd.DataFrame | None  # dropped once the table or the lookup view is built (read again if needed)
     table: PartyTable | None = None
     checked: set[str] = field(default_factory=set)  # models whose label check passed on ``table``
     index: dict[str, int] | None = None
@@ -180,9 +222,25 @@ class _FileState:
 
 
 def _release(state: _FileState) -> None:
-    """Drop the raw frame once nothing needs it any more: the table and the lookup view hold the values."""
-    if state.table is not None and state.index is not None:
+    """Drop the raw frame: what was built from it holds the values, and it is the largest thing here."""
+    if state.frame is not None:
         state.frame = None
+        release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Hand the pages of freed Arrow buffers back to the system.
+
+    pandas 3 keeps text columns in Arrow arrays, and Arrow's allocator keeps
+    freed pages for its own reuse, without end: after a 1M × 50 CSV was read as
+    text and dropped, about 1 GB stays resident that numpy cannot use.
+    """
+    pa = sys.modules.get("pyarrow")  # not imported: nothing of Arrow's was allocated
+    if pa is not None:
+        try:
+            pa.default_memory_pool().release_unused()
+        except Exception:  # noqa: BLE001 - only a hint to the allocator
+            pass
 
 
 class FileSource:
@@ -209,13 +267,21 @@ class FileSource:
                             ) from exc
         state = self._state
         if state is None or state.mtime != mtime:
-            try:
-                frame = self._read(self.path, max_bytes=self._max_bytes)
-            except DataError as exc:  # the readers start each message with the file's path
-                _public(exc, self.name, str(self.path))
-                raise
-            state = self._state = _FileState(mtime, frame)
+            state = self._state = _FileState(mtime, self._read_frame())
         return state
+
+    def _read_frame(self) -> pd.DataFrame:
+        try:
+            return self._read(self.path, max_bytes=self._max_bytes)
+        except DataError as exc:  # the readers start each message with the file's path
+            _public(exc, self.name, str(self.path))
+            raise
+
+    def _frame(self, state: _FileState) -> pd.DataFrame:
+        """The raw frame of ``state``, read again if it was dropped (caller holds the lock)."""
+        if state.frame is None:
+            state.frame = self._read_frame()
+        return state.frame
 
     def table(self, model: str | None = None) -> PartyTable:
         with self._lock:
@@ -224,7 +290,7 @@ class FileSource:
             try:
                 if state.table is None:
                     state.table = from_dataframe(
-                        state.frame, id_column=d.id_column, label_column=d.label_column, model=model,
+                        self._frame(state), id_column=d.id_column, label_column=d.label_column, model=model,
                         source=str(self.path),
                     )
                     if model is not None:
@@ -237,6 +303,27 @@ class FileSource:
                 raise
             _release(state)
             return state.table
+
+    def iter_ids(self, chunk_rows: int = ID_CHUNK_ROWS) -> Iterator[str]:
+        """The IDs of :meth:`table`'s rows; from the loaded table if it is current, else streamed from the file."""
+        try:
+            with self._lock:
+                state = self._state
+                try:
+                    current = state is not None and state.table is not None and \
+                        state.mtime == os.path.getmtime(self.path)
+                except OSError:
+                    current = False
+                ids = state.table.ids if current else None
+            if ids is not None:
+                yield from ids
+                return
+            reader = read_parquet_ids if self.dataset.kind == "parquet" else read_csv_ids
+            chunks = reader(self.path, self.dataset.id_column, chunk_rows=chunk_rows, max_bytes=self._max_bytes)
+            yield from _normalized(chunks, str(self.path), self.dataset.id_column)
+        except DataError as exc:
+            _public(exc, self.name, str(self.path))
+            raise
 
     def in_memory(self) -> bool:
         """Is a lookup answered from memory now (file read, indexed, unchanged)? Then it is quick."""
@@ -252,6 +339,7 @@ class FileSource:
             state = self._current()
             if state.index is None:
                 self._build_index(state)
+                _release(state)
             missing = [c for c in feature_names if c not in state.columns]
             if missing:
                 shown = ", ".join(map(str, state.names[:20]))
@@ -272,8 +360,9 @@ class FileSource:
 
     def _build_index(self, state: _FileState) -> None:
         column = self.dataset.id_column
-        if column not in state.frame.columns:
-            shown = ", ".join(map(str, state.frame.columns[:20]))
+        frame = self._frame(state)
+        if column not in frame.columns:
+            shown = ", ".join(map(str, frame.columns[:20]))
             raise DataError(
                 f"dataset {self.name!r}: {self.path} has no ID column {column!r}; its columns are: {shown}. "
                 "Fix id_column in the config",
@@ -281,7 +370,7 @@ class FileSource:
             )
         index: dict[str, int] = {}
         duplicated: set[str] = set()
-        for row, value in enumerate(state.frame[column].tolist()):
+        for row, value in enumerate(frame[column].tolist()):
             try:
                 key = normalize_id(value, source="", position=row)
             except DataError:
@@ -291,9 +380,8 @@ class FileSource:
             else:
                 index[key] = row
         state.index, state.duplicated = index, duplicated
-        state.names = [str(c) for c in state.frame.columns]
-        state.columns = {str(c): lenient_column(state.frame[c]) for c in state.frame.columns if c != column}
-        _release(state)
+        state.names = [str(c) for c in frame.columns]
+        state.columns = {str(c): lenient_column(frame[c]) for c in frame.columns if c != column}
 
     def close(self) -> None:
         with self._lock:
@@ -430,6 +518,11 @@ class SqlSource:
             table = self._reflect(refresh=True)
         return table, [self._column(table, n, what) for n in names]
 
+    def _order(self, table: Any) -> list[Any]:
+        """ORDER BY of every full read: the ID column, then the primary key (a tie-break under a loose collation)."""
+        id_col = table.c[self.dataset.id_column]
+        return [id_col, *(c for c in table.primary_key.columns if c.name != id_col.name)]
+
     # ---- the interface
 
     def table(self, model: str | None = None) -> PartyTable:
@@ -442,7 +535,7 @@ class SqlSource:
                 self._column(table, d.label_column, "label")
             try:
                 with self.engine().connect() as conn:
-                    result = conn.execute(sa.select(table))
+                    result = conn.execute(sa.select(table).order_by(*self._order(table)))
                     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
                     frame[d.id_column] = [_plain_id(v) for v in frame[d.id_column]]
             except sa.exc.SQLAlchemyError as exc:
@@ -451,6 +544,26 @@ class SqlSource:
         try:
             return from_dataframe(frame, id_column=d.id_column, label_column=d.label_column, model=model,
                                   source=source)
+        except DataError as exc:
+            _public(exc, self.name, source)
+            raise
+
+    def iter_ids(self, chunk_rows: int = ID_CHUNK_ROWS) -> Iterator[str]:
+        """The ID column only, in :meth:`table`'s order, fetched ``chunk_rows`` rows at a time (a server-side
+        cursor where the driver has one). The connection is held until the iteration ends or is closed."""
+        sa = self._sqlalchemy()
+        with self._lock:
+            table = self._reflect(refresh=True)
+            id_col = self._column(table, self.dataset.id_column, "ID")
+            statement = sa.select(id_col).order_by(*self._order(table))
+        source = f"dataset {self.name!r} ({self.where})"
+        try:
+            with self.engine().connect() as conn:
+                result = conn.execution_options(yield_per=max(1, chunk_rows)).execute(statement)
+                chunks = ([row[0] for row in part] for part in result.partitions())
+                yield from _normalized(chunks, source, self.dataset.id_column, _plain_id)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error("cannot read the table", "check the database and its permissions", exc) from None
         except DataError as exc:
             _public(exc, self.name, source)
             raise

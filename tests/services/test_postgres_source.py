@@ -159,3 +159,20 @@ def test_missing_column_and_closed_pool_reopens(postgres_url, engine):
         source.close()
 
     assert reopened.status == ["ok"]
+
+
+def test_streamed_ids_are_the_training_tables_ids_in_its_order(postgres_url, engine):
+    ids = [f"u{(i * 37) % 500:03d}" for i in range(500)]  # inserted out of ID order
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE streamed (id text PRIMARY KEY, f1 double precision)")
+        conn.execute(sqlalchemy.text("INSERT INTO streamed VALUES (:id, :f1)"),
+                     [{"id": i, "f1": float(k)} for k, i in enumerate(ids)])
+    source = open_source("s", DatasetSection(url=postgres_url, table="streamed", id_column="id"), LimitsSection())
+    try:
+        streamed = list(source.iter_ids(chunk_rows=7))  # a server-side cursor, 7 rows per fetch
+        table = source.table()
+    finally:
+        source.close()
+
+    assert streamed == table.ids == sorted(ids)
+    assert table.features[:3, 0].tolist() == [float(ids.index(i)) for i in sorted(ids)[:3]]

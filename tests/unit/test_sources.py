@@ -128,6 +128,20 @@ def test_csv_table_is_cached_until_the_file_changes(tmp_path):
     assert changed.ids == ["C1", "C7"]
 
 
+def test_a_file_is_not_kept_as_text_once_the_table_or_the_lookup_view_is_built(tmp_path):
+    path = write_csv(tmp_path / "party.csv", ROWS[:2])
+    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"), LimitsSection())
+
+    table = source.table()
+    assert source._state.frame is None  # the raw text frame is the largest thing a source could hold
+    found = source.lookup(["C2", "C1"], ["f1"])  # the file is read again for the lookup view
+    assert source._state.frame is None
+
+    assert found.status == ["ok", "ok"] and found.features[:, 0].tolist() == [1.5, 0.5]
+    assert source.table() is table  # still the cached table
+    assert list(source.iter_ids()) == ["C1", "C2"]
+
+
 def test_label_check_runs_for_a_model_asked_after_the_first_load(tmp_path):
     path = write_csv(tmp_path / "party.csv", [("C1", "1", "2", "1"), ("C2", "2", "3", "1")])
     source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"), LimitsSection())
@@ -327,3 +341,137 @@ def test_node_serves_lookup_from_its_configured_sources_and_closes_them(tmp_path
     assert node.source("crm")._engine is None  # the pool was disposed
     with pytest.raises(DataError, match="no dataset named 'other'; it has: crm, shop"):
         node.source("other")
+
+
+# -- streamed IDs ---------------------------------------------------------------------------------------
+
+STREAM_IDS = ["  C1", "C2  ", "007", "7", "x y", "é-ü", "C10", "c1", "0", "Z"]  # spaces, zero padding, case, UTF-8
+
+
+def _stream_source(kind: str, tmp_path: Path, ids=STREAM_IDS):
+    """A source of ``ids`` (with two numeric features), its rows in that order."""
+    rows = [(i, str(k / 2), str(k)) for k, i in enumerate(ids)]
+    if kind == "csv":
+        lines = ['"' + i + '",' + a + "," + b for i, a, b in rows]  # quoted, so the surrounding spaces are in the cell
+        path = tmp_path / "party.csv"
+        path.write_text("id,f1,f2\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
+        return open_source("crm", DatasetSection(path=path, id_column="id"), LimitsSection())
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+        frame = pd.DataFrame(rows, columns=["id", "f1", "f2"]).astype({"f1": float, "f2": float})
+        frame.to_parquet(tmp_path / "party.parquet")
+        return open_source("crm", DatasetSection(path=tmp_path / "party.parquet", id_column="id"), LimitsSection())
+    db = tmp_path / "crm.db"
+    con = sqlite3.connect(db)
+    # A TEXT primary key: SQLite answers SELECT id from its index, in ID order, not in insertion order.
+    con.execute("CREATE TABLE customers (id TEXT PRIMARY KEY, f1 REAL, f2 REAL)")
+    con.executemany("INSERT INTO customers VALUES (?, ?, ?)", [(i, float(a), float(b)) for i, a, b in rows])
+    con.commit()
+    con.close()
+    return sqlite_source(db)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sqlite"])
+@pytest.mark.parametrize("chunk_rows", [1, 3, 100])
+def test_streamed_ids_are_the_tables_ids_in_its_order(kind, chunk_rows, tmp_path):
+    source = _stream_source(kind, tmp_path)
+
+    streamed = list(source.iter_ids(chunk_rows))  # before the table is loaded: from the file / the database
+    table = source.table()
+    again = list(source.iter_ids(chunk_rows))  # a fresh pass, now from the loaded table for a file
+
+    assert streamed == table.ids == again
+    assert sorted(streamed) == sorted(i.strip() for i in STREAM_IDS)
+    assert all(isinstance(i, str) for i in streamed)
+    source.close()
+
+
+def test_streamed_integer_ids_follow_the_id_rule(tmp_path):
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"id": [7, 12, 3], "f1": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "p.parquet")
+    parquet = open_source("p", DatasetSection(path=tmp_path / "p.parquet", id_column="id"), LimitsSection())
+    db = tmp_path / "n.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, f1 REAL)")
+    con.executemany("INSERT INTO customers VALUES (?, ?)", [(7, 1.0), (12, 2.0), (3, 3.0)])
+    con.commit()
+    con.close()
+    sql = sqlite_source(db)
+
+    assert list(parquet.iter_ids()) == parquet.table().ids == ["7", "12", "3"]
+    assert list(sql.iter_ids(2)) == sql.table().ids == ["3", "7", "12"]  # a database table is read in ID order
+    sql.close()
+
+
+def test_sqlite_table_and_stream_share_the_id_order_whatever_the_insertion_order(tmp_path):
+    db = tmp_path / "crm.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE customers (id TEXT, f1 REAL)")  # no key, no index: a plain table scan
+    con.executemany("INSERT INTO customers VALUES (?, ?)", [("b", 1.0), ("a", 2.0), ("c", 3.0)])
+    con.commit()
+    con.close()
+    source = sqlite_source(db)
+
+    table = source.table()
+
+    assert table.ids == list(source.iter_ids()) == ["a", "b", "c"]
+    assert table.features[:, 0].tolist() == [2.0, 1.0, 3.0]  # the rows moved with their IDs
+    source.close()
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sqlite"])
+def test_streaming_a_table_without_rows_is_the_tables_error(kind, tmp_path):
+    source = _stream_source(kind, tmp_path, ids=[])
+    if kind == "csv":
+        assert source.path.read_text() == "id,f1,f2\n"  # a header-only file
+
+    with pytest.raises(DataError, match="header but no data rows") as from_table:
+        source.table()
+    with pytest.raises(DataError, match="header but no data rows") as from_stream:
+        list(source.iter_ids())
+
+    assert str(from_stream.value) == str(from_table.value)
+    assert "dataset 'crm'" in from_stream.value.public
+    source.close()
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sqlite"])
+def test_streaming_names_a_missing_id_column_and_a_missing_id(kind, tmp_path):
+    source = _stream_source(kind, tmp_path, ids=["C1", " "])
+    with pytest.raises(DataError, match=r"ID at row \d is empty") as from_table:
+        source.table()
+    with pytest.raises(DataError, match=r"ID at row \d is empty") as from_stream:
+        list(source.iter_ids())
+    assert str(from_stream.value) == str(from_table.value)
+
+    source.dataset = source.dataset.model_copy(update={"id_column": "key"})
+    source.close()
+    with pytest.raises(DataError, match="no ID column 'key'") as info:
+        list(source.iter_ids())
+    assert "dataset 'crm'" in info.value.public
+    source.close()
+
+
+def test_psi_on_streamed_ids_gives_the_rows_of_the_id_lists(tmp_path):
+    from psi import PsiIds, run_psi
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ids_a = [f"u{i:03d}" for i in range(0, 130)]
+    ids_b = [f" u{i:03d}" for i in range(70, 180, 2)][::-1] + ["007"]  # spaces, and B in another order
+    src_a = _stream_source("csv", tmp_path / "a", ids=ids_a)
+    src_b = _stream_source("sqlite", tmp_path / "b", ids=ids_b)
+    table_a, table_b = src_a.table(), src_b.table()
+    src_a.close()  # the file is streamed again, not served from the loaded table
+
+    streamed = run_psi(PsiIds(read=lambda: src_a.iter_ids(), source="a"),
+                       PsiIds(read=lambda: src_b.iter_ids(), source="b"),
+                       key_bits=1024, min_key_bits=1024, workers=1, bucket_ids=50)
+    listed = run_psi(table_a.ids, table_b.ids, key_bits=1024, min_key_bits=1024, workers=1)
+
+    assert streamed.buckets == 3 and listed.buckets == 1
+    np.testing.assert_array_equal(streamed.rows_a, listed.rows_a)
+    np.testing.assert_array_equal(streamed.rows_b, listed.rows_b)
+    assert [table_a.ids[i] for i in streamed.rows_a] == [table_b.ids[i] for i in streamed.rows_b]
+    assert len(streamed.rows_a) == 30
+    src_b.close()

@@ -72,6 +72,31 @@ from vfl.protocol.roster import Roster
 from vfl.protocol.schedule import Schedule
 
 
+def training_rows(X: np.ndarray, schedule: Schedule) -> np.ndarray:
+    """The training rows of ``X``: ``X`` itself when every row trains and it is C-ordered (what the copy
+    would be, so sums over it are bit for bit the same), else a copy of those rows. At 1M × 50 the copy
+    is 400 MB more at the role's peak, for nothing when there is no validation split."""
+    if schedule.n_train == X.shape[0] and X.flags.c_contiguous:
+        return X
+    return X[schedule.train_rows]
+
+
+def label_design(scaler: Standardizer, features: np.ndarray, row_clip: float | None, fit_intercept: bool,
+                 ) -> np.ndarray:
+    """B's design: ``with_intercept(standardised_rows(...))`` built in one matrix, not two, when nothing is clipped.
+
+    The values are the same to the bit: the same subtraction and division, element by element.
+    """
+    if row_clip is not None or not fit_intercept:
+        return with_intercept(standardised_rows(scaler, features, row_clip), fit_intercept)
+    n, k = features.shape
+    design = np.empty((n, k + 1), dtype=np.float64)
+    np.subtract(features, scaler.mean, out=design[:, :k])
+    design[:, :k] /= scaler.scale
+    design[:, k] = 1.0
+    return design
+
+
 class TrainingParty(Role):
     """What the feature parties and B share: the key, masking, local updates and the epoch decision."""
 
@@ -96,7 +121,7 @@ class TrainingParty(Role):
         self.penalised = penalised
         self.weights = np.zeros(design.shape[1])
         self.best_weights = self.weights.copy()
-        self.optimizer = make_optimizer(config, penalised, design[self.schedule.train_rows], self.math.c,
+        self.optimizer = make_optimizer(config, penalised, training_rows(design, self.schedule), self.math.c,
                                         parties=len(roster.trainers))
         self.engine = as_engine(engine)
         self.min_key_bits = min_key_bits
@@ -316,7 +341,7 @@ class FeatureParty(TrainingParty):
         if features.ndim != 2 or features.shape[1] == 0:
             raise DataError(f"feature party {party} has no feature columns; it needs at least one to take part")
         schedule = Schedule(features.shape[0], config)
-        self.scaler = Standardizer.fit(features[schedule.train_rows])
+        self.scaler = Standardizer.fit(training_rows(features, schedule))
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         design = standardised_rows(self.scaler, features, self.row_clip)
@@ -457,7 +482,7 @@ class LabelParty(TrainingParty):
             raise DataError(f"party B has {features.shape[0]} feature rows but {labels.shape[0]} labels")
         schedule = Schedule(features.shape[0], config)
         train = schedule.train_rows
-        self.scaler = Standardizer.fit(features[train])
+        self.scaler = Standardizer.fit(training_rows(features, schedule))
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
         self.label_mean, self.label_scale = 0.0, 1.0
         if config.model == "linear":
@@ -467,7 +492,7 @@ class LabelParty(TrainingParty):
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         if config.privacy is not None and config.model == "linear":
             self.labels = np.clip(self.labels, -config.privacy.label_clip, config.privacy.label_clip)
-        design = with_intercept(standardised_rows(self.scaler, features, self.row_clip), config.fit_intercept)
+        design = label_design(self.scaler, features, self.row_clip, config.fit_intercept)
         super().__init__(
             job_id, config, design, penalty_mask(features.shape[1], config.fit_intercept),
             roster=roster, party=roster.label, engine=engine, min_key_bits=min_key_bits, job_lengths=job_lengths,
