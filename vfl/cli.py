@@ -77,11 +77,59 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig.parse(settings)
 
 
+#: Below these, `vfl simulate` warns that the model and its training metrics mean little.
+FEW_TRAINING_ROWS = 50
+ROWS_PER_PARAMETER = 10
+
+
+def _writable_file(flag: str, path: Path | None) -> None:
+    """Refuse, before any work, an output path whose folder does not exist (rather than create it silently)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: give a file name in it, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {path.parent} does not exist; create it first "
+                          f"(mkdir -p {path.parent}) or give another path")
+
+
+def _check_key_bits(config: TrainingConfig, args: argparse.Namespace) -> None:
+    from vfl.simulate import SIMULATION_MIN_KEY_BITS
+
+    if config.key_bits < SIMULATION_MIN_KEY_BITS:
+        given = f"--key-bits {config.key_bits}" if args.key_bits is not None else f"key_bits {config.key_bits} in {args.config}"
+        raise ConfigError(f"{given} is too small: vfl simulate needs keys of at least "
+                          f"{SIMULATION_MIN_KEY_BITS} bits (services, by default, of 2048); give --key-bits "
+                          f"{SIMULATION_MIN_KEY_BITS} or more")
+
+
+def _parameter_count(result: dict) -> int:
+    """Weights of every party plus B's intercept: what the training rows have to pin down."""
+    part_b = result["model_parts"]["party_b"]
+    count = sum(int(f["features"]) for f in result["feature_parties"]) + len(part_b["weights"])
+    return count + (1 if part_b.get("intercept") is not None and result["config"].get("fit_intercept", True) else 0)
+
+
+def _training_warnings(result: dict) -> list[str]:
+    rows, parameters = int(result["train_rows"]), _parameter_count(result)
+    if rows >= max(FEW_TRAINING_ROWS, ROWS_PER_PARAMETER * parameters):
+        return []
+    held = result.get("validation_rows") or 0
+    advice = (f"lower --validation-fraction ({held} of the {result['aligned_rows']} aligned rows are held out) "
+              "or add rows") if held else "add rows"
+    return [f"trained on only {rows} rows for {parameters} parameters (advised: at least {FEW_TRAINING_ROWS} rows "
+            f"and {ROWS_PER_PARAMETER} per parameter, here {max(FEW_TRAINING_ROWS, ROWS_PER_PARAMETER * parameters)}); "
+            f"the model and its metrics mean little: {advice}"]
+
+
 def _run_simulate(args: argparse.Namespace) -> int:
     from vfl.progress import ProgressLine
     from vfl.simulate import simulate_csv
 
+    _writable_file("--out", args.out)
+    _writable_file("--report", args.report)
     config = _training_config(args)
+    _check_key_bits(config, args)
     columns = args.id_column
     if len(columns) not in (1, 1 + len(args.party_a)):
         raise ConfigError(f"--id-column was given {len(columns)} times for {len(args.party_a)} --party-a files: give "
@@ -96,19 +144,25 @@ def _run_simulate(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    warnings = _training_warnings(result)
+    if warnings:
+        result["warnings"] = warnings
     args.out.write_text(json.dumps(result, indent=2))
     if args.report is not None:
         from vfl.report.job import figures_for, render, summary_from_simulation
 
         names = " + ".join(Path(f).name for f in args.party_a)
         summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
-        args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(render(summary, figures_for(summary)))
         print(f"report written to {args.report}")
-    train = result["metrics"]["train"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in train.items() if isinstance(v, float))
-    print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs, {result['seconds']:.1f}s: {shown}")
+    for warning in warnings:
+        print(f"vfl simulate: warning: {warning}", file=sys.stderr)
+    print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
+          f"{result['seconds']:.1f}s")
+    rows = {"train": result["train_rows"], "validation": result["validation_rows"]}
+    for split, values in result["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+        print(f"  {split} metrics ({rows.get(split, '?')} rows): {shown}")
     print(f"result written to {args.out}")
     return 0
 
