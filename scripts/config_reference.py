@@ -34,6 +34,7 @@ from vfl.service.config import (  # noqa: E402
     ComputeSection,
     DatasetSection,
     LimitsSection,
+    MetricsSection,
     PartySection,
     PeerSection,
     PsiSection,
@@ -187,6 +188,7 @@ SERVICE_SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[scoring]", ScoringSection, "Party A: which jobs' models may score IDs outside the training rows."),
     ("[compute]", ComputeSection, "Where this party's big-integer work runs."),
     ("[psi]", PsiSection, "How this party takes part in the private set intersection."),
+    ("[metrics]", MetricsSection, "Who may read `GET /metrics` (Prometheus) besides the orchestration token."),
 ]
 
 JOB_SECTIONS: list[tuple[str, type[BaseModel], str]] = [
