@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header, Response
 from fastapi.responses import FileResponse
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -47,9 +47,15 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
     if role == "B":
 
         @app.post("/v1/jobs", tags=["orchestration"], dependencies=[Token], status_code=201,
-                  summary="Submit a job; B registers it with party A and the arbiter")
-        async def submit(spec: JobSpec) -> dict[str, Any]:
-            return (await coordinator.submit(node, spec)).model_dump(mode="json")
+                  summary="Submit a job; B registers it with party A and the arbiter. A repeat with the same "
+                          "Idempotency-Key returns the first job (200)")
+        async def submit(spec: JobSpec, response: Response,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+            record, repeated = await coordinator.submit_once(node, spec, idempotency_key)
+            if repeated:
+                response.status_code = 200
+                response.headers["Idempotent-Replayed"] = "true"
+            return record.model_dump(mode="json")
 
         @app.get("/v1/jobs/{job_id}/report", tags=["orchestration"], dependencies=[Token],
                  response_class=HTMLResponse, summary="The job's HTML report: metrics, figures, privacy, timings")

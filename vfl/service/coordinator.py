@@ -26,7 +26,10 @@ k feature parties; with several, every party is addressed by its party id.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -56,7 +59,57 @@ if TYPE_CHECKING:
 log = logging.getLogger("vfl.service")
 
 
-async def submit(node: Node, spec: JobSpec) -> JobRecord:
+#: An Idempotency-Key: 1 to 255 printable ASCII characters.
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+class IdempotencyKeyReused(ConfigError):
+    """The Idempotency-Key of an earlier submit, with another spec (422)."""
+
+
+def request_digest(spec: JobSpec) -> str:
+    """SHA-256 of the spec as validated (defaults filled in), so equal requests digest alike."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def submit_once(node: Node, spec: JobSpec, key: str | None) -> tuple[JobRecord, bool]:
+    """Submit, honouring an ``Idempotency-Key``: returns (the job, whether it is an earlier submit's).
+
+    The key and a digest of the spec are kept in the job's record, so a repeat
+    is recognised after a restart too. A repeat of a submit still in progress
+    waits for it; a submit that failed leaves nothing behind, so its key may be
+    used again. The same key with another spec is refused (422).
+    """
+    if key is None:
+        return await submit(node, spec), False
+    if not IDEMPOTENCY_KEY.match(key):
+        raise ConfigError("the Idempotency-Key header must be 1 to 255 printable ASCII characters")
+    digest = request_digest(spec)
+    # A submit in progress comes first: its record exists before its registration has succeeded.
+    while (running := node.submitting.get(key)) is not None:
+        if running[0] != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} is being used by a submit still in progress with a different job spec; "
+                "use a new key for a new job")
+        await running[1].wait()  # then look again: its job, or (if it failed) our turn
+    earlier = next((r for r in node.records.values() if r.idempotency_key == key), None)
+    if earlier is not None:
+        if earlier.request_digest != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was used for job {earlier.job_id} with a different job spec; "
+                "send that spec again to get that job, or use a new key for a new job")
+        return earlier, True
+    done = asyncio.Event()
+    node.submitting[key] = (digest, done)
+    try:
+        return await submit(node, spec, idempotency=(key, digest)), False
+    finally:
+        del node.submitting[key]
+        done.set()
+
+
+async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None = None) -> JobRecord:
     if node.party != "B":
         raise ConfigError("jobs are submitted to party B, which holds the labels")
     job_id = spec.job_id or new_job_id()
@@ -85,6 +138,8 @@ async def submit(node: Node, spec: JobSpec) -> JobRecord:
         peers=peers,
         roster=None if roster is None else roster.to_dict(),
         max_epochs=spec.training.epochs,
+        idempotency_key=None if idempotency is None else idempotency[0],
+        request_digest=None if idempotency is None else idempotency[1],
     )
     # B must be ready for A's first PSI message before A hears of the job.
     node.store.create(record)

@@ -89,6 +89,7 @@ class Node:
         self.serving = ServingCache()  # model parts, aligned IDs and scoring rates, kept between requests
         self.telemetry = Telemetry(self)  # GET /metrics; a registry of its own per node
         self._epoch_clock: dict[str, float] = {}  # job → when its current epoch began here
+        self.submitting: dict[str, tuple[str, asyncio.Event]] = {}  # Idempotency-Key → (digest, done) in flight
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -127,6 +127,10 @@ class JobRecord(BaseModel):
     gradient_lengths: dict[str, int] | None = Field(
         None, description="each party's gradient length, fixed by the job at registration (A's and B's feature counts)")
     resumes: int = 0
+    idempotency_key: str | None = Field(
+        None, description="party B: the Idempotency-Key header the job was submitted with; a repeat returns this job")
+    request_digest: str | None = Field(
+        None, description="party B: SHA-256 of the submitted spec, to tell a repeated submit from another one")
 
     @property
     def finished(self) -> bool:
