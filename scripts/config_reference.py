@@ -29,19 +29,9 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vfl.config import PrivacyConfig, ThresholdRule, TrainingConfig  # noqa: E402
-from vfl.service.config import (  # noqa: E402
-    ComputeSection,
-    DatasetSection,
-    LimitsSection,
-    MetricsSection,
-    PartySection,
-    PeerSection,
-    PsiSection,
-    ScoringSection,
-    TlsSection,
-)
-from vfl.service.spec import ArbiterRef, JobSpec, PartyARef, PartyBRef, PsiSettings  # noqa: E402
+from vfl.config import TrainingConfig  # noqa: E402
+from vfl.service.config import ServiceConfig  # noqa: E402
+from vfl.service.spec import JobSpec  # noqa: E402
 
 OUT = ROOT / "docs" / "configuration.md"
 
@@ -177,34 +167,74 @@ def table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
     return "\n".join(rows)
 
 
-SERVICE_SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("[party]", PartySection, "Who this service is, where it listens, where it keeps its files. Required."),
-    ("[datasets.NAME]", DatasetSection,
-     "Parties A and B: one table per dataset; peers name a dataset by NAME, never by path. A file (`path`) "
-     "or a database table (`url` and `table`)."),
-    ("[peers.ID]", PeerSection, "Every other service this one talks to, by its party id."),
-    ("[tls]", TlsSection, "Mutual TLS between the parties; required unless `insecure = true` under `[party]`."),
-    ("[limits]", LimitsSection, "Bounds and timeouts; every key is optional."),
-    ("[scoring]", ScoringSection, "Party A: which jobs' models may score IDs outside the training rows."),
-    ("[compute]", ComputeSection, "Where this party's big-integer work runs."),
-    ("[psi]", PsiSection, "How this party takes part in the private set intersection."),
-    ("[metrics]", MetricsSection, "Who may read `GET /metrics` (Prometheus) besides the orchestration token."),
-]
+#: What each section is for, by model (a section without one shows its model's docstring).
+INTROS: dict[str, str] = {
+    "PartySection": "Who this service is, where it listens, where it keeps its files. Required.",
+    "DatasetSection": "Parties A and B: one table per dataset; peers name a dataset by NAME, never by path. A file "
+                      "(`path`) or a database table (`url` and `table`).",
+    "PeerSection": "Every other service this one talks to, by its party id.",
+    "TlsSection": "Mutual TLS between the parties; required unless `insecure = true` under `[party]`.",
+    "LimitsSection": "Bounds and timeouts; every key is optional.",
+    "ScoringSection": "Party A: which jobs' models may score IDs outside the training rows.",
+    "ComputeSection": "Where this party's big-integer work runs.",
+    "PsiSection": "How this party takes part in the private set intersection.",
+    "MetricsSection": "Who may read `GET /metrics` (Prometheus) besides the orchestration token.",
+    "JobSpec": "Exactly one of `party_a` and `feature_parties`.",
+    "TrainingConfig": "Also what `vfl simulate --config` reads (a whole job spec, or only this object). A private "
+                      "job (`privacy` set) that leaves them unset uses `optimizer = \"adam\"`, "
+                      "`learning_rate = 0.02` and `epochs = 30`.",
+    "PrivacyConfig": "Differential privacy: exactly one of `epsilon` and `noise_multiplier`.",
+    "ThresholdRule": "`threshold` as a rule instead of a fixed probability: party B applies it on the validation "
+                     "rows.",
+}
 
-JOB_SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("top level", JobSpec, "Exactly one of `party_a` and `feature_parties`."),
-    ("`party_a`, `feature_parties[]`", PartyARef, ""),
-    ("`party_b`", PartyBRef, ""),
-    ("`arbiter`", ArbiterRef, ""),
-    ("`psi`", PsiSettings, ""),
-    ("`training`", TrainingConfig,
-     "Also what `vfl simulate --config` reads (a whole job spec, or only this object). A private job "
-     "(`privacy` set) that leaves them unset uses `optimizer = \"adam\"`, `learning_rate = 0.02` and "
-     "`epochs = 30`."),
-    ("`training.privacy`", PrivacyConfig, "Differential privacy: exactly one of `epsilon` and `noise_multiplier`."),
-    ("`training.threshold` as a rule", ThresholdRule, "Instead of a fixed probability, a rule party B applies "
-                                                      "on the validation rows."),
-]
+
+def _models_in(annotation: Any) -> list[tuple[type[BaseModel], str]]:
+    """The models an annotation holds, each with how it is held: "" (itself), "[]" (a list), "{}" (a table)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation, "")]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple):
+        return [(m, "[]") for m, _ in _models_in(args[0])] if args else []
+    if origin is dict:
+        return [(m, "{}") for m, _ in _models_in(args[1])]
+    return [found for arg in args for found in _models_in(arg)]
+
+
+#: The placeholder for a table's key in a section title, by field.
+TABLE_KEYS = {"datasets": "NAME", "peers": "ID"}
+
+
+def service_sections() -> list[tuple[str, type[BaseModel]]]:
+    """Every table of a service config, in the order ServiceConfig declares them."""
+    sections = []
+    for name, field in ServiceConfig.model_fields.items():
+        for model, held in _models_in(field.annotation):
+            sections.append((f"[{name}.{TABLE_KEYS.get(name, 'KEY')}]" if held == "{}" else f"[{name}]", model))
+    return sections
+
+
+def job_sections() -> list[tuple[str, type[BaseModel]]]:
+    """The job spec and every object inside it (breadth first), each model once, titled by every path to it."""
+    paths: dict[type[BaseModel], list[str]] = {JobSpec: []}
+    queue: list[tuple[type[BaseModel], str]] = [(JobSpec, "")]
+    while queue:
+        model, prefix = queue.pop(0)
+        for name, field in model.model_fields.items():
+            for inner, held in _models_in(field.annotation):
+                path = f"{prefix}{name}{'[]' if held == '[]' else ''}"
+                if inner not in paths:
+                    queue.append((inner, path + "."))
+                paths.setdefault(inner, []).append(path)
+    return [("top level" if model is JobSpec else ", ".join(f"`{p}`" for p in found), model)
+            for model, found in paths.items()]
+
+
+def _intro(model: type[BaseModel]) -> str:
+    if model.__name__ in INTROS:
+        return INTROS[model.__name__]
+    doc = (model.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(doc.replace("``", "`").split())
 
 
 def render() -> str:
@@ -220,10 +250,10 @@ def render() -> str:
         "One file configures one service (`vfl serve --config FILE`). Relative paths are relative to the file. "
         "Unknown keys are refused. A key shown as *unset* may be left out.",
     ]
-    for title, model, text in SERVICE_SECTIONS:
+    for title, model in service_sections():
         parts += ["", f"### `{title}`", ""]
-        if text:
-            parts += [text, ""]
+        if _intro(model):
+            parts += [_intro(model), ""]
         parts.append(table(model))
     parts += [
         "",
@@ -232,10 +262,10 @@ def render() -> str:
         "What an orchestrator submits to party B (`POST /v1/jobs`, `vfl jobs submit`). Datasets and peers "
         "are named, never given as paths or URLs. Unknown fields are refused.",
     ]
-    for title, model, text in JOB_SECTIONS:
+    for title, model in job_sections():
         parts += ["", f"### {title}", ""]
-        if text:
-            parts += [text, ""]
+        if _intro(model):
+            parts += [_intro(model), ""]
         parts.append(table(model))
     return "\n".join(parts) + "\n"
 

@@ -29,11 +29,30 @@ def test_every_key_of_every_model_has_a_row_with_a_meaning():
     script = load_script()
     text = (ROOT / "docs" / "configuration.md").read_text()
 
-    for _, model, _ in script.SERVICE_SECTIONS + script.JOB_SECTIONS:
+    for _, model in script.service_sections() + script.job_sections():
         for key, field in script.fields_of(model):
             rows = [line for line in text.splitlines() if line.startswith(f"| `{key}` |")]
             assert rows, f"{model.__name__}.{key} is not in docs/configuration.md"
             assert all(not line.rstrip().endswith("|  |") for line in rows), f"{model.__name__}.{key} has no meaning"
+
+
+def test_every_table_of_a_service_config_and_every_object_of_a_job_spec_has_a_section():
+    from vfl.config import PrivacyConfig, ThresholdRule, TrainingConfig
+    from vfl.service.config import ServiceConfig
+    from vfl.service.spec import JobSpec, PartyARef
+
+    script = load_script()
+    text = (ROOT / "docs" / "configuration.md").read_text()
+
+    sections = dict((model, title) for title, model in script.service_sections())
+    for name, field in ServiceConfig.model_fields.items():
+        if name != "source":  # set by load_config, not a table of the file
+            assert any(f"### `[{name}" in line for line in text.splitlines()), f"[{name}] has no section"
+    assert len(sections) == len(ServiceConfig.model_fields) - 1
+    titles = dict((model, title) for title, model in script.job_sections())
+    assert titles[JobSpec] == "top level" and titles[TrainingConfig] == "`training`"
+    assert titles[PartyARef] == "`party_a`, `feature_parties[]`"
+    assert titles[PrivacyConfig] == "`training.privacy`" and titles[ThresholdRule] == "`training.threshold`"
 
 
 def test_check_mode_reports_a_stale_file(tmp_path):
