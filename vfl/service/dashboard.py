@@ -10,8 +10,10 @@ that allows nothing else.
 
 Login is with the service's orchestration token. ``POST /ui/login`` compares
 it in constant time and answers with a cookie holding a fresh random session
-id (``__Host-vfl_session``: HttpOnly, Secure, SameSite=Strict, Path=/); the
-token itself never goes into a cookie or a URL. Sessions live in this
+id (``__Host-vfl-session-<party id>``: HttpOnly, Secure, SameSite=Strict,
+Path=/); the token itself never goes into a cookie or a URL. Cookies are per
+host, not per port, so the name carries the party id: the demo's three services
+on one host keep three sessions apart. Sessions live in this
 process's memory, at most :data:`MAX_SESSIONS` of them, each for
 :data:`SESSION_SECONDS`; ``POST /ui/logout`` ends one, and a restart ends all.
 
@@ -39,6 +41,7 @@ import hashlib
 import hmac
 import html
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -54,8 +57,8 @@ from fastapi.staticfiles import StaticFiles
 log = logging.getLogger("vfl.service.dashboard")
 
 STATIC = Path(__file__).parent / "static"
-#: The session cookie. ``__Host-`` makes browsers insist on Secure, Path=/ and no Domain.
-COOKIE = "__Host-vfl_session"
+#: The session cookie's name before the party id. ``__Host-`` makes browsers insist on Secure, Path=/, no Domain.
+COOKIE_PREFIX = "__Host-vfl-session-"
 #: The header the dashboard's script sends with every call; required with the cookie on anything but a read.
 UI_HEADER = "X-VFL-UI"
 SESSION_SECONDS = 8 * 3600
@@ -70,7 +73,8 @@ PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: then browsers send "Origin: null" with same-origin POSTs, and cancel would be refused.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -135,8 +139,13 @@ def same_origin(request: Request) -> bool:
     return parts.scheme == request.url.scheme and parts.netloc == request.headers.get("host")
 
 
+def cookie_name(party_id: str) -> str:
+    """The session cookie of party ``party_id``'s service (characters a cookie name cannot hold become ``_``)."""
+    return COOKIE_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", party_id)
+
+
 def session_of(request: Request) -> str | None:
-    return request.cookies.get(COOKIE)
+    return request.cookies.get(request.app.state.ui_cookie)
 
 
 def _check_session(request: Request) -> None:
@@ -242,8 +251,8 @@ def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLR
     return _page(request, _LOGIN.format(message=note), status=status)
 
 
-def _clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+def _clear_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(request.app.state.ui_cookie, path="/", secure=True, httponly=True, samesite="strict")
 
 
 def install(app: FastAPI) -> None:
@@ -251,6 +260,7 @@ def install(app: FastAPI) -> None:
     from vfl.service.api import require_token  # api imports this module
 
     app.state.ui_sessions = Sessions()
+    app.state.ui_cookie = cookie_name(app.state.node.config.party.id)
     app.dependency_overrides[require_token] = token_or_session(require_token)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -279,7 +289,7 @@ def install(app: FastAPI) -> None:
             log.warning("dashboard login with a wrong token from %s", client)
             return _login_page(request, "Wrong token.", status=401)
         response = RedirectResponse("/ui", status_code=303)
-        response.set_cookie(COOKIE, app.state.ui_sessions.open(), max_age=SESSION_SECONDS, path="/",
+        response.set_cookie(app.state.ui_cookie, app.state.ui_sessions.open(), max_age=SESSION_SECONDS, path="/",
                             secure=True, httponly=True, samesite="strict")
         return response
 
@@ -289,7 +299,7 @@ def install(app: FastAPI) -> None:
             raise HTTPException(403, "log out from this service's own page")
         app.state.ui_sessions.close(session_of(request))
         response = RedirectResponse("/ui/login", status_code=303)
-        _clear_cookie(response)
+        _clear_cookie(request, response)
         return response
 
     @app.get("/ui", include_in_schema=False)
@@ -297,7 +307,7 @@ def install(app: FastAPI) -> None:
         if not app.state.ui_sessions.valid(session_of(request)):
             response = RedirectResponse("/ui/login", status_code=303)
             if session_of(request) is not None:
-                _clear_cookie(response)
+                _clear_cookie(request, response)
             return response
         role = app.state.node.party
         can = CAPABILITIES[role]
@@ -306,4 +316,4 @@ def install(app: FastAPI) -> None:
         return _page(request, main, nav=_LOGOUT, script=True, data=data)
 
 
-__all__ = ["COOKIE", "UI_HEADER", "Sessions", "install", "same_origin"]
+__all__ = ["UI_HEADER", "Sessions", "cookie_name", "install", "same_origin"]
