@@ -9,6 +9,10 @@
   Retrying is safe because every peer endpoint is idempotent.
 * Any other error answer becomes :class:`~vfl.errors.PeerRefused` carrying the
   peer's own message and status.
+* Every attempt must connect within ``limits.connect_timeout``. A call made
+  with ``connect_within`` (registering a job: someone waits for the answer)
+  gives up once no attempt has connected for that many seconds, with
+  :class:`PeerUnreachable`, instead of retrying for ``peer_timeout``.
 
 httpx exceptions never leave this module.
 """
@@ -31,18 +35,27 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 PARTY_HEADER = "X-VFL-Party"
 
 
+class PeerUnreachable(TransportError):
+    """No attempt of a call with ``connect_within`` could connect to the peer: the request never reached it."""
+
+    def __init__(self, message: str, *, peer_id: str) -> None:
+        super().__init__(message)
+        self.peer_id = peer_id
+
+
 class PeerClient:
     def __init__(self, config: ServiceConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         limits = config.limits
         self.peer_timeout = limits.peer_timeout
         self.request_timeout = limits.request_timeout
+        self.connect_timeout = limits.connect_timeout
         tls = config.tls
         # With TLS, peers learn who we are from our client certificate, not from a header.
         verify: Any = True if tls is None else client_ssl_context(tls.ca, tls.cert, tls.key)
         headers = {PARTY_HEADER: config.party.id} if tls is None else {}
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(limits.request_timeout, connect=min(10.0, limits.request_timeout)),
+            timeout=httpx.Timeout(limits.request_timeout, connect=min(limits.connect_timeout, limits.request_timeout)),
             transport=transport, headers=headers, verify=verify,
         )
 
@@ -64,25 +77,45 @@ class PeerClient:
         json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        connect_within: float | None = None,
     ) -> httpx.Response:
-        """One call, retried on connection trouble; an error answer raises PeerRefused."""
+        """One call, retried on connection trouble; an error answer raises PeerRefused.
+
+        With ``connect_within``, a peer that no attempt could connect to for that many
+        seconds raises :class:`PeerUnreachable` (the request never reached it).
+        """
         url = self.url(peer_id, path)
         started = time.monotonic()
         deadline = started + self.peer_timeout
+        connect_deadline = None if connect_within is None else started + connect_within
         delay = 0.1
         problem = ""
         last_try = False
+        connected = False  # did any attempt reach the peer (then a retry may find the request already done)
         while True:
             # No single attempt may outlast the peer's deadline: a silent partition holds a
             # request open until its timeout, and that must not stretch peer_timeout.
             budget = min(self.request_timeout, max(1.0, deadline - time.monotonic()))
-            timeout = httpx.Timeout(budget, connect=min(10.0, budget))
+            connect = min(self.connect_timeout, budget)
+            if connect_deadline is not None:
+                connect = max(0.1, min(connect, connect_deadline - time.monotonic()))
+            timeout = httpx.Timeout(budget, connect=connect)
             try:
                 response = await self._client.request(method, url, json=json, content=content, headers=headers,
                                                       timeout=timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if connect_deadline is not None and not connected and time.monotonic() + delay > connect_deadline:
+                    raise PeerUnreachable(
+                        f"peer {peer_id!r} at {url} cannot be reached ({problem}); no connection within "
+                        f"{connect_within:g}s (limits.connect_timeout): check that it is running and that the url "
+                        f"under [peers.{peer_id}] is right", peer_id=peer_id,
+                    ) from None
             except (httpx.TransportError, httpx.TimeoutException) as exc:
+                connected = True
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
+                connected = True
                 not_ready = response.status_code == 409 and error_name(response) == "NotReady"
                 if response.status_code not in RETRY_STATUSES and not not_ready:
                     break
@@ -114,8 +147,9 @@ class PeerClient:
         )
         return len(frame)
 
-    async def call_json(self, peer_id: str, method: str, path: str, body: Any = None) -> Any:
-        response = await self.request(peer_id, method, path, json=body)
+    async def call_json(self, peer_id: str, method: str, path: str, body: Any = None, *,
+                        connect_within: float | None = None) -> Any:
+        response = await self.request(peer_id, method, path, json=body, connect_within=connect_within)
         return response.json() if response.content else None
 
 

@@ -174,6 +174,11 @@ class LimitsSection(_Strict):
     max_csv_bytes: int = Field(2 * 1024**3, ge=1)
     peer_timeout: float = Field(120.0, gt=0, description="seconds a peer may stay unreachable before the job fails")
     request_timeout: float = Field(300.0, gt=0, description="seconds for one peer request")
+    connect_timeout: float = Field(
+        5.0, gt=0, le=300,
+        description="seconds to open a connection to a peer; a submit whose peer cannot be reached within it "
+                    "is refused at once (502) instead of retrying for peer_timeout",
+    )
     heartbeat: float = Field(15.0, gt=0, description="probe the other parties after this many idle seconds")
     workers: int | None = Field(None, ge=1, description="processes for crypto; default all cores")
     min_key_bits: int = Field(2048, ge=1024, description="smallest Paillier/RSA key accepted")

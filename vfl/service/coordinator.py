@@ -46,6 +46,7 @@ from vfl.protocol.parties import PartyB
 from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
 from vfl.service import alignment
+from vfl.service.client import PeerUnreachable
 from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
 from vfl.protocol.roster import Roster
@@ -150,6 +151,10 @@ async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None 
         await register_with_peers(node, record, spec, table, registered)
     except Exception as exc:  # whatever went wrong, nothing may be left half-created anywhere
         await undo_submission(node, job_id, registered, str(exc))
+        if isinstance(exc, PeerUnreachable):  # 502, at once: naming the party that could not be reached
+            role = {"A": "party A", "C": "party C (the arbiter)"}.get(node.config.role_of(exc.peer_id), "peer")
+            raise PeerUnreachable(f"job {job_id} was not submitted, and nothing of it is left at any party: "
+                                  f"{role} {exc.peer_id!r} is unreachable: {exc}", peer_id=exc.peer_id) from exc
         if isinstance(exc, PeerRefused) and exc.status is not None and 400 <= exc.status < 500:
             raise ConfigError(f"job refused: {exc}") from exc
         if isinstance(exc, VFLError):
@@ -193,13 +198,23 @@ async def register_with_peers(
             psi_ids=len(table),
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
-        answer = await node.client.call_json(ref.peer, "POST", "/v1/peer/jobs", registration.model_dump(mode="json"))
+        answer = await _register_with(node, ref.peer, registration.model_dump(mode="json"), registered)
         lengths[pid] = _confirmed_length(answer, pid)
     lengths[roster.label] = n_b
     node.save(record, gradient_lengths=lengths)
     to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
     registered.append(record.peers[roster.arbiter])
-    await node.client.call_json(record.peers[roster.arbiter], "POST", "/v1/peer/jobs", to_c.model_dump(mode="json"))
+    await _register_with(node, record.peers[roster.arbiter], to_c.model_dump(mode="json"), registered)
+
+
+async def _register_with(node: Node, peer_id: str, body: dict[str, Any], registered: list[str]) -> Any:
+    """POST the registration; a peer not reachable within limits.connect_timeout fails the submit at once."""
+    try:
+        return await node.client.call_json(peer_id, "POST", "/v1/peer/jobs", body,
+                                           connect_within=node.config.limits.connect_timeout)
+    except PeerUnreachable:
+        registered.remove(peer_id)  # no attempt connected: nothing landed there, nothing to withdraw
+        raise
 
 
 async def undo_submission(node: Node, job_id: str, registered: list[str], reason: str) -> None:
@@ -211,6 +226,7 @@ async def undo_submission(node: Node, job_id: str, registered: list[str], reason
                 "POST",
                 f"/v1/peer/jobs/{job_id}/forget",
                 {"reason": redact(reason, local_paths(node.config))[:4000]},
+                connect_within=node.config.limits.connect_timeout,  # the submitter waits for this answer
             )
         except VFLError:
             log.warning("could not undo registration of %s at %s", job_id, peer_id)
