@@ -53,6 +53,7 @@ from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
 from vfl.service.scoring import ServingCache, flush_counters
+from vfl.service.startup import with_config_hint
 from vfl.service.store import JobRecord, JobStore, model_document
 from vfl.service.telemetry import Telemetry
 from vfl.sources import DataSource, Lookup, open_source
@@ -213,11 +214,19 @@ class Node:
         Messages name the file or database for our operators; each error's ``public`` names the
         dataset instead, for peers, who ask for datasets by name (vfl.service.redact).
         """
-        return self.source(name).table(model)
+        try:
+            return self.source(name).table(model)
+        except DataError as exc:  # the loaders name CLI flags; a service's fix is a key of its config
+            with_config_hint(exc, name, self.config)
+            raise
 
     def lookup(self, name: str, ids: list[str], feature_names: list[str]) -> Lookup:
         """Features of ``ids`` in dataset ``name`` by column name, with a status per ID (serving)."""
-        return self.source(name).lookup(ids, feature_names)
+        try:
+            return self.source(name).lookup(ids, feature_names)
+        except DataError as exc:
+            with_config_hint(exc, name, self.config)
+            raise
 
     def model_part(self, job_id: str) -> dict[str, Any]:
         record = self.record(job_id)

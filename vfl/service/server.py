@@ -28,14 +28,18 @@ import uvicorn
 from vfl.service.config import ServiceConfig, load_config
 from vfl.service.logs import LogFormat
 from vfl.service.logs import configure as configure_logging
+from vfl.service.startup import check_datasets
 from vfl.service.tls import PeerCertProtocol, server_ssl_options
 
 #: Seconds a stopping service lets running requests finish.
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
-def create_app_for(config_path: str | Path):  # noqa: ANN201 - a FastAPI app
+def create_app_for(config_path: str | Path, *, check_data: bool = False):  # noqa: ANN201 - a FastAPI app
+    """The config and the app of one service; ``check_data`` loads every dataset first (vfl.service.startup)."""
     config = load_config(config_path)
+    if check_data:
+        check_datasets(config)
     if config.role == "C":
         from arbiter.app import create_app
     else:
@@ -61,7 +65,7 @@ def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
 def serve(config_path: str | Path, *, log_level: str = "info", log_format: LogFormat = "text") -> None:
     """Run the service of ``config_path`` until SIGTERM; log lines as text or JSON (:mod:`vfl.service.logs`)."""
     configure_logging(log_level, log_format)
-    config, app = create_app_for(config_path)
+    config, app = create_app_for(config_path, check_data=True)  # a bad dataset stops it here, not at a submit
     if config.tls is None:
         logging.getLogger("vfl.service").warning(
             "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
