@@ -161,9 +161,11 @@ def test_cancel_and_resume_a_running_job(federation, jobs, tmp_path):
     job["training"].update(epochs=300, tol=0)
     spec.write_text(json.dumps(job))
 
-    code, out, err = jobs("submit", str(spec))
+    code, out, err = jobs("submit", str(spec), "--idempotency-key", "long-job-1")
     assert code == 0, err
     job_id = out.strip()
+    code, out, err = jobs("submit", str(spec), "--idempotency-key", "long-job-1")  # a retry: the same job
+    assert code == 0 and out.strip() == job_id, err
     with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
         deadline = time.monotonic() + 60
         while bank.status(job_id)["epoch"] < 1 and time.monotonic() < deadline:
