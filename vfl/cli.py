@@ -219,6 +219,8 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parties", required=True, help="comma-separated party ids, e.g. party-a,party-b,arbiter")
     p.add_argument("--host", action="append", default=[], metavar="PARTY=HOST[,HOST]",
                    help="names the party's certificate is valid for (default localhost,127.0.0.1)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a CA, certificates and keys already in OUT (by default that is refused)")
     p.set_defaults(run=_run_certs)
 
 
@@ -232,7 +234,7 @@ def _run_certs(args: argparse.Namespace) -> int:
         if not sep or party not in parties:
             raise ConfigError(f"--host {item!r}: use PARTY=HOST[,HOST] with a party from --parties")
         hosts[party] = [h for h in names.split(",") if h]
-    made = make_certificates(args.out, parties, hosts)
+    made = make_certificates(args.out, parties, hosts, force=args.force)
     ca = args.out / CA_FOLDER
     print(f"CA: {ca / 'ca.pem'} and its key {ca / 'ca.key'}, which signs certificates: keep it offline, "
           "and give it to no party")

@@ -154,7 +154,7 @@ def write_demo_files(
     urls = urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
     min_bits = min(key_bits, 2048)
     if tls:
-        make_certificates(workdir, services)  # workdir/ca/ and each service's own folder
+        make_certificates(workdir, services, force=True)  # workdir/ca/ and each service's own folder (the demo's own)
 
     def peers(*names: str) -> str:
         role = {"party-b": "B", "arbiter": "C"} | {name: "A" for name in features}

@@ -353,9 +353,10 @@ def _prepare(workdir: Path) -> dict[str, Any]:
         path.write_text(text)
     add_limits(workdir, {name: LIMITS for name in ADDRESSES})
     hosts = [f"--host={name}={ADDRESSES[name]}" for name in ADDRESSES]
-    # Over the demo's loopback certificates: workdir/ca/ and each service's own folder, where the configs look.
+    # Over the demo's loopback certificates (hence --force): workdir/ca/ and each service's own folder, where the
+    # configs look.
     subprocess.run([sys.executable, "-m", "vfl.cli", "certs", "--out", str(workdir), "--parties", ",".join(ADDRESSES),
-                    *hosts], check=True, capture_output=True, timeout=60)
+                    *hosts, "--force"], check=True, capture_output=True, timeout=60)
     return setup
 
 

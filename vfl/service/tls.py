@@ -94,12 +94,15 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]] | None = None,
-                      *, days: int = VALID_DAYS) -> dict[str, dict[str, Path]]:
+                      *, days: int = VALID_DAYS, force: bool = False) -> dict[str, dict[str, Path]]:
     """A CA in ``out/ca`` and each party's certificate in ``out/<party>``; returns {party: {"cert", "key", "ca"}}.
 
     The CA key is written to ``out/ca/ca.key`` only: no party folder holds it or another
     party's key, so each party folder can be copied to its host as it is. ``"ca"`` in the
     answer is the party's own copy of the CA certificate.
+
+    Files that exist already (a CA in use, the ones ``vfl demo --prepare-only`` wrote) are
+    not replaced unless ``force``: a :class:`ConfigError` names them and nothing is written.
     """
     if not parties or len(set(parties)) != len(parties):
         raise ConfigError("give each party once: --parties party-a,party-b,arbiter")
@@ -108,6 +111,15 @@ def make_certificates(out: Path, parties: list[str], hosts: dict[str, list[str]]
             raise ConfigError(f"party id {party!r} must be letters, digits, '.', '_' or '-' (and start with one)")
     if CA_FOLDER in parties:
         raise ConfigError(f"{CA_FOLDER!r} is the CA's folder; give that party another id")
+    planned = [out / CA_FOLDER / "ca.pem", out / CA_FOLDER / "ca.key"]
+    planned += [out / p / name for p in parties for name in (f"{p}.pem", f"{p}.key", "ca.pem")]
+    existing = [str(path) for path in planned if path.exists() or path.is_symlink()]
+    if existing and not force:
+        raise ConfigError(
+            f"{out} already holds a CA, certificates or keys that this would replace: {', '.join(existing)}. "
+            "Services and peers may be using them (a new CA invalidates every certificate it signed). "
+            "Choose another --out, move them away, or give --force to replace them"
+        )
     out.mkdir(parents=True, exist_ok=True)
     ca_folder = private_folder(out / CA_FOLDER)
     now = dt.datetime.now(dt.timezone.utc)
