@@ -96,7 +96,7 @@ def test_compare_and_figures_for_linear_regression(diabetes):
     federated, sklearn = result.rows[0].metrics, result.rows[3].metrics
     assert result.columns == ["mse", "mae", "r2"]
     assert abs(federated["r2"] - sklearn["r2"]) < 0.02 and federated["r2"] > 0.3
-    assert set(figures) == {"loss.png", "parameters.png", "roc.png"}
+    assert set(figures) == {"loss.png", "parameters.png", "residuals.png"}
     assert all(png.startswith(b"\x89PNG") for png in figures.values())
     assert summary["curves"]["kind"] == "scatter" and page.count('class="figure"') == 3
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -17,8 +19,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def render_in_chromium(page, profile) -> str:
     done = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-         page.as_uri()],
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+         "--window-size=1280,3000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
     return done.stdout
@@ -53,9 +55,28 @@ def test_the_report_renders_in_a_browser_with_its_figures(tmp_path, run):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert anonymous.status_code == 401
     assert (tmp_path / "data" / "party-b" / "jobs" / status["job_id"] / "report.html").is_file()
-    assert re.search(r'data-figures="3"', dom) and re.search(r'data-figures-loaded="3"', dom), dom[-500:]
-    for section in ("Alignment (RSA blind-signature PSI)", "Metrics", "Privacy", "What each party learned"):
-        assert section in dom
+    # loss, parameters, ROC and KS, gains and lift, calibration: all decode and draw, none shrunk past reading
+    assert re.search(r'data-figures="5"', dom) and re.search(r'data-figures-loaded="5"', dom), dom[-500:]
+    scales = [float(s) for s in re.search(r'data-figure-scales="([^"]*)"', dom).group(1).split(",")]
+    assert len(scales) == 5 and min(scales) > 0.85, scales
+    sections = ["Headline: what party A adds", "Job", "Party B's coefficients", "How the model ranks and decides",
+                "Metrics", "Training", "Privacy", "Alignment (RSA blind-signature PSI)", "Timings",
+                "What each party learned", "Configuration"]
+    assert [html.unescape(h) for h in re.findall(r"<h2>(.*?)</h2>", dom)] == sections
+    # The headline is the job's own numbers: federated against party B alone on the validation rows.
+    job_dir = tmp_path / "data" / "party-b" / "jobs" / status["job_id"]
+    record = json.loads((job_dir / "job.json").read_text())["data"]
+    uplift = dict(re.findall(r'<tr data-metric="(\w+)"><td>[^<]*</td><td><span data-value="([^"]+)"', dom))
+    alone = dict(re.findall(r'<tr data-metric="(\w+)"><td>[^<]*</td><td>.*?</td><td><span data-value="([^"]+)"', dom))
+    assert {k: float(v) for k, v in uplift.items()} == {k: record["metrics"]["validation"][k]
+                                                        for k in ("auc", "ks", "recall")}
+    assert {k: float(v) for k, v in alone.items()} == {k: record["baseline"]["metrics"]["validation"][k]
+                                                       for k in ("auc", "ks", "recall")}
+    # B's coefficients are the weights of the model it saved (the epoch it keeps), by name.
+    model = json.loads((job_dir / "model.json").read_text())["data"]
+    coefficients = {k: float(v) for k, v in re.findall(r'<tr data-feature="(\w+)"><td>.*?data-value="([^"]+)"', dom)}
+    assert coefficients == {**dict(zip(model["feature_names"], model["weights"])), "intercept": model["intercept"]}
+    assert "Party A's 7 weights stay with party A" in dom
     # Party A keeps its weights: it sees its own trajectory, B gets only its norms per epoch.
     epochs = status["epoch"]
     assert len(own["parameters"]["history"]) == epochs and len(own["parameters"]["names"]) == 7

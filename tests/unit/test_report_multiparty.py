@@ -137,8 +137,8 @@ def test_two_party_service_report_keeps_its_party_a_panel_and_caption() -> None:
 
     # Assert
     assert _figure_caption(page, "parameters.png") == (
-        "Each party's weights after every epoch; party A keeps its weights, so a service "
-        "job shows only their norm and each epoch's change")
+        "Each party's weights after every epoch of this logistic regression; party A keeps its weights, so a service "
+        "job shows only their norm and each epoch's change.")
 
 
 def _tables(rows: int = 300, k: int = 2, seed: int = 0) -> tuple[list[PartyTable], PartyTable]:
