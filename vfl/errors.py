@@ -27,6 +27,7 @@ need to catch ``VFLError`` or one of its branches::
     ├── TransportError            a peer could not be reached or answered badly
     │   └── PeerRefused           a peer answered with an error of its own
     ├── ComputeError              the party's compute engine (its Ray cluster) failed or cannot be reached
+    ├── DivergedError             training diverged (the loss or the weights blew up): lower the learning rate
     └── JobError                  a job cannot run, or was cancelled
         └── JobCancelled
 
@@ -155,6 +156,17 @@ class ComputeError(VFLError):
     """The party's compute engine failed: its Ray cluster cannot be reached, or lost a task or a node."""
 
 
+class DivergedError(VFLError):
+    """Training diverged: the loss or the weights blew up, so the job fails instead of reporting a useless model.
+
+    Raised where it is seen: party B when the arbiter's epoch decision says the training
+    loss rose far above where training started (or is not finite, see
+    :mod:`vfl.protocol.convergence`), and any party whose weights grew too large to encode
+    or stopped being finite numbers. The message states the evidence and the learning
+    rate in force; the fix is a smaller ``learning_rate`` (or a decay).
+    """
+
+
 class JobError(VFLError):
     """A job cannot be started or continued."""
 
@@ -184,6 +196,7 @@ __all__ = [
     "TransportError",
     "PeerRefused",
     "ComputeError",
+    "DivergedError",
     "JobError",
     "JobCancelled",
 ]

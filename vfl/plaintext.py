@@ -17,7 +17,8 @@ from vfl import privacy
 from vfl.config import TrainingConfig
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.optim import make_optimizer
-from vfl.protocol.convergence import ConvergenceMonitor
+from vfl.errors import DivergedError
+from vfl.protocol.convergence import DIVERGED, ConvergenceMonitor, divergence_message
 from vfl.protocol.schedule import Schedule
 
 
@@ -115,6 +116,8 @@ def train_plaintext(
         outcome = monitor.end_epoch(epoch, loss_total / loss_rows, val_loss)
         if outcome.improved:
             bests, best_b = [t.copy() for t in thetas], theta_b.copy()
+        if outcome.reason == DIVERGED:  # as the protocol's party B does
+            raise DivergedError(divergence_message(monitor.train_losses, config, monitor.validation_losses))
         if outcome.stop:
             reason = outcome.reason
             break

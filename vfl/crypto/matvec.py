@@ -76,14 +76,14 @@ INVERSION_COST = 8.0
 
 
 def fixed_point_exponents(X: np.ndarray, frac_bits: int, *, what: str = "features") -> np.ndarray:
-    """Features as signed int64 fixed-point exponents round(x · 2^k)."""
+    """Features (or another plaintext matrix, named by ``what``) as signed int64 fixed-point exponents round(x · 2^k)."""
     arr = np.asarray(X, dtype=np.float64)
     scaled = np.rint(np.ldexp(arr, frac_bits))
     if not np.all(np.isfinite(scaled)) or (scaled.size and np.max(np.abs(scaled)) >= 2.0**MAX_EXPONENT_BITS):
-        raise EncodingOverflow(
-            f"{what} times 2^{frac_bits} exceed 2^{MAX_EXPONENT_BITS}; standardise the features "
-            "or lower feature_frac_bits"
-        )
+        largest = float(np.max(np.abs(arr))) if arr.size else 0.0
+        hint = ("standardise the features or lower feature_frac_bits" if what == "features"
+                else f"the largest is {largest:.3g}, beyond 2^{MAX_EXPONENT_BITS - frac_bits}")
+        raise EncodingOverflow(f"{what} times 2^{frac_bits} exceed 2^{MAX_EXPONENT_BITS}; {hint}")
     return scaled.astype(np.int64)
 
 

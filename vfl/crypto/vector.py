@@ -114,23 +114,29 @@ class EncryptedVector:
             acc = acc * c % nsq
         return self._with([acc])
 
-    def dot(self, weights: np.ndarray, frac_bits: int, engine: Engine | int | None = None) -> EncryptedVector:
-        """[[Σ w_i x_i]] as a vector of length one (one column of :meth:`matvec_t`)."""
-        return self.matvec_t(np.asarray(weights, dtype=np.float64).reshape(-1, 1), frac_bits, engine)
+    def dot(self, weights: np.ndarray, frac_bits: int, engine: Engine | int | None = None, *,
+            what: str = "plaintext vector") -> EncryptedVector:
+        """[[Σ w_i x_i]] as a vector of length one (one column of :meth:`matvec_t`).
 
-    def matvec_t(self, X: np.ndarray, frac_bits: int, engine: Engine | int | None = None) -> EncryptedVector:
+        ``what`` names the plaintext ``weights`` in an overflow error (they are rarely features).
+        """
+        return self.matvec_t(np.asarray(weights, dtype=np.float64).reshape(-1, 1), frac_bits, engine, what=what)
+
+    def matvec_t(self, X: np.ndarray, frac_bits: int, engine: Engine | int | None = None, *,
+                 what: str = "features") -> EncryptedVector:
         """[[Xᵀ x]]: one ciphertext per column of X, with X encoded at ``frac_bits``.
 
-        The result's scale is ``frac_bits + self.frac_bits``.
+        The result's scale is ``frac_bits + self.frac_bits``. ``what`` names X in an overflow error.
         """
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got shape {X.shape}")
         self._check_length(X.shape[0], "rows of X")
-        exps = fixed_point_exponents(X, frac_bits)
+        exps = fixed_point_exponents(X, frac_bits, what=what)
         limit = int(self.public_key.n).bit_length() // 4
         if exps.size and int(np.max(np.abs(exps))).bit_length() >= limit:
-            raise EncodingOverflow(f"features exceed the safe operand size of 2^{limit}; standardise them")
+            hint = "standardise them" if what == "features" else "they are too large for fixed-point encoding"
+            raise EncodingOverflow(f"{what} exceed the safe operand size of 2^{limit}; {hint}")
         out = encrypted_matvec_t(self.ciphertexts, exps, self.public_key.nsquare, engine)
         return EncryptedVector(self.public_key, tuple(out), self.frac_bits + frac_bits)
 

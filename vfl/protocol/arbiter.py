@@ -42,7 +42,7 @@ from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypai
 from vfl.crypto.vector import decrypt_residues
 from vfl.engine import Engine, as_engine
 from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
-from vfl.protocol.convergence import ConvergenceMonitor
+from vfl.protocol.convergence import DIVERGED, ConvergenceMonitor
 from vfl.protocol.messages import (
     END_OF_EPOCH,
     DecryptedMaskedGradient,
@@ -102,6 +102,8 @@ class Arbiter(Role):
         self._validation_loss: float | None = None
         self.monitor = ConvergenceMonitor(config, self.schedule.has_validation)
         self.finished = False
+        #: Training stopped because it diverged: the job fails (party B raises), it never succeeds here.
+        self.diverged = False
         self.final_epoch: int | None = None
         self.audit: list[str] = []
         self.decryptions = 0
@@ -114,7 +116,8 @@ class Arbiter(Role):
 
     @property
     def done(self) -> bool:
-        return self.finished
+        """Training ended with a model. A diverged job is finished but not done: it waits to be failed."""
+        return self.finished and not self.diverged
 
     def _loss_slots(self) -> list[tuple[int, str]]:
         slots = [(b, "train") for b in range(self.schedule.batches_per_epoch) if self.schedule.loss_due(b)]
@@ -133,6 +136,7 @@ class Arbiter(Role):
             "registered": dict(self.registered),
             "monitor": self.monitor.state_dict(),
             "finished": self.finished,
+            "diverged": self.diverged,
             "decryptions": self.decryptions,
             "ledger": dict(self.ledger),
         }
@@ -146,6 +150,7 @@ class Arbiter(Role):
         self.registered = dict(state["registered"])
         self.monitor.load_state_dict(state["monitor"])
         self.finished = bool(state["finished"])
+        self.diverged = bool(state.get("diverged", False))
         self.final_epoch = closed if self.finished else None
         self.epoch = closed if self.finished else closed + 1
         opened = self.epoch * self.schedule.batches_per_epoch
@@ -305,6 +310,7 @@ class Arbiter(Role):
         outcome = self.monitor.end_epoch(self.epoch, self._loss_sum / self._loss_rows, self._validation_loss)
         if outcome.stop:
             self.finished = True
+            self.diverged = outcome.reason == DIVERGED
             self.final_epoch = self.epoch
         else:
             self.epoch += 1

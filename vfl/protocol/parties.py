@@ -33,8 +33,10 @@ Each party gets its own fresh copy, so no two parties hold the same ciphertext.
 
 from __future__ import annotations
 
+import functools
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,11 +46,20 @@ from vfl.crypto.keys import MIN_KEY_BITS, PublicKey
 from vfl.crypto.masking import mask, seeded_masks, unmask
 from vfl.crypto.vector import EncryptedVector, Encryptor
 from vfl.engine import Engine, as_engine
-from vfl.errors import ConfigError, DataError, KeyMismatch, OutOfOrderError, ProtocolError
+from vfl.errors import (
+    ConfigError,
+    DataError,
+    DivergedError,
+    EncodingError,
+    KeyMismatch,
+    OutOfOrderError,
+    ProtocolError,
+)
 from vfl.model_parts import ModelPartA, ModelPartB, standardised_rows
 from vfl.models import l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.optim import make_optimizer
 from vfl.preprocess import Standardizer
+from vfl.protocol.convergence import DIVERGED, divergence_message, lower_rate_hint
 from vfl.protocol.messages import (
     END_OF_EPOCH,
     Batched,
@@ -95,6 +106,38 @@ def label_design(scaler: Standardizer, features: np.ndarray, row_clip: float | N
     design[:, :k] /= scaler.scale
     design[:, k] = 1.0
     return design
+
+
+#: Weights this large on standardised features no longer describe anything: training has blown up.
+#: Below it, an overflow in a step computed from the weights is not blamed on them.
+SANE_WEIGHT = 1e3
+
+_Step = TypeVar("_Step", bound=Callable[..., Any])
+
+
+def from_weights(step: _Step) -> _Step:
+    """Mark a step that encrypts values computed from this party's weights (u, q, the loss).
+
+    The features are standardised, so when such a value cannot be encoded (it left the
+    fixed-point range, or is not a number) it is the weights that blew up: the step then
+    fails with :class:`~vfl.errors.DivergedError`, naming the weights and the learning rate,
+    instead of an encoding error that reads as if the data were at fault.
+    """
+
+    @functools.wraps(step)
+    def guarded(self: TrainingParty, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(self, *args, **kwargs)
+        except EncodingError as exc:
+            largest = float(np.max(np.abs(self.weights))) if self.weights.size else 0.0
+            if np.isfinite(largest) and largest < SANE_WEIGHT:
+                raise  # not a blow-up: the encoding error's own message stands
+            raise DivergedError(
+                f"the weights of party {self.party} grew to {largest:.3g} in magnitude, too large to encrypt what "
+                f"is computed from them ({exc}): training diverged; {lower_rate_hint(self.config)}"
+            ) from exc
+
+    return guarded  # type: ignore[return-value]
 
 
 class TrainingParty(Role):
@@ -153,7 +196,8 @@ class TrainingParty(Role):
 
     @property
     def done(self) -> bool:
-        return self.finished
+        """Training ended with a model. A diverged job is finished but not done: it fails, never succeeds."""
+        return self.finished and self.stop_reason != DIVERGED
 
     @property
     def parameter_names(self) -> list[str]:
@@ -220,6 +264,11 @@ class TrainingParty(Role):
         self.weights = self.optimizer.step(self.weights, gradient_sum / rows, message.epoch, share)
         if self.privacy is not None:
             self.weights = self.privacy.bound(self.weights)
+        if not np.all(np.isfinite(self.weights)):
+            raise DivergedError(
+                f"the weights of party {self.party} are no longer finite numbers after the step of "
+                f"{message.address()}: training diverged; {lower_rate_hint(self.config)}"
+            )
         self.cursor += 1
 
     def _apply_decision(self, message: EpochDecision) -> None:
@@ -408,14 +457,17 @@ class FeatureParty(TrainingParty):
             out.append(self._loss_share(message.epoch, message.batch, enc_residual, penalty))
         return out
 
+    @from_weights
     def _loss_share(self, epoch: int, batch: int, enc_residual: EncryptedVector, penalty: float) -> Envelope:
         """[[½·u_hᵀd + penalty]]: the fresh encryption of the penalty re-randomises the product."""
-        half_product = enc_residual.dot(self._u_sent, self.config.value_frac_bits, self.engine).scale_down(1)
+        half_product = enc_residual.dot(self._u_sent, self.config.value_frac_bits, self.engine,
+                                        what=f"u of party {self.party}").scale_down(1)
         enc_share = half_product.add(self.encryptor.encrypt(np.array([penalty]), self.config.value_frac_bits))
         share = LossShare(job_id=self.job_id, epoch=epoch, batch=batch, party=self.party,
                           enc_share=CipherVector.from_vector(enc_share))
         return self.send(self.roster.label, share)
 
+    @from_weights
     def _forward(self, epoch: int, batch: int) -> Envelope:
         """Step 2: [[u_h]] for the batch, plus (k = 1) the encrypted loss part when the loss is due."""
         rows = self.schedule.batch(epoch, batch)
@@ -433,6 +485,7 @@ class FeatureParty(TrainingParty):
         )
         return self.send(self.roster.label, message)
 
+    @from_weights
     def _validation_forward(self, epoch: int) -> Envelope:
         rows = self.schedule.validation_rows
         u = self.design[rows] @ self.weights
@@ -609,6 +662,9 @@ class LabelParty(TrainingParty):
             if message.validation_loss is not None:
                 self.validation_losses.append(message.validation_loss)
             self._apply_decision(message)
+            if message.stop and message.reason == DIVERGED:
+                # B knows the losses, so B fails the job; the feature parties and C wait to be told.
+                raise DivergedError(divergence_message(self.train_losses, self.config, self.validation_losses))
             return []
         raise ProtocolError(f"party B does not expect {message.KIND}")
 
@@ -642,6 +698,7 @@ class LabelParty(TrainingParty):
             out.append(self.send(party, residual))
         return out
 
+    @from_weights
     def _residual(self, forwards: list[EncryptedForward]) -> list[Envelope]:
         """Step 2: [[d]] = c·Σ_h[[u_h]] + q, a fresh copy to every feature party, and one to ourselves."""
         epoch, batch = forwards[0].epoch, forwards[0].batch
@@ -666,6 +723,7 @@ class LabelParty(TrainingParty):
                                 enc_residual=CipherVector.from_vector(enc_residual))
         return out + [self.send(self.party, own)]
 
+    @from_weights
     def _on_validation_forwards(self, forwards: list[ValidationForward]) -> list[Envelope]:
         epoch, rows = forwards[0].epoch, self.schedule.validation_rows
         for forward in forwards:
@@ -684,6 +742,7 @@ class LabelParty(TrainingParty):
 
     # -- step 3: the loss ------------------------------------------------------------------------
 
+    @from_weights
     def _encrypted_loss(self) -> CipherVector:
         """[[Σp + q·U + (c/2)·U·U + penalties]] from the parties' ciphertexts and B's plaintexts.
 
@@ -693,7 +752,7 @@ class LabelParty(TrainingParty):
         enc_u, q, plain, enc_part_a = self._pending_loss
         self._pending_loss = None
         # One column only, so it can afford the finer value precision.
-        enc_cross = enc_u.dot(q, self.config.value_frac_bits, self.engine)
+        enc_cross = enc_u.dot(q, self.config.value_frac_bits, self.engine, what="q (party B's part of the residual)")
         if self.shares_loss:
             enc_loss = enc_cross.scale_down(1)
             for party in self.roster.features:
