@@ -4,7 +4,8 @@ Each party loads only its own table. The checks run before anything is
 encrypted or sent, and each failure raises one :class:`~vfl.errors.DataError`
 that names the file, the column and the fix:
 
-* the file is missing, empty, has no rows, or is not valid CSV;
+* the file is missing, empty, has no rows, or is not valid CSV (a header that is
+  one column holding ``;``, tabs or ``|`` is named as a file using that separator);
 * the ID column or the label column is missing (the available columns are listed);
 * IDs are empty or duplicated (rule for ID types: :func:`psi.ids.normalize_ids`);
 * a feature column is not numeric, or holds missing, NaN or infinite values;
@@ -38,6 +39,9 @@ ID_CHUNK_ROWS = 100_000
 
 #: How every CSV cell is read: as text, exactly as written apart from spaces after a delimiter.
 _CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_filter": False, "skipinitialspace": True}
+
+#: Separators other than the comma that a header row gives away, and how to name them.
+OTHER_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,16 @@ def _check_header(file: Path, source: str) -> None:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{source}: cannot read the header row ({exc}); is this a UTF-8 CSV file?") from exc
     names = [h.strip() for h in header]
+    if len(names) == 1:
+        seen = [sep for sep in OTHER_SEPARATORS if sep in names[0]]
+        if seen:
+            shown = names[0] if len(names[0]) <= 80 else names[0][:77] + "..."
+            raise DataError(
+                f"{source}: the header is one column {shown!r}: the file seems to use "
+                f"{' or '.join(OTHER_SEPARATORS[sep] for sep in seen)} between columns, and vfl reads comma-separated "
+                f"files. Save it comma-separated (with pandas: pd.read_csv(path, sep={seen[0]!r}, dtype=str)"
+                ".to_csv(new_path, index=False))"
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DataError(f"{source}: column name(s) {repeated} appear more than once in the header; rename them")

@@ -90,3 +90,18 @@ def test_rows_for_unknown_ids_names_them(tmp_path):
     assert list(table.rows_for(["b", "a"])) == [1, 0]
     with pytest.raises(DataError, match="unknown ID.*'zz'"):
         table.rows_for(["a", "zz"])
+
+
+@pytest.mark.parametrize("separator, named", [(";", "';'"), ("\t", "tabs"), ("|", "'|'")])
+def test_a_file_with_another_separator_is_named_as_such_not_as_a_wrong_id_column(tmp_path, separator, named):
+    path = write(tmp_path, separator.join(["id", "x1", "x2"]) + "\n" + separator.join(["a", "1", "2"]) + "\n")
+
+    with pytest.raises(DataError) as caught:
+        load_csv(path, id_column="id")
+
+    message = str(caught.value)
+    header = repr(separator.join(["id", "x1", "x2"]))
+    assert f"the header is one column {header}: the file seems to use {named} between columns" in message
+    assert "save it comma-separated" in message.lower() and f"sep={separator!r}" in message
+    assert "--id-column" not in message
+
