@@ -13,12 +13,18 @@ that names the file, the column and the fix:
 * for logistic regression, a label outside {0, 1} or only one class;
   for linear regression, a non-numeric or non-finite label.
 
+Text labels yes/no, true/false, y/n and t/f (any case, also mixed with 0 and 1)
+are read as 1/0, except for linear regression; the table keeps the mapping
+(:attr:`PartyTable.label_mapping`) and it is logged. Other text in the label
+column is refused with the distinct values seen.
+
 Inputs are never modified: files are only read, DataFrames are copied.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +49,14 @@ _CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_filter": False, "ski
 #: Separators other than the comma that a header row gives away, and how to name them.
 OTHER_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
 
+#: Text labels read as 1 and as 0 (compared stripped and lower-cased).
+TRUE_LABELS = frozenset({"yes", "y", "true", "t"})
+FALSE_LABELS = frozenset({"no", "n", "false", "f"})
+#: Cells that count as missing in a text column.
+MISSING_TEXT = ("", "nan", "NaN", "NA", "N/A", "null", "None")
+
+log = logging.getLogger("vfl.data")
+
 
 @dataclass(frozen=True)
 class PartyTable:
@@ -54,6 +68,8 @@ class PartyTable:
     feature_names: list[str]
     labels: np.ndarray | None = None
     label_name: str | None = None
+    #: Text labels read as 1/0 (say {"no": 0, "yes": 1}), or None when the labels were numbers.
+    label_mapping: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,6 +84,7 @@ class PartyTable:
             self.feature_names,
             None if self.labels is None else self.labels[rows],
             self.label_name,
+            self.label_mapping,
         )
 
     @cached_property
@@ -260,12 +277,51 @@ def from_dataframe(
     features = np.empty((len(ids), len(feature_columns)), dtype=np.float64)
     for j, c in enumerate(feature_columns):  # column by column into one matrix: no second copy of it
         features[:, j] = _numeric(frame[c], c, ids, source, "feature")
-    labels = None
+    labels, mapping = None, None
     if label_column is not None:
-        labels = _numeric(frame[label_column], label_column, ids, source, "label")
+        labels, mapping = _label_values(frame[label_column], label_column, ids, source, model)
         if model is not None:
             check_labels(labels, model, source, label_column)
-    return PartyTable(source, ids, features, list(feature_columns), labels, label_column)
+        if mapping is not None:
+            log.info("%s: label column %r holds text labels, read as %s", source, label_column, describe_mapping(mapping))
+    return PartyTable(source, ids, features, list(feature_columns), labels, label_column, mapping)
+
+
+def describe_mapping(mapping: dict[str, int]) -> str:
+    """``'no' → 0, 'yes' → 1``: how text labels were read."""
+    return ", ".join(f"{text!r} → {value}" for text, value in sorted(mapping.items(), key=lambda kv: (kv[1], kv[0])))
+
+
+def _label_values(column: pd.Series, name: str, ids: list[str], source: str, model: ModelKind | None,
+                  ) -> tuple[np.ndarray, dict[str, int] | None]:
+    """The label column as float64, and the mapping when it held yes/no-style text (see the module docstring)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return _numeric(column, name, ids, source, "label"), None
+    text = column.astype(str).str.strip()
+    missing = text.isna() | text.isin(MISSING_TEXT)
+    words = text[pd.to_numeric(text.where(~missing, None), errors="coerce").isna() & ~missing]
+    if words.empty:
+        return _numeric(column, name, ids, source, "label"), None
+    seen = sorted(set(text[~missing]))
+    shown = ", ".join(repr(v) for v in seen[:10]) + (f" ... ({len(seen)} distinct)" if len(seen) > 10 else "")
+    lowered = {v: v.lower() for v in set(words)}
+    unknown = sorted(v for v, low in lowered.items() if low not in TRUE_LABELS and low not in FALSE_LABELS)
+    if model == "linear":
+        if unknown:  # a stray word in a numeric target: name the cell
+            return _numeric(column, name, ids, source, "label"), None
+        raise DataError(
+            f"{source}: label column {name!r} holds text ({shown}); linear regression needs a numeric target. "
+            "For a yes/no label use --model logistic"
+        )
+    if unknown:
+        raise DataError(
+            f"{source}: label column {name!r} holds text that is not a yes/no label; the values seen are {shown}. "
+            "Logistic regression needs labels 0 and 1; yes/no, true/false, y/n and t/f (any case) are read as 1/0. "
+            "Recode the column to 0 and 1 (1 for the class to predict)"
+        )
+    mapping = {v: 1 if low in TRUE_LABELS else 0 for v, low in lowered.items()}
+    recoded = text.map(lambda v: str(mapping[v]) if v in mapping else v)
+    return _numeric(recoded, name, ids, source, "label"), mapping
 
 
 def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str) -> None:
@@ -321,14 +377,14 @@ def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: st
     raw = column
     if not pd.api.types.is_numeric_dtype(raw):
         text = raw.astype(str).str.strip()
-        missing = text.isna() | text.isin(["", "nan", "NaN", "NA", "N/A", "null", "None"])  # pandas 3 keeps None as NaN
+        missing = text.isna() | text.isin(MISSING_TEXT)  # pandas 3 keeps None as NaN
         values = pd.to_numeric(text.where(~missing, None), errors="coerce")
         not_numeric = values.isna() & ~missing
         if not_numeric.any():
             i = int(np.flatnonzero(not_numeric.to_numpy())[0])
+            fix = "the label must be a number" if what == "label" else "encode it as numbers or leave the column out"
             raise DataError(
-                f"{source}: {what} column {name!r} is not numeric (value {text.iloc[i]!r} for ID {ids[i]!r}); "
-                "encode it as numbers or leave the column out"
+                f"{source}: {what} column {name!r} is not numeric (value {text.iloc[i]!r} for ID {ids[i]!r}); {fix}"
             )
     else:
         values = pd.to_numeric(raw, errors="coerce")

@@ -159,6 +159,7 @@ def simulate(
         "alignment": alignment.summary(),
         "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
                             for f, t in zip(features, tables)],
+        "label_mapping": table_b.label_mapping,  # text labels read as 1/0 (yes → 1, no → 0), or None
         "train_rows": int(schedule.n_train),
         "validation_rows": int(len(schedule.validation_rows)),
         "epochs_run": party_b.epochs_run,

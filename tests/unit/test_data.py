@@ -105,3 +105,68 @@ def test_a_file_with_another_separator_is_named_as_such_not_as_a_wrong_id_column
     assert "save it comma-separated" in message.lower() and f"sep={separator!r}" in message
     assert "--id-column" not in message
 
+
+@pytest.mark.parametrize("labels, mapping", [
+    (["yes", "no", "Yes", "NO"], {"yes": 1, "no": 0, "Yes": 1, "NO": 0}),
+    (["true", "false", "TRUE", "False"], {"true": 1, "false": 0, "TRUE": 1, "False": 0}),
+    (["Y", "N", "y", "n"], {"Y": 1, "N": 0, "y": 1, "n": 0}),
+    (["yes", "0", "1", "no"], {"yes": 1, "no": 0}),  # words mixed with 0 and 1
+])
+def test_yes_no_labels_are_read_as_1_and_0_and_the_mapping_is_kept(tmp_path, caplog, labels, mapping):
+    rows = "".join(f"r{i},{label},{i}\n" for i, label in enumerate(labels))
+    path = write(tmp_path, "id,default,x\n" + rows)
+
+    with caplog.at_level("INFO", logger="vfl.data"):
+        table = load_csv(path, id_column="id", label_column="default", model="logistic")
+
+    assert table.labels.tolist() == [1.0 if v.lower() in ("yes", "true", "y", "1") else 0.0 for v in labels]
+    assert table.label_mapping == mapping
+    assert table.take(np.array([1, 0])).label_mapping == mapping
+    assert "label column 'default' holds text labels, read as" in caplog.text
+
+
+def test_other_text_labels_are_refused_with_the_values_seen(tmp_path):
+    path = write(tmp_path, "id,default,x\na,good,1\nb,bad,2\nc,good,3\nd,unknown,4\n")
+
+    with pytest.raises(DataError) as caught:
+        load_csv(path, id_column="id", label_column="default", model="logistic")
+
+    message = str(caught.value)
+    assert "the values seen are 'bad', 'good', 'unknown'" in message
+    assert "labels 0 and 1" in message and "yes/no, true/false, y/n" in message
+    assert "leave the column out" not in message
+
+
+def test_a_yes_no_label_for_linear_regression_points_to_logistic(tmp_path):
+    path = write(tmp_path, "id,default,x\na,yes,1\nb,no,2\n")
+
+    with pytest.raises(DataError, match=r"holds text \('no', 'yes'\); linear regression needs a numeric target. "
+                                        r"For a yes/no label use --model logistic"):
+        load_csv(path, id_column="id", label_column="default", model="linear")
+
+
+def test_numeric_labels_have_no_mapping(tmp_path):
+    table = load_csv(write(tmp_path, "id,y,x\na,1,1\nb,0,2\n"), id_column="id", label_column="y", model="logistic")
+
+    assert table.label_mapping is None and table.labels.tolist() == [1.0, 0.0]
+
+
+def test_a_missing_yes_no_label_is_still_a_missing_value(tmp_path):
+    with pytest.raises(DataError, match="label column 'y' has 1 missing or NaN value"):
+        load_csv(write(tmp_path, "id,y,x\na,yes,1\nb,,2\nc,no,3\n"), id_column="id", label_column="y", model="logistic")
+
+
+def test_simulate_states_the_label_mapping_in_its_result(tmp_path, keypair):
+    from vfl.config import TrainingConfig
+    from vfl.simulate import simulate_csv
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 2))
+    labels = ["Yes" if v > 0 else "No" for v in x[:, 0] + rng.normal(size=40)]
+    a = write(tmp_path, "id,a\n" + "".join(f"r{i},{x[i, 1]}\n" for i in range(40)), "a.csv")
+    b = write(tmp_path, "id,y,b\n" + "".join(f"r{i},{labels[i]},{x[i, 0]}\n" for i in range(40)), "b.csv")
+
+    result = simulate_csv(str(a), str(b), id_column="id", label_column="y", keypair=keypair, workers=1,
+                          config=TrainingConfig(key_bits=1024, epochs=2))
+
+    assert result["label_mapping"] == {"No": 0, "Yes": 1}
