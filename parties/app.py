@@ -9,7 +9,7 @@ from fastapi import FastAPI, Header, Response
 from fastapi.responses import FileResponse
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from vfl.service import coordinator, registration, registry, scoring
+from vfl.service import coordinator, lending, registration, registry, scoring
 from vfl.service import batch
 from vfl.service.api import Peer, Token, base_app
 from vfl.service.config import ServiceConfig
@@ -25,6 +25,7 @@ def create_app(config: ServiceConfig, *, node: Node | None = None) -> FastAPI:
         raise ValueError(f"parties.app serves party A or B, not {role}")
     title = "vfl party B (labels, initiator)" if role == "B" else "vfl party A (features)"
     app = base_app(node, title, "Vertical federated learning: one party's service. Orchestration under /v1/jobs.")
+    lending.install(app, node)  # multi-lender queries: GET/POST /v1/peer/lending/..., POST /v1/lending-query
 
     @app.get("/v1/jobs/{job_id}/model", tags=["orchestration"], dependencies=[Token],
              summary="This party's own part of the trained model")

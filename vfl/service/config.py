@@ -37,6 +37,13 @@ One file configures one service: party A, party B or the arbiter C::
     [psi]                            # private set intersection (optional)
     primes = 3                       # RSA primes of party A's PSI key: 3 (default, faster) or 2 (FIPS 186-4)
 
+    [lending]                        # multi-lender queries (optional; see vfl.lending)
+    enabled = true                   # a lender: publish a tag set of borrowers, answer blind queries
+    borrowers_file = "borrowers.csv" # or borrowers = "<dataset name>"
+    id_column = "customer_id"
+    budget_per_day = 1000            # IDs per querier per UTC day
+    lenders = ["bank-2", "bank-3"]   # a querier: the peers POST /v1/lending-query asks
+
     [metrics]                        # GET /metrics (Prometheus); optional
     scrape_token_file = "scrape-token"   # a second bearer token that reads /metrics only (or scrape_token)
 
@@ -269,6 +276,74 @@ class PsiSection(_Strict):
     )
 
 
+class LendingSection(_Strict):
+    """Multi-lender queries (vfl/lending/): this service as a lender, as a querier, or both.
+
+    A lender (``enabled = true``) publishes a tag set of its current borrowers
+    under an RSA key it rotates every ``rotate_every`` seconds, and signs blinded
+    queries from the parties in ``allowed_queriers`` within each one's budget and
+    rate. A querier lists the lenders it asks under ``lenders``.
+    """
+
+    enabled: bool = Field(
+        False, description="this service is a lender: it publishes a tag set of its borrowers and answers blind "
+                           "queries (GET /v1/peer/lending/tag-set, POST /v1/peer/lending/blind-sign)",
+    )
+    borrowers: str | None = Field(
+        None, description="lender: the dataset (a [datasets] name) whose ID column lists the current borrowers",
+    )
+    borrowers_file: Path | None = Field(
+        None, description="lender: or a CSV or Parquet file of the current borrowers (with id_column)",
+    )
+    id_column: str | None = Field(None, description="lender: the ID column of borrowers_file")
+    rotate_every: float = Field(
+        86400.0, ge=1, description="lender: seconds between key rotations; a rotation publishes a new tag set "
+                                   "under a new key and old tags stop answering",
+    )
+    key_bits: int = Field(2048, ge=1024, description="lender: RSA key size of the tag set (at least limits.min_key_bits)")
+    primes: Literal[2, 3] = Field(3, description="lender: RSA primes of the key: 3 signs about 2x faster, 2 for FIPS 186-4")
+    budget_per_day: int = Field(
+        1000, ge=1, description="lender: most IDs one querier may ask about per UTC day (kept across restarts)",
+    )
+    rate_per_minute: int = Field(
+        60, ge=1, description="lender: most blind-sign requests one querier may make in any 60 seconds",
+    )
+    max_ids_per_query: int = Field(
+        1000, ge=1, le=100_000, description="most IDs in one query (the querier) or one blind-sign request (the lender)",
+    )
+    allowed_queriers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='lender: the peers that may query it; "*" (the default) means every configured peer',
+    )
+    lenders: list[str] = Field(
+        default_factory=list, description="querier: the peers POST /v1/lending-query asks, all at once",
+    )
+
+    @model_validator(mode="after")
+    def _borrowers(self) -> LendingSection:
+        if self.enabled and (self.borrowers is None) == (self.borrowers_file is None):
+            raise ValueError('a lender needs its borrowers: borrowers = "<dataset name>", or borrowers_file = '
+                             '"borrowers.csv" with id_column = "id" (one of the two)')
+        if self.borrowers_file is not None and self.id_column is None:
+            raise ValueError('lending.borrowers_file needs id_column = "<the file\'s ID column>"')
+        if self.borrowers is not None and self.id_column is not None:
+            raise ValueError("lending.id_column applies to borrowers_file; a dataset has its own id_column")
+        if len(set(self.lenders)) != len(self.lenders):
+            raise ValueError("lending.lenders names a peer twice")
+        return self
+
+    @property
+    def lends(self) -> bool:
+        return self.enabled
+
+    @property
+    def queries(self) -> bool:
+        return bool(self.lenders)
+
+    def allows(self, querier: str) -> bool:
+        return "*" in self.allowed_queriers or querier in self.allowed_queriers
+
+
 class MetricsSection(_Strict):
     """``GET /metrics`` takes the orchestration token, or this scrape token, which opens /metrics only."""
 
@@ -291,6 +366,7 @@ class ServiceConfig(_Strict):
     compute: ComputeSection = Field(default_factory=ComputeSection)
     psi: PsiSection = Field(default_factory=PsiSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    lending: LendingSection = Field(default_factory=LendingSection)
     tls: TlsSection | None = None
     source: Path | None = None
 
@@ -317,7 +393,26 @@ class ServiceConfig(_Strict):
         for name in self.datasets:
             if not name or "/" in name or name.startswith("."):
                 raise ValueError(f"dataset name {name!r} is not a plain name")
+        self._check_lending()
         return self
+
+    def _check_lending(self) -> None:
+        lending = self.lending
+        if self.party.role == "C" and (lending.enabled or lending.lenders):
+            raise ValueError("the arbiter holds no data: it can neither lend nor query ([lending])")
+        if lending.borrowers is not None and lending.borrowers not in self.datasets:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise ValueError(f"lending.borrowers names dataset {lending.borrowers!r}, which is not under [datasets] "
+                             f"(this service has: {known})")
+        for peer in lending.lenders:
+            if peer not in self.peers:
+                raise ValueError(f"lending.lenders names {peer!r}, which is not under [peers]")
+        for peer in lending.allowed_queriers:
+            if peer != "*" and peer not in self.peers:
+                raise ValueError(f"lending.allowed_queriers names {peer!r}, which is not under [peers]")
+        if lending.enabled and lending.key_bits < self.limits.min_key_bits:
+            raise ValueError(f"lending.key_bits = {lending.key_bits} is below limits.min_key_bits = "
+                             f"{self.limits.min_key_bits}")
 
     @property
     def role(self) -> Role:
@@ -395,6 +490,9 @@ def load_config(path: str | Path) -> ServiceConfig:
             dataset["path"] = str(base / dataset["path"])
         if isinstance(dataset, dict) and isinstance(dataset.get("url"), str):
             dataset["url"] = _resolve_sqlite(dataset["url"], base)
+    lending = raw.get("lending")
+    if isinstance(lending, dict) and "borrowers_file" in lending:
+        lending["borrowers_file"] = str(base / lending["borrowers_file"])
     metrics = raw.get("metrics")
     if isinstance(metrics, dict) and "scrape_token_file" in metrics:
         metrics["scrape_token_file"] = str(base / metrics["scrape_token_file"])

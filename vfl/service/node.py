@@ -49,6 +49,7 @@ from vfl.protocol.roster import Roster
 from vfl.service import alignment, resume, retention
 from vfl.service.client import PeerClient
 from vfl.service.config import ServiceConfig
+from vfl.service.lending import LendingService
 from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
@@ -91,6 +92,7 @@ class Node:
         self.telemetry = Telemetry(self)  # GET /metrics; a registry of its own per node
         self._epoch_clock: dict[str, float] = {}  # job → when its current epoch began here
         self.submitting: dict[str, tuple[str, asyncio.Event]] = {}  # Idempotency-Key → (digest, done) in flight
+        self.lending = LendingService(self)  # multi-lender queries; idle unless [lending] asks for them
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Node:
             else:
                 self.spawn(resume.report_interruption(self, record))
         self.spawn(retention.sweep_forever(self))  # a background task: shutdown cancels it with the others
+        await self.lending.start()  # a lender reloads its tag set and budgets, or publishes
 
     async def shutdown(self) -> None:
         for task in list(self.drivers.values()) + list(self._background):
@@ -136,6 +139,7 @@ class Node:
         for runtime in list(self.runtimes.values()):
             await runtime.close()
         flush_counters(self)
+        await self.lending.stop()
         for source in list(self._sources.values()):
             source.close()  # a database's connection pool
         self.store.close()
