@@ -7,6 +7,7 @@
     vfl jobs       submit, list, status, cancel, resume, predict, report, watch: jobs on a running service
     vfl score      score a file of IDs at party B in chunks, resumably (locally, or --remote as a batch)
     vfl compare    the federated model against pooled-data baselines on one split
+    vfl lending-query  ask the federation's lenders about applicants without revealing them
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
 naming the problem and the fix on stderr), and 1 on any other failure.
@@ -198,12 +199,23 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the data, configs, job.json and each party's folder (certificate, key, token, "
                         "data) to --workdir, to run the services by hand")
+    p.add_argument("--lending", action="store_true",
+                   help="instead: three lenders and a querying bank; ask whether applicants borrow elsewhere "
+                        "without revealing them, until the daily budget is spent (--out: the answers and the truth)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from vfl.demo import run_demo
 
+    if args.lending:
+        from vfl.demo_lending import run_lending_demo
+
+        if args.prepare_only or args.report is not None or args.feature_parties != 1:
+            raise ConfigError("--lending takes --workdir, --out and --key-bits only")
+        _writable_file("--out", args.out)
+        result = run_lending_demo(args.workdir, args.out, key_bits=args.key_bits)
+        return 0 if all(sorted(q["found_at"]) == sorted(q["truth"]) for q in result["queries"]) else 1
     training = {} if args.epochs is None else {"epochs": args.epochs}
     if args.prepare_only and args.workdir is None:
         raise ConfigError("--prepare-only needs --workdir, where the files are kept")
@@ -622,6 +634,53 @@ def _score_local(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an
     return 0
 
 
+def _add_lending_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lending-query", help="ask every lender of the federation whether it lends to applicants, "
+                                             "without revealing them (POST /v1/lending-query at your service)")
+    p.add_argument("--ids", nargs="+", default=[], metavar="ID", help="the applicants' IDs")
+    p.add_argument("--ids-file", type=Path, default=None, help="more IDs, one per line")
+    p.add_argument("--count", action="store_true",
+                   help="answer only how many lenders hold each ID, not which (computed at your service)")
+    p.add_argument("--lenders", default=None, help="comma-separated: ask only these of the configured lenders")
+    p.add_argument("--json", action="store_true", help="print the service's whole answer as JSON")
+    _connection_options(p)
+    p.set_defaults(run=_run_lending_query)
+
+
+def _run_lending_query(args: argparse.Namespace) -> int:
+    from vfl.orchestrate import Orchestrator
+
+    ids = list(args.ids)
+    if args.ids_file is not None:
+        try:
+            ids += [line.strip() for line in args.ids_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise ConfigError(f"--ids-file {args.ids_file}: cannot read it ({exc.strerror or exc})") from exc
+    if not ids:
+        raise ConfigError("give the applicants' IDs with --ids ID [ID ...] or --ids-file")
+    if not args.url or not args.url.startswith(("http://", "https://")):
+        raise ConfigError("give your service's URL with --url https://bank.example:8702 (or set VFL_URL)")
+    if not args.token:
+        raise ConfigError("give --token or set VFL_TOKEN: the service needs its bearer token")
+    if args.ca is not None and not Path(args.ca).is_file():
+        raise ConfigError(f"--ca {args.ca}: no such file; give the federation's ca.pem")
+    lenders = [name.strip() for name in args.lenders.split(",") if name.strip()] if args.lenders else None
+    with Orchestrator(args.url, args.token, verify=str(args.ca) if args.ca else True, timeout=300) as service:
+        answer = service.lending_query(ids, "count" if args.count else "lenders", lenders)
+    if args.json:
+        _print_json(answer)
+        return 0
+    header = ("ID", "LENDERS" if args.count else "FOUND AT")
+    rows = [header] + [(str(item["id"]), str(item["count"]) if args.count else (", ".join(item["found_at"]) or "-"))
+                       for item in answer["results"]]
+    width = max(len(r[0]) for r in rows)
+    for row in rows:
+        print(f"{row[0].ljust(width)}  {row[1]}")
+    print(f"asked {', '.join(answer['lenders'])} in {answer['seconds'] * 1000:.0f} ms", file=sys.stderr)
+    return 0
+
+
+
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="federated vs pooled baselines (SVM, random forest, ...) and DP costs")
     p.add_argument("--party-a", required=True, metavar="A.csv")
@@ -673,6 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_certs(sub)
     _add_jobs(sub)
     _add_score(sub)
+    _add_lending_query(sub)
     _add_compare(sub)
     return parser
 

@@ -89,6 +89,14 @@ class Orchestrator:
             body["features"] = features
         return self._call("POST", f"/v1/jobs/{job_id}/predict", body)
 
+    def lending_query(self, ids: list[str], answer: str = "lenders", lenders: list[str] | None = None) -> dict[str, Any]:
+        """Ask the federation's lenders about ``ids`` without revealing them (this service must list lenders):
+        per ID the lenders that hold it (``answer="lenders"``) or only how many (``"count"``)."""
+        body: dict[str, Any] = {"ids": ids, "answer": answer}
+        if lenders:
+            body["lenders"] = lenders
+        return self._call("POST", "/v1/lending-query", body)
+
     def report(self, job_id: str) -> str:
         """The finished job's HTML report (party B serves it)."""
         return self._request("GET", f"/v1/jobs/{job_id}/report").text
