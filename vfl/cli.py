@@ -7,6 +7,7 @@
     vfl jobs       submit, list, status, cancel, resume, predict, report, watch: jobs on a running service
     vfl score      score a file of IDs at party B in chunks, resumably (locally, or --remote as a batch)
     vfl compare    the federated model against pooled-data baselines on one split
+    vfl ledger     verify or show a copy of the federation's co-signed, hash-chained job ledger
     vfl lending-query  ask the federation's lenders about applicants without revealing them
 
 Every command exits 0 on success, 2 on a usage or input error (with a message
@@ -54,6 +55,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                    help="JSON file with training settings, or a job spec (its 'training' section is used)")
     p.add_argument("--out", type=Path, required=True, help="where to write the result JSON")
     p.add_argument("--report", type=Path, default=None, help="also write an HTML report with figures here")
+    p.add_argument("--contributions", action="store_true",
+                   help="also train every coalition of feature parties (with party B) on the same rows and report "
+                        "each feature party's Shapley value and leave-one-out figure (AUC or R²)")
+    p.add_argument("--contribution-permutations", type=int, default=None, metavar="M",
+                   help="--contributions: estimate by M sampled orders instead of exactly (the default above 4 "
+                        "feature parties, with 20 orders)")
+    p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                   help="append the job to the hash-chained ledger in DIR, signed by every party with keys made "
+                        "for the occasion (kept in DIR/keys); check it with `vfl ledger verify DIR`")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=_run_simulate)
 
@@ -136,12 +146,28 @@ def _run_simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--id-column was given {len(columns)} times for {len(args.party_a)} --party-a files: give "
                           f"it once, or {1 + len(args.party_a)} times (B's column, then each feature party's)")
     columns_a = columns[1:] if len(columns) > 1 else None
+    if args.contribution_permutations is not None and (not args.contributions or args.contribution_permutations < 2):
+        raise ConfigError("--contribution-permutations M goes with --contributions, and M must be at least 2")
+    if args.ledger is not None and not args.ledger.parent.is_dir():
+        raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
     progress = ProgressLine()
+
+    def on_coalition(done: int, total: int, parties: list[str]) -> None:
+        if not args.quiet:
+            progress.close()
+            print(f"contributions: coalition {done + 1}/{total}: B + {' + '.join(parties)}", file=sys.stderr)
+
+    extra = {}
+    if args.ledger is not None:
+        import secrets
+
+        extra = {"ledger": args.ledger, "job_id": "sim-" + secrets.token_hex(6)}
     try:
         result = simulate_csv(
             args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
             id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
-            progress=None if args.quiet else progress.epoch,
+            progress=None if args.quiet else progress.epoch, contributions=args.contributions,
+            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, **extra,
         )
     finally:
         progress.close()
@@ -164,6 +190,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
     for split, values in result["metrics"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         print(f"  {split} metrics ({rows.get(split, '?')} rows): {shown}")
+    if result.get("contributions"):
+        from vfl.report.contributions import text_table
+
+        print(text_table(result["contributions"]))
+    if result.get("ledger"):
+        ledger = result["ledger"]
+        print(f"ledger: entry {ledger['entry']} appended to {ledger['folder']} ({ledger['digest'][:16]}…), "
+              f"signed by {', '.join(ledger['signed_by'])}")
     print(f"result written to {args.out}")
     return 0
 
@@ -720,6 +754,68 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ledger(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ledger", help="verify or show a copy of the co-signed, hash-chained job ledger")
+    actions = p.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser("verify", help="check the chain and every signature against the CA; exit 1 on any "
+                                               "break, naming the entry and the field")
+    verify.add_argument("dir", type=Path, help="a ledger copy: the folder holding ledger.jsonl (and ca.pem)")
+    verify.add_argument("--ca", type=Path, default=None,
+                        help="the federation's CA certificate (default: DIR/ca.pem, the copy kept beside the ledger)")
+    verify.add_argument("--against", type=Path, action="append", default=[], metavar="OTHER_DIR",
+                        help="another party's copy: report where the two disagree (a dropped last entry shows here)")
+    verify.add_argument("--model", action="append", default=[], metavar="PARTY=model.json",
+                        help="check that a party's model file is the one it signed for (its job's entry)")
+    verify.set_defaults(run=_run_ledger_verify)
+    show = actions.add_parser("show", help="print the entries readably")
+    show.add_argument("dir", type=Path, help="a ledger copy: the folder holding ledger.jsonl")
+    show.add_argument("--json", action="store_true", help="print the entries as a JSON list")
+    show.set_defaults(run=_run_ledger_show)
+
+
+def _run_ledger_verify(args: argparse.Namespace) -> int:
+    from vfl import ledger
+
+    entries, problems = ledger.verify_folder(args.dir, args.ca)
+    for other in args.against:
+        theirs, their_problems = ledger.verify_folder(other, args.ca)
+        problems += [ledger.Problem(p.entry, p.job_id, p.field, f"in {other}: {p.message}") for p in their_problems]
+        problems += ledger.copies_differ(entries, theirs, str(other))
+    for item in args.model:
+        party, sep, path = item.partition("=")
+        if not sep or not party or not path:
+            raise ConfigError(f"--model {item!r}: give PARTY=path/to/model.json")
+        try:
+            document = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--model {path}: cannot read a model file ({exc})") from exc
+        problems += ledger.model_problems(entries, party, document, path)
+    for problem in problems:
+        print(problem)
+    ca = args.ca or args.dir / ledger.CA_FILE
+    if problems:
+        print(f"{args.dir}: {len(entries)} entries, {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    signatures = sum(len(e.get("signatures") or []) for e in entries)
+    print(f"{args.dir}: {len(entries)} entries, chain intact, {signatures} signatures verified against {ca}")
+    return 0
+
+
+def _run_ledger_show(args: argparse.Namespace) -> int:
+    from vfl import ledger
+    from vfl.report.contributions import show_entry
+
+    entries = ledger.Ledger(args.dir).entries()
+    if args.json:
+        _print_json(entries)
+        return 0
+    if not entries:
+        print(f"{args.dir}: no entries")
+    for entry in entries:
+        print(show_entry(entry))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vfl import __version__
 
@@ -734,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_lending_query(sub)
     _add_compare(sub)
+    _add_ledger(sub)
     return parser
 
 

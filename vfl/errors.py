@@ -28,6 +28,8 @@ need to catch ``VFLError`` or one of its branches::
     │   └── PeerRefused           a peer answered with an error of its own
     ├── ComputeError              the party's compute engine (its Ray cluster) failed or cannot be reached
     ├── DivergedError             training diverged (the loss or the weights blew up): lower the learning rate
+    ├── LedgerError               a ledger entry or copy does not verify, or a party will not sign an entry
+    │   └── LedgerConflict        a party's copy of the ledger disagrees with the entry it is given
     └── JobError                  a job cannot run, or was cancelled
         └── JobCancelled
 
@@ -167,6 +169,14 @@ class DivergedError(VFLError):
     """
 
 
+class LedgerError(VFLError):
+    """A ledger entry, signature or copy does not verify, or a party refuses to sign an entry (vfl.ledger)."""
+
+
+class LedgerConflict(LedgerError):
+    """A party's copy of the ledger disagrees with the entry it is asked to sign or append (another head)."""
+
+
 class JobError(VFLError):
     """A job cannot be started or continued."""
 
@@ -197,6 +207,8 @@ __all__ = [
     "PeerRefused",
     "ComputeError",
     "DivergedError",
+    "LedgerError",
+    "LedgerConflict",
     "JobError",
     "JobCancelled",
 ]

@@ -167,3 +167,37 @@ def evaluate_label_part(
         "uncalibrated": {name: model_metrics("logistic", labels[r], uncalibrated[r]) for name, r in splits.items()},
     }
     return decided, metrics, decision, predictions
+
+
+def label_party_alone(role: Any, labels: np.ndarray,
+                      splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    """The same model trained by party B alone on the same rows: what federation adds (and its predictions).
+
+    ``role`` is party B's training role after training (:class:`vfl.protocol.parties.PartyB`):
+    its standardised design, labels and config. B needs no other party for this, so it is
+    trained in plaintext with the protocol's own algorithm (:func:`vfl.plaintext.train_plaintext`,
+    which the encrypted protocol equals to rounding). It is the job's bank-only baseline and
+    v(∅) of the contributions (:mod:`vfl.contributions`).
+    """
+    from vfl.plaintext import train_plaintext
+
+    config = role.config
+    design = role.design[:, :-1] if config.fit_intercept else role.design
+    no_a = np.zeros((len(labels), 0))
+    result = train_plaintext(no_a, design, role.labels, config)
+    weights = result.weights_b
+    u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
+    threshold = 0.5
+    if config.model == "linear":
+        predictions = role.label_mean + role.label_scale * u
+    else:  # with the same decision layer as the federated model, so the two compare like for like
+        calibration, choice, _ = fit_decision(config, labels, u, splits)
+        predictions, threshold = probabilities(calibration, u), choice.value
+    report = {
+        "description": "party B's features only, same rows, same algorithm, same calibration and threshold rule",
+        "metrics": {
+            name: model_metrics(config.model, labels[rows], predictions[rows], threshold=threshold)
+            for name, rows in splits.items()
+        },
+    }
+    return report, predictions

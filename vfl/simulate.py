@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vfl.align import align_many
@@ -26,7 +28,8 @@ from vfl.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data import PartyTable, check_labels, load_csv
 from vfl.errors import DataError
-from vfl.model_parts import evaluate_label_part
+from vfl import contributions as shapley
+from vfl.model_parts import ModelPartA, ModelPartB, evaluate_label_part, label_party_alone
 from vfl.engine import Engine, make_engine
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
@@ -42,6 +45,7 @@ from vfl.report.job import curves_for
 SIMULATION_MIN_KEY_BITS = 1024
 
 ProgressFn = Callable[[int, int, float | None, float | None], None]
+CoalitionFn = Callable[[int, int, list[str]], None]  # (coalitions done, coalitions to train, this one's parties)
 
 
 def simulate_csv(
@@ -77,6 +81,11 @@ def simulate(
     transcript: list[Envelope] | None = None,
     keypair: tuple[PublicKey, PrivateKey] | None = None,
     psi_key_bits: int | None = None,
+    contributions: bool = False,
+    contribution_permutations: int | None = None,
+    contribution_seed: int = 0,
+    on_coalition: CoalitionFn | None = None,
+    ledger: str | Path | None = None,
 ) -> dict[str, Any]:
     """Align (RSA PSI), train and evaluate; return the JSON-ready result.
 
@@ -90,6 +99,14 @@ def simulate(
     or ``"local"`` (this machine, ``workers`` processes; the default) or ``"ray"``
     (the Ray cluster at ``address``, or a private local one). All parties share it
     here, as they share the machine.
+
+    ``contributions`` adds what each feature party adds (:mod:`vfl.contributions`):
+    every coalition of feature parties the Shapley values need is trained through
+    the same protocol on the same aligned rows (exact for k ≤ 4, else
+    ``contribution_permutations`` sampled orders from ``contribution_seed``);
+    ``on_coalition(done, total, parties)`` is called before each. ``ledger`` is a
+    folder: the job is appended to the hash-chained ledger there (:mod:`vfl.ledger`),
+    signed with keys made for the occasion and kept beside it.
     """
     started = time.perf_counter()
     if table_b.labels is None:
@@ -108,41 +125,11 @@ def simulate(
     b_rows = table_b.take(alignment.rows_b)
     check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
 
-    train_started = time.perf_counter()
-    lengths = gradient_lengths({p: t.features.shape[1] for p, t in zip(roster.features, parts)},
-                               b_rows.features.shape[1], config, label=roster.label)
-    features = [
-        FeatureParty(job_id, config, t.features, roster=roster, party=p, feature_names=t.feature_names,
-                     engine=engine, min_key_bits=min_bits, job_lengths=lengths)
-        for p, t in zip(roster.features, parts)
-    ]
-    party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
-                         feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
-                         job_lengths=lengths)
-    arbiter = Arbiter(job_id, config, alignment.size, gradient_lengths=lengths, keypair=keypair,
-                      min_key_bits=min_bits, roster=roster)
-
-    def on_deliver(envelope: Envelope) -> None:
-        message = envelope.message
-        if progress is not None and envelope.recipient == roster.label and isinstance(message, EpochDecision):
-            progress(message.epoch, config.epochs, message.train_loss, message.validation_loss)
-
-    roles = {**{f.party: f for f in features}, roster.label: party_b, roster.arbiter: arbiter}
-    channel = InMemoryChannel(roles, transcript=transcript, on_deliver=on_deliver)
-    channel.run([e for f in features for e in f.start()] + party_b.start())
-    train_seconds = time.perf_counter() - train_started
-
-    # Evaluation: each feature party sends its plaintext partial scores for the aligned
-    # rows to B, exactly as federated prediction does; only B computes the metrics.
-    models = [f.model() for f in features]
-    model_b = party_b.model()
-    u_a = sum(m.partial_scores(t.features) for m, t in zip(models, parts))
-    schedule = party_b.schedule
-    splits = {"train": schedule.train_rows}
-    if schedule.has_validation:
-        splits["validation"] = schedule.validation_rows
-    model_b, metrics, decision, predictions = evaluate_label_part(
-        party_b.model(), config, b_rows.labels, model_b.scores(b_rows.features, u_a), splits)
+    run = _train(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
+                 transcript=transcript, keypair=keypair, min_bits=min_bits)
+    features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
+    models, model_b, metrics, decision, predictions = run.models, run.model_b, run.metrics, run.decision, run.predictions
+    schedule, splits, train_seconds = party_b.schedule, run.splits, run.seconds
     curve_split = "validation" if schedule.has_validation else "train"
     curve_rows = splits[curve_split]
 
@@ -153,8 +140,9 @@ def simulate(
         parameters = {**{f"party {f.party}": f.trajectory() for f in features}, "party B": party_b.trajectory()}
         model_parts = {**{f"party_{f.party.lower()}": m.to_dict() for f, m in zip(features, models)},
                        "party_b": model_b.to_dict()}
-    return {
+    result = {
         "model": config.model,
+        "job_id": job_id,
         "aligned_rows": alignment.size,
         "alignment": alignment.summary(),
         "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
@@ -186,3 +174,104 @@ def simulate(
         "engine": engine.name,
         "model_parts": model_parts,
     }
+    if contributions:
+        result["contributions"] = _contributions(
+            parts, b_rows, config, run, names=[f.party for f in features], sources=[t.source for t in tables],
+            engine=engine, keypair=keypair, min_bits=min_bits, permutations=contribution_permutations,
+            seed=contribution_seed, on_coalition=on_coalition)
+    if ledger is not None:
+        from vfl.ledger import record_simulation
+
+        result["ledger"] = record_simulation(ledger, result, table_b.source)
+    return result
+
+
+@dataclass
+class _Run:
+    """One training of the protocol on aligned rows, and B's evaluation of it."""
+
+    features: list[FeatureParty]
+    party_b: LabelParty
+    arbiter: Arbiter
+    channel: InMemoryChannel
+    models: list[ModelPartA]
+    model_b: ModelPartB
+    metrics: dict[str, Any]
+    decision: dict[str, Any] | None
+    predictions: Any
+    splits: dict[str, Any]
+    seconds: float
+
+
+def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, *, roster: Roster, engine: Engine,
+           job_id: str, progress: ProgressFn | None = None, transcript: list[Envelope] | None = None,
+           keypair: tuple[PublicKey, PrivateKey] | None = None, min_bits: int) -> _Run:
+    """Train the feature parties ``parts`` with B on the aligned rows, with real encryption; evaluate at B."""
+    train_started = time.perf_counter()
+    lengths = gradient_lengths({p: t.features.shape[1] for p, t in zip(roster.features, parts)},
+                               b_rows.features.shape[1], config, label=roster.label)
+    features = [
+        FeatureParty(job_id, config, t.features, roster=roster, party=p, feature_names=t.feature_names,
+                     engine=engine, min_key_bits=min_bits, job_lengths=lengths)
+        for p, t in zip(roster.features, parts)
+    ]
+    party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
+                         feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
+                         job_lengths=lengths)
+    arbiter = Arbiter(job_id, config, len(b_rows), gradient_lengths=lengths, keypair=keypair,
+                      min_key_bits=min_bits, roster=roster)
+
+    def on_deliver(envelope: Envelope) -> None:
+        message = envelope.message
+        if progress is not None and envelope.recipient == roster.label and isinstance(message, EpochDecision):
+            progress(message.epoch, config.epochs, message.train_loss, message.validation_loss)
+
+    roles = {**{f.party: f for f in features}, roster.label: party_b, roster.arbiter: arbiter}
+    channel = InMemoryChannel(roles, transcript=transcript, on_deliver=on_deliver)
+    channel.run([e for f in features for e in f.start()] + party_b.start())
+    seconds = time.perf_counter() - train_started
+
+    # Evaluation: each feature party sends its plaintext partial scores for the aligned
+    # rows to B, exactly as federated prediction does; only B computes the metrics.
+    models = [f.model() for f in features]
+    u_a = sum(m.partial_scores(t.features) for m, t in zip(models, parts))
+    schedule = party_b.schedule
+    splits = {"train": schedule.train_rows}
+    if schedule.has_validation:
+        splits["validation"] = schedule.validation_rows
+    model_b, metrics, decision, predictions = evaluate_label_part(
+        party_b.model(), config, b_rows.labels, party_b.model().scores(b_rows.features, u_a), splits)
+    return _Run(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
+
+
+def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: _Run, *,
+                   names: list[str], sources: list[str], engine: Engine,
+                   keypair: tuple[PublicKey, PrivateKey] | None, min_bits: int, permutations: int | None,
+                   seed: int, on_coalition: CoalitionFn | None) -> dict[str, Any]:
+    """Shapley values and leave-one-out of the feature parties, from real federated trainings of each coalition.
+
+    Every coalition trains on the job's own aligned rows (the full joint
+    intersection) with the same config, so the validation split is the same and
+    the values compare. v(∅) is party B alone, trained by B in plaintext (the job's
+    bank-only baseline): B alone needs no federation.
+    """
+    k = len(parts)
+    plan = shapley.plan(k, permutations=permutations, seed=seed)
+    full = plan.full
+    values: dict[frozenset[int], float] = {}
+    seconds: dict[frozenset[int], float] = {full: run.seconds}
+    values[full], split = shapley.value_of(run.metrics, config.model)
+    alone, _ = label_party_alone(run.party_b, b_rows.labels, run.splits)
+    values[frozenset()], _ = shapley.value_of(alone["metrics"], config.model)
+    todo = plan.to_train()
+    for done, coalition in enumerate(todo):
+        members = sorted(coalition)
+        if on_coalition is not None:
+            on_coalition(done, len(todo), [names[i] for i in members])
+        sub = _train([parts[i] for i in members], b_rows, config, roster=Roster.default(len(members)), engine=engine,
+                     job_id=f"coalition-{'-'.join(names[i] for i in members)}", keypair=keypair, min_bits=min_bits)
+        values[coalition], _ = shapley.value_of(sub.metrics, config.model)
+        seconds[coalition] = sub.seconds
+    rows = len(run.splits[split])
+    return shapley.table(plan, values, model=config.model, names=names, sources=sources, split=split, rows=rows,
+                         seconds=seconds)

@@ -41,6 +41,8 @@ from vfl.config import DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM
 from vfl.errors import ConfigError
 from vfl.metrics import roc_curve
 from vfl.report import fmt
+from vfl.report.contributions import ledger_section
+from vfl.report.contributions import section as contribution_section
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,11 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
                 curves["calibration"], curves.get("histogram"), threshold=_threshold(summary))
     elif curves.get("kind") == "scatter":
         figures["residuals.png"] = plots.residuals(curves["actual"], curves["predicted"])
+    contributions = summary.get("contributions")
+    if contributions and contributions.get("parties"):
+        from vfl.report.contributions import bar_chart
+
+        figures["contributions.png"] = bar_chart(contributions)
     return figures
 
 
@@ -863,6 +870,8 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 {performance}
 <h2>Metrics</h2>
 {_metrics_table(summary)}
+{contribution_section(summary.get("contributions"), image)}
+{ledger_section(summary.get("ledger"))}
 <h2>Training</h2>
 <div id="figures">{training or NO_FIGURES}</div>
 <h2>Privacy</h2>
@@ -1056,6 +1065,7 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
         "version": vfl.__version__, "parties": roles, "kept_epoch": kept, "coefficients": coefficients,
         "rows": {"aligned": result.get("aligned_rows"), "training": result.get("train_rows"),
                  "validation": result.get("validation_rows")},
+        "contributions": result.get("contributions"), "ledger": result.get("ledger"),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary
@@ -1092,6 +1102,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "kept_epoch": kept, "coefficients": _coefficients_from_trajectory(parameters, kept),
         "rows": {"aligned": record.get("n_rows"), "training": (metrics.get("train") or {}).get("rows"),
                  "validation": (metrics.get("validation") or {}).get("rows")},
+        "contributions": record.get("contributions"), "ledger": record.get("ledger"),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary

@@ -38,10 +38,7 @@ import numpy as np
 
 from vfl.data import PartyTable
 from vfl.errors import ConfigError, JobError, PeerRefused, ProtocolError, VFLError
-from vfl.calibration import fit_decision, probabilities
-from vfl.metrics import model_metrics
-from vfl.model_parts import evaluate_label_part
-from vfl.plaintext import train_plaintext
+from vfl.model_parts import evaluate_label_part, label_party_alone
 from vfl.protocol.parties import PartyB
 from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
@@ -381,23 +378,4 @@ def _confirmed_length(answer: Any, party: str) -> int:
 
 def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
     """The same model trained by party B alone, on the same rows: what federation adds (and its predictions)."""
-    config = role.config
-    design = role.design[:, :-1] if config.fit_intercept else role.design
-    no_a = np.zeros((len(aligned), 0))
-    result = train_plaintext(no_a, design, role.labels, config)
-    weights = result.weights_b
-    u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
-    threshold = 0.5
-    if config.model == "linear":
-        predictions = role.label_mean + role.label_scale * u
-    else:  # with the same decision layer as the federated model, so the two compare like for like
-        calibration, choice, _ = fit_decision(config, aligned.labels, u, splits)
-        predictions, threshold = probabilities(calibration, u), choice.value
-    report = {
-        "description": "party B's features only, same rows, same algorithm, same calibration and threshold rule",
-        "metrics": {
-            name: model_metrics(config.model, aligned.labels[rows], predictions[rows], threshold=threshold)
-            for name, rows in splits.items()
-        },
-    }
-    return report, predictions
+    return label_party_alone(role, aligned.labels, splits)

@@ -1,0 +1,239 @@
+"""The co-signed, hash-chained ledger (vfl.ledger) and `vfl ledger verify/show`: tampering is found, appends are atomic.
+
+Entries here are made directly (no training): parties "bank", "shop" and "arbiter"
+sign with keys from a throw-away CA in the test's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vfl import ledger
+from vfl.cli import main
+from vfl.errors import LedgerConflict, LedgerError
+
+PARTIES = ("bank", "shop", "arbiter")
+
+
+def fields(job, auc=0.7412, digest_shop="b" * 64):
+    return {"job_id": job, "time": ledger.now_utc(), "model": "logistic",
+            "parties": [{"party": "bank", "role": "B", "dataset": "credit", "model_digest": "a" * 64},
+                        {"party": "shop", "role": "A", "dataset": "behaviour", "model_digest": digest_shop},
+                        {"party": "arbiter", "role": "C", "dataset": None, "model_digest": None}],
+            "config_digest": "c" * 64,
+            "metrics": {"validation": {"auc": auc, "ks": 0.39, "rows": 843}},
+            "contributions": {"metric": "auc", "full": auc, "label_party_alone": 0.70,
+                              "parties": [{"party": "shop", "source": "shop", "shapley": auc - 0.70,
+                                           "leave_one_out": auc - 0.70}]}}
+
+
+def append_job(folder, signers, job, **kw):
+    book = ledger.Ledger(folder)
+    with book.locked():
+        entry = book.draft(fields(job, **kw))
+        entry["signatures"] = [signers[p].sign(entry) for p in ledger.signers_of(entry)]
+        book.append([entry])
+    return entry
+
+
+@pytest.fixture
+def book(tmp_path):
+    """A ledger copy with three entries, and the signers that made it."""
+    folder = tmp_path / "ledger"
+    signers = ledger.throwaway_signers(folder, PARTIES)
+    for job in ("job-1", "job-2", "job-3"):
+        append_job(folder, signers, job)
+    return folder, signers
+
+
+def lines(folder):
+    return (folder / "ledger.jsonl").read_text().splitlines()
+
+
+def write_lines(folder, rows):
+    (folder / "ledger.jsonl").write_text("\n".join(rows) + "\n")
+
+
+def verify(folder, *extra):
+    return main(["ledger", "verify", str(folder), *extra])
+
+
+def test_an_untouched_ledger_verifies_and_shows(book, capsys):
+    folder, _ = book
+    assert verify(folder) == 0
+    assert "3 entries, chain intact, 9 signatures verified" in capsys.readouterr().out
+    assert main(["ledger", "show", str(folder)]) == 0
+    shown = capsys.readouterr().out
+    assert "job job-2" in shown and "party shop (A): dataset behaviour" in shown and "auc 0.7412" in shown
+    assert "signed by: bank, shop, arbiter" in shown
+    assert oct(os.stat(folder / "ledger.jsonl").st_mode & 0o777) == "0o600"
+
+
+def test_a_changed_digit_in_a_metric_is_named_by_entry_and_field(book, capsys):
+    folder, _ = book
+    rows = lines(folder)
+    assert '"auc":0.7412' in rows[1]
+    rows[1] = rows[1].replace('"auc":0.7412', '"auc":0.7418', 1)
+    write_lines(folder, rows)
+    assert verify(folder) == 1
+    out = capsys.readouterr().out
+    assert "entry 1 (job job-2): field 'metrics': does not match the digest its parties signed" in out
+    assert "entry 0" not in out and "entry 2" not in out
+
+
+def test_recomputing_the_digests_after_a_change_breaks_every_signature(book, capsys):
+    folder, _ = book
+    entries = [json.loads(r) for r in lines(folder)]
+    entry = entries[2]
+    entry["fields"]["metrics"]["validation"]["auc"] = 0.9
+    entry["field_digests"]["metrics"] = ledger.digest(entry["fields"]["metrics"])
+    entry["digest"] = ledger.digest(ledger.header(entry))
+    write_lines(folder, [json.dumps(e) for e in entries])
+    assert verify(folder) == 1
+    out = capsys.readouterr().out
+    for party in PARTIES:
+        assert f"entry 2 (job job-3): field 'signatures': the signature of party {party!r} does not verify" in out
+
+
+def test_a_removed_entry_is_found(book, capsys):
+    folder, _ = book
+    rows = lines(folder)
+    write_lines(folder, [rows[0], rows[2]])
+    assert verify(folder) == 1
+    out = capsys.readouterr().out
+    assert "entry 1 (job job-3): field 'index'" in out and "entry 1 (job job-3): field 'previous'" in out
+
+
+def test_reordered_entries_are_found(book, capsys):
+    folder, _ = book
+    rows = lines(folder)
+    write_lines(folder, [rows[1], rows[0], rows[2]])
+    assert verify(folder) == 1
+    out = capsys.readouterr().out
+    assert "entry 0 (job job-2): field 'index'" in out and "entry 0 (job job-2): field 'previous'" in out
+    assert "entry 2 (job job-3): field 'previous'" in out
+
+
+def test_a_dropped_last_entry_shows_against_another_partys_copy(book, tmp_path, capsys):
+    folder, _ = book
+    other = tmp_path / "shop-copy"
+    shutil.copytree(folder, other)
+    write_lines(folder, lines(folder)[:2])
+    assert verify(folder) == 0  # a shorter chain is a valid chain on its own ...
+    capsys.readouterr()
+    assert verify(folder, "--against", str(other)) == 1  # ... but not against the other copies
+    assert "entry 2 (job job-3): field 'entry': is missing here but present in" in capsys.readouterr().out
+
+
+def test_an_entry_signed_with_a_certificate_from_another_ca_is_refused(book, tmp_path, capsys):
+    folder, signers = book
+    outsiders = ledger.throwaway_signers(tmp_path / "elsewhere", PARTIES)  # same party ids, another CA
+    book_ = ledger.Ledger(folder)
+    entry = book_.draft(fields("job-4"))
+    entry["signatures"] = [signers["bank"].sign(entry), outsiders["shop"].sign(entry), signers["arbiter"].sign(entry)]
+    with pytest.raises(LedgerError, match="was not issued by the federation's CA"):
+        book_.append([entry])
+    assert len(lines(folder)) == 3  # nothing written
+    write_lines(folder, lines(folder) + [json.dumps(entry)])  # forced in by hand: verify names it
+    assert verify(folder) == 1
+    assert ("entry 3 (job job-4): field 'signatures': the signature of party 'shop': its certificate "
+            in capsys.readouterr().out)
+
+
+def test_a_signature_that_is_missing_or_for_another_party_is_found(book, capsys):
+    folder, signers = book
+    entries = [json.loads(r) for r in lines(folder)]
+    entries[0]["signatures"] = entries[0]["signatures"][:2]  # the arbiter's dropped
+    entries[1]["signatures"][1] = {**signers["bank"].sign(entries[1]), "party": "shop"}  # bank signs as shop
+    write_lines(folder, [json.dumps(e) for e in entries])
+    assert verify(folder) == 1
+    out = capsys.readouterr().out
+    assert "entry 0 (job job-1): field 'signatures': party 'arbiter' did not sign" in out
+    assert "entry 1 (job job-2): field 'signatures': the signature of party 'shop': its certificate is for 'bank'" in out
+
+
+def test_a_party_that_lied_about_its_model_digest_is_caught_by_its_model_file(book, tmp_path, capsys):
+    folder, signers = book
+    model = {"party": "A", "weights": [0.5, -0.25], "job_id": "job-4", "dataset": "behaviour"}
+    held = tmp_path / "model.json"
+    held.write_text(json.dumps({"sha256": ledger.model_digest(model), "data": model}))  # a service's model.json
+    claimed = ledger.model_digest({**model, "weights": [0.5, -0.2]})  # shop signs a digest of another model
+    append_job(folder, signers, "job-4", digest_shop=claimed)
+    assert verify(folder) == 0  # every signature holds: the lie is in what shop signed ...
+    capsys.readouterr()
+    assert verify(folder, "--model", f"shop={held}") == 1  # ... and its model file gives it away
+    assert "entry 3 (job job-4): field 'parties': party 'shop' signed model digest" in capsys.readouterr().out
+    honest = tmp_path / "honest.json"
+    honest.write_text(json.dumps({**model, "weights": [0.5, -0.2]}))
+    assert verify(folder, "--model", f"shop={honest}") == 0
+
+
+def test_append_refuses_entries_that_do_not_continue_the_chain(book):
+    folder, signers = book
+    book_ = ledger.Ledger(folder)
+    stale = ledger.draft(1, json.loads(lines(folder)[0])["digest"], fields("job-x"))
+    stale["signatures"] = [signers[p].sign(stale) for p in PARTIES]
+    with pytest.raises(LedgerConflict, match="this copy's entry 1 .* the copies disagree"):
+        book_.append([stale])
+    ahead = ledger.draft(5, "f" * 64, fields("job-y"))
+    ahead["signatures"] = [signers[p].sign(ahead) for p in PARTIES]
+    with pytest.raises(LedgerConflict, match="holds 3 entries"):
+        book_.append([ahead])
+    unsigned = book_.draft(fields("job-z"))
+    with pytest.raises(LedgerError, match="did not sign"):
+        book_.append([unsigned])
+    held = json.loads(lines(folder)[2])
+    assert book_.append([held]) == (3, held["digest"])  # a repeated delivery: nothing changes
+    assert len(lines(folder)) == 3
+
+
+def test_the_ledger_survives_a_restart(book):
+    folder, signers = book
+    count, head = ledger.Ledger(folder).head()  # a new object reads what is on disk, as after a restart
+    assert count == 3
+    entry = append_job(folder, signers, "job-4")
+    assert entry["index"] == 3 and entry["previous"] == head
+    assert ledger.verify_folder(folder)[1] == []
+
+
+def test_an_append_that_crashes_half_way_leaves_the_old_ledger(book, monkeypatch):
+    folder, signers = book
+    before = (folder / "ledger.jsonl").read_bytes()
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ledger.os, "replace", crash)
+    with pytest.raises(OSError):
+        append_job(folder, signers, "job-4")
+    monkeypatch.undo()
+    assert (folder / "ledger.jsonl").read_bytes() == before
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".ledger.jsonl.")] == []  # no temporary left
+    assert ledger.verify_folder(folder)[1] == []
+
+
+def _append_many(folder: str, worker: int) -> None:
+    signers = {p: ledger.Signer.from_files(Path(folder) / "keys" / f"{p}.pem", Path(folder) / "keys" / f"{p}.key", p)
+               for p in PARTIES}
+    for n in range(5):
+        append_job(Path(folder), signers, f"w{worker}-{n}")
+
+
+def test_appends_from_several_processes_at_once_all_land_in_one_chain(book):
+    folder, _ = book
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(str(folder), w)) for w in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    entries, problems = ledger.verify_folder(folder)
+    assert problems == [] and len(entries) == 3 + 15
+    assert sorted(e["fields"]["job_id"] for e in entries[3:]) == sorted(f"w{w}-{n}" for w in range(3) for n in range(5))
