@@ -43,7 +43,8 @@ def test_simulate_writes_the_result_json(csv_pair, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epoch 1/6" in err and "epoch 6/6" in err and "[####" in err
     page = (tmp_path / "report.html").read_text()
-    assert page.count('class="figure"') == 3 and "Alignment (RSA blind-signature PSI)" in page
+    figures = [f'alt="{name}.png"' for name in ("roc_ks", "gains", "calibration", "loss", "parameters")]
+    assert all(f in page for f in figures) and "Alignment (RSA blind-signature PSI)" in page
 
 
 def test_simulate_a_private_job_reports_the_privacy_spent(csv_pair, tmp_path):

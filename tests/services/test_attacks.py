@@ -194,10 +194,10 @@ class LyingB(Node):
         super().__init__(*args, **kwargs)
         honest_call = self.client.call_json
 
-        async def tamper(peer_id, method, path, body=None):
+        async def tamper(peer_id, method, path, body=None, **options):
             if path == "/v1/peer/jobs" and self.config.peers[peer_id].role == "C":
                 body = {**body, "gradient_lengths": {**body["gradient_lengths"], "A": self.claimed_a_length}}
-            return await honest_call(peer_id, method, path, body)
+            return await honest_call(peer_id, method, path, body, **options)
 
         self.client.call_json = tamper
 
