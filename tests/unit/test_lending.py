@@ -12,7 +12,7 @@ from psi.hashing import fdh
 from psi.keys import generate_rsa_key
 from vfl.errors import PSIError, ProtocolError, RateLimited
 from vfl.lending import Budgets, LenderKey, Querier, StaleKey, TagSet, answers, publish, sign_blinded
-from vfl.lending.lender import encode, parse_values
+from vfl.lending.lender import encode, key_id_of, parse_values
 
 BITS = 1024
 
@@ -149,3 +149,31 @@ def test_budgets_per_day_and_per_minute():
     with pytest.raises(RateLimited, match="5 of its 5"):
         restored.charge("bank", 1, now=day + 100)
     assert restored.charge("bank", 5, now=day + 86400 + 1)["used"] == 5
+
+
+def test_a_key_that_is_not_a_permutation_is_refused(rsa_key):
+    """A lender choosing p with e | p − 1 would read FDH(id)'s class through the blinding; its set is refused."""
+    e = mpz(65537)
+    state = gmpy2.random_state(7)
+    while True:  # p = 2·e·k + 1, a 512-bit prime
+        p = 2 * e * (gmpy2.mpz_urandomb(state, 495) | (mpz(1) << 494)) + 1
+        if gmpy2.is_prime(p) and p.bit_length() == 512:
+            break
+    q = gmpy2.next_prime(gmpy2.mpz_urandomb(state, 512) | (mpz(3) << 510))
+    n = p * q
+    _, honest = published(["a"], rsa_key)
+    forged = {**honest.to_public(), "n": format(int(n), "x")}
+    forged["key_id"] = key_id_of(n, honest.salt, honest.epoch)
+    # The leak the check prevents: blinding does not hide FDH(x) modulo e-th powers mod p.
+    h = fdh("applicant", honest.salt, n)
+    r = mpz(123456789)
+    blinded = h * gmpy2.powmod(r, e, n) % n
+    assert gmpy2.powmod(blinded, (p - 1) // e, p) == gmpy2.powmod(h, (p - 1) // e, p)
+    # The lender can take e-th roots of 1 value in e only, so it cannot answer the proof values.
+    for proof in (honest.to_public()["proof"], ["1"] * 8, []):
+        with pytest.raises(PSIError, match="does not prove its key is an RSA permutation"):
+            TagSet.from_public({**forged, "proof": proof}, min_key_bits=BITS)
+    tampered = list(honest.to_public()["proof"])
+    tampered[3] = format(int(tampered[3], 16) + 1, "x")
+    with pytest.raises(PSIError, match="RSA permutation"):
+        TagSet.from_public({**honest.to_public(), "proof": tampered}, min_key_bits=BITS)
