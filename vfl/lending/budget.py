@@ -4,7 +4,8 @@ Every signature a lender returns lets the querier test one ID against its
 borrowers, so a querier with no bound could test its whole customer file.
 :class:`Budgets` charges each blind-sign request before anything is signed:
 ``per_day`` IDs per querier per UTC calendar day, and ``per_minute``
-requests per querier in any 60 seconds. A refusal is
+requests per querier in the last 60 seconds (counted per whole second, so
+the state stays small at any rate). A refusal is
 :class:`~vfl.errors.RateLimited` (HTTP 429) naming the limit, its config key
 and when it frees up, and charges nothing. The state is a plain dict
 (:meth:`Budgets.to_dict`) that the service rewrites after every charge, so a
@@ -39,25 +40,28 @@ class Budgets:
         for querier, entry in (state or {}).items():
             try:
                 self._state[str(querier)] = {"day": str(entry["day"]), "used": int(entry["used"]),
-                                             "recent": [float(t) for t in entry.get("recent", [])]}
-            except (KeyError, TypeError, ValueError):
+                                             "recent": {int(k): int(v) for k, v in entry.get("recent", {}).items()}}
+            except (AttributeError, KeyError, TypeError, ValueError):
                 continue  # an unreadable entry: that querier starts the day afresh (the service logs it)
 
     def _entry(self, querier: str, now: float) -> dict[str, Any]:
-        entry = self._state.setdefault(querier, {"day": utc_day(now), "used": 0, "recent": []})
+        entry = self._state.setdefault(querier, {"day": utc_day(now), "used": 0, "recent": {}})
         if entry["day"] != utc_day(now):
             entry["day"], entry["used"] = utc_day(now), 0
-        entry["recent"] = [t for t in entry["recent"] if now - WINDOW < t <= now]
+        # Requests per whole second of the last minute: at most 60 numbers to keep, whatever the rate.
+        second = int(now)
+        entry["recent"] = {t: c for t, c in entry["recent"].items() if second - WINDOW < t <= second}
         return entry
 
     def charge(self, querier: str, count: int, now: float | None = None) -> dict[str, Any]:
         """Take one request and ``count`` IDs from the querier's allowance, or raise RateLimited (nothing taken)."""
         now = time.time() if now is None else now
         entry = self._entry(querier, now)
-        if len(entry["recent"]) >= self.per_minute:
-            wait = max(1, int(entry["recent"][0] + WINDOW - now + 1))
+        made = sum(entry["recent"].values())
+        if made >= self.per_minute:
+            wait = max(1, int(min(entry["recent"]) + WINDOW - now + 1))
             raise RateLimited(
-                f"querier {querier!r} made {len(entry['recent'])} lending requests in the last minute, the most "
+                f"querier {querier!r} made {made} lending requests in the last minute, the most "
                 f"{self.where} allows (lending.rate_per_minute = {self.per_minute}); retry in {wait} s"
             )
         if entry["used"] + count > self.per_day:
@@ -69,17 +73,18 @@ class Budgets:
                 f"({left} left). The budget renews at {reset}"
             )
         entry["used"] += count
-        entry["recent"].append(now)
+        entry["recent"][int(now)] = entry["recent"].get(int(now), 0) + 1
         return self.usage(querier, now)
 
     def usage(self, querier: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         entry = self._entry(querier, now)
         return {"day": entry["day"], "used": entry["used"], "left": self.per_day - entry["used"],
-                "requests_last_minute": len(entry["recent"])}
+                "requests_last_minute": sum(entry["recent"].values())}
 
     def queriers(self) -> list[str]:
         return sorted(self._state)
 
     def to_dict(self) -> dict[str, Any]:
-        return {q: {"day": e["day"], "used": e["used"], "recent": list(e["recent"])} for q, e in self._state.items()}
+        return {q: {"day": e["day"], "used": e["used"], "recent": {str(t): c for t, c in e["recent"].items()}}
+                for q, e in self._state.items()}
