@@ -411,6 +411,7 @@ class Ledger:
         self._ca = ca
         self._thread_lock = threading.RLock()
         self._depth = 0
+        self._checked: tuple[int, int, int] | None = None  # (size, mtime_ns, entries) of the copy last verified
 
     # reading
 
@@ -438,6 +439,24 @@ class Ledger:
         entries = self.entries()
         return len(entries), (entries[-1].get("digest", "") if entries else GENESIS)
 
+    def problems(self) -> list[Problem]:
+        """Everything wrong with this copy as it is on disk (remembered while the file does not change)."""
+        try:
+            stat = self.file.stat()
+        except FileNotFoundError:
+            return []
+        key = (stat.st_size, stat.st_mtime_ns)
+        if self._checked is not None and self._checked[:2] == key:
+            return []
+        try:
+            entries = self.entries()
+        except LedgerError as exc:
+            return [Problem(None, None, "entry", str(exc))]
+        found = verify_entries(entries, self.ca())
+        if not found:
+            self._checked = (*key, len(entries))
+        return found
+
     def draft(self, fields: dict[str, Any]) -> dict[str, Any]:
         count, last = self.head()
         return draft(count, last, fields)
@@ -449,7 +468,7 @@ class Ledger:
         self._ensure_folder()
         target = self.folder / CA_FILE
         if not target.is_file() or target.read_bytes() != pem:
-            _atomic_write(target, pem, 0o644)
+            _atomic_write(target, pem, FILE_MODE)
         self._ca = x509.load_pem_x509_certificate(pem)
 
     def _ensure_folder(self) -> None:
@@ -492,6 +511,10 @@ class Ledger:
         """
         ca = self.ca()
         with self.locked():
+            broken = self.problems()
+            if broken:
+                raise LedgerError(f"this copy of the ledger ({self.file}) does not verify, so nothing is appended to "
+                                  f"it: {'; '.join(str(p) for p in broken[:3])}; restore it from another party's copy")
             held = self.entries()
             new = []
             count, last = len(held), (held[-1]["digest"] if held else GENESIS)
@@ -516,6 +539,8 @@ class Ledger:
             if new:
                 lines = [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in (*held, *new)]
                 _atomic_write(self.file, ("\n".join(lines) + "\n").encode(), FILE_MODE)
+                stat = self.file.stat()
+                self._checked = (stat.st_size, stat.st_mtime_ns, count)  # what we just wrote, checked entry by entry
             return count, last
 
 

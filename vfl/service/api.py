@@ -45,6 +45,8 @@ from vfl.errors import (
     DataError,
     JobError,
     KeyMismatch,
+    LedgerConflict,
+    LedgerError,
     LimitExceeded,
     NotReady,
     OutOfOrderError,
@@ -58,7 +60,7 @@ from vfl.errors import (
     UnknownJobError,
     VFLError,
 )
-from vfl.service import dashboard, registration
+from vfl.service import dashboard, ledger, registration
 from vfl.service import resume as resuming  # the routes below include one named resume
 from vfl.service.client import PARTY_HEADER
 from vfl.service.tls import common_name
@@ -77,8 +79,10 @@ def status_for(exc: VFLError) -> int:
         return 403
     if isinstance(exc, RateLimited):
         return 429
-    if isinstance(exc, (OutOfOrderError, ReplayError, ScheduleViolation, JobError)):
+    if isinstance(exc, (OutOfOrderError, ReplayError, ScheduleViolation, JobError, LedgerConflict)):
         return 409
+    if isinstance(exc, LedgerError):
+        return 422
     if isinstance(exc, DataError) and "unknown ID" in str(exc):
         return 404
     if isinstance(exc, (ConfigError, DataError, KeyMismatch, LimitExceeded)):
@@ -276,6 +280,7 @@ def base_app(node: Node, title: str, description: str) -> FastAPI:
     install_validation_handler(app)
     app.add_middleware(BodyLimit, limit=node.config.limits.max_body_bytes)
     dashboard.install(app)  # /ui, its login (cookie sessions for /v1/jobs...), /static, offline /docs
+    ledger.install(app, node)  # the job ledger's peer routes: /v1/peer/ledger/..., /v1/peer/jobs/{id}/ledger-view
 
     @app.get("/v1/health", tags=["orchestration"], summary="Liveness: this service is up")
     async def health() -> dict[str, Any]:

@@ -44,6 +44,9 @@ One file configures one service: party A, party B or the arbiter C::
     budget_per_day = 1000            # IDs per querier per UTC day
     lenders = ["bank-2", "bank-3"]   # a querier: the peers POST /v1/lending-query asks
 
+    [ledger]                         # the co-signed job ledger (optional; on by default with TLS)
+    enabled = true                   # sign and keep every succeeded job; the TLS key signs unless cert/key are given
+
     [metrics]                        # GET /metrics (Prometheus); optional
     scrape_token_file = "scrape-token"   # a second bearer token that reads /metrics only (or scrape_token)
 
@@ -344,6 +347,28 @@ class LendingSection(_Strict):
         return "*" in self.allowed_queriers or querier in self.allowed_queriers
 
 
+class LedgerSection(_Strict):
+    """The federation's co-signed job ledger (vfl/service/ledger.py): this party's copy and signing key.
+
+    Each party keeps one copy per party B it works with, in ``<data_dir>/ledger/<party B's id>/``,
+    and signs entries with the private key of its certificate: by default its TLS
+    certificate and key, so that every signature chains to the federation's CA.
+    """
+
+    enabled: bool = Field(
+        True, description="append every succeeded job to the ledger and sign entries for party B; with plain HTTP "
+                          "(insecure) the ledger needs cert, key and ca here")
+    cert: Path | None = Field(None, description="the certificate whose key signs entries (default: tls.cert)")
+    key: Path | None = Field(None, description="its private key (default: tls.key)")
+    ca: Path | None = Field(None, description="the CA certificate signatures are checked against (default: tls.ca)")
+
+    @model_validator(mode="after")
+    def _both(self) -> LedgerSection:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give ledger.cert and ledger.key together (or neither, to use the TLS ones)")
+        return self
+
+
 class MetricsSection(_Strict):
     """``GET /metrics`` takes the orchestration token, or this scrape token, which opens /metrics only."""
 
@@ -366,6 +391,7 @@ class ServiceConfig(_Strict):
     compute: ComputeSection = Field(default_factory=ComputeSection)
     psi: PsiSection = Field(default_factory=PsiSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    ledger: LedgerSection = Field(default_factory=LedgerSection)
     lending: LendingSection = Field(default_factory=LendingSection)
     tls: TlsSection | None = None
     source: Path | None = None
@@ -496,6 +522,11 @@ def load_config(path: str | Path) -> ServiceConfig:
     metrics = raw.get("metrics")
     if isinstance(metrics, dict) and "scrape_token_file" in metrics:
         metrics["scrape_token_file"] = str(base / metrics["scrape_token_file"])
+    ledger = raw.get("ledger")
+    if isinstance(ledger, dict):
+        for key in ("ca", "cert", "key"):
+            if key in ledger:
+                ledger[key] = str(base / ledger[key])
     tls = raw.get("tls")
     if isinstance(tls, dict):
         for key in ("ca", "cert", "key"):

@@ -42,7 +42,7 @@ from vfl.model_parts import evaluate_label_part, label_party_alone
 from vfl.protocol.parties import PartyB
 from vfl.protocol.schedule import gradient_lengths
 from vfl.report.job import curves_for
-from vfl.service import alignment
+from vfl.service import alignment, contributions, ledger
 from vfl.service.client import PeerUnreachable
 from vfl.service.logs import job_event
 from vfl.service.redact import local_paths, redact
@@ -107,7 +107,8 @@ async def submit_once(node: Node, spec: JobSpec, key: str | None) -> tuple[JobRe
         done.set()
 
 
-async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None = None) -> JobRecord:
+async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None = None,
+                 coalition_of: str | None = None) -> JobRecord:
     if node.party != "B":
         raise ConfigError("jobs are submitted to party B, which holds the labels")
     job_id = spec.job_id or new_job_id()
@@ -121,6 +122,8 @@ async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None 
     if node.config.peers.get(c_id) is None or node.config.peers[c_id].role != "C":
         raise ConfigError(f"{c_id!r} is not a configured arbiter peer of {node.config.party.id!r}")
     node.check_key_sizes(spec.training, spec.psi.key_bits)
+    if spec.reuse_alignment is not None:
+        reused_alignment(node, spec)  # refuse now, before any peer hears of the job
     table = await asyncio.to_thread(node.table, spec.party_b.dataset, spec.training.model)
     if len(feature_ids) == 1:
         # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.
@@ -138,6 +141,7 @@ async def submit(node: Node, spec: JobSpec, idempotency: tuple[str, str] | None 
         max_epochs=spec.training.epochs,
         idempotency_key=None if idempotency is None else idempotency[0],
         request_digest=None if idempotency is None else idempotency[1],
+        coalition_of=coalition_of,
     )
     # B must be ready for A's first PSI message before A hears of the job.
     node.store.create(record)
@@ -192,7 +196,8 @@ async def register_with_peers(
             psi=spec.psi,
             dataset=ref.dataset,
             gradient_lengths=to_a,
-            psi_ids=len(table),
+            psi_ids=None if spec.reuse_alignment else len(table),
+            reuse_alignment=spec.reuse_alignment,
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
         answer = await _register_with(node, ref.peer, registration.model_dump(mode="json"), registered)
@@ -242,8 +247,14 @@ async def drive(node: Node, record: JobRecord, table: PartyTable,
     spec = JobSpec.model_validate(record.spec)
     started = time.perf_counter()
     try:
-        node.save(record, state="aligning", stage="psi")
-        rows_b, summary = await alignment.align_as_requester(node, record, runtime, table, ready)
+        if spec.reuse_alignment is not None:  # the rows of an earlier job: no PSI (a coalition training)
+            ids = reused_alignment(node, spec)
+            rows_b = await asyncio.to_thread(table.rows_for, ids)
+            summary = {"reused_from": spec.reuse_alignment, "intersection": len(ids),
+                       "party_b_ids": len(table), "seconds": 0.0}
+        else:
+            node.save(record, state="aligning", stage="psi")
+            rows_b, summary = await alignment.align_as_requester(node, record, runtime, table, ready)
         aligned = table.take(rows_b)
         node.store.save_alignment(record.job_id, aligned.ids)
         alignment.drop_checkpoints(node, record)
@@ -292,25 +303,33 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
     record.timings["training"] = round(time.perf_counter() - trained, 3)
     node.save(record, stage="evaluating")
     await evaluate(node, record, role, aligned)
-    record.timings["total"] = round(time.perf_counter() - started, 3)
     # Clean up before announcing success, so whoever sees "succeeded" also sees no checkpoints
     # (the arbiter's hold its private key) anywhere.
     node.store.drop_checkpoints(record.job_id)
     await node.tell_peers(record, "finished")
+    runtime = node.runtimes.pop(record.job_id, None)
+    if runtime is not None:  # training is over: no message of this job is due any more
+        await runtime.close()
+    spec = JobSpec.model_validate(record.spec)
+    if spec.contribution_settings is not None and record.coalition_of is None:
+        node.save(record, stage="contributions")
+        await contributions.measure(node, record, spec)
+    record.timings["total"] = round(time.perf_counter() - started, 3)
+    if record.coalition_of is None:
+        node.save(record, stage="ledger")
+        await ledger.record_job(node, record)
     node.save(record, state="succeeded", stage="done")
     split = "validation" if (record.metrics or {}).get("validation") else "train"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()
                       if isinstance(v, float))
     job_event(record.job_id, "succeeded after %d epochs in %.1fs (%s: %s)", record.epoch, record.timings["total"],
               split, shown or "no metrics")
-    try:
-        await asyncio.to_thread(report, node, record.job_id)  # written next to the model
-    except VFLError as exc:  # the job still succeeded; the report is made again on request
-        log.warning("job %s: no report written: %s", record.job_id, exc)
+    if record.coalition_of is None:  # a coalition training is read by its job, not by people
+        try:
+            await asyncio.to_thread(report, node, record.job_id)  # written next to the model
+        except VFLError as exc:  # the job still succeeded; the report is made again on request
+            log.warning("job %s: no report written: %s", record.job_id, exc)
     node.drivers.pop(record.job_id, None)
-    runtime = node.runtimes.pop(record.job_id, None)
-    if runtime is not None:
-        await runtime.close()
 
 
 async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
@@ -363,6 +382,32 @@ def report(node: Node, job_id: str) -> str:
         page = render(summary, figures_for(summary))
         node.store.save_report(job_id, page)
     return page
+
+
+def reused_alignment(node: Node, spec: JobSpec) -> list[str]:
+    """Party B: the aligned IDs of the earlier job ``spec.reuse_alignment``, if this job may train on them.
+
+    That job must have succeeded here with the same dataset, and every feature
+    party of this job must have taken part in it (each checks the same for itself).
+    """
+    parent = node.records.get(spec.reuse_alignment or "")
+    if parent is None or parent.role != "B":
+        raise ConfigError(f"reuse_alignment: party B has no job {spec.reuse_alignment!r}")
+    measuring = parent.state == "training" and parent.stage == "contributions"  # its own coalition trainings
+    if parent.state != "succeeded" and not measuring:
+        raise JobError(f"reuse_alignment: job {parent.job_id} {parent.state_phrase()}; only a succeeded job's "
+                       "alignment is reused")
+    if parent.dataset != spec.party_b.dataset:
+        raise ConfigError(f"reuse_alignment: job {parent.job_id} aligned dataset {parent.dataset!r}, this job names "
+                          f"{spec.party_b.dataset!r}")
+    took_part = set(node.peer_ids(parent, "feature"))
+    strangers = [ref.peer for ref in spec.feature_parties or [] if ref.peer not in took_part]
+    if strangers:
+        raise ConfigError(f"reuse_alignment: {', '.join(strangers)} took no part in job {parent.job_id}")
+    ids = node.store.load_alignment(parent.job_id)
+    if not ids:
+        raise JobError(f"reuse_alignment: job {parent.job_id} has no aligned IDs here")
+    return ids
 
 
 def _confirmed_length(answer: Any, party: str) -> int:

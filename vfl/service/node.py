@@ -107,6 +107,15 @@ class Node:
                 aligned = self.party == "C" or self.store.load_alignment(record.job_id) is not None
             except JobError as exc:  # a damaged alignment file: this job cannot continue here
                 aligned, damage = False, str(exc)
+            if self.party == "B" and record.state == "training" and record.stage in ("contributions", "ledger"):
+                # Trained, evaluated and saved before it stopped: the model stands; what followed is lost.
+                lost = f"party B restarted during the job's {record.stage} stage; submit the job again for them"
+                changes: dict[str, Any] = {"ledger": {"entry": None, "signatures_verified": False, "reason": lost}}
+                if record.stage == "contributions":
+                    changes["contributions"] = {"error": lost}
+                self.save(record, state="succeeded", stage="done", **changes)
+                job_event(record.job_id, "succeeded (%s)", lost, level=logging.WARNING)
+                continue
             if self.party == "C" and record.state == "pending" and damage is None:
                 self.runtime_for(record)  # the arbiter has no part in the alignment: nothing was lost
                 continue

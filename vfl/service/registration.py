@@ -64,7 +64,9 @@ async def register(node: Node, registration: Registration, caller: str) -> JobRe
                 f"{registration.dataset!r} has {n_a}"
             )
         lengths[me] = n_a
-        if registration.psi_ids is not None:  # refuse now, not after A has made a key
+        if registration.reuse_alignment is not None:
+            reused = reusable_alignment(node, registration, caller)
+        elif registration.psi_ids is not None:  # refuse now, not after A has made a key
             alignment.check_registered_size(node, registration.psi_ids, len(table))
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
@@ -84,10 +86,45 @@ async def register(node: Node, registration: Registration, caller: str) -> JobRe
     runtime = node.runtime_for(record)
     job_event(record.job_id, "registered by party B (%s)%s", caller,
               f"; dataset {registration.dataset!r}, {lengths[me]} features" if node.party == "A" else "")
-    if node.party == "A":
+    if node.party == "A" and registration.reuse_alignment is not None:
+        # No PSI: the rows of an earlier job with the same party B and dataset, which this party already knows.
+        node.store.save_alignment(record.job_id, reused)
+        node.save(record, state="aligning", stage="aligned", n_rows=len(reused),
+                  alignment={"reused_from": registration.reuse_alignment, "intersection": len(reused)})
+        node.psi_done.setdefault(record.job_id, asyncio.Event()).set()
+        job_event(record.job_id, "aligned: the %d rows of job %s, reused (no PSI)", len(reused),
+                  registration.reuse_alignment)
+    elif node.party == "A":
         node.save(record, state="aligning", stage="psi")
         await alignment.serve_as_key_holder(node, record, runtime, registration.psi.key_bits)
     return record
+
+
+def reusable_alignment(node: Node, registration: Registration, caller: str) -> list[str]:
+    """Party A: the aligned IDs of the earlier job a registration reuses, if this party may reuse them.
+
+    Only a job this party took part in, with the same party B (the caller) and the
+    same dataset, that succeeded: then the IDs are rows this party already shares
+    with B (for several feature parties, the joint rows it trained on), and the new
+    job learns it nothing new about B's customers.
+    """
+    parent_id = registration.reuse_alignment
+    parent = node.records.get(parent_id or "")
+    if parent is None or parent.role != "A":
+        raise ConfigError(f"the registration reuses the alignment of job {parent_id!r}, which this party did not "
+                          "take part in")
+    roster = node.roster(parent)
+    if parent.peers.get(roster.label) != caller:
+        raise PeerNotAllowed(f"job {parent_id} was registered by another party B than {caller!r}")
+    if parent.dataset != registration.dataset:
+        raise ConfigError(f"job {parent_id} aligned dataset {parent.dataset!r}, this job names "
+                          f"{registration.dataset!r}: a reused alignment needs the same dataset")
+    if parent.state != "succeeded":
+        raise JobError(f"job {parent_id} {parent.state_phrase()}; only a succeeded job's alignment is reused")
+    ids = node.store.load_alignment(parent.job_id)
+    if not ids:
+        raise JobError(f"job {parent_id} has no aligned IDs here to reuse")
+    return ids
 
 
 async def forget(node: Node, job_id: str, caller: str) -> None:

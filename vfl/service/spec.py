@@ -53,6 +53,17 @@ class PsiSettings(_Strict):
     key_bits: int = Field(2048, ge=1024, le=8192)
 
 
+class ContributionSettings(_Strict):
+    """How party B measures what each feature party adds (``"contributions": true`` takes the defaults)."""
+
+    permutations: int | None = Field(
+        None, ge=2, le=10_000,
+        description="sample this many orders of the feature parties (permutation sampling, with standard errors) "
+                    "instead of computing exact Shapley values; exact is the default up to 4 feature parties, "
+                    "20 orders above")
+    seed: int = Field(0, ge=0, description="seeds the sampled orders")
+
+
 class JobSpec(_Strict):
     job_id: str | None = Field(None, pattern=JOB_ID_PATTERN)
     #: The feature parties: ``feature_parties`` (a list) or the two-party ``party_a``; one of the two.
@@ -62,6 +73,22 @@ class JobSpec(_Strict):
     arbiter: ArbiterRef | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     psi: PsiSettings = Field(default_factory=PsiSettings)
+    contributions: bool | ContributionSettings = Field(
+        False, description="after the job, party B trains every coalition of feature parties the Shapley values "
+                           "need (with B, through the same protocol, on the job's aligned rows) and reports each "
+                           "feature party's Shapley value and leave-one-out figure; true, or the settings")
+    reuse_alignment: str | None = Field(
+        None, pattern=JOB_ID_PATTERN,
+        description="train on the aligned rows of this earlier succeeded job instead of running the PSI again; "
+                    "every feature party must have taken part in it with the same dataset (party B's coalition "
+                    "trainings use this)")
+
+    @property
+    def contribution_settings(self) -> ContributionSettings | None:
+        """The contributions asked for, or None."""
+        if self.contributions is True:
+            return ContributionSettings()
+        return self.contributions or None
 
     @model_validator(mode="after")
     def _one_feature_party_list(self) -> JobSpec:
@@ -138,6 +165,10 @@ class Registration(_Strict):
     psi_ids: int | None = Field(
         None, ge=1, description="party B's ID count for the alignment: a feature party refuses a count above its "
         "caps at once, and B's declaration in the PSI must match it")
+    reuse_alignment: str | None = Field(
+        None, pattern=JOB_ID_PATTERN,
+        description="train on the aligned IDs of this earlier job, which the receiving party took part in with the "
+                    "same dataset and party B: no new PSI")
     gradient_lengths: dict[str, int] = Field(
         description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
         "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "

@@ -131,6 +131,15 @@ class JobRecord(BaseModel):
         None, description="party B: the Idempotency-Key header the job was submitted with; a repeat returns this job")
     request_digest: str | None = Field(
         None, description="party B: SHA-256 of the submitted spec, to tell a repeated submit from another one")
+    contributions: dict[str, Any] | None = Field(
+        None, description="party B, a job with \"contributions\": each feature party's Shapley value and leave-one-out, "
+                          "every coalition's metric, or the error that stopped them")
+    coalition_of: str | None = Field(
+        None, description="party B: the job whose contributions this coalition training measures (no report, no "
+                          "ledger entry of its own)")
+    ledger: dict[str, Any] | None = Field(
+        None, description="the job's entry in the federation's ledger: its index and digest, who signed, whether "
+                          "every signature verified, where it was appended, and any party that refused or disagreed")
 
     @property
     def finished(self) -> bool:

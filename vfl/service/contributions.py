@@ -1,0 +1,116 @@
+"""Party B: what each feature party adds to a job, measured through the services themselves.
+
+A job submitted with ``"contributions": true`` (or ``{"permutations": m, "seed": s}``)
+is measured after its own training and evaluation, before it is announced as
+succeeded (its stage meanwhile is ``contributions``). For every coalition of
+feature parties that the Shapley values need (:func:`vfl.contributions.plan`:
+all 2^k − 2 proper non-empty ones for k ≤ 4), party B submits a *coalition
+training*: an ordinary job, ``<job id>.c<n>``, with that subset of the feature
+parties, the same dataset at B, the same arbiter, training config and key
+sizes, and ``reuse_alignment`` set to the measured job, so that every party
+trains on the measured job's aligned rows (the full joint intersection) with no
+new PSI. Each feature party checks that it took part in that job, with the same
+B and dataset, before it accepts (:func:`vfl.service.registration.reusable_alignment`).
+The coalition trainings run one after the other, through the same registration,
+protocol, checkpoints, resumes and evaluation as any job, and each is listed as
+a job at every party that takes part in it.
+
+v(N) is the measured job's metric, v(∅) its bank-only baseline (B alone needs no
+federation); each coalition's value is its job's metric on the same validation
+rows. The result goes into the job's record (``contributions``) and report.
+A coalition training that fails leaves ``contributions`` with the error; the
+measured job still succeeds with its model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from vfl import contributions as shapley
+from vfl.errors import VFLError
+from vfl.service.logs import job_event
+from vfl.service.spec import ArbiterRef, JobSpec
+
+if TYPE_CHECKING:
+    from vfl.service.node import Node
+    from vfl.service.store import JobRecord
+
+log = logging.getLogger("vfl.service")
+
+#: How often party B looks at a running coalition training.
+POLL_SECONDS = 0.1
+
+
+def coalition_job_id(job_id: str, n: int) -> str:
+    """The id of the measured job's n-th coalition training (job ids are at most 64 characters)."""
+    candidate = f"{job_id}.c{n}"
+    if len(candidate) <= 64:
+        return candidate
+    return f"c-{hashlib.sha256(job_id.encode()).hexdigest()[:20]}.c{n}"
+
+
+async def measure(node: Node, record: JobRecord, spec: JobSpec) -> None:
+    """Train the coalitions, compute Shapley values and leave-one-out, and keep them in the job's record."""
+    started = time.perf_counter()
+    try:
+        result = await _measure(node, record, spec)
+    except asyncio.CancelledError:
+        raise
+    except VFLError as exc:
+        log.warning("job %s: contributions not computed: %s", record.job_id, exc)
+        result = {"error": str(exc)}
+    record.timings["contributions"] = round(time.perf_counter() - started, 3)
+    node.save(record, contributions=result)
+
+
+async def _measure(node: Node, record: JobRecord, spec: JobSpec) -> dict[str, Any]:
+    from vfl.service.coordinator import submit
+
+    settings = spec.contribution_settings
+    refs = list(spec.feature_parties or [])
+    names = [ref.peer for ref in refs]
+    sources = [f"{ref.peer}:{ref.dataset}" for ref in refs]
+    model = spec.training.model
+    plan = shapley.plan(len(refs), permutations=settings.permutations, seed=settings.seed)
+    values: dict[frozenset[int], float] = {}
+    values[plan.full], split = shapley.value_of(record.metrics or {}, model)
+    values[frozenset()], _ = shapley.value_of((record.baseline or {}).get("metrics") or {}, model)
+    seconds = {plan.full: float(record.timings.get("training", 0.0))}
+    jobs: dict[frozenset[int], str] = {plan.full: record.job_id}
+    arbiter = ArbiterRef(peer=record.peers[node.roster(record).arbiter])
+    todo = plan.to_train()
+    job_event(record.job_id, "contributions: %d coalition trainings (%s) on the job's %s aligned rows",
+              len(todo), plan.method, record.n_rows)
+    for n, coalition in enumerate(todo, start=1):
+        members = sorted(coalition)
+        child_id = coalition_job_id(record.job_id, n)
+        child_spec = JobSpec(job_id=child_id, feature_parties=[refs[i] for i in members], party_b=spec.party_b,
+                             arbiter=arbiter, training=spec.training, psi=spec.psi, reuse_alignment=record.job_id)
+        began = time.perf_counter()
+        child = await submit(node, child_spec, coalition_of=record.job_id)
+        try:
+            while not child.finished:
+                await asyncio.sleep(POLL_SECONDS)
+        except asyncio.CancelledError:  # the measured job was cancelled or failed: so is its coalition training
+            node.spawn(node.fail(child_id, f"job {record.job_id}, whose contributions it measures, stopped",
+                                 state="cancelled"))
+            raise
+        who = "B + " + " + ".join(names[i] for i in members)
+        if child.state != "succeeded":
+            raise VFLError(f"coalition training {child_id} ({who}) {child.state_phrase()}: {child.error}")
+        values[coalition], _ = shapley.value_of(child.metrics or {}, model)
+        seconds[coalition] = time.perf_counter() - began
+        jobs[coalition] = child_id
+        job_event(record.job_id, "contributions: coalition %d/%d (%s): %s %.4f", n, len(todo), who,
+                  shapley.metric_name(model), values[coalition])
+    rows = ((record.metrics or {}).get(split) or {}).get("rows")
+    result = shapley.table(plan, values, model=model, names=names, sources=sources, split=split, rows=rows,
+                           seconds=seconds)
+    by_members = {frozenset(names[i] for i in c): job for c, job in jobs.items()}
+    for item in result["coalitions"]:
+        item["job_id"] = by_members.get(frozenset(item["parties"]))
+    return result
