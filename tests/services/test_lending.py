@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from gmpy2 import mpz
 
 from parties.app import create_app
 from psi.hashing import fdh
 from tests.services.conftest import Router
 from vfl.demo_lending import QUERIER, borrowers_of, lender_names, write_lending_files
+from vfl.errors import ConfigError
 from vfl.service.config import load_config
 from vfl.service.node import Node
 
@@ -406,3 +408,40 @@ def test_the_key_rotates_on_schedule_and_queries_follow(tmp_path, run):
     assert later.epoch >= first.epoch + 2 and later.rotates_at > first.rotates_at
     assert [r["found_at"] for r in before["results"]] == expected(ids, held) == [r["found_at"] for r in after["results"]]
     assert "scheduled rotation (lending.rotate_every = 1 s)" in audit_lines(tmp_path, "lender-2")
+
+
+def test_a_lender_that_cannot_publish_says_why(tmp_path, run):
+    setup = files(tmp_path)
+    broken = setup["borrowers"]["lender-3"]
+    broken.write_text(broken.read_text() + ",5000\n")  # a borrower without an ID
+    missing = tmp_path / "lender-2.toml"
+    missing.write_text(missing.read_text().replace("lender-2/borrowers.csv", "lender-2/gone.csv"))
+
+    async def scenario():
+        node = Node(load_config(missing))
+        with pytest.raises(ConfigError, match=r"lending.borrowers_file .*gone.csv does not exist"):
+            await node.startup()
+        await node.shutdown()
+        missing.write_text(missing.read_text().replace("lender-2/gone.csv", "lender-2/borrowers.csv"))
+        federation = Federation(tmp_path, setup)
+        router = federation.router
+        for name in NAMES:
+            node = Node(load_config(tmp_path / f"{name}.toml"), transport=router)
+            router.apps[f"{name}.test"] = create_app(node.config, node=node)
+            await node.startup()
+            federation.nodes[name] = node
+        try:
+            for _ in range(200):
+                if federation.nodes["lender-3"].lending.publish_error:
+                    break
+                await asyncio.sleep(0.05)
+            return await federation.query(["C000001"])
+        finally:
+            await federation.close()
+
+    answer = run(scenario())
+
+    assert answer.status_code == 502
+    detail = answer.json()["detail"]
+    assert "lender 'lender-3'" in detail and "publishing it failed (DataError" in detail and "is empty" in detail
+    assert "borrowers.csv" not in detail  # the lender's file names stay at the lender

@@ -109,6 +109,10 @@ class AuditLog:
                 self._handle = None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _write_private_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` atomically, 0600."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -142,12 +146,16 @@ class LendingService:
         self.querier = Querier(min_key_bits=node.config.limits.min_key_bits)
         self._fetching: dict[str, asyncio.Lock] = {}
         self._rotation: asyncio.Lock | None = None
+        self.publish_error: str | None = None  # why the last publication failed, until one succeeds
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         if not self.settings.enabled:
             return
+        source = self.settings.borrowers_file
+        if source is not None and not source.is_file():  # a lender without its list is a config error: say it now
+            raise ConfigError(f"lending.borrowers_file {source} does not exist; a lender needs its borrower list")
         self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         os.chmod(self.folder, FOLDER_MODE)
         self._rotation = asyncio.Lock()
@@ -254,7 +262,7 @@ class LendingService:
             try:
                 if await self._borrowers_changed():
                     reason = "the borrower list changed while the service was down"
-            except VFLError as exc:
+            except Exception as exc:  # noqa: BLE001 - the stored set answers; the next rotation tries again
                 log.error("lending: cannot read the borrower list (%s); the stored tag set answers meanwhile", exc)
         while True:
             if reason is None and self.key is not None and time.time() >= self.key.rotates_at:
@@ -262,9 +270,11 @@ class LendingService:
             if reason is not None:
                 try:
                     await self.rotate(reason)
-                    reason = None
-                except VFLError as exc:
-                    log.error("lending: publishing a tag set failed (%s); retrying in %g s", exc, RETRY_AFTER)
+                    reason, self.publish_error = None, None
+                except Exception as exc:  # noqa: BLE001 - whatever it was, the service lives on and says why
+                    self.publish_error = f"{type(exc).__name__}: {exc}"
+                    log.error("lending: publishing a tag set failed (%s); retrying in %g s", self.publish_error,
+                              RETRY_AFTER)
                     await asyncio.sleep(RETRY_AFTER)
                     continue
             due = self.key.rotates_at - time.time() if self.key is not None else 0.0
@@ -278,10 +288,16 @@ class LendingService:
             raise PeerNotAllowed(f"{caller!r} may not query lender {self.me!r}: it is not in the lender's "
                                  "lending.allowed_queriers")
 
+    def _no_tag_set(self) -> VFLError:
+        if self.publish_error is not None:  # not worth retrying for peer_timeout: name the problem now
+            return ConfigError(f"lender {self.me!r} has no tag set: publishing it failed ({self.publish_error}); "
+                               "its operators must fix its [lending] section or borrower list")
+        return NotReady(f"lender {self.me!r} is publishing its first tag set; retry shortly")
+
     def tag_set_for(self, caller: str) -> dict[str, Any]:
         self._check_querier(caller, "the tag set")
         if self.tag_set is None:
-            raise NotReady(f"lender {self.me!r} is publishing its first tag set; retry shortly")
+            raise self._no_tag_set()
         if self._public is None or self._public["key_id"] != self.tag_set.key_id:
             self._public = self.tag_set.to_public()
         self.audit.write(f"tag set {self.tag_set.key_id} (epoch {self.tag_set.epoch}, {self.tag_set.size} tags) "
@@ -291,10 +307,10 @@ class LendingService:
     async def blind_sign(self, caller: str, key_id: str, raw_values: list[str]) -> dict[str, Any]:
         """Sign a querier's blinded values, after the key, range, unit, budget and rate checks."""
         count = len(raw_values) if isinstance(raw_values, list) else 0
-        self._check_querier(caller, f"blind signatures ({count} values)")
+        self._check_querier(caller, f"blind signatures ({_count(count, 'value')})")
         key = self.key
         if key is None:
-            raise NotReady(f"lender {self.me!r} is publishing its first tag set; retry shortly")
+            raise self._no_tag_set()
         try:
             if key_id != key.key_id:
                 raise StaleKey(f"key {key_id!r} is not lender {self.me!r}'s current key (now {key.key_id}, epoch "
@@ -304,13 +320,14 @@ class LendingService:
             usage = self.budgets.charge(caller, len(values))
             self._save_budgets()  # before anything is signed: a crash cannot hand out unpaid signatures
         except VFLError as exc:
-            self.audit.write(f"refused blind signatures to {caller} ({count} values): {type(exc).__name__}: {exc}")
+            self.audit.write(f"refused blind signatures to {caller} ({_count(count, 'value')}): "
+                             f"{type(exc).__name__}: {exc}")
             raise
         if len(values) <= INLINE_SIGNATURES:
             signatures = sign_blinded(key, key_id, values)
         else:
             signatures = await asyncio.to_thread(sign_blinded, key, key_id, values, self.node.engine)
-        self.audit.write(f"signed {len(values)} blinded values for {caller} under key {key.key_id} (epoch "
+        self.audit.write(f"signed {_count(len(values), 'blinded value')} for {caller} under key {key.key_id} (epoch "
                          f"{key.epoch}); {usage['used']} of {self.budgets.per_day} IDs used today")
         return {"key_id": key.key_id, "epoch": key.epoch, "signatures": encode(signatures)}
 
@@ -341,12 +358,12 @@ class LendingService:
             if not isinstance(exc, VFLError):
                 raise exc
         if failures:
-            self.audit.write(f"lending query of {len(distinct)} IDs refused by {', '.join(failures)} "
+            self.audit.write(f"lending query of {_count(len(distinct), 'ID')} refused by {', '.join(failures)} "
                              f"(asked {', '.join(asked)})")
             raise _combined(failures)
         position = {x: i for i, x in enumerate(distinct)}
         found = {lender: [hits[position[x]] for x in wanted] for lender, hits in zip(asked, outcomes)}
-        self.audit.write(f"lending query of {len(distinct)} IDs asked of {', '.join(asked)} (answer={answer})")
+        self.audit.write(f"lending query of {_count(len(distinct), 'ID')} asked of {', '.join(asked)} (answer={answer})")
         keys = {lender: self.querier.cached(lender).summary() for lender in asked if self.querier.cached(lender)}
         return {"answer": answer, "lenders": asked, "results": answers(wanted, found, answer), "keys": keys,
                 "seconds": round(time.perf_counter() - started, 4)}
@@ -369,7 +386,10 @@ class LendingService:
         """One lender's answers for ``ids``: blind under its current key, have it sign, check, unblind, match."""
         for attempt in range(2):
             tag_set = await self._tag_set(lender, refresh=attempt > 0)
-            blinded = self.querier.blind(lender, ids)
+            if len(ids) <= INLINE_SIGNATURES:
+                blinded = self.querier.blind(lender, ids)
+            else:  # an exponentiation and a hash per ID: off the event loop
+                blinded = await asyncio.to_thread(self.querier.blind, lender, ids)
             try:
                 reply = await self.node.client.call_json(
                     lender, "POST", BLIND_SIGN_PATH, {"key_id": tag_set.key_id, "values": encode(blinded.values)},
@@ -385,7 +405,9 @@ class LendingService:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ProtocolError(f"lender {lender!r} answered the blind query with garbage ({exc!r})") from None
             try:
-                return self.querier.match(blinded, key_id, signatures)
+                if len(ids) <= INLINE_SIGNATURES:
+                    return self.querier.match(blinded, key_id, signatures)
+                return await asyncio.to_thread(self.querier.match, blinded, key_id, signatures)
             except StaleKey:
                 if attempt == 0:
                     continue
@@ -400,6 +422,7 @@ class LendingService:
             lender = {"tag_set": self.tag_set.summary() if self.tag_set is not None else None,
                       "publishing": self._rotation is not None and self._rotation.locked(),
                       "publish_seconds": self.publish_seconds,
+                      "publish_error": self.publish_error,
                       "rotate_every": self.settings.rotate_every,
                       "budget_per_day": self.settings.budget_per_day,
                       "rate_per_minute": self.settings.rate_per_minute,
