@@ -28,10 +28,10 @@ def bucket_files(workdir: Path, party: str, job_id: str) -> list[Path]:
 
 @pytest.mark.parametrize("victim", ["party-a", "party-b"])
 def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim):
-    setup = write_demo_files(tmp_path, population=3000, key_bits=1024, training=TRAINING)
+    setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
     for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
         config = tmp_path / f"{name}.toml"
-        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 300\n")
+        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n")
     verify = ssl.create_default_context(cafile=setup["verify"])
     headers = {"Authorization": f"Bearer {setup['token']}"}
 
