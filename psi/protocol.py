@@ -63,13 +63,12 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 from psi.buckets import DEFAULT_BUCKET_IDS, BucketResults, IdBuckets, OwnTagCache, PsiIds, bucket_count
-from psi.hashing import TAG_BYTES, fdh, tag
-from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_crt, sign_many
+from psi.hashing import TAG_BYTES
+from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_many
 from psi.messages import (
     MAX_BUCKETS,
     BlindedChunk,
@@ -81,6 +80,7 @@ from psi.messages import (
     pack_tags,
     unpack_tags,
 )
+from psi.tasks import batch_invert, blind_many, own_tags, unblind_many  # noqa: F401 - also imported from here
 from vfl.crypto.codec import check_units
 from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
 from vfl.engine import Engine, as_engine
@@ -134,55 +134,6 @@ def check_declared_size(
             f"{own_size} (limits.max_psi_ratio). If this is expected, raise or remove limits.max_psi_ratio in "
             f"party {me}'s service config"
         )
-
-
-def batch_invert(values: list[mpz], n: mpz) -> list[mpz]:
-    """Inverses mod n of all ``values`` with one modular inversion (Montgomery's trick)."""
-    prefix = []
-    acc = mpz(1)
-    for v in values:
-        acc = acc * v % n
-        prefix.append(acc)
-    try:
-        inverse = gmpy2.invert(acc, n)
-    except ZeroDivisionError as exc:  # probability ~2^-1000 for uniform r: a broken key or RNG
-        raise PSIError("a blinding factor shares a factor with n; refusing this key") from exc
-    out = [mpz(0)] * len(values)
-    for i in range(len(values) - 1, 0, -1):
-        out[i] = inverse * prefix[i - 1] % n
-        inverse = inverse * values[i] % n
-    if values:
-        out[0] = inverse
-    return out
-
-
-def own_tags(ids: list[str], salt: bytes, *parts: mpz) -> list[bytes]:
-    """Worker task: H2(FDH(x)^d) for a chunk of the key holder's own IDs; ``parts`` is ``key.crt_parts()``."""
-    n = parts[0]
-    width = (int(n.bit_length()) + 7) // 8
-    # Only H2 of these signatures leaves party A, so a faulty one cannot leak a factor: no check needed.
-    return [tag(sign_crt(fdh(x, salt, n), *parts, verify=False), salt, width) for x in ids]
-
-
-def blind_many(ids: list[str], salt: bytes, n: mpz, e: mpz) -> tuple[list[mpz], list[mpz]]:
-    """Worker task for party B: (r⁻¹, h(x)·r^e mod n) for a chunk of IDs, a fresh uniform unit r per ID."""
-    factors = [mpz(secrets.randbelow(int(n) - 1) + 1) for _ in ids]  # uniform in [1, n−1]
-    blinded = [fdh(x, salt, n) * gmpy2.powmod(r, e, n) % n for x, r in zip(ids, factors)]
-    # r must be a unit: the batch inversion fails loudly if one is not (probability ~2^-1000).
-    return batch_invert(factors, n), blinded
-
-
-def unblind_many(
-    signatures: list[mpz], inverses: list[mpz], blinded: list[mpz], salt: bytes, n: mpz, e: mpz
-) -> list[bytes] | int:
-    """Worker task for party B: the tags H2(s·r⁻¹) of a chunk, or the index of the first signature that fails s^e = b."""
-    width = (int(n.bit_length()) + 7) // 8
-    tags = []
-    for i, (s, r_inv, b) in enumerate(zip(signatures, inverses, blinded)):
-        if not 0 < s < n or gmpy2.powmod(s, e, n) != b:
-            return i
-        tags.append(tag(s * r_inv % n, salt, width))
-    return tags
 
 
 def _offsets(counts: list[int]) -> list[int]:
