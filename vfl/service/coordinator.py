@@ -317,7 +317,9 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
     record.timings["total"] = round(time.perf_counter() - started, 3)
     if record.coalition_of is None:
         node.save(record, stage="ledger")
+        signing = time.perf_counter()
         await ledger.record_job(node, record)
+        record.timings["ledger"] = round(time.perf_counter() - signing, 3)
     node.save(record, state="succeeded", stage="done")
     split = "validation" if (record.metrics or {}).get("validation") else "train"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()
