@@ -461,10 +461,21 @@ def _jobs_status(args: argparse.Namespace, service) -> int:  # noqa: ANN001 - an
         lines.append(("aligned", f"{record['alignment']['intersection']} rows"))
     lines += [(split, _metric_line(values)) for split, values in (record.get("metrics") or {}).items()
               if isinstance(values, dict)]
+    ledger = record.get("ledger") or {}
+    if ledger.get("entry") is not None:
+        verified = "every signature verified" if ledger.get("signatures_verified") else "signatures NOT all verified"
+        lines.append(("ledger", f"entry {ledger['entry']} ({str(ledger.get('digest'))[:16]}…), signed by "
+                                f"{', '.join(ledger.get('signed_by') or [])}: {verified}"))
+    elif ledger:
+        lines.append(("ledger", f"no entry: {ledger.get('reason') or '; '.join(ledger.get('problems') or [])}"))
     if record.get("error"):
         lines.append(("error", record["error"]))
     for label, value in lines:
         print(f"{label:11s}{value}")
+    if record.get("contributions"):
+        from vfl.report.contributions import text_table
+
+        print(text_table(record["contributions"]))
     return 0
 
 

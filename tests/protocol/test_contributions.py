@@ -112,3 +112,32 @@ def test_vfl_simulate_contributions_and_ledger_from_the_command_line(tmp_path, c
     assert entries[1]["fields"]["contributions"]["parties"][0]["shapley"] == pytest.approx(c["parties"][0]["shapley"])
     assert "coalitions" not in entries[1]["fields"]["contributions"]
     assert [p["dataset"] for p in entries[0]["fields"]["parties"]] == ["bank.csv", "shop.csv", "noise.csv", None]
+
+
+def test_permutation_sampling_through_the_protocol_adds_up_and_reports_standard_errors(keypair):
+    bank, shop, noise = parties(seed=9, rows=400)
+    result = simulate([table(shop, "shop.csv"), table(noise, "noise.csv")], table(bank, "bank.csv", "y"),
+                      TrainingConfig(**SETTINGS), keypair=keypair, contributions=True, contribution_permutations=6,
+                      contribution_seed=2)
+    c = result["contributions"]
+    assert c["method"] == "permutation sampling" and c["permutations"] == 6 and c["seed"] == 2
+    assert all(p["standard_error"] >= 0 for p in c["parties"])
+    assert sum(p["shapley"] for p in c["parties"]) == pytest.approx(c["full"] - c["label_party_alone"], abs=1e-12)
+    assert c["parties"][0]["shapley"] > c["parties"][1]["shapley"]
+
+
+def test_fate_motor_host_2_adds_far_more_than_host_1(keypair):
+    """FATE's three-party motor example (linear regression): what each host adds to the guest's R²."""
+    from tests.conftest import fate_files
+    from vfl.data import load_csv
+
+    guest, host_1, host_2 = fate_files("motor_hetero_guest.csv", "motor_hetero_host_1.csv", "motor_hetero_host_2.csv")
+    bank = load_csv(guest, id_column="idx", label_column="motor_speed", model="linear")
+    hosts = [load_csv(host_1, id_column="idx"), load_csv(host_2, id_column="idx")]
+    result = simulate(hosts, bank, TrainingConfig(model="linear", key_bits=TEST_KEY_BITS, epochs=30,
+                                                  validation_fraction=0.2), keypair=keypair, contributions=True)
+    c = result["contributions"]
+    first, second = c["parties"]
+    assert c["metric"] == "r2" and c["full"] > 0.9 and c["label_party_alone"] < 0.5
+    assert second["shapley"] > 0.4 and 0 < first["shapley"] < 0.05  # the measured table of the README
+    assert first["shapley"] + second["shapley"] == pytest.approx(c["full"] - c["label_party_alone"], abs=1e-12)

@@ -204,7 +204,7 @@ def test_a_copy_that_was_changed_is_reported_and_left_alone(tmp_path, run):
     assert [e["fields"]["job_id"] for e in chain.Ledger(cluster.copy("telco")).entries()] == ["forged"]
 
 
-def test_four_vfl_serve_processes_over_mtls_measure_contributions_and_co_sign_with_their_tls_keys(tmp_path):
+def test_four_vfl_serve_processes_over_mtls_measure_contributions_and_co_sign_with_their_tls_keys(tmp_path, capsys):
     """The same as real processes: each service signs with its TLS key; `vfl ledger verify` checks each copy."""
     setup = write_demo_files(tmp_path, population=500, key_bits=1024, training=TRAINING, feature_parties=2)
     with running_services(tmp_path) as processes:
@@ -216,6 +216,10 @@ def test_four_vfl_serve_processes_over_mtls_measure_contributions_and_co_sign_wi
             assert answer.status_code == 201, answer.text
             while (status := get(bank, "/v1/jobs/tls-job"))["state"] not in ("succeeded", "failed", "cancelled"):
                 time.sleep(0.2)
+        capsys.readouterr()
+        assert main(["jobs", "status", "tls-job", "--url", setup["urls"]["party-b"], "--token", setup["token"],
+                     "--ca", str(setup["verify"])]) == 0
+        shown = capsys.readouterr().out
     assert status["state"] == "succeeded", status["error"]
     assert [p["party"] for p in status["contributions"]["parties"]] == ["shop", "telco"]
     assert status["ledger"]["signatures_verified"] and status["ledger"]["signed_by"] == [
@@ -227,3 +231,4 @@ def test_four_vfl_serve_processes_over_mtls_measure_contributions_and_co_sign_wi
         assert {s["party"] for s in entry["signatures"]} == set(SERVICES)
     signed = {s["party"]: s["certificate"] for s in entry["signatures"]}
     assert signed["shop"] == (tmp_path / "shop" / "shop.pem").read_text()  # the TLS certificate signs
+    assert "ledger     entry 0" in shown and "every signature verified" in shown and "shapley" in shown
