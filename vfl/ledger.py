@@ -598,6 +598,9 @@ def throwaway_signers(folder: Path, parties: Sequence[str]) -> dict[str, Signer]
     ``folder/ca.pem``.
     """
     keys = Path(folder) / "keys"
+    if (Path(folder) / LEDGER_FILE).is_file() and not (keys / "ca.key").is_file():
+        raise ConfigError(f"{folder} holds a ledger that vfl simulate did not write (no keys/ca.key beside it): "
+                          "give --ledger a folder of its own")
     keys.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
     ca_pem_path, ca_key_path = keys / "ca.pem", keys / "ca.key"

@@ -60,9 +60,10 @@ def test_the_report_renders_in_a_browser_with_its_figures(tmp_path, run):
     scales = [float(s) for s in re.search(r'data-figure-scales="([^"]*)"', dom).group(1).split(",")]
     assert len(scales) == 5 and min(scales) > 0.85, scales
     sections = ["Headline: what party A adds", "Job", "Party B's coefficients", "How the model ranks and decides",
-                "Metrics", "Training", "Privacy", "Alignment (RSA blind-signature PSI)", "Timings",
+                "Metrics", "Ledger", "Training", "Privacy", "Alignment (RSA blind-signature PSI)", "Timings",
                 "What each party learned", "Configuration"]
     assert [html.unescape(h) for h in re.findall(r"<h2>(.*?)</h2>", dom)] == sections
+    assert "No ledger entry: party B has no key to sign with" in dom  # plain HTTP and no [ledger] key here
     # The headline is the job's own numbers: federated against party B alone on the validation rows.
     job_dir = tmp_path / "data" / "party-b" / "jobs" / status["job_id"]
     record = json.loads((job_dir / "job.json").read_text())["data"]

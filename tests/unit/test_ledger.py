@@ -237,3 +237,13 @@ def test_appends_from_several_processes_at_once_all_land_in_one_chain(book):
     entries, problems = ledger.verify_folder(folder)
     assert problems == [] and len(entries) == 3 + 15
     assert sorted(e["fields"]["job_id"] for e in entries[3:]) == sorted(f"w{w}-{n}" for w in range(3) for n in range(5))
+
+
+def test_simulate_does_not_write_into_a_ledger_it_did_not_make(book, tmp_path):
+    folder, _ = book
+    service_copy = tmp_path / "service-copy"
+    service_copy.mkdir()
+    shutil.copy(folder / "ledger.jsonl", service_copy / "ledger.jsonl")
+    shutil.copy(folder / "ca.pem", service_copy / "ca.pem")
+    with pytest.raises(Exception, match="did not write"):
+        ledger.throwaway_signers(service_copy, PARTIES)
