@@ -136,6 +136,8 @@ def test_contributions_and_a_co_signed_ledger_entry_with_two_feature_parties(tmp
                      "--ca", str(tmp_path / "certs" / name / "ca.pem"), "--model", f"shop={model}"]) == 0
     assert entry["fields"]["contributions"]["parties"] == c["parties"]
     assert "<h2>Contributions</h2>" in report and 'id="contributions"' in report and "<h2>Ledger</h2>" in report
+    assert 'alt="contributions"' in report  # the bar chart
+    assert "Entry 0 of the ledger" in report and "every signature verified" in report
 
 
 def test_a_party_refuses_a_wrong_model_digest_copies_catch_up_and_survive_a_restart(tmp_path, run, monkeypatch):
