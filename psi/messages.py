@@ -3,7 +3,8 @@
 =================  ======  =========  =============================================
 message            sender  recipient  carries
 =================  ======  =========  =============================================
-PsiPublicKey       A       B          n, e, the job's salt, |A|, the chunk size,
+PsiPublicKey       A       B          n, e, the job's salt, a proof that x ↦ x^e
+                                      is a permutation, |A|, the chunk size,
                                       the bucket size and (K > 1) |A| per bucket,
                                       and the bucket the session starts at
 DeclaredSize       B       A          |B| (K > 1: per bucket), before any blinded
@@ -68,6 +69,7 @@ class PsiPublicKey(PsiMessage):
     bucket_sizes: list[NonNegativeInt] | None = Field(
         None, max_length=MAX_BUCKETS, description="|A| per bucket; None: one bucket (K = 1)")
     resume_bucket: int = Field(0, ge=0, description="the first bucket this session runs (0 unless resuming)")
+    proof: bytes = Field(b"", description="e-th roots of fixed values: the key is a permutation (psi.proof)")
 
     @classmethod
     def from_key(cls, job_id: str, key: RsaPublicKey, salt: bytes, size_a: int, chunk_size: int,

@@ -51,8 +51,9 @@ intersection B learned once stays linkable. A fresh key per job (the
 default) makes the tags of two jobs unrelated.
 
 Every value a role receives is checked: A refuses values outside [1, n−1] or
-sharing a factor with n; B checks the key (e = 65537, size) and that every
-signature verifies, s^e = blinded value.
+sharing a factor with n; B checks the key (e = 65537, size, and A's proof that
+x ↦ x^e is a permutation, :mod:`psi.proof`, without which blinding could leak
+part of each ID's hash) and that every signature verifies, s^e = blinded value.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ from psi.messages import (
     pack_tags,
     unpack_tags,
 )
+from psi.proof import check_permutation, prove_permutation
 from psi.tasks import batch_invert, blind_many, own_tags, unblind_many  # noqa: F401 - also imported from here
-from vfl.crypto.codec import check_units
+from vfl.crypto.codec import check_units, pack_ints, unpack_ints
 from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
 from vfl.engine import Engine, as_engine
 from vfl.parallel import split_evenly
@@ -96,6 +98,8 @@ DEFAULT_WINDOW = 4
 #: time so they fill the gaps while B's chunks are handled, instead of
 #: queueing all at once ahead of B's chunks.
 OWN_TASK_IDS = 512
+#: Domain of the points whose e-th roots prove party A's key a permutation (psi.proof).
+PROOF_DOMAIN = b"vfl/psi/permutation-proof/v1"
 #: How far ahead a PSI message may be held: B's window plus a bucket's tags and intersection.
 BUCKET_LOOKAHEAD = 16
 
@@ -257,7 +261,9 @@ class PsiKeyHolder(Role):
             self.rows = self.results.merged_rows(self.n_buckets)
         else:
             self._start_own(self.first_bucket)
-        extra = {"resume_bucket": self.first_bucket}
+        width = self.key.public.byte_width
+        extra = {"resume_bucket": self.first_bucket,
+                 "proof": pack_ints(prove_permutation(self.key, self.salt, PROOF_DOMAIN), width)}
         if self.n_buckets > 1:
             extra["bucket_sizes"] = self.buckets.sizes
         key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, self.size_a, self.chunk_size, **extra)
@@ -546,6 +552,9 @@ class PsiRequester(Role):
     def _start(self, message: PsiPublicKey) -> list[Envelope]:
         key = message.key()
         key.validate(min_bits=self.min_key_bits)
+        # Before anything is blinded: under a key that is not a permutation, blinding would leak.
+        proof = unpack_ints(message.proof, key.byte_width) if len(message.proof) % key.byte_width == 0 else []
+        check_permutation(key, message.salt, proof, domain=PROOF_DOMAIN, what="party A's PSI key")
         check_declared_size(message.size_a, self.size_b, peer="A", me="B",
                             max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
         sizes_a = message.sizes

@@ -150,3 +150,33 @@ def test_alignment_order_is_by_id_and_the_same_in_every_run():
     aligned = [ids_a[i] for i in first.rows_a]
     assert aligned == sorted(truth)
     assert np.array_equal(first.rows_a, second.rows_a) and np.array_equal(first.rows_b, second.rows_b)
+
+
+def test_a_key_that_is_not_a_permutation_is_refused_before_anything_is_blinded():
+    """An A choosing p with e | p − 1 would read each FDH(x)'s class mod e-th powers through the blinding."""
+    import gmpy2
+    from gmpy2 import mpz
+
+    from psi.keys import RsaPublicKey
+    from psi.messages import PsiPublicKey
+
+    e = mpz(65537)
+    state = gmpy2.random_state(11)
+    while True:  # p = 2·e·k + 1, a 512-bit prime: r ↦ r^e is then e-to-1 mod p
+        p = 2 * e * (gmpy2.mpz_urandomb(state, 495) | (mpz(1) << 494)) + 1
+        if gmpy2.is_prime(p) and p.bit_length() == 512:
+            break
+    q = gmpy2.next_prime(gmpy2.mpz_urandomb(state, 512) | (mpz(3) << 510))
+    holder = PsiKeyHolder("job", ["a", "b"], key_bits=BITS, min_key_bits=BITS)
+    (honest,) = holder.start()
+    forged = PsiPublicKey.from_key("job", RsaPublicKey(p * q, e), honest.message.salt, 2, 64,
+                                   proof=honest.message.proof)  # the honest key's roots prove nothing here
+    requester = PsiRequester("job", ["a", "x"], min_key_bits=BITS)
+
+    with pytest.raises(PSIError, match="party A's PSI key does not prove its key is an RSA permutation"):
+        requester.handle(forged, "A")
+    with pytest.raises(PSIError, match="RSA permutation"):
+        PsiRequester("job", ["a"], min_key_bits=BITS).handle(honest.message.model_copy(update={"proof": b""}), "A")
+
+    assert requester.key is None and not requester._blinding  # nothing was blinded under the forged key
+    assert PsiRequester("job", ["a"], min_key_bits=BITS).handle(honest.message, "A")  # the honest key passes

@@ -15,7 +15,7 @@ the old id (:class:`StaleKey`), so a querier's cached set stops answering as
 soon as the key rotates.
 
 A tag set also carries e-th roots of 8 values fixed by (n, salt): the querier
-checks them (:func:`check_permutation`) before it blinds anything under the
+checks them (:func:`psi.proof.check_permutation`) before it blinds anything under the
 key, so a lender cannot pick a key under which blinding leaks the ID.
 """
 
@@ -32,16 +32,15 @@ from typing import Any
 import gmpy2
 from gmpy2 import mpz
 
-from psi.hashing import TAG_BYTES, fdh
-from psi.keys import DEFAULT_PRIMES, RsaPrivateKey, RsaPublicKey, generate_rsa_key, sign_crt, sign_many
+from psi.hashing import TAG_BYTES
+from psi.keys import DEFAULT_PRIMES, RsaPrivateKey, RsaPublicKey, generate_rsa_key, sign_many
+from psi.proof import check_permutation, prove_permutation
 from psi.protocol import OWN_TASK_IDS, own_tags
 from vfl.engine import Engine, as_engine
 from vfl.errors import OutOfOrderError, ProtocolError, PSIError
 
 KEY_ID_DOMAIN = b"vfl/lending/key-id/v1"
 PROOF_DOMAIN = b"vfl/lending/permutation-proof/v1"
-#: e-th roots the lender publishes to show its key is a permutation; each one a forger passes with chance 1/e.
-PROOF_VALUES = 8
 SALT_BYTES = 32
 
 
@@ -54,15 +53,6 @@ def key_id_of(n: mpz, salt: bytes, epoch: int) -> str:
     width = (int(n.bit_length()) + 7) // 8
     digest = hashlib.sha256(KEY_ID_DOMAIN + int(n).to_bytes(width, "big") + salt + int(epoch).to_bytes(8, "big"))
     return digest.hexdigest()[:16]
-
-
-def proof_points(n: mpz, salt: bytes) -> list[mpz]:
-    """The values whose e-th roots prove the key a permutation: FDH of 0..7 under a salt of their own.
-
-    They follow from (n, salt) alone, so the lender cannot choose them; and the
-    salt is length-prefixed inside the hash, so no borrower's hash is one of them.
-    """
-    return [fdh(str(i), PROOF_DOMAIN + salt, n) for i in range(PROOF_VALUES)]
 
 
 def borrowers_digest(ids: Iterable[str]) -> str:
@@ -85,7 +75,7 @@ class TagSet:
     tags: bytes
     published_at: float
     rotates_at: float
-    proof: tuple[mpz, ...] = ()  # e-th roots of proof_points(n, salt)
+    proof: tuple[mpz, ...] = ()  # e-th roots of psi.proof.proof_points(n, salt, PROOF_DOMAIN)
 
     @property
     def size(self) -> int:
@@ -134,26 +124,8 @@ class TagSet:
             raise PSIError(f"{source}'s tag set names key {key_id!r}, which is not the id of the key it holds")
         if not rotates_at > published_at:
             raise PSIError(f"{source}'s tag set rotates before it was published")
-        check_permutation(public, salt, proof, source=source)
+        check_permutation(public, salt, proof, domain=PROOF_DOMAIN, what=f"{source}'s tag set")
         return cls(key_id, epoch, public, salt, tags, published_at, rotates_at, proof)
-
-
-def check_permutation(public: RsaPublicKey, salt: bytes, proof: tuple[mpz, ...], *, source: str) -> None:
-    """Refuse a key whose x ↦ x^e is not a permutation of Z_n*, by checking e-th roots of fixed values.
-
-    Blinding hides FDH(id) only if r ↦ r^e is a bijection. A lender that chose
-    a prime p with e | p − 1 would see, in FDH(id)·r^e, the class of FDH(id)
-    modulo e-th powers mod p (about 16 bits for e = 65537), enough to test
-    guessed IDs. Such a lender can take e-th roots of only 1 value in e, so it
-    cannot answer for :data:`PROOF_VALUES` values it did not choose
-    (soundness e^-8 ≈ 2^-128; Goldberg, Reyzin, Sagga and Baldimtsi,
-    "Efficient noninteractive certification of RSA moduli and beyond", 2019).
-    """
-    points = proof_points(public.n, salt)
-    if len(proof) != len(points) or any(
-            not 0 < s < public.n or gmpy2.powmod(s, public.e, public.n) != y for s, y in zip(proof, points)):
-        raise PSIError(f"{source}'s tag set does not prove its key is an RSA permutation (the e-th roots of its "
-                       "proof values do not check): blinded queries under it could leak the IDs; refusing it")
 
 
 @dataclass(frozen=True)
@@ -173,8 +145,7 @@ class LenderKey:
 
     def tag_set(self, tags: bytes) -> TagSet:
         """The public side, with the proof that the key is a permutation (8 signatures, each verified)."""
-        parts = self.private.crt_parts()
-        proof = tuple(sign_crt(y, *parts) for y in proof_points(self.private.public.n, self.salt))
+        proof = tuple(prove_permutation(self.private, self.salt, PROOF_DOMAIN))
         return TagSet(self.key_id, self.epoch, self.private.public, self.salt, tags, self.published_at,
                       self.rotates_at, proof)
 
