@@ -725,7 +725,6 @@ def _run_lending_query(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="federated vs pooled baselines (SVM, random forest, ...) and DP costs")
     p.add_argument("--party-a", required=True, metavar="A.csv")
