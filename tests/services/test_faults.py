@@ -17,17 +17,17 @@ from vfl.data import load_csv
 from vfl.demo import running_services, wait_healthy, write_demo_files
 from vfl.simulate import simulate
 
-TRAINING = {"epochs": 16, "tol": 0, "batch_size": 100, "optimizer": "adam", "validation_fraction": 0.2}
+TRAINING = {"epochs": 11, "tol": 0, "batch_size": 100, "optimizer": "adam", "validation_fraction": 0.2}
 
 
 
 
 def test_killing_each_service_in_turn_mid_training_leaves_the_model_unchanged(tmp_path, keypair):
-    setup = write_demo_files(tmp_path, population=2500, key_bits=1024, training=TRAINING)
+    setup = write_demo_files(tmp_path, population=1600, key_bits=1024, training=TRAINING)
     verify = ssl.create_default_context(cafile=setup["verify"])
     headers = {"Authorization": f"Bearer {setup['token']}"}  # party B's; each service has its own
     shop_headers = {"Authorization": f"Bearer {setup['tokens']['party-a']}"}
-    kills = [("party-a", 3), ("party-b", 7), ("arbiter", 11)]
+    kills = [("party-a", 2), ("party-b", 5), ("arbiter", 8)]
 
     with running_services(tmp_path) as processes:
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])

@@ -43,7 +43,9 @@ def uninterrupted(tmp_path, keypair, training):
     return simulate(shop, bank, TrainingConfig(**training), keypair=keypair)
 
 
-@pytest.mark.parametrize("victim", ["party-a", "party-b", "arbiter"])
+# Each victim is also SIGKILLed for real in tests/services/test_faults.py; party A stays here in-process.
+@pytest.mark.parametrize("victim", ["party-a", pytest.param("party-b", marks=pytest.mark.benchmark),
+                                    pytest.param("arbiter", marks=pytest.mark.benchmark)])
 def test_a_crashed_service_resumes_and_the_model_is_unchanged(tmp_path, run, keypair, victim):
     async def scenario():
         cluster = await start_cluster(tmp_path, **demo_job(**SETTINGS))
