@@ -146,7 +146,7 @@ def write_demo_files(
         table.to_csv(data[name], index=False)
     bank.to_csv(data["party-b"], index=False)
     # One token per service: whoever holds one can orchestrate that service, and only that one.
-    tokens = {name: secrets.token_urlsafe(24) for name in services}
+    tokens = {name: secrets.token_hex(24) for name in services}  # hex: never starts with "-", which a CLI would read as a flag
     for name, token in tokens.items():
         write_private(folders[name] / "token", token.encode())
     ports = {name: free_port() for name in services}

@@ -73,7 +73,7 @@ def write_lending_files(
         frame = pd.DataFrame({ID_COLUMN: chosen, "amount": rng.integers(1, 50, size=len(chosen)) * 1000})
         files[name] = folders[name] / "borrowers.csv"
         frame.to_csv(files[name], index=False)
-    tokens = {name: secrets.token_urlsafe(24) for name in services}
+    tokens = {name: secrets.token_hex(24) for name in services}  # hex: never starts with "-", which a CLI would read as a flag
     for name, token in tokens.items():
         write_private(folders[name] / "token", token.encode())
     ports = {name: free_port() for name in services}

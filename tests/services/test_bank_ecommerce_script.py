@@ -41,9 +41,9 @@ def test_prepare_then_run_from_the_config_dir_and_with_explicit_flags(tmp_path):
         urls = {name: f"https://{load_config(work / f'{name}.toml').party.listen}" for name in processes}
         wait_healthy(urls, bank.token(), processes, work, verify=str(bank.tls.ca))
         from_folder = script("run", "--config-dir", str(work), "--score", *shared)
-        explicit = script("run", "--bank", url, "--ca", str(work / "party-b" / "ca.pem"), "--token", bank.token(),
+        explicit = script("run", "--bank", url, "--ca", str(work / "party-b" / "ca.pem"), f"--token={bank.token()}",
                           "--job", str(work / "job.json"))
-        no_ca = script("run", "--bank", url, "--token", bank.token(), "--job", str(work / "job.json"))
+        no_ca = script("run", "--bank", url, f"--token={bank.token()}", "--job", str(work / "job.json"))
 
     assert from_folder.returncode == 0, from_folder.stderr[-3000:]
     for name in ("party-a", "arbiter", "bank"):
