@@ -247,9 +247,6 @@ class PsiKeyHolder(Role):
         self._bucket_ids: tuple[list[str], np.ndarray] | None = None  # the signing bucket's IDs and rows
         self.progress = (0, self.size_a)
 
-    @property
-    def ids(self) -> list[str]:
-        raise AttributeError("the key holder reads its IDs bucket by bucket; use size_a")
 
     @property
     def done(self) -> bool:
@@ -510,9 +507,6 @@ class PsiRequester(Role):
         self.rows: np.ndarray | None = None
         self.progress = (0, self.size_b)
 
-    @property
-    def ids(self) -> list[str]:
-        raise AttributeError("the requester reads its IDs bucket by bucket; use size_b")
 
     @property
     def done(self) -> bool:
