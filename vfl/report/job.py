@@ -427,7 +427,7 @@ def _coefficients(summary: dict[str, Any]) -> str:
             cells = [f"<td>{html.escape(name)}</td>", f"<td>{_valued(w, _signed(w))}</td>",
                      f"<td>{'▲' if w > 0 else '▼' if w < 0 else '·'} {direction}</td>"]
             if logistic:
-                cells.append(f"<td>{math.exp(slope * w):.2f}×</td>")
+                cells.append(f"<td>{fmt.number(math.exp(slope * w))}×</td>")  # 0.002×, not 0.00×
             share = abs(w) / total
             cells.append(f'<td><span class="bar" style="width:{100 * share:.0f}px"></span> '
                          f"{fmt.percent(share, 0)}</td>")
