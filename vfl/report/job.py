@@ -427,7 +427,8 @@ def _coefficients(summary: dict[str, Any]) -> str:
             cells = [f"<td>{html.escape(name)}</td>", f"<td>{_valued(w, _signed(w))}</td>",
                      f"<td>{'▲' if w > 0 else '▼' if w < 0 else '·'} {direction}</td>"]
             if logistic:
-                cells.append(f"<td>{fmt.number(math.exp(slope * w))}×</td>")  # 0.002×, not 0.00×
+                odds = math.exp(slope * w)
+                cells.append(f"<td>{odds:.2f}×</td>" if odds >= 0.01 else "<td>&lt; 0.01×</td>")  # not 0.00×
             share = abs(w) / total
             cells.append(f'<td><span class="bar" style="width:{100 * share:.0f}px"></span> '
                          f"{fmt.percent(share, 0)}</td>")
