@@ -201,11 +201,11 @@ def write_demo_files(
 
 
 @contextmanager
-def running_services(workdir: Path, *, startup_timeout: float = 60.0) -> Iterator[dict[str, subprocess.Popen]]:
-    """Start the services (three, or more with several feature parties) as separate processes; always stop them."""
+def running_services(workdir: Path, names: list[str] | None = None) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start the services (those of ``names``, or every config in ``workdir``) as separate processes; always stop them."""
     processes: dict[str, subprocess.Popen] = {}
     try:
-        for name in services_in(workdir):
+        for name in names if names is not None else services_in(workdir):
             log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],

@@ -24,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from vfl.childproc import ends_with_parent
-from vfl.demo import free_port, stop_services, wait_healthy
+from vfl.demo import free_port, running_services, wait_healthy
 from vfl.errors import TransportError
 from vfl.service.tls import make_certificates, private_folder, write_private
 
@@ -117,20 +115,9 @@ def truth(applicant: str, held: dict[str, set[str]]) -> list[str]:
     return [name for name, ids in held.items() if applicant in ids]
 
 
-@contextmanager
-def running_lending_services(workdir: Path, names: list[str]) -> Iterator[dict[str, subprocess.Popen]]:
+def running_lending_services(workdir: Path, names: list[str]) -> AbstractContextManager[dict[str, subprocess.Popen]]:
     """Each service of ``names`` as a ``vfl serve`` process; always stopped at the end."""
-    processes: dict[str, subprocess.Popen] = {}
-    try:
-        for name in names:
-            log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent(),
-            )
-        yield processes
-    finally:
-        stop_services(processes)
+    return running_services(workdir, names)
 
 
 def client_for(setup: dict[str, Any], name: str, timeout: float = 120.0) -> httpx.Client:
