@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import os
 import shutil
 import struct
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 
 from psi.ids import normalize_id
 from vfl.errors import DataError
+from vfl.files import atomic_write
 
 BUCKET_DOMAIN = b"vfl/psi/bucket/v1\x00"
 #: Default most IDs per bucket: K is chosen so that a bucket holds about this many.
@@ -401,18 +401,9 @@ class DiskBucketResults(BucketResults):
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Atomically write ``data`` (0600)."""
+    """Atomically write ``data`` (0600), making the folder (0700) if needed."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 __all__ = ["DEFAULT_BUCKET_IDS", "BucketResults", "DiskBucketResults", "IdBuckets", "OwnTagCache", "PsiIds", "bucket_count", "bucket_of", "check_unique"]

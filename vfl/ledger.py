@@ -57,7 +57,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -71,6 +70,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from vfl.errors import ConfigError, LedgerConflict, LedgerError
+from vfl.files import atomic_write
 
 LEDGER_FILE = "ledger.jsonl"
 CA_FILE = "ca.pem"
@@ -468,7 +468,7 @@ class Ledger:
         self._ensure_folder()
         target = self.folder / CA_FILE
         if not target.is_file() or target.read_bytes() != pem:
-            _atomic_write(target, pem, FILE_MODE)
+            atomic_write(target, pem, FILE_MODE, durable=True)
         self._ca = x509.load_pem_x509_certificate(pem)
 
     def _ensure_folder(self) -> None:
@@ -538,30 +538,10 @@ class Ledger:
                 count, last = count + 1, entry["digest"]
             if new:
                 lines = [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in (*held, *new)]
-                _atomic_write(self.file, ("\n".join(lines) + "\n").encode(), FILE_MODE)
+                atomic_write(self.file, ("\n".join(lines) + "\n").encode(), FILE_MODE, durable=True)
                 stat = self.file.stat()
                 self._checked = (stat.st_size, stat.st_mtime_ns, count)  # what we just wrote, checked entry by entry
             return count, last
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Readers see the old file or the new one, never a mix; a crash leaves one of the two."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a power cut
-        finally:
-            os.close(folder)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def verify_folder(folder: Path, ca_path: Path | None = None) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -586,7 +566,7 @@ def _name(common: str) -> x509.Name:
 def _write_private(path: Path, key: Any) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    _atomic_write(path, pem, FILE_MODE)
+    atomic_write(path, pem, FILE_MODE, durable=True)
 
 
 def throwaway_signers(folder: Path, parties: Sequence[str]) -> dict[str, Signer]:
@@ -617,7 +597,7 @@ def throwaway_signers(folder: Path, parties: Sequence[str]) -> dict[str, Signer]
             .sign(ca_key, hashes.SHA256())
         )
         _write_private(ca_key_path, ca_key)
-        _atomic_write(ca_pem_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        atomic_write(ca_pem_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644, durable=True)
     signers = {}
     for party in parties:
         cert_path, key_path = keys / f"{party}.pem", keys / f"{party}.key"
@@ -631,7 +611,7 @@ def throwaway_signers(folder: Path, parties: Sequence[str]) -> dict[str, Signer]
                 .sign(ca_key, hashes.SHA256())
             )
             _write_private(key_path, key)
-            _atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644, durable=True)
         signers[party] = Signer.from_files(cert_path, key_path, party)
     Ledger(folder).install_ca(ca_pem_path.read_bytes())
     return signers

@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -67,6 +66,7 @@ from vfl.lending.lender import (
 )
 from vfl.lending.querier import Querier, answers
 from vfl.service.config import DatasetSection
+from vfl.files import atomic_write
 from vfl.service.store import FILE_MODE, FOLDER_MODE, atomic_write_json, read_json
 from vfl.sources import open_source
 
@@ -111,21 +111,6 @@ class AuditLog:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _write_private_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically, 0600."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LendingService:
@@ -205,7 +190,7 @@ class LendingService:
     def _persist(self, key: LenderKey, tag_set: TagSet) -> None:
         """Tags first (named by key id), then key.json, which commits; the old tags go last."""
         tags_path = self.folder / f"tags-{key.key_id}.bin"
-        _write_private_bytes(tags_path, tag_set.tags)
+        atomic_write(tags_path, tag_set.tags, FILE_MODE)
         atomic_write_json(self.folder / "key.json",
                           {**key.to_dict(), "tags_sha256": hashlib.sha256(tag_set.tags).hexdigest(),
                            "size": tag_set.size})

@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from vfl.errors import ConfigError, JobError
+from vfl.files import atomic_write
 
 log = logging.getLogger("vfl.service")
 
@@ -195,17 +195,7 @@ def _private_folder(path: Path) -> Path:
 def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never a mix."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode(), mode)
 
 
 def _digest(data: Any) -> str:
