@@ -3,7 +3,7 @@
 :func:`run_psi` runs both roles in one process over the in-memory channel (the
 simulation uses it); the services run the same roles over HTTP. See
 :mod:`psi.protocol` for the protocol and what each side learns, and
-:mod:`psi.ids` for the rule that decides when two IDs are equal.
+:mod:`vfl.data.ids` for the rule that decides when two IDs are equal.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi.buckets import DEFAULT_BUCKET_IDS, PsiIds
-from psi.ids import normalize_ids
+from vfl.data.ids import normalize_ids
 from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS
 from psi.protocol import DEFAULT_CHUNK, PsiKeyHolder, PsiRequester
-from vfl.engine import Engine, as_engine
-from vfl.parallel import resolve_workers
+from vfl.compute.engine import Engine, as_engine
+from vfl.compute.pool import resolve_workers
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.role import Envelope
 

@@ -1,7 +1,7 @@
 """The PSI's IDs on disk: spilled into hash buckets, so that no side holds its whole set at once.
 
 A party's IDs are read once, as a stream (a list, a CSV/Parquet/SQL source's
-``iter_ids``), normalised (:mod:`psi.ids`) and appended to one of ``K`` bucket
+``iter_ids``), normalised (:mod:`vfl.data.ids`) and appended to one of ``K`` bucket
 files chosen by a public hash of the ID (:func:`bucket_of`: SHA-256 under a
 domain tag, no key, no salt). Each record is the ID's row number in the
 dataset and its UTF-8 bytes, length-prefixed, so any text survives. Memory
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from psi.ids import normalize_id
+from vfl.data.ids import normalize_id
 from vfl.errors import DataError
 from vfl.files import atomic_write
 

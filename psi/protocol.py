@@ -85,8 +85,8 @@ from psi.proof import check_permutation, prove_permutation
 from psi.tasks import batch_invert, blind_many, own_tags, unblind_many  # noqa: F401 - also imported from here
 from vfl.crypto.codec import check_units, pack_ints, unpack_ints
 from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
-from vfl.engine import Engine, as_engine
-from vfl.parallel import split_evenly
+from vfl.compute.engine import Engine, as_engine
+from vfl.compute.pool import split_evenly
 from vfl.protocol.messages import IntVector, Message
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster

@@ -1,6 +1,6 @@
 """The PSI's worker tasks: pure functions on chunks of IDs and big integers.
 
-A role hands them to its compute engine (:mod:`vfl.engine`: this machine's
+A role hands them to its compute engine (:mod:`vfl.compute.engine`: this machine's
 process pool, or the party's Ray cluster), so they are module-level, take
 only picklable arguments (IDs, the salt, key numbers) and do no I/O. Only the
 party's own IDs and key reach them.

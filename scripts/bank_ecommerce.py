@@ -10,7 +10,7 @@ Step 1, once: write the data and the three service configs::
 
     python scripts/bank_ecommerce.py prepare --dir bank-ecommerce
     # --data default_credit uses FATE's default_credit pair from ../shared instead
-    # of the synthetic data in vfl/demo_data.py (each side keeps a random 85%,
+    # of the synthetic data in vfl/demo/data.py (each side keeps a random 85%,
     # so the customer lists overlap only partly)
 
 Step 2, on three hosts (or three terminals)::
@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vfl.demo import print_summary, summarise, write_demo_files
+from vfl.demo.services import print_summary, summarise, write_demo_files
 from vfl.errors import ConfigError, TransportError, VFLError
 from vfl.orchestrate import Orchestrator
 from vfl.service.config import ServiceConfig, load_config
-from vfl.progress import ProgressLine
+from vfl.report.progress import ProgressLine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
 

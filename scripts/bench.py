@@ -52,13 +52,13 @@ import gmpy2
 import numpy as np
 import phe
 
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import make_obfuscators
 from vfl.crypto.vector import Encryptor
-from vfl.engine import ENGINES, Engine, make_engine
-from vfl.parallel import available_cores, cpu_model, pool_cpu_seconds
+from vfl.compute.engine import ENGINES, Engine, make_engine
+from vfl.compute.pool import available_cores, cpu_model, pool_cpu_seconds
 
 FATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
 FEATURE_FRAC_BITS = 16  # TrainingConfig's default, used by the product benchmark
@@ -236,7 +236,7 @@ def instrumented() -> Iterator[Stopwatch]:
     import vfl.protocol.arbiter as arbiter
     import vfl.protocol.channel as channel
     import vfl.protocol.messages as messages
-    import vfl.protocol.parties as parties
+    import vfl.protocol.training_party as training_party
     from vfl.crypto import vector
 
     watch = Stopwatch()
@@ -245,7 +245,7 @@ def instrumented() -> Iterator[Stopwatch]:
     watch.wrap(vector.Encryptor, "rerandomize", "rerandomise")
     watch.wrap(vector.EncryptedVector, "matvec_t", "products")  # also B's loss term (dot)
     watch.wrap(arbiter, "decrypt_residues", "decrypt")
-    watch.wrap(parties, "unmask", "decrypt")
+    watch.wrap(training_party, "unmask", "decrypt")
     watch.wrap(vector.EncryptedVector, "to_bytes", "wire_encode")
     watch.wrap(messages.IntVector, "pack", "wire_encode")
     watch.wrap(channel, "encode_message", "wire_encode")
@@ -259,7 +259,7 @@ def instrumented() -> Iterator[Stopwatch]:
 
 
 def load_default_credit():
-    from vfl.data import load_csv
+    from vfl.data.table import load_csv
 
     a = load_csv(FATE / "default_credit_hetero_host.csv", id_column="id")
     b = load_csv(FATE / "default_credit_hetero_guest.csv", id_column="id", label_column="y", model="logistic")
@@ -279,9 +279,10 @@ def run_epochs(
     from vfl.protocol.arbiter import Arbiter
     from vfl.protocol.channel import InMemoryChannel
     from vfl.protocol.messages import EpochDecision
-    from vfl.protocol.parties import FeatureParty, LabelParty
+    from vfl.protocol.feature_party import FeatureParty
+    from vfl.protocol.label_party import LabelParty
     from vfl.protocol.roster import Roster
-    from vfl.protocol.schedule import gradient_lengths
+    from vfl.ml.schedule import gradient_lengths
 
     a, b = load_default_credit()
     bits = keypair[0].bits

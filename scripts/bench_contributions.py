@@ -5,7 +5,7 @@
                                           [--workers 2] [--json out.json]
     python scripts/bench_contributions.py --services 5000 [--key-bits 2048]
 
-Runs ``vfl.simulate(..., contributions=True)``: the job itself, then every
+Runs ``vfl.local.simulate(..., contributions=True)``: the job itself, then every
 coalition of feature parties the exact Shapley values need (2^k − 2 more
 trainings, each through the real protocol with real encryption, on the job's
 aligned rows), and prints the contributions table and the times.
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from vfl.config import TrainingConfig
-from vfl.data import from_dataframe
-from vfl.parallel import cpu_model
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import from_dataframe
+from vfl.compute.pool import cpu_model
 from vfl.report.contributions import text_table
-from vfl.simulate import simulate
+from vfl.local.simulate import simulate
 
 FATE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fate"
 
@@ -113,7 +113,7 @@ def services(population: int, key_bits: int, epochs: int) -> dict:
 
     import httpx
 
-    from vfl.demo import running_services, wait_healthy, write_demo_files
+    from vfl.demo.services import running_services, wait_healthy, write_demo_files
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-contributions-"))
     setup = write_demo_files(workdir, population=population, key_bits=key_bits, feature_parties=2,

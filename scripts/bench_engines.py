@@ -57,8 +57,8 @@ from vfl.crypto.matvec import deal_by_cost, encrypted_matvec_t, fixed_point_expo
 from vfl.crypto.obfuscation import djn_obfuscators, table_stats
 from vfl.crypto.encoding import encode
 from vfl.crypto.vector import Encryptor, times_one_plus_mn
-from vfl.engine import Engine, LocalEngine, make_engine
-from vfl.parallel import available_cores, cpu_model, resolve_workers
+from vfl.compute.engine import Engine, LocalEngine, make_engine
+from vfl.compute.pool import available_cores, cpu_model, resolve_workers
 
 FEATURE_FRAC_BITS = 16  # TrainingConfig's default
 VALUE_FRAC_BITS = 32
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     head = None
     try:
         if args.address is None:
-            from vfl.ray_head import LocalRayHead
+            from vfl.compute.ray_head import LocalRayHead
 
             head = LocalRayHead(workers)
             address = head.start()

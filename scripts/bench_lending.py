@@ -43,16 +43,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vfl.demo_lending import (  # noqa: E402
+from vfl.demo.lending import (  # noqa: E402
     QUERIER,
     client_for,
     running_lending_services,
     wait_published,
     write_lending_files,
 )
-from vfl.engine import as_engine  # noqa: E402
+from vfl.compute.engine import as_engine  # noqa: E402
 from vfl.lending import publish  # noqa: E402
-from vfl.parallel import resolve_workers  # noqa: E402
+from vfl.compute.pool import resolve_workers  # noqa: E402
 from vfl.service.tls import client_ssl_context  # noqa: E402
 
 

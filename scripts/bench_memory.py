@@ -9,7 +9,7 @@ the stages a service runs for ONE party, measuring each:
 
 * ``ids``: the ID column streamed (``FileSource.iter_ids``, what the PSI reads),
   counted without keeping it;
-* ``frame``: the CSV read as text only (``vfl.data.read_csv_frame``, the first
+* ``frame``: the CSV read as text only (``vfl.data.table.read_csv_frame``, the first
   half of ``load``), then dropped: what the raw frame costs on its own;
 * ``load``: the table from the CSV as the service loads it (``FileSource.table``,
   which caches it; ``frame_kept_bytes`` is the raw text frame the source still
@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -160,7 +159,7 @@ def write_csv(path: Path, rows: int, features: int, label: bool, seed: int = 7, 
 
 
 def _dataset(path: Path, label: bool):
-    from vfl.service.config import DatasetSection
+    from vfl.data.dataset import DatasetSection
 
     fields = {"path": path, "id_column": "id"}
     if label:
@@ -224,10 +223,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from vfl.config import TrainingConfig
-    from vfl.data import read_csv_frame
-    from vfl.protocol.parties import FeatureParty, LabelParty
-    from vfl.sources import FileSource, release_arrow_memory
+    from vfl.ml.config import TrainingConfig
+    from vfl.data.table import read_csv_frame
+    from vfl.protocol.feature_party import FeatureParty
+    from vfl.protocol.label_party import LabelParty
+    from vfl.data.sources import FileSource, release_arrow_memory
 
     label = args.party == "B"
     results: dict = {}

@@ -50,7 +50,7 @@ from psi import run_psi
 from psi.buckets import DEFAULT_BUCKET_IDS, PsiIds
 from psi.hashing import fdh
 from psi.keys import DEFAULT_PRIMES, generate_rsa_key, sign_many
-from vfl.parallel import cpu_model, resolve_workers, shutdown_pools
+from vfl.compute.pool import cpu_model, resolve_workers, shutdown_pools
 
 
 def id_stream(start: int, count: int):

@@ -7,7 +7,7 @@
 Starts party B, two feature parties (the shop and the telco of ``vfl demo
 --feature-parties 2``) and the arbiter as four separate ``vfl serve``
 processes with mutual TLS on loopback (the files, certificates and processes
-of :mod:`vfl.demo`), trains one logistic job, and then measures in the same run:
+of :mod:`vfl.demo.services`), trains one logistic job, and then measures in the same run:
 
 * ``roundtrip``: a bare mTLS round trip from B to a feature party that does no
   scoring work: a keep-alive, pooled httpx client holding B's client
@@ -55,10 +55,10 @@ from typing import Any
 
 import httpx
 
-from vfl.demo import running_services, wait_healthy, write_demo_files
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
 from vfl.orchestrate import Orchestrator
 from vfl.service.store import JobStore
-from vfl.parallel import cpu_model  # noqa: E402
+from vfl.compute.pool import cpu_model  # noqa: E402
 from vfl.service.tls import client_ssl_context
 
 ROUNDTRIP_GOAL = 3.0  # single_p99_ms / roundtrip_p99_ms at most this

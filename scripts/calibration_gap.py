@@ -23,11 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vfl.calibration import fit_platt  # noqa: E402
-from vfl.compare import _plain_parts  # noqa: E402
-from vfl.config import TrainingConfig  # noqa: E402
-from vfl.data import load_csv  # noqa: E402
-from vfl.metrics import classification_metrics  # noqa: E402
+from vfl.ml.calibration import fit_platt  # noqa: E402
+from vfl.local.compare import _plain_parts  # noqa: E402
+from vfl.ml.config import TrainingConfig  # noqa: E402
+from vfl.data.table import load_csv  # noqa: E402
+from vfl.ml.metrics import classification_metrics  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fate"
 

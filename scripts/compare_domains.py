@@ -6,9 +6,9 @@ Domains (as in the first seed paper's Figure 2, one loss curve each):
 
 * healthcare: FATE's ``breast`` pair (party A = host, party B = guest, label ``y``);
 * finance: FATE's ``default_credit`` pair;
-* user data: the demo's bank + e-commerce tables (``vfl.demo_data.bank_ecommerce``).
+* user data: the demo's bank + e-commerce tables (``vfl.demo.data.bank_ecommerce``).
 
-For each it runs :func:`vfl.compare.compare` (one train/test split; federated,
+For each it runs :func:`vfl.local.compare.compare` (one train/test split; federated,
 pooled plaintext, B alone, scikit-learn LR/SVM/RF/DT, DP at ε 1, 3, 10) and
 writes into ``--out``:
 
@@ -28,9 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vfl.compare import Comparison, compare, parse_epsilons
-from vfl.data import PartyTable, load_csv
-from vfl.demo_data import bank_ecommerce
+from vfl.local.compare import Comparison, compare, parse_epsilons
+from vfl.data.table import PartyTable, load_csv
+from vfl.demo.data import bank_ecommerce
 from vfl.report import plots
 
 

@@ -5,7 +5,7 @@
     python scripts/config_reference.py --check    # exit 1 if the committed file is out of date
 
 Types, defaults, bounds and descriptions come from the pydantic models
-(vfl/service/config.py for the TOML, vfl/service/spec.py and vfl/config.py for
+(vfl/service/config.py for the TOML, vfl/service/spec.py and vfl/ml/config.py for
 the job spec). A field whose model carries no description gets the one in
 ``NOTES`` below; a model's own description always wins, so documenting a field
 in its model is the way to change its line here.
@@ -29,7 +29,6 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vfl.config import TrainingConfig  # noqa: E402
 from vfl.service.config import ServiceConfig  # noqa: E402
 from vfl.service.spec import JobSpec  # noqa: E402
 

@@ -16,13 +16,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "TrainingConfig": "vfl.config",
-    "PartyTable": "vfl.data",
-    "from_dataframe": "vfl.data",
-    "load_csv": "vfl.data",
+    "TrainingConfig": "vfl.ml.config",
+    "PartyTable": "vfl.data.table",
+    "from_dataframe": "vfl.data.table",
+    "load_csv": "vfl.data.table",
     "VFLError": "vfl.errors",
-    "simulate": "vfl.simulate",
-    "simulate_csv": "vfl.simulate",
+    "simulate": "vfl.local.simulate",
+    "simulate_csv": "vfl.local.simulate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -45,6 +45,8 @@ into what a peer may read before it leaves the service.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VFLError(Exception):
     """Root of every error vfl raises on purpose.
@@ -163,14 +165,14 @@ class DivergedError(VFLError):
 
     Raised where it is seen: party B when the arbiter's epoch decision says the training
     loss rose far above where training started (or is not finite, see
-    :mod:`vfl.protocol.convergence`), and any party whose weights grew too large to encode
+    :mod:`vfl.ml.convergence`), and any party whose weights grew too large to encode
     or stopped being finite numbers. The message states the evidence and the learning
     rate in force; the fix is a smaller ``learning_rate`` (or a decay).
     """
 
 
 class LedgerError(VFLError):
-    """A ledger entry, signature or copy does not verify, or a party refuses to sign an entry (vfl.ledger)."""
+    """A ledger entry, signature or copy does not verify, or a party refuses to sign an entry (vfl.incentives.chain)."""
 
 
 class LedgerConflict(LedgerError):
@@ -183,6 +185,21 @@ class JobError(VFLError):
 
 class JobCancelled(JobError):
     """The job was cancelled by an orchestration call."""
+
+
+def error_detail(response: Any) -> str:
+    """The message of an error answer from a vfl service (an httpx response), whatever shape it came in.
+
+    Every ``VFLError`` reaches HTTP callers as ``{"detail": message, "error": class name}``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else str(detail)[:500]
+    return str(body)[:500]
 
 
 __all__ = [
@@ -211,4 +228,5 @@ __all__ = [
     "LedgerConflict",
     "JobError",
     "JobCancelled",
+    "error_detail",
 ]

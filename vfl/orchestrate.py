@@ -2,7 +2,7 @@
 
     with Orchestrator("http://bank:8702", token) as bank:
         job = bank.submit({...job spec...})
-        final = bank.wait(job["job_id"], progress=ProgressLine().job)   # vfl.progress
+        final = bank.wait(job["job_id"], progress=ProgressLine().job)   # vfl.report.progress
         bank.predict(job["job_id"], ["C000017", "C000042"])
 
 Errors come back as :class:`~vfl.errors.PeerRefused` with the service's own
@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 
-from vfl.errors import JobError, PeerRefused, TransportError
-from vfl.service.client import error_detail
+from vfl.errors import JobError, PeerRefused, TransportError, error_detail
 
 TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 

@@ -6,29 +6,30 @@ import numpy as np
 import pytest
 
 from tests.conftest import TEST_KEY_BITS
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
-from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.feature_party import FeatureParty
+from vfl.protocol.label_party import LabelParty
 from vfl.protocol.messages import KeyRequest
 from vfl.protocol.role import Envelope
-from vfl.protocol.schedule import gradient_lengths
+from vfl.ml.schedule import gradient_lengths
 
 
 @dataclass
 class Run:
-    a: PartyA
-    b: PartyB
+    a: FeatureParty
+    b: LabelParty
     c: Arbiter
     channel: InMemoryChannel
     transcript: list[Envelope]
 
 
-def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[PartyA, PartyB, Arbiter, TrainingConfig]:
+def build_roles(X_a, X_b, y, keypair, **settings) -> tuple[FeatureParty, LabelParty, Arbiter, TrainingConfig]:
     config = TrainingConfig(key_bits=TEST_KEY_BITS, **settings)
     lengths = gradient_lengths(np.shape(X_a)[1], np.shape(X_b)[1], config)
-    a = PartyA("job", config, X_a, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
-    b = PartyB("job", config, X_b, y, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
+    a = FeatureParty("job", config, X_a, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
+    b = LabelParty("job", config, X_b, y, min_key_bits=TEST_KEY_BITS, job_lengths=lengths)
     c = Arbiter("job", config, len(y), gradient_lengths=lengths, keypair=keypair, min_key_bits=TEST_KEY_BITS)
     return a, b, c, config
 

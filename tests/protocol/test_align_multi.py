@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vfl.align import align, align_many, joint_rows
+from psi.joint import align, align_many, joint_rows
 from vfl.errors import NoOverlapError
 
 BITS = 1024

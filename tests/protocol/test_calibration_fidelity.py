@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vfl.compare import compare
-from vfl.data import from_dataframe
+from vfl.local.compare import compare
+from vfl.data.table import from_dataframe
 
 
 def _made_data(n: int, seed: int):

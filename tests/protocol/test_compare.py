@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.cli import main
-from vfl.compare import compare
-from vfl.config import TrainingConfig
-from vfl.data import from_dataframe
+from vfl.cli.main import main
+from vfl.local.compare import compare
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import from_dataframe
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
 def test_compare_and_figures_for_linear_regression(diabetes):
     # Arrange
     from vfl.report.job import figures_for, render, summary_from_simulation
-    from vfl.simulate import simulate
+    from vfl.local.simulate import simulate
 
     X_a, X_b, y = diabetes
     ids = [f"d{i:03d}" for i in range(len(y))]

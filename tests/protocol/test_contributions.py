@@ -1,4 +1,4 @@
-"""What each feature party adds (Shapley values, leave-one-out) through `vfl.simulate`, with real encryption.
+"""What each feature party adds (Shapley values, leave-one-out) through `vfl.local.simulate`, with real encryption.
 
 Every coalition is trained through the protocol on the job's aligned rows; the
 data is made here: party B holds a weak feature, an "informative" party holds
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_KEY_BITS
-from vfl.cli import main
-from vfl.config import TrainingConfig
-from vfl.data import from_dataframe
-from vfl.simulate import simulate
+from vfl.cli.main import main
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import from_dataframe
+from vfl.local.simulate import simulate
 
 ROWS = 800
 SETTINGS = dict(key_bits=TEST_KEY_BITS, epochs=8, validation_fraction=0.4, seed=1)
@@ -129,7 +129,7 @@ def test_permutation_sampling_through_the_protocol_adds_up_and_reports_standard_
 def test_fate_motor_host_2_adds_far_more_than_host_1(keypair):
     """FATE's three-party motor example (linear regression): what each host adds to the guest's R²."""
     from tests.conftest import fate_files
-    from vfl.data import load_csv
+    from vfl.data.table import load_csv
 
     guest, host_1, host_2 = fate_files("motor_hetero_guest.csv", "motor_hetero_host_1.csv", "motor_hetero_host_2.csv")
     bank = load_csv(guest, id_column="idx", label_column="motor_speed", model="linear")

@@ -18,11 +18,11 @@ from vfl.errors import ConfigError, KeyMismatch, ReplayError, ScheduleViolation
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import DecryptedMaskedGradient, EncryptedResidual, IntVector, MaskedGradient
-from vfl.protocol.parties import PartyA
-from vfl.protocol.schedule import gradient_lengths
+from vfl.protocol.feature_party import FeatureParty
+from vfl.ml.schedule import gradient_lengths
 
 
-class ResidualThiefA(PartyA):
+class ResidualThiefA(FeatureParty):
     """Party A that sends the first ``k`` values of B's residual [[d]], masked, as its "gradient".
 
     k is A's honest gradient length, so the arbiter cannot tell the vector from a

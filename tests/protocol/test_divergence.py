@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from tests.conftest import TEST_KEY_BITS
 from tests.protocol.conftest import build_roles
-from vfl.config import TrainingConfig
-from vfl.data import PartyTable
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import PartyTable
 from vfl.errors import DivergedError
-from vfl.plaintext import train_plaintext
+from vfl.ml.plaintext import train_plaintext
 from vfl.protocol.channel import InMemoryChannel
-from vfl.protocol.convergence import DIVERGENCE_FACTOR, ConvergenceMonitor, start_loss
-from vfl.simulate import simulate
+from vfl.ml.convergence import DIVERGENCE_FACTOR, ConvergenceMonitor, start_loss
+from vfl.local.simulate import simulate
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vfl.plaintext import train_plaintext
+from vfl.ml.plaintext import train_plaintext
 
 CONFIGS = {
     "newton-full-batch": dict(epochs=12),

@@ -15,9 +15,9 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from tests.conftest import TEST_KEY_BITS, fate_pair
-from vfl.config import TrainingConfig
-from vfl.data import from_dataframe, load_csv
-from vfl.simulate import simulate
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import from_dataframe, load_csv
+from vfl.local.simulate import simulate
 
 DELTA = 0.01
 

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import TEST_KEY_BITS
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.errors import PeerNotAllowed, ProtocolError
-from vfl.plaintext import train_plaintext
+from vfl.ml.plaintext import train_plaintext
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import EncryptedForward, EncryptedResidual, EpochDecision, LossShare, MaskedGradient
-from vfl.protocol.parties import FeatureParty, LabelParty
+from vfl.protocol.feature_party import FeatureParty
+from vfl.protocol.label_party import LabelParty
 from vfl.protocol.roster import Roster
-from vfl.protocol.schedule import gradient_lengths
+from vfl.ml.schedule import gradient_lengths
 
 CONFIGS = {
     "newton-full-batch": dict(epochs=6),

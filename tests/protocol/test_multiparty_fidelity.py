@@ -13,9 +13,9 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from tests.conftest import TEST_KEY_BITS, fate_files
 from tests.protocol.test_fidelity import DELTA, pooled_score
-from vfl.config import TrainingConfig
-from vfl.data import from_dataframe, load_csv
-from vfl.simulate import simulate
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import from_dataframe, load_csv
+from vfl.local.simulate import simulate
 
 
 def overlapping_tables(model: str, X: np.ndarray, y: np.ndarray, k: int, seed: int):
@@ -80,7 +80,7 @@ def test_cli_takes_party_a_once_per_feature_party(tmp_path):
     out = tmp_path / "result.json"
 
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from vfl.cli import main; sys.exit(main())", "simulate", "--party-b", str(tmp_path / "bank.csv"),
+        [sys.executable, "-c", "import sys; from vfl.cli.main import main; sys.exit(main())", "simulate", "--party-b", str(tmp_path / "bank.csv"),
          "--party-a", str(tmp_path / "shop.csv"), "--party-a", str(tmp_path / "telco.csv"),
          "--id-column", "cid", "--id-column", "shop_id", "--id-column", "telco_id",
          "--key-bits", "1024", "--epochs", "3", "--workers", "1", "--quiet", "--out", str(out)],

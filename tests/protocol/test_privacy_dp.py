@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from dp_accounting import rdp
 
-from vfl import privacy
-from vfl.config import PrivacyConfig, TrainingConfig
+from vfl.ml import privacy
+from vfl.ml.config import PrivacyConfig, TrainingConfig
 from vfl.errors import ConfigError
-from vfl.plaintext import train_plaintext
+from vfl.ml.plaintext import train_plaintext
 
 
 def library_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
-    """dp_accounting's own answer, computed independently of vfl.privacy."""
+    """dp_accounting's own answer, computed independently of vfl.ml.privacy."""
     event = dp_accounting.SelfComposedDpEvent(
         dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps
     )
@@ -48,7 +48,7 @@ def test_sensitivity_follows_the_documented_bound():
 def test_the_bound_holds_for_every_row_of_real_training(breast):
     X_a, X_b, y = breast
     config = TrainingConfig(epochs=5, batch_size=128, privacy=PrivacyConfig(noise_multiplier=0.5))
-    from vfl.preprocess import Standardizer
+    from vfl.ml.scaling import Standardizer
 
     Xa = privacy.clip_rows(Standardizer.fit(X_a).transform(X_a), 3.0)
     Xb = privacy.clip_rows(Standardizer.fit(X_b).transform(X_b), 3.0)
@@ -90,7 +90,7 @@ def test_federated_private_training_equals_the_private_reference_and_runs_every_
 def test_less_epsilon_costs_more_utility(breast):
     from sklearn.metrics import roc_auc_score
 
-    from vfl.preprocess import Standardizer
+    from vfl.ml.scaling import Standardizer
 
     X_a, X_b, y = breast
     Xa, Xb = Standardizer.fit(X_a).transform(X_a), Standardizer.fit(X_b).transform(X_b)

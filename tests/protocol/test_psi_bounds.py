@@ -14,7 +14,7 @@ from psi import run_psi
 from psi.messages import BlindedChunk, DeclaredSize, PsiPublicKey, SignedChunk
 from psi.protocol import PsiKeyHolder, PsiRequester
 from tests.protocol.test_psi import BITS, make_sets
-from vfl.align import align
+from psi.joint import align
 from vfl.errors import ConfigError, LimitExceeded, PSIError, ReplayError
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.messages import IntVector

@@ -15,8 +15,8 @@ import pytest
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from vfl.childproc import ends_with_parent
-from vfl.demo import write_demo_files
+from vfl.demo.childproc import ends_with_parent
+from vfl.demo.services import write_demo_files
 from vfl.service.config import load_config
 from vfl.service.node import Node
 
@@ -137,7 +137,7 @@ def add_limits(workdir: Path, limits: dict[str, dict[str, Any]]) -> None:
 def serve(workdir, name):
     """Start one `vfl serve` process from the config ``workdir/<name>.toml`` (as after a crash)."""
     log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
+    return subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(workdir / f"{name}.toml")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
 
 

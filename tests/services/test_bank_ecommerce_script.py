@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vfl.demo import running_services, wait_healthy
+from vfl.demo.services import running_services, wait_healthy
 from vfl.service.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vfl.cli import main
-from vfl.demo import write_demo_files
+from vfl.cli.main import main
+from vfl.demo.services import write_demo_files
 
 
 def snapshot(folder):

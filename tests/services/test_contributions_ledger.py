@@ -17,16 +17,16 @@ import pytest
 from tests.services.conftest import Router, get, wait_for
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from vfl import ledger as chain
-from vfl.cli import main
-from vfl.config import TrainingConfig
-from vfl.data import load_csv
-from vfl.demo import running_services, wait_healthy, write_demo_files
+from vfl.incentives import chain
+from vfl.cli.main import main
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
 from vfl.service import ledger as service_ledger
 from vfl.service.config import load_config
 from vfl.service.node import Node
 from vfl.service.tls import make_certificates
-from vfl.simulate import simulate
+from vfl.local.simulate import simulate
 
 SERVICES = ("arbiter", "shop", "telco", "party-b")
 URLS = {name: f"http://{name}.test" for name in SERVICES}

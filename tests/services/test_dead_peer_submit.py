@@ -10,7 +10,7 @@ import httpx
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
 from tests.services.conftest import NAMES, URLS, Router, add_limits
-from vfl.demo import free_port, write_demo_files
+from vfl.demo.services import free_port, write_demo_files
 from vfl.service.config import load_config
 from vfl.service.node import Node
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests.services.conftest import get, serve
-from vfl.config import TrainingConfig
-from vfl.data import load_csv
-from vfl.demo import running_services, wait_healthy, write_demo_files
-from vfl.simulate import simulate
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
+from vfl.local.simulate import simulate
 
 TRAINING = {"epochs": 11, "tol": 0, "batch_size": 100, "optimizer": "adam", "validation_fraction": 0.2}
 

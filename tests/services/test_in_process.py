@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 
 from tests.services.conftest import demo_job, start_cluster, wait_for
-from vfl.config import TrainingConfig
-from vfl.data import load_csv
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
 from vfl.service.config import load_config
 from vfl.service.node import Node
-from vfl.simulate import simulate
+from vfl.local.simulate import simulate
 
 
 def test_a_job_runs_to_success_and_serves_predictions(tmp_path, run):

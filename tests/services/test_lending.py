@@ -21,7 +21,7 @@ from gmpy2 import mpz
 from parties.app import create_app
 from psi.hashing import fdh
 from tests.services.conftest import Router
-from vfl.demo_lending import QUERIER, borrowers_of, lender_names, write_lending_files
+from vfl.demo.lending import QUERIER, borrowers_of, lender_names, write_lending_files
 from vfl.errors import ConfigError
 from vfl.service.config import load_config
 from vfl.service.node import Node

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
-from vfl.childproc import ends_with_parent
-from vfl.demo import write_demo_files
+from vfl.demo.childproc import ends_with_parent
+from vfl.demo.services import write_demo_files
 from vfl.service import logs
 
 
@@ -135,7 +135,7 @@ def test_vfl_serve_log_format_json_writes_only_json_lines(tmp_path):
     """The real command: uvicorn's own lines go through the same formatter, one JSON object per line."""
     write_demo_files(tmp_path, population=200, key_bits=1024, tls=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vfl.cli", "serve", "--config", str(tmp_path / "arbiter.toml"), "--log-format", "json"],
+        [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(tmp_path / "arbiter.toml"), "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ends_with_parent())
     lines = []
     try:

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services.conftest import URLS, demo_job, start_cluster, wait_for
-from vfl.demo import write_demo_files
+from vfl.demo.services import write_demo_files
 from vfl.errors import ConfigError
 from vfl.service.config import load_config
 

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from tests.services.conftest import Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
-from vfl.data import load_csv
-from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.data.table import load_csv
+from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.service.config import load_config
 from vfl.service.store import JobRecord, JobStore
 

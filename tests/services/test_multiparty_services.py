@@ -1,6 +1,6 @@
 """Several feature parties as real `vfl serve` processes: four and five services (B, k feature parties, C).
 
-A job trains to success and predicts, with the model of `vfl.simulate` on the same
+A job trains to success and predicts, with the model of `vfl.local.simulate` on the same
 files; a refusal by the second feature party withdraws the job everywhere; a
 feature party killed mid-training and restarted resumes the job at all four, to
 the same model; with three feature parties, kills of the arbiter and of party B
@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from tests.services.conftest import add_limits, get, serve
-from vfl.config import TrainingConfig
-from vfl.data import load_csv
-from vfl.demo import services_in, wait_healthy, write_demo_files, running_services
-from vfl.simulate import simulate
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
+from vfl.demo.services import services_in, wait_healthy, write_demo_files, running_services
+from vfl.local.simulate import simulate
 
 FEATURE_PARTIES = ("shop", "telco")
 TRAINING = {"epochs": 6, "tol": 0, "batch_size": 150, "optimizer": "adam", "validation_fraction": 0.2}

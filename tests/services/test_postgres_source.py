@@ -24,8 +24,8 @@ sqlalchemy = pytest.importorskip("sqlalchemy")
 pytest.importorskip("psycopg")
 
 from vfl.errors import DataError  # noqa: E402
-from vfl.service.config import DatasetSection, LimitsSection  # noqa: E402
-from vfl.sources import SqlSource, open_source  # noqa: E402
+from vfl.data.dataset import DatasetSection  # noqa: E402
+from vfl.data.sources import SqlSource, open_source  # noqa: E402
 
 
 def _bin_dir() -> Path | None:
@@ -97,7 +97,7 @@ def engine(postgres_url):
 def customers(url: str) -> SqlSource:
     dataset = DatasetSection.model_validate(
         {"url": url, "table": "customers", "schema": "crm", "id_column": "id", "label_column": "y"})
-    source = open_source("crm", dataset, LimitsSection())
+    source = open_source("crm", dataset)
     assert isinstance(source, SqlSource)
     return source
 
@@ -119,7 +119,7 @@ def test_lookup_by_id_with_statuses_and_rows_inserted_later(postgres_url, engine
 
 def test_integer_ids_follow_the_id_rule(postgres_url, engine):
     dataset = DatasetSection(url=postgres_url, table="accounts", id_column="id")
-    source = open_source("acc", dataset, LimitsSection())
+    source = open_source("acc", dataset)
     try:
         found = source.lookup(["7", "007", "8", "9; DROP TABLE accounts", "10"], ["f1"])
         still_there = source.lookup(["9"], ["f1"])
@@ -167,7 +167,7 @@ def test_streamed_ids_are_the_training_tables_ids_in_its_order(postgres_url, eng
         conn.exec_driver_sql("CREATE TABLE streamed (id text PRIMARY KEY, f1 double precision)")
         conn.execute(sqlalchemy.text("INSERT INTO streamed VALUES (:id, :f1)"),
                      [{"id": i, "f1": float(k)} for k, i in enumerate(ids)])
-    source = open_source("s", DatasetSection(url=postgres_url, table="streamed", id_column="id"), LimitsSection())
+    source = open_source("s", DatasetSection(url=postgres_url, table="streamed", id_column="id"))
     try:
         streamed = list(source.iter_ids(chunk_rows=7))  # a server-side cursor, 7 rows per fetch
         table = source.table()

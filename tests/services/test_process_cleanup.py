@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vfl.demo import running_services, wait_healthy, write_demo_files
-from vfl.demo_data import bank_ecommerce
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
+from vfl.demo.data import bank_ecommerce
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
 
@@ -156,7 +156,7 @@ def simulate_command(workdir: Path, epochs: int) -> list[str]:
     shop, bank = bank_ecommerce(population=3000, seed=5)
     shop.to_csv(workdir / "shop.csv", index=False)
     bank.to_csv(workdir / "bank.csv", index=False)
-    return [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(workdir / "shop.csv"),
+    return [sys.executable, "-m", "vfl.cli.main", "simulate", "--party-a", str(workdir / "shop.csv"),
             "--party-b", str(workdir / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
             "--key-bits", "1024", "--epochs", str(epochs), "--workers", "2", "--quiet",
             "--out", str(workdir / "result.json")]
@@ -195,8 +195,8 @@ def test_vfl_simulate_leaves_no_process_behind_when_it_ends(tmp_path):
 
 UNGUARDED_SCRIPT = """\
 import vfl
-from vfl.demo_data import bank_ecommerce
-from vfl.parallel import pool_cpu_seconds
+from vfl.demo.data import bank_ecommerce
+from vfl.compute.pool import pool_cpu_seconds
 
 shop, bank = bank_ecommerce(population=400, seed=1)
 table_a = vfl.from_dataframe(shop, id_column="customer_id")
@@ -222,7 +222,7 @@ def test_a_script_without_a_main_guard_can_simulate_on_worker_processes(tmp_path
 
 def test_a_killed_vfl_demo_takes_its_three_services_with_it(tmp_path):
     # Arrange: `vfl demo` starts three `vfl serve` processes and trains; find them while it runs.
-    demo = subprocess.Popen([sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(tmp_path / "demo"),
+    demo = subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "demo", "--workdir", str(tmp_path / "demo"),
                              "--key-bits", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

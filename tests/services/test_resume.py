@@ -10,11 +10,11 @@ import pytest
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
 from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
-from vfl.config import TrainingConfig
-from vfl.data import load_csv
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
 from vfl.service.config import load_config
 from vfl.service.node import Node
-from vfl.simulate import simulate
+from vfl.local.simulate import simulate
 
 SETTINGS = dict(epochs=10, tol=0, batch_size=150, validation_fraction=0.2, optimizer="adam")
 

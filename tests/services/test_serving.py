@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.services.conftest import demo_job, start_cluster, wait_for
-from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.ml.parts import ModelPartA, ModelPartB
 
 pytest.importorskip("sqlalchemy", reason="the database-backed dataset needs vfl[sql]")
 

@@ -9,7 +9,7 @@ import stat
 import httpx
 import pytest
 
-from vfl.demo import running_services, wait_healthy, write_demo_files
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
 from vfl.service.store import JobStore
 from vfl.service.tls import make_certificates
 

@@ -107,7 +107,7 @@ def test_cancel_stops_the_job_at_every_party(tmp_path, run):
 
 def test_an_unreachable_peer_fails_after_the_configured_timeout(tmp_path, run):
     async def scenario():
-        from vfl.demo import write_demo_files
+        from vfl.demo.services import write_demo_files
 
         write_demo_files(tmp_path, population=50, key_bits=1024, tls=False)
         text = (tmp_path / "party-b.toml").read_text().replace("[limits]", "[limits]\npeer_timeout = 1.5")
@@ -174,7 +174,7 @@ class EarlyThenReady:
 def test_a_message_that_arrives_early_is_retried_until_the_peer_is_ready(tmp_path, run, early, outcome):
     import httpx
 
-    from vfl.demo import write_demo_files
+    from vfl.demo.services import write_demo_files
 
     write_demo_files(tmp_path, population=50, key_bits=1024, tls=False)
     text = (tmp_path / "party-b.toml").read_text().replace("[limits]", "[limits]\npeer_timeout = 1.5")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vfl.calibration import Platt, fit_platt, pick_threshold
-from vfl.config import TrainingConfig
+from vfl.ml.calibration import Platt, fit_platt, pick_threshold
+from vfl.ml.config import TrainingConfig
 from vfl.errors import ConfigError, DataError
-from vfl.metrics import classification_metrics
-from vfl.model_parts import ModelPartB
-from vfl.preprocess import Standardizer
+from vfl.ml.metrics import classification_metrics
+from vfl.ml.parts import ModelPartB
+from vfl.ml.scaling import Standardizer
 
 
 def _labelled(n: int, a: float, b: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ def test_every_key_of_every_model_has_a_row_with_a_meaning():
 
 
 def test_every_table_of_a_service_config_and_every_object_of_a_job_spec_has_a_section():
-    from vfl.config import PrivacyConfig, ThresholdRule, TrainingConfig
+    from vfl.ml.config import PrivacyConfig, ThresholdRule, TrainingConfig
     from vfl.service.config import ServiceConfig
     from vfl.service.spec import JobSpec, PartyARef
 

@@ -1,4 +1,4 @@
-"""Shapley values and leave-one-out from coalition values (vfl.contributions), on games with known answers."""
+"""Shapley values and leave-one-out from coalition values (vfl.incentives.shapley), on games with known answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from itertools import combinations
 
 import pytest
 
-from vfl import contributions as shapley
+from vfl.incentives import shapley
 
 
 def game(k, value):

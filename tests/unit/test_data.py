@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.data import from_dataframe, load_csv
+from vfl.data.table import from_dataframe, load_csv
 from vfl.errors import DataError
 
 
@@ -116,7 +116,7 @@ def test_yes_no_labels_are_read_as_1_and_0_and_the_mapping_is_kept(tmp_path, cap
     rows = "".join(f"r{i},{label},{i}\n" for i, label in enumerate(labels))
     path = write(tmp_path, "id,default,x\n" + rows)
 
-    with caplog.at_level("INFO", logger="vfl.data"):
+    with caplog.at_level("INFO", logger="vfl.data.table"):
         table = load_csv(path, id_column="id", label_column="default", model="logistic")
 
     assert table.labels.tolist() == [1.0 if v.lower() in ("yes", "true", "y", "1") else 0.0 for v in labels]
@@ -157,8 +157,8 @@ def test_a_missing_yes_no_label_is_still_a_missing_value(tmp_path):
 
 
 def test_simulate_states_the_label_mapping_in_its_result(tmp_path, keypair):
-    from vfl.config import TrainingConfig
-    from vfl.simulate import simulate_csv
+    from vfl.ml.config import TrainingConfig
+    from vfl.local.simulate import simulate_csv
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(40, 2))

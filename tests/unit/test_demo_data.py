@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from vfl.demo_data import bank_partners
+from vfl.demo.data import bank_partners
 
 
 def _validation_auc(table, columns):

@@ -22,22 +22,22 @@ import pytest
 from psi import run_psi
 from psi.keys import generate_rsa_key, sign_many
 from tests.conftest import TEST_KEY_BITS
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.crypto.codec import byte_width, pack_ints
 from vfl.crypto.matvec import _columns_task, fixed_point_exponents, plan_column
 from vfl.crypto.obfuscation import make_obfuscators, table_stats
 from vfl.crypto.vector import Encryptor, decrypt, decrypt_residues
-from vfl.data import from_dataframe
-from vfl.engine import Engine, LocalEngine, RayEngine, make_engine
+from vfl.data.table import from_dataframe
+from vfl.compute.engine import Engine, LocalEngine, RayEngine, make_engine
 from vfl.errors import ComputeError, PSIError
-from vfl.parallel import split_evenly
-from vfl.simulate import simulate
+from vfl.compute.pool import split_evenly
+from vfl.local.simulate import simulate
 
 if importlib.util.find_spec("ray") is None:  # not importorskip: ray must not be imported before the head is up
     pytest.skip("Ray is not installed (pip install 'vfl[ray]'); the Ray engine is not tested",
                 allow_module_level=True)
 
-from vfl.ray_head import LocalRayHead  # noqa: E402
+from vfl.compute.ray_head import LocalRayHead  # noqa: E402
 
 CPUS = 2
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from psi.ids import normalize_ids
+from vfl.data.ids import normalize_ids
 from vfl.errors import DataError
 
 

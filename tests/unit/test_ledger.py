@@ -1,4 +1,4 @@
-"""The co-signed, hash-chained ledger (vfl.ledger) and `vfl ledger verify/show`: tampering is found, appends are atomic.
+"""The co-signed, hash-chained ledger (vfl.incentives.chain) and `vfl ledger verify/show`: tampering is found, appends are atomic.
 
 Entries here are made directly (no training): parties "bank", "shop" and "arbiter"
 sign with keys from a throw-away CA in the test's folder.
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from vfl import ledger
-from vfl.cli import main
+from vfl.incentives import chain
+from vfl.cli.main import main
 from vfl.errors import LedgerConflict, LedgerError
 
 PARTIES = ("bank", "shop", "arbiter")
 
 
 def fields(job, auc=0.7412, digest_shop="b" * 64):
-    return {"job_id": job, "time": ledger.now_utc(), "model": "logistic",
+    return {"job_id": job, "time": chain.now_utc(), "model": "logistic",
             "parties": [{"party": "bank", "role": "B", "dataset": "credit", "model_digest": "a" * 64},
                         {"party": "shop", "role": "A", "dataset": "behaviour", "model_digest": digest_shop},
                         {"party": "arbiter", "role": "C", "dataset": None, "model_digest": None}],
@@ -34,10 +34,10 @@ def fields(job, auc=0.7412, digest_shop="b" * 64):
 
 
 def append_job(folder, signers, job, **kw):
-    book = ledger.Ledger(folder)
+    book = chain.Ledger(folder)
     with book.locked():
         entry = book.draft(fields(job, **kw))
-        entry["signatures"] = [signers[p].sign(entry) for p in ledger.signers_of(entry)]
+        entry["signatures"] = [signers[p].sign(entry) for p in chain.signers_of(entry)]
         book.append([entry])
     return entry
 
@@ -46,7 +46,7 @@ def append_job(folder, signers, job, **kw):
 def book(tmp_path):
     """A ledger copy with three entries, and the signers that made it."""
     folder = tmp_path / "ledger"
-    signers = ledger.throwaway_signers(folder, PARTIES)
+    signers = chain.throwaway_signers(folder, PARTIES)
     for job in ("job-1", "job-2", "job-3"):
         append_job(folder, signers, job)
     return folder, signers
@@ -92,8 +92,8 @@ def test_recomputing_the_digests_after_a_change_breaks_every_signature(book, cap
     entries = [json.loads(r) for r in lines(folder)]
     entry = entries[2]
     entry["fields"]["metrics"]["validation"]["auc"] = 0.9
-    entry["field_digests"]["metrics"] = ledger.digest(entry["fields"]["metrics"])
-    entry["digest"] = ledger.digest(ledger.header(entry))
+    entry["field_digests"]["metrics"] = chain.digest(entry["fields"]["metrics"])
+    entry["digest"] = chain.digest(chain.header(entry))
     write_lines(folder, [json.dumps(e) for e in entries])
     assert verify(folder) == 1
     out = capsys.readouterr().out
@@ -133,8 +133,8 @@ def test_a_dropped_last_entry_shows_against_another_partys_copy(book, tmp_path, 
 
 def test_an_entry_signed_with_a_certificate_from_another_ca_is_refused(book, tmp_path, capsys):
     folder, signers = book
-    outsiders = ledger.throwaway_signers(tmp_path / "elsewhere", PARTIES)  # same party ids, another CA
-    book_ = ledger.Ledger(folder)
+    outsiders = chain.throwaway_signers(tmp_path / "elsewhere", PARTIES)  # same party ids, another CA
+    book_ = chain.Ledger(folder)
     entry = book_.draft(fields("job-4"))
     entry["signatures"] = [signers["bank"].sign(entry), outsiders["shop"].sign(entry), signers["arbiter"].sign(entry)]
     with pytest.raises(LedgerError, match="was not issued by the federation's CA"):
@@ -162,8 +162,8 @@ def test_a_party_that_lied_about_its_model_digest_is_caught_by_its_model_file(bo
     folder, signers = book
     model = {"party": "A", "weights": [0.5, -0.25], "job_id": "job-4", "dataset": "behaviour"}
     held = tmp_path / "model.json"
-    held.write_text(json.dumps({"sha256": ledger.model_digest(model), "data": model}))  # a service's model.json
-    claimed = ledger.model_digest({**model, "weights": [0.5, -0.2]})  # shop signs a digest of another model
+    held.write_text(json.dumps({"sha256": chain.model_digest(model), "data": model}))  # a service's model.json
+    claimed = chain.model_digest({**model, "weights": [0.5, -0.2]})  # shop signs a digest of another model
     append_job(folder, signers, "job-4", digest_shop=claimed)
     assert verify(folder) == 0  # every signature holds: the lie is in what shop signed ...
     capsys.readouterr()
@@ -176,12 +176,12 @@ def test_a_party_that_lied_about_its_model_digest_is_caught_by_its_model_file(bo
 
 def test_append_refuses_entries_that_do_not_continue_the_chain(book):
     folder, signers = book
-    book_ = ledger.Ledger(folder)
-    stale = ledger.draft(1, json.loads(lines(folder)[0])["digest"], fields("job-x"))
+    book_ = chain.Ledger(folder)
+    stale = chain.draft(1, json.loads(lines(folder)[0])["digest"], fields("job-x"))
     stale["signatures"] = [signers[p].sign(stale) for p in PARTIES]
     with pytest.raises(LedgerConflict, match="this copy's entry 1 .* the copies disagree"):
         book_.append([stale])
-    ahead = ledger.draft(5, "f" * 64, fields("job-y"))
+    ahead = chain.draft(5, "f" * 64, fields("job-y"))
     ahead["signatures"] = [signers[p].sign(ahead) for p in PARTIES]
     with pytest.raises(LedgerConflict, match="holds 3 entries"):
         book_.append([ahead])
@@ -195,11 +195,11 @@ def test_append_refuses_entries_that_do_not_continue_the_chain(book):
 
 def test_the_ledger_survives_a_restart(book):
     folder, signers = book
-    count, head = ledger.Ledger(folder).head()  # a new object reads what is on disk, as after a restart
+    count, head = chain.Ledger(folder).head()  # a new object reads what is on disk, as after a restart
     assert count == 3
     entry = append_job(folder, signers, "job-4")
     assert entry["index"] == 3 and entry["previous"] == head
-    assert ledger.verify_folder(folder)[1] == []
+    assert chain.verify_folder(folder)[1] == []
 
 
 def test_an_append_that_crashes_half_way_leaves_the_old_ledger(book, monkeypatch):
@@ -209,17 +209,17 @@ def test_an_append_that_crashes_half_way_leaves_the_old_ledger(book, monkeypatch
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ledger.os, "replace", crash)
+    monkeypatch.setattr(chain.os, "replace", crash)
     with pytest.raises(OSError):
         append_job(folder, signers, "job-4")
     monkeypatch.undo()
     assert (folder / "ledger.jsonl").read_bytes() == before
     assert [p.name for p in folder.iterdir() if p.name.startswith(".ledger.jsonl.")] == []  # no temporary left
-    assert ledger.verify_folder(folder)[1] == []
+    assert chain.verify_folder(folder)[1] == []
 
 
 def _append_many(folder: str, worker: int) -> None:
-    signers = {p: ledger.Signer.from_files(Path(folder) / "keys" / f"{p}.pem", Path(folder) / "keys" / f"{p}.key", p)
+    signers = {p: chain.Signer.from_files(Path(folder) / "keys" / f"{p}.pem", Path(folder) / "keys" / f"{p}.key", p)
                for p in PARTIES}
     for n in range(5):
         append_job(Path(folder), signers, f"w{worker}-{n}")
@@ -234,7 +234,7 @@ def test_appends_from_several_processes_at_once_all_land_in_one_chain(book):
     for w in workers:
         w.join(60)
         assert w.exitcode == 0
-    entries, problems = ledger.verify_folder(folder)
+    entries, problems = chain.verify_folder(folder)
     assert problems == [] and len(entries) == 3 + 15
     assert sorted(e["fields"]["job_id"] for e in entries[3:]) == sorted(f"w{w}-{n}" for w in range(3) for n in range(5))
 
@@ -246,4 +246,4 @@ def test_simulate_does_not_write_into_a_ledger_it_did_not_make(book, tmp_path):
     shutil.copy(folder / "ledger.jsonl", service_copy / "ledger.jsonl")
     shutil.copy(folder / "ca.pem", service_copy / "ca.pem")
     with pytest.raises(Exception, match="did not write"):
-        ledger.throwaway_signers(service_copy, PARTIES)
+        chain.throwaway_signers(service_copy, PARTIES)

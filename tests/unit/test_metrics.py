@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from vfl.metrics import auc, classification_metrics, ks, regression_metrics, roc_curve
+from vfl.ml.metrics import auc, classification_metrics, ks, regression_metrics, roc_curve
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vfl.metrics import model_metrics
+from vfl.ml.metrics import model_metrics
 from vfl.report import fmt
-from vfl.report.job import curves_for, figures_for, kept_epoch, render, summary_from_record
+from vfl.ml.curves import curves_for
+from vfl.report.job import figures_for, kept_epoch, render, summary_from_record
 
 JOB = "job-7f3a9c2e1d44"
 THRESHOLD = 0.4

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.config import TrainingConfig
-from vfl.data import PartyTable, from_dataframe
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import PartyTable, from_dataframe
 from vfl.report.job import figures_for, render, summary_from_record, summary_from_simulation
-from vfl.simulate import simulate
+from vfl.local.simulate import simulate
 
 FEATURES = ["shop", "telco"]
 NORMS = {"shop": {"weight_norm": [0.5, 0.7], "step_norm": [0.5, 0.2]},
@@ -21,7 +21,7 @@ NORMS = {"shop": {"weight_norm": [0.5, 0.7], "step_norm": [0.5, 0.2]},
 
 
 def _pair(party_ids: int, shared: int, b_ids: int = 280) -> dict[str, Any]:
-    """One pairwise PSI summary, shaped like vfl.align.alignment_summary."""
+    """One pairwise PSI summary, shaped like psi.joint.alignment_summary."""
     return {"method": "rsa-blind-signature-psi", "party_a_ids": party_ids, "party_b_ids": b_ids,
             "declared_size_a": party_ids, "declared_size_b": b_ids, "intersection": shared,
             "overlap_of_a": shared / party_ids, "overlap_of_b": shared / b_ids, "seconds": 0.2, "bytes": 500}

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.errors import ConfigError
-from vfl.models import LINEAR
-from vfl.optim import Adam, LocalNewton, make_optimizer
-from vfl.protocol.convergence import ConvergenceMonitor
-from vfl.protocol.schedule import Schedule
+from vfl.ml.kinds import LINEAR
+from vfl.ml.optim import Adam, LocalNewton, make_optimizer
+from vfl.ml.convergence import ConvergenceMonitor
+from vfl.ml.schedule import Schedule
 
 
 def test_batches_partition_the_training_rows_and_reshuffle_each_epoch():
@@ -34,7 +34,7 @@ def test_a_remainder_shorter_than_half_a_batch_joins_the_last_batch(n_train, siz
 
 
 def test_gradient_lengths_that_could_hold_a_batch_or_the_validation_rows_are_refused():
-    from vfl.protocol.schedule import check_gradient_lengths, gradient_lengths
+    from vfl.ml.schedule import check_gradient_lengths, gradient_lengths
 
     config = TrainingConfig(batch_size=30, validation_fraction=0.1)
     schedule = Schedule(110, config)  # 99 training rows in batches of 30, 30, 39; 11 validation rows
@@ -131,7 +131,7 @@ def test_a_private_job_defaults_to_adam_for_30_epochs_but_keeps_what_it_sets():
 def test_a_job_that_converged_early_shows_a_full_bar_and_why_it_stopped():
     import io
 
-    from vfl.progress import ProgressLine
+    from vfl.report.progress import ProgressLine
 
     stream = io.StringIO()
     line = ProgressLine(stream)

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from vfl.errors import ConfigError, DataError
-from vfl.service.config import DatasetSection, LimitsSection, load_config
-from vfl.sources import FileSource, SqlSource, open_source
+from vfl.data.dataset import DatasetSection
+from vfl.service.config import load_config
+from vfl.data.sources import FileSource, SqlSource, open_source
 
 pytest.importorskip("sqlalchemy")
 
@@ -41,7 +42,7 @@ def write_sqlite(path: Path, rows=ROWS) -> Path:
 
 def sqlite_source(path: Path, **extra) -> SqlSource:
     dataset = DatasetSection(url=f"sqlite:///{path}", table="customers", id_column="id", **extra)
-    source = open_source("crm", dataset, LimitsSection())
+    source = open_source("crm", dataset)
     assert isinstance(source, SqlSource)
     return source
 
@@ -50,7 +51,7 @@ def sqlite_source(path: Path, **extra) -> SqlSource:
 def source(request, tmp_path):
     if request.param == "csv":
         dataset = DatasetSection(path=write_csv(tmp_path / "party.csv"), id_column="id", label_column="y")
-        yield open_source("crm", dataset, LimitsSection())
+        yield open_source("crm", dataset)
     elif request.param == "parquet":
         pytest.importorskip("pyarrow")
         frame = pd.DataFrame(ROWS, columns=["id", "f1", "f2", "y"])  # text cells, as in the CSV
@@ -58,7 +59,7 @@ def source(request, tmp_path):
         frame.to_parquet(tmp_path / "party.parquet")
         dataset = DatasetSection(path=tmp_path / "party.parquet", id_column="id", label_column="y")
         assert dataset.kind == "parquet"
-        yield open_source("crm", dataset, LimitsSection())
+        yield open_source("crm", dataset)
     else:
         src = sqlite_source(write_sqlite(tmp_path / "crm.db"), label_column="y")
         yield src
@@ -104,7 +105,7 @@ def test_injection_looking_ids_are_unknown_ids(source):
 
 def test_csv_rereads_a_changed_file_and_its_index(tmp_path):
     path = write_csv(tmp_path / "party.csv")
-    source = open_source("crm", DatasetSection(path=path, id_column="id"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=path, id_column="id"))
     assert source.lookup(["C5"], ["f1"]).status == ["unknown id"]
 
     write_csv(path, ROWS + [("C5", "7", "8", "1")])
@@ -116,7 +117,7 @@ def test_csv_rereads_a_changed_file_and_its_index(tmp_path):
 
 def test_csv_table_is_cached_until_the_file_changes(tmp_path):
     path = write_csv(tmp_path / "party.csv", ROWS[:2])
-    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"))
 
     first = source.table("logistic")
     again = source.table("logistic")
@@ -130,7 +131,7 @@ def test_csv_table_is_cached_until_the_file_changes(tmp_path):
 
 def test_a_file_is_not_kept_as_text_once_the_table_or_the_lookup_view_is_built(tmp_path):
     path = write_csv(tmp_path / "party.csv", ROWS[:2])
-    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"))
 
     table = source.table()
     assert source._state.frame is None  # the raw text frame is the largest thing a source could hold
@@ -144,7 +145,7 @@ def test_a_file_is_not_kept_as_text_once_the_table_or_the_lookup_view_is_built(t
 
 def test_label_check_runs_for_a_model_asked_after_the_first_load(tmp_path):
     path = write_csv(tmp_path / "party.csv", [("C1", "1", "2", "1"), ("C2", "2", "3", "1")])
-    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y"))
     source.table()  # no model: no label check
 
     with pytest.raises(DataError, match="only the class 1"):
@@ -153,13 +154,13 @@ def test_label_check_runs_for_a_model_asked_after_the_first_load(tmp_path):
 
 def test_duplicated_id_is_its_own_status(tmp_path):
     path = write_csv(tmp_path / "party.csv", ROWS[:2] + [("C1", "9", "9", "0")])
-    source = open_source("crm", DatasetSection(path=path, id_column="id"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=path, id_column="id"))
 
     assert source.lookup(["C1", "C2"], ["f1"]).status == ["duplicated id", "ok"]
 
 
 def test_missing_file_names_the_dataset_for_peers(tmp_path):
-    source = open_source("crm", DatasetSection(path=tmp_path / "gone.csv", id_column="id"), LimitsSection())
+    source = open_source("crm", DatasetSection(path=tmp_path / "gone.csv", id_column="id"))
 
     with pytest.raises(DataError, match="gone.csv") as info:
         source.lookup(["C1"], ["f1"])
@@ -170,7 +171,7 @@ def test_missing_file_names_the_dataset_for_peers(tmp_path):
 def test_parquet_is_chosen_by_suffix_and_keeps_integer_ids(tmp_path):
     pytest.importorskip("pyarrow")
     pd.DataFrame({"id": [7, 8], "f1": [0.25, np.nan]}).to_parquet(tmp_path / "p.pq")
-    source = open_source("p", DatasetSection(path=tmp_path / "p.pq", id_column="id"), LimitsSection())
+    source = open_source("p", DatasetSection(path=tmp_path / "p.pq", id_column="id"))
 
     found = source.lookup(["7", "007", "8"], ["f1"])
 
@@ -182,7 +183,7 @@ def test_parquet_is_chosen_by_suffix_and_keeps_integer_ids(tmp_path):
 def test_not_a_parquet_file_is_a_data_error(tmp_path):
     pytest.importorskip("pyarrow")
     (tmp_path / "p.parquet").write_text("id,f1\n1,2\n")
-    source = open_source("p", DatasetSection(path=tmp_path / "p.parquet", id_column="id"), LimitsSection())
+    source = open_source("p", DatasetSection(path=tmp_path / "p.parquet", id_column="id"))
 
     with pytest.raises(DataError, match="not a valid Parquet file"):
         source.table()
@@ -264,7 +265,7 @@ def test_password_never_appears_in_errors(monkeypatch):
     # Nothing listens on port 1: the connection is refused.
     dataset = DatasetSection(url="postgresql+psycopg://vfl:${VFL_TEST_DB_PASSWORD}@127.0.0.1:1/bank?connect_timeout=2",
                              table="customers", id_column="id")
-    source = open_source("bank", dataset, LimitsSection())
+    source = open_source("bank", dataset)
 
     with pytest.raises(DataError) as info:
         source.lookup(["C1"], ["f1"])
@@ -281,7 +282,7 @@ def test_unset_environment_variable_in_url_is_a_config_error(monkeypatch):
     dataset = DatasetSection(url="postgresql+psycopg://vfl:${VFL_NOT_SET}@db/bank", table="t", id_column="id")
 
     with pytest.raises(ConfigError, match="VFL_NOT_SET is not set"):
-        open_source("bank", dataset, LimitsSection()).lookup(["1"], ["f"])
+        open_source("bank", dataset).lookup(["1"], ["f"])
 
 
 # -- config -------------------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ def test_config_resolves_a_relative_sqlite_path_and_checks_the_choice(tmp_path):
 
     assert config.datasets["crm"].url == f"sqlite:///{tmp_path}/crm.db"
     assert config.datasets["crm"].kind == "sql"
-    assert open_source("crm", config.datasets["crm"], config.limits).lookup(["C1"], ["f1"]).status == ["ok"]
+    assert open_source("crm", config.datasets["crm"], max_bytes=config.limits.max_csv_bytes).lookup(["C1"], ["f1"]).status == ["ok"]
     with pytest.raises(ConfigError, match='datasets.crm.*table = "customers"'):
         load_config(tmp_path / "bad.toml")
 
@@ -355,12 +356,12 @@ def _stream_source(kind: str, tmp_path: Path, ids=STREAM_IDS):
         lines = ['"' + i + '",' + a + "," + b for i, a, b in rows]  # quoted, so the surrounding spaces are in the cell
         path = tmp_path / "party.csv"
         path.write_text("id,f1,f2\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
-        return open_source("crm", DatasetSection(path=path, id_column="id"), LimitsSection())
+        return open_source("crm", DatasetSection(path=path, id_column="id"))
     if kind == "parquet":
         pytest.importorskip("pyarrow")
         frame = pd.DataFrame(rows, columns=["id", "f1", "f2"]).astype({"f1": float, "f2": float})
         frame.to_parquet(tmp_path / "party.parquet")
-        return open_source("crm", DatasetSection(path=tmp_path / "party.parquet", id_column="id"), LimitsSection())
+        return open_source("crm", DatasetSection(path=tmp_path / "party.parquet", id_column="id"))
     db = tmp_path / "crm.db"
     con = sqlite3.connect(db)
     # A TEXT primary key: SQLite answers SELECT id from its index, in ID order, not in insertion order.
@@ -389,7 +390,7 @@ def test_streamed_ids_are_the_tables_ids_in_its_order(kind, chunk_rows, tmp_path
 def test_streamed_integer_ids_follow_the_id_rule(tmp_path):
     pytest.importorskip("pyarrow")
     pd.DataFrame({"id": [7, 12, 3], "f1": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "p.parquet")
-    parquet = open_source("p", DatasetSection(path=tmp_path / "p.parquet", id_column="id"), LimitsSection())
+    parquet = open_source("p", DatasetSection(path=tmp_path / "p.parquet", id_column="id"))
     db = tmp_path / "n.db"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, f1 REAL)")

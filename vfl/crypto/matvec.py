@@ -52,8 +52,8 @@ from gmpy2 import mpz
 
 from vfl.crypto.codec import byte_width, pack_ints, unpack_ints
 from vfl.errors import EncodingOverflow
-from vfl.engine import Engine, as_engine
-from vfl.parallel import split_evenly
+from vfl.compute.engine import Engine, as_engine
+from vfl.compute.pool import split_evenly
 
 #: Exponents must fit numpy int64 so digits can be cut vectorised.
 MAX_EXPONENT_BITS = 62
@@ -334,7 +334,7 @@ def encrypted_matvec_t(cts: Sequence[mpz], exps: np.ndarray, nsq: mpz, engine: E
     """Π_i cts[i]^exps[i, j] mod nsq for every column j: ``Xᵀ[[d]]`` on raw integers.
 
     ``exps`` is the (rows × columns) int64 matrix from :func:`fixed_point_exponents`;
-    the work is spread over ``engine`` (see :mod:`vfl.engine`).
+    the work is spread over ``engine`` (see :mod:`vfl.compute.engine`).
     """
     engine = as_engine(engine)
     workers = engine.workers

@@ -31,7 +31,7 @@ Two ways to make ρ:
     (κ = 112 at 2048 bits gives 448 bits), twice what that attack needs.
 
 Obfuscators can be made ahead of need: :class:`ObfuscatorStock` keeps a stock
-and refills it on the party's engine (:mod:`vfl.engine`) between batches.
+and refills it on the party's engine (:mod:`vfl.compute.engine`) between batches.
 Each engine worker builds the fixed-base table of a key once and keeps it.
 """
 
@@ -49,8 +49,8 @@ from gmpy2 import mpz
 
 from vfl.crypto.keys import PublicKey
 from vfl.errors import ConfigError
-from vfl.engine import Engine, as_engine
-from vfl.parallel import split_evenly
+from vfl.compute.engine import Engine, as_engine
+from vfl.compute.pool import split_evenly
 
 ObfuscationMode = Literal["djn", "strict"]
 MODES: tuple[str, ...] = ("djn", "strict")

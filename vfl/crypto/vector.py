@@ -42,8 +42,8 @@ from vfl.crypto.encoding import decode, encode
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.crypto.matvec import encrypted_matvec_t, fixed_point_exponents
 from vfl.crypto.obfuscation import ObfuscationMode, ObfuscatorStock
-from vfl.engine import Engine, as_engine
-from vfl.parallel import split_evenly
+from vfl.compute.engine import Engine, as_engine
+from vfl.compute.pool import split_evenly
 from vfl.errors import CiphertextError, EncodingOverflow, KeyMismatch
 
 

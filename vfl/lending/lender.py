@@ -36,7 +36,7 @@ from psi.hashing import TAG_BYTES
 from psi.keys import DEFAULT_PRIMES, RsaPrivateKey, RsaPublicKey, generate_rsa_key, sign_many
 from psi.proof import check_permutation, prove_permutation
 from psi.protocol import OWN_TASK_IDS, own_tags
-from vfl.engine import Engine, as_engine
+from vfl.compute.engine import Engine, as_engine
 from vfl.errors import OutOfOrderError, ProtocolError, PSIError
 
 KEY_ID_DOMAIN = b"vfl/lending/key-id/v1"
@@ -233,7 +233,7 @@ def sign_blinded(key: LenderKey, key_id: str, values: list[mpz], engine: Engine 
     parts = key.private.crt_parts()
     if engine is None or engine.workers <= 1 or len(values) < 64:
         return sign_many(values, *parts)
-    from vfl.parallel import split_evenly
+    from vfl.compute.pool import split_evenly
 
     pieces = engine.map(sign_many, [(values[s], *parts) for s in split_evenly(len(values), engine.workers)])
     return [s for piece in pieces for s in piece]

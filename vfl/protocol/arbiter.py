@@ -35,14 +35,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
 from vfl.crypto.vector import decrypt_residues
-from vfl.engine import Engine, as_engine
+from vfl.compute.engine import Engine, as_engine
 from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
-from vfl.protocol.convergence import DIVERGED, ConvergenceMonitor
+from vfl.ml.convergence import DIVERGED, ConvergenceMonitor
 from vfl.protocol.messages import (
     END_OF_EPOCH,
     DecryptedMaskedGradient,
@@ -57,7 +57,7 @@ from vfl.protocol.messages import (
 )
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
-from vfl.protocol.schedule import Schedule, check_gradient_lengths
+from vfl.ml.schedule import Schedule, check_gradient_lengths
 
 
 class Arbiter(Role):

@@ -14,7 +14,7 @@ model part and served at ``GET /v1/jobs/{id}/report``. ``vfl simulate
 
 The input is a *summary*, a plain dict that both the services and the
 simulation produce (:func:`summary_from_record`, :func:`summary_from_simulation`).
-Its curves come from :func:`curves_for`, which party B runs at evaluation on
+Its curves come from :func:`vfl.ml.curves.curves_for`, which party B runs at evaluation on
 the scores and labels it already holds and which keeps only aggregate points
 (thinned ROC, score bands, calibration bins, a score histogram): the job record
 never holds a row's score.
@@ -37,97 +37,20 @@ from typing import Any
 import numpy as np
 
 import vfl
-from vfl.config import DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM
+from vfl.ml.config import DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM
 from vfl.errors import ConfigError
-from vfl.metrics import roc_curve
 from vfl.report import fmt
 from vfl.report.contributions import ledger_section
 from vfl.report.contributions import section as contribution_section
 
 log = logging.getLogger(__name__)
 
-MAX_CURVE_POINTS = 400
 #: one panel of the parameter figure: line names, values per epoch, y-axis label
 plots_panel = tuple[list[str], list, str]
 NO_FIGURES = "<p>No figures: they need matplotlib, which this install lacks (pip install 'vfl[report]').</p>"
-HISTOGRAM_BINS = 20
 MODEL_NAMES = {"logistic": "logistic regression", "linear": "linear regression"}
 STOP_REASONS = {"max_epochs": "reached its epoch limit", "converged": "converged (the loss stopped moving)",
                 "early_stopping": "stopped early (the validation loss stopped improving)"}
-
-
-# -- what party B keeps of its evaluation --------------------------------------------------------------------
-
-
-def curves_for(model: str, labels: np.ndarray, predictions: np.ndarray, baseline: np.ndarray | None) -> dict[str, Any]:
-    """What the report's figures need, as aggregates small enough to keep in a job record.
-
-    Logistic: the ROC (thinned), the class counts, the point where KS is reached,
-    positives per score band (deciles from 200 rows), calibration bins and a
-    histogram of the scores of each class; ``baseline`` (party B alone, on the
-    same rows) adds its ROC and positives per band of its own scores. Linear: up
-    to :data:`MAX_CURVE_POINTS` sampled (actual, predicted) pairs.
-    """
-    labels = np.asarray(labels, dtype=np.float64)
-    predictions = np.asarray(predictions, dtype=np.float64)
-    if model != "logistic":
-        keep = np.random.default_rng(0).permutation(len(labels))[:MAX_CURVE_POINTS]
-        return {"kind": "scatter", "actual": labels[keep].tolist(), "predicted": predictions[keep].tolist(),
-                "rows": int(len(labels))}
-    positive = labels == 1
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    fpr, tpr = roc_curve(labels, predictions)
-    out: dict[str, Any] = {"kind": "roc", "fpr": _thin(fpr), "tpr": _thin(tpr), "positives": n_pos, "negatives": n_neg}
-    if n_pos and n_neg:
-        best = int(np.argmax(tpr - fpr))
-        out["ks_point"] = {"depth": float((tpr[best] * n_pos + fpr[best] * n_neg) / len(labels)),
-                           "tpr": float(tpr[best]), "fpr": float(fpr[best])}
-    out["bands"] = {"rows": [], "positives": []}
-    for group in _bands(predictions):
-        out["bands"]["rows"].append(int(len(group)))
-        out["bands"]["positives"].append(int(positive[group].sum()))
-    out["calibration"] = _calibration_bins(labels, predictions)
-    out["histogram"] = _histogram(positive, predictions)
-    if baseline is not None:
-        baseline = np.asarray(baseline, dtype=np.float64)
-        b_fpr, b_tpr = roc_curve(labels, baseline)
-        out.update(baseline_fpr=_thin(b_fpr), baseline_tpr=_thin(b_tpr))
-        out["bands"]["baseline_positives"] = [int(positive[g].sum()) for g in _bands(baseline)]
-    return out
-
-
-def _thin(values: np.ndarray) -> list[float]:
-    if len(values) <= MAX_CURVE_POINTS:
-        return [float(v) for v in values]
-    index = np.unique(np.linspace(0, len(values) - 1, MAX_CURVE_POINTS).astype(int))
-    return [float(v) for v in values[index]]
-
-
-def _bands(scores: np.ndarray) -> list[np.ndarray]:
-    """Rows split into equal score bands, highest scores first: deciles from 200 rows, fewer below."""
-    n = len(scores)
-    count = 10 if n >= 200 else 5 if n >= 25 else max(1, n // 5)
-    return np.array_split(np.argsort(-scores, kind="mergesort"), count)
-
-
-def _calibration_bins(labels: np.ndarray, predictions: np.ndarray) -> dict[str, list]:
-    """Equal-count bins by predicted probability: mean prediction, observed rate of label 1, rows."""
-    n = len(labels)
-    count = max(1, min(10, n // 20, n))
-    bins = np.array_split(np.argsort(predictions, kind="mergesort"), count)
-    return {"predicted": [float(predictions[b].mean()) for b in bins if len(b)],
-            "observed": [float((labels[b] == 1).mean()) for b in bins if len(b)],
-            "rows": [int(len(b)) for b in bins if len(b)]}
-
-
-def _histogram(positive: np.ndarray, predictions: np.ndarray) -> dict[str, list]:
-    low, high = float(predictions.min()), float(predictions.max())
-    if high - low < 1e-9:  # every row has the same score: one narrow bin around it
-        low, high = low - 0.005, high + 0.005
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    return {"edges": edges.tolist(),
-            "positives": np.histogram(predictions[positive], edges)[0].tolist(),
-            "negatives": np.histogram(predictions[~positive], edges)[0].tolist()}
 
 
 def _depth(fpr: list[float], tpr: list[float], positives: int, negatives: int) -> list[float]:
@@ -951,7 +874,7 @@ def learned_by_each_party(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _learned_with_k_feature_parties(summary: dict[str, Any], loss: str) -> list[tuple[str, str]]:
-    """k ≥ 2: each feature party sees only its own PSI with B; B sees every pair (see :mod:`vfl.align`)."""
+    """k ≥ 2: each feature party sees only its own PSI with B; B sees every pair (see :mod:`psi.joint`)."""
     alignment = summary.get("alignment") or {}
     joint = fmt.number(alignment.get("intersection"))
     features = summary["feature_parties"]
@@ -1004,7 +927,7 @@ def _pairwise_alignments(alignment: dict[str, Any] | None, parties: list[str]) -
 
 
 def kept_epoch(config: dict[str, Any], epochs: int, validation_losses: list[float]) -> int | None:
-    """The epoch (1-based) whose weights the model keeps, by the arbiter's rule (:mod:`vfl.protocol.convergence`).
+    """The epoch (1-based) whose weights the model keeps, by the arbiter's rule (:mod:`vfl.ml.convergence`).
 
     With a validation split, early stopping on and no differential privacy, the first
     epoch of lowest validation loss; otherwise the last epoch.

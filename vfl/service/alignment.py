@@ -23,8 +23,8 @@ import numpy as np
 
 from psi.buckets import DiskBucketResults, OwnTagCache
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
-from vfl.align import alignment_summary, no_overlap, shared_rows_b
-from vfl.data import PartyTable
+from psi.joint import alignment_summary, no_overlap, shared_rows_b
+from vfl.data.table import PartyTable
 from vfl.errors import JobError, NoOverlapError, VFLError
 from vfl.protocol.messages import Message
 from vfl.protocol.role import Envelope, Role
@@ -153,7 +153,7 @@ async def align_as_requester(
     """Party B: one PSI with each feature party, intersected: B's rows of the joint IDs, in the shared order.
 
     Each feature party holds the RSA key for its own pair. The pairwise results
-    are intersected by :func:`vfl.align.shared_rows_b`, which keeps the PSI's order
+    are intersected by :func:`psi.joint.shared_rows_b`, which keeps the PSI's order
     (by ID), so each feature party can take the joint IDs in the same order.
     ``ready`` is awaited once B's roles are in place (a resume then asks the
     feature parties to start new sessions).

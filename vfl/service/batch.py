@@ -6,7 +6,7 @@ task of the node (so shutting the service down stops it). Each chunk of
 ``chunk_rows`` IDs goes through :func:`vfl.service.scoring.predict`, the same
 function the predict route uses, so a batch answers exactly what one predict
 call on the same IDs would. Reading and writing in chunks is
-:mod:`vfl.batchio`'s, shared with ``vfl score``.
+:mod:`vfl.data.chunks`'s, shared with ``vfl score``.
 
 State, per batch, in ``<data_dir>/jobs/<job_id>/batches/<batch_id>.json``
 (checksummed, written atomically and fsynced after every chunk): the request,
@@ -19,7 +19,7 @@ status, the error, timestamps and the output path.
   has succeeded (with its output still in place) returns it and scores nothing.
 * **Resumable.** A repeated request for a batch that failed, was cancelled or was
   running when party B stopped continues after its last completed chunk: the
-  partial output is kept beside ``output.path`` (see :mod:`vfl.batchio` for the
+  partial output is kept beside ``output.path`` (see :mod:`vfl.data.chunks` for the
   CSV and Parquet layouts), so no chunk is scored twice.
 * **Cancellable.** ``.../cancel`` stops after the chunk in hand; nothing is
   published at ``output.path``.
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from vfl import batchio
+from vfl.data import chunks
 from vfl.errors import ConfigError, DataError, JobError, LimitExceeded, UnknownJobError, VFLError
 from vfl.service import scoring
 from vfl.service.spec import BatchRequest
@@ -76,7 +76,7 @@ class Batch(BaseModel):
     finished_at: float | None = None
     updated_at: float = Field(default_factory=time.time)
     runs: int = Field(0, description="how many times the batch was started (1 + resumes)")
-    progress: dict[str, Any] = Field(default_factory=dict, description="vfl.batchio.Progress, for resuming")
+    progress: dict[str, Any] = Field(default_factory=dict, description="vfl.data.chunks.Progress, for resuming")
 
     def view(self, live: bool) -> dict[str, Any]:
         """What the status routes answer: the batch without its resume internals."""
@@ -133,13 +133,13 @@ async def submit(node: Node, job_id: str, request: BatchRequest) -> dict[str, An
                             "request (limits.max_vector_length); choose a smaller chunk_rows")
     source_file, normalised = _resolve(node, request)
     output = Path(normalised["output"]["path"])
-    fmt = batchio.check_output(output, [] if source_file is None else [source_file])
+    fmt = chunks.check_output(output, [] if source_file is None else [source_file])
     if source_file is not None:
         await asyncio.to_thread(_check_input, request, source_file)
-        identity = batchio.file_identity(source_file)
+        identity = chunks.file_identity(source_file)
     else:  # a database table has no size or mtime: its IDs are the identity
         identity = await asyncio.to_thread(_table_identity, node, request.input.dataset or "")
-    batch_id = "batch-" + batchio.fingerprint(job_id, normalised, identity)
+    batch_id = "batch-" + chunks.fingerprint(job_id, normalised, identity)
     runs = _runs(node)
     existing = _load(node, job_id, batch_id)
     if batch_id in runs and existing is not None:
@@ -242,30 +242,30 @@ def _resolve(node: Node, request: BatchRequest) -> tuple[Path | None, dict[str, 
 
 def _check_input(request: BatchRequest, source: Path) -> None:
     if request.input.path is not None:
-        batchio.FileIds(source, request.input.id_column or "id", request.chunk_rows)  # suffix and column
+        chunks.FileIds(source, request.input.id_column or "id", request.chunk_rows)  # suffix and column
 
 
 def _table_identity(node: Node, name: str) -> dict[str, Any]:
     ids = node.table(name).ids
-    return {"rows": len(ids), "ids": batchio.fingerprint(ids)}
+    return {"rows": len(ids), "ids": chunks.fingerprint(ids)}
 
 
-def _source(node: Node, batch: Batch, chunk_rows: int) -> batchio.FileIds | batchio.ListIds:
+def _source(node: Node, batch: Batch, chunk_rows: int) -> chunks.FileIds | chunks.ListIds:
     spec = batch.request["input"]
     if "dataset" in spec:
         # node.table goes through node.source (CSV, Parquet or SQL), which keeps the dataset in memory anyway.
-        return batchio.ListIds(node.table(spec["dataset"]).ids, chunk_rows)
-    return batchio.FileIds(Path(spec["path"]), spec["id_column"], chunk_rows)
+        return chunks.ListIds(node.table(spec["dataset"]).ids, chunk_rows)
+    return chunks.FileIds(Path(spec["path"]), spec["id_column"], chunk_rows)
 
 
 # -- the background task ------------------------------------------------------------------------------
 
 
 async def _run(node: Node, batch: Batch, run: _Run) -> None:
-    progress = batchio.Progress.from_dict(batch.progress)
+    progress = chunks.Progress.from_dict(batch.progress)
     chunk_rows = int(batch.request["chunk_rows"])
 
-    def checkpoint(done: batchio.Progress) -> None:
+    def checkpoint(done: chunks.Progress) -> None:
         batch.progress = done.to_dict()
         batch.chunks_done, batch.rows_done, batch.counts = done.chunks_done, done.rows_done, dict(done.counts)
         _save(node, batch)  # atomic and fsynced: the partial output up to here is what a resume keeps
@@ -275,8 +275,8 @@ async def _run(node: Node, batch: Batch, run: _Run) -> None:
         batch.rows_total = await asyncio.to_thread(lambda: source.rows_total)
         batch.state, batch.started_at, batch.runs = "running", time.time(), batch.runs + 1
         _save(node, batch)
-        writer = batchio.ResultWriter(Path(batch.output), batch.batch_id)
-        finished = await batchio.score_chunks(
+        writer = chunks.ResultWriter(Path(batch.output), batch.batch_id)
+        finished = await chunks.score_chunks(
             source, writer, progress, lambda ids: scoring.predict(node, batch.job_id, ids),
             checkpoint=checkpoint, stop=lambda: run.cancel,
         )

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from vfl.errors import PeerRefused, TransportError
+from vfl.errors import PeerRefused, TransportError, error_detail
 from vfl.protocol.messages import Message
 from vfl.protocol.wire import MEDIA_TYPE, encode_message
 from vfl.service.config import ServiceConfig
@@ -160,15 +160,3 @@ def error_name(response: httpx.Response) -> str | None:
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) else None
-
-
-def error_detail(response: httpx.Response) -> str:
-    """The peer's own error message, whatever shape it came in."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict) and "detail" in body:
-        detail = body["detail"]
-        return detail if isinstance(detail, str) else str(detail)[:500]
-    return str(body)[:500]

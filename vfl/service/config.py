@@ -76,10 +76,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vfl.data.dataset import DEFAULT_MAX_BYTES, DatasetSection
 from vfl.errors import ConfigError
 
 Role = Literal["A", "B", "C"]
@@ -116,57 +117,6 @@ class PartySection(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
-class DatasetSection(_Strict):
-    """A file (``path``) or a database table (``url`` + ``table``); see the module docstring."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
-
-    path: Path | None = None
-    format: Literal["csv", "parquet"] | None = Field(None, description="inferred from the file name when not given")
-    url: str | None = Field(None, description="SQLAlchemy URL, e.g. sqlite:///bank.db or postgresql+psycopg://u@h/db")
-    table: str | None = Field(None, min_length=1, description="the database table, with url")
-    db_schema: str | None = Field(None, alias="schema", min_length=1, description="the table's schema, with url")
-    id_column: str
-    label_column: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_format(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("path") is not None and data.get("format") is None:
-            suffix = Path(str(data["path"])).suffix.lower()
-            data = {**data, "format": "parquet" if suffix in (".parquet", ".pq") else "csv"}
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DatasetSection:
-        if self.path is not None and (self.url is not None or self.table is not None):
-            raise ValueError(
-                'a dataset is either a file or a database table: keep path = "file.csv", '
-                'or url = "sqlite:///file.db" with table = "customers", not both'
-            )
-        if self.path is None:
-            if self.url is None or self.table is None:
-                raise ValueError(
-                    'a dataset needs path = "file.csv" (or .parquet), or a database table: '
-                    'url = "sqlite:///file.db" (or "postgresql+psycopg://user@host:5432/db") and table = "customers"'
-                )
-            if not re.match(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://", self.url):
-                raise ValueError(
-                    'url must be a SQLAlchemy URL such as "sqlite:///file.db" or '
-                    '"postgresql+psycopg://user@host:5432/db"'
-                )
-            if self.format is not None:
-                raise ValueError("format applies to a file (path); remove it from a database dataset")
-        elif self.db_schema is not None:
-            raise ValueError("schema applies to a database table (url + table); remove it from a file dataset")
-        return self
-
-    @property
-    def kind(self) -> Literal["csv", "parquet", "sql"]:
-        """Where the rows come from."""
-        return "sql" if self.path is None else (self.format or "csv")
-
-
 class PeerSection(_Strict):
     role: Role
     url: str = Field(pattern=r"^https?://")
@@ -181,7 +131,7 @@ class TlsSection(_Strict):
 class LimitsSection(_Strict):
     max_body_bytes: int = Field(512 * 1024**2, ge=1024, description="largest request body accepted")
     max_vector_length: int = Field(5_000_000, ge=1, description="most elements in one vector or ID list")
-    max_csv_bytes: int = Field(2 * 1024**3, ge=1)
+    max_csv_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
     peer_timeout: float = Field(120.0, gt=0, description="seconds a peer may stay unreachable before the job fails")
     request_timeout: float = Field(300.0, gt=0, description="seconds for one peer request")
     connect_timeout: float = Field(
@@ -241,7 +191,7 @@ class ScoringSection(_Strict):
 
 
 class ComputeSection(_Strict):
-    """Where this party's encryption, encrypted products, decryption and PSI signing run (see vfl.engine)."""
+    """Where this party's encryption, encrypted products, decryption and PSI signing run (see vfl.compute.engine)."""
 
     engine: Literal["local", "ray"] = Field("local", description='"local": this machine\'s cores; "ray": a Ray cluster')
     address: str | None = Field(

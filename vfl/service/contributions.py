@@ -3,7 +3,7 @@
 A job submitted with ``"contributions": true`` (or ``{"permutations": m, "seed": s}``)
 is measured after its own training and evaluation, before it is announced as
 succeeded (its stage meanwhile is ``contributions``). For every coalition of
-feature parties that the Shapley values need (:func:`vfl.contributions.plan`:
+feature parties that the Shapley values need (:func:`vfl.incentives.shapley.plan`:
 all 2^k − 2 proper non-empty ones for k ≤ 4), party B submits a *coalition
 training*: an ordinary job, ``<job id>.c<n>``, with that subset of the feature
 parties, the same dataset at B, the same arbiter, training config and key
@@ -30,7 +30,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from vfl import contributions as shapley
+from vfl.incentives import shapley
 from vfl.errors import VFLError
 from vfl.service.logs import job_event
 from vfl.service.spec import ArbiterRef, JobSpec

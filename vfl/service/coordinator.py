@@ -9,7 +9,7 @@ Party B owns each job, with one or more feature parties:
    failure withdraws the job everywhere it was registered.
 2. :func:`drive` runs the RSA blind-signature PSI with each feature party (each
    holds the RSA key of its pair) over the job's message endpoints, intersects
-   the results (:func:`vfl.align.shared_rows_b`), tells C the aligned row count and
+   the results (:func:`psi.joint.shared_rows_b`), tells C the aligned row count and
    each feature party the joint IDs and every gradient length, and starts
    training. Every party checkpoints its role after every epoch.
 3. :func:`finish` waits for the last epoch, then :func:`evaluate` asks every
@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vfl.data import PartyTable
+from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, JobError, PeerRefused, ProtocolError, VFLError
-from vfl.model_parts import evaluate_label_part, label_party_alone
-from vfl.protocol.parties import PartyB
-from vfl.protocol.schedule import gradient_lengths
-from vfl.report.job import curves_for
+from vfl.ml.parts import evaluate_label_part, label_party_alone
+from vfl.protocol.label_party import LabelParty
+from vfl.ml.schedule import gradient_lengths
+from vfl.ml.curves import curves_for
 from vfl.service import alignment, contributions, ledger
 from vfl.service.client import PeerUnreachable
 from vfl.service.logs import job_event
@@ -292,7 +292,7 @@ async def drive(node: Node, record: JobRecord, table: PartyTable,
         await node.fail(record.job_id, f"internal error: {exc!r}")
 
 
-async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable, started: float) -> None:
+async def finish(node: Node, record: JobRecord, role: LabelParty, aligned: PartyTable, started: float) -> None:
     """Wait for training to end, evaluate, and close the job everywhere."""
     trained = time.perf_counter()
     if not role.done:
@@ -334,7 +334,7 @@ async def finish(node: Node, record: JobRecord, role: PartyB, aligned: PartyTabl
     node.drivers.pop(record.job_id, None)
 
 
-async def evaluate(node: Node, record: JobRecord, role: PartyB, aligned: PartyTable) -> None:
+async def evaluate(node: Node, record: JobRecord, role: LabelParty, aligned: PartyTable) -> None:
     """Metrics of the federated model and of a bank-only baseline on the same rows."""
     model = role.model()
     roster = node.roster(record)
@@ -423,6 +423,6 @@ def _confirmed_length(answer: Any, party: str) -> int:
     return length
 
 
-def _baseline(role: PartyB, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+def _baseline(role: LabelParty, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
     """The same model trained by party B alone, on the same rows: what federation adds (and its predictions)."""
     return label_party_alone(role, aligned.labels, splits)

@@ -2,7 +2,7 @@
 
 Each party keeps one copy of the ledger per party B it works with, in
 ``<data_dir>/ledger/<party B's id>/`` (``ledger.jsonl`` and a copy of the CA
-certificate; see :mod:`vfl.ledger` for the format), and signs with the key of its
+certificate; see :mod:`vfl.incentives.chain` for the format), and signs with the key of its
 certificate (``[ledger]`` ``cert``/``key``, by default its TLS ones).
 
 When a job succeeds at party B (after its contributions, if asked for):
@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from vfl import ledger as chain
-from vfl.contributions import ledger_view
+from vfl.incentives import chain
+from vfl.incentives.shapley import ledger_view
 from vfl.errors import JobError, LedgerConflict, LedgerError, PeerNotAllowed, VFLError
 from vfl.service.logs import job_event
 

@@ -40,7 +40,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from gmpy2 import mpz
 from pydantic import BaseModel, ConfigDict, Field
 
-from psi.ids import normalize_id
+from vfl.data.ids import normalize_id
 from vfl.errors import (
     ConfigError,
     LimitExceeded,
@@ -65,10 +65,10 @@ from vfl.lending.lender import (
     sign_blinded,
 )
 from vfl.lending.querier import Querier, answers
-from vfl.service.config import DatasetSection
+from vfl.data.dataset import DatasetSection
 from vfl.files import atomic_write
 from vfl.service.store import FILE_MODE, FOLDER_MODE, atomic_write_json, read_json
-from vfl.sources import open_source
+from vfl.data.sources import open_source
 
 if TYPE_CHECKING:
     from vfl.service.node import Node
@@ -203,7 +203,7 @@ class LendingService:
         if settings.borrowers is not None:
             return list(self.node.source(settings.borrowers).iter_ids())
         dataset = DatasetSection(path=settings.borrowers_file, id_column=settings.id_column)
-        source = open_source("lending borrowers", dataset, self.node.config.limits)
+        source = open_source("lending borrowers", dataset, max_bytes=self.node.config.limits.max_csv_bytes)
         try:
             return list(source.iter_ids())
         finally:

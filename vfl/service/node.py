@@ -26,9 +26,9 @@ from typing import Any
 
 
 from psi.protocol import PsiKeyHolder, PsiRequester
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data import PartyTable
+from vfl.data.table import PartyTable
 from vfl.errors import (
     ConfigError,
     DataError,
@@ -40,10 +40,11 @@ from vfl.errors import (
     UnknownJobError,
     VFLError,
 )
-from vfl.engine import Engine, make_engine
+from vfl.compute.engine import Engine, make_engine
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.messages import EpochDecision, Message, Party
-from vfl.protocol.parties import PartyA, PartyB
+from vfl.protocol.feature_party import FeatureParty
+from vfl.protocol.label_party import LabelParty
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
 from vfl.service import alignment, resume, retention
@@ -57,11 +58,11 @@ from vfl.service.scoring import ServingCache, flush_counters
 from vfl.service.startup import with_config_hint
 from vfl.service.store import JobRecord, JobStore, model_document
 from vfl.service.telemetry import Telemetry
-from vfl.sources import DataSource, Lookup, open_source
+from vfl.data.sources import DataSource, Lookup, open_source
 
 log = logging.getLogger("vfl.service")
 
-TrainingRole = PartyA | PartyB | Arbiter
+TrainingRole = FeatureParty | LabelParty | Arbiter
 
 #: The role letters of the two-party literature, by role kind (a config's ``role``).
 ROLE_LETTERS = {"feature": "A", "label": "B", "arbiter": "C"}
@@ -211,7 +212,7 @@ class Node:
         return f"party {ROLE_LETTERS.get(self.roster(record).kind_of(pid), '?')} ({peer_id})"
 
     def source(self, name: str) -> DataSource:
-        """Where this party's dataset ``name`` comes from (file or database), opened once (vfl.sources)."""
+        """Where this party's dataset ``name`` comes from (file or database), opened once (vfl.data.sources)."""
         source = self._sources.get(name)
         if source is not None:
             return source
@@ -219,7 +220,7 @@ class Node:
         if dataset is None:
             known = ", ".join(sorted(self.config.datasets)) or "none"
             raise DataError(f"party {self.config.party.id!r} has no dataset named {name!r}; it has: {known}")
-        return self._sources.setdefault(name, open_source(name, dataset, self.config.limits))
+        return self._sources.setdefault(name, open_source(name, dataset, max_bytes=self.config.limits.max_csv_bytes))
 
     def table(self, name: str, model: str | None = None) -> PartyTable:
         """This party's dataset by name, all rows checked strictly; a file is reloaded when it changes.
@@ -403,7 +404,7 @@ class Node:
             self.checkpoint(record, role)
             self.store.save(record)
         if role.done and not self.done[record.job_id].is_set():
-            if isinstance(role, PartyA):
+            if isinstance(role, FeatureParty):
                 part = role.model()
                 self.store.save_model(record.job_id, model_document(part, record))
                 record.parameters = role.trajectory()
@@ -526,12 +527,12 @@ class Node:
                     min_key_bits=self.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
                     roster=self.roster(record))
 
-    def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> PartyA | PartyB:
+    def party_role(self, record: JobRecord, config: TrainingConfig, aligned: PartyTable) -> FeatureParty | LabelParty:
         """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
         options = self.role_options(record, aligned)
         if self.party == "B":
-            return PartyB(record.job_id, config, aligned.features, aligned.labels, **options)
-        return PartyA(record.job_id, config, aligned.features, party=self.own_id(record), **options)
+            return LabelParty(record.job_id, config, aligned.features, aligned.labels, **options)
+        return FeatureParty(record.job_id, config, aligned.features, party=self.own_id(record), **options)
 
     # -- what peers ask of any party ---------------------------------------------------------------
 

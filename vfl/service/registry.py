@@ -33,7 +33,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import vfl
-from vfl.errors import ConfigError, JobError, PeerNotAllowed, PeerRefused, UnknownJobError, VFLError
+from vfl.errors import ConfigError, JobError, PeerNotAllowed, UnknownJobError, VFLError
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.service.store import _Damaged, atomic_write_json, read_json
 

@@ -27,10 +27,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vfl.crypto.keys import PrivateKey
-from vfl.data import PartyTable
+from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, JobCancelled, JobError, PeerNotAllowed, PeerRefused, VFLError
 from vfl.protocol.arbiter import Arbiter
-from vfl.protocol.parties import PartyB
+from vfl.protocol.label_party import LabelParty
 from vfl.service import alignment, coordinator
 from vfl.service.spec import ResumeRequest
 from vfl.service.store import JobRecord
@@ -167,7 +167,7 @@ async def resume_and_finish(node: Node, record: JobRecord, reason: str) -> None:
         await node.fail(record.job_id, f"{type(exc).__name__}: {exc}")
 
 
-async def coordinate_resume(node: Node, record: JobRecord, reason: str) -> tuple[PartyB, PartyTable]:
+async def coordinate_resume(node: Node, record: JobRecord, reason: str) -> tuple[LabelParty, PartyTable]:
     """Ask every feature party and C for their checkpoints, pick the newest common epoch, restore B, C, then the feature parties."""
     log.warning("job %s: resuming (%s)", record.job_id, reason)
     roster = node.roster(record)

@@ -4,7 +4,7 @@ For an ID, each feature party sends its plaintext partial score u_h to B, and
 B adds its own part and returns the score of the joint model: the calibrated
 probability and the label at the model's threshold (logistic), or the
 predicted value (linear). Features are read by ID at request time from each
-party's dataset (a file or a database table, :mod:`vfl.sources`), with the
+party's dataset (a file or a database table, :mod:`vfl.data.sources`), with the
 scaler and clipping of training. B may also take its own features for an ID
 from the request, for an applicant it has not stored yet.
 
@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited
-from vfl.model_parts import ModelPartA, ModelPartB
+from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.service.store import JobRecord
-from vfl.sources import Lookup
+from vfl.data.sources import Lookup
 
 if TYPE_CHECKING:
     from vfl.service.node import Node

@@ -13,7 +13,7 @@ What uvicorn is told, and why:
   :data:`GRACEFUL_SHUTDOWN_SECONDS`, then they are cancelled and the service
   exits. Jobs are checkpointed every epoch and resume after a restart, so
   nothing is gained by waiting longer. Crypto worker processes end with the
-  service (see :mod:`vfl.parallel`).
+  service (see :mod:`vfl.compute.pool`).
 """
 
 from __future__ import annotations

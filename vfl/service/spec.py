@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vfl.config import TrainingConfig
+from vfl.ml.config import TrainingConfig
 from vfl.errors import ConfigError
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster

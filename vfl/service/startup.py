@@ -11,7 +11,7 @@ The check uses a source of its own and closes it, so nothing it read stays in
 memory. The data is checked again whenever a job reads it (files change).
 
 :func:`with_config_hint` rewrites the fix a data error names: the loaders of
-:mod:`vfl.data` name the CLI's flags (``Fix --label-column``), which mean
+:mod:`vfl.data.table` name the CLI's flags (``Fix --label-column``), which mean
 nothing to the operator of a service; there the fix is a key of its config.
 """
 
@@ -22,12 +22,13 @@ import re
 import time
 
 from vfl.errors import ConfigError, DataError, VFLError
-from vfl.service.config import DatasetSection, ServiceConfig
-from vfl.sources import open_source
+from vfl.data.dataset import DatasetSection
+from vfl.service.config import ServiceConfig
+from vfl.data.sources import open_source
 
 log = logging.getLogger("vfl.service")
 
-#: The fixes vfl.data and vfl.sources name, by the config key each means.
+#: The fixes vfl.data.table and vfl.data.sources name, by the config key each means.
 _HINTS = {
     "id_column": re.compile(r"Fix (?:--id-column|id_column in the config)"),
     "label_column": re.compile(r"Fix --label-column"),
@@ -86,7 +87,7 @@ def problem(config: ServiceConfig, name: str) -> str | None:
             wanted = getattr(dataset, field)
             if wanted is not None and wanted not in columns:
                 return f"{key(name, field, dataset)}: no such column in {dataset.path}; the columns are: {shown}"
-    source = open_source(name, dataset, config.limits)
+    source = open_source(name, dataset, max_bytes=config.limits.max_csv_bytes)
     started = time.perf_counter()
     try:
         table = source.table(None)

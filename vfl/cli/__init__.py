@@ -1,0 +1,1 @@
+"""The ``vfl`` command (:func:`vfl.cli.main.main`)."""

@@ -1,0 +1,278 @@
+"""A whole federated job in one process: alignment, encrypted training, evaluation.
+
+All three roles run with real encryption and exchange real wire frames over
+the in-memory channel; only the network is missing. This is the Python API for
+notebooks::
+
+    from vfl import TrainingConfig, simulate_csv
+    result = simulate_csv(["shop.csv", "telco.csv"], "bank.csv", id_column="id", label_column="y",
+                          config=TrainingConfig(model="logistic", key_bits=2048))
+    result["metrics"]["train"]["auc"]
+
+The first argument is one feature party's CSV or a list of them (k feature
+parties, in order); ``id_column_a`` may be one column name or one per file.
+
+and what ``vfl simulate`` calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psi.joint import align_many
+from vfl.ml.config import TrainingConfig
+from vfl.crypto.keys import PrivateKey, PublicKey
+from vfl.data.table import PartyTable, check_labels, load_csv
+from vfl.errors import DataError
+from vfl.incentives import shapley
+from vfl.ml.parts import ModelPartA, ModelPartB, evaluate_label_part, label_party_alone
+from vfl.compute.engine import Engine, make_engine
+from vfl.protocol.arbiter import Arbiter
+from vfl.protocol.channel import InMemoryChannel
+from vfl.protocol.messages import EpochDecision
+from vfl.protocol.feature_party import FeatureParty
+from vfl.protocol.label_party import LabelParty
+from vfl.protocol.role import Envelope
+from vfl.protocol.roster import Roster
+from vfl.ml.schedule import gradient_lengths
+from vfl.ml.curves import curves_for
+
+#: Simulation runs in one process, so no key boundary is crossed: 1024-bit keys
+#: are allowed here for quick experiments. Services insist on 2048.
+SIMULATION_MIN_KEY_BITS = 1024
+
+ProgressFn = Callable[[int, int, float | None, float | None], None]
+CoalitionFn = Callable[[int, int, list[str]], None]  # (coalitions done, coalitions to train, this one's parties)
+
+
+def simulate_csv(
+    party_a: str | Sequence[str],
+    party_b: str,
+    *,
+    id_column: str,
+    label_column: str,
+    config: TrainingConfig,
+    id_column_a: str | Sequence[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Load each party's CSV separately and run :func:`simulate`."""
+    files = [party_a] if isinstance(party_a, str) else list(party_a)
+    columns = id_column_a if isinstance(id_column_a, (list, tuple)) else [id_column_a] * len(files)
+    if len(columns) != len(files):
+        raise DataError(f"{len(columns)} ID columns for {len(files)} feature-party files: give one, or one per file")
+    tables = [load_csv(f, id_column=c or id_column) for f, c in zip(files, columns)]
+    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model)
+    return simulate(tables if len(tables) > 1 else tables[0], table_b, config, **kwargs)
+
+
+def simulate(
+    table_a: PartyTable | Sequence[PartyTable],
+    table_b: PartyTable,
+    config: TrainingConfig,
+    *,
+    workers: int | None = None,
+    engine: Engine | str | None = None,
+    address: str | None = None,
+    job_id: str = "simulation",
+    progress: ProgressFn | None = None,
+    transcript: list[Envelope] | None = None,
+    keypair: tuple[PublicKey, PrivateKey] | None = None,
+    psi_key_bits: int | None = None,
+    contributions: bool = False,
+    contribution_permutations: int | None = None,
+    contribution_seed: int = 0,
+    on_coalition: CoalitionFn | None = None,
+    ledger: str | Path | None = None,
+) -> dict[str, Any]:
+    """Align (RSA PSI), train and evaluate; return the JSON-ready result.
+
+    ``table_a`` is one feature party's table or a list of them: with k > 1 the
+    feature parties are "A1" … "Ak" in the result, in the order given.
+
+    ``keypair`` lets tests reuse one arbiter key; ``transcript`` collects every
+    training envelope; ``psi_key_bits`` defaults to the Paillier key size.
+
+    ``engine`` is where every party's crypto runs: an :class:`~vfl.compute.engine.Engine`,
+    or ``"local"`` (this machine, ``workers`` processes; the default) or ``"ray"``
+    (the Ray cluster at ``address``, or a private local one). All parties share it
+    here, as they share the machine.
+
+    ``contributions`` adds what each feature party adds (:mod:`vfl.incentives.shapley`):
+    every coalition of feature parties the Shapley values need is trained through
+    the same protocol on the same aligned rows (exact for k ≤ 4, else
+    ``contribution_permutations`` sampled orders from ``contribution_seed``);
+    ``on_coalition(done, total, parties)`` is called before each. ``ledger`` is a
+    folder: the job is appended to the hash-chained ledger there (:mod:`vfl.incentives.chain`),
+    signed with keys made for the occasion and kept beside it.
+    """
+    started = time.perf_counter()
+    if table_b.labels is None:
+        raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
+    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
+
+    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
+    roster = Roster.default(len(tables))
+    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
+    alignment = align_many(
+        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
+        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
+    )
+    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
+    b_rows = table_b.take(alignment.rows_b)
+    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
+
+    run = _train(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
+                 transcript=transcript, keypair=keypair, min_bits=min_bits)
+    features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
+    models, model_b, metrics, decision, predictions = run.models, run.model_b, run.metrics, run.decision, run.predictions
+    schedule, splits, train_seconds = party_b.schedule, run.splits, run.seconds
+    curve_split = "validation" if schedule.has_validation else "train"
+    curve_rows = splits[curve_split]
+
+    if len(features) == 1:
+        parameters = {"party A": features[0].trajectory(), "party B": party_b.trajectory()}
+        model_parts = {"party_a": models[0].to_dict(), "party_b": model_b.to_dict()}
+    else:
+        parameters = {**{f"party {f.party}": f.trajectory() for f in features}, "party B": party_b.trajectory()}
+        model_parts = {**{f"party_{f.party.lower()}": m.to_dict() for f, m in zip(features, models)},
+                       "party_b": model_b.to_dict()}
+    result = {
+        "model": config.model,
+        "job_id": job_id,
+        "aligned_rows": alignment.size,
+        "alignment": alignment.summary(),
+        "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
+                            for f, t in zip(features, tables)],
+        "label_mapping": table_b.label_mapping,  # text labels read as 1/0 (yes → 1, no → 0), or None
+        "train_rows": int(schedule.n_train),
+        "validation_rows": int(len(schedule.validation_rows)),
+        "epochs_run": party_b.epochs_run,
+        "stop_reason": party_b.stop_reason,
+        "loss_history": party_b.train_losses,
+        "validation_loss_history": party_b.validation_losses,
+        "metrics": metrics,
+        "decision": decision,
+        "seconds": round(time.perf_counter() - started, 3),
+        "timings": {
+            "alignment": round(alignment.seconds, 3),
+            "training": round(train_seconds, 3),
+            "per_role": {k: round(v, 3) for k, v in channel.seconds_by_role.items()},
+        },
+        "bytes_exchanged": channel.total_bytes,
+        "messages": channel.messages_sent,
+        "decryptions": arbiter.decryptions,
+        "privacy": None if party_b.privacy is None else party_b.privacy.report(),
+        "parameters": parameters,
+        "curves": curves_for(config.model, b_rows.labels[curve_rows], predictions[curve_rows], None),
+        "curve_split": curve_split,
+        "config": config.model_dump(),
+        "workers": engine.workers,
+        "engine": engine.name,
+        "model_parts": model_parts,
+    }
+    if contributions:
+        result["contributions"] = _contributions(
+            parts, b_rows, config, run, names=[f.party for f in features], sources=[t.source for t in tables],
+            engine=engine, keypair=keypair, min_bits=min_bits, permutations=contribution_permutations,
+            seed=contribution_seed, on_coalition=on_coalition)
+    if ledger is not None:
+        from vfl.incentives.chain import record_simulation
+
+        result["ledger"] = record_simulation(ledger, result, table_b.source)
+    return result
+
+
+@dataclass
+class _Run:
+    """One training of the protocol on aligned rows, and B's evaluation of it."""
+
+    features: list[FeatureParty]
+    party_b: LabelParty
+    arbiter: Arbiter
+    channel: InMemoryChannel
+    models: list[ModelPartA]
+    model_b: ModelPartB
+    metrics: dict[str, Any]
+    decision: dict[str, Any] | None
+    predictions: Any
+    splits: dict[str, Any]
+    seconds: float
+
+
+def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, *, roster: Roster, engine: Engine,
+           job_id: str, progress: ProgressFn | None = None, transcript: list[Envelope] | None = None,
+           keypair: tuple[PublicKey, PrivateKey] | None = None, min_bits: int) -> _Run:
+    """Train the feature parties ``parts`` with B on the aligned rows, with real encryption; evaluate at B."""
+    train_started = time.perf_counter()
+    lengths = gradient_lengths({p: t.features.shape[1] for p, t in zip(roster.features, parts)},
+                               b_rows.features.shape[1], config, label=roster.label)
+    features = [
+        FeatureParty(job_id, config, t.features, roster=roster, party=p, feature_names=t.feature_names,
+                     engine=engine, min_key_bits=min_bits, job_lengths=lengths)
+        for p, t in zip(roster.features, parts)
+    ]
+    party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
+                         feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
+                         job_lengths=lengths)
+    arbiter = Arbiter(job_id, config, len(b_rows), gradient_lengths=lengths, keypair=keypair,
+                      min_key_bits=min_bits, roster=roster)
+
+    def on_deliver(envelope: Envelope) -> None:
+        message = envelope.message
+        if progress is not None and envelope.recipient == roster.label and isinstance(message, EpochDecision):
+            progress(message.epoch, config.epochs, message.train_loss, message.validation_loss)
+
+    roles = {**{f.party: f for f in features}, roster.label: party_b, roster.arbiter: arbiter}
+    channel = InMemoryChannel(roles, transcript=transcript, on_deliver=on_deliver)
+    channel.run([e for f in features for e in f.start()] + party_b.start())
+    seconds = time.perf_counter() - train_started
+
+    # Evaluation: each feature party sends its plaintext partial scores for the aligned
+    # rows to B, exactly as federated prediction does; only B computes the metrics.
+    models = [f.model() for f in features]
+    u_a = sum(m.partial_scores(t.features) for m, t in zip(models, parts))
+    schedule = party_b.schedule
+    splits = {"train": schedule.train_rows}
+    if schedule.has_validation:
+        splits["validation"] = schedule.validation_rows
+    model_b, metrics, decision, predictions = evaluate_label_part(
+        party_b.model(), config, b_rows.labels, party_b.model().scores(b_rows.features, u_a), splits)
+    return _Run(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
+
+
+def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: _Run, *,
+                   names: list[str], sources: list[str], engine: Engine,
+                   keypair: tuple[PublicKey, PrivateKey] | None, min_bits: int, permutations: int | None,
+                   seed: int, on_coalition: CoalitionFn | None) -> dict[str, Any]:
+    """Shapley values and leave-one-out of the feature parties, from real federated trainings of each coalition.
+
+    Every coalition trains on the job's own aligned rows (the full joint
+    intersection) with the same config, so the validation split is the same and
+    the values compare. v(∅) is party B alone, trained by B in plaintext (the job's
+    bank-only baseline): B alone needs no federation.
+    """
+    k = len(parts)
+    plan = shapley.plan(k, permutations=permutations, seed=seed)
+    full = plan.full
+    values: dict[frozenset[int], float] = {}
+    seconds: dict[frozenset[int], float] = {full: run.seconds}
+    values[full], split = shapley.value_of(run.metrics, config.model)
+    alone, _ = label_party_alone(run.party_b, b_rows.labels, run.splits)
+    values[frozenset()], _ = shapley.value_of(alone["metrics"], config.model)
+    todo = plan.to_train()
+    for done, coalition in enumerate(todo):
+        members = sorted(coalition)
+        if on_coalition is not None:
+            on_coalition(done, len(todo), [names[i] for i in members])
+        sub = _train([parts[i] for i in members], b_rows, config, roster=Roster.default(len(members)), engine=engine,
+                     job_id=f"coalition-{'-'.join(names[i] for i in members)}", keypair=keypair, min_bits=min_bits)
+        values[coalition], _ = shapley.value_of(sub.metrics, config.model)
+        seconds[coalition] = sub.seconds
+    rows = len(run.splits[split])
+    return shapley.table(plan, values, model=config.model, names=names, sources=sources, split=split, rows=rows,
+                         seconds=seconds)

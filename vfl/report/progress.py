@@ -1,0 +1,67 @@
+"""A live progress line for long runs: stage, epoch bar, loss.
+
+On a terminal the line is redrawn in place; otherwise (logs, CI) one line is
+written per change, so nothing is lost in a file.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+BAR_WIDTH = 24
+
+
+def render(stage: str, epoch: int, max_epochs: int | None, loss: float | None = None,
+           validation_loss: float | None = None, prefix: str = "") -> str:
+    parts = [prefix + stage] if prefix else [stage]
+    if max_epochs:
+        done = min(BAR_WIDTH, round(BAR_WIDTH * epoch / max_epochs))
+        parts.append(f"[{'#' * done}{'.' * (BAR_WIDTH - done)}] epoch {epoch}/{max_epochs}")
+    if loss is not None:
+        parts.append(f"loss {loss:.6f}")
+    if validation_loss is not None:
+        parts.append(f"validation {validation_loss:.6f}")
+    return "  ".join(parts)
+
+
+class ProgressLine:
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last: str | None = None
+
+    def show(self, line: str, *, final: bool = False) -> None:
+        if line == self._last and not final:
+            return
+        if self.live:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._last = None if final else line
+
+    def close(self) -> None:
+        """End a line left open on a terminal (a run that stopped before its last epoch)."""
+        if self.live and self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._last = None
+
+    def epoch(self, epoch: int, max_epochs: int, loss: float | None, validation_loss: float | None) -> None:
+        """The shape ``vfl.local.simulate`` calls its progress hook with (epoch counted from 0)."""
+        self.show(render("training", epoch + 1, max_epochs, loss, validation_loss), final=epoch + 1 >= max_epochs)
+
+    def job(self, status: dict[str, Any]) -> None:
+        """One job status from the REST API."""
+        losses = status.get("loss_history") or []
+        validation = status.get("validation_loss_history") or []
+        epoch, max_epochs = status.get("epoch", 0), status.get("max_epochs")
+        stage = f"{status['state']} ({status.get('stage')})"
+        if status["state"] == "succeeded":
+            # A job that converged early is complete: a full bar, and why it stopped.
+            max_epochs = epoch or max_epochs
+            stage = f"succeeded ({status.get('stop_reason') or 'done'})"
+        line = render(stage, epoch, max_epochs, losses[-1] if losses else None,
+                      validation[-1] if validation else None, prefix=f"{status['job_id']}: ")
+        self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled", "damaged"))
