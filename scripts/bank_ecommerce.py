@@ -112,8 +112,8 @@ def connection(args: argparse.Namespace) -> dict:
     if args.config_dir is not None or args.bank_config is not None:
         path = args.bank_config or bank_config(args.config_dir)
         config = load_config(path)
-        if config.role != "B":
-            raise ConfigError(f"{path} is party {config.role}'s config; run orchestrates party B, the bank")
+        if config.kind != "label":
+            raise ConfigError(f"{path} is party {config.party.role}'s config; run orchestrates party B, the bank")
         found.update(bank=own_url(config), token=config.token(),
                      ca=config.tls.ca if config.tls is not None else None,
                      peers={pid: peer.url for pid, peer in config.peers.items()})

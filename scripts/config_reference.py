@@ -13,8 +13,6 @@ in its model is the way to change its line here.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import sys
 import types
 import typing
@@ -31,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vfl.service.config import ServiceConfig  # noqa: E402
 from vfl.service.spec import JobSpec  # noqa: E402
+from scripts import generated_doc  # noqa: E402
 
 OUT = ROOT / "docs" / "configuration.md"
 
@@ -270,24 +269,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with docs/configuration.md; exit 1 if stale")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text() if args.out.is_file() else ""
-        if current == text:
-            print(f"{args.out} is up to date")
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                   str(args.out), "generated"))
-        print(f"\n{args.out} is out of date: run python scripts/config_reference.py", file=sys.stderr)
-        return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return generated_doc.main(argv, doc=__doc__, render=render, out=OUT, command="python scripts/config_reference.py")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Writing files so that a crash never leaves half of one: the one helper every store uses."""
+"""Private files: owner-only modes, and writing files so that a crash never leaves half of one.
+
+Every store of vfl (jobs, checkpoints, models, the ledger, the lenders' keys,
+batch outputs, certificates) keeps its files owner-only and writes them through
+these helpers.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,26 @@ import os
 import tempfile
 from pathlib import Path
 
+FILE_MODE = 0o600  # owner only: records, models, checkpoints and keys
+FOLDER_MODE = 0o700
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = False) -> None:
+
+def private_folder(path: Path) -> Path:
+    """``path``, made if missing and owner-only (it may predate this rule)."""
+    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    os.chmod(path, FOLDER_MODE)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a private key, a token) readable by its owner only, 0600 from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, FILE_MODE)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE, *, durable: bool = False) -> None:
     """Write ``data`` to ``path``: readers see the old file or the new one, never a mix.
 
     The file is written beside its target (0600 from the start, then ``mode``),

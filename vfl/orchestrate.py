@@ -157,7 +157,7 @@ class Orchestrator:
         """
         return self._call("DELETE", f"/v1/jobs/{job_id}")
 
-    # -- batch scoring at party B (vfl.service.batch) ---------------------------------------------------
+    # -- batch scoring at party B (vfl.service.serving.batch) ---------------------------------------------------
 
     def score_batch(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """Start (or resume, or look up) a background batch: ``{"input": {...}, "output": {"path"}, "chunk_rows"}``."""

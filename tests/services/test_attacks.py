@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from tests.services.conftest import URLS, demo_job, start_cluster, wait_for
-from vfl.service.client import PARTY_HEADER
+from vfl.service.peers import PARTY_HEADER
 from vfl.service.config import load_config
+from vfl.service import training_roles
 from vfl.service.node import Node
 
 
@@ -61,7 +62,7 @@ async def job_against(tmp_path, service: str, node_class: type[Node], job_id: st
             submitted = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": job_id})
             assert submitted.status_code == 201, submitted.text
             status = await wait_for(bank, job_id, timeout=120)
-        arbiter = cluster.nodes["arbiter"].records[job_id]
+        arbiter = cluster.nodes["arbiter"].job(job_id).record
         for _ in range(100):  # B tells its peers right after it records the failure
             if arbiter.finished:
                 break
@@ -116,7 +117,7 @@ def test_a_party_cannot_force_resumes(tmp_path, run):
                 assert (await bank.post("/v1/jobs", json=job)).status_code == 201
                 while (await bank.get("/v1/jobs/forced")).json()["epoch"] < 2:
                     await asyncio.sleep(0.05)
-                generation = cluster.nodes["party-b"].records["forced"].generation
+                generation = cluster.nodes["party-b"].job("forced").record.generation
                 claims = []
                 for claimed in (generation, generation + 1, generation + 50):
                     claims.append(await a_as_peer.post(
@@ -148,7 +149,7 @@ def test_non_finite_numbers_are_refused_and_leave_nothing_behind(tmp_path, run):
                 answer = await bank.post("/v1/jobs", content=text, headers={"Content-Type": "application/json"})
                 nan = await bank.post("/v1/jobs", content=text.replace("1e999", "NaN"),
                                       headers={"Content-Type": "application/json"})
-                listed = {name: list(node.records) for name, node in cluster.nodes.items()}
+                listed = {name: [r.job_id for r in node.jobs.records()] for name, node in cluster.nodes.items()}
             return answer, nan, listed
         finally:
             await cluster.stop()
@@ -168,7 +169,7 @@ def test_a_submit_that_fails_at_the_arbiter_is_withdrawn_at_party_a(tmp_path, ru
             del cluster.router.apps["arbiter.test"]  # C is down while B registers the job
             async with cluster.client() as bank:
                 answer = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "half"})
-            return answer, {name: list(node.records) for name, node in cluster.nodes.items()}, cluster
+            return answer, {name: [r.job_id for r in node.jobs.records()] for name, node in cluster.nodes.items()}, cluster
         finally:
             await cluster.stop()
 
@@ -218,22 +219,25 @@ def test_a_b_that_lies_to_the_arbiter_about_as_length_fails_the_job(tmp_path, ru
         assert any("refused key_request" in line and re.search(refusal, line) for line in audit)
 
 
-class ThievingNodeA(Node):
-    """Party A's service running a changed role: it passes B's residual off as its gradient."""
+def thieving_party_a(monkeypatch, role_class: type) -> list:
+    """Party A's service runs a changed feature-party role; returns the roles it makes.
 
-    role_class: type = None  # set by the test
-    roles: list = []
+    Party A is the only feature party of these jobs, so only its service builds this role.
+    """
+    made: list = []
 
-    def party_role(self, record, config, aligned):
-        role = self.role_class(record.job_id, config, aligned.features, party=self.own_id(record),
-                               **self.role_options(record, aligned))
-        ThievingNodeA.roles.append(role)
-        return role
+    class Recorded(role_class):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(training_roles, "FeatureParty", Recorded)
+    return made
 
 
 
 
-def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audited(tmp_path, run):
+def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audited(tmp_path, run, monkeypatch):
     from tests.protocol.test_deviating_parties import ResidualThiefA
     from vfl.protocol.messages import EncryptedResidual
 
@@ -249,17 +253,17 @@ def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audite
                     self.weights = np.zeros(self.design.shape[1])
             return super().process(message)
 
-    ThievingNodeA.role_class, ThievingNodeA.roles = WholeResidualA, []
+    roles = thieving_party_a(monkeypatch, WholeResidualA)
 
-    status, audit, arbiter_record = run(job_against(tmp_path, "party-a", ThievingNodeA, "whole", batch_size=200, tol=0))
+    status, audit, arbiter_record = run(job_against(tmp_path, "party-a", Node, "whole", batch_size=200, tol=0))
 
     assert status["state"] == "failed" and arbiter_record.state == "failed"
-    assert ThievingNodeA.roles and ThievingNodeA.roles[0].stolen == {}
+    assert roles and roles[0].stolen == {}
     assert any("refused masked_gradient from party-a" in line and "registered a gradient of length" in line
                for line in audit)
 
 
-def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_hanging(tmp_path, run):
+def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_hanging(tmp_path, run, monkeypatch):
     from tests.protocol.test_deviating_parties import ResidualThiefA
 
     class QuietThiefA(ResidualThiefA):
@@ -270,13 +274,13 @@ def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_h
             self.finished = False  # it does not announce anything: it goes quiet
             return out
 
-    ThievingNodeA.role_class, ThievingNodeA.roles = QuietThiefA, []
+    roles = thieving_party_a(monkeypatch, QuietThiefA)
     fast = {"heartbeat": 0.3, "idle_timeout": 2.0}
 
     limits = {"party-b": fast, "arbiter": fast, "party-a": fast}
 
-    status, _, _ = run(job_against(tmp_path, "party-a", ThievingNodeA, "quiet", limits, batch_size=200, tol=0))
+    status, _, _ = run(job_against(tmp_path, "party-a", Node, "quiet", limits, batch_size=200, tol=0))
 
-    thief = ThievingNodeA.roles[0]
+    thief = roles[0]
     assert len(thief.stolen) == len(thief.weights)  # the documented bound: k_A residuals, once
     assert status["state"] == "failed" and "limits.idle_timeout" in status["error"]

@@ -118,7 +118,8 @@ def test_forty_bad_inputs_are_refused_and_the_services_carry_on(tmp_path, run):
                 live = started.json()["job_id"]
                 for _ in range(2000):
                     status = (await bank.get(f"/v1/jobs/{live}")).json()
-                    if status["epoch"] >= 1 or status["state"] != "training" and status["state"] != "aligning":
+                    # "pending" until B's pipeline has started (README: pending → aligning → training)
+                    if status["epoch"] >= 1 or status["state"] not in ("pending", "aligning", "training"):
                         break
                     await asyncio.sleep(0.01)
                 assert status["state"] == "training", status
@@ -153,8 +154,8 @@ def test_forty_bad_inputs_are_refused_and_the_services_carry_on(tmp_path, run):
                 await submit("spec:too-large", None, content=b"x" * 2_100_000, headers={"Content-Type": "application/json"})
 
                 # Protocol messages to party B's live job, impersonating peers (insecure mode: by header).
-                public_key = cluster.nodes["party-b"].runtimes[live].roles["train"].public_key
-                rows = cluster.nodes["party-b"].runtimes[live].roles["train"].schedule.batch_length(0)
+                public_key = cluster.nodes["party-b"].jobs.get(live).runtime.roles["train"].public_key
+                rows = cluster.nodes["party-b"].jobs.get(live).runtime.roles["train"].schedule.batch_length(0)
                 enc = Encryptor(public_key)
 
                 def forward(**changes: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""Batch scoring at party B (vfl.service.batch) and `vfl score` (vfl.cli.main), over the in-process HTTP cluster.
+"""Batch scoring at party B (vfl.service.serving.batch) and `vfl score` (vfl.cli.main), over the in-process HTTP cluster.
 
 One job is trained once for the module; each test copies its folder and starts
 the services again on the copy (the job is succeeded there, nothing retrains).
@@ -16,7 +16,7 @@ import pytest
 
 from parties.app import create_app as create_party_app
 from tests.services.conftest import NAMES, URLS, Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
-from vfl.service import scoring
+from vfl.service.serving import scoring
 from vfl.service.config import load_config
 from vfl.service.node import Node
 
@@ -111,13 +111,13 @@ def test_a_csv_batch_equals_one_predict_call_and_a_repeat_does_no_work(workdir, 
             async with cluster.client() as bank:
                 submitted = await bank.post(f"/v1/jobs/{JOB}/score-batch", json=request)
                 final = await wait_batch(bank, submitted.json()["batch_id"])
-                scored_after_batch = shop.records[JOB].scored_ids
+                scored_after_batch = shop.job(JOB).record.scored_ids
                 audit_after_batch = audit_scored(workdir)
                 repeated = await bank.post(f"/v1/jobs/{JOB}/score-batch", json=request)
                 await asyncio.sleep(0.2)  # a second run, if one had started, would be scoring now
                 listed = (await bank.get(f"/v1/jobs/{JOB}/score-batch")).json()
                 download = await bank.get(f"/v1/jobs/{JOB}/score-batch/{final['batch_id']}/result")
-                scored_end, audit_end = shop.records[JOB].scored_ids, audit_scored(workdir)
+                scored_end, audit_end = shop.job(JOB).record.scored_ids, audit_scored(workdir)
                 direct = await bank.post(f"/v1/jobs/{JOB}/predict", json={"ids": both + only_b})
             return (submitted, final, repeated, listed, download, direct, scored_after_batch, audit_after_batch,
                     scored_end, audit_end)
@@ -186,7 +186,7 @@ def test_cancel_stops_after_a_chunk_publishes_nothing_and_a_repeat_resumes(workd
     async def scenario():
         cluster = await open_cluster(workdir)
         shop = cluster.nodes["party-a"]
-        scored_before = shop.records[JOB].scored_ids  # training's own evaluation asked A too
+        scored_before = shop.job(JOB).record.scored_ids  # training's own evaluation asked A too
         try:
             async with cluster.client() as bank:
                 batch_id = (await bank.post(f"/v1/jobs/{JOB}/score-batch", json=request)).json()["batch_id"]
@@ -198,7 +198,7 @@ def test_cancel_stops_after_a_chunk_publishes_nothing_and_a_repeat_resumes(workd
                 result_refused = await bank.get(f"/v1/jobs/{JOB}/score-batch/{batch_id}/result")
                 resumed = (await bank.post(f"/v1/jobs/{JOB}/score-batch", json=request)).json()
                 final = await wait_batch(bank, batch_id)
-            scored = shop.records[JOB].scored_ids - scored_before
+            scored = shop.job(JOB).record.scored_ids - scored_before
             return cancel, cancelled, published_after_cancel, result_refused, resumed, final, scored
         finally:
             await cluster.stop()

@@ -22,7 +22,9 @@ from vfl.cli.main import main
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
 from vfl.demo.services import running_services, wait_healthy, write_demo_files
-from vfl.service import ledger as service_ledger
+from vfl.service.lifecycle import Stage
+from vfl.service.stages import ledger as ledger_stage
+from vfl.service.stages.pipeline import LABEL_PARTY, Step
 from vfl.service.config import load_config
 from vfl.service.node import Node
 from vfl.service.tls import make_certificates
@@ -49,10 +51,11 @@ class Four:
     def __init__(self, workdir, setup):
         self.workdir, self.setup, self.router, self.nodes = workdir, setup, Router(), {}
 
-    async def open(self):
+    async def open(self, bank_steps=LABEL_PARTY):
+        """The four services; party B runs ``bank_steps`` (another table plays a party B that deviates)."""
         for name in SERVICES:
             config = load_config(self.workdir / f"{name}.toml")
-            node = Node(config, transport=self.router)
+            node = Node(config, transport=self.router, steps=bank_steps)
             app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
             self.router.apps[f"{name}.test"] = app
             await node.startup()
@@ -140,22 +143,26 @@ def test_contributions_and_a_co_signed_ledger_entry_with_two_feature_parties(tmp
     assert "Entry 0 of the ledger" in report and "every signature verified" in report
 
 
-def test_a_party_refuses_a_wrong_model_digest_copies_catch_up_and_survive_a_restart(tmp_path, run, monkeypatch):
+def test_a_party_refuses_a_wrong_model_digest_copies_catch_up_and_survive_a_restart(tmp_path, run):
     setup = prepare(tmp_path, population=500)
     two_party = {**setup["job"], "feature_parties": [{"peer": "shop", "dataset": "behaviour"}]}
 
-    def lying_bank(node, record, fields):  # B records another model digest for shop than shop's own
-        if record.job_id == "lied":
+    async def lying_fields(ctx):  # B records another model digest for shop than shop's own
+        fields = await ledger_stage.entry_fields(ctx)
+        if ctx.record.job_id == "lied":
             fields["parties"][0]["model_digest"] = "0" * 64
         return fields
 
+    async def lying_ledger(ctx):
+        await ledger_stage.record_entry(ctx, lying_fields)
+
+    lying_bank = tuple(Step(s.stage, lying_ledger, s.when) if s.stage is Stage.LEDGER else s for s in LABEL_PARTY)
+
     async def scenario():
-        cluster = await Four(tmp_path, setup).open()
+        cluster = await Four(tmp_path, setup).open(bank_steps=lying_bank)  # a changed party B, its own identity
         try:
             first = await run_job(cluster, {**setup["job"], "job_id": "first"})
-            monkeypatch.setattr(service_ledger, "tamper_hook", lying_bank)
             lied = await run_job(cluster, {**two_party, "job_id": "lied"})
-            monkeypatch.undo()
         finally:
             await cluster.stop()
         shutil.rmtree(cluster.copy("telco"))  # telco lost its copy: B brings it up to date at the next entry

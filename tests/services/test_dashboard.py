@@ -17,7 +17,7 @@ import pytest
 from tests.services.browser import CHROMIUM, Browser
 from tests.services.conftest import URLS, demo_job, start_cluster
 from vfl.demo.services import running_services, wait_healthy, write_demo_files
-from vfl.service.dashboard import Sessions, cookie_name
+from vfl.service.http.auth import Sessions, cookie_name
 
 B_ORIGIN = URLS["party-b"]  # http://party-b.test
 

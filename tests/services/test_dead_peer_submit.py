@@ -76,7 +76,7 @@ def test_a_dead_feature_party_refuses_the_submit_within_the_default_connect_time
     assert "job too-soon was not submitted" in body["detail"]
     assert "party A 'party-a' is unreachable" in body["detail"] and nowhere in body["detail"]
     assert "limits.connect_timeout" in body["detail"]
-    assert listed == [] and "too-soon" not in nodes["arbiter"].records  # nothing left anywhere
+    assert listed == [] and "too-soon" not in nodes["arbiter"].jobs  # nothing left anywhere
 
 
 def test_a_dead_arbiter_refuses_the_submit_and_the_feature_party_forgets_it(tmp_path, run):
@@ -87,4 +87,4 @@ def test_a_dead_arbiter_refuses_the_submit_and_the_feature_party_forgets_it(tmp_
     assert "party C (the arbiter) 'arbiter' is unreachable" in answer.json()["detail"]
     assert nowhere in answer.json()["detail"]
     assert listed == []
-    assert "too-soon" not in nodes["party-a"].records  # A had registered it; B withdrew it
+    assert "too-soon" not in nodes["party-a"].jobs  # A had registered it; B withdrew it

@@ -10,6 +10,7 @@ from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
 from vfl.service.config import load_config
 from vfl.service.node import Node
+from vfl.service.serving.scoring import model_part
 from vfl.local.simulate import simulate
 
 
@@ -86,7 +87,8 @@ def test_jobs_and_models_survive_a_restart(tmp_path, run):
             await cluster.stop()
         restarted = Node(load_config(tmp_path / "party-b.toml"))
         await restarted.startup()
-        return restarted.record(job["job_id"]), restarted.model_part(job["job_id"])
+        ctx = restarted.job(job["job_id"])
+        return ctx.record, model_part(ctx)
 
     record, model = run(scenario())
 

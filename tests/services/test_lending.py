@@ -59,10 +59,10 @@ class Federation:
             self.nodes[name] = node
         for name in lender_names(3):
             for _ in range(600):
-                if self.nodes[name].lending.tag_set is not None:
+                if self.nodes[name].lending.lender.tag_set is not None:
                     break
                 await asyncio.sleep(0.05)
-            assert self.nodes[name].lending.tag_set is not None, f"{name} published no tag set"
+            assert self.nodes[name].lending.lender.tag_set is not None, f"{name} published no tag set"
         return self
 
     async def close(self) -> None:
@@ -145,7 +145,7 @@ def test_a_lenders_transcript_shows_only_blinded_values(tmp_path, run):
         federation = await Federation(tmp_path, setup).open()
         try:
             answer = await federation.query(asked)
-            return federation.router.seen, answer.json(), {n: federation.nodes[n].lending.tag_set for n in lender_names(3)}
+            return federation.router.seen, answer.json(), {n: federation.nodes[n].lending.lender.tag_set for n in lender_names(3)}
         finally:
             await federation.close()
 
@@ -209,15 +209,15 @@ def test_rotation_invalidates_old_tags(tmp_path, run):
         federation = await Federation(tmp_path, setup).open()
         try:
             before = (await federation.query(ids)).json()
-            old = federation.nodes[QUERIER].lending.querier.cached("lender-1")
-            old_blinded = federation.nodes[QUERIER].lending.querier.blind("lender-1", ids[:2])
+            old = federation.nodes[QUERIER].lending.queries.protocol.cached("lender-1")
+            old_blinded = federation.nodes[QUERIER].lending.queries.protocol.blind("lender-1", ids[:2])
             async with federation.client("lender-1") as lender:
                 rotated = (await lender.post("/v1/lending/rotate")).json()
             async with federation.peer("lender-1") as peer:
                 stale = await peer.post("/v1/peer/lending/blind-sign",
                                         json={"key_id": old.key_id, "values": [format(int(v), "x") for v in old_blinded.values]})
             after = (await federation.query(ids)).json()
-            new = federation.nodes[QUERIER].lending.querier.cached("lender-1")
+            new = federation.nodes[QUERIER].lending.queries.protocol.cached("lender-1")
             return before, rotated, stale, after, old, new
         finally:
             await federation.close()
@@ -243,11 +243,11 @@ def test_bad_input_gets_a_4xx_naming_the_problem(tmp_path, run):
         federation = await Federation(tmp_path, setup).open()
         out = {}
         try:
-            ts = federation.nodes["lender-1"].lending.tag_set
+            ts = federation.nodes["lender-1"].lending.lender.tag_set
             n, key_id = int(ts.public.n), ts.key_id
             async with federation.peer("lender-1") as peer:
                 for name, values in (("zero", ["0"]), ("n", [format(n, "x")]), ("above", [format(n + 1, "x")]),
-                                     ("factor", [format(int(federation.nodes["lender-1"].lending.key.private.p), "x")]),
+                                     ("factor", [format(int(federation.nodes["lender-1"].lending.lender.key.private.p), "x")]),
                                      ("garbled", ["12", "not-hex"]), ("too long", ["f" * 1000]), ("empty", [])):
                     out[name] = await peer.post("/v1/peer/lending/blind-sign", json={"key_id": key_id, "values": values})
                 out["not a list"] = await peer.post("/v1/peer/lending/blind-sign", json={"key_id": key_id, "values": 7})
@@ -306,13 +306,13 @@ def test_restarts_keep_budgets_and_tag_sets(tmp_path, run):
         federation = await Federation(tmp_path, setup).open()
         try:
             assert (await federation.query(people[:10])).status_code == 200
-            keys = {n: federation.nodes[n].lending.tag_set.key_id for n in lender_names(3)}
+            keys = {n: federation.nodes[n].lending.lender.tag_set.key_id for n in lender_names(3)}
         finally:
             await federation.close()
         again = await Federation(tmp_path, setup).open()  # every service restarted on its files
         try:
             await asyncio.sleep(0.5)  # time for a (wrong) republication to show
-            after = {n: again.nodes[n].lending.tag_set.key_id for n in lender_names(3)}
+            after = {n: again.nodes[n].lending.lender.tag_set.key_id for n in lender_names(3)}
             over = await again.query(people[10:13])
             last = await again.query(people[10:12])
             return keys, after, over, last
@@ -338,7 +338,7 @@ def test_a_changed_borrower_list_is_published_under_a_new_key_at_restart(tmp_pat
     async def scenario():
         federation = await Federation(tmp_path, setup).open()
         try:
-            old = federation.nodes["lender-2"].lending.tag_set.key_id
+            old = federation.nodes["lender-2"].lending.lender.tag_set.key_id
             missing = (await federation.query([newcomer])).json()
         finally:
             await federation.close()
@@ -347,11 +347,11 @@ def test_a_changed_borrower_list_is_published_under_a_new_key_at_restart(tmp_pat
         again = await Federation(tmp_path, setup).open()
         try:
             for _ in range(400):
-                if again.nodes["lender-2"].lending.tag_set.key_id != old:
+                if again.nodes["lender-2"].lending.lender.tag_set.key_id != old:
                     break
                 await asyncio.sleep(0.05)
             found = (await again.query([newcomer])).json()
-            return old, again.nodes["lender-2"].lending.tag_set, missing, found
+            return old, again.nodes["lender-2"].lending.lender.tag_set, missing, found
         finally:
             await again.close()
 
@@ -392,14 +392,14 @@ def test_the_key_rotates_on_schedule_and_queries_follow(tmp_path, run):
     async def scenario():
         federation = await Federation(tmp_path, setup).open()
         try:
-            first = federation.nodes["lender-2"].lending.tag_set
+            first = federation.nodes["lender-2"].lending.lender.tag_set
             before = (await federation.query(ids)).json()
             for _ in range(100):
-                if federation.nodes["lender-2"].lending.tag_set.epoch >= first.epoch + 2:
+                if federation.nodes["lender-2"].lending.lender.tag_set.epoch >= first.epoch + 2:
                     break
                 await asyncio.sleep(0.05)
             after = (await federation.query(ids)).json()
-            return first, federation.nodes["lender-2"].lending.tag_set, before, after
+            return first, federation.nodes["lender-2"].lending.lender.tag_set, before, after
         finally:
             await federation.close()
 
@@ -432,7 +432,7 @@ def test_a_lender_that_cannot_publish_says_why(tmp_path, run):
             federation.nodes[name] = node
         try:
             for _ in range(200):
-                if federation.nodes["lender-3"].lending.publish_error:
+                if federation.nodes["lender-3"].lending.lender.publish_error:
                     break
                 await asyncio.sleep(0.05)
             return await federation.query(["C000001"])

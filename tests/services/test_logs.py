@@ -94,7 +94,7 @@ def test_json_lines_carry_the_job_id_through_failure_and_resume(tmp_path, run, s
         try:
             async with cluster.client() as bank:
                 job = await submit_until_epoch(bank, {**cluster.setup["job"], "job_id": "bumpy"}, 2)
-                await cluster.nodes["party-b"].fail("bumpy", "the operator pulled the plug")
+                await cluster.nodes["party-b"].job("bumpy").fail("the operator pulled the plug")
                 assert (await bank.get("/v1/jobs/bumpy")).json()["state"] == "failed"
                 resumed = await bank.post("/v1/jobs/bumpy/resume")
                 assert resumed.status_code == 200, resumed.text

@@ -48,7 +48,7 @@ def test_metrics_after_a_job(tmp_path, run):
                 seen["bank"] = await bank.get("/metrics")
                 seen["shop_with_bank_scrape_token"] = await shop.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"})
                 seen["shop"] = await shop.get("/metrics")
-            return status, seen, cluster.nodes["party-b"].workers
+            return status, seen, cluster.nodes["party-b"].engine.workers
         finally:
             await cluster.stop()
 

@@ -21,7 +21,9 @@ from tests.services.conftest import Cluster, add_limits, demo_job, open_cluster,
 from vfl.data.table import load_csv
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.service.config import load_config
-from vfl.service.store import JobRecord, JobStore
+from vfl.service.record import JobRecord
+from vfl.service.serving.scoring import model_part
+from vfl.service.store import JobStore
 
 JOBS = ("job-1", "job-2")
 FAILED = "job-failed"
@@ -270,7 +272,7 @@ def test_scorecards_reproduce_each_partys_partial_score(workdir, run):
             async with cluster.client() as bank, cluster.client("party-a") as shop:
                 return ((await shop.get("/v1/jobs/job-1/scorecard")).json(),
                         (await bank.get("/v1/jobs/job-1/scorecard")).json(),
-                        cluster.nodes["party-a"].model_part("job-1"), cluster.nodes["party-b"].model_part("job-1"))
+                        model_part(cluster.nodes["party-a"].job("job-1")), model_part(cluster.nodes["party-b"].job("job-1")))
         finally:
             await cluster.stop()
 

@@ -17,7 +17,7 @@ import pytest
 
 from psi.messages import DeclaredSize
 from tests.services.conftest import demo_job, start_cluster, wait_for
-from vfl.service import alignment
+from vfl.service import psi_roles
 
 SHOP_IDS, BANK_IDS = 593, 527
 
@@ -29,22 +29,22 @@ def audit_log(workdir: Path, service: str, job_id: str) -> str:
 
 def registers_no_size(monkeypatch) -> None:
     """Make party B leave its set size out of the job's registration (a changed B)."""
-    from vfl.service import coordinator
+    from vfl.service.stages import submit
 
-    stock = coordinator.Registration
-    monkeypatch.setattr(coordinator, "Registration", lambda **fields: stock(**{**fields, "psi_ids": None}))
+    stock = submit.Registration
+    monkeypatch.setattr(submit, "Registration", lambda **fields: stock(**{**fields, "psi_ids": None}))
 
 
-def keep_key_holders(monkeypatch) -> list[alignment.AuditedKeyHolder]:
+def keep_key_holders(monkeypatch) -> list[psi_roles.AuditedKeyHolder]:
     """Record the key holders party A makes, to count what they signed."""
-    made: list[alignment.AuditedKeyHolder] = []
-    original = alignment._make_key_holder
+    made: list[psi_roles.AuditedKeyHolder] = []
+    original = psi_roles._key_holder
 
-    def make(*args: Any) -> alignment.AuditedKeyHolder:
+    def make(*args: Any) -> psi_roles.AuditedKeyHolder:
         made.append(original(*args))
         return made[-1]
 
-    monkeypatch.setattr(alignment, "_make_key_holder", make)
+    monkeypatch.setattr(psi_roles, "_key_holder", make)
     return made
 
 
@@ -74,7 +74,7 @@ def test_a_bank_set_above_party_a_caps_is_refused_at_submit(tmp_path, run, limit
         try:
             async with cluster.client() as bank:
                 answer = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "too-big"})
-            return answer, {name: list(node.records) for name, node in cluster.nodes.items()}
+            return answer, {name: [r.job_id for r in node.jobs.records()] for name, node in cluster.nodes.items()}
         finally:
             await cluster.stop()
 
@@ -109,7 +109,7 @@ def test_a_bank_that_hides_its_size_at_registration_fails_the_job_and_is_audited
     assert holders[0].declared_size_b is None and holders[0].size_b == 0  # refused before anything was signed
 
 
-class UnderDeclaringRequester(alignment.AuditedRequester):
+class UnderDeclaringRequester(psi_roles.AuditedRequester):
     """A party B that declares 10 IDs, then blinds its whole set."""
 
     def declaration(self) -> DeclaredSize:
@@ -118,7 +118,7 @@ class UnderDeclaringRequester(alignment.AuditedRequester):
 
 def test_a_bank_that_declares_another_size_than_it_registered_gets_nothing_signed(tmp_path, run, monkeypatch):
     holders = keep_key_holders(monkeypatch)
-    monkeypatch.setattr(alignment, "AuditedRequester", UnderDeclaringRequester)
+    monkeypatch.setattr(psi_roles, "AuditedRequester", UnderDeclaringRequester)
 
     status = run(run_job(tmp_path, {}, "two-sizes"))
 
@@ -131,7 +131,7 @@ def test_a_bank_that_declares_another_size_than_it_registered_gets_nothing_signe
 def test_a_bank_that_sends_more_than_it_declared_gets_nothing_signed(tmp_path, run, monkeypatch):
     registers_no_size(monkeypatch)
     holders = keep_key_holders(monkeypatch)
-    monkeypatch.setattr(alignment, "AuditedRequester", UnderDeclaringRequester)
+    monkeypatch.setattr(psi_roles, "AuditedRequester", UnderDeclaringRequester)
 
     status = run(run_job(tmp_path, {}, "lying-bank"))
 

@@ -147,7 +147,7 @@ def test_party_a_data_problems_reach_party_b_without_party_a_paths(tmp_path, run
                 seen["status"] = await wait_for(bank, "renamed")
                 seen["state"] = await shop.get("/v1/peer/jobs/renamed/state", headers=AS_PARTY_B)
                 await asyncio.sleep(0.1)  # let A's own failure settle before reading its record
-                seen["a_record"] = cluster.nodes["party-a"].records["renamed"].error or ""
+                seen["a_record"] = cluster.nodes["party-a"].job("renamed").record.error or ""
         finally:
             await cluster.stop()
         return dataset, seen, traffic

@@ -24,10 +24,7 @@ async def crash_and_restart(cluster, name: str, downtime: float = 0.3) -> None:
     host = f"{name}.test"
     victim = cluster.nodes[name]
     del cluster.router.apps[host]
-    for task in list(victim.drivers.values()) + list(victim._background):
-        task.cancel()
-    for runtime in list(victim.runtimes.values()):
-        await runtime.close()
+    await victim.stop_tasks()
     await asyncio.sleep(downtime)
     config = load_config(cluster.workdir / f"{name}.toml")
     node = Node(config, transport=cluster.router)
@@ -80,8 +77,7 @@ def test_a_peer_that_stays_down_fails_the_job_with_a_readable_error(tmp_path, ru
             async with cluster.client() as bank:
                 job = await submit_until_epoch(bank, cluster.setup["job"], 2)
                 del cluster.router.apps["party-a.test"]  # A goes away and never comes back
-                for runtime in list(cluster.nodes["party-a"].runtimes.values()):
-                    await runtime.close()
+                await cluster.nodes["party-a"].stop_tasks()
                 return await wait_for(bank, job["job_id"], timeout=60)
         finally:
             await cluster.stop()

@@ -24,7 +24,8 @@ from vfl.errors import JobError
 from vfl.service import retention
 from vfl.service.config import load_config
 from vfl.service.node import Node
-from vfl.service.store import JobRecord, JobStore
+from vfl.service.record import JobRecord
+from vfl.service.store import JobStore
 
 NAMES = ("party-a", "party-b", "arbiter")
 
@@ -227,10 +228,11 @@ async def stop(cluster, name: str) -> None:
     """Stop a node without telling anyone, as a kill would."""
     victim = cluster.nodes[name]
     del cluster.router.apps[f"{name}.test"]
-    for task in list(victim.drivers.values()) + list(victim._background):
-        task.cancel()
-    for runtime in list(victim.runtimes.values()):
-        await runtime.close()
+    await victim.stop_tasks()
+
+
+def sweep(node: Node) -> list[str]:
+    return retention.sweep_checkpoints(node.jobs.records(), node.store, node.config.limits)
 
 
 async def restart(cluster, name: str) -> None:
@@ -347,13 +349,13 @@ def test_a_failed_job_keeps_its_checkpoints_for_the_resume_window_only(tmp_path,
         try:
             async with cluster.client() as bank:
                 job = await submit_until_epoch(bank, cluster.setup["job"], 2)
-                await cluster.nodes["party-b"].fail(job["job_id"], "a simulated failure")  # tells A and C
+                await cluster.nodes["party-b"].job(job["job_id"]).fail("a simulated failure")  # tells A and C
                 kept = {n: cluster.nodes[n].store.checkpoints(job["job_id"]) for n in NAMES}
-                early_sweep = [retention.sweep_checkpoints(cluster.nodes[n]) for n in NAMES]
+                early_sweep = [sweep(cluster.nodes[n]) for n in NAMES]
                 await asyncio.sleep(window + 0.2)
                 for node in cluster.nodes.values():
-                    retention.sweep_checkpoints(node)  # the background sweep may well have done it already
-                states = {n: cluster.nodes[n].records[job["job_id"]].state for n in NAMES}
+                    sweep(node)  # the background sweep may well have done it already
+                states = {n: cluster.nodes[n].job(job["job_id"]).record.state for n in NAMES}
                 return kept, early_sweep, states, checkpoint_files(tmp_path)
         finally:
             await cluster.stop()
@@ -367,7 +369,7 @@ def test_a_failed_job_keeps_its_checkpoints_for_the_resume_window_only(tmp_path,
 
 
 def test_resume_window_is_a_day_by_default(tmp_path):
-    from vfl.service.config import LimitsSection
+    from vfl.service.sections import LimitsSection
 
     assert LimitsSection().resume_window == 86400
     with pytest.raises(ValueError):

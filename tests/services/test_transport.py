@@ -12,7 +12,7 @@ from tests.services.conftest import demo_job, start_cluster, submit_until_epoch,
 from vfl.errors import TransportError
 from vfl.protocol.messages import KeyRequest
 from vfl.protocol.wire import encode_message
-from vfl.service.client import PeerClient
+from vfl.service.peers import PeerClient
 from vfl.service.config import load_config
 
 
@@ -25,7 +25,7 @@ def test_messages_for_a_finished_job_are_refused_with_a_reason(tmp_path, run):
                 job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
                 await wait_for(bank, job["job_id"])
             # Replay A's registration message to C the way a retrying peer would.
-            record = arbiter.record(job["job_id"])
+            record = arbiter.job(job["job_id"]).record
             runtime_calls = []
             headers = {"X-VFL-Party": "party-a", "Content-Type": "application/vnd.vfl.message"}
             async with httpx.AsyncClient(transport=cluster.router, base_url="http://arbiter.test") as raw:

@@ -51,7 +51,7 @@ def _record(model: str = "logistic") -> dict[str, Any]:
                 "validation_fraction": 0.2, "early_stopping_rounds": 5, "threshold": THRESHOLD, "l2": 0.0}
     return {
         "job_id": JOB, "state": "succeeded", "epoch": 4, "stop_reason": "converged", "stopped_at": 1796396632.1,
-        "spec": {"training": training, "party_a": {"peer": "shop", "dataset": "behaviour"},
+        "job_spec": {"training": training, "party_a": {"peer": "shop", "dataset": "behaviour"},
                  "party_b": {"dataset": "credit"}, "psi": {"key_bits": 2048}},
         "peers": {"A": "shop", "B": "bank", "C": "arbiter"}, "gradient_lengths": {"A": 7, "B": 4}, "n_rows": 1500,
         "metrics": metrics, "baseline": {"description": "party B alone", "metrics": baseline}, "decision": decision,

@@ -31,7 +31,7 @@ def _record(k: int) -> dict[str, Any]:
     """A finished service job as party B stores it (JobRecord.model_dump), with k feature parties."""
     record: dict[str, Any] = {
         "job_id": f"job-k{k}", "state": "succeeded", "epoch": 2, "stop_reason": "max_epochs",
-        "spec": {"training": {"epochs": 2}}, "metrics": {"train": {"auc": 0.91, "rows": 230}},
+        "job_spec": {"training": {"epochs": 2}}, "metrics": {"train": {"auc": 0.91, "rows": 230}},
         "baseline": {"metrics": {"train": {"auc": 0.8}}}, "privacy": None, "timings": {"alignment": 0.4},
         "loss_history": [0.6, 0.5], "validation_loss_history": [],
         "parameters": {"names": ["b0", "b1"], "history": [[0.1, 0.2], [0.2, 0.3]]},

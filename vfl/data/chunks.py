@@ -1,6 +1,6 @@
 """Chunked scoring of many IDs: read IDs in chunks, write results incrementally, resume after a stop.
 
-One place for what party B's background batches (:mod:`vfl.service.batch`) and
+One place for what party B's background batches (:mod:`vfl.service.serving.batch`) and
 ``vfl score`` (:mod:`vfl.cli.main`) share, so memory stays flat with 10M IDs and a
 stopped run continues where it left off:
 
@@ -42,10 +42,10 @@ from typing import Any
 
 from vfl.data.ids import normalize_id
 from vfl.errors import ConfigError, DataError, ProtocolError
+from vfl.files import FILE_MODE
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 BASE_COLUMNS = ["id", "score", "label", "status"]
-FILE_MODE = 0o600  # scores are as private as the model that made them
 
 
 def file_format(path: Path, what: str) -> str:

@@ -36,7 +36,7 @@ import pandas as pd
 
 from vfl.data.ids import normalize_ids
 from vfl.ml.config import ModelKind
-from vfl.errors import DataError
+from vfl.errors import DataError, UnknownIDError
 
 #: Refuse CSV files above this size unless the caller raises the limit.
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -103,7 +103,7 @@ class PartyTable:
         missing = [v for v in ids if v not in index]
         if missing:
             shown = ", ".join(repr(v) for v in missing[:5])
-            raise DataError(f"{self.source}: {len(missing)} unknown ID(s): {shown}; only IDs present in the table can be scored")
+            raise UnknownIDError(f"{self.source}: {len(missing)} unknown ID(s): {shown}; only IDs present in the table can be scored")
         return np.array([index[v] for v in ids], dtype=np.int64)
 
 

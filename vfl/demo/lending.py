@@ -34,7 +34,8 @@ import pandas as pd
 
 from vfl.demo.services import free_port, running_services, wait_healthy
 from vfl.errors import TransportError
-from vfl.service.tls import make_certificates, private_folder, write_private
+from vfl.files import private_folder, write_private
+from vfl.service.tls import make_certificates
 
 QUERIER = "bank"
 ID_COLUMN = "customer_id"

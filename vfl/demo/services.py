@@ -38,7 +38,8 @@ from vfl.demo.data import PARTNERS, bank_ecommerce, bank_partners
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator
 from vfl.report.progress import ProgressLine
-from vfl.service.tls import CA_FOLDER, make_certificates, private_folder, write_private
+from vfl.files import private_folder, write_private
+from vfl.service.tls import CA_FOLDER, make_certificates
 
 SERVICES = ("arbiter", "party-a", "party-b")
 
@@ -325,7 +326,7 @@ def summarise(status: dict[str, Any], predictions: dict[str, Any],
     job with each partner alone (by partner), shown as ``with_single_partner``.
     """
     split = "validation" if "validation" in (status.get("metrics") or {}) else "train"
-    partners = [p["peer"] for p in (status.get("spec") or {}).get("feature_parties") or []] or list(single or {})
+    partners = [p["peer"] for p in (status.get("job_spec") or {}).get("feature_parties") or []] or list(single or {})
     summary = {
         "job_id": status["job_id"],
         "split": split,

@@ -44,7 +44,7 @@ writers never interleave. An entry is appended only if its ``index`` and
 ``vfl ledger verify DIR`` and ``vfl ledger show DIR`` read a copy;
 ``vfl simulate ... --ledger DIR`` appends a simulated job, signed with keys it
 makes for the occasion (:func:`throwaway_signers`); party B's service builds and
-distributes entries (:mod:`vfl.service.ledger`).
+distributes entries (:mod:`vfl.service.stages.ledger`, :mod:`vfl.service.ledger_copies`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from vfl.errors import ConfigError, LedgerConflict, LedgerError
-from vfl.files import atomic_write
+from vfl.files import FILE_MODE, FOLDER_MODE, atomic_write
 
 LEDGER_FILE = "ledger.jsonl"
 CA_FILE = "ca.pem"
@@ -80,8 +80,6 @@ GENESIS = "0" * 64
 SIGNED_PREFIX = b"vfl ledger entry v1\n"
 FIELDS = ("job_id", "time", "model", "parties", "config_digest", "metrics", "contributions")
 ENTRY_KEYS = ("index", "previous", "fields", "field_digests", "digest", "signatures")
-FILE_MODE = 0o600
-FOLDER_MODE = 0o700
 
 
 # -- canonical JSON and digests ------------------------------------------------------------------------------

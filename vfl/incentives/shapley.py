@@ -25,7 +25,7 @@ algorithm in plaintext, which the encrypted protocol equals to rounding).
 Leave-one-out is v(N) − v(N∖{i}): what the model loses without party i.
 
 Both the simulation (:func:`vfl.local.simulate.simulate`) and party B's service
-(:mod:`vfl.service.contributions`) use :func:`plan` to list the coalitions to
+(:mod:`vfl.service.stages.contributions`) use :func:`plan` to list the coalitions to
 train and :func:`table` to turn their values into the result.
 """
 

@@ -33,7 +33,8 @@ holds it, and each lender's number of borrowers (the tag set's size).
 """
 
 from vfl.lending.budget import Budgets
-from vfl.lending.lender import LenderKey, StaleKey, TagSet, publish, sign_blinded
+from vfl.errors import StaleKey
+from vfl.lending.lender import LenderKey, TagSet, publish, sign_blinded
 from vfl.lending.querier import Querier, answers
 
 __all__ = ["Budgets", "LenderKey", "Querier", "StaleKey", "TagSet", "answers", "publish", "sign_blinded"]

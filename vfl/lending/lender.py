@@ -37,15 +37,11 @@ from psi.keys import DEFAULT_PRIMES, RsaPrivateKey, RsaPublicKey, generate_rsa_k
 from psi.proof import check_permutation, prove_permutation
 from psi.protocol import OWN_TASK_IDS, own_tags
 from vfl.compute.engine import Engine, as_engine
-from vfl.errors import OutOfOrderError, ProtocolError, PSIError
+from vfl.errors import ProtocolError, PSIError, StaleKey
 
 KEY_ID_DOMAIN = b"vfl/lending/key-id/v1"
 PROOF_DOMAIN = b"vfl/lending/permutation-proof/v1"
 SALT_BYTES = 32
-
-
-class StaleKey(OutOfOrderError):
-    """A blind query names a key this lender no longer signs with (it rotated): fetch the tag set again (409)."""
 
 
 def key_id_of(n: mpz, salt: bytes, epoch: int) -> str:

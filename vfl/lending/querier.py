@@ -18,7 +18,8 @@ from gmpy2 import mpz
 
 from psi.protocol import blind_many, unblind_many
 from vfl.errors import PSIError
-from vfl.lending.lender import StaleKey, TagSet
+from vfl.errors import StaleKey
+from vfl.lending.lender import TagSet
 
 Answer = Literal["lenders", "count"]
 

@@ -8,7 +8,9 @@ checkpoints and audit logs address parties by id; the role only says which
 messages an id may send and receive.
 
 With one feature party the ids default to "A", "B" and "C", the names the
-two-party literature uses.
+two-party literature uses. Those letters are also the roles' short names
+(:data:`LETTERS`): a service config says ``role = "B"``, and messages say
+"party B"; code speaks of kinds (feature, label, arbiter).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from typing import Literal
 from vfl.errors import ConfigError
 
 RoleKind = Literal["feature", "label", "arbiter"]
+#: The short names of the two-party literature, used in configs (``role = "A"``) and for display only.
+RoleLetter = Literal["A", "B", "C"]
+#: The one map between role kinds and their letters.
+LETTERS: dict[RoleKind, RoleLetter] = {"feature": "A", "label": "B", "arbiter": "C"}
+KINDS: dict[RoleLetter, RoleKind] = {letter: kind for kind, letter in LETTERS.items()}
 PARTY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _PARTY_ID = re.compile(PARTY_ID_PATTERN)
 

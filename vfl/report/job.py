@@ -1005,7 +1005,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
             convergence[parties[0]] = record["party_a_convergence"]
         features = [_feature_party(p, alignment=a, convergence=convergence.get(p))
                     for p, a in zip(parties, _pairwise_alignments(record.get("alignment"), parties))]
-    spec = record.get("spec") or {}
+    spec = record.get("job_spec") or {}
     training = spec.get("training") or {}
     kept = kept_epoch(training, record["epoch"], record.get("validation_loss_history") or [])
     parameters = record.get("parameters") or {"names": [], "history": []}
@@ -1034,7 +1034,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def _record_parties(record: dict[str, Any], parameters: dict[str, Any]) -> list[dict[str, Any]]:
     """Who took part, with each party's dataset and feature count as party B knows them."""
-    spec = record.get("spec") or {}
+    spec = record.get("job_spec") or {}
     peers = record.get("peers") or {}
     roster = record.get("roster") or {}
     lengths = record.get("gradient_lengths") or {}

@@ -23,9 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import IO, Any, Literal
+
+from vfl.files import FILE_MODE, FOLDER_MODE
 
 #: Loggers that speak once per HTTP request; WARNING unless the service runs at debug level.
 NOISY = ("httpx", "httpcore", "uvicorn.access")
@@ -96,3 +101,34 @@ def configure(level: str = "info", fmt: LogFormat = "text", *, stream: IO[str] |
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING)
     return handler
+
+
+class AuditLog:
+    """An append-only file of ``<UTC time> <line>`` lines, 0600, written through at once.
+
+    Every refusal a party makes, every scoring request it serves and every query a
+    lender answers goes into one. The file is opened on first use and kept open,
+    because a scoring request appends a line and reopening the file each time would
+    cost more than the scoring itself; :meth:`close` closes it (it reopens if written
+    again). Safe to write from several threads.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._handle: IO[str] | None = None
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._handle is None:
+                self.path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                os.fchmod(fd, FILE_MODE)  # a log made by an older version may be world-readable
+                self._handle = os.fdopen(fd, "a", buffering=1)  # line-buffered
+            self._handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

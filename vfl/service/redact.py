@@ -7,7 +7,7 @@ the service and what the files are called. So everything this service sends a
 peer about a failure passes through :func:`peer_message` or :func:`redact`:
 
 * the HTTP answer to a refused call on a peer endpoint (``/v1/peer/...``), in
-  :func:`vfl.service.api.install_error_handlers`;
+  :mod:`vfl.service.http.errors`;
 * the reason in a fail or cancel notice, in ``Node._tell_peers``;
 * the error a peer's watchdog reads from ``GET /v1/peer/jobs/{id}/state``.
 

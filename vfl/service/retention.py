@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from vfl.service.node import Node
+from vfl.service.sections import LimitsSection
+from vfl.service.record import JobRecord
+from vfl.service.store import JobStore
 
 log = logging.getLogger("vfl.service")
 
 
-def sweep_checkpoints(node: Node) -> list[str]:
+def sweep_checkpoints(records: list[JobRecord], store: JobStore, limits: LimitsSection) -> list[str]:
     """Delete the checkpoints of finished jobs that can no longer resume; return those jobs' ids.
 
     Checkpoints can hold the arbiter's private key, so they go as soon as they are no use:
@@ -28,26 +29,26 @@ def sweep_checkpoints(node: Node) -> list[str]:
     succeed before B has evaluated the model, and a crash of B then still resumes from them; B
     normally tells them to delete their checkpoints long before the window ends.
     """
-    window = node.config.limits.resume_window
+    window = limits.resume_window
     now = time.time()
     swept = []
-    for record in list(node.records.values()):
-        if not record.finished or not node.store.has_checkpoints(record.job_id):
+    for record in records:
+        if not record.finished or not store.has_checkpoints(record.job_id):
             continue
         stopped = record.stopped_at or record.updated_at  # records from before stopped_at existed
         if record.state == "cancelled" or now - stopped >= window:
-            node.store.drop_checkpoints(record.job_id)
+            store.drop_checkpoints(record.job_id)
             log.info("job %s (%s): checkpoints deleted (resume window of %gs)", record.job_id, record.state, window)
             swept.append(record.job_id)
     return swept
 
 
-async def sweep_forever(node: Node) -> None:
+async def sweep_forever(records: Callable[[], list[JobRecord]], store: JobStore, limits: LimitsSection) -> None:
     """Run the checkpoint sweep a few times per resume window (at least once an hour)."""
-    interval = max(0.1, min(node.config.limits.resume_window, 3600.0) / 4)
+    interval = max(0.1, min(limits.resume_window, 3600.0) / 4)
     while True:
         await asyncio.sleep(interval)
         try:
-            sweep_checkpoints(node)
+            sweep_checkpoints(records(), store, limits)
         except Exception:  # noqa: BLE001 - one unreadable folder must not end the sweep for good
             log.exception("checkpoint sweep failed; trying again in %gs", interval)

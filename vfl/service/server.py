@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from vfl.service.config import ServiceConfig, load_config
+from vfl.service.http.app import create_app
 from vfl.service.logs import LogFormat
 from vfl.service.logs import configure as configure_logging
 from vfl.service.startup import check_datasets
@@ -40,10 +41,6 @@ def create_app_for(config_path: str | Path, *, check_data: bool = False):  # noq
     config = load_config(config_path)
     if check_data:
         check_datasets(config)
-    if config.role == "C":
-        from arbiter.app import create_app
-    else:
-        from parties.app import create_app
     return config, create_app(config)
 
 

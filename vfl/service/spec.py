@@ -296,7 +296,7 @@ class BatchOutput(_Strict):
 
 
 class BatchRequest(_Strict):
-    """``POST /v1/jobs/{job_id}/score-batch`` at party B: score many IDs in the background (vfl.service.batch)."""
+    """``POST /v1/jobs/{job_id}/score-batch`` at party B: score many IDs in the background (vfl.service.serving.batch)."""
 
     input: BatchInput
     output: BatchOutput

@@ -43,34 +43,19 @@ import os
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from vfl.errors import ConfigError, JobError
-from vfl.files import atomic_write
+from vfl.files import FILE_MODE, FOLDER_MODE, atomic_write, private_folder
+from vfl.service.logs import AuditLog
+from vfl.protocol.roster import RoleLetter
+from vfl.service.lifecycle import JobState, Stage
+from vfl.service.record import DamagedJobRecord, JobRecord
 
 log = logging.getLogger("vfl.service")
 
-JobState = Literal["pending", "aligning", "training", "succeeded", "failed", "cancelled", "damaged"]
-# "damaged": the job's record could not be read back; like the other final states it never runs again.
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "damaged"})
-
-
-
-def state_phrase(state: str, *, already: bool = False) -> str:
-    """A job state as the verb phrase that follows "job X" in a message (see :meth:`JobRecord.state_phrase`)."""
-    adverb = "already " if already else ""
-    if state in ("succeeded", "failed"):
-        return f"has {adverb}{state}"
-    if state == "damaged":
-        return "is damaged (its record cannot be read back)"
-    return f"is {adverb}{state}"
-
-
-FILE_MODE = 0o600  # owner only: records, models and checkpoints (which can hold a private key)
-FOLDER_MODE = 0o700
 
 # What the operator can do about a damaged file, by file name (the message names the file as well).
 FIXES = {
@@ -79,117 +64,8 @@ FIXES = {
 }
 
 
-class JobRecord(BaseModel):
-    """What a party knows and reports about one job."""
-
-    job_id: str
-    role: Literal["A", "B", "C"]
-    state: JobState = "pending"
-    stage: str = "registered"
-    created_at: float = Field(default_factory=time.time)
-    updated_at: float = Field(default_factory=time.time)
-    stopped_at: float | None = Field(
-        None, description="when the job last reached a final state; the resume window counts from here")
-    spec: dict[str, Any] = Field(default_factory=dict)
-    dataset: str | None = None
-    peers: dict[str, str] = Field(
-        default_factory=dict,
-        description="protocol id → party id of every party this one deals with in the job (itself included). "
-                    "The protocol addresses parties by their party ids, so this maps each id to itself; "
-                    "records written before k feature parties map the role letters A, B, C instead")
-    roster: dict[str, Any] | None = Field(
-        None, description="the job's parties by role: {features: [ids], label: id, arbiter: id}; "
-                          "absent in records written before k feature parties (then A, B and C)")
-    epoch: int = 0
-    max_epochs: int = 0
-    loss_history: list[float] = Field(default_factory=list)
-    validation_loss_history: list[float] = Field(default_factory=list)
-    alignment: dict[str, Any] | None = None
-    metrics: dict[str, Any] | None = None
-    baseline: dict[str, Any] | None = None
-    stop_reason: str | None = None
-    timings: dict[str, float] = Field(default_factory=dict)
-    error: str | None = None
-    privacy: dict[str, Any] | None = Field(None, description="ε, δ, noise and clipping, for a private job")
-    parameters: dict[str, Any] | None = Field(None, description="this party's weights after every epoch")
-    party_a_convergence: dict[str, Any] | None = Field(
-        None, description="party B: ‖θ_A‖ and ‖Δθ_A‖ per epoch, which A shares for the report (not its weights)")
-    feature_convergence: dict[str, Any] | None = Field(
-        None, description="party B: each feature party's convergence summary, by party id")
-    curves: dict[str, Any] | None = Field(None, description="ROC points, or predicted against actual")
-    decision: dict[str, Any] | None = Field(
-        None, description="party B, logistic: the calibration map and threshold fitted after training, and the "
-                          "metrics before them")
-    curve_split: str | None = None
-    generation: int = Field(0, description="bumped at every resume; older messages are ignored")
-    n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
-    scored_ids: int = Field(0, description="party A: IDs scored for this job so far (bounded by limits.max_scored_ids)")
-    gradient_lengths: dict[str, int] | None = Field(
-        None, description="each party's gradient length, fixed by the job at registration (A's and B's feature counts)")
-    resumes: int = 0
-    idempotency_key: str | None = Field(
-        None, description="party B: the Idempotency-Key header the job was submitted with; a repeat returns this job")
-    request_digest: str | None = Field(
-        None, description="party B: SHA-256 of the submitted spec, to tell a repeated submit from another one")
-    contributions: dict[str, Any] | None = Field(
-        None, description="party B, a job with \"contributions\": each feature party's Shapley value and leave-one-out, "
-                          "every coalition's metric, or the error that stopped them")
-    coalition_of: str | None = Field(
-        None, description="party B: the job whose contributions this coalition training measures (no report, no "
-                          "ledger entry of its own)")
-    ledger: dict[str, Any] | None = Field(
-        None, description="the job's entry in the federation's ledger: its index and digest, who signed, whether "
-                          "every signature verified, where it was appended, and any party that refused or disagreed")
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL
-
-    def state_phrase(self, *, already: bool = False) -> str:
-        """The job's state as the verb phrase after "job X": "has (already) succeeded", "has (already)
-        failed", "is (already) cancelled", "is damaged", "is training" (never "has cancelled")."""
-        return state_phrase(self.state, already=already)
-
-    def peer_view(self) -> dict[str, Any]:
-        """What a peer endpoint answers about a job: its state, and the lengths the job fixed.
-
-        Never the whole record: that holds this party's weights, metrics and errors.
-        """
-        return {"job_id": self.job_id, "state": self.state, "stage": self.stage,
-                "gradient_lengths": self.gradient_lengths}
-
-
-class DamagedJobRecord(JobRecord):
-    """Stands in for a job whose ``job.json`` cannot be read back: state ``damaged``, with the reason.
-
-    It is listed like any job, but it is read-only: code that tries to move it on (resume
-    it, fail it, count an epoch) gets a :class:`JobError` instead of overwriting the damaged
-    file, which is the only evidence of what the job was.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise JobError(
-            f"job {self.job_id}: its record (job.json) is damaged, so the job cannot change: {self.error}"
-        )
-
-
 class _Damaged(Exception):
     """A store file failed its check (internal: the store turns it into a JobError or a damaged record)."""
-
-
-def model_document(part: Any, record: JobRecord) -> dict[str, Any]:
-    """What a party saves as its model: its part, the dataset it scores from, when and by which vfl."""
-    from vfl import __version__
-
-    return {**part.to_dict(), "dataset": record.dataset, "job_id": record.job_id,
-            "trained_at": time.time(), "vfl_version": __version__}
-
-
-def _private_folder(path: Path) -> Path:
-    """Create ``path`` if needed and make it owner-only (it may predate this rule)."""
-    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    os.chmod(path, FOLDER_MODE)
-    return path
 
 
 def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
@@ -235,6 +111,7 @@ def read_json(path: Path) -> Any:
 
 class JobStore:
     KEEP_EPOCHS = 2  # checkpoints kept besides the start: the last two epochs
+    OPEN_AUDIT_LOGS = 64  # audit logs kept open at once (the busiest jobs'); the others reopen when written
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
@@ -243,9 +120,9 @@ class JobStore:
         self._damaged: set[str] = set()
         # Jobs whose checkpoints are gone for good (cancelled): a late write must not bring a key back.
         self._sealed: set[str] = set()
-        # Open audit logs, one per job: a scoring request appends a line, and reopening the file for
-        # each would cost more than the scoring itself. Lines are written through at once.
-        self._audit_logs: dict[str, Any] = {}
+        # Audit logs, one per job, the most recently used kept open (see AuditLog): at most
+        # OPEN_AUDIT_LOGS file descriptors, however many jobs this service has seen.
+        self._audit_logs: OrderedDict[str, AuditLog] = OrderedDict()
         self._audit_lock = threading.Lock()
         try:
             self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
@@ -263,8 +140,8 @@ class JobStore:
 
     def _folder(self, job_id: str, sub: str | None = None) -> Path:
         """The job's folder (or a sub-folder of it), created owner-only."""
-        folder = _private_folder(self.job_dir(job_id))
-        return folder if sub is None else _private_folder(folder / sub)
+        folder = private_folder(self.job_dir(job_id))
+        return folder if sub is None else private_folder(folder / sub)
 
     def exists(self, job_id: str) -> bool:
         return (self.job_dir(job_id) / "job.json").is_file()
@@ -286,7 +163,7 @@ class JobStore:
             record.stopped_at = now
         atomic_write_json(self._folder(record.job_id) / "job.json", record.model_dump(mode="json"))
 
-    def load_all(self, role: Literal["A", "B", "C"]) -> dict[str, JobRecord]:
+    def load_all(self, role: RoleLetter) -> dict[str, JobRecord]:
         """Every job here. A job whose record is damaged is listed as ``damaged`` (``role``: this service's)."""
         records: dict[str, JobRecord] = {}
         for file in sorted(self.root.glob("*/job.json")):
@@ -302,7 +179,7 @@ class JobStore:
             records[job_id] = record
         return records
 
-    def _damaged_record(self, job_id: str, role: Literal["A", "B", "C"], file: Path, reason: str) -> JobRecord:
+    def _damaged_record(self, job_id: str, role: RoleLetter, file: Path, reason: str) -> JobRecord:
         error = (
             f"the job's record {file} {reason}. The job is kept as 'damaged': it will not run again and its "
             f"id stays taken; its other files are untouched. Restore job.json from a backup and restart "
@@ -314,23 +191,26 @@ class JobStore:
             when = file.stat().st_mtime
         except OSError:
             when = time.time()
-        return DamagedJobRecord(job_id=job_id, role=role, state="damaged", stage="damaged", error=error,
+        return DamagedJobRecord(job_id=job_id, role=role, state=JobState.DAMAGED, stage=Stage.DAMAGED, error=error,
                                 created_at=when, updated_at=when, stopped_at=when)
 
     def delete(self, job_id: str) -> None:
-        """Remove every trace of a job (a submission refused half-way, or a deleted job)."""
+        """Remove every trace of a job (a submission refused half-way, or a deleted job); its id is free again."""
         with self._audit_lock:
-            handle = self._audit_logs.pop(job_id, None)
-            if handle is not None:
-                handle.close()
+            audit = self._audit_logs.pop(job_id, None)
+        if audit is not None:
+            audit.close()
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._damaged.discard(job_id)
+        self._sealed.discard(job_id)
 
     def close(self) -> None:
         """Close the open audit logs (at shutdown)."""
         with self._audit_lock:
-            for handle in self._audit_logs.values():
-                handle.close()
+            audits = list(self._audit_logs.values())
             self._audit_logs.clear()
+        for audit in audits:
+            audit.close()
 
     def save_model(self, job_id: str, model: dict[str, Any]) -> None:
         atomic_write_json(self._folder(job_id) / "model.json", model)
@@ -465,14 +345,16 @@ class JobStore:
         return ledger
 
     def audit(self, job_id: str, line: str) -> None:
+        """Append a line to the job's audit log (refusals, scoring requests: never an ID)."""
         with self._audit_lock:
-            handle = self._audit_logs.get(job_id)
-            if handle is None:
-                file = self._folder(job_id) / "audit.log"
-                fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-                os.fchmod(fd, FILE_MODE)  # a log made by an older version may be world-readable
-                handle = self._audit_logs[job_id] = os.fdopen(fd, "a", buffering=1)  # line-buffered
-            handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+            audit = self._audit_logs.pop(job_id, None)
+            if audit is None:
+                audit = AuditLog(self._folder(job_id) / "audit.log")
+            self._audit_logs[job_id] = audit  # now the most recently used
+            if len(self._audit_logs) > self.OPEN_AUDIT_LOGS:
+                _, oldest = self._audit_logs.popitem(last=False)
+                oldest.close()
+        audit.write(line)
 
     def _load(self, job_id: str, name: str) -> Any:
         file = self.job_dir(job_id) / name

@@ -1,6 +1,6 @@
 """What a service counts for Prometheus: ``GET /metrics`` (text exposition format).
 
-Each :class:`~vfl.service.node.Node` has its own :class:`Telemetry` with its own
+Each service has its own :class:`Telemetry` with its own
 ``CollectorRegistry`` (never prometheus_client's global one), so several services
 in one process (the in-process tests) count apart.
 
@@ -25,44 +25,44 @@ Labels are bounded: peers are configured peer ids, reasons are class names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, get_args
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vfl.service.store import JobState
+from vfl.service.lifecycle import JobState
+from vfl.service.record import JobRecord
 
-if TYPE_CHECKING:
-    from vfl.service.node import Node
-
-JOB_STATES: tuple[str, ...] = get_args(JobState)
+JOB_STATES: tuple[str, ...] = tuple(JobState)
 EPOCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 PREDICTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class _NodeState(Collector):
+class _ServiceState(Collector):
     """What is read at scrape time: jobs by state, the worker pool."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, records: Callable[[], Iterable[JobRecord]], workers: int) -> None:
+        self.records = records
+        self.workers = workers
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("vfl_jobs", "Jobs this service knows, by state", labels=["state"])
         counts = dict.fromkeys(JOB_STATES, 0)
-        for record in list(self.node.records.values()):
-            counts[record.state] = counts.get(record.state, 0) + 1
+        for record in self.records():
+            counts[str(record.state)] = counts.get(str(record.state), 0) + 1
         for state, count in counts.items():
             jobs.add_metric([state], count)
         yield jobs
         yield GaugeMetricFamily("vfl_worker_pool_size", "Crypto workers: processes (local engine) or tasks at "
-                                "once (Ray)", value=self.node.workers)
+                                "once (Ray)", value=self.workers)
 
 
 class Telemetry:
-    def __init__(self, node: Node) -> None:
+    """One service's metrics; ``records`` lists its jobs at scrape time, ``workers`` is its crypto pool's size."""
+
+    def __init__(self, records: Callable[[], Iterable[JobRecord]], workers: int) -> None:
         self.registry = CollectorRegistry()
         self.epoch_seconds = Histogram(
             "vfl_epoch_duration_seconds", "Wall time of one training epoch at this party",
@@ -78,7 +78,7 @@ class Telemetry:
         self.prediction_seconds = Histogram(
             "vfl_prediction_duration_seconds", "Latency of predictions (B) and partial scores (A)", ["kind"],
             buckets=PREDICTION_BUCKETS, registry=self.registry)
-        self.registry.register(_NodeState(node))
+        self.registry.register(_ServiceState(records, workers))
 
     def message(self, peer: str, direction: str, size: int) -> None:
         self.messages.labels(peer=peer, direction=direction).inc()

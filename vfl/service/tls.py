@@ -35,7 +35,6 @@ import functools
 import asyncio
 import datetime as dt
 import ipaddress
-import os
 import re
 import ssl
 from pathlib import Path
@@ -49,6 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vfl.errors import ConfigError
+from vfl.files import private_folder, write_private
 from vfl.service.config import PARTY_ID_PATTERN
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
@@ -56,21 +56,6 @@ VALID_DAYS = 825
 
 
 CA_FOLDER = "ca"
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret (a private key, a token) readable by its owner only (mode 0600 from the start)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that already existed
-
-
-def private_folder(path: Path) -> Path:
-    """A folder only its owner may enter (0700), made if missing."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -27,20 +27,19 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
+from vfl.data.sources import Lookup
 from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited
 from vfl.ml.parts import ModelPartA, ModelPartB
-from vfl.service.store import JobRecord
-from vfl.data.sources import Lookup
-
-if TYPE_CHECKING:
-    from vfl.service.node import Node
+from vfl.service.context import JobContext
+from vfl.service.jobs import JobTable
+from vfl.service.store import JobStore
 
 T = TypeVar("T")
 OK = "ok"
@@ -51,60 +50,51 @@ COUNTER_FLUSH_SECONDS = 1.0
 INLINE_LOOKUP_IDS = 256
 
 
-async def off_the_loop(node: Node, dataset: str, count: int, work: Callable[..., T], *args: Any) -> T:
-    """``work(*args)`` reading ``count`` IDs of ``dataset``: in a thread, unless it is small and in memory."""
-    if count <= INLINE_LOOKUP_IDS and node.source(dataset).in_memory():
+async def off_the_loop(ctx: JobContext, count: int, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` reading ``count`` IDs of the job's dataset: in a thread, unless it is small and in memory."""
+    if count <= INLINE_LOOKUP_IDS and ctx.data.source(str(ctx.record.dataset)).in_memory():
         return work(*args)
     return await asyncio.to_thread(work, *args)
 
 
-@dataclass
-class ServingCache:
-    """What scoring keeps between requests, so a request reads no file: model parts and aligned IDs.
-
-    Entries are keyed by job and checked against the file's modification time,
-    so a model written again (or a deleted job) is noticed at the next request.
-    """
-
-    models: dict[str, tuple[float, Any]] = field(default_factory=dict)
-    aligned: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
-    score_times: dict[str, deque[float]] = field(default_factory=dict)  # feature party: recent requests per job
-    counter_saved: dict[str, float] = field(default_factory=dict)  # feature party: when scored_ids was last saved
-
-    def model(self, node: Node, job_id: str, kind: type[ModelPartA] | type[ModelPartB]) -> Any:
-        mtime = _mtime(node.store.job_dir(job_id) / "model.json")
-        cached = self.models.get(job_id)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, kind.from_dict(node.model_part(job_id)))
-            self.models[job_id] = cached
-        return cached[1]
-
-    def aligned_ids(self, node: Node, job_id: str) -> frozenset[str]:
-        mtime = _mtime(node.store.job_dir(job_id) / "alignment.json")
-        cached = self.aligned.get(job_id)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, frozenset(node.store.load_alignment(job_id) or ()))
-            self.aligned[job_id] = cached
-        return cached[1]
-
-    def forget(self, job_id: str) -> None:
-        for table in (self.models, self.aligned, self.score_times, self.counter_saved):
-            table.pop(job_id, None)
-
-
-def _mtime(path: Any) -> float:
+def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime_ns
     except OSError:
         return -1.0
 
 
-def flush_counters(node: Node) -> None:
+def model_part(ctx: JobContext) -> dict[str, Any]:
+    """This party's model part of the job, as saved."""
+    model = ctx.store.load_model(ctx.record.job_id)
+    if model is None:
+        raise JobError(f"job {ctx.record.job_id} has no model at party {ctx.me!r} (state {ctx.record.state})")
+    return model
+
+
+def cached_model(ctx: JobContext, kind: type[ModelPartA] | type[ModelPartB]) -> Any:
+    """The job's model part, kept between requests until its file changes."""
+    scoring = ctx.job.scoring
+    mtime = _mtime(ctx.store.job_dir(ctx.record.job_id) / "model.json")
+    if scoring.model is None or scoring.model[0] != mtime:
+        scoring.model = (mtime, kind.from_dict(model_part(ctx)))
+    return scoring.model[1]
+
+
+def cached_aligned_ids(ctx: JobContext) -> frozenset[str]:
+    """The job's aligned IDs, kept between requests until the alignment file changes."""
+    scoring = ctx.job.scoring
+    mtime = _mtime(ctx.store.job_dir(ctx.record.job_id) / "alignment.json")
+    if scoring.aligned_ids is None or scoring.aligned_ids[0] != mtime:
+        scoring.aligned_ids = (mtime, frozenset(ctx.store.load_alignment(ctx.record.job_id) or ()))
+    return scoring.aligned_ids[1]
+
+
+def flush_counters(jobs: JobTable, store: JobStore) -> None:
     """Save every job's scored-ID counter (at shutdown; requests save it at most once a second)."""
-    for job_id in list(node.serving.counter_saved):
-        record = node.records.get(job_id)
-        if record is not None:
-            node.save(record)
+    for job in jobs:
+        if job.scoring.counter_saved is not None:
+            store.save(job.record)
 
 
 @dataclass(frozen=True)
@@ -119,28 +109,27 @@ class PartialScores:
         return np.array([m is None for m in self.missing_at], dtype=bool)
 
 
-async def predict(
-    node: Node, job_id: str, ids: list[str], features: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str, Any]] | None = None,
+                  ) -> dict[str, Any]:
     """Scores for ``ids`` from every party's features: one entry ``{id, score, label, status}`` per ID.
 
     ``features`` optionally maps an ID to party B's own feature values for it
     (by column name), used instead of B's dataset, like FATE-Serving's
     ``featureData``. The answer also names the threshold the labels use.
     """
-    if node.party != "B":
+    if ctx.kind != "label":
         raise ConfigError("predictions are served by party B")
-    record = node.record(job_id)
+    record = ctx.record
     if record.state != "succeeded":
-        raise JobError(f"job {job_id} is {record.state}; only a succeeded job can predict")
-    check_request_size(node, len(ids))
-    model: ModelPartB = node.serving.model(node, job_id, ModelPartB)
-    own = await off_the_loop(node, record.dataset, len(ids), _own_features, node, record, model, ids, features or {})
+        raise JobError(f"job {record.job_id} is {record.state}; only a succeeded job can predict")
+    check_request_size(ctx, len(ids))
+    model: ModelPartB = cached_model(ctx, ModelPartB)
+    own = await off_the_loop(ctx, len(ids), _own_features, ctx, model, ids, features or {})
     ready = [i for i, status in enumerate(own.status) if status == OK]
     scores = np.full(len(ids), np.nan)
     missing_at: list[str | None] = [None] * len(ids)
     if ready:  # the feature parties are asked only about IDs that B can score itself
-        partial = await gather_partial_scores(node, record, [ids[i] for i in ready])
+        partial = await gather_partial_scores(ctx, [ids[i] for i in ready])
         u = model.scores(own.features[ready], np.where(partial.available, partial.total, 0.0))
         scores[ready] = model.link(u)
         for i, missing in zip(ready, partial.missing_at):
@@ -158,15 +147,15 @@ async def predict(
             "status": status,
         })
     threshold = model.threshold.value if model.model == "logistic" else None
-    return {"job_id": job_id, "model": model.model, "threshold": threshold,
+    return {"job_id": record.job_id, "model": model.model, "threshold": threshold,
             "calibrated": model.calibration is not None, "predictions": out}
 
 
-def _own_features(node: Node, record: JobRecord, model: ModelPartB, ids: list[str],
-                  given: dict[str, dict[str, Any]]) -> Lookup:
+def _own_features(ctx: JobContext, model: ModelPartB, ids: list[str], given: dict[str, dict[str, Any]]) -> Lookup:
     """Party B's features for ``ids``: from the request where given, else from B's dataset."""
     stored = [i for i in ids if i not in given]
-    found = node.lookup(record.dataset, stored, model.feature_names) if stored else Lookup(np.zeros((0, 0)), [])
+    found = (ctx.data.lookup(str(ctx.record.dataset), stored, model.feature_names) if stored
+             else Lookup(np.zeros((0, 0)), []))
     next_stored = iter(range(len(stored)))
     features = np.full((len(ids), len(model.feature_names)), np.nan)
     status: list[str] = []
@@ -197,13 +186,13 @@ def _given_row(values: dict[str, Any], names: list[str]) -> tuple[np.ndarray, st
     return row, (f"invalid features: {', '.join(bad)}" if bad else None)
 
 
-def check_request_size(node: Node, count: int) -> None:
-    if count > node.config.limits.max_vector_length:
-        raise LimitExceeded(f"{count} IDs exceed the limit of {node.config.limits.max_vector_length} per request; "
-                            "split them, or use score-batch")
+def check_request_size(ctx: JobContext, count: int) -> None:
+    limit = ctx.config.limits.max_vector_length
+    if count > limit:
+        raise LimitExceeded(f"{count} IDs exceed the limit of {limit} per request; split them, or use score-batch")
 
 
-async def partial_scores(node: Node, job_id: str, ids: list[str], caller: str) -> dict[str, Any]:
+async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[str, Any]:
     """A feature party's plaintext partial scores u_h for B: only for IDs it agreed to score.
 
     Those are the job's aligned rows, or any ID in its dataset where its own
@@ -214,31 +203,30 @@ async def partial_scores(node: Node, job_id: str, ids: list[str], caller: str) -
     (``limits.max_scored_ids``, ``limits.score_requests_per_minute``) and every
     request is written to this job's audit log.
     """
-    if node.party != "A":
+    if ctx.kind != "feature":
         raise ConfigError("partial scores come from a feature party")
-    record = node.record(job_id)
-    node.require_peer(record, caller, "B")
-    check_request_size(node, len(ids))
-    event = node.done.get(job_id)
-    if event is not None and not event.is_set() and record.state == "training":
+    record, job_id = ctx.record, ctx.record.job_id
+    record.require_caller(caller, "label")
+    check_request_size(ctx, len(ids))
+    if not ctx.job.trained.is_set() and record.state == "training":
         # B can ask right after the last decision, a moment before this party has saved its part.
-        await asyncio.wait_for(event.wait(), timeout=node.config.limits.request_timeout)
+        await asyncio.wait_for(ctx.job.trained.wait(), timeout=ctx.config.limits.request_timeout)
     if record.state != "succeeded":
-        raise JobError(f"job {job_id} is {record.state} at {node.config.party.id}; it has no model to score with")
+        raise JobError(f"job {job_id} is {record.state} at {ctx.me}; it has no model to score with")
     try:
-        admit_scoring(node, record, len(ids))
+        admit_scoring(ctx, len(ids))
     except LimitExceeded as exc:
-        node.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
+        ctx.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
         raise
-    model: ModelPartA = node.serving.model(node, job_id, ModelPartA)
+    model: ModelPartA = cached_model(ctx, ModelPartA)
     allowed = list(range(len(ids)))
-    if not node.config.scoring.allows_new_ids(job_id):
-        aligned = node.serving.aligned_ids(node, job_id)
+    if not ctx.config.scoring.allows_new_ids(job_id):
+        aligned = cached_aligned_ids(ctx)
         allowed = [n for n, i in enumerate(ids) if i in aligned]
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
-        found = await off_the_loop(node, record.dataset, len(allowed), node.lookup, record.dataset,
+        found = await off_the_loop(ctx, len(allowed), ctx.data.lookup, str(record.dataset),
                                    [ids[n] for n in allowed], model.feature_names)
         usable = found.ok
         values = model.partial_scores(found.features[usable]).tolist() if usable.any() else []
@@ -249,20 +237,21 @@ async def partial_scores(node: Node, job_id: str, ids: list[str], caller: str) -
                 reasons[status.split(":")[0]] = reasons.get(status.split(":")[0], 0) + 1
     record.scored_ids += len(ids)
     now = time.monotonic()
-    if now - node.serving.counter_saved.get(job_id, 0.0) >= COUNTER_FLUSH_SECONDS:
-        node.save(record)
-        node.serving.counter_saved[job_id] = now
+    scoring = ctx.job.scoring
+    if scoring.counter_saved is None or now - scoring.counter_saved >= COUNTER_FLUSH_SECONDS:
+        ctx.update()
+        scoring.counter_saved = now
     scored = sum(v is not None for v in u)
     why = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
-    node.store.audit(job_id, f"scored {scored} IDs for {caller} ({len(ids) - scored} not available){'; ' + why if why else ''}")
+    ctx.store.audit(job_id, f"scored {scored} IDs for {caller} ({len(ids) - scored} not available){'; ' + why if why else ''}")
     return {"u_a": u, "status": [OK if v is not None else NOT_AVAILABLE for v in u]}
 
 
-async def gather_partial_scores(node: Node, record: JobRecord, ids: list[str]) -> PartialScores:
+async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScores:
     """Every feature party's partial scores for ``ids``, asked at once."""
-    path = f"/v1/peer/jobs/{record.job_id}/scores"
-    peers = node.peer_ids(record, "feature")
-    answers = await asyncio.gather(*(node.client.call_json(peer, "POST", path, {"ids": ids}) for peer in peers))
+    path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
+    peers = ctx.record.peer_ids(ctx.me, "feature")
+    answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, {"ids": ids}) for peer in peers))
     total = np.zeros(len(ids))
     missing_at: list[str | None] = [None] * len(ids)
     for peer, answer in zip(peers, answers):
@@ -273,38 +262,38 @@ async def gather_partial_scores(node: Node, record: JobRecord, ids: list[str]) -
     return PartialScores(total, missing_at)
 
 
-def admit_scoring(node: Node, record: JobRecord, count: int) -> None:
+def admit_scoring(ctx: JobContext, count: int) -> None:
     """Count this request against the job's scoring budget and rate, or refuse it."""
-    limits = node.config.limits
+    record, limits = ctx.record, ctx.config.limits
     if record.scored_ids + count > limits.max_scored_ids:
         raise LimitExceeded(
             f"job {record.job_id} has scored {record.scored_ids} IDs; {count} more would pass "
-            f"{node.config.party.id}'s limit of {limits.max_scored_ids} (limits.max_scored_ids)"
+            f"{ctx.me}'s limit of {limits.max_scored_ids} (limits.max_scored_ids)"
         )
     now = time.monotonic()
-    recent = node.serving.score_times.setdefault(record.job_id, deque())
+    recent = ctx.job.scoring.recent
     while recent and now - recent[0] > 60.0:
         recent.popleft()
     if len(recent) >= limits.score_requests_per_minute:
         raise RateLimited(
             f"job {record.job_id}: more than {limits.score_requests_per_minute} scoring requests in a minute "
-            f"(limits.score_requests_per_minute at {node.config.party.id}); retry later"
+            f"(limits.score_requests_per_minute at {ctx.me}); retry later"
         )
     recent.append(now)
 
 
-def convergence(node: Node, job_id: str, caller: str) -> dict[str, Any]:
+def convergence(ctx: JobContext, caller: str) -> dict[str, Any]:
     """For B's report: how A's weights settled, as norms per epoch; the weights stay with A.
 
     ‖θ_A‖ says little that B cannot already estimate from the partial scores it gets at
     prediction time; the individual weights (A's model) are not sent.
     """
-    if node.party != "A":
+    if ctx.kind != "feature":
         raise ConfigError("party A reports its own convergence")
-    record = node.record(job_id)
-    node.require_peer(record, caller, "B")
+    record = ctx.record
+    record.require_caller(caller, "label")
     if record.state != "succeeded" or not record.parameters:
-        raise JobError(f"job {job_id} is {record.state} at party A; it has no finished weights")
+        raise JobError(f"job {record.job_id} is {record.state} at party A; it has no finished weights")
     history = np.asarray(record.parameters["history"], dtype=np.float64)
     steps = np.diff(np.vstack([np.zeros(history.shape[1]), history]), axis=0)
     return {

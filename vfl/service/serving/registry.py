@@ -30,18 +30,20 @@ import asyncio
 import datetime as dt
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+
+from pathlib import Path
+from typing import Any
 
 import vfl
 from vfl.errors import ConfigError, JobError, PeerNotAllowed, UnknownJobError, VFLError
 from vfl.protocol.messages import JOB_ID_PATTERN
+from vfl.protocol.roster import LETTERS
+from vfl.service.context import ServiceContext
+from vfl.service.lifecycle import Stage
+from vfl.service.record import JobRecord
+from vfl.service.serving.batch import list_batches
+from vfl.service.serving.scoring import model_part
 from vfl.service.store import _Damaged, atomic_write_json, read_json
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from vfl.service.node import Node
-    from vfl.service.store import JobRecord
 
 log = logging.getLogger("vfl.service")
 
@@ -49,18 +51,16 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
-#: The stage a job at party B shows while its deletion waits for a peer.
-DELETING = "deleting"
 
 
 # -- models.json -----------------------------------------------------------------------------------
 
-def _file(node: Node) -> Path:
-    return node.store.data_dir / "models.json"
+def _file(service: ServiceContext) -> Path:
+    return service.store.data_dir / "models.json"
 
 
-def _load(node: Node) -> dict[str, Any]:
-    file = _file(node)
+def _load(service: ServiceContext) -> dict[str, Any]:
+    file = _file(service)
     if not file.is_file():
         return {"served": {}, "deleting": {}}
     try:
@@ -76,8 +76,8 @@ def _load(node: Node) -> dict[str, Any]:
     return data
 
 
-def _save(node: Node, data: dict[str, Any]) -> None:
-    atomic_write_json(_file(node), data)
+def _save(service: ServiceContext, data: dict[str, Any]) -> None:
+    atomic_write_json(_file(service), data)
 
 
 def _check_name(name: str) -> None:
@@ -86,9 +86,10 @@ def _check_name(name: str) -> None:
                           "starting with a letter or digit")
 
 
-def _require_b(node: Node, what: str) -> None:
-    if node.party != "B":
-        raise ConfigError(f"{what} is party B's (the label party serves the models); this is party {node.party}")
+def _require_b(service: ServiceContext, what: str) -> None:
+    if service.kind != "label":
+        raise ConfigError(f"{what} is party B's (the label party serves the models); this is party "
+                          f"{LETTERS[service.kind]}")
 
 
 # -- listing ---------------------------------------------------------------------------------------
@@ -99,15 +100,15 @@ def _iso(seconds: float | None) -> str | None:
     return dt.datetime.fromtimestamp(float(seconds), tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parties(node: Node, record: JobRecord) -> dict[str, Any]:
+def _parties(record: JobRecord) -> dict[str, Any]:
     """The job's parties by role, as party ids."""
-    roster = node.roster(record)
+    roster = record.parties
     by_id = record.peers
     return {"features": [by_id.get(p, p) for p in roster.features], "label": by_id.get(roster.label, roster.label),
             "arbiter": by_id.get(roster.arbiter, roster.arbiter)}
 
 
-def _entry(node: Node, record: JobRecord, model: dict[str, Any], names: list[str]) -> dict[str, Any]:
+def _entry(service: ServiceContext, record: JobRecord, model: dict[str, Any], names: list[str]) -> dict[str, Any]:
     trained = model.get("trained_at")
     return {
         "job_id": record.job_id,
@@ -115,154 +116,136 @@ def _entry(node: Node, record: JobRecord, model: dict[str, Any], names: list[str
         "model": model.get("model"),
         "dataset": model.get("dataset", record.dataset),
         "feature_names": list(model.get("feature_names") or []),
-        "metrics": record.metrics if node.party == "B" else None,
+        "metrics": record.metrics if service.kind == "label" else None,
         "trained_at": _iso(trained if trained is not None else (record.stopped_at or record.updated_at)),
         "vfl_version": model.get("vfl_version") or vfl.__version__,
-        "roster": _parties(node, record),
-        "peers": sorted(node.peer_ids(record)),
+        "roster": _parties(record),
+        "peers": sorted(record.peer_ids(service.me)),
         "stage": record.stage,
     }
 
 
-def _names_by_job(node: Node) -> dict[str, list[str]]:
-    if node.party != "B":
+def _names_by_job(service: ServiceContext) -> dict[str, list[str]]:
+    if service.kind != "label":
         return {}
     names: dict[str, list[str]] = {}
-    for name, entry in sorted(_load(node)["served"].items()):
+    for name, entry in sorted(_load(service)["served"].items()):
         names.setdefault(entry["job_id"], []).append(name)
     return names
 
 
-def list_models(node: Node) -> list[dict[str, Any]]:
+def list_models(service: ServiceContext) -> list[dict[str, Any]]:
     """Every succeeded job with a model part at this party, oldest first.
 
     A model file that fails its check is listed with ``error`` (and nothing else
     read from it), so one bad file does not hide the others.
     """
-    names = _names_by_job(node)
+    names = _names_by_job(service)
     out = []
-    for record in sorted(node.records.values(), key=lambda r: (r.created_at, r.job_id)):
+    for record in sorted(service.jobs.records(), key=lambda r: (r.created_at, r.job_id)):
         if record.state != "succeeded":
             continue
         try:
-            model = node.store.load_model(record.job_id)
+            model = service.store.load_model(record.job_id)
         except JobError as exc:
             out.append({"job_id": record.job_id, "names": names.get(record.job_id, []), "error": str(exc)})
             continue
         if model is None:
             continue
-        out.append(_entry(node, record, model, names.get(record.job_id, [])))
+        out.append(_entry(service, record, model, names.get(record.job_id, [])))
     return out
 
 
-def describe(node: Node, job_id: str) -> dict[str, Any]:
+def describe(service: ServiceContext, job_id: str) -> dict[str, Any]:
     """One model version as :func:`list_models` lists it."""
-    record = node.record(job_id)
-    return _entry(node, record, node.model_part(job_id), _names_by_job(node).get(job_id, []))
+    ctx = service.job(job_id)
+    return _entry(service, ctx.record, model_part(ctx), _names_by_job(service).get(job_id, []))
 
 
 # -- promotion (party B) ---------------------------------------------------------------------------
 
-def served(node: Node) -> dict[str, dict[str, Any]]:
+def served(service: ServiceContext) -> dict[str, dict[str, Any]]:
     """Every name and the version it serves: ``{name: {job_id, history}}`` (history: oldest first)."""
-    _require_b(node, "serving models by name")
+    _require_b(service, "serving models by name")
     return {name: {"job_id": e["job_id"], "history": list(e["history"])}
-            for name, e in sorted(_load(node)["served"].items())}
+            for name, e in sorted(_load(service)["served"].items())}
 
 
-def resolve(node: Node, name: str) -> str:
+def resolve(service: ServiceContext, name: str) -> str:
     """The job id ``name`` serves now."""
-    _require_b(node, "serving models by name")
+    _require_b(service, "serving models by name")
     _check_name(name)
-    entry = _load(node)["served"].get(name)
+    entry = _load(service)["served"].get(name)
     if entry is None:
-        known = ", ".join(sorted(_load(node)["served"])) or "none yet"
-        raise UnknownJobError(f"no model named {name!r} at party {node.config.party.id!r} (known names: {known}); "
+        known = ", ".join(sorted(_load(service)["served"])) or "none yet"
+        raise UnknownJobError(f"no model named {name!r} at party {service.me!r} (known names: {known}); "
                               f"promote a job under it with POST /v1/models/{name}/promote")
     return entry["job_id"]
 
 
-def promote(node: Node, name: str, job_id: str) -> dict[str, Any]:
+def promote(service: ServiceContext, name: str, job_id: str) -> dict[str, Any]:
     """Make ``job_id`` the version ``name`` serves; the version it served goes on the name's history."""
-    _require_b(node, "promoting a model")
+    _require_b(service, "promoting a model")
     _check_name(name)
-    record = node.record(job_id)
+    ctx = service.job(job_id)
+    record = ctx.record
     if record.state != "succeeded":
         raise JobError(f"job {job_id} is {record.state}; only a succeeded job with a model can be promoted")
-    if record.stage == DELETING:
+    if record.stage == Stage.DELETING:
         raise JobError(f"job {job_id} is being deleted; promote another job")
-    node.model_part(job_id)  # JobError when the model is missing or damaged
-    data = _load(node)
+    model_part(ctx)  # JobError when the model is missing or damaged
+    data = _load(service)
     entry = data["served"].setdefault(name, {"job_id": job_id, "history": []})
     if entry["job_id"] != job_id:  # promoting the version already served changes nothing
         entry["history"].append(entry["job_id"])
         entry["job_id"] = job_id
-    _save(node, data)
+    _save(service, data)
     log.info("model %s now serves job %s (history %s)", name, job_id, entry["history"])
     return {"name": name, "job_id": entry["job_id"], "history": list(entry["history"])}
 
 
-def rollback(node: Node, name: str) -> dict[str, Any]:
+def rollback(service: ServiceContext, name: str) -> dict[str, Any]:
     """Serve the version promoted before the current one under ``name`` again."""
-    _require_b(node, "rolling back a model")
-    resolve(node, name)  # 404 with the known names
-    data = _load(node)
+    _require_b(service, "rolling back a model")
+    resolve(service, name)  # 404 with the known names
+    data = _load(service)
     entry = data["served"][name]
     if not entry["history"]:
         raise JobError(f"model {name!r} serves job {entry['job_id']} and has no earlier version to roll back to; "
                        f"promote the job you want with POST /v1/models/{name}/promote")
     entry["job_id"] = entry["history"].pop()
-    _save(node, data)
+    _save(service, data)
     log.info("model %s rolled back to job %s", name, entry["job_id"])
     return {"name": name, "job_id": entry["job_id"], "history": list(entry["history"])}
 
 
-def model_info(node: Node, name: str) -> dict[str, Any]:
+def model_info(service: ServiceContext, name: str) -> dict[str, Any]:
     """What ``GET /v1/models/{name}`` answers: the version served, its history, and that version's entry."""
-    job_id = resolve(node, name)
-    entry = served(node)[name]
-    return {"name": name, "job_id": job_id, "history": entry["history"], "model": describe(node, job_id)}
+    job_id = resolve(service, name)
+    entry = served(service)[name]
+    return {"name": name, "job_id": job_id, "history": entry["history"], "model": describe(service, job_id)}
 
 
 # -- deletion ---------------------------------------------------------------------------------------
 
-def _forget_locally(node: Node, job_id: str) -> None:
-    """Remove the job's folder and everything the node holds in memory about it."""
-    driver = node.drivers.pop(job_id, None)
-    if driver is not None:
-        driver.cancel()
-    runtime = node.runtimes.pop(job_id, None)
-    if runtime is not None:
-        node.spawn(runtime.close())
-    for cache in (node.done, node.psi_done, node.psi_started, node._persisted):
-        cache.pop(job_id, None)
-    node.serving.forget(job_id)  # cached model part, aligned IDs, scoring rate and counter
-    node.coordinating.discard(job_id)
-    node.records.pop(job_id, None)
-    node.store.delete(job_id)
-    node.store._damaged.discard(job_id)
-    node.store._sealed.discard(job_id)
-
-
-async def delete_job(node: Node, job_id: str) -> dict[str, Any]:
+async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
     """Party B: delete a finished, unserved job at every party, then here.
 
     Answers ``{"job_id", "status": "deleted" | "partial", "deleted": [party ids], "pending": {party id: reason}}``.
     ``partial``: some peer could not delete it yet; the job stays here, marked, and
     the same call again retries only the parties in ``pending``.
     """
-    _require_b(node, "deleting a job at every party")
-    record = node.record(job_id)
+    _require_b(service, "deleting a job at every party")
+    ctx = service.job(job_id)
+    record = ctx.record
     if not record.finished:
         raise JobError(f"job {job_id} is {record.state}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
                        "then delete it")
-    from vfl.service import batch  # here: batch scoring imports the scoring stack, which the registry needs not
-
-    live = [b["batch_id"] for b in batch.list_batches(node, job_id) if b["state"] in ("queued", "running")]
+    live = [b["batch_id"] for b in list_batches(ctx) if b["state"] in ("queued", "running")]
     if live:
         raise JobError(f"job {job_id} is scoring batch {live[0]} right now; wait for it or cancel it "
                        f"(POST /v1/jobs/{job_id}/score-batch/{live[0]}/cancel), then delete the job")
-    data = _load(node)
+    data = _load(service)
     names = sorted(name for name, e in data["served"].items() if e["job_id"] == job_id)
     if names:
         shown = ", ".join(repr(n) for n in names)
@@ -273,13 +256,13 @@ async def delete_job(node: Node, job_id: str) -> dict[str, Any]:
     progress = data["deleting"].setdefault(job_id, {"deleted": [], "pending": {}})
     for entry in data["served"].values():
         entry["history"] = [j for j in entry["history"] if j != job_id]
-    _save(node, data)
-    if record.stage != DELETING and record.state != "damaged":  # a damaged record cannot change
-        node.save(record, stage=DELETING)
+    _save(service, data)
+    if record.state != "damaged":  # a damaged record cannot change
+        ctx.advance(Stage.DELETING)
 
-    left = [peer for peer in node.peer_ids(record) if peer not in progress["deleted"]]
+    left = [peer for peer in record.peer_ids(service.me) if peer not in progress["deleted"]]
     path = f"/v1/peer/jobs/{job_id}/delete"
-    answers = await asyncio.gather(*(node.client.call_json(peer, "POST", path, {}) for peer in left),
+    answers = await asyncio.gather(*(service.client.call_json(peer, "POST", path, {}) for peer in left),
                                    return_exceptions=True)
     pending: dict[str, str] = {}
     for peer, answer in zip(left, answers):
@@ -291,49 +274,50 @@ async def delete_job(node: Node, job_id: str) -> dict[str, Any]:
         else:
             progress["deleted"].append(peer)
     progress["pending"] = pending
-    data = _load(node)
+    data = _load(service)
     if pending:
         data["deleting"][job_id] = progress
-        _save(node, data)
+        _save(service, data)
         return {"job_id": job_id, "status": "partial", "deleted": list(progress["deleted"]), "pending": pending,
                 "detail": f"job {job_id} is deleted at {', '.join(progress['deleted']) or 'no peer'} but not at "
-                          f"{', '.join(pending)}; it stays here marked '{DELETING}'. Delete it again once "
+                          f"{', '.join(pending)}; it stays here marked '{Stage.DELETING}'. Delete it again once "
                           f"{'that party is' if len(pending) == 1 else 'those parties are'} reachable"}
-    _forget_locally(node, job_id)
+    await service.forget(job_id)
     data["deleting"].pop(job_id, None)
-    _save(node, data)
+    _save(service, data)
     log.info("job %s deleted at %s and here", job_id, ", ".join(progress["deleted"]) or "no peer")
-    return {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], node.config.party.id],
+    return {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], service.me],
             "pending": {}}
 
 
-async def peer_delete(node: Node, job_id: str, caller: str) -> dict[str, str]:
+async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict[str, str]:
     """Party A or C: the job's party B deletes the job; everything under its folder goes.
 
     A job this party does not know (any more) is already deleted: success, so B's
     retries are idempotent. A job still running here is refused.
     """
-    if node.party == "B":
+    if service.kind == "label":
         raise ConfigError("party B deletes its own jobs; it takes no delete request from a peer")
     if not _JOB_ID.match(job_id):
         raise ConfigError(f"{job_id!r} is not a job id")
-    record = node.records.get(job_id)
-    if record is None:
-        if node.peer_role(caller) != "B":
+    job = service.jobs.get(job_id)
+    if job is None:
+        if service.config.kind_of(caller) != "label":
             raise PeerNotAllowed(f"only a party B may delete jobs here; {caller!r} is not one")
         return {"job_id": job_id, "status": "deleted"}
-    node.require_peer(record, caller, "B")
+    record = job.record
+    record.require_caller(caller, "label")
     if not record.finished:
-        raise JobError(f"job {job_id} is still {record.state} at party {node.party} ({node.config.party.id}); "
+        raise JobError(f"job {job_id} is still {record.state} at party {record.role} ({service.me}); "
                        "cancel it first")
-    _forget_locally(node, job_id)
+    await service.forget(job_id)
     log.info("job %s deleted at the request of %s", job_id, caller)
     return {"job_id": job_id, "status": "deleted"}
 
 
 # -- scorecard --------------------------------------------------------------------------------------
 
-def scorecard(node: Node, job_id: str) -> dict[str, Any]:
+def scorecard(service: ServiceContext, job_id: str) -> dict[str, Any]:
     """This party's own part as plain numbers.
 
     With standardised x̃_j = (x_j − mean_j) / scale_j, this party's partial score is
@@ -342,22 +326,24 @@ def scorecard(node: Node, job_id: str) -> dict[str, Any]:
     (+ intercept at B). With ``row_clip`` set (a private job) the standardised rows
     are clipped to that L2 norm first, so the raw form holds only for rows inside it.
     """
-    record = node.record(job_id)
-    if node.party == "C":
+    ctx = service.job(job_id)
+    record = ctx.record
+    if service.kind == "arbiter":
         raise ConfigError("the arbiter holds no model part")
-    model = node.model_part(job_id)
+    model = model_part(ctx)
     weights = [float(w) for w in model["weights"]]
     mean = [float(m) for m in model["scaler"]["mean"]]
     scale = [float(s) for s in model["scaler"]["scale"]]
     names = list(model["feature_names"])
     raw = [w / s for w, s in zip(weights, scale)]
     offset = -sum(w * m / s for w, m, s in zip(weights, mean, scale))
-    intercept = float(model["intercept"]) if node.party == "B" else None
+    label = service.kind == "label"
+    intercept = float(model["intercept"]) if label else None
     trained = model.get("trained_at")
     card: dict[str, Any] = {
         "job_id": job_id,
-        "party": node.config.party.id,
-        "role": node.party,
+        "party": service.me,
+        "role": record.role,
         "model": model["model"],
         "dataset": model.get("dataset", record.dataset),
         "trained_at": _iso(trained if trained is not None else (record.stopped_at or record.updated_at)),
@@ -375,7 +361,7 @@ def scorecard(node: Node, job_id: str) -> dict[str, Any]:
                        "; the standardised row is first clipped to L2 norm row_clip, so the raw form "
                        "holds only for rows inside it")),
     }
-    if node.party == "B":
+    if label:
         logistic = model["model"] == "logistic"
         card |= {
             "intercept": intercept,

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from vfl.errors import PeerRefused, TransportError, error_detail
+from vfl.errors import PeerRefused, PeerUnreachable, TransportError, error_detail
 from vfl.protocol.messages import Message
 from vfl.protocol.wire import MEDIA_TYPE, encode_message
 from vfl.service.config import ServiceConfig
@@ -33,14 +33,6 @@ from vfl.service.tls import client_ssl_context
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 PARTY_HEADER = "X-VFL-Party"
-
-
-class PeerUnreachable(TransportError):
-    """No attempt of a call with ``connect_within`` could connect to the peer: the request never reached it."""
-
-    def __init__(self, message: str, *, peer_id: str) -> None:
-        super().__init__(message)
-        self.peer_id = peer_id
 
 
 class PeerClient:

@@ -2,8 +2,8 @@
 
 ``POST /v1/jobs/{job_id}/score-batch`` takes a :class:`~vfl.service.spec.BatchRequest`
 and answers with the batch's status at once; the scoring runs as a background
-task of the node (so shutting the service down stops it). Each chunk of
-``chunk_rows`` IDs goes through :func:`vfl.service.scoring.predict`, the same
+task of the service (so shutting the service down stops it). Each chunk of
+``chunk_rows`` IDs goes through :func:`vfl.service.serving.scoring.predict`, the same
 function the predict route uses, so a batch answers exactly what one predict
 call on the same IDs would. Reading and writing in chunks is
 :mod:`vfl.data.chunks`'s, shared with ``vfl score``.
@@ -26,8 +26,8 @@ status, the error, timestamps and the output path.
 * A batch whose state says running while no task of this service runs it (party
   B stopped mid-batch) is reported as failed, with how to resume.
 
-Dataset inputs read their IDs with ``node.table(name).ids``, which goes through
-``Node.source(name)``: CSV, Parquet and SQL datasets alike. The batch id of a
+Dataset inputs read their IDs through the party's datasets
+(:class:`~vfl.service.datasets.Datasets`): CSV, Parquet and SQL alike. The batch id of a
 file dataset takes the file's size and mtime, that of a database table a hash
 of its IDs (read once at submission).
 """
@@ -37,20 +37,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from vfl.data import chunks
 from vfl.errors import ConfigError, DataError, JobError, LimitExceeded, UnknownJobError, VFLError
-from vfl.service import scoring
+from vfl.service.context import JobContext
+from vfl.service.jobs import BatchRun
+from vfl.service.record import JobRecord
+from vfl.service.serving import scoring
 from vfl.service.spec import BatchRequest
 from vfl.service.store import _Damaged, atomic_write_json, read_json
-
-if TYPE_CHECKING:
-    from vfl.service.node import Node
 
 log = logging.getLogger("vfl.service")
 
@@ -88,31 +87,17 @@ class Batch(BaseModel):
         return data
 
 
-class _Run:
-    """A batch running in this process: the cancel flag its loop checks between chunks."""
-
-    def __init__(self) -> None:
-        self.cancel = False
+def _folder(ctx: JobContext) -> Path:
+    return ctx.store.job_dir(ctx.record.job_id) / "batches"
 
 
-_live: weakref.WeakKeyDictionary[Any, dict[str, _Run]] = weakref.WeakKeyDictionary()
-
-
-def _runs(node: Node) -> dict[str, _Run]:
-    return _live.setdefault(node, {})
-
-
-def _folder(node: Node, job_id: str) -> Path:
-    return node.store.job_dir(job_id) / "batches"
-
-
-def _save(node: Node, batch: Batch) -> None:
+def _save(ctx: JobContext, batch: Batch) -> None:
     batch.updated_at = time.time()
-    atomic_write_json(_folder(node, batch.job_id) / f"{batch.batch_id}.json", batch.model_dump(mode="json"))
+    atomic_write_json(_folder(ctx) / f"{batch.batch_id}.json", batch.model_dump(mode="json"))
 
 
-def _load(node: Node, job_id: str, batch_id: str) -> Batch | None:
-    file = _folder(node, job_id) / f"{batch_id}.json"
+def _load(ctx: JobContext, batch_id: str) -> Batch | None:
+    file = _folder(ctx) / f"{batch_id}.json"
     if not file.is_file():
         return None
     try:
@@ -124,29 +109,30 @@ def _load(node: Node, job_id: str, batch_id: str) -> Batch | None:
 # -- the routes' functions -------------------------------------------------------------------------
 
 
-async def submit(node: Node, job_id: str, request: BatchRequest) -> dict[str, Any]:
+async def submit(ctx: JobContext, request: BatchRequest) -> dict[str, Any]:
     """Start the batch, resume it, or return it as it is when it runs or has succeeded."""
-    record = _succeeded_job(node, job_id)
-    limit = node.config.limits.max_vector_length
+    record = _succeeded_job(ctx)
+    job_id = record.job_id
+    limit = ctx.config.limits.max_vector_length
     if request.chunk_rows > limit:
         raise LimitExceeded(f"chunk_rows={request.chunk_rows} exceeds this service's limit of {limit} IDs per "
                             "request (limits.max_vector_length); choose a smaller chunk_rows")
-    source_file, normalised = _resolve(node, request)
+    source_file, normalised = _resolve(ctx, request)
     output = Path(normalised["output"]["path"])
     fmt = chunks.check_output(output, [] if source_file is None else [source_file])
     if source_file is not None:
         await asyncio.to_thread(_check_input, request, source_file)
         identity = chunks.file_identity(source_file)
     else:  # a database table has no size or mtime: its IDs are the identity
-        identity = await asyncio.to_thread(_table_identity, node, request.input.dataset or "")
+        identity = await asyncio.to_thread(_table_identity, ctx, request.input.dataset or "")
     batch_id = "batch-" + chunks.fingerprint(job_id, normalised, identity)
-    runs = _runs(node)
-    existing = _load(node, job_id, batch_id)
+    runs = ctx.job.batches
+    existing = _load(ctx, batch_id)
     if batch_id in runs and existing is not None:
         return existing.view(live=True)
     if existing is not None and existing.state == "succeeded" and output.is_file():
         return existing.view(live=False)
-    busy = [b for b in list_batches(node, job_id) if b["batch_id"] in runs and b["output"] == str(output)]
+    busy = [b for b in list_batches(ctx) if b["batch_id"] in runs and b["output"] == str(output)]
     if busy:
         raise JobError(f"batch {busy[0]['batch_id']} is writing {output} right now; wait for it, cancel it, "
                        "or choose another output path")
@@ -155,44 +141,42 @@ async def submit(node: Node, job_id: str, request: BatchRequest) -> dict[str, An
     if batch.state == "succeeded":  # its output was removed since: score it again from the start
         batch.progress, batch.chunks_done, batch.rows_done, batch.counts = {}, 0, 0, {}
     batch.state, batch.error, batch.finished_at = "queued", None, None
-    _save(node, batch)
-    runs[batch_id] = _Run()
-    node.spawn(_run(node, batch, runs[batch_id]))
+    _save(ctx, batch)
+    runs[batch_id] = BatchRun()
+    ctx.spawn(_run(ctx, batch, runs[batch_id]))
     return batch.view(live=True)
 
 
-def status(node: Node, job_id: str, batch_id: str) -> dict[str, Any]:
-    node.record(job_id)
-    batch = _load(node, job_id, batch_id)
+def status(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    batch = _load(ctx, batch_id)
     if batch is None:
-        raise UnknownJobError(f"job {job_id} has no batch {batch_id!r} at party B")
-    return batch.view(live=batch_id in _runs(node))
+        raise UnknownJobError(f"job {ctx.record.job_id} has no batch {batch_id!r} at party B")
+    return batch.view(live=batch_id in ctx.job.batches)
 
 
-def list_batches(node: Node, job_id: str) -> list[dict[str, Any]]:
-    node.record(job_id)
-    runs = _runs(node)
+def list_batches(ctx: JobContext) -> list[dict[str, Any]]:
+    runs = ctx.job.batches
     out = []
-    for file in sorted(_folder(node, job_id).glob("batch-*.json")):
-        batch = _load(node, job_id, file.stem)
+    for file in sorted(_folder(ctx).glob("batch-*.json")):
+        batch = _load(ctx, file.stem)
         if batch is not None:
             out.append(batch.view(live=batch.batch_id in runs))
     return sorted(out, key=lambda b: b["created_at"])
 
 
-def cancel(node: Node, job_id: str, batch_id: str) -> dict[str, Any]:
+def cancel(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Stop the batch after the chunk in hand; its partial output is kept for a resume, never published."""
-    current = status(node, job_id, batch_id)
-    run = _runs(node).get(batch_id)
+    current = status(ctx, batch_id)
+    run = ctx.job.batches.get(batch_id)
     if run is None:
         raise JobError(f"batch {batch_id} is not running (it is {current['state']}); nothing to cancel")
     run.cancel = True
     return current
 
 
-def result(node: Node, job_id: str, batch_id: str) -> tuple[Path, str]:
+def result(ctx: JobContext, batch_id: str) -> tuple[Path, str]:
     """The finished output's path and media type."""
-    current = status(node, job_id, batch_id)
+    current = status(ctx, batch_id)
     path = Path(current["output"])
     if current["state"] != "succeeded":
         raise JobError(f"batch {batch_id} is {current['state']} ({current['rows_done']} rows done); its result "
@@ -205,12 +189,12 @@ def result(node: Node, job_id: str, batch_id: str) -> tuple[Path, str]:
 # -- checks -------------------------------------------------------------------------------------------
 
 
-def _succeeded_job(node: Node, job_id: str) -> Any:
-    if node.party != "B":
+def _succeeded_job(ctx: JobContext) -> JobRecord:
+    if ctx.kind != "label":
         raise ConfigError("batches are scored by party B")
-    record = node.record(job_id)
+    record = ctx.record
     if record.state != "succeeded":
-        raise JobError(f"job {job_id} is {record.state}; only a succeeded job can score. Wait for it to succeed "
+        raise JobError(f"job {record.job_id} is {record.state}; only a succeeded job can score. Wait for it to succeed "
                        "or submit it again")
     return record
 
@@ -222,14 +206,14 @@ def _absolute(text: str, what: str) -> Path:
     return Path(*path.parts).resolve()  # the same file, however it is spelled, is the same batch
 
 
-def _resolve(node: Node, request: BatchRequest) -> tuple[Path | None, dict[str, Any]]:
+def _resolve(ctx: JobContext, request: BatchRequest) -> tuple[Path | None, dict[str, Any]]:
     """The file the IDs come from (None for a database dataset), and the request as its batch id spells it."""
     data = request.model_dump(mode="json")
     data["output"]["path"] = str(_absolute(request.output.path, "output.path"))
     if request.input.dataset is not None:
-        dataset = node.config.datasets.get(request.input.dataset)
+        dataset = ctx.config.datasets.get(request.input.dataset)
         if dataset is None:
-            known = ", ".join(sorted(node.config.datasets)) or "none"
+            known = ", ".join(sorted(ctx.config.datasets)) or "none"
             raise DataError(f"party B has no dataset named {request.input.dataset!r}; it has: {known}")
         data["input"] = {"dataset": request.input.dataset}
         return (None if dataset.path is None else Path(dataset.path)), data
@@ -245,39 +229,39 @@ def _check_input(request: BatchRequest, source: Path) -> None:
         chunks.FileIds(source, request.input.id_column or "id", request.chunk_rows)  # suffix and column
 
 
-def _table_identity(node: Node, name: str) -> dict[str, Any]:
-    ids = node.table(name).ids
+def _table_identity(ctx: JobContext, name: str) -> dict[str, Any]:
+    ids = ctx.data.table(name).ids
     return {"rows": len(ids), "ids": chunks.fingerprint(ids)}
 
 
-def _source(node: Node, batch: Batch, chunk_rows: int) -> chunks.FileIds | chunks.ListIds:
+def _source(ctx: JobContext, batch: Batch, chunk_rows: int) -> chunks.FileIds | chunks.ListIds:
     spec = batch.request["input"]
     if "dataset" in spec:
-        # node.table goes through node.source (CSV, Parquet or SQL), which keeps the dataset in memory anyway.
-        return chunks.ListIds(node.table(spec["dataset"]).ids, chunk_rows)
+        # The party's datasets (CSV, Parquet or SQL) keep the table in memory anyway.
+        return chunks.ListIds(ctx.data.table(spec["dataset"]).ids, chunk_rows)
     return chunks.FileIds(Path(spec["path"]), spec["id_column"], chunk_rows)
 
 
 # -- the background task ------------------------------------------------------------------------------
 
 
-async def _run(node: Node, batch: Batch, run: _Run) -> None:
+async def _run(ctx: JobContext, batch: Batch, run: BatchRun) -> None:
     progress = chunks.Progress.from_dict(batch.progress)
     chunk_rows = int(batch.request["chunk_rows"])
 
     def checkpoint(done: chunks.Progress) -> None:
         batch.progress = done.to_dict()
         batch.chunks_done, batch.rows_done, batch.counts = done.chunks_done, done.rows_done, dict(done.counts)
-        _save(node, batch)  # atomic and fsynced: the partial output up to here is what a resume keeps
+        _save(ctx, batch)  # atomic and fsynced: the partial output up to here is what a resume keeps
 
     try:
-        source = await asyncio.to_thread(_source, node, batch, chunk_rows)
+        source = await asyncio.to_thread(_source, ctx, batch, chunk_rows)
         batch.rows_total = await asyncio.to_thread(lambda: source.rows_total)
         batch.state, batch.started_at, batch.runs = "running", time.time(), batch.runs + 1
-        _save(node, batch)
+        _save(ctx, batch)
         writer = chunks.ResultWriter(Path(batch.output), batch.batch_id)
         finished = await chunks.score_chunks(
-            source, writer, progress, lambda ids: scoring.predict(node, batch.job_id, ids),
+            source, writer, progress, lambda ids: scoring.predict(ctx, ids),
             checkpoint=checkpoint, stop=lambda: run.cancel,
         )
         if finished:
@@ -286,25 +270,25 @@ async def _run(node: Node, batch: Batch, run: _Run) -> None:
         if not finished:
             batch.error = "cancelled by an orchestration call; repeat the request to resume"
         batch.finished_at = time.time()
-        _save(node, batch)
+        _save(ctx, batch)
         log.info("job %s: batch %s %s after %d rows", batch.job_id, batch.batch_id, batch.state, batch.rows_done)
     except asyncio.CancelledError:  # the service is shutting down
-        _stopped(node, batch, "party B shut down while the batch ran; repeat the request to resume")
+        _stopped(ctx, batch, "party B shut down while the batch ran; repeat the request to resume")
         raise
     except VFLError as exc:
-        _stopped(node, batch, f"{type(exc).__name__}: {exc}; repeat the request to resume after the last chunk done")
+        _stopped(ctx, batch, f"{type(exc).__name__}: {exc}; repeat the request to resume after the last chunk done")
     except Exception as exc:  # noqa: BLE001 - a background task must record why it stopped
         log.exception("job %s: batch %s failed", batch.job_id, batch.batch_id)
-        _stopped(node, batch, f"{type(exc).__name__}: {exc}")
+        _stopped(ctx, batch, f"{type(exc).__name__}: {exc}")
     finally:
-        if _runs(node).get(batch.batch_id) is run:
-            del _runs(node)[batch.batch_id]
+        if ctx.job.batches.get(batch.batch_id) is run:
+            del ctx.job.batches[batch.batch_id]
 
 
-def _stopped(node: Node, batch: Batch, reason: str) -> None:
+def _stopped(ctx: JobContext, batch: Batch, reason: str) -> None:
     batch.state, batch.error, batch.finished_at = "failed", reason, time.time()
     try:
-        _save(node, batch)
+        _save(ctx, batch)
     except OSError as exc:
         log.error("job %s: batch %s: cannot record its failure (%s): %s", batch.job_id, batch.batch_id, exc, reason)
 

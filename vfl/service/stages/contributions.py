@@ -10,7 +10,7 @@ parties, the same dataset at B, the same arbiter, training config and key
 sizes, and ``reuse_alignment`` set to the measured job, so that every party
 trains on the measured job's aligned rows (the full joint intersection) with no
 new PSI. Each feature party checks that it took part in that job, with the same
-B and dataset, before it accepts (:func:`vfl.service.registration.reusable_alignment`).
+B and dataset, before it accepts (:func:`vfl.service.stages.accept.reusable_alignment`).
 The coalition trainings run one after the other, through the same registration,
 protocol, checkpoints, resumes and evaluation as any job, and each is listed as
 a job at every party that takes part in it.
@@ -28,16 +28,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vfl.incentives import shapley
 from vfl.errors import VFLError
-from vfl.service.logs import job_event
+from vfl.incentives import shapley
+from vfl.service.context import JobContext
 from vfl.service.spec import ArbiterRef, JobSpec
-
-if TYPE_CHECKING:
-    from vfl.service.node import Node
-    from vfl.service.store import JobRecord
 
 log = logging.getLogger("vfl.service")
 
@@ -53,23 +49,25 @@ def coalition_job_id(job_id: str, n: int) -> str:
     return f"c-{hashlib.sha256(job_id.encode()).hexdigest()[:20]}.c{n}"
 
 
-async def measure(node: Node, record: JobRecord, spec: JobSpec) -> None:
-    """Train the coalitions, compute Shapley values and leave-one-out, and keep them in the job's record."""
+async def run(ctx: JobContext) -> None:
+    """Train the coalitions, compute Shapley values and leave-one-out, and keep them in the job's record.
+
+    A coalition training that fails leaves the error in ``contributions``: the job still succeeds with its model.
+    """
     started = time.perf_counter()
     try:
-        result = await _measure(node, record, spec)
+        result = await _measure(ctx, JobSpec.model_validate(ctx.record.job_spec))
     except asyncio.CancelledError:
         raise
     except VFLError as exc:
-        log.warning("job %s: contributions not computed: %s", record.job_id, exc)
+        log.warning("job %s: contributions not computed: %s", ctx.record.job_id, exc)
         result = {"error": str(exc)}
-    record.timings["contributions"] = round(time.perf_counter() - started, 3)
-    node.save(record, contributions=result)
+    ctx.record.timings["contributions"] = round(time.perf_counter() - started, 3)
+    ctx.update(contributions=result)
 
 
-async def _measure(node: Node, record: JobRecord, spec: JobSpec) -> dict[str, Any]:
-    from vfl.service.coordinator import submit
-
+async def _measure(ctx: JobContext, spec: JobSpec) -> dict[str, Any]:
+    record = ctx.record
     settings = spec.contribution_settings
     refs = list(spec.feature_parties or [])
     names = [ref.peer for ref in refs]
@@ -81,23 +79,22 @@ async def _measure(node: Node, record: JobRecord, spec: JobSpec) -> dict[str, An
     values[frozenset()], _ = shapley.value_of((record.baseline or {}).get("metrics") or {}, model)
     seconds = {plan.full: float(record.timings.get("training", 0.0))}
     jobs: dict[frozenset[int], str] = {plan.full: record.job_id}
-    arbiter = ArbiterRef(peer=record.peers[node.roster(record).arbiter])
+    arbiter = ArbiterRef(peer=record.party_id("arbiter"))
     todo = plan.to_train()
-    job_event(record.job_id, "contributions: %d coalition trainings (%s) on the job's %s aligned rows",
-              len(todo), plan.method, record.n_rows)
+    ctx.event("contributions: %d coalition trainings (%s) on the job's %s aligned rows", len(todo), plan.method,
+              record.n_rows)
     for n, coalition in enumerate(todo, start=1):
         members = sorted(coalition)
         child_id = coalition_job_id(record.job_id, n)
         child_spec = JobSpec(job_id=child_id, feature_parties=[refs[i] for i in members], party_b=spec.party_b,
                              arbiter=arbiter, training=spec.training, psi=spec.psi, reuse_alignment=record.job_id)
         began = time.perf_counter()
-        child = await submit(node, child_spec, coalition_of=record.job_id)
+        child = await ctx.submit_child(child_spec)
         try:
             while not child.finished:
                 await asyncio.sleep(POLL_SECONDS)
         except asyncio.CancelledError:  # the measured job was cancelled or failed: so is its coalition training
-            node.spawn(node.fail(child_id, f"job {record.job_id}, whose contributions it measures, stopped",
-                                 state="cancelled"))
+            ctx.spawn(ctx.cancel_child(child_id, f"job {record.job_id}, whose contributions it measures, stopped"))
             raise
         who = "B + " + " + ".join(names[i] for i in members)
         if child.state != "succeeded":
@@ -105,8 +102,8 @@ async def _measure(node: Node, record: JobRecord, spec: JobSpec) -> dict[str, An
         values[coalition], _ = shapley.value_of(child.metrics or {}, model)
         seconds[coalition] = time.perf_counter() - began
         jobs[coalition] = child_id
-        job_event(record.job_id, "contributions: coalition %d/%d (%s): %s %.4f", n, len(todo), who,
-                  shapley.metric_name(model), values[coalition])
+        ctx.event("contributions: coalition %d/%d (%s): %s %.4f", n, len(todo), who, shapley.metric_name(model),
+                  values[coalition])
     rows = ((record.metrics or {}).get(split) or {}).get("rows")
     result = shapley.table(plan, values, model=model, names=names, sources=sources, split=split, rows=rows,
                            seconds=seconds)
@@ -114,3 +111,6 @@ async def _measure(node: Node, record: JobRecord, spec: JobSpec) -> dict[str, An
     for item in result["coalitions"]:
         item["job_id"] = by_members.get(frozenset(item["parties"]))
     return result
+
+
+__all__ = ["POLL_SECONDS", "coalition_job_id", "run"]

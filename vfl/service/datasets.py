@@ -1,0 +1,58 @@
+"""A party's datasets by name, each opened once: whole tables for training, rows by ID for serving.
+
+Peers name datasets, never files: the mapping from a name to a file or a
+database table is this party's own config. Errors name the file for this
+party's operators, with the config key to fix; each error's ``public`` names
+only the dataset, which is what a peer reads (:mod:`vfl.service.redact`).
+"""
+
+from __future__ import annotations
+
+from vfl.data.sources import DataSource, Lookup, open_source
+from vfl.data.table import PartyTable
+from vfl.errors import DataError
+from vfl.service.config import ServiceConfig
+from vfl.service.startup import with_config_hint
+
+
+class Datasets:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._sources: dict[str, DataSource] = {}
+
+    def source(self, name: str) -> DataSource:
+        """Where dataset ``name`` comes from (file or database), opened on first use."""
+        source = self._sources.get(name)
+        if source is not None:
+            return source
+        dataset = self.config.datasets.get(name)
+        if dataset is None:
+            known = ", ".join(sorted(self.config.datasets)) or "none"
+            raise DataError(f"party {self.config.party.id!r} has no dataset named {name!r}; it has: {known}")
+        opened = open_source(name, dataset, max_bytes=self.config.limits.max_csv_bytes)
+        return self._sources.setdefault(name, opened)
+
+    def table(self, name: str, model: str | None = None) -> PartyTable:
+        """Dataset ``name``, every row checked strictly; a file is read again when it changes."""
+        try:
+            return self.source(name).table(model)
+        except DataError as exc:  # the loaders name CLI flags; a service's fix is a key of its config
+            with_config_hint(exc, name, self.config)
+            raise
+
+    def lookup(self, name: str, ids: list[str], feature_names: list[str]) -> Lookup:
+        """Features of ``ids`` in dataset ``name`` by column name, with a status per ID (serving)."""
+        try:
+            return self.source(name).lookup(ids, feature_names)
+        except DataError as exc:
+            with_config_hint(exc, name, self.config)
+            raise
+
+    def close(self) -> None:
+        """Close every opened source (a database's connection pool)."""
+        for source in list(self._sources.values()):
+            source.close()
+        self._sources.clear()
+
+
+__all__ = ["Datasets"]

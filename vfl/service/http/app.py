@@ -1,0 +1,71 @@
+"""A service's FastAPI app: which routers each role mounts (one table), its lifespan, its middleware.
+
+The app is the table of contents of a service's API (as FastAPI's "bigger
+applications" put it): :data:`ROUTERS` says which resources each role serves.
+From the outside in, a request meets the body limit (413), then FastAPI's own
+error middleware, then the routes, whose errors the handlers of
+:mod:`.errors` turn into JSON with each error class's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from vfl.protocol.roster import RoleKind
+from vfl.service.config import ServiceConfig
+from vfl.service.http import batches, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
+from vfl.service.http.auth import Sessions, cookie_name
+from vfl.service.http.limits import BodyLimit
+from vfl.service.node import Node
+
+#: The routers each role serves.
+ROUTERS: dict[RoleKind, tuple[APIRouter, ...]] = {
+    "label": (ops.router, jobs.router, jobs.label_router, jobs.parts_router, predictions.router, batches.router,
+              models.router, models.label_router, peer.router, peer.label_router, ledger.router, lending.router,
+              ui.router),
+    "feature": (ops.router, jobs.router, jobs.parts_router, models.router, peer.router, peer.accept_router,
+                peer.feature_router, ledger.router, ledger.feature_router, lending.router, ui.router),
+    "arbiter": (ops.router, jobs.router, peer.router, peer.accept_router, ledger.router, ui.router),
+}
+
+TITLES: dict[RoleKind, tuple[str, str]] = {
+    "label": ("vfl party B (labels, initiator)",
+              "Vertical federated learning: one party's service. Orchestration under /v1/jobs."),
+    "feature": ("vfl party A (features)",
+                "Vertical federated learning: one party's service. Orchestration under /v1/jobs."),
+    "arbiter": ("vfl arbiter C", "Holds the Paillier private key; decrypts only masked gradients and the loss."),
+}
+
+
+def create_app(config: ServiceConfig, *, node: Node | None = None, transport: Any = None) -> FastAPI:
+    """The app of one service; ``node`` may be given (tests that hold the Node), else it is built here."""
+    node = node or Node(config, transport=transport)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.startup()
+        yield
+        await node.shutdown()
+
+    title, description = TITLES[config.kind]
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # /docs without a CDN: see vfl.service.http.ui
+    app.state.node = node
+    app.state.token = config.token()
+    app.state.scrape_token = config.scrape_token()
+    app.state.ui_sessions = Sessions()
+    app.state.ui_cookie = cookie_name(config.party.id)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
+    for router in ROUTERS[config.kind]:
+        app.include_router(router)
+    return app
+
+
+__all__ = ["ROUTERS", "create_app"]

@@ -1,0 +1,77 @@
+"""Orchestration on jobs: ``/v1/jobs`` and ``/v1/jobs/{id}`` (list, status, cancel; at B submit, report,
+resume; at a party with a model part, the part itself and its scorecard). Deleting a job is a model registry
+operation (:mod:`.models`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import HTMLResponse
+
+from vfl.service.http.auth import Orchestrator
+from vfl.service.http.deps import NodeDep
+from vfl.service.serving import registry, scoring
+from vfl.service.spec import JobSpec
+from vfl.service.stages import evaluate, stop
+from vfl.service.stages.resume import resume_job
+from vfl.service.stages.submit import submit_once
+
+#: Every role.
+router = APIRouter(tags=["orchestration"], dependencies=[Orchestrator])
+#: Party B, which submits, evaluates and owns the jobs.
+label_router = APIRouter(tags=["orchestration"], dependencies=[Orchestrator])
+#: The parties that hold a model part (a feature party and B).
+parts_router = APIRouter(dependencies=[Orchestrator])
+
+
+@router.get("/v1/jobs", summary="Every job this service knows")
+async def list_jobs(node: NodeDep) -> dict[str, Any]:
+    return {"jobs": [r.model_dump(mode="json") for r in node.jobs.records()]}
+
+
+@router.get("/v1/jobs/{job_id}", summary="A job's state, stage, epoch, losses, metrics and error")
+async def job_status(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return node.job(job_id).record.model_dump(mode="json")
+
+
+@router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a job at every party")
+async def cancel(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return (await stop.cancel(node.job(job_id))).model_dump(mode="json")
+
+
+@label_router.post("/v1/jobs", status_code=201,
+                   summary="Submit a job; B registers it with party A and the arbiter. A repeat with the same "
+                           "Idempotency-Key returns the first job (200)")
+async def submit(spec: JobSpec, response: Response, node: NodeDep,
+                 idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    record, repeated = await submit_once(node, spec, idempotency_key)
+    if repeated:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return record.model_dump(mode="json")
+
+
+@label_router.get("/v1/jobs/{job_id}/report", response_class=HTMLResponse,
+                  summary="The job's HTML report: metrics, figures, privacy, timings")
+async def report(job_id: str, node: NodeDep) -> HTMLResponse:
+    return HTMLResponse(await asyncio.to_thread(evaluate.report, node.job(job_id)))
+
+
+@label_router.post("/v1/jobs/{job_id}/resume",
+                   summary="Continue a running or failed job from the newest checkpoint all parties share")
+async def resume(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return (await resume_job(node, job_id)).model_dump(mode="json")
+
+
+@parts_router.get("/v1/jobs/{job_id}/model", tags=["orchestration"],
+                  summary="This party's own part of the trained model")
+async def model(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return scoring.model_part(node.job(job_id))
+
+
+@parts_router.get("/v1/jobs/{job_id}/scorecard", tags=["models"],
+                  summary="This party's own model part as plain numbers: coefficients (standardised and raw), scaler")
+async def scorecard(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return registry.scorecard(node, job_id)

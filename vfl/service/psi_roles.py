@@ -1,0 +1,170 @@
+"""A job's PSI roles at a service: the same I/O-free roles :func:`psi.run_psi` runs, plus an audit log.
+
+A feature party holds the RSA key of its pair with party B: its key holder
+starts as soon as it accepts the job (or a resume asks for a new session) and
+sends its public key to B; B's requester, one per feature party, takes it from
+there. Each side caps the set size the other declares with its own
+``limits.max_psi_ids`` and ``limits.max_psi_ratio``, and writes every PSI
+message it refuses to the job's ``audit.log``, as the arbiter does for
+decryptions it refuses.
+
+Finished buckets are kept under ``jobs/<id>/psi/<peer>/`` until the alignment is
+stored, so an alignment cut short resumes at the first bucket not finished at
+both ends (:mod:`psi.buckets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from psi.buckets import DiskBucketResults, OwnTagCache
+from psi.joint import alignment_summary
+from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
+from vfl.errors import VFLError
+from vfl.protocol.messages import Message, Party
+from vfl.protocol.role import Envelope, Role
+from vfl.service.sections import LimitsSection
+from vfl.service.context import JobContext
+from vfl.service.lifecycle import Stage
+from vfl.service.store import JobStore
+
+METHOD = "rsa-blind-signature-psi"
+
+AuditFn = Callable[[str], None]
+
+
+class _AuditsRefusals(Role):
+    """Writes each message the PSI role refuses to the job's audit log, then lets the refusal through.
+
+    The roles stay free of I/O; this service-side layer adds the log for what the
+    role refuses while handling its queue. What it refuses as a message arrives is
+    logged where messages arrive, like every refusal.
+
+    ``handle`` runs ``check`` again before ``process``, and that check can refuse a
+    message its arrival check let through: a blinded chunk that arrived while B's
+    declaration was still queued is measured against the declaration only here.
+    So the whole of ``handle`` is audited, naming the message being handled (a
+    held one released by ``handle`` included), not only ``process``: what is
+    audited does not depend on how requests and the job's worker interleave.
+    """
+
+    def __init__(self, *args: Any, audit: AuditFn, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.audit = audit
+        self._handling: Message | None = None
+
+    def handle(self, message: Message, sender: Party | None = None) -> list[Envelope]:
+        self._handling = message
+        try:
+            return super().handle(message, sender)
+        except VFLError as exc:
+            refused = self._handling or message
+            self.audit(f"refused {refused.address()}: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._handling = None
+
+    def process(self, message: Message) -> list[Envelope]:
+        self._handling = message  # a held message that handle() releases is the one refused
+        return super().process(message)
+
+
+class AuditedKeyHolder(_AuditsRefusals, PsiKeyHolder):
+    """A feature party's key holder at a service."""
+
+
+class AuditedRequester(_AuditsRefusals, PsiRequester):
+    """Party B's requester at a service, one per feature party."""
+
+
+def caps(limits: LimitsSection) -> dict[str, Any]:
+    """This service's caps on the set size the other party declares."""
+    return {"max_peer_ids": limits.max_psi_ids, "max_peer_ratio": limits.max_psi_ratio}
+
+
+def check_registered_size(limits: LimitsSection, psi_ids: int, own_size: int) -> None:
+    """A feature party: refuse at registration a job whose party B would declare more IDs than its caps allow."""
+    check_declared_size(psi_ids, own_size, peer="B", me="A", **caps(limits))
+
+
+def results(store: JobStore, job_id: str, peer: str) -> DiskBucketResults:
+    """Where this party keeps the finished buckets of its PSI with ``peer`` (in the job's folder)."""
+    return DiskBucketResults(store.job_dir(job_id) / "psi" / peer)
+
+
+def drop_results(store: JobStore, job_id: str) -> None:
+    """The alignment is stored: the per-bucket results are no longer needed."""
+    shutil.rmtree(store.job_dir(job_id) / "psi", ignore_errors=True)
+
+
+def finished_buckets(store: JobStore, job_id: str, peer: str) -> int:
+    """Buckets of the PSI with ``peer`` finished here before a restart."""
+    return results(store, job_id, peer).finished()
+
+
+def _audit(ctx: JobContext) -> AuditFn:
+    job_id = ctx.record.job_id
+    return lambda line: ctx.store.audit(job_id, line)
+
+
+def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester:
+    """Party B's PSI role with the feature party ``peer`` (a protocol id)."""
+    record = ctx.record
+    return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer,
+                            min_key_bits=ctx.config.limits.min_key_bits, engine=ctx.engine, audit=_audit(ctx),
+                            results=results(ctx.store, record.job_id, record.peers[peer]), **caps(ctx.config.limits))
+
+
+def _key_holder(ctx: JobContext, ids: list[str], key_bits: int, resume_bucket: int | None) -> AuditedKeyHolder:
+    record, config = ctx.record, ctx.config
+    label = ctx.roster.label
+    reuse = None
+    if config.psi.reuse_own_signatures:  # this partner's and dataset's key and own tags, reused across jobs
+        reuse = OwnTagCache(ctx.store.data_dir / "psi-reuse" / record.peers[label] / str(record.dataset))
+    return AuditedKeyHolder(record.job_id, ids, party=record.own_id(ctx.me), peer=label,
+                            key_bits=key_bits, min_key_bits=config.limits.min_key_bits,
+                            primes=config.psi.primes, engine=ctx.engine, audit=_audit(ctx),
+                            expected_size_b=(record.registration or {}).get("psi_ids"),
+                            bucket_ids=config.psi.bucket_ids,
+                            results=results(ctx.store, record.job_id, record.peers[label]),
+                            resume_bucket=resume_bucket, own_cache=reuse, **caps(config.limits))
+
+
+async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) -> None:
+    """A feature party: make a fresh RSA key for the job and publish it to party B.
+
+    On a resume, the new session starts at the first bucket unfinished here or
+    at party B (``resume_bucket``), whichever is earlier.
+    """
+    record = ctx.record
+    key_bits = int((record.registration or {})["psi"]["key_bits"])
+    table = await asyncio.to_thread(ctx.data.table, str(record.dataset))
+    holder = await asyncio.to_thread(_key_holder, ctx, table.ids, key_bits, resume_bucket)
+    ctx.job.psi_started = time.perf_counter()
+    await ctx.runtime().add_role("psi", holder, holder.start())
+
+
+def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder) -> None:
+    """A feature party: keep its aligned rows for training and report the alignment."""
+    record = ctx.record
+    table = ctx.data.table(str(record.dataset))
+    started, ctx.job.psi_started = ctx.job.psi_started, None
+    seconds = time.perf_counter() - (started if started is not None else time.perf_counter())
+    summary = alignment_summary(len(table), holder.size_b, len(holder.rows), METHOD, seconds,
+                                ctx.runtime().psi_bytes(), declared_size_a=holder.size_a,
+                                declared_size_b=holder.declared_size_b)
+    summary["buckets"] = holder.n_buckets
+    if holder.own_cache is not None:
+        summary["reused_own_signatures"] = holder.reused_buckets == holder.n_buckets
+    ctx.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
+    drop_results(ctx.store, record.job_id)
+    ctx.advance(Stage.ALIGNED, alignment=summary, n_rows=len(holder.rows))
+    ctx.event("aligned: %d rows shared with party B (of %d here), in %.1fs", len(holder.rows), len(table), seconds)
+
+
+__all__ = ["METHOD", "AuditedKeyHolder", "AuditedRequester", "caps", "check_registered_size", "drop_results",
+           "finished_buckets", "key_holder_finished", "requester", "results", "start_key_holder"]

@@ -1,0 +1,121 @@
+"""Party B evaluates a trained job, closes it at every party, and writes its report.
+
+Evaluation asks every feature party at once for its partial scores on the
+aligned rows (as for any prediction), computes the metrics and a bank-only
+baseline on the same rows (what federation adds), keeps the aggregate curves
+the report draws, and saves B's model part. Then the others drop their
+checkpoints (the arbiter's hold its private key) and B's runtime closes: no
+message of the job is due any more. :func:`finish` ends the job once its
+optional stages ran, and writes the report next to the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from vfl.data.table import PartyTable
+from vfl.errors import ConfigError, JobError, ProtocolError, VFLError
+from vfl.ml.curves import curves_for
+from vfl.ml.parts import evaluate_label_part, label_party_alone
+from vfl.protocol.label_party import LabelParty
+from vfl.service.context import JobContext
+from vfl.service.lifecycle import Stage
+from vfl.service.record import model_document
+from vfl.service.serving.scoring import gather_partial_scores
+
+log = logging.getLogger("vfl.service")
+
+
+async def run(ctx: JobContext) -> None:
+    """Evaluate the model, then close the job's training at every party."""
+    role = ctx.runtime().roles["train"]
+    aligned = await asyncio.to_thread(ctx.aligned_table)
+    await _evaluate(ctx, role, aligned)
+    # Clean up before announcing success, so whoever sees "succeeded" also sees no checkpoints anywhere.
+    ctx.store.drop_checkpoints(ctx.record.job_id)
+    await ctx.tell_peers("finished")
+    await ctx.close_runtime()
+
+
+async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> None:
+    """Metrics of the federated model and of a bank-only baseline on the same rows."""
+    record = ctx.record
+    model = role.model()
+    partial = await gather_partial_scores(ctx, aligned.ids)
+    if not partial.available.all():
+        missing = sorted({m for m in partial.missing_at if m is not None})
+        raise ProtocolError(f"{', '.join(missing)} did not score {int((~partial.available).sum())} of the job's "
+                            "own aligned rows")
+    schedule = role.schedule
+    splits = {"train": schedule.train_rows}
+    if schedule.has_validation:
+        splits["validation"] = schedule.validation_rows
+    model, record.metrics, record.decision, predictions = evaluate_label_part(
+        model, role.config, aligned.labels, model.scores(aligned.features, partial.total), splits)
+    record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
+    split = "validation" if schedule.has_validation else "train"
+    rows = splits[split]
+    record.curve_split = split
+    record.curves = curves_for(role.config.model, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
+    record.privacy = None if role.privacy is None else role.privacy.report()
+    record.parameters = role.trajectory()
+    first = record.peers[ctx.roster.features[0]]
+    for peer in record.peer_ids(ctx.me, "feature"):
+        try:
+            summary = await ctx.client.call_json(peer, "GET", f"/v1/peer/jobs/{record.job_id}/convergence")
+        except VFLError as exc:  # the report goes without that party's panel; the model is unaffected
+            log.warning("job %s: %s's convergence summary unavailable: %s", record.job_id, peer, exc)
+            continue
+        if peer == first:
+            record.party_a_convergence = summary
+        record.feature_convergence = {**(record.feature_convergence or {}), peer: summary}
+    ctx.store.save_model(record.job_id, model_document(model, record))
+    ctx.update()
+
+
+def _baseline(role: LabelParty, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    """The same model trained by party B alone, on the same rows: what federation adds (and its predictions)."""
+    return label_party_alone(role, aligned.labels, splits)
+
+
+async def finish(ctx: JobContext) -> None:
+    """The job succeeded: say so with its headline metrics, and write its report (not for a coalition training)."""
+    record = ctx.record
+    if ctx.job.started is not None:
+        record.timings.setdefault("total", round(time.perf_counter() - ctx.job.started, 3))
+    ctx.advance(Stage.DONE)
+    split = "validation" if (record.metrics or {}).get("validation") else "train"
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()
+                      if isinstance(v, float))
+    ctx.event("succeeded after %d epochs in %.1fs (%s: %s)", record.epoch, record.timings.get("total", 0.0), split,
+              shown or "no metrics")
+    if record.coalition_of is None:  # a coalition training is read by its job, not by people
+        try:
+            await asyncio.to_thread(report, ctx)  # written next to the model
+        except VFLError as exc:  # the job still succeeded; the report is made again on request
+            log.warning("job %s: no report written: %s", record.job_id, exc)
+
+
+def report(ctx: JobContext) -> str:
+    """Party B's HTML report of a finished job (made on first request if it was not yet)."""
+    if ctx.kind != "label":
+        raise ConfigError("job reports are served by party B")
+    record = ctx.record
+    if record.state != "succeeded":
+        raise JobError(f"job {record.job_id} is {record.state}; the report is made when it succeeds")
+    page = ctx.store.load_report(record.job_id)
+    if page is None:
+        from vfl.report.job import figures_for, render, summary_from_record  # matplotlib: only when drawn
+
+        summary = summary_from_record(record.model_dump(mode="json"))
+        page = render(summary, figures_for(summary))
+        ctx.store.save_report(record.job_id, page)
+    return page
+
+
+__all__ = ["finish", "report", "run"]

@@ -1,0 +1,49 @@
+"""Party B's training: build its role on the aligned rows, have the arbiter and the feature parties start, wait.
+
+The arbiter makes the key pair when B starts it; each feature party builds its
+role on the same rows (with several feature parties B sends them the joint IDs
+and every party's gradient length) and asks C for the key. Every party
+checkpoints its role after every epoch. After a resume, B's restored role is in
+place already (:mod:`vfl.service.stages.resume`): the step only waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from vfl.service.context import JobContext
+from vfl.service.spec import TrainingStart
+from vfl.service.training_roles import party_role, training_started
+
+
+async def run(ctx: JobContext) -> None:
+    """Train to the last epoch (or to where training stops), then note how long it took."""
+    runtime = ctx.runtime()
+    if "train" not in runtime.roles:
+        await _start(ctx)
+    began = time.perf_counter()
+    role = runtime.roles["train"]
+    if not role.done:
+        await ctx.job.trained.wait()
+    ctx.record.timings["training"] = round(time.perf_counter() - began, 3)
+
+
+async def _start(ctx: JobContext) -> None:
+    record, roster = ctx.record, ctx.roster
+    aligned = await asyncio.to_thread(ctx.aligned_table)
+    role = await asyncio.to_thread(party_role, ctx, aligned)
+    ctx.checkpoint(role)
+    start = TrainingStart(n_rows=len(aligned))
+    # The feature parties also get the joint IDs (with several of them) and every party's gradient length.
+    to_features = start.model_copy(
+        update={"ids": aligned.ids, "gradient_lengths": record.gradient_lengths} if roster.k > 1 else {})
+    path = f"/v1/peer/jobs/{record.job_id}/start"
+    await ctx.client.call_json(record.peers[roster.arbiter], "POST", path, start.model_dump())
+    await asyncio.gather(*(ctx.client.call_json(record.peers[pid], "POST", path, to_features.model_dump())
+                           for pid in roster.features))
+    training_started(ctx, len(aligned))
+    await ctx.runtime().add_role("train", role, role.start())
+
+
+__all__ = ["run"]

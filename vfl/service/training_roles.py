@@ -1,0 +1,134 @@
+"""A job's training roles at a service, and what a service records after each message they handle.
+
+The roles are the I/O-free state machines of :mod:`vfl.protocol`: a
+:class:`FeatureParty`, the :class:`LabelParty` or the :class:`Arbiter`, built
+here with this service's engine and limits and the job's gradient lengths.
+:func:`after_message` is the runtime's ``on_handled`` hook: it turns what a role
+did into the job's record (epochs, losses, checkpoints, the arbiter's
+decryption ledger) and, when a role is done, into the end of the job here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from psi.protocol import PsiKeyHolder, PsiRequester
+from vfl.crypto.keys import PrivateKey, PublicKey
+from vfl.data.table import PartyTable
+from vfl.errors import ConfigError
+from vfl.ml.config import TrainingConfig
+from vfl.protocol.arbiter import Arbiter
+from vfl.protocol.feature_party import FeatureParty
+from vfl.protocol.label_party import LabelParty
+from vfl.protocol.messages import EpochDecision, Message
+from vfl.protocol.role import Envelope, Role
+from vfl.service.config import ServiceConfig
+from vfl.service.context import JobContext
+from vfl.service.lifecycle import Stage
+from vfl.service.psi_roles import key_holder_finished
+from vfl.service.record import model_document
+
+TrainingRole = FeatureParty | LabelParty | Arbiter
+
+
+def check_key_sizes(config: ServiceConfig, training: TrainingConfig, psi_bits: int) -> None:
+    """Refuse a job whose keys are smaller than this service's ``limits.min_key_bits``."""
+    floor = config.limits.min_key_bits
+    for what, bits in (("training.key_bits", training.key_bits), ("psi.key_bits", psi_bits)):
+        if bits < floor:
+            raise ConfigError(f"{what}={bits} is below this service's minimum of {floor} bits")
+
+
+def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelParty:
+    """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
+    record = ctx.record
+    options = dict(feature_names=aligned.feature_names, engine=ctx.engine,
+                   min_key_bits=ctx.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
+                   roster=ctx.roster)
+    if ctx.kind == "label":
+        return LabelParty(record.job_id, ctx.training_config(), aligned.features, aligned.labels, **options)
+    return FeatureParty(record.job_id, ctx.training_config(), aligned.features, party=record.own_id(ctx.me),
+                        **options)
+
+
+def arbiter_role(ctx: JobContext, n_rows: int, keypair: tuple[PublicKey, PrivateKey] | None = None) -> Arbiter:
+    """The arbiter's role for the job: a fresh key pair, or the one from a checkpoint."""
+    record = ctx.record
+    return Arbiter(record.job_id, ctx.training_config(), n_rows, gradient_lengths=record.gradient_lengths,
+                   keypair=keypair, engine=ctx.engine, min_key_bits=ctx.config.limits.min_key_bits,
+                   roster=ctx.roster)
+
+
+async def after_message(ctx: JobContext, role: Role, message: Message, out: list[Envelope]) -> None:
+    """Progress after each message a role handled: epochs, losses, checkpoints, and the end of its work."""
+    job, record = ctx.job, ctx.record
+    if isinstance(role, (PsiKeyHolder, PsiRequester)):
+        if role.done:
+            if isinstance(role, PsiKeyHolder):
+                key_holder_finished(ctx, role)
+            job.aligned.set()
+        return
+    if isinstance(role, Arbiter) and role.new_ledger_entries:
+        # Released decryptions go to disk before the answer leaves: a resume cannot renew the budget.
+        ctx.store.append_ledger(record.job_id, role.new_ledger_entries)
+        role.new_ledger_entries = []
+    decisions = [e.message for e in out if isinstance(e.message, EpochDecision)]
+    if isinstance(message, EpochDecision):
+        decisions.append(message)
+    for decision in decisions:
+        record.epoch = decision.epoch + 1
+        if decision.train_loss is not None:
+            del record.loss_history[decision.epoch :]
+            record.loss_history.append(decision.train_loss)
+            del record.validation_loss_history[decision.epoch :]
+            if decision.validation_loss is not None:
+                record.validation_loss_history.append(decision.validation_loss)
+        record.stop_reason = decision.reason
+    for epoch in sorted({d.epoch for d in decisions}):  # the arbiter sends each party its copy: one line
+        copies = [d for d in decisions if d.epoch == epoch]
+        _epoch_finished(ctx, next((d for d in copies if d.train_loss is not None), copies[0]))
+    if decisions:
+        ctx.checkpoint(role)
+        ctx.update()
+    if role.done and not job.trained.is_set():
+        if isinstance(role, FeatureParty):
+            ctx.store.save_model(record.job_id, model_document(role.model(), record))
+            ctx.advance(Stage.DONE, parameters=role.trajectory())
+            ctx.event("succeeded after %d epochs: this party's model part is saved", record.epoch)
+        elif isinstance(role, Arbiter):
+            ctx.advance(Stage.DONE)
+            ctx.event("succeeded after %d epochs", record.epoch)
+        job.trained.set()
+
+
+def _epoch_finished(ctx: JobContext, decision: EpochDecision) -> None:
+    """The job's story: one line per epoch, with its losses (and why training stops, at the last).
+
+    Party B and the arbiter know the losses; a feature party's copy of the decision carries none.
+    """
+    if decision.train_loss is None:
+        losses = "done (the losses are known to party B)"
+    else:
+        losses = f"train loss {decision.train_loss:.6f}"
+        if decision.validation_loss is not None:
+            losses += f", validation loss {decision.validation_loss:.6f}"
+    stop = f"; training stops: {decision.reason}" if decision.stop and decision.reason else ""
+    ctx.event("epoch %d/%d: %s%s", decision.epoch + 1, ctx.record.max_epochs, losses, stop)
+    now = time.monotonic()
+    if ctx.job.epoch_began is not None:
+        ctx.telemetry.epoch_seconds.observe(now - ctx.job.epoch_began)
+    ctx.job.epoch_began = now
+
+
+def training_started(ctx: JobContext, n_rows: int, resumed_from: int | None = None) -> None:
+    """Training (re)starts here: a line of the job's story, and the clock of its first epoch."""
+    ctx.job.epoch_began = time.monotonic()
+    if resumed_from is None:
+        ctx.event("training on %d aligned rows, at most %d epochs", n_rows, ctx.record.max_epochs)
+    else:
+        ctx.event("resumed after epoch %d (generation %d) on %d aligned rows", resumed_from + 1,
+                  ctx.record.generation, n_rows, level=logging.WARNING)
+
+
+__all__ = ["TrainingRole", "after_message", "arbiter_role", "check_key_sizes", "party_role", "training_started"]
