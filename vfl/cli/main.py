@@ -176,7 +176,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
         result["warnings"] = warnings
     args.out.write_text(json.dumps(result, indent=2))
     if args.report is not None:
-        from vfl.report.job import figures_for, render, summary_from_simulation
+        from vfl.report.figures import figures_for
+        from vfl.report.html import render
+        from vfl.report.summary import summary_from_simulation
 
         names = " + ".join(Path(f).name for f in args.party_a)
         summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
