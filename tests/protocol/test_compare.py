@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.local.compare import compare
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import from_dataframe
