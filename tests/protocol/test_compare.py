@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.local.compare import compare
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import from_dataframe
@@ -76,7 +76,9 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
 
 def test_compare_and_figures_for_linear_regression(diabetes):
     # Arrange
-    from vfl.report.job import figures_for, render, summary_from_simulation
+    from vfl.report.figures import figures_for
+    from vfl.report.html import render
+    from vfl.report.summary import summary_from_simulation
     from vfl.local.simulate import simulate
 
     X_a, X_b, y = diabetes

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_KEY_BITS
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import from_dataframe
 from vfl.local.simulate import simulate

@@ -80,7 +80,7 @@ def test_cli_takes_party_a_once_per_feature_party(tmp_path):
     out = tmp_path / "result.json"
 
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from vfl.cli.main import main; sys.exit(main())", "simulate", "--party-b", str(tmp_path / "bank.csv"),
+        [sys.executable, "-c", "import sys; from vfl.cli import main; sys.exit(main())", "simulate", "--party-b", str(tmp_path / "bank.csv"),
          "--party-a", str(tmp_path / "shop.csv"), "--party-a", str(tmp_path / "telco.csv"),
          "--id-column", "cid", "--id-column", "shop_id", "--id-column", "telco_id",
          "--key-bits", "1024", "--epochs", "3", "--workers", "1", "--quiet", "--out", str(out)],

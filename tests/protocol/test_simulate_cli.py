@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.cli.main import main
+from vfl.cli import main
 
 
 @pytest.fixture

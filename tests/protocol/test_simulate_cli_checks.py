@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfl.cli.main import main
+from vfl.cli import main
 
 
 def write_pair(folder, rows: int, features_a: int = 2, features_b: int = 1, seed: int = 0):

@@ -137,7 +137,7 @@ def add_limits(workdir: Path, limits: dict[str, dict[str, Any]]) -> None:
 def serve(workdir, name):
     """Start one `vfl serve` process from the config ``workdir/<name>.toml`` (as after a crash)."""
     log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(workdir / f"{name}.toml")],
+    return subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
 
 

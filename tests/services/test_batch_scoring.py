@@ -1,4 +1,4 @@
-"""Batch scoring at party B (vfl.service.serving.batch) and `vfl score` (vfl.cli.main), over the in-process HTTP cluster.
+"""Batch scoring at party B (vfl.service.serving.batch) and `vfl score` (vfl.cli.score), over the in-process HTTP cluster.
 
 One job is trained once for the module; each test copies its folder and starts
 the services again on the copy (the job is succeeded there, nothing retrains).
@@ -331,7 +331,7 @@ def test_bad_requests_name_the_problem(workdir, run):
 
 
 def test_the_cli_scores_locally_and_resumes_after_an_interrupted_run(workdir, monkeypatch, capsys):
-    from vfl.cli.main import main
+    from vfl.cli import main
     from vfl.demo.services import running_services, wait_healthy
     from vfl.orchestrate import Orchestrator
 

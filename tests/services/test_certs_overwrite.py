@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.demo.services import write_demo_files
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.demo.services import running_services, wait_healthy, write_demo_files
 from vfl.orchestrate import Orchestrator
 
@@ -60,7 +60,7 @@ def shared_ids(workdir: Path, count: int) -> list[str]:
 
 
 def test_version_is_the_package_version():
-    done = subprocess.run([sys.executable, "-m", "vfl.cli.main", "--version"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "vfl.cli", "--version"], capture_output=True, text=True, timeout=60)
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert done.returncode == 0 and done.stdout.strip() == f"vfl {version}"

@@ -55,7 +55,7 @@ def party_a_service(workdir: Path, *, tls: bool) -> Iterator[Service]:
     config = workdir / "party-a.toml"
     config.write_text(config.read_text().replace("[limits]\n", "[limits]\n" + LIMITS, 1))
     log = open(workdir / "party-a.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(config)],
                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:
         url = setup["urls"]["party-a"]

@@ -63,7 +63,7 @@ def test_the_image_runs_the_documented_vfl_serve_invocation():
 def prepared(tmp_path_factory):
     """The folder compose.yaml expects, as the README makes it: vfl demo --prepare-only --feature-parties 2."""
     workdir = tmp_path_factory.mktemp("compose") / "deploy"
-    done = subprocess.run([sys.executable, "-m", "vfl.cli.main", "demo", "--workdir", str(workdir), "--prepare-only",
+    done = subprocess.run([sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(workdir), "--prepare-only",
                            "--feature-parties", "2", "--customers", "200", "--key-bits", "1024"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

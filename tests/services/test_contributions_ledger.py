@@ -18,7 +18,7 @@ from tests.services.conftest import Router, get, wait_for
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
 from vfl.incentives import chain
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
 from vfl.demo.services import running_services, wait_healthy, write_demo_files

@@ -29,7 +29,7 @@ def mode(path: Path) -> int:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vfl.cli.main", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "vfl.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def public_key_pem(key_or_cert) -> bytes:

@@ -25,7 +25,7 @@ def test_vfl_demo_lending_writes_answers_and_truth(tmp_path):
     out = tmp_path / "result.json"
 
     done = subprocess.run(
-        [sys.executable, "-m", "vfl.cli.main", "demo", "--lending", "--workdir", str(tmp_path / "work"), "--out", str(out),
+        [sys.executable, "-m", "vfl.cli", "demo", "--lending", "--workdir", str(tmp_path / "work"), "--out", str(out),
          "--key-bits", "1024"],
         capture_output=True, text=True, timeout=300,
     )
@@ -47,7 +47,7 @@ def test_cli_query_over_mtls_and_a_lender_killed_and_restarted(tmp_path):
     setup = write_lending_files(tmp_path, population=1000, borrowers=300, key_bits=1024, lending={"budget_per_day": 50})
     held = borrowers_of(setup["borrowers"])
     two, none = pick_applicants(held, setup["population"])
-    cli = [sys.executable, "-m", "vfl.cli.main", "lending-query", "--url", setup["urls"][QUERIER],
+    cli = [sys.executable, "-m", "vfl.cli", "lending-query", "--url", setup["urls"][QUERIER],
            "--token", setup["tokens"][QUERIER], "--ca", str(setup["verify"])]
 
     with running_lending_services(tmp_path, setup["names"]) as processes:

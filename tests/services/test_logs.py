@@ -135,7 +135,7 @@ def test_vfl_serve_log_format_json_writes_only_json_lines(tmp_path):
     """The real command: uvicorn's own lines go through the same formatter, one JSON object per line."""
     write_demo_files(tmp_path, population=200, key_bits=1024, tls=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(tmp_path / "arbiter.toml"), "--log-format", "json"],
+        [sys.executable, "-m", "vfl.cli", "serve", "--config", str(tmp_path / "arbiter.toml"), "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ends_with_parent())
     lines = []
     try:

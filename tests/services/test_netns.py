@@ -220,7 +220,7 @@ class Federation:
     def start(self, setup: dict[str, Any]) -> None:
         self.job = json.loads((self.workdir / "job.json").read_text())
         vfl = Path(sys.executable).with_name("vfl")
-        command = [str(vfl)] if vfl.exists() else [sys.executable, "-m", "vfl.cli.main"]
+        command = [str(vfl)] if vfl.exists() else [sys.executable, "-m", "vfl.cli"]
         for name in ADDRESSES:
             log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             self.processes[name] = subprocess.Popen(
@@ -355,7 +355,7 @@ def _prepare(workdir: Path) -> dict[str, Any]:
     hosts = [f"--host={name}={ADDRESSES[name]}" for name in ADDRESSES]
     # Over the demo's loopback certificates (hence --force): workdir/ca/ and each service's own folder, where the
     # configs look.
-    subprocess.run([sys.executable, "-m", "vfl.cli.main", "certs", "--out", str(workdir), "--parties", ",".join(ADDRESSES),
+    subprocess.run([sys.executable, "-m", "vfl.cli", "certs", "--out", str(workdir), "--parties", ",".join(ADDRESSES),
                     *hosts, "--force"], check=True, capture_output=True, timeout=60)
     return setup
 

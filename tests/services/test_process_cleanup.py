@@ -156,7 +156,7 @@ def simulate_command(workdir: Path, epochs: int) -> list[str]:
     shop, bank = bank_ecommerce(population=3000, seed=5)
     shop.to_csv(workdir / "shop.csv", index=False)
     bank.to_csv(workdir / "bank.csv", index=False)
-    return [sys.executable, "-m", "vfl.cli.main", "simulate", "--party-a", str(workdir / "shop.csv"),
+    return [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(workdir / "shop.csv"),
             "--party-b", str(workdir / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
             "--key-bits", "1024", "--epochs", str(epochs), "--workers", "2", "--quiet",
             "--out", str(workdir / "result.json")]
@@ -222,7 +222,7 @@ def test_a_script_without_a_main_guard_can_simulate_on_worker_processes(tmp_path
 
 def test_a_killed_vfl_demo_takes_its_three_services_with_it(tmp_path):
     # Arrange: `vfl demo` starts three `vfl serve` processes and trains; find them while it runs.
-    demo = subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "demo", "--workdir", str(tmp_path / "demo"),
+    demo = subprocess.Popen([sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(tmp_path / "demo"),
                              "--key-bits", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -42,7 +42,7 @@ def test_three_processes_run_a_posted_job_json(tmp_path):
     # The same job through `vfl simulate --config job.json` gives the same model.
     simulated = tmp_path / "simulated.json"
     done = subprocess.run(
-        [sys.executable, "-m", "vfl.cli.main", "simulate", "--party-a", str(tmp_path / "party-a" / "shop.csv"), "--party-b",
+        [sys.executable, "-m", "vfl.cli", "simulate", "--party-a", str(tmp_path / "party-a" / "shop.csv"), "--party-b",
          str(tmp_path / "party-b" / "bank.csv"), "--id-column", "customer_id", "--label-column", "default",
          "--config", str(tmp_path / "job.json"), "--out", str(simulated), "--quiet"],
         capture_output=True, text=True, timeout=300,
@@ -63,7 +63,7 @@ def test_vfl_demo_end_to_end(tmp_path):
     out = tmp_path / "metrics.json"
 
     done = subprocess.run(
-        [sys.executable, "-m", "vfl.cli.main", "demo", "--workdir", str(tmp_path / "work"), "--out", str(out),
+        [sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(tmp_path / "work"), "--out", str(out),
          "--customers", "1500", "--key-bits", "1024", "--epochs", "8"],
         capture_output=True, text=True, timeout=600,
     )
@@ -87,7 +87,7 @@ def test_vfl_jobs_watch_follows_a_job_to_the_end(tmp_path):
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, verify=verify) as bank:
             job_id = bank.post("/v1/jobs", json=setup["job"]).json()["job_id"]
         watched = subprocess.run(
-            [sys.executable, "-m", "vfl.cli.main", "jobs", "watch", setup["urls"]["party-b"], job_id, "--ca",
+            [sys.executable, "-m", "vfl.cli", "jobs", "watch", setup["urls"]["party-b"], job_id, "--ca",
              setup["verify"], "--interval", "0.2"],
             capture_output=True, text=True, timeout=300, env={**os.environ, "VFL_TOKEN": setup["token"]},
         )

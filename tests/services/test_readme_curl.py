@@ -55,7 +55,7 @@ def test_the_block_uses_no_alias_and_names_what_it_needs():
 def test_the_rest_api_block_runs_against_the_demo_services(tmp_path):
     demo = tmp_path / "demo"
     prepared = subprocess.run(
-        [sys.executable, "-m", "vfl.cli.main", "demo", "--workdir", str(demo), "--prepare-only", "--customers", "600",
+        [sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(demo), "--prepare-only", "--customers", "600",
          "--key-bits", "1024", "--epochs", "3"], capture_output=True, text=True, timeout=120)
     assert prepared.returncode == 0, prepared.stderr
     bank = load_config(demo / "party-b.toml")

@@ -13,7 +13,7 @@ from vfl.demo.services import write_demo_files
 
 
 def serve(config, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(config)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "vfl.cli", "serve", "--config", str(config)], capture_output=True,
                           text=True, timeout=timeout, preexec_fn=ends_with_parent())
 
 
@@ -62,7 +62,7 @@ def test_bad_cells_and_a_misspelt_id_column_at_a_feature_party(tmp_path):
 
 def test_a_good_config_is_checked_and_served(tmp_path):
     write_demo_files(tmp_path, population=200, key_bits=1024, tls=False)
-    process = subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(tmp_path / "party-b.toml")],
+    process = subprocess.Popen([sys.executable, "-m", "vfl.cli", "serve", "--config", str(tmp_path / "party-b.toml")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                preexec_fn=ends_with_parent())
     lines = []

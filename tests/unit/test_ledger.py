@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vfl.incentives import chain
-from vfl.cli.main import main
+from vfl.cli import main
 from vfl.errors import LedgerConflict, LedgerError
 
 PARTIES = ("bank", "shop", "arbiter")

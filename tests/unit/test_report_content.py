@@ -12,7 +12,9 @@ import pytest
 from vfl.ml.metrics import model_metrics
 from vfl.report import fmt
 from vfl.ml.curves import curves_for
-from vfl.report.job import figures_for, kept_epoch, render, summary_from_record
+from vfl.report.figures import figures_for
+from vfl.report.html import render
+from vfl.report.summary import kept_epoch, summary_from_record
 
 JOB = "job-7f3a9c2e1d44"
 THRESHOLD = 0.4

@@ -12,7 +12,9 @@ import pytest
 
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import PartyTable, from_dataframe
-from vfl.report.job import figures_for, render, summary_from_record, summary_from_simulation
+from vfl.report.figures import figures_for
+from vfl.report.html import render
+from vfl.report.summary import summary_from_record, summary_from_simulation
 from vfl.local.simulate import simulate
 
 FEATURES = ["shop", "telco"]

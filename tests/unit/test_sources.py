@@ -315,11 +315,9 @@ def test_dataset_section_says_what_to_write(fields, problem):
         DatasetSection.model_validate({"id_column": "id", **fields})
 
 
-def test_node_serves_lookup_from_its_configured_sources_and_closes_them(tmp_path):
-    import asyncio
-
+def test_a_service_serves_lookups_from_its_configured_sources_and_closes_them(tmp_path):
     from vfl.service.config import ServiceConfig
-    from vfl.service.node import Node
+    from vfl.service.datasets import Datasets
 
     db = write_sqlite(tmp_path / "crm.db")
     csv = write_csv(tmp_path / "shop.csv", ROWS[:2], header=("id", "f1", "f2", "spend"))
@@ -329,19 +327,19 @@ def test_node_serves_lookup_from_its_configured_sources_and_closes_them(tmp_path
         "datasets": {"crm": {"url": f"sqlite:///{db}", "table": "customers", "id_column": "id"},
                      "shop": {"path": str(csv), "id_column": "id"}},
     })
-    node = Node(config)
+    datasets = Datasets(config)
 
-    found = node.lookup("crm", ["C2", "C3"], ["f1"])
-    table = node.table("shop")
-    assert node.source("crm") is node.source("crm")
-    assert node.source("crm")._engine is not None
-    asyncio.run(node.shutdown())
+    found = datasets.lookup("crm", ["C2", "C3"], ["f1"])
+    table = datasets.table("shop")
+    crm = datasets.source("crm")
+    assert datasets.source("crm") is crm and crm._engine is not None
+    datasets.close()
 
     assert found.status == ["ok", "ok"] and found.features[:, 0].tolist() == [1.5, 2.5]
     assert table.ids == ["C1", "C2"] and table.feature_names == ["f1", "f2", "spend"]
-    assert node.source("crm")._engine is None  # the pool was disposed
+    assert crm._engine is None  # the pool was disposed
     with pytest.raises(DataError, match="no dataset named 'other'; it has: crm, shop"):
-        node.source("other")
+        datasets.source("other")
 
 
 # -- streamed IDs ---------------------------------------------------------------------------------------

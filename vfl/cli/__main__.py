@@ -2,6 +2,6 @@
 
 import sys
 
-from vfl.cli.main import main
+from vfl.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Chunked scoring of many IDs: read IDs in chunks, write results incrementally, resume after a stop.
 
 One place for what party B's background batches (:mod:`vfl.service.serving.batch`) and
-``vfl score`` (:mod:`vfl.cli.main`) share, so memory stays flat with 10M IDs and a
+``vfl score`` (:mod:`vfl.cli.score`) share, so memory stays flat with 10M IDs and a
 stopped run continues where it left off:
 
 * :class:`FileIds` / :class:`ListIds`: the input, one chunk of ``chunk_rows`` IDs

@@ -209,7 +209,7 @@ def running_services(workdir: Path, names: list[str] | None = None) -> Iterator[
         for name in names if names is not None else services_in(workdir):
             log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(workdir / f"{name}.toml")],
+                [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
                 stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent(),
             )
         yield processes

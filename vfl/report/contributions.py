@@ -1,7 +1,7 @@
 """What each feature party adds, and the ledger, for people: text tables, the report's section, its bar chart.
 
 * :func:`text_table`: the contributions table ``vfl simulate --contributions`` prints;
-* :func:`section`: the report's "Contributions" section (a table, and the bar chart when there are figures);
+* :func:`contributions_section`: the report's "Contributions" section (a table, and the bar chart with figures);
 * :func:`bar_chart`: Shapley value and leave-one-out per feature party, as PNG bytes (matplotlib);
 * :func:`ledger_section`: the report's lines about the job's ledger entry;
 * :func:`show_entry`: one ledger entry as ``vfl ledger show`` prints it.
@@ -75,7 +75,7 @@ def bar_chart(contributions: dict[str, Any]) -> bytes:
         return plots._png(fig)
 
 
-def section(contributions: dict[str, Any] | None, image: dict[str, str]) -> str:
+def contributions_section(contributions: dict[str, Any] | None, image: dict[str, str]) -> str:
     """The report's "Contributions" section (empty when the job did not ask for them)."""
     if not contributions:
         return ""

@@ -110,7 +110,9 @@ def report(ctx: JobContext) -> str:
         raise JobError(f"job {record.job_id} is {record.state}; the report is made when it succeeds")
     page = ctx.store.load_report(record.job_id)
     if page is None:
-        from vfl.report.job import figures_for, render, summary_from_record  # matplotlib: only when drawn
+        from vfl.report.figures import figures_for  # matplotlib: only when a report is drawn
+        from vfl.report.html import render
+        from vfl.report.summary import summary_from_record
 
         summary = summary_from_record(record.model_dump(mode="json"))
         page = render(summary, figures_for(summary))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vfl.service.store import JobRecord, state_phrase
+from vfl.service.lifecycle import state_phrase
+from vfl.service.record import JobRecord
 
 
 @pytest.mark.parametrize(("state", "already", "phrase"), [

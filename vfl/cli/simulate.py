@@ -1,0 +1,186 @@
+"""``vfl simulate``: a whole federated job in one process, with real encryption, on CSV files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vfl.cli.arguments import check_output_file
+from vfl.errors import ConfigError
+from vfl.ml.config import TrainingConfig
+from vfl.report.contributions import text_table
+from vfl.report.progress import ProgressLine
+
+#: Below these, `vfl simulate` warns that the model and its training metrics mean little.
+FEW_TRAINING_ROWS = 50
+ROWS_PER_PARAMETER = 10
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("simulate", help="run the feature parties, party B and the arbiter in one process")
+    p.add_argument("--model", choices=["logistic", "linear"], default=None, help="default: logistic")
+    p.add_argument("--party-a", required=True, metavar="A.csv", action="append",
+                   help="a feature party's CSV (features only); give it once per feature party, in order")
+    p.add_argument("--party-b", required=True, metavar="B.csv", help="party B's CSV (features and label)")
+    p.add_argument("--id-column", required=True, action="append",
+                   help="ID column: once for all files, or once more per --party-a file (B's first, then each "
+                        "feature party's in order) where the names differ")
+    p.add_argument("--label-column", default="y", help="label column in party B's file (default: y)")
+    p.add_argument("--key-bits", type=int, default=None, help="Paillier and PSI key size (default 2048)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per batch (default: all)")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--optimizer", choices=["newton", "adam", "sgd"], default=None)
+    p.add_argument("--l2", type=float, default=None)
+    p.add_argument("--validation-fraction", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="crypto tasks at once (default: all cores, or the Ray cluster's CPUs)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the crypto runs: this machine's cores (local), or a Ray cluster (needs vfl[ray])")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: the cluster head (host:port from `ray start --head`); default: a new local one")
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON file with training settings, or a job spec (its 'training' section is used)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the result JSON")
+    p.add_argument("--report", type=Path, default=None, help="also write an HTML report with figures here")
+    p.add_argument("--contributions", action="store_true",
+                   help="also train every coalition of feature parties (with party B) on the same rows and report "
+                        "each feature party's Shapley value and leave-one-out figure (AUC or R²)")
+    p.add_argument("--contribution-permutations", type=int, default=None, metavar="M",
+                   help="--contributions: estimate by M sampled orders instead of exactly (the default above 4 "
+                        "feature parties, with 20 orders)")
+    p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                   help="append the job to the hash-chained ledger in DIR, signed by every party with keys made "
+                        "for the occasion (kept in DIR/keys); check it with `vfl ledger verify DIR`")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vfl.local.simulate import simulate_csv
+
+    check_output_file("--out", args.out)
+    check_output_file("--report", args.report)
+    config = _training_config(args)
+    _check_key_bits(config, args)
+    columns = args.id_column
+    if len(columns) not in (1, 1 + len(args.party_a)):
+        raise ConfigError(f"--id-column was given {len(columns)} times for {len(args.party_a)} --party-a files: give "
+                          f"it once, or {1 + len(args.party_a)} times (B's column, then each feature party's)")
+    columns_a = columns[1:] if len(columns) > 1 else None
+    if args.contribution_permutations is not None and (not args.contributions or args.contribution_permutations < 2):
+        raise ConfigError("--contribution-permutations M goes with --contributions, and M must be at least 2")
+    if args.ledger is not None and not args.ledger.parent.is_dir():
+        raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
+    progress = ProgressLine()
+
+    def on_coalition(done: int, total: int, parties: list[str]) -> None:
+        if not args.quiet:
+            progress.close()
+            print(f"contributions: coalition {done + 1}/{total}: B + {' + '.join(parties)}", file=sys.stderr)
+
+    extra: dict[str, Any] = {}
+    if args.ledger is not None:
+        import secrets
+
+        extra = {"ledger": args.ledger, "job_id": "sim-" + secrets.token_hex(6)}
+    try:
+        result = simulate_csv(
+            args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
+            id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
+            progress=None if args.quiet else progress.epoch, contributions=args.contributions,
+            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, **extra,
+        )
+    finally:
+        progress.close()
+    warnings = _training_warnings(result)
+    if warnings:
+        result["warnings"] = warnings
+    args.out.write_text(json.dumps(result, indent=2))
+    if args.report is not None:
+        _write_report(result, args)
+    for warning in warnings:
+        print(f"vfl simulate: warning: {warning}", file=sys.stderr)
+    print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
+          f"{result['seconds']:.1f}s")
+    rows = {"train": result["train_rows"], "validation": result["validation_rows"]}
+    for split, values in result["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+        print(f"  {split} metrics ({rows.get(split, '?')} rows): {shown}")
+    if result.get("contributions"):
+        print(text_table(result["contributions"]))
+    if result.get("ledger"):
+        ledger = result["ledger"]
+        print(f"ledger: entry {ledger['entry']} appended to {ledger['folder']} ({ledger['digest'][:16]}…), "
+              f"signed by {', '.join(ledger['signed_by'])}")
+    print(f"result written to {args.out}")
+    return 0
+
+
+def _training_config(args: argparse.Namespace) -> TrainingConfig:
+    """--config's settings (a training section or a whole job spec), overridden by the flags given."""
+    settings: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            settings = json.loads(args.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{args.config}: cannot read the training config ({exc})") from exc
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{args.config}: expected a JSON object")
+        if "training" in settings:  # a job spec, such as the job.json that vfl demo writes
+            settings = dict(settings["training"])
+    flags = {
+        "model": args.model, "key_bits": args.key_bits, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "optimizer": args.optimizer, "l2": args.l2,
+        "validation_fraction": args.validation_fraction, "seed": args.seed,
+    }
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    return TrainingConfig.parse(settings)
+
+
+def _check_key_bits(config: TrainingConfig, args: argparse.Namespace) -> None:
+    """Refuse keys too small for the simulation, naming where the size came from (--key-bits or --config)."""
+    from vfl.local.simulate import SIMULATION_MIN_KEY_BITS
+
+    if config.key_bits < SIMULATION_MIN_KEY_BITS:
+        given = (f"--key-bits {config.key_bits}" if args.key_bits is not None
+                 else f"key_bits {config.key_bits} in {args.config}")
+        raise ConfigError(f"{given} is too small: vfl simulate needs keys of at least "
+                          f"{SIMULATION_MIN_KEY_BITS} bits (services, by default, of 2048); give --key-bits "
+                          f"{SIMULATION_MIN_KEY_BITS} or more")
+
+
+def _parameter_count(result: dict[str, Any]) -> int:
+    """Weights of every party plus B's intercept: what the training rows have to pin down."""
+    part_b = result["model_parts"]["party_b"]
+    count = sum(int(f["features"]) for f in result["feature_parties"]) + len(part_b["weights"])
+    return count + (1 if part_b.get("intercept") is not None and result["config"].get("fit_intercept", True) else 0)
+
+
+def _training_warnings(result: dict[str, Any]) -> list[str]:
+    """A warning when too few training rows pin down the parameters, with what to change."""
+    rows, parameters = int(result["train_rows"]), _parameter_count(result)
+    if rows >= max(FEW_TRAINING_ROWS, ROWS_PER_PARAMETER * parameters):
+        return []
+    held = result.get("validation_rows") or 0
+    advice = (f"lower --validation-fraction ({held} of the {result['aligned_rows']} aligned rows are held out) "
+              "or add rows") if held else "add rows"
+    return [f"trained on only {rows} rows for {parameters} parameters (advised: at least {FEW_TRAINING_ROWS} rows "
+            f"and {ROWS_PER_PARAMETER} per parameter, here {max(FEW_TRAINING_ROWS, ROWS_PER_PARAMETER * parameters)}); "
+            f"the model and its metrics mean little: {advice}"]
+
+
+def _write_report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """--report: the same HTML page a service writes for its jobs, titled with the input files' names."""
+    from vfl.report.figures import figures_for
+    from vfl.report.html import render
+    from vfl.report.summary import summary_from_simulation
+
+    names = " + ".join(Path(f).name for f in args.party_a)
+    summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
+    args.report.write_text(render(summary, figures_for(summary)))
+    print(f"report written to {args.report}")
