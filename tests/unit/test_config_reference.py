@@ -39,7 +39,7 @@ def test_every_key_of_every_model_has_a_row_with_a_meaning():
 def test_every_table_of_a_service_config_and_every_object_of_a_job_spec_has_a_section():
     from vfl.ml.config import PrivacyConfig, ThresholdRule, TrainingConfig
     from vfl.service.config import ServiceConfig
-    from vfl.service.spec import JobSpec, PartyARef
+    from vfl.service.spec import JobSpec, FeaturePartyRef
 
     script = load_script()
     text = (ROOT / "docs" / "configuration.md").read_text()
@@ -51,7 +51,7 @@ def test_every_table_of_a_service_config_and_every_object_of_a_job_spec_has_a_se
     assert len(sections) == len(ServiceConfig.model_fields) - 1
     titles = dict((model, title) for title, model in script.job_sections())
     assert titles[JobSpec] == "top level" and titles[TrainingConfig] == "`training`"
-    assert titles[PartyARef] == "`party_a`, `feature_parties[]`"
+    assert titles[FeaturePartyRef] == "`party_a`, `feature_parties[]`"
     assert titles[PrivacyConfig] == "`training.privacy`" and titles[ThresholdRule] == "`training.threshold`"
 
 

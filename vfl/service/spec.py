@@ -33,7 +33,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class PartyARef(_Strict):
+class FeaturePartyRef(_Strict):
     peer: str = Field(pattern=PARTY_ID_PATTERN)
     dataset: str = Field(min_length=1, max_length=128)
     n_features: int | None = Field(
@@ -41,7 +41,7 @@ class PartyARef(_Strict):
         description="optional: the feature count party A must confirm; A states it at registration otherwise")
 
 
-class PartyBRef(_Strict):
+class LabelPartyRef(_Strict):
     dataset: str = Field(min_length=1, max_length=128)
 
 
@@ -67,9 +67,9 @@ class ContributionSettings(_Strict):
 class JobSpec(_Strict):
     job_id: str | None = Field(None, pattern=JOB_ID_PATTERN)
     #: The feature parties: ``feature_parties`` (a list) or the two-party ``party_a``; one of the two.
-    party_a: PartyARef | None = None
-    feature_parties: list[PartyARef] | None = Field(None, min_length=1, max_length=64)
-    party_b: PartyBRef
+    party_a: FeaturePartyRef | None = None
+    feature_parties: list[FeaturePartyRef] | None = Field(None, min_length=1, max_length=64)
+    party_b: LabelPartyRef
     arbiter: ArbiterRef | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     psi: PsiSettings = Field(default_factory=PsiSettings)
