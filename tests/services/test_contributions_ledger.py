@@ -241,3 +241,55 @@ def test_four_vfl_serve_processes_over_mtls_measure_contributions_and_co_sign_wi
     signed = {s["party"]: s["certificate"] for s in entry["signatures"]}
     assert signed["shop"] == (tmp_path / "shop" / "shop.pem").read_text()  # the TLS certificate signs
     assert "ledger     entry 0" in shown and "every signature verified" in shown and "shapley" in shown
+
+
+def test_a_party_b_cannot_append_entries_nobody_co_signed_nor_have_a_job_signed_twice(tmp_path, run):
+    """Party B, with its own identity and key, forges entries the others must refuse (issue 27, class 3)."""
+    setup = prepare(tmp_path, population=400)
+    two_party = {**setup["job"], "feature_parties": [{"peer": "shop", "dataset": "behaviour"}]}
+    no_ledger = tuple(step for step in LABEL_PARTY if step.stage is not Stage.LEDGER)
+
+    async def scenario():
+        cluster = await Four(tmp_path, setup).open(bank_steps=no_ledger)  # B keeps the entries to itself
+        seen = {}
+        try:
+            await run_job(cluster, {**two_party, "job_id": "unrecorded"})
+            bank = cluster.nodes["party-b"]
+            book = bank.ledgers.copy_for("party-b")
+            sign = bank.ledgers.signer().sign
+            honest = await ledger_stage.entry_fields(bank.job("unrecorded"))
+
+            def entry(fields):
+                drafted = book.draft(fields)
+                drafted["signatures"] = [sign(drafted)]  # B's own signature only
+                return drafted
+
+            alone = entry({**honest, "job_id": "forged", "parties": [honest["parties"][1]]})  # names B alone
+            nobody = entry({**honest, "job_id": "forged", "parties": []})
+            first = book.draft(honest)
+            better = book.draft({**honest, "metrics": {"validation": {"auc": 0.99}}})
+            for name in ("shop", "arbiter"):
+                async with httpx.AsyncClient(transport=cluster.router, base_url=URLS[name], timeout=60,
+                                             headers={"X-VFL-Party": "party-b"}) as as_b:
+                    for label, forged in (("alone", alone), ("nobody", nobody)):
+                        seen[name, label] = await as_b.post("/v1/peer/ledger/append", json={"entries": [forged]})
+                    seen[name, "sign"] = await as_b.post("/v1/peer/ledger/sign", json={"entry": first})
+                    seen[name, "sign again"] = await as_b.post("/v1/peer/ledger/sign", json={"entry": better})
+                    seen[name, "same again"] = await as_b.post("/v1/peer/ledger/sign", json={"entry": first})
+            records = {name: cluster.nodes[name].job("unrecorded").record.ledger for name in ("shop", "arbiter")}
+        finally:
+            await cluster.stop()
+        return seen, records, cluster
+
+    seen, records, cluster = run(scenario())
+
+    for name in ("shop", "arbiter"):
+        for label in ("alone", "nobody"):
+            answer = seen[name, label]
+            assert answer.status_code == 422 and "whole roster" in answer.json()["detail"], (name, label, answer.text)
+        assert seen[name, "sign"].status_code == 200  # the honest entry, once
+        assert seen[name, "sign again"].status_code == 409
+        assert "signs one entry per job" in seen[name, "sign again"].json()["detail"]
+        assert seen[name, "same again"].status_code == 200  # a retried request for the same entry: same answer
+        assert not (cluster.copy(name) / "ledger.jsonl").exists() or chain.verify_folder(cluster.copy(name))[0] == []
+    assert records == {"shop": None, "arbiter": None}  # nothing B appended rewrote their records

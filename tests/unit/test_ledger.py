@@ -247,3 +247,40 @@ def test_simulate_does_not_write_into_a_ledger_it_did_not_make(book, tmp_path):
     shutil.copy(folder / "ca.pem", service_copy / "ca.pem")
     with pytest.raises(Exception, match="did not write"):
         chain.throwaway_signers(service_copy, PARTIES)
+
+
+@pytest.mark.parametrize("parties, why", [
+    ([], "names a job's whole roster"),
+    ([{"party": "bank", "role": "B", "dataset": "credit", "model_digest": "a" * 64}], "names a job's whole roster"),
+    ([{"party": "bank", "role": "B", "dataset": "credit", "model_digest": "a" * 64},
+      {"party": "arbiter", "role": "C", "dataset": None, "model_digest": None}], "names a job's whole roster"),
+    ([{"party": "bank", "role": "B", "dataset": "credit", "model_digest": "a" * 64},
+      {"party": "bank", "role": "A", "dataset": "x", "model_digest": "b" * 64},
+      {"party": "arbiter", "role": "C", "dataset": None, "model_digest": None}], "every party once"),
+], ids=["nobody", "b-alone", "no-feature-party", "b-twice"])
+def test_an_entry_that_names_less_than_a_whole_roster_is_refused_and_flagged(book, capsys, parties, why):
+    folder, signers = book
+    ledger = chain.Ledger(folder)
+    entry = ledger.draft({**fields("job-4"), "parties": parties})
+    entry["signatures"] = [signers[p].sign(entry) for p in chain.signers_of(entry) if p in signers]
+
+    with pytest.raises(LedgerError, match=why):
+        ledger.append([entry])
+    write_lines(folder, [*lines(folder), json.dumps(entry)])  # written by hand: verify must flag it
+    code = verify(folder)
+
+    assert code == 1 and why in capsys.readouterr().out
+
+
+def test_a_second_entry_for_a_job_is_refused_and_flagged(book, capsys):
+    folder, signers = book
+    ledger = chain.Ledger(folder)
+    entry = ledger.draft(fields("job-2", auc=0.99))  # job-2 is entry 1 already; this one claims a better metric
+    entry["signatures"] = [signers[p].sign(entry) for p in chain.signers_of(entry)]
+
+    with pytest.raises(LedgerConflict, match="already records job job-2"):
+        ledger.append([entry])
+    write_lines(folder, [*lines(folder), json.dumps(entry)])
+    code = verify(folder)
+
+    assert code == 1 and "job job-2 is recorded twice" in capsys.readouterr().out

@@ -19,7 +19,8 @@ certificate the signatures are checked against. An entry::
 Dataset *names* only, never data; a model part's digest is the SHA-256 of its
 canonical JSON (for a service, the checksum its ``model.json`` carries).
 
-Every party named in ``fields.parties`` signs the header (``SIGNED_PREFIX`` +
+An entry names the job's whole roster: party B, every feature party (role A)
+and the arbiter (role C), each once. Every party named in ``fields.parties`` signs the header (``SIGNED_PREFIX`` +
 its canonical JSON) with the private key of its certificate, signed by the
 federation's CA (the services' TLS keys): ECDSA P-256 with SHA-256 for the
 certificates ``vfl certs`` makes (RSA PKCS#1 v1.5 and Ed25519 are accepted too).
@@ -33,7 +34,10 @@ through ``previous``, so:
   id, or over other content, is named as such;
 * a dropped *last* entry leaves a valid shorter chain: only another party's
   copy shows it (``vfl ledger verify DIR --against OTHER``, and party B's head
-  check before each new entry).
+  check before each new entry);
+* an entry that names fewer parties than a job has (none, or B alone) so that
+  fewer must sign is refused, and so is a second entry for a job already in the
+  chain.
 
 Appends are atomic and serialised: under an exclusive lock the whole file is
 rewritten to a temporary file, flushed and renamed over the old one, so a
@@ -153,6 +157,20 @@ def draft(index: int, previous: str, fields: dict[str, Any]) -> dict[str, Any]:
 def signers_of(entry: dict[str, Any]) -> list[str]:
     """The party ids that must sign the entry: every party it names."""
     return [str(p.get("party")) for p in (entry.get("fields") or {}).get("parties") or []]
+
+
+def roster_problem(parties: Any) -> str | None:
+    """Why ``fields.parties`` is not a job's whole roster (None if it is): B, one or more A, C, each once."""
+    if not isinstance(parties, list) or not all(isinstance(p, dict) for p in parties):
+        return "is not a list of parties"
+    roles = [p.get("role") for p in parties]
+    ids = [p.get("party") for p in parties]
+    if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+        return f"names the parties {ids}: every party once, by its id"
+    if roles.count("B") != 1 or roles.count("C") != 1 or roles.count("A") < 1 or len(roles) != roles.count("A") + 2:
+        return (f"names the roles {roles}: an entry names a job's whole roster (party B, every feature party A and "
+                "the arbiter C), so that every one of them must sign it")
+    return None
 
 
 # -- keys and signatures -------------------------------------------------------------------------------------
@@ -326,6 +344,9 @@ def entry_problems(entry: Any, position: int, previous: str, ca: x509.Certificat
         expected = None
     if entry["digest"] != expected:
         bad("digest", "is not the SHA-256 of the entry's header (index, previous, field_digests)")
+    roster = roster_problem(fields.get("parties"))
+    if roster is not None:
+        bad("parties", roster)
     if not signatures:
         return out
     signed = entry["signatures"] if isinstance(entry["signatures"], list) else []
@@ -350,13 +371,29 @@ def entry_problems(entry: Any, position: int, previous: str, ca: x509.Certificat
     return out
 
 
+def job_of(entry: Any) -> str | None:
+    fields = entry.get("fields") if isinstance(entry, dict) else None
+    job = fields.get("job_id") if isinstance(fields, dict) else None
+    return job if isinstance(job, str) else None
+
+
 def verify_entries(entries: Sequence[Any], ca: x509.Certificate | None) -> list[Problem]:
-    """Every break in a chain of entries: each entry's fields, digests, signatures and link to the one before."""
+    """Every break in a chain of entries: each entry's fields, digests, signatures and link to the one before,
+    and a job recorded twice."""
     problems: list[Problem] = []
     previous = GENESIS
+    first: dict[str, int] = {}
     for position, entry in enumerate(entries):
         problems += entry_problems(entry, position, previous, ca)
         previous = entry.get("digest") if isinstance(entry, dict) and isinstance(entry.get("digest"), str) else ""
+        job = job_of(entry)
+        if job is None:
+            continue
+        if job in first:
+            problems.append(Problem(position, job, "job_id", f"job {job} is recorded twice (first at entry "
+                                                             f"{first[job]}): a job has one entry"))
+        else:
+            first[job] = position
     return problems
 
 
@@ -525,6 +562,9 @@ class Ledger:
                             f"{str(held[index].get('digest'))[:16]}…, the one offered {str(entry.get('digest'))[:16]}…: "
                             "the copies disagree")
                     continue
+                job = job_of(entry)
+                if job is not None and any(job_of(e) == job for e in (*held, *new)):
+                    raise LedgerConflict(f"this copy already records job {job}: a job has one entry")
                 if index != count or entry.get("previous") != last:
                     raise LedgerConflict(
                         f"the entry offered is number {index} after digest {str(entry.get('previous'))[:16]}…; this "

@@ -17,6 +17,12 @@ What a party B asks of every other party (its routes are in
   and the entry continues its own copy's chain. Otherwise it refuses (409);
 * :meth:`LedgerCopies.append`: append fully signed entries, each checked against
   this party's CA and chain;
+
+A party signs at most one entry per job (it remembers the digest it signed, in
+``<data_dir>/ledger/signed-<party B>.json``, beside its copy), refuses to append an entry for a job it took
+part in but did not sign, and never rewrites its own job record from an entry
+it did not sign. An entry names the job's whole roster, so every party of the
+job must sign it (:func:`vfl.incentives.chain.roster_problem`).
 * :func:`ledger_view`: a feature party's dataset name and model digest for the job.
 
 Party B's own half (building an entry, gathering the signatures, distributing
@@ -37,7 +43,7 @@ from vfl.protocol.roster import LETTERS, RoleLetter
 from vfl.service.config import ServiceConfig
 from vfl.service.logs import job_event
 from vfl.service.record import DamagedJobRecord, JobRecord
-from vfl.service.store import JobStore
+from vfl.service.store import JobStore, _Damaged, atomic_write_json, read_json
 
 
 class LedgerCopies:
@@ -161,15 +167,55 @@ class LedgerCopies:
             if fields.get("config_digest") != chain.config_digest(config) or fields.get("model") != config.model:
                 raise LedgerError(f"the entry's training config is not the one this party trained job "
                                   f"{record.job_id} with")
+            if any(chain.job_of(held) == record.job_id for held in book.entries()):
+                raise LedgerConflict(f"job {record.job_id} is in this party's copy of the ledger already: a job has "
+                                     "one entry")
+            signed = self.signed(caller)
+            if signed.get(record.job_id, entry["digest"]) != entry["digest"]:
+                raise LedgerConflict(f"party {me!r} signed another entry for job {record.job_id} already (digest "
+                                     f"{signed[record.job_id][:16]}…): a party signs one entry per job")
+            signed[record.job_id] = entry["digest"]
+            self._save_signed(caller, signed)  # before the signature leaves: a crash cannot sign twice
             signature = self.signer().sign(entry)
         job_event(record.job_id, "signed ledger entry %d for party B (%s)", entry["index"], caller)
         return signature
 
-    def append(self, entries: list[dict[str, Any]], caller: str) -> dict[str, Any]:
-        """Append fully signed entries from party B ``caller``, each checked against this party's CA and chain."""
+    def append(self, entries: list[dict[str, Any]], caller: str,
+               record_of: Callable[[str], JobRecord | None]) -> dict[str, Any]:
+        """Append fully signed entries from party B ``caller``, each checked against this party's CA and chain.
+
+        An entry for a job this party took part in with ``caller`` must be the one it signed.
+        """
         self._from_label_party(caller)
+        signed = self.signed(caller)
+        for entry in entries:
+            job = chain.job_of(entry)
+            record = record_of(job) if job is not None else None
+            took_part = record is not None and caller in record.peers.values()
+            if took_part and signed.get(str(job)) != (entry.get("digest") if isinstance(entry, dict) else None):
+                raise LedgerError(f"party {self.config.party.id!r} took part in job {job} but did not sign this "
+                                  "entry for it; it appends only the entry it signed")
         count, last = self.copy_for(caller).append(entries)
         return {"entries": count, "digest": last}
+
+    def signed(self, label_party: str) -> dict[str, str]:
+        """The digest of the one entry this party signed per job, for party B ``label_party``."""
+        path = self._signed_path(label_party)
+        if not path.is_file():
+            return {}
+        try:
+            data = read_json(path)
+        except _Damaged as exc:
+            raise LedgerError(f"{path} {exc}; restore it from a backup: without it this party cannot tell which "
+                              "entries it signed") from None
+        return {str(job): str(digest) for job, digest in (data or {}).items()}
+
+    def _signed_path(self, label_party: str) -> Path:
+        # Beside the copy, not in it: a copy that was lost and restored must not forget what this party signed.
+        return Path(self.config.party.data_dir) / "ledger" / f"signed-{label_party}.json"
+
+    def _save_signed(self, label_party: str, signed: dict[str, str]) -> None:
+        atomic_write_json(self._signed_path(label_party), signed)
 
 
 def job_parties(record: JobRecord) -> list[tuple[str, RoleLetter]]:
@@ -188,12 +234,14 @@ def ledger_view(copies: LedgerCopies, record: JobRecord, caller: str) -> dict[st
             "model_digest": copies.model_digest(record.job_id)}
 
 
-def note_entries(records: list[JobRecord], store: JobStore, entries: list[dict[str, Any]]) -> None:
-    """Each job of ours that an appended entry records says so in its record."""
+def note_entries(records: list[JobRecord], store: JobStore, entries: list[dict[str, Any]],
+                 signed: dict[str, str]) -> None:
+    """Each job of ours that an appended entry records says so in its record: only for the entry it signed."""
     by_id = {record.job_id: record for record in records}
     for entry in entries:
-        record = by_id.get(str((entry.get("fields") or {}).get("job_id")))
-        if record is not None and not isinstance(record, DamagedJobRecord):
+        job = str(chain.job_of(entry))
+        record = by_id.get(job)
+        if record is not None and not isinstance(record, DamagedJobRecord) and signed.get(job) == entry.get("digest"):
             record.ledger = {"entry": entry["index"], "digest": entry["digest"], "signatures_verified": True,
                              "signed_by": chain.signers_of(entry)}
             store.save(record)

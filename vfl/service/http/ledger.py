@@ -9,6 +9,7 @@ it runs off the event loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vfl.service.http.auth import Peer
 from vfl.service.http.deps import NodeDep
 from vfl.service.ledger_copies import ledger_view, note_entries
+from vfl.service.node import Node
 from vfl.service.record import JobRecord
 
 #: Every role.
@@ -40,21 +42,26 @@ async def ledger_head(caller: Peer, node: NodeDep) -> dict[str, Any]:
     return await asyncio.to_thread(node.ledgers.head, caller)
 
 
-@router.post("/v1/peer/ledger/sign",
-             summary="Party B: sign a job's ledger entry (checked against this party's own view first)")
-async def ledger_sign(body: SignRequest, caller: Peer, node: NodeDep) -> dict[str, str]:
+def _records(node: Node) -> Callable[[str], JobRecord | None]:
     def record_of(job_id: str) -> JobRecord | None:
         job = node.jobs.get(job_id)
         return None if job is None else job.record
 
-    return await asyncio.to_thread(node.ledgers.sign, body.entry, caller, record_of)
+    return record_of
+
+
+@router.post("/v1/peer/ledger/sign",
+             summary="Party B: sign a job's ledger entry (checked against this party's own view first)")
+async def ledger_sign(body: SignRequest, caller: Peer, node: NodeDep) -> dict[str, str]:
+    return await asyncio.to_thread(node.ledgers.sign, body.entry, caller, _records(node))
 
 
 @router.post("/v1/peer/ledger/append",
              summary="Party B: append fully signed entries (chain and every signature checked against the CA)")
 async def ledger_append(body: AppendRequest, caller: Peer, node: NodeDep) -> dict[str, Any]:
-    answer = await asyncio.to_thread(node.ledgers.append, body.entries, caller)
-    note_entries(node.jobs.records(), node.store, body.entries)  # on the event loop, as every record write
+    answer = await asyncio.to_thread(node.ledgers.append, body.entries, caller, _records(node))
+    # On the event loop, as every record write: only the entries this party signed touch its records.
+    note_entries(node.jobs.records(), node.store, body.entries, node.ledgers.signed(caller))
     return answer
 
 
