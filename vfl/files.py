@@ -58,3 +58,49 @@ def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE, *, durable: boo
 
 
 __all__ = ["atomic_write"]
+
+
+class Confined:
+    """A folder that callers name files in: every path stays inside it and none goes through a symbolic link.
+
+    A path is taken relative to the folder (or absolute, if it lies inside it);
+    ``..`` is refused. :meth:`open_folder` opens the file's folder one component
+    at a time with ``O_NOFOLLOW``, so a link planted on the way cannot lead
+    outside; files are then opened relative to that folder's descriptor (see
+    :func:`open_at`), so a predictable name cannot be raced either.
+    """
+
+    def __init__(self, root: Path, setting: str) -> None:
+        self.root = Path(root)
+        self.setting = setting  # the config key that names the folder, for messages
+
+    def locate(self, text: str, what: str) -> Path:
+        """``text`` as a path relative to the folder; ValueError (with the fix) if it leads outside."""
+        path = Path(text)
+        if path.is_absolute():
+            try:
+                path = path.relative_to(self.root)
+            except ValueError:
+                raise ValueError(f"{what} {text!r} is outside {self.root} ({self.setting}); put the file there, or "
+                                 "name it relative to that folder") from None
+        if any(part == ".." for part in path.parts) or not path.parts:
+            raise ValueError(f"{what} {text!r} leads outside {self.root} ({self.setting}); name a file inside it")
+        return Path(*(part for part in path.parts if part != "."))
+
+    def open_folder(self, relative: Path) -> int:
+        """A descriptor of the folder ``relative`` (below the root), opened without following any link."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in relative.parts:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def open_at(folder: int, name: str, flags: int, mode: int = FILE_MODE) -> int:
+    """``os.open`` of ``name`` in the folder descriptor ``folder``, never through a symbolic link."""
+    return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)

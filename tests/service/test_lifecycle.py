@@ -26,9 +26,10 @@ EXPECTED = {
     T.EVALUATING: {T.CONTRIBUTIONS, T.LEDGER, T.DONE, T.INTERRUPTED, T.RESUMING, T.STOPPED},
     T.CONTRIBUTIONS: {T.LEDGER, T.DONE, T.STOPPED},
     T.LEDGER: {T.DONE, T.STOPPED},
-    T.DONE: {T.DELETING},
-    T.STOPPED: {T.RESUMING, T.PSI, T.REGISTERED, T.TRAINING, T.DELETING},
+    T.DONE: {T.DELETING, T.DELETED},
+    T.STOPPED: {T.RESUMING, T.PSI, T.REGISTERED, T.TRAINING, T.DELETING, T.DELETED},
     T.DELETING: set(),
+    T.DELETED: set(),
     T.DAMAGED: set(),
 }
 
@@ -41,7 +42,7 @@ def test_the_table_covers_every_stage_and_shows_only_known_states():
 @pytest.mark.parametrize("start, to", list(itertools.product(Stage, Stage)), ids=lambda s: str(s))
 def test_every_pair_of_stages(start, to):
     for state in sorted(LIFECYCLE[start].states):
-        if state is S.CANCELLED and to not in (T.DELETING, start):
+        if state is S.CANCELLED and to not in (T.DELETING, T.DELETED, start):
             with pytest.raises(JobError, match="cancelled"):
                 transition(state, start, to, job_id="j")
             continue

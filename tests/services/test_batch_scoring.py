@@ -43,8 +43,11 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def workdir(trained, tmp_path):
+    """A copy of the trained services whose party B reads batch inputs from, and writes outputs to, the copy."""
     copy = tmp_path / "w"
     shutil.copytree(trained, copy)
+    config = copy / "party-b.toml"
+    config.write_text(config.read_text() + '\n[scoring]\nbatch_inputs = "."\nbatch_outputs = "."\n')
     return copy
 
 
@@ -305,7 +308,9 @@ def test_bad_requests_name_the_problem(workdir, run):
         "no such column": {"input": {"path": str(path), "id_column": "cid"}, "output": {"path": str(workdir / "o.csv")}},
         "no output folder": {"input": {"path": str(path)}, "output": {"path": str(workdir / "none" / "o.csv")}},
         "output is input": {"input": {"path": str(path)}, "output": {"path": str(path)}},
-        "relative output": {"input": {"path": str(path)}, "output": {"path": "o.csv"}},
+        "output outside": {"input": {"path": str(path)}, "output": {"path": str(workdir.parent / "o.csv")}},
+        "input outside": {"input": {"path": "/etc/passwd.csv"}, "output": {"path": "o.csv"}},
+        "climbing out": {"input": {"path": "../w/ids.csv"}, "output": {"path": "o.csv"}},
         "bad suffix": {"input": {"path": str(path)}, "output": {"path": str(workdir / "o.txt")}},
     }
 
@@ -322,11 +327,13 @@ def test_bad_requests_name_the_problem(workdir, run):
     answers, unknown_job = run(scenario())
 
     expected = {"missing input": "file not found", "no such column": "no ID column 'cid'",
-                "no output folder": "does not exist", "output is input": "is the input file",
-                "relative output": "absolute path", "bad suffix": ".csv or .parquet"}
+                "no output folder": "missing or not a plain folder", "output is input": "is the input file",
+                "output outside": "is outside", "input outside": "is outside", "climbing out": "leads outside",
+                "bad suffix": ".csv or .parquet"}
     for case, words in expected.items():
         assert answers[case].status_code == 422, (case, answers[case].text)
         assert words in answers[case].json()["detail"], (case, answers[case].json())
+    assert "its columns are" not in answers["no such column"].json()["detail"]  # a file's contents are not echoed
     assert unknown_job.status_code == 404
 
 
@@ -391,3 +398,43 @@ def test_the_cli_scores_locally_and_resumes_after_an_interrupted_run(workdir, mo
     assert remote == 0, remote_err
     assert pq.read_table(remote_out).column("id").to_pylist() == keep  # --remote: party B wrote it on its host
     assert calls_before == 3 and audit_local == chunks  # the two chunks done were not scored again
+
+
+def test_a_batch_cannot_overwrite_or_read_files_outside_its_folders_nor_through_a_link(trained, tmp_path, run):
+    """The orchestrator's token names files only inside party B's batch folders (issue 27, class 4)."""
+    workdir = tmp_path / "w"
+    shutil.copytree(trained, workdir)
+    dataset = workdir / "party-b" / "bank.csv"
+    before = dataset.read_bytes()
+    data_dir = workdir / "data" / "party-b"
+    inputs, outputs = data_dir / "batch" / "inputs", data_dir / "batch" / "outputs"  # the defaults
+    ids, *_ = write_ids(workdir)
+
+    async def scenario():
+        cluster = await open_cluster(workdir)
+        try:
+            async with cluster.client() as bank:
+                async def post(request):
+                    answer = await bank.post(f"/v1/jobs/{JOB}/score-batch", json=request)
+                    if answer.status_code == 202:
+                        return await wait_batch(bank, answer.json()["batch_id"])
+                    return answer.json()
+
+                seen = {"dataset as output": await post({"input": {"dataset": "credit"},
+                                                         "output": {"path": str(dataset)}})}
+                inputs.mkdir(parents=True, exist_ok=True)
+                (inputs / "ids.csv").symlink_to(ids)  # a link to a file outside the input folder
+                seen["linked input"] = await post({"input": {"path": "ids.csv"}, "output": {"path": "a.csv"}})
+                (outputs / "linked.csv").symlink_to(dataset)  # the output's name is a link to B's dataset
+                seen["linked output"] = await post({"input": {"dataset": "credit"}, "output": {"path": "linked.csv"}})
+            return seen
+        finally:
+            await cluster.stop()
+
+    seen = run(scenario())
+
+    assert "is outside" in seen["dataset as output"]["detail"]
+    assert "not a plain file" in seen["linked input"]["detail"]
+    assert seen["linked output"]["state"] == "succeeded"  # the link itself was replaced, not what it pointed to
+    assert (outputs / "linked.csv").is_file() and not (outputs / "linked.csv").is_symlink()
+    assert dataset.read_bytes() == before  # B's training data was never written

@@ -68,7 +68,16 @@ def shared_ids(workdir: Path, n: int = 8) -> list[str]:
 
 
 def job_dirs(cluster: Cluster, job_id: str) -> dict[str, bool]:
-    return {name: node.store.job_dir(job_id).exists() for name, node in cluster.nodes.items()}
+    """Whether each service still holds the job's data (more than its record and audit log)."""
+    kept = {"job.json", "audit.log"}
+    return {name: node.store.job_dir(job_id).exists() and any(f.name not in kept for f in node.store.job_dir(job_id)
+                                                               .iterdir())
+            for name, node in cluster.nodes.items()}
+
+
+def job_files(cluster: Cluster, name: str, job_id: str) -> list[str]:
+    folder = cluster.nodes[name].store.job_dir(job_id)
+    return sorted(f.name for f in folder.iterdir()) if folder.exists() else []
 
 
 def scores(answer: httpx.Response) -> list[float]:
@@ -182,7 +191,7 @@ def test_delete_is_refused_while_served_or_running(workdir, run):
     assert dirs == {"party-a": True, "party-b": True, "arbiter": True}
 
 
-def test_delete_removes_the_job_at_every_party(workdir, run):
+def test_delete_removes_the_job_at_b_and_its_data_at_every_party_which_keeps_its_record_and_audit_log(workdir, run):
     async def scenario():
         cluster = await open_cluster(workdir)
         try:
@@ -192,22 +201,27 @@ def test_delete_removes_the_job_at_every_party(workdir, run):
                 before = job_dirs(cluster, "job-1")
                 deleted = await bank.delete("/v1/jobs/job-1")
                 after = job_dirs(cluster, "job-1")
-                gone = [(await c.get("/v1/jobs/job-1")).status_code for c in (bank, shop, arb)]
+                kept = {name: job_files(cluster, name, "job-1") for name in ("party-a", "arbiter")}
+                views = [await c.get("/v1/jobs/job-1") for c in (bank, shop, arb)]
                 rollback = await bank.post("/v1/models/risk/rollback")
                 again = await bank.delete("/v1/jobs/job-1")
                 listed = [m["job_id"] for m in (await shop.get("/v1/models")).json()["models"]]
-            return before, deleted, after, gone, rollback, again, listed
+                audit = (cluster.nodes["party-a"].store.job_dir("job-1") / "audit.log").read_text()
+            return before, deleted, after, kept, views, rollback, again, listed, audit
         finally:
             await cluster.stop()
 
-    before, deleted, after, gone, rollback, again, listed = run(scenario())
+    before, deleted, after, kept, views, rollback, again, listed, audit = run(scenario())
 
     assert before == {"party-a": True, "party-b": True, "arbiter": True}
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["status"] == "deleted" and deleted.json()["pending"] == {}
     assert sorted(deleted.json()["deleted"]) == ["arbiter", "party-a", "party-b"]
-    assert after == {"party-a": False, "party-b": False, "arbiter": False}
-    assert gone == [404, 404, 404]
+    assert after == {"party-a": False, "party-b": False, "arbiter": False}  # no model, IDs or checkpoints left
+    assert kept == {"party-a": ["audit.log", "job.json"], "arbiter": ["audit.log", "job.json"]}  # a request only
+    assert views[0].status_code == 404  # B forgets its own job
+    assert [(v.json()["state"], v.json()["stage"]) for v in views[1:]] == [("succeeded", "deleted")] * 2
+    assert "party B (party-b) deleted the job" in audit and "peer_delete = 'drop-data'" in audit
     assert rollback.status_code == 409  # the deleted version left the name's history
     assert again.status_code == 404
     assert listed == ["job-2"]
@@ -323,3 +337,30 @@ def test_the_registry_survives_a_restart(workdir, run):
     assert info["job_id"] == "job-2" and info["history"] == ["job-1"]
     assert back["job_id"] == "job-1"
     assert predicted == expected
+
+
+def test_a_feature_party_that_keeps_its_data_keeps_it_when_b_deletes_and_scores_no_more(workdir, run):
+    """A party B's delete is a request: a feature party whose policy says "keep" keeps its model part."""
+    config = workdir / "party-a.toml"
+    config.write_text(config.read_text() + '\n[retention]\npeer_delete = "keep"\n')
+
+    async def scenario():
+        cluster = await open_cluster(workdir)
+        try:
+            async with cluster.client() as bank, as_peer(cluster, "party-a", "party-b") as b_as_peer:
+                deleted = await bank.delete("/v1/jobs/job-2")
+                scored = await b_as_peer.post("/v1/peer/jobs/job-2/scores", json={"ids": shared_ids(workdir, 2)})
+            return deleted, scored, job_files(cluster, "party-a", "job-2"), job_files(cluster, "arbiter", "job-2")
+        finally:
+            await cluster.stop()
+
+    deleted, scored, at_a, at_c = run(scenario())
+
+    assert deleted.status_code == 200 and deleted.json()["status"] == "deleted", deleted.text
+    assert "model.json" in at_a and "alignment.json" in at_a  # kept by A's own policy
+    assert at_c == ["audit.log", "job.json"]  # the arbiter's default: drop the data, keep record and audit log
+    assert scored.status_code == 409 and "deleted at party B's request" in scored.json()["detail"]
+
+
+def as_peer(cluster: Cluster, target: str, caller: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=cluster.router, base_url=f"http://{target}.test", headers={"X-VFL-Party": caller})

@@ -170,3 +170,21 @@ def test_simulate_states_the_label_mapping_in_its_result(tmp_path, keypair):
                           config=TrainingConfig(key_bits=1024, epochs=2))
 
     assert result["label_mapping"] == {"No": 0, "Yes": 1}
+
+
+def test_a_link_planted_at_the_partial_outputs_name_is_not_written_through(tmp_path):
+    """The partial output's name is predictable; a link put there in advance must not redirect the writes."""
+    from vfl.data.chunks import Progress, ResultWriter
+
+    victim = tmp_path / "training.csv"
+    victim.write_text("id,feature\n1,0.5\n")
+    with ResultWriter(tmp_path / "scores.csv", "tag") as writer:
+        writer.partial.symlink_to(victim)
+
+        with pytest.raises(OSError):
+            writer.append(0, [{"id": "1", "score": 0.5, "label": 1, "status": "ok"}],
+                          ["id", "score", "label", "status"])
+        writer.resume(Progress())  # a fresh start removes the link itself, never its target
+
+    assert victim.read_text() == "id,feature\n1,0.5\n"
+    assert not writer.partial.exists() and not writer.partial.is_symlink()

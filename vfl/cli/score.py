@@ -27,8 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--id-column", default="id", help="the input's ID column (default: id)")
     p.add_argument("--chunk-rows", type=int, default=10_000, help="IDs per predict call (default 10000)")
     p.add_argument("--remote", action="store_true",
-                   help="party B reads --input and writes --out on its own host (paths there, absolute) as a "
-                        "background batch; this command follows its progress")
+                   help="party B reads --input and writes --out on its own host, in its batch folders ([scoring] "
+                        "batch_inputs and batch_outputs: paths relative to them), as a background batch; this "
+                        "command follows its progress")
     p.add_argument("--interval", type=float, default=1.0, help="--remote: seconds between polls")
     p.set_defaults(run=run)
 
@@ -103,7 +104,8 @@ def _score_local(args: argparse.Namespace, service: Orchestrator) -> int:
             print(f"resuming after {progress.chunks_done} chunks ({progress.rows_done} IDs) already scored",
                   file=sys.stderr)
         elif isinstance(saved, dict) and isinstance(saved.get("tag"), str):
-            chunks.ResultWriter(args.out, saved["tag"]).discard()  # another run's leftovers
+            with chunks.ResultWriter(args.out, saved["tag"]) as leftovers:  # another run's
+                leftovers.discard()
     writer = chunks.ResultWriter(args.out, tag)
     total = source.rows_total
     line = ProgressLine()
@@ -115,11 +117,12 @@ def _score_local(args: argparse.Namespace, service: Orchestrator) -> int:
     async def score(ids: list[str]) -> dict[str, Any]:
         return service.predict(args.job, ids)  # blocking is fine here: Ctrl-C lands between or inside calls
 
-    try:
-        asyncio.run(chunks.score_chunks(source, writer, progress, score, checkpoint=checkpoint))
-    finally:
-        line.close()
-    writer.publish(progress.columns)
+    with writer:
+        try:
+            asyncio.run(chunks.score_chunks(source, writer, progress, score, checkpoint=checkpoint))
+        finally:
+            line.close()
+        writer.publish(progress.columns)
     sidecar.unlink(missing_ok=True)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(progress.counts.items()))
     print(f"{progress.rows_done} IDs scored into {args.out} ({counts or 'none'})")

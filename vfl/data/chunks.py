@@ -35,14 +35,15 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from vfl.data.ids import normalize_id
 from vfl.errors import ConfigError, DataError, ProtocolError
-from vfl.files import FILE_MODE
+from vfl.files import FILE_MODE, open_at
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 BASE_COLUMNS = ["id", "score", "label", "status"]
@@ -83,19 +84,27 @@ def check_output(output: Path, inputs: list[Path]) -> str:
 
 
 class FileIds:
-    """The IDs in column ``id_column`` of a CSV or Parquet file, ``chunk_rows`` at a time."""
+    """The IDs in column ``id_column`` of a CSV or Parquet file, ``chunk_rows`` at a time.
 
-    def __init__(self, path: Path, id_column: str, chunk_rows: int) -> None:
+    ``opener`` opens the file for reading (by default: by its path); a service passes
+    one that opens it inside its input folder without following links. ``echo``:
+    whether an error may list the file's columns (not where the caller could not
+    read the file itself).
+    """
+
+    def __init__(self, path: Path, id_column: str, chunk_rows: int, *,
+                 opener: Callable[[], BinaryIO] | None = None, echo: bool = True) -> None:
         self.path = Path(path)
         self.id_column = id_column
         self.chunk_rows = chunk_rows
-        if not self.path.is_file():
+        self._opener = opener or (lambda: open(self.path, "rb"))
+        if opener is None and not self.path.is_file():
             raise DataError(f"input {self.path}: file not found; check the path (it is read where the scoring runs)")
         self.format = file_format(self.path, "input")
         columns = self._columns()
         if id_column not in columns:
-            shown = ", ".join(repr(c) for c in columns[:10]) or "none"
-            raise DataError(f"input {self.path}: no ID column {id_column!r}; its columns are {shown}. "
+            shown = f"; its columns are {', '.join(repr(c) for c in columns[:10]) or 'none'}" if echo else ""
+            raise DataError(f"input {self.path}: no ID column {id_column!r}{shown}. "
                             "Name the right one (id_column, or --id-column)")
 
     def _columns(self) -> list[str]:
@@ -103,13 +112,15 @@ class FileIds:
             import pyarrow.parquet as pq
 
             try:
-                return list(pq.ParquetFile(self.path).schema_arrow.names)
+                with self._opener() as handle:
+                    return list(pq.ParquetFile(handle).schema_arrow.names)
             except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
                 raise DataError(f"input {self.path}: not a readable Parquet file ({exc})") from exc
         import pandas as pd
 
         try:
-            return [str(c) for c in pd.read_csv(self.path, nrows=0).columns]
+            with self._opener() as handle:
+                return [str(c) for c in pd.read_csv(handle, nrows=0).columns]
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"input {self.path}: not a CSV file with a header row ({exc})") from exc
 
@@ -120,28 +131,31 @@ class FileIds:
             return None
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(self.path).metadata.num_rows)
+        with self._opener() as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
 
     def _raw_chunks(self) -> Iterator[list[Any]]:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
             pending: list[Any] = []
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.chunk_rows, columns=[self.id_column]):
-                pending.extend(batch.column(0).to_pylist())  # batches end at row groups: re-cut to chunk_rows
-                while len(pending) >= self.chunk_rows:
-                    yield pending[: self.chunk_rows]
-                    pending = pending[self.chunk_rows :]
+            with self._opener() as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=self.chunk_rows, columns=[self.id_column]):
+                    pending.extend(batch.column(0).to_pylist())  # batches end at row groups: re-cut to chunk_rows
+                    while len(pending) >= self.chunk_rows:
+                        yield pending[: self.chunk_rows]
+                        pending = pending[self.chunk_rows :]
             if pending:
                 yield pending
             return
         import pandas as pd
 
-        reader = pd.read_csv(self.path, usecols=[self.id_column], dtype=str, keep_default_na=False,
-                             na_filter=False, skipinitialspace=True, chunksize=self.chunk_rows)
-        with reader:
-            for frame in reader:
-                yield frame[self.id_column].tolist()
+        with self._opener() as handle:
+            reader = pd.read_csv(handle, usecols=[self.id_column], dtype=str, keep_default_na=False,
+                                 na_filter=False, skipinitialspace=True, chunksize=self.chunk_rows)
+            with reader:
+                for frame in reader:
+                    yield frame[self.id_column].tolist()
 
     def chunks(self, start: int = 0) -> Iterator[list[str]]:
         """The chunks from number ``start`` on (earlier ones are read past, not returned)."""
@@ -218,47 +232,95 @@ def prediction_rows(ids: list[str], answer: dict[str, Any], columns: list[str]) 
 
 
 class ResultWriter:
-    """The output of one run (``tag`` names it), written aside and published at the end."""
+    """The output of one run (``tag`` names it), written aside in the output's folder and published at the end.
 
-    def __init__(self, output: Path, tag: str) -> None:
+    Every file is opened relative to that folder, which is opened once (``folder``, a
+    descriptor, when the caller already holds it), and never through a symbolic link:
+    the partial output's predictable name cannot be raced into writing elsewhere.
+    """
+
+    def __init__(self, output: Path, tag: str, *, folder: int | None = None) -> None:
         self.output = Path(output)
         self.format = file_format(self.output, "output")
         self.partial = self.output.with_name(f"{self.output.name}.{tag}.partial")
+        self._dir = os.dup(folder) if folder is not None else os.open(self.output.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+    def close(self) -> None:
+        if self._dir >= 0:
+            os.close(self._dir)
+            self._dir = -1
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- files in the output's folder, by name ------------------------------------------------------
+
+    def _stat(self, name: str, folder: int | None = None) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=self._dir if folder is None else folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _remove(self, name: str) -> None:
+        found = self._stat(name)
+        if found is None:
+            return
+        if stat.S_ISDIR(found.st_mode):
+            shutil.rmtree(name, dir_fd=self._dir, ignore_errors=True)
+        else:
+            os.unlink(name, dir_fd=self._dir)
+
+    def _parts_folder(self) -> int:
+        """The Parquet partial folder's descriptor (made if missing, 0700, never a link)."""
+        try:
+            os.mkdir(self.partial.name, 0o700, dir_fd=self._dir)
+        except FileExistsError:
+            pass
+        return open_at(self._dir, self.partial.name, os.O_RDONLY | os.O_DIRECTORY)
+
+    # -- the run ---------------------------------------------------------------------------------------
 
     def resume(self, progress: Progress) -> None:
         """Drop whatever lies past the last recorded chunk (or everything, for a fresh start)."""
+        name = self.partial.name
         if self.format == "csv":
             if progress.chunks_done == 0:
-                self.partial.unlink(missing_ok=True)
-            elif not self.partial.is_file() or self.partial.stat().st_size < progress.output_bytes:
+                self._remove(name)
+                return
+            found = self._stat(name)
+            if found is None or not stat.S_ISREG(found.st_mode) or found.st_size < progress.output_bytes:
                 raise DataError(f"the partial output {self.partial} is missing or shorter than the "
                                 f"{progress.chunks_done} chunks recorded; delete the progress to start over")
-            else:
-                os.truncate(self.partial, progress.output_bytes)
+            fd = open_at(self._dir, name, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, progress.output_bytes)
+            finally:
+                os.close(fd)
             return
         if progress.chunks_done == 0:
-            shutil.rmtree(self.partial, ignore_errors=True)
-        self.partial.mkdir(mode=0o700, exist_ok=True)
-        for part in self.partial.iterdir():
-            index = _part_index(part)
-            if index is None or index >= progress.chunks_done:
-                part.unlink()
-        missing = [i for i in range(progress.chunks_done) if not self._part(i).is_file()]
+            self._remove(name)
+        parts = self._parts_folder()
+        try:
+            for part in os.listdir(parts):
+                index = _part_index(part)
+                if index is None or index >= progress.chunks_done:
+                    os.unlink(part, dir_fd=parts)
+            missing = [i for i in range(progress.chunks_done) if self._stat(_part_name(i), parts) is None]
+        finally:
+            os.close(parts)
         if missing:
             raise DataError(f"the partial output {self.partial} lacks the parts of chunks {missing[:5]}; "
                             "delete the progress to start over")
 
-    def _part(self, index: int) -> Path:
-        return self.partial / f"part-{index:06d}.parquet"
-
     def append(self, index: int, rows: list[dict[str, Any]], columns: list[str]) -> int:
         """Write chunk ``index`` durably; returns the CSV partial file's new length (0 for Parquet)."""
         if self.format == "csv":
-
-            frame = _frame(rows, columns)
-            header = not self.partial.exists() or self.partial.stat().st_size == 0
-            text = frame.to_csv(index=False, header=header)
-            fd = os.open(self.partial, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            found = self._stat(self.partial.name)
+            text = _frame(rows, columns).to_csv(index=False, header=found is None or found.st_size == 0)
+            fd = open_at(self._dir, self.partial.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             with os.fdopen(fd, "ab") as handle:
                 handle.write(text.encode("utf-8"))
                 handle.flush()
@@ -266,54 +328,60 @@ class ResultWriter:
                 return handle.tell()
         import pyarrow.parquet as pq
 
-        target = self._part(index)
-        temporary = target.with_suffix(".tmp")
-        pq.write_table(_arrow(rows, columns), temporary)
-        _fsync(temporary)
-        os.replace(temporary, target)
+        parts = self._parts_folder()
+        try:
+            temporary = _part_name(index) + ".tmp"
+            with os.fdopen(open_at(parts, temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
+                pq.write_table(_arrow(rows, columns), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, _part_name(index), src_dir_fd=parts, dst_dir_fd=parts)
+        finally:
+            os.close(parts)
         return 0
 
     def publish(self, columns: list[str] | None) -> None:
         """Put the finished output at its path in one rename."""
         columns = columns or BASE_COLUMNS
+        name = self.partial.name
         if self.format == "csv":
-            if not self.partial.exists():  # no IDs at all: a file with the header only
-                fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(",".join(columns) + "\n")
-            _fsync(self.partial)
-            os.replace(self.partial, self.output)
+            with os.fdopen(open_at(self._dir, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as handle:
+                if handle.tell() == 0:  # no IDs at all: a file with the header only
+                    handle.write((",".join(columns) + "\n").encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(name, self.output.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             return
         import pyarrow.parquet as pq
 
-        combined = self.output.with_name(f"{self.partial.name}.combined")
-        parts = sorted((p for p in self.partial.glob("part-*.parquet") if _part_index(p) is not None), key=_part_index)
-        with pq.ParquetWriter(combined, _schema(columns)) as writer:
-            for part in parts:  # one chunk in memory at a time
-                writer.write_table(pq.read_table(part).cast(_schema(columns)))
-        os.chmod(combined, FILE_MODE)
-        _fsync(combined)
-        os.replace(combined, self.output)
-        shutil.rmtree(self.partial, ignore_errors=True)
+        combined = f"{name}.combined"
+        parts = self._parts_folder()
+        try:
+            indexed = sorted((i, part) for part in os.listdir(parts) if (i := _part_index(part)) is not None)
+            with os.fdopen(open_at(self._dir, combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
+                with pq.ParquetWriter(handle, _schema(columns)) as writer:
+                    for _, part in indexed:  # one chunk in memory at a time
+                        with os.fdopen(open_at(parts, part, os.O_RDONLY), "rb") as chunk:
+                            writer.write_table(pq.read_table(chunk).cast(_schema(columns)))
+                handle.flush()
+                os.fchmod(handle.fileno(), FILE_MODE)
+                os.fsync(handle.fileno())
+        finally:
+            os.close(parts)
+        os.replace(combined, self.output.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        self._remove(name)
 
     def discard(self) -> None:
-        if self.partial.is_dir():
-            shutil.rmtree(self.partial, ignore_errors=True)
-        else:
-            self.partial.unlink(missing_ok=True)
+        self._remove(self.partial.name)
 
 
-def _part_index(path: Path) -> int | None:
-    stem = path.name.removeprefix("part-").removesuffix(".parquet")
-    return int(stem) if path.name.startswith("part-") and path.name.endswith(".parquet") and stem.isdigit() else None
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _part_index(name: str) -> int | None:
+    stem = name.removeprefix("part-").removesuffix(".parquet")
+    return int(stem) if name.startswith("part-") and name.endswith(".parquet") and stem.isdigit() else None
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:

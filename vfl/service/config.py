@@ -88,6 +88,7 @@ from vfl.service.sections import (
     LimitsSection,
     MetricsSection,
     PsiSection,
+    RetentionSection,
     ScoringSection,
     Strict,
 )
@@ -148,6 +149,7 @@ class ServiceConfig(Strict):
     peers: dict[str, PeerSection] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     scoring: ScoringSection = Field(default_factory=ScoringSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
     psi: PsiSection = Field(default_factory=PsiSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
@@ -277,6 +279,11 @@ def load_config(path: str | Path) -> ServiceConfig:
             dataset["path"] = str(base / dataset["path"])
         if isinstance(dataset, dict) and isinstance(dataset.get("url"), str):
             dataset["url"] = _resolve_sqlite(dataset["url"], base)
+    scoring = raw.get("scoring")
+    if isinstance(scoring, dict):
+        for key in ("batch_inputs", "batch_outputs"):
+            if key in scoring:
+                scoring[key] = str(base / scoring[key])
     lending = raw.get("lending")
     if isinstance(lending, dict) and "borrowers_file" in lending:
         lending["borrowers_file"] = str(base / lending["borrowers_file"])

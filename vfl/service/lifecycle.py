@@ -15,7 +15,7 @@ take one of several:
 * ``interrupted`` and ``resuming`` keep the job's state (aligning or training),
   or take the one given (a failed job resumes to aligning or training);
 * ``stopped`` is ``failed`` or ``cancelled``: the outcome is given;
-* ``deleting`` keeps the final state the job had.
+* ``deleting`` and ``deleted`` keep the final state the job had.
 
 Staying in a stage is not a move: a feature party's new PSI session after a
 resume stays at ``psi``, a restored checkpoint keeps ``training``, a second
@@ -62,6 +62,7 @@ class Stage(StrEnum):
     DONE = "done"                    # succeeded
     STOPPED = "stopped"              # failed or cancelled
     DELETING = "deleting"            # party B: deleted at some parties, not yet at all of them
+    DELETED = "deleted"              # a feature party or the arbiter: party B deleted the job; its record stays
     DAMAGED = "damaged"              # the record could not be read back
 
 
@@ -97,10 +98,13 @@ LIFECYCLE: dict[Stage, Rule] = {
     # B restarting during contributions or the ledger keeps the model: the job succeeds, what followed is lost.
     T.CONTRIBUTIONS: _rule({S.TRAINING}, {T.LEDGER, T.DONE, T.STOPPED}),
     T.LEDGER: _rule({S.TRAINING}, {T.DONE, T.STOPPED}),
-    T.DONE: _rule({S.SUCCEEDED}, {T.DELETING}),
+    T.DONE: _rule({S.SUCCEEDED}, {T.DELETING, T.DELETED}),
     # A failed job resumes (B) or is restored on B's word (A: a new PSI session or a checkpoint; C likewise).
-    T.STOPPED: _rule({S.FAILED, S.CANCELLED}, {T.RESUMING, T.PSI, T.REGISTERED, T.TRAINING, T.DELETING}),
+    T.STOPPED: _rule({S.FAILED, S.CANCELLED}, {T.RESUMING, T.PSI, T.REGISTERED, T.TRAINING, T.DELETING, T.DELETED}),
     T.DELETING: _rule({S.SUCCEEDED, S.FAILED, S.CANCELLED}, set()),
+    # B's delete is a request: the party keeps the job's record and audit log, and its data files or not, by
+    # its own [retention] policy.
+    T.DELETED: _rule({S.SUCCEEDED, S.FAILED, S.CANCELLED}, set()),
     T.DAMAGED: _rule({S.DAMAGED}, set()),
 }
 
@@ -116,7 +120,7 @@ def transition(state: JobState | str, stage: Stage | str, to: Stage, *, job_id: 
     state, stage = JobState(state), Stage(stage)
     if to is stage and outcome in (None, state):
         return state, stage  # staying put is no move
-    if state is JobState.CANCELLED and to is not Stage.DELETING:
+    if state is JobState.CANCELLED and to not in (Stage.DELETING, Stage.DELETED):
         raise JobError(f"job {job_id} is cancelled; it cannot go from {stage} to {to}")
     if to not in LIFECYCLE[stage].next:
         raise JobError(f"job {job_id} cannot go from {stage} to {to}")

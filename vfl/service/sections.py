@@ -71,13 +71,28 @@ class LimitsSection(Strict):
     score_requests_per_minute: int = Field(600, ge=1, description="party A: scoring requests per job per minute")
 
 
+class RetentionSection(Strict):
+    """What this party keeps of a job when the job's party B deletes it (B's delete is a request, never an order)."""
+
+    peer_delete: Literal["drop-data", "keep"] = Field(
+        "drop-data", description='"drop-data": remove the job\'s model, aligned IDs, checkpoints and other data '
+        'files; "keep": keep them all. Either way the job\'s record and its audit log stay, and the job no longer '
+        "scores")
+
+
 class ScoringSection(Strict):
-    """Party A: whom it scores. By default only the job's aligned rows (the customers trained on)."""
+    """Scoring: whom a feature party scores (by default only the job's aligned rows, the customers trained on), and
+    the folders party B's batches read from and write to."""
 
     allow_new_ids: list[str] = Field(
         default_factory=list,
         description="job ids (or \"*\" for every job) whose model may score IDs outside the training intersection",
     )
+    batch_inputs: Path | None = Field(
+        None, description="party B: the folder score-batch reads input files from (none outside it, no symbolic "
+        "link); default <data_dir>/batch/inputs")
+    batch_outputs: Path | None = Field(
+        None, description="party B: the folder score-batch writes its outputs into; default <data_dir>/batch/outputs")
 
     def allows_new_ids(self, job_id: str) -> bool:
         return "*" in self.allow_new_ids or job_id in self.allow_new_ids

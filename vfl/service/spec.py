@@ -275,14 +275,15 @@ class BatchInput(_Strict):
     """What a batch scores: a CSV or Parquet file of IDs on party B's host, or every ID of one of B's datasets."""
 
     path: str | None = Field(None, min_length=1, max_length=4096,
-                             description="absolute path of a .csv or .parquet file on party B's host")
+                             description="a .csv or .parquet file in party B's batch input folder ([scoring] "
+                                         "batch_inputs), relative to it or absolute inside it; never a symbolic link")
     id_column: str | None = Field(None, min_length=1, max_length=256, description="the file's ID column (default id)")
     dataset: str | None = Field(None, min_length=1, max_length=128, description="one of party B's datasets, by name")
 
     @model_validator(mode="after")
     def _one_source(self) -> BatchInput:
         if (self.path is None) == (self.dataset is None):
-            raise ValueError('name the input once: {"path": "/abs/ids.csv", "id_column": "id"} or {"dataset": "name"}')
+            raise ValueError('name the input once: {"path": "ids.csv", "id_column": "id"} or {"dataset": "name"}')
         if self.dataset is not None and self.id_column is not None:
             raise ValueError("id_column goes with a file path; a dataset's ID column comes from party B's config")
         if self.path is not None and self.id_column is None:
@@ -292,7 +293,8 @@ class BatchInput(_Strict):
 
 class BatchOutput(_Strict):
     path: str = Field(min_length=1, max_length=4096,
-                      description="absolute path on party B's host; .csv or .parquet; its folder must exist")
+                      description=".csv or .parquet, in party B's batch output folder ([scoring] batch_outputs), "
+                                  "relative to it or absolute inside it; its folder must exist")
 
 
 class BatchRequest(_Strict):

@@ -204,6 +204,23 @@ class JobStore:
         self._damaged.discard(job_id)
         self._sealed.discard(job_id)
 
+    #: What a job's folder keeps whatever a peer asks: its record and its audit log.
+    KEPT_ON_PEER_DELETE = ("job.json", "audit.log")
+
+    def drop_job_data(self, job_id: str) -> list[str]:
+        """Remove a job's data files (model, aligned IDs, checkpoints, PSI buckets, report, batches), keeping its
+        record and audit log; returns what was removed."""
+        removed = []
+        for item in sorted(self.job_dir(job_id).iterdir()):
+            if item.name in self.KEPT_ON_PEER_DELETE:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+            removed.append(item.name)
+        return removed
+
     def close(self) -> None:
         """Close the open audit logs (at shutdown)."""
         with self._audit_lock:

@@ -99,8 +99,9 @@ async def finished(job_id: str, notice: FailureNotice, caller: Peer, node: NodeD
 
 
 @accept_router.post("/v1/peer/jobs/{job_id}/delete",
-                    summary="Party B deletes the job: its folder (what this party kept of the job, audit log included) goes")
-async def peer_delete(job_id: str, caller: Peer, node: NodeDep) -> dict[str, str]:
+                    summary="Party B asks to delete the job: this party keeps its record and audit log, and its data "
+                            "files as its [retention] peer_delete says")
+async def peer_delete(job_id: str, caller: Peer, node: NodeDep) -> dict[str, Any]:
     return await registry.peer_delete(node, job_id, caller)
 
 

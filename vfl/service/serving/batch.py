@@ -36,13 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, Field
 
 from vfl.data import chunks
+from vfl.files import Confined, open_at, private_folder
 from vfl.errors import ConfigError, DataError, JobError, LimitExceeded, UnknownJobError, VFLError
 from vfl.service.context import JobContext
 from vfl.service.jobs import BatchRun
@@ -119,9 +123,13 @@ async def submit(ctx: JobContext, request: BatchRequest) -> dict[str, Any]:
                             "request (limits.max_vector_length); choose a smaller chunk_rows")
     source_file, normalised = _resolve(ctx, request)
     output = Path(normalised["output"]["path"])
-    fmt = chunks.check_output(output, [] if source_file is None else [source_file])
-    if source_file is not None:
-        await asyncio.to_thread(_check_input, request, source_file)
+    fmt = chunks.file_format(output, "output.path")
+    if source_file is not None and source_file == output:
+        raise ConfigError(f"output.path {output} is the input file; choose another output path")
+    _check_output_folder(ctx, output)
+    if request.input.path is not None:
+        identity = await asyncio.to_thread(_check_input, ctx, request, source_file)
+    elif source_file is not None:  # a dataset file: the party's own, by name
         identity = chunks.file_identity(source_file)
     else:  # a database table has no size or mtime: its IDs are the identity
         identity = await asyncio.to_thread(_table_identity, ctx, request.input.dataset or "")
@@ -130,7 +138,7 @@ async def submit(ctx: JobContext, request: BatchRequest) -> dict[str, Any]:
     existing = _load(ctx, batch_id)
     if batch_id in runs and existing is not None:
         return existing.view(live=True)
-    if existing is not None and existing.state == "succeeded" and output.is_file():
+    if existing is not None and existing.state == "succeeded" and _published(ctx, output):
         return existing.view(live=False)
     busy = [b for b in list_batches(ctx) if b["batch_id"] in runs and b["output"] == str(output)]
     if busy:
@@ -181,7 +189,7 @@ def result(ctx: JobContext, batch_id: str) -> tuple[Path, str]:
     if current["state"] != "succeeded":
         raise JobError(f"batch {batch_id} is {current['state']} ({current['rows_done']} rows done); its result "
                        "can be downloaded once it has succeeded")
-    if not path.is_file():
+    if not _published(ctx, path):
         raise JobError(f"batch {batch_id} succeeded, but its output {path} is gone; repeat the request to score again")
     return path, MEDIA_TYPES[current["format"]]
 
@@ -199,17 +207,26 @@ def _succeeded_job(ctx: JobContext) -> JobRecord:
     return record
 
 
-def _absolute(text: str, what: str) -> Path:
-    path = Path(text)
-    if not path.is_absolute():
-        raise ConfigError(f"{what} {text!r} is relative; give an absolute path on party B's host")
-    return Path(*path.parts).resolve()  # the same file, however it is spelled, is the same batch
+def _folder_of(ctx: JobContext, which: str) -> Confined:
+    """Party B's batch input or output folder ([scoring] batch_inputs / batch_outputs; made under data_dir if unset)."""
+    scoring = ctx.config.scoring
+    configured = scoring.batch_inputs if which == "inputs" else scoring.batch_outputs
+    root = configured or private_folder(Path(ctx.config.party.data_dir) / "batch" / which)
+    return Confined(root, f"[scoring] batch_{which}")
+
+
+def _inside(folder: Confined, text: str, what: str) -> Path:
+    """The absolute path of ``text`` inside ``folder``; ConfigError (with the fix) if it leads outside."""
+    try:
+        return folder.root / folder.locate(text, what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _resolve(ctx: JobContext, request: BatchRequest) -> tuple[Path | None, dict[str, Any]]:
     """The file the IDs come from (None for a database dataset), and the request as its batch id spells it."""
     data = request.model_dump(mode="json")
-    data["output"]["path"] = str(_absolute(request.output.path, "output.path"))
+    data["output"]["path"] = str(_inside(_folder_of(ctx, "outputs"), request.output.path, "output.path"))
     if request.input.dataset is not None:
         dataset = ctx.config.datasets.get(request.input.dataset)
         if dataset is None:
@@ -217,16 +234,55 @@ def _resolve(ctx: JobContext, request: BatchRequest) -> tuple[Path | None, dict[
             raise DataError(f"party B has no dataset named {request.input.dataset!r}; it has: {known}")
         data["input"] = {"dataset": request.input.dataset}
         return (None if dataset.path is None else Path(dataset.path)), data
-    source = _absolute(request.input.path or "", "input.path")
+    source = _inside(_folder_of(ctx, "inputs"), request.input.path or "", "input.path")
     data["input"] = {"path": str(source), "id_column": request.input.id_column}
-    if not source.is_file():
-        raise DataError(f"input.path {source}: file not found on party B's host; check the path")
     return source, data
 
 
-def _check_input(request: BatchRequest, source: Path) -> None:
-    if request.input.path is not None:
-        chunks.FileIds(source, request.input.id_column or "id", request.chunk_rows)  # suffix and column
+def _opened_in(folder: Confined, path: Path, what: str) -> Callable[[], BinaryIO]:
+    """An opener of ``path`` inside ``folder`` that follows no symbolic link, on the way or at the end."""
+    relative = path.relative_to(folder.root)
+
+    def opener() -> BinaryIO:
+        try:
+            parent = folder.open_folder(relative.parent)
+            try:
+                return os.fdopen(open_at(parent, relative.name, os.O_RDONLY), "rb")
+            finally:
+                os.close(parent)
+        except FileNotFoundError:
+            raise DataError(f"{what} {path}: file not found in {folder.root} ({folder.setting})") from None
+        except OSError as exc:  # ELOOP or ENOTDIR: a symbolic link on the way, or not a file
+            raise DataError(f"{what} {path}: not a plain file in {folder.root} (the service follows no symbolic "
+                            f"link): {exc.strerror or exc}") from None
+
+    return opener
+
+
+def _check_input(ctx: JobContext, request: BatchRequest, source: Path) -> dict[str, int]:
+    """The input's suffix and ID column (its columns are not echoed), and its identity (size, modification time)."""
+    opener = _opened_in(_folder_of(ctx, "inputs"), source, "input.path")
+    chunks.FileIds(source, request.input.id_column or "id", request.chunk_rows, opener=opener, echo=False)
+    with opener() as handle:
+        found = os.fstat(handle.fileno())
+    return {"size": found.st_size, "mtime_ns": found.st_mtime_ns}
+
+
+def _check_output_folder(ctx: JobContext, output: Path) -> None:
+    folder = _folder_of(ctx, "outputs")
+    try:
+        os.close(folder.open_folder(output.parent.relative_to(folder.root)))
+    except OSError as exc:
+        raise ConfigError(f"output.path {output}: its folder is missing or not a plain folder in {folder.root} "
+                          f"({folder.setting}): {exc.strerror or exc}") from None
+
+
+def _published(ctx: JobContext, output: Path) -> bool:
+    """Whether the output file is in place, a plain file (not a link planted since)."""
+    try:
+        return stat.S_ISREG(os.lstat(output).st_mode)
+    except OSError:
+        return False
 
 
 def _table_identity(ctx: JobContext, name: str) -> dict[str, Any]:
@@ -239,7 +295,9 @@ def _source(ctx: JobContext, batch: Batch, chunk_rows: int) -> chunks.FileIds | 
     if "dataset" in spec:
         # The party's datasets (CSV, Parquet or SQL) keep the table in memory anyway.
         return chunks.ListIds(ctx.data.table(spec["dataset"]).ids, chunk_rows)
-    return chunks.FileIds(Path(spec["path"]), spec["id_column"], chunk_rows)
+    path = Path(spec["path"])
+    opener = _opened_in(_folder_of(ctx, "inputs"), path, "input.path")
+    return chunks.FileIds(path, spec["id_column"], chunk_rows, opener=opener, echo=False)
 
 
 # -- the background task ------------------------------------------------------------------------------
@@ -259,13 +317,13 @@ async def _run(ctx: JobContext, batch: Batch, run: BatchRun) -> None:
         batch.rows_total = await asyncio.to_thread(lambda: source.rows_total)
         batch.state, batch.started_at, batch.runs = "running", time.time(), batch.runs + 1
         _save(ctx, batch)
-        writer = chunks.ResultWriter(Path(batch.output), batch.batch_id)
-        finished = await chunks.score_chunks(
-            source, writer, progress, lambda ids: scoring.predict(ctx, ids),
-            checkpoint=checkpoint, stop=lambda: run.cancel,
-        )
-        if finished:
-            await asyncio.to_thread(writer.publish, progress.columns)
+        with _writer(ctx, batch) as writer:
+            finished = await chunks.score_chunks(
+                source, writer, progress, lambda ids: scoring.predict(ctx, ids),
+                checkpoint=checkpoint, stop=lambda: run.cancel,
+            )
+            if finished:
+                await asyncio.to_thread(writer.publish, progress.columns)
         batch.state = "succeeded" if finished else "cancelled"
         if not finished:
             batch.error = "cancelled by an orchestration call; repeat the request to resume"
@@ -283,6 +341,21 @@ async def _run(ctx: JobContext, batch: Batch, run: BatchRun) -> None:
     finally:
         if ctx.job.batches.get(batch.batch_id) is run:
             del ctx.job.batches[batch.batch_id]
+
+
+def _writer(ctx: JobContext, batch: Batch) -> chunks.ResultWriter:
+    """The batch's writer, working in its output folder, opened without following a link."""
+    folder = _folder_of(ctx, "outputs")
+    output = Path(batch.output)
+    try:
+        descriptor = folder.open_folder(output.parent.relative_to(folder.root))
+    except OSError as exc:
+        raise DataError(f"output.path {output}: its folder is gone or not a plain folder in {folder.root}: "
+                        f"{exc.strerror or exc}") from None
+    try:
+        return chunks.ResultWriter(output, batch.batch_id, folder=descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _stopped(ctx: JobContext, batch: Batch, reason: str) -> None:

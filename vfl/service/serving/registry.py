@@ -143,7 +143,7 @@ def list_models(service: ServiceContext) -> list[dict[str, Any]]:
     names = _names_by_job(service)
     out = []
     for record in sorted(service.jobs.records(), key=lambda r: (r.created_at, r.job_id)):
-        if record.state != "succeeded":
+        if record.state != "succeeded" or record.stage is Stage.DELETED:
             continue
         try:
             model = service.store.load_model(record.job_id)
@@ -290,10 +290,13 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
             "pending": {}}
 
 
-async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict[str, str]:
-    """Party A or C: the job's party B deletes the job; everything under its folder goes.
+async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict[str, Any]:
+    """A feature party or the arbiter: the job's party B asks to delete the job; this party's own policy decides.
 
-    A job this party does not know (any more) is already deleted: success, so B's
+    B's delete is a request. This party keeps the job's record (stage ``deleted``) and its
+    audit log, which records what B did here, and removes the job's data files or keeps
+    them as its ``[retention] peer_delete`` says; the job no longer scores. A job this
+    party does not know (any more), or deleted already, is deleted: success, so B's
     retries are idempotent. A job still running here is refused.
     """
     if service.kind == "label":
@@ -310,9 +313,17 @@ async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict
     if not record.finished:
         raise JobError(f"job {job_id} is still {record.state} at party {record.role} ({service.me}); "
                        "cancel it first")
-    await service.forget(job_id)
-    log.info("job %s deleted at the request of %s", job_id, caller)
-    return {"job_id": job_id, "status": "deleted"}
+    policy = service.config.retention.peer_delete
+    if record.stage is Stage.DELETED:
+        return {"job_id": job_id, "status": "deleted", "policy": policy}
+    removed = service.store.drop_job_data(job_id) if policy == "drop-data" else []
+    if record.state != "damaged":  # a damaged record cannot change: its data files went all the same
+        service.job(job_id).advance(Stage.DELETED)
+    service.store.audit(job_id, f"party B ({caller}) deleted the job; by this party's [retention] peer_delete = "
+                                f"{policy!r}, {'removed ' + ', '.join(removed) if removed else 'nothing was removed'}; "
+                                "the record and this audit log stay")
+    log.info("job %s deleted at the request of %s (%s)", job_id, caller, policy)
+    return {"job_id": job_id, "status": "deleted", "policy": policy}
 
 
 # -- scorecard --------------------------------------------------------------------------------------

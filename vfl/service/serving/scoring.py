@@ -39,6 +39,7 @@ from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, Rate
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.service.context import JobContext
 from vfl.service.jobs import JobTable
+from vfl.service.lifecycle import Stage
 from vfl.service.store import JobStore
 
 T = TypeVar("T")
@@ -211,8 +212,9 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     if not ctx.job.trained.is_set() and record.state == "training":
         # B can ask right after the last decision, a moment before this party has saved its part.
         await asyncio.wait_for(ctx.job.trained.wait(), timeout=ctx.config.limits.request_timeout)
-    if record.state != "succeeded":
-        raise JobError(f"job {job_id} is {record.state} at {ctx.me}; it has no model to score with")
+    if record.state != "succeeded" or record.stage is Stage.DELETED:
+        what = "deleted at party B's request" if record.stage is Stage.DELETED else record.state
+        raise JobError(f"job {job_id} is {what} at {ctx.me}; it has no model to score with")
     try:
         admit_scoring(ctx, len(ids))
     except LimitExceeded as exc:
