@@ -195,7 +195,7 @@ class ServiceConfig(Strict):
         for peer in lending.lenders:
             if peer not in self.peers:
                 raise ValueError(f"lending.lenders names {peer!r}, which is not under [peers]")
-        for peer in lending.allowed_queriers:
+        for peer in lending.allowed_queriers or []:
             if peer != "*" and peer not in self.peers:
                 raise ValueError(f"lending.allowed_queriers names {peer!r}, which is not under [peers]")
         if lending.enabled and lending.key_bits < self.limits.min_key_bits:

@@ -69,6 +69,9 @@ class LimitsSection(Strict):
     # IDs A agreed to score, at a bounded volume, and A logs every request (see [scoring]).
     max_scored_ids: int = Field(10_000_000, ge=1, description="party A: most IDs scored for one job, in all")
     score_requests_per_minute: int = Field(600, ge=1, description="party A: scoring requests per job per minute")
+    auth_failures_per_minute: int = Field(
+        30, ge=1, description="wrong tokens and failed dashboard logins from one client address per minute; past "
+        "it, that address is answered 429 until the minute has passed")
 
 
 class RetentionSection(Strict):
@@ -172,9 +175,9 @@ class LendingSection(Strict):
     max_ids_per_query: int = Field(
         1000, ge=1, le=100_000, description="most IDs in one query (the querier) or one blind-sign request (the lender)",
     )
-    allowed_queriers: list[str] = Field(
-        default_factory=lambda: ["*"],
-        description='lender: the peers that may query it; "*" (the default) means every configured peer',
+    allowed_queriers: list[str] | None = Field(
+        None, description='lender: the peers that may query it; unset (the default): its label-party peers (role '
+        'B), never an arbiter or a feature party; "*": every configured peer',
     )
     lenders: list[str] = Field(
         default_factory=list, description="querier: the peers POST /v1/lending-query asks, all at once",
@@ -201,7 +204,10 @@ class LendingSection(Strict):
     def queries(self) -> bool:
         return bool(self.lenders)
 
-    def allows(self, querier: str) -> bool:
+    def allows(self, querier: str, kind: str | None) -> bool:
+        """May ``querier`` (a configured peer of role ``kind``) query this lender?"""
+        if self.allowed_queriers is None:
+            return kind == "label"
         return "*" in self.allowed_queriers or querier in self.allowed_queriers
 
 

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from vfl.protocol.roster import RoleKind
 from vfl.service.config import ServiceConfig
 from vfl.service.http import batches, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
-from vfl.service.http.auth import Sessions, cookie_name
+from vfl.service.http.auth import Sessions, Throttle, cookie_name
 from vfl.service.http.limits import BodyLimit
 from vfl.service.node import Node
 
@@ -60,6 +60,7 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
     app.state.scrape_token = config.scrape_token()
     app.state.ui_sessions = Sessions()
     app.state.ui_cookie = cookie_name(config.party.id)
+    app.state.throttle = Throttle(config.limits.auth_failures_per_minute)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")

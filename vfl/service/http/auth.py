@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Header, Request
 
-from vfl.errors import BadToken, Forbidden, NoClientCertificate, NotAPeer
+from vfl.errors import BadToken, Forbidden, NoClientCertificate, NotAPeer, RateLimited
 from vfl.service.peers import PARTY_HEADER
 from vfl.service.tls import common_name
 
@@ -91,6 +93,55 @@ class Sessions:
         return len(self._expiry)
 
 
+class Throttle:
+    """Wrong tokens and failed logins per client address: past ``limit`` a minute, the address gets 429.
+
+    Its log is collapsed too: the first failure from an address in a minute is logged,
+    the others counted, and the count logged with the next line from that address.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def _recent(self, address: str) -> deque[float]:
+        now = self.clock()
+        failures = self._failures.setdefault(address, deque())
+        while failures and now - failures[0] > self.WINDOW:
+            failures.popleft()
+        if not failures:
+            self._failures.pop(address, None)
+        return failures
+
+    def check(self, address: str) -> None:
+        """Refuse an address that failed too often in the last minute, before its credential is looked at."""
+        failures = self._recent(address)
+        if len(failures) >= self.limit:
+            wait = self.WINDOW - (self.clock() - failures[0])
+            raise RateLimited(f"{len(failures)} wrong tokens or failed logins from {address} in the last minute "
+                              f"(limits.auth_failures_per_minute = {self.limit}); retry in {wait:.0f} s")
+
+    def failed(self, address: str, what: str) -> None:
+        """Count a failure; log it if it is the first from the address in a while (with how many were not)."""
+        failures = self._recent(address)
+        failures.append(self.clock())
+        self._failures[address] = failures
+        if len(failures) == 1:
+            skipped = self._unlogged.pop(address, 0)
+            more = f" ({skipped} more before, not logged one by one)" if skipped else ""
+            logging.getLogger("vfl.service").warning("%s from %s%s", what, address, more)
+        else:
+            self._unlogged[address] = self._unlogged.get(address, 0) + 1
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def cookie_name(party_id: str) -> str:
     """The session cookie of party ``party_id``'s service (characters a cookie name cannot hold become ``_``)."""
     return COOKIE_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", party_id)
@@ -115,14 +166,31 @@ def _bearer(authorization: str | None, tokens: list[str]) -> bool:
     return scheme.lower() == "bearer" and any(matches)
 
 
+def throttled(request: Request) -> None:
+    """429 for an address that failed too often; quietly, since its failures were logged (collapsed) already."""
+    try:
+        request.app.state.throttle.check(client_address(request))
+    except RateLimited:
+        request.state.quiet = True
+        raise
+
+
+def _refuse(request: Request, message: str) -> BadToken:
+    """Count a failed credential against the caller's address; the error to raise."""
+    request.app.state.throttle.failed(client_address(request), "a wrong token or session")
+    request.state.quiet = True  # the throttle logs (collapsed); the error handler need not
+    return BadToken(message)
+
+
 async def require_orchestrator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """This party's own operators: the bearer token, or (without one) a live dashboard session."""
+    throttled(request)
     if authorization is not None or session_of(request) is None:
         if not _bearer(authorization, [request.app.state.token]):
-            raise BadToken("missing or wrong bearer token")
+            raise _refuse(request, "missing or wrong bearer token")
         return
     if not request.app.state.ui_sessions.valid(session_of(request)):
-        raise BadToken("the dashboard session is unknown or expired: log in again at /ui/login")
+        raise _refuse(request, "the dashboard session is unknown or expired: log in again at /ui/login")
     if request.method in SAFE_METHODS:
         return
     if request.headers.get(UI_HEADER) != "1" or not same_origin(request):
@@ -135,9 +203,10 @@ async def require_orchestrator(request: Request, authorization: Annotated[str | 
 
 async def require_scraper(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """GET /metrics: the orchestration token, or the scrape token ([metrics] scrape_token_file) if one is set."""
+    throttled(request)
     tokens = [request.app.state.token] + [t for t in (request.app.state.scrape_token,) if t]
     if not _bearer(authorization, tokens):
-        raise BadToken("missing or wrong bearer token (the orchestration or the scrape token)")
+        raise _refuse(request, "missing or wrong bearer token (the orchestration or the scrape token)")
 
 
 async def peer_id(request: Request, x_vfl_party: Annotated[str | None, Header(alias=PARTY_HEADER)] = None) -> str:
@@ -164,5 +233,6 @@ Scraper = Depends(require_scraper)
 #: A route's parameter: the calling peer's party id.
 Peer = Annotated[str, Depends(peer_id)]
 
-__all__ = ["Orchestrator", "Peer", "ROLE_NAMES", "SAFE_METHODS", "Scraper", "Sessions", "UI_HEADER",
-           "cookie_name", "peer_id", "require_orchestrator", "require_scraper", "same_origin", "session_of"]
+__all__ = ["Orchestrator", "Peer", "ROLE_NAMES", "SAFE_METHODS", "Scraper", "Sessions", "Throttle", "UI_HEADER",
+           "client_address", "cookie_name", "throttled", "peer_id", "require_orchestrator", "require_scraper", "same_origin",
+           "session_of"]

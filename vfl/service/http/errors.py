@@ -54,7 +54,8 @@ async def vfl_error(request: Request, exc: VFLError) -> JSONResponse:
         node = getattr(request.app.state, "node", None)
         detail = peer_message(exc, node.config if node is not None else None)
     else:
-        log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc, extra=extra)
+        if not getattr(request.state, "quiet", False):  # wrong tokens: the throttle logs them, collapsed
+            log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, name, exc, extra=extra)
         detail = str(exc)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return JSONResponse({"detail": detail, "error": name}, status_code=status, headers=headers)

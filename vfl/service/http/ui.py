@@ -43,7 +43,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vfl.errors import Forbidden
 from vfl.protocol.roster import LETTERS
-from vfl.service.http.auth import ROLE_NAMES, SESSION_SECONDS, same_origin, session_of
+from vfl.service.http.auth import ROLE_NAMES, SESSION_SECONDS, client_address, same_origin, session_of, throttled
 
 log = logging.getLogger("vfl.service.dashboard")
 
@@ -174,11 +174,12 @@ async def login_form(request: Request) -> Response:
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
     state = request.app.state
+    address = client_address(request)
+    throttled(request)  # 429 for an address that keeps guessing
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
     given = (form.get("token") or [""])[0].strip()
     if not hmac.compare_digest(given.encode(), state.token.encode()):
-        client = request.client.host if request.client else "?"
-        log.warning("dashboard login with a wrong token from %s", client)
+        state.throttle.failed(address, "a dashboard login with a wrong token")
         return _login_page(request, "Wrong token.", status=401)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(state.ui_cookie, state.ui_sessions.open(), max_age=SESSION_SECONDS, path="/",

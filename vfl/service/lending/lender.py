@@ -208,7 +208,7 @@ class Lender:
     # -- the lender's endpoints ---------------------------------------------------------------------
 
     def _check_querier(self, caller: str, what: str) -> None:
-        if not self.settings.allows(caller):
+        if not self.settings.allows(caller, self.config.kind_of(caller)):
             self.audit.write(f"refused {what} to {caller}: not in lending.allowed_queriers")
             raise PeerNotAllowed(f"{caller!r} may not query lender {self.me!r}: it is not in the lender's "
                                  "lending.allowed_queriers")
