@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vfl.demo.childproc import ends_with_parent
+from vfl.compute.childproc import ends_with_parent
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

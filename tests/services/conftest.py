@@ -15,7 +15,7 @@ import pytest
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
-from vfl.demo.childproc import ends_with_parent
+from vfl.compute.childproc import ends_with_parent
 from vfl.demo.services import write_demo_files
 from vfl.service.config import load_config
 from vfl.service.node import Node

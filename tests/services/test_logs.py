@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.services.conftest import demo_job, start_cluster, submit_until_epoch, wait_for
-from vfl.demo.childproc import ends_with_parent
+from vfl.compute.childproc import ends_with_parent
 from vfl.demo.services import write_demo_files
 from vfl.service import logs
 

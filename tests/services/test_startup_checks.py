@@ -8,7 +8,7 @@ import sys
 import time
 
 from tests.services.conftest import URLS, open_cluster
-from vfl.demo.childproc import ends_with_parent
+from vfl.compute.childproc import ends_with_parent
 from vfl.demo.services import write_demo_files
 
 

@@ -13,6 +13,7 @@ the engine decides where the work runs, never what it computes.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -239,3 +240,40 @@ def test_simulate_on_ray_trains_the_local_model(ray_head, keypair):
     assert len(weights_ray) == len(weights_local) >= 6
     np.testing.assert_allclose(weights_ray, weights_local, rtol=0, atol=1e-9)
     np.testing.assert_allclose(on_ray["loss_history"], locally["loss_history"], rtol=0, atol=1e-9)
+
+
+PRIVATE_HEAD = """
+import json, os, stat, sys
+from vfl.compute.engine import make_engine
+engine = make_engine("ray", workers=1, private_root=sys.argv[1])
+head = engine._head
+folder = head._dir
+facts = {"address": engine.address, "folder_mode": oct(stat.S_IMODE(os.stat(folder).st_mode)),
+         "inside_root": folder.startswith(sys.argv[1]), "sum": engine.map(sum, [((1, 2),), ((3, 4),)]),
+         "home_token": os.path.exists(os.path.expanduser("~/.ray/auth_token"))}
+engine.close()
+facts["folder_left"] = os.path.exists(folder)
+print(json.dumps(facts))
+"""
+
+
+def test_a_service_without_a_ray_address_runs_a_private_loopback_head_never_rays_defaults(tmp_path):
+    """engine = "ray" with no address: loopback only, its token never in a file, a 0700 folder, gone at close."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path / "ray"  # short enough for Ray's socket paths
+    home_token = os.path.expanduser("~/.ray/auth_token")
+    token_before = os.path.exists(home_token)
+
+    done = subprocess.run([sys.executable, "-c", PRIVATE_HEAD, str(root)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["address"].startswith("127.0.0.1:")
+    assert facts["folder_mode"] == "0o700"
+    assert facts["sum"] == [3, 7]
+    assert facts["folder_left"] is False
+    assert facts["home_token"] == token_before  # no token was written to the home directory

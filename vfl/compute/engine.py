@@ -27,8 +27,12 @@ Two engines:
     into Ray's object store once, not once per task. Ray reuses its worker
     processes, so the per-process caches (the fixed-base tables of
     :mod:`vfl.crypto.obfuscation`) are built once per key per worker, as in
-    the local pool. Without an address the engine starts a private one-node
-    Ray instance on this machine and stops it at exit. A cluster started with
+    the local pool. Without an address the engine never starts Ray with its
+    defaults (ports on every interface, a token in ``~/.ray``, a shared session
+    folder anyone could use to run code in the workers): it starts a private
+    one-node head (:class:`~vfl.compute.ray_head.LocalRayHead`) that binds
+    loopback only, checks a fresh token it never writes to a file, keeps its
+    session folder in a 0700 folder of its own, and stops with the engine. A cluster started with
     ``ray start`` checks a token: the service needs ``RAY_AUTH_MODE=token`` and
     the cluster's token (``RAY_AUTH_TOKEN_PATH``) in its environment, and runs
     on one of the cluster's nodes (see the README, "Scaling out").
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import re
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -126,20 +131,29 @@ class RayEngine(Engine):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(self, address: str | None = None, workers: int | None = None,
+                 private_root: str | None = None) -> None:
+        self._head: Any = None
+        loaded = sys.modules.get("ray")
+        if address is None and (loaded is None or not loaded.is_initialized()):
+            from vfl.compute.ray_head import LocalRayHead  # a private head: see the module docstring
+
+            # Started before Ray is imported here: the driver reads its token settings when it loads.
+            self._head = LocalRayHead(resolve_workers(workers), root=private_root)
+            address = self._head.start()
         ray = _import_ray()
         self.address = address
         try:
             if not ray.is_initialized():
                 options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                            "configure_logging": False}
-                if address is None:
-                    options["num_cpus"] = resolve_workers(workers)
                 ray.init(address=address, **options)
             cpus = int(ray.cluster_resources().get("CPU", 0))
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if self._head is not None:
+                self._head.stop()
             raise ComputeError(
-                f"cannot connect to the Ray cluster at {address or 'a new local instance'}: {exc}. "
+                f"cannot connect to the Ray cluster at {address}: {exc}. "
                 + (_AUTH_HINT if _is_auth_failure(exc) else
                    "Check [compute] address (the head's host:port, as `ray start --head` printed it) "
                    "and that the cluster is up (`ray status`)")
@@ -248,6 +262,9 @@ class RayEngine(Engine):
     def close(self) -> None:
         if self._ray.is_initialized():
             self._ray.shutdown()
+        head, self._head = self._head, None
+        if head is not None:  # the private head this engine started: it ends with the engine
+            head.stop()
 
     def __repr__(self) -> str:
         return f"RayEngine(address={self.address!r}, workers={self._workers})"
@@ -300,7 +317,8 @@ _ray_engine: RayEngine | None = None
 _ray_lock = threading.Lock()
 
 
-def make_engine(name: str = "local", *, address: str | None = None, workers: int | None = None) -> Engine:
+def make_engine(name: str = "local", *, address: str | None = None, workers: int | None = None,
+                private_root: str | None = None) -> Engine:
     """The engine a config or command line names: ``"local"`` (this machine) or ``"ray"``.
 
     A process holds one Ray connection, so asking twice for ``"ray"`` with the
@@ -314,7 +332,7 @@ def make_engine(name: str = "local", *, address: str | None = None, workers: int
         global _ray_engine
         with _ray_lock:
             if _ray_engine is not None and _ray_engine._ray.is_initialized():
-                if _ray_engine.address != address:
+                if address is not None and _ray_engine.address != address:
                     raise ConfigError(
                         f"this process is already connected to the Ray cluster at {_ray_engine.address!r}; "
                         f"one process can use one cluster, not also {address!r}"
@@ -322,7 +340,7 @@ def make_engine(name: str = "local", *, address: str | None = None, workers: int
                 if workers is not None and workers != _ray_engine.workers:
                     return _WidthOf(_ray_engine, resolve_workers(workers))
                 return _ray_engine
-            _ray_engine = RayEngine(address, workers)
+            _ray_engine = RayEngine(address, workers, private_root=private_root)
             return _ray_engine
     raise ConfigError(f"unknown compute engine {name!r}; use one of {ENGINES}")
 

@@ -1,4 +1,4 @@
-"""A throw-away one-node Ray cluster on this machine, for tests and benchmarks.
+"""A private one-node Ray cluster on this machine: for tests and benchmarks, and a service's engine without an address.
 
 :class:`LocalRayHead` starts ``ray start --head --block`` as a process of its
 own, the way a party starts the head of its cluster, so that a
@@ -16,8 +16,9 @@ does. Everything stays on this machine and this run:
   SIGKILL for anything left), so no Ray process outlives the test or
   benchmark, and no other Ray instance on the machine is touched.
 
-Real deployments do not use this: they run ``ray start`` on their nodes (see
-the README, "Scaling out").
+A service configured with ``engine = "ray"`` and no ``address`` runs on one of
+these (never on Ray's defaults); real deployments run ``ray start`` on their
+nodes (see the README, "Scaling out").
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from vfl.compute.childproc import ends_with_parent
 from vfl.errors import ComputeError
 
 #: How long ``ray start`` may take to bring the head up (about 3 s on 2 cores).
@@ -46,6 +48,15 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _short_root(root: str | None) -> str:
+    """Where the head's folder goes: ``root`` (the party's own), unless Ray's socket paths (at most 107 bytes,
+    about 60 below the folder) would not fit there; then /tmp. The folder itself is 0700 either way."""
+    if root is not None and len(os.fsencode(root)) <= 40:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        return root
+    return "/tmp"
 
 
 def _ray_cli() -> str:
@@ -67,10 +78,11 @@ class LocalRayHead:
     token, loopback addressing); :meth:`stop` takes both back.
     """
 
-    def __init__(self, num_cpus: int) -> None:
+    def __init__(self, num_cpus: int, *, root: str | None = None) -> None:
         if num_cpus < 1:
             raise ValueError(f"num_cpus must be at least 1, got {num_cpus}")
         self.num_cpus = num_cpus
+        self.root = root
         self.address: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
@@ -90,7 +102,7 @@ class LocalRayHead:
     def start(self) -> str:
         token = secrets.token_hex(32)
         env_vars = self._env(token)
-        self._dir = tempfile.mkdtemp(prefix="vflray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        self._dir = tempfile.mkdtemp(prefix="vflray-", dir=_short_root(self.root))  # 0700, this user's only
         port = _free_port()
         command = [
             _ray_cli(), "start", "--head", "--block",
@@ -98,12 +110,14 @@ class LocalRayHead:
             "--node-ip-address", "127.0.0.1", "--port", str(port),
             "--dashboard-agent-listen-port", str(_free_port()),
             "--include-dashboard=false", "--disable-usage-stats",
-            "--temp-dir", self._dir,
+            # Ray makes its temp dir 0777: a folder below our 0700 one keeps it private all the same.
+            "--temp-dir", os.path.join(self._dir, "r"),
         ]
         log = open(os.path.join(self._dir, "ray-start.log"), "wb")
         self._process = subprocess.Popen(
             command, env={**os.environ, **env_vars}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends exactly this cluster
+            preexec_fn=ends_with_parent(),  # and a service killed outright does not leave it behind
         )
         log.close()
         self._saved_env = {k: os.environ.get(k) for k in env_vars}

@@ -2,6 +2,5 @@
 
 * :mod:`~vfl.demo.data`: the synthetic bank, shop and telco tables;
 * :mod:`~vfl.demo.services`: config files, certificates, three (or k + 2) local services and the job;
-* :mod:`~vfl.demo.lending`: ``vfl demo --lending``, three lenders and a querying bank;
-* :mod:`~vfl.demo.childproc`: child processes that end with their parent.
+* :mod:`~vfl.demo.lending`: ``vfl demo --lending``, three lenders and a querying bank.
 """

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vfl.demo.childproc import ends_with_parent
+from vfl.compute.childproc import ends_with_parent
 from vfl.demo.data import PARTNERS, bank_ecommerce, bank_partners
 from vfl.errors import TransportError
 from vfl.orchestrate import Orchestrator

@@ -55,7 +55,8 @@ class Node:
         compute = config.compute
         #: Where this party's crypto runs; [compute] workers wins over the older limits.workers.
         self.engine: Engine = make_engine(compute.engine, address=compute.address,
-                                          workers=compute.workers or config.limits.workers)
+                                          workers=compute.workers or config.limits.workers,
+                                          private_root=str(config.party.data_dir / "ray"))
         self.data = Datasets(config)
         self.telemetry = Telemetry(self.jobs.records, self.engine.workers)  # GET /metrics, a registry of its own
         self.ledgers = LedgerCopies(config, self.store)
