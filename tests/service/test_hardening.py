@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from vfl.errors import LimitExceeded
+from vfl.service.record import JobRecord
+from vfl.service.releases import Releases, direction, rank
 from vfl.service.sections import LendingSection
+from vfl.service.store import JobStore
 
 
 @pytest.mark.parametrize("allowed, caller, kind, may", [
@@ -55,3 +60,53 @@ def test_the_throttle_forgets_an_address_after_a_minute():
     throttle.check("10.0.0.10")  # another address is not affected
     now[0] = 61.0
     throttle.check("10.0.0.9")
+
+
+def part(weights, scale=None):
+    from vfl.ml.parts import ModelPartA
+    from vfl.ml.scaling import Standardizer
+
+    weights = np.asarray(weights, dtype=float)
+    scale = np.ones_like(weights) if scale is None else np.asarray(scale, dtype=float)
+    return ModelPartA("logistic", [f"f{i}" for i in range(len(weights))], Standardizer(np.zeros_like(weights), scale),
+                      weights)
+
+
+def record(job_id: str) -> JobRecord:
+    return JobRecord(job_id=job_id, role="A", dataset="behaviour", peers={"A": "shop", "B": "bank", "C": "arbiter"})
+
+
+def test_a_feature_party_releases_fewer_directions_than_it_has_features(tmp_path):
+    """Three features: by default two independent models' scores, then no more; a repeat of one is no new one."""
+    ledgers = Releases(JobStore(tmp_path))
+
+    first = ledgers.admit(record("j1"), part([1.0, 0.0, 0.5]), 10, 1000, None)
+    again = ledgers.admit(record("j1"), part([1.0, 0.0, 0.5]), 10, 1000, None)
+    same_direction = ledgers.admit(record("j2"), part([2.0, 0.0, 1.0]), 10, 1000, None)  # a multiple: no new one
+    second = ledgers.admit(record("j3"), part([0.0, 1.0, 0.0]), 10, 1000, None)
+    with pytest.raises(LimitExceeded, match="2 independent combinations"):
+        ledgers.admit(record("j4"), part([0.0, 0.0, 1.0]), 10, 1000, None)
+    ledgers.write("bank", "behaviour")
+    reloaded = Releases(JobStore(tmp_path)).ledger("bank", "behaviour")
+
+    assert (first, again, same_direction, second) == (True, False, True, True)
+    assert reloaded["scored_ids"] == 40 and sorted(reloaded["directions"]) == ["j1", "j2", "j3"]
+    with pytest.raises(LimitExceeded, match="score_directions"):
+        Releases(JobStore(tmp_path)).room_for_a_model("bank", "behaviour", 3, None)
+
+
+def test_directions_are_compared_in_raw_feature_units():
+    """Models standardised differently but scoring the same raw combination count as one direction."""
+    assert rank([direction(part([1.0, 2.0], scale=[1.0, 2.0])), direction(part([2.0, 2.0], scale=[2.0, 1.0]))]) == 2
+    assert rank([direction(part([1.0, 2.0], scale=[1.0, 2.0])), direction(part([2.0, 4.0], scale=[2.0, 4.0]))]) == 1
+
+
+def test_the_ids_scored_for_a_partner_are_counted_over_all_its_jobs(tmp_path):
+    ledgers = Releases(JobStore(tmp_path))
+    ledgers.admit(record("j1"), part([1.0, 0.0, 0.5]), 60, 100, 2)
+
+    with pytest.raises(LimitExceeded, match="over all its jobs"):
+        ledgers.admit(record("j2"), part([1.0, 0.0, 0.5]), 41, 100, 2)  # another job: the same budget
+    ledgers.admit(record("j2"), part([1.0, 0.0, 0.5]), 40, 100, 2)
+
+    assert ledgers.ledger("bank", "behaviour")["scored_ids"] == 100

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.services.conftest import URLS, demo_job, start_cluster, wait_for
+from tests.services.conftest import URLS, demo_job, open_cluster, start_cluster, wait_for
 from vfl.service.peers import PARTY_HEADER
 from vfl.service.config import load_config
 from vfl.service import training_roles
@@ -27,6 +27,11 @@ def as_peer(cluster, target: str, caller: str) -> httpx.AsyncClient:
     """A client that calls ``target``'s peer endpoints as party ``caller``."""
     return httpx.AsyncClient(transport=cluster.router, base_url=URLS[target], headers={PARTY_HEADER: caller},
                              timeout=60)
+
+
+def shared(workdir) -> list[str]:
+    """Customers both the shop and the bank hold."""
+    return sorted(set(dataset_ids(workdir, "party-a")) & set(dataset_ids(workdir, "party-b")))
 
 
 def dataset_ids(workdir, service: str) -> list[str]:
@@ -284,3 +289,96 @@ def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_h
     thief = roles[0]
     assert len(thief.stolen) == len(thief.weights)  # the documented bound: k_A residuals, once
     assert status["state"] == "failed" and "limits.idle_timeout" in status["error"]
+
+
+def test_a_bank_training_many_models_with_a_shop_cannot_solve_for_the_shops_features(tmp_path, run):
+    """Issue 27, class 1: each model adds one direction of A's data to what B sees; A caps their rank."""
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
+        config = tmp_path / "party-a.toml"
+        config.write_text(config.read_text() + "\n[scoring]\nscore_directions = 2\n")
+        await cluster.stop()
+        cluster = await open_cluster(tmp_path, cluster.setup)
+        try:
+            async with cluster.client() as bank:
+                statuses = []
+                for n, training in enumerate(({"epochs": 2}, {"epochs": 3, "l2": 0.5}), start=1):
+                    job = {**cluster.setup["job"], "job_id": f"model-{n}",
+                           "training": {**cluster.setup["job"]["training"], **training}}
+                    assert (await bank.post("/v1/jobs", json=job)).status_code == 201
+                    statuses.append(await wait_for(bank, f"model-{n}"))
+                third = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "model-3",
+                                                          "training": {**cluster.setup["job"]["training"],
+                                                                       "epochs": 4, "l2": 2.0}})
+                again = await bank.post("/v1/jobs/model-1/predict", json={"ids": shared(tmp_path)[:3]})
+            return statuses, third, again
+        finally:
+            await cluster.stop()
+
+    statuses, third, again = run(scenario())
+
+    assert [s["state"] for s in statuses] == ["succeeded", "succeeded"], [s["error"] for s in statuses]
+    assert third.status_code == 422 and "score_directions" in third.json()["detail"], third.text
+    assert "combinations of dataset 'behaviour'" in third.json()["detail"]
+    assert again.status_code == 200  # a model already released keeps scoring
+
+
+def test_concurrent_score_requests_cannot_overrun_the_partners_id_budget(tmp_path, run):
+    """The budget is charged when a request is admitted: 16 requests at once, room for 2, get 2 answers."""
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank:
+                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "budget"})).status_code == 201
+                assert (await wait_for(bank, "budget"))["state"] == "succeeded"
+            used = cluster.nodes["party-a"].releases.ledger("party-b", "behaviour")["scored_ids"]
+            config = tmp_path / "party-a.toml"
+            config.write_text(config.read_text().replace("[limits]\n", f"[limits]\nmax_scored_ids = {used + 10}\n", 1))
+            await cluster.stop()
+            cluster2 = await open_cluster(tmp_path, cluster.setup)
+            try:
+                ids = cluster2.nodes["party-a"].store.load_alignment("budget")[:5]
+                async with as_peer(cluster2, "party-a", "party-b") as b_as_peer:
+                    answers = await asyncio.gather(*(b_as_peer.post("/v1/peer/jobs/budget/scores", json={"ids": ids})
+                                                     for _ in range(16)))
+            finally:
+                await cluster2.stop()
+            return answers, used
+        finally:
+            await cluster.stop()
+
+    answers, used = run(scenario())
+
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) == 2 and codes.count(422) == 14, codes
+    refusal = next(a for a in answers if a.status_code == 422).json()["detail"]
+    assert "over all its jobs" in refusal and "limits.max_scored_ids" in refusal
+
+
+def test_a_bank_cannot_renew_budgets_by_reusing_an_alignment_without_the_shops_consent(tmp_path, run):
+    """reuse_alignment needs the feature party's consent ([scoring] reuse_alignment); by default only for the
+    coalition trainings of a job it took part in."""
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, as_peer(cluster, "party-a", "party-b") as b_as_peer:
+                assert (await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "first"})).status_code == 201
+                assert (await wait_for(bank, "first"))["state"] == "succeeded"
+                minted = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "minted",
+                                                           "reuse_alignment": "first"})
+                registration = {"job_id": "minted-2", "parties": {"A": "party-a", "B": "party-b", "C": "arbiter"},
+                                "dataset": "behaviour", "training": cluster.setup["job"]["training"],
+                                "psi": {"key_bits": 1024}, "gradient_lengths": {"B": 7},
+                                "reuse_alignment": "first", "measures": "someone-else"}
+                claimed = await b_as_peer.post("/v1/peer/jobs", json=registration)
+            return minted, claimed
+        finally:
+            await cluster.stop()
+
+    minted, claimed = run(scenario())
+
+    assert minted.status_code == 422 and "reuse_alignment = 'contributions'" in minted.json()["detail"], minted.text
+    assert claimed.status_code == 403 and "coalition trainings" in claimed.json()["detail"]

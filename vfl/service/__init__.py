@@ -20,6 +20,7 @@ contracts in ``pyproject.toml`` (run by ``make test``) keep it so::
     psi_roles.py         a job's PSI roles, with the audit log of what they refuse
     context.py           the ports: JobContext (one job) and ServiceContext (the service around the jobs)
     ledger_copies.py     every party's copies of the job ledger: its key, what it signs or appends
+    releases.py          a feature party's budgets per label party and dataset: score directions, scored IDs
     jobs.py              the jobs in memory: one Job object each (record, runtime, driver, events), one JobTable
     datasets.py          a party's datasets by name, opened once
     peers.py             calls to peers over httpx, retried and timed out

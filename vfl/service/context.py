@@ -32,6 +32,7 @@ from vfl.service.lifecycle import JobState, Stage
 from vfl.service.peers import PeerClient
 from vfl.service.record import JobRecord
 from vfl.service.runtime import JobRuntime
+from vfl.service.releases import Releases
 from vfl.service.spec import JobSpec
 from vfl.service.store import JobStore
 from vfl.service.telemetry import Telemetry
@@ -56,6 +57,8 @@ class Parts(Protocol):
     def engine(self) -> Engine: ...
     @property
     def telemetry(self) -> Telemetry: ...
+    @property
+    def releases(self) -> Releases: ...  # a feature party: what it released to each label party
 
 
 class JobContext(Parts, Protocol):

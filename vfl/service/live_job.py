@@ -33,6 +33,7 @@ from vfl.service.peers import PeerClient
 from vfl.service.record import JobRecord
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
+from vfl.service.releases import Releases
 from vfl.service.spec import JobSpec
 from vfl.service.stages import submit
 from vfl.service.store import JobStore
@@ -95,6 +96,10 @@ class LiveJob:
     @property
     def ledgers(self) -> LedgerCopies:
         return self._ledgers
+
+    @property
+    def releases(self) -> Releases:
+        return self._service.releases
 
     @property
     def roster(self) -> Roster:

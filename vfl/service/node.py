@@ -33,6 +33,7 @@ from vfl.service.lifecycle import JobState, Stage
 from vfl.service.live_job import LiveJob
 from vfl.service.peers import PeerClient
 from vfl.service.record import JobRecord
+from vfl.service.releases import Releases
 from vfl.service.serving.scoring import flush_counters
 from vfl.service.stages import pipeline, resume
 from vfl.service.store import JobStore
@@ -60,6 +61,7 @@ class Node:
         self.data = Datasets(config)
         self.telemetry = Telemetry(self.jobs.records, self.engine.workers)  # GET /metrics, a registry of its own
         self.ledgers = LedgerCopies(config, self.store)
+        self.releases = Releases(self.store)  # a feature party's budgets per label party and dataset
         self.lending = LendingService(config, self.data, self.engine, self.client, self.spawn)
         #: Party B's pipeline (a deviating party B in an attack test is a Node with other steps).
         self.steps = steps
@@ -163,6 +165,7 @@ class Node:
     async def shutdown(self) -> None:
         await self.stop_tasks()
         flush_counters(self.jobs, self.store)
+        self.releases.write_all()
         await self.lending.stop()
         self.data.close()  # a database's connection pool
         self.store.close()

@@ -67,7 +67,7 @@ class LimitsSection(Strict):
     )
     # Party A's partial scores are plaintext values of its model on its rows: B gets them only for
     # IDs A agreed to score, at a bounded volume, and A logs every request (see [scoring]).
-    max_scored_ids: int = Field(10_000_000, ge=1, description="party A: most IDs scored for one job, in all")
+    max_scored_ids: int = Field(10_000_000, ge=1, description="a feature party: most IDs it scores for one label party on one dataset, over all jobs")
     score_requests_per_minute: int = Field(600, ge=1, description="party A: scoring requests per job per minute")
     auth_failures_per_minute: int = Field(
         30, ge=1, description="wrong tokens and failed dashboard logins from one client address per minute; past "
@@ -91,6 +91,14 @@ class ScoringSection(Strict):
         default_factory=list,
         description="job ids (or \"*\" for every job) whose model may score IDs outside the training intersection",
     )
+    reuse_alignment: Literal["contributions", "never", "always"] = Field(
+        "contributions", description="a feature party: which jobs may train on an earlier job's aligned rows without a "
+        "new PSI: \"contributions\" (the coalition trainings that measure a job this party took part in), "
+        "\"never\" or \"always\"")
+    score_directions: int | None = Field(
+        None, ge=0, description="a feature party: how many independent combinations of one dataset's features it "
+        "releases scores of to one label party, over all jobs; default one less than the feature count, so that "
+        "no partner can solve for the features")
     batch_inputs: Path | None = Field(
         None, description="party B: the folder score-batch reads input files from (none outside it, no symbolic "
         "link); default <data_dir>/batch/inputs")

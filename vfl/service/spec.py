@@ -169,6 +169,10 @@ class Registration(_Strict):
         None, pattern=JOB_ID_PATTERN,
         description="train on the aligned IDs of this earlier job, which the receiving party took part in with the "
                     "same dataset and party B: no new PSI")
+    measures: str | None = Field(
+        None, pattern=JOB_ID_PATTERN,
+        description="a coalition training: the job whose contributions it measures (a feature party's [scoring] "
+                    "reuse_alignment decides whether it takes part)")
     gradient_lengths: dict[str, int] = Field(
         description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
         "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "

@@ -37,6 +37,7 @@ Everything here is private to the service: files are 0600, folders 0700.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,15 @@ def read_json(path: Path) -> Any:
     return content
 
 
+@dataclass(frozen=True)
+class RecordSnapshot:
+    """A job record as :meth:`JobStore.save` writes it, numbered in the order snapshots were taken."""
+
+    job_id: str
+    seq: int
+    data: dict[str, Any]
+
+
 class JobStore:
     KEEP_EPOCHS = 2  # checkpoints kept besides the start: the last two epochs
     OPEN_AUDIT_LOGS = 64  # audit logs kept open at once (the busiest jobs'); the others reopen when written
@@ -124,6 +135,9 @@ class JobStore:
         # OPEN_AUDIT_LOGS file descriptors, however many jobs this service has seen.
         self._audit_logs: OrderedDict[str, AuditLog] = OrderedDict()
         self._audit_lock = threading.Lock()
+        self._record_lock = threading.Lock()
+        self._record_seq = itertools.count()
+        self._record_written: dict[str, int] = {}
         try:
             self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         except OSError as exc:
@@ -152,6 +166,15 @@ class JobStore:
         self.save(record)
 
     def save(self, record: JobRecord) -> None:
+        self.write_record(self.snapshot(record))
+
+    def snapshot(self, record: JobRecord) -> RecordSnapshot:
+        """Stamp ``record`` and take what :meth:`save` writes (on the event loop); :meth:`write_record` writes it.
+
+        Snapshots are numbered as they are taken: one older than what was last written for its job,
+        or than the job's deletion, is dropped, so a write from a thread never takes job.json back
+        in time nor brings a deleted job back.
+        """
         if record.job_id in self._damaged:
             raise JobError(f"job {record.job_id}: its job.json is damaged and is kept as it is; it cannot change")
         now = time.time()
@@ -161,7 +184,15 @@ class JobStore:
             record.stopped_at = None
         elif record.stopped_at is None:
             record.stopped_at = now
-        atomic_write_json(self._folder(record.job_id) / "job.json", record.model_dump(mode="json"))
+        return RecordSnapshot(record.job_id, next(self._record_seq), record.model_dump(mode="json"))
+
+    def write_record(self, snapshot: RecordSnapshot) -> None:
+        """Write a snapshot as its job's job.json, unless a newer one was written or the job deleted since (any thread)."""
+        with self._record_lock:
+            if self._record_written.get(snapshot.job_id, -1) > snapshot.seq:
+                return
+            atomic_write_json(self._folder(snapshot.job_id) / "job.json", snapshot.data)
+            self._record_written[snapshot.job_id] = snapshot.seq
 
     def load_all(self, role: RoleLetter) -> dict[str, JobRecord]:
         """Every job here. A job whose record is damaged is listed as ``damaged`` (``role``: this service's)."""
@@ -200,7 +231,9 @@ class JobStore:
             audit = self._audit_logs.pop(job_id, None)
         if audit is not None:
             audit.close()
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        with self._record_lock:  # a snapshot taken before this is not written after it
+            self._record_written[job_id] = next(self._record_seq)
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         self._damaged.discard(job_id)
         self._sealed.discard(job_id)
 

@@ -215,12 +215,17 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     if record.state != "succeeded" or record.stage is Stage.DELETED:
         what = "deleted at party B's request" if record.stage is Stage.DELETED else record.state
         raise JobError(f"job {job_id} is {what} at {ctx.me}; it has no model to score with")
+    model: ModelPartA = cached_model(ctx, ModelPartA)
+    partner, dataset = record.party_id("label"), str(record.dataset)
     try:
-        admit_scoring(ctx, len(ids))
+        new_direction = admit_scoring(ctx, model, len(ids))  # charged at once: no await between check and charge
     except LimitExceeded as exc:
         ctx.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
         raise
-    model: ModelPartA = cached_model(ctx, ModelPartA)
+    if new_direction:  # on disk before the first score of this model leaves
+        await asyncio.to_thread(ctx.releases.write, partner, dataset)
+    elif ctx.releases.write_due(partner, dataset):
+        ctx.spawn(asyncio.to_thread(ctx.releases.write, partner, dataset))
     allowed = list(range(len(ids)))
     if not ctx.config.scoring.allows_new_ids(job_id):
         aligned = cached_aligned_ids(ctx)
@@ -237,11 +242,11 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
         for status in found.status:
             if status != OK:
                 reasons[status.split(":")[0]] = reasons.get(status.split(":")[0], 0) + 1
-    record.scored_ids += len(ids)
     now = time.monotonic()
     scoring = ctx.job.scoring
     if scoring.counter_saved is None or now - scoring.counter_saved >= COUNTER_FLUSH_SECONDS:
-        ctx.update()
+        # The job's own count, for its status: written in a thread, not on the event loop (an fsync stalls it).
+        ctx.spawn(asyncio.to_thread(ctx.store.write_record, ctx.store.snapshot(record)))
         scoring.counter_saved = now
     scored = sum(v is not None for v in u)
     why = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
@@ -264,14 +269,13 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScore
     return PartialScores(total, missing_at)
 
 
-def admit_scoring(ctx: JobContext, count: int) -> None:
-    """Count this request against the job's scoring budget and rate, or refuse it."""
+def admit_scoring(ctx: JobContext, model: ModelPartA, count: int) -> bool:
+    """Charge this request to the job's rate and to its partner's budgets (IDs, directions), or refuse it.
+
+    Synchronous: nothing else runs between the checks and the charges (see :mod:`.releases`).
+    Returns whether the job's model direction was released for the first time.
+    """
     record, limits = ctx.record, ctx.config.limits
-    if record.scored_ids + count > limits.max_scored_ids:
-        raise LimitExceeded(
-            f"job {record.job_id} has scored {record.scored_ids} IDs; {count} more would pass "
-            f"{ctx.me}'s limit of {limits.max_scored_ids} (limits.max_scored_ids)"
-        )
     now = time.monotonic()
     recent = ctx.job.scoring.recent
     while recent and now - recent[0] > 60.0:
@@ -281,7 +285,10 @@ def admit_scoring(ctx: JobContext, count: int) -> None:
             f"job {record.job_id}: more than {limits.score_requests_per_minute} scoring requests in a minute "
             f"(limits.score_requests_per_minute at {ctx.me}); retry later"
         )
+    new = ctx.releases.admit(record, model, count, limits.max_scored_ids, ctx.config.scoring.score_directions)
     recent.append(now)
+    record.scored_ids += count
+    return new
 
 
 def convergence(ctx: JobContext, caller: str) -> dict[str, Any]:

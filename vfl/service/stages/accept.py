@@ -66,6 +66,8 @@ async def register(service: ServiceContext, registration: Registration, caller: 
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
             check_registered_size(config.limits, registration.psi_ids, len(table))
+        # A model this partner could never score with is refused now, not after its training.
+        service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")
@@ -104,6 +106,12 @@ def reusable_alignment(service: ServiceContext, registration: Registration, call
     job learns it nothing new about B's customers.
     """
     parent_id = registration.reuse_alignment
+    consent = service.config.scoring.reuse_alignment
+    if consent == "never" or (consent == "contributions" and registration.measures != parent_id):
+        raise PeerNotAllowed(f"the registration reuses the alignment of job {parent_id!r}; this party's "
+                             f"[scoring] reuse_alignment = {consent!r} "
+                             + ("allows no reuse" if consent == "never" else
+                                "allows it only for the coalition trainings that measure that job's contributions"))
     parent_job = service.jobs.get(parent_id or "")
     parent = None if parent_job is None else parent_job.record
     if parent is None or parent.kind != "feature":
