@@ -97,12 +97,14 @@ class RsaPublicKey:
     def byte_width(self) -> int:
         return (self.bits + 7) // 8
 
-    def validate(self, *, min_bits: int = MIN_RSA_BITS) -> None:
-        """Party B's check of the key it is given."""
+    def validate(self, *, min_bits: int = MIN_RSA_BITS, max_bits: int | None = None) -> None:
+        """Party B's check of the key it is given (``max_bits`` bounds what each of its exponentiations costs)."""
         if self.e != PUBLIC_EXPONENT:
             raise PSIError(f"PSI key has public exponent {self.e}; only {PUBLIC_EXPONENT} is accepted")
         if self.bits < min_bits:
             raise PSIError(f"PSI key has {self.bits} bits; at least {min_bits} are required")
+        if max_bits is not None and self.bits > max_bits:
+            raise PSIError(f"PSI key has {self.bits} bits; at most {max_bits} are accepted here (limits.max_key_bits)")
         if self.n % 2 == 0 or gmpy2.gcd(self.n, _SMALL_PRIMES) != 1 or gmpy2.is_square(self.n):
             raise PSIError("PSI key modulus is not an RSA modulus (it has a small factor or is a square)")
 

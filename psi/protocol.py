@@ -465,6 +465,7 @@ class PsiRequester(Role):
         party: str = "B",
         peer: str = "A",
         min_key_bits: int = MIN_RSA_BITS,
+        max_key_bits: int | None = None,
         window: int = DEFAULT_WINDOW,
         engine: Engine | int | None = None,
         max_peer_ids: int | None = None,
@@ -483,6 +484,7 @@ class PsiRequester(Role):
         self.max_peer_ids = max_peer_ids
         self.max_peer_ratio = max_peer_ratio
         self.min_key_bits = min_key_bits
+        self.max_key_bits = max_key_bits
         self.window = window
         # B's window of blinded chunks may run into the next bucket, past A's tags for this one.
         self.lookahead = max(self.lookahead, BUCKET_LOOKAHEAD)
@@ -545,7 +547,7 @@ class PsiRequester(Role):
 
     def _start(self, message: PsiPublicKey) -> list[Envelope]:
         key = message.key()
-        key.validate(min_bits=self.min_key_bits)
+        key.validate(min_bits=self.min_key_bits, max_bits=self.max_key_bits)
         # Before anything is blinded: under a key that is not a permutation, blinding would leak.
         proof = unpack_ints(message.proof, key.byte_width) if len(message.proof) % key.byte_width == 0 else []
         check_permutation(key, message.salt, proof, domain=PROOF_DOMAIN, what="party A's PSI key")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import TEST_KEY_BITS
 from vfl.ml.config import TrainingConfig
-from vfl.errors import PeerNotAllowed, ProtocolError
+from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError
 from vfl.ml.plaintext import train_plaintext
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.channel import InMemoryChannel
@@ -72,7 +72,7 @@ def test_k_party_weights_and_losses_match_plain_numpy(breast, diabetes, keypair,
     assert np.allclose(b.validation_losses, reference.validation_losses, atol=1e-9, rtol=0)
 
 
-def test_every_party_gets_its_own_fresh_copy_of_the_residual(breast, keypair):
+def test_the_feature_parties_share_one_copy_of_the_residual_unlinked_to_b_s(breast, keypair):
     X_a, X_b, y = breast
     roster, features, b, c, _ = build(split(X_a, 3), X_b, y, keypair, epochs=1, batch_size=200)
 
@@ -81,8 +81,10 @@ def test_every_party_gets_its_own_fresh_copy_of_the_residual(breast, keypair):
     first = [e for e in transcript if isinstance(e.message, EncryptedResidual) and (e.message.epoch, e.message.batch) == (0, 0)]
     recipients = [e.recipient for e in first]
     assert sorted(recipients) == sorted([*roster.features, roster.label])
-    ciphertexts = {e.message.enc_residual.data for e in first}
-    assert len(ciphertexts) == len(first)  # no two parties hold the same ciphertexts
+    to_features = {e.message.enc_residual.data for e in first if e.recipient != roster.label}
+    own = [e.message.enc_residual.data for e in first if e.recipient == roster.label]
+    assert len(to_features) == 1  # one re-randomisation per batch, whatever k
+    assert own[0] not in to_features  # fresh randomness: no feature party holds B's own ciphertexts
 
 
 def test_loss_shares_go_to_b_only_and_gradients_to_c_only(breast, keypair):
@@ -150,3 +152,26 @@ def test_one_feature_party_keeps_the_two_party_messages(breast, keypair):
 
     assert not any(isinstance(e.message, LossShare) for e in transcript)
     assert all(e.message.enc_loss_part is not None for e in transcript if isinstance(e.message, EncryptedForward))
+
+
+def test_a_feature_party_vouches_for_its_own_and_b_s_lengths_only(breast, keypair):
+    X_a, X_b, y = breast
+    parts = split(X_a, 3)
+    roster, _, _, c, config = build(parts, X_b, y, keypair)
+    lengths = c.gradient_lengths
+    h0, h1 = roster.features[0], roster.features[1]
+    told = {h0: lengths[h0], roster.label: lengths[roster.label]}  # what h0 registered: never h1's count
+    h0_alone = FeatureParty("job", config, parts[0], roster=roster, party=h0, min_key_bits=TEST_KEY_BITS,
+                            job_lengths=told)
+    request = h0_alone.start()[0].message
+
+    answer = c.handle(request)
+    lied_about_b = request.model_copy(update={"job_lengths": {**told, roster.label: lengths[roster.label] + 5}})
+    silent_about_b = request.model_copy(update={"job_lengths": {h0: lengths[h0]}})
+    lied_about_h1 = request.model_copy(update={"job_lengths": {**told, h1: lengths[h1] + 1}})
+
+    assert [e.recipient for e in answer] == [h0]  # accepted: the public key goes back to h0
+    for refused in (lied_about_b, silent_about_b, lied_about_h1):
+        with pytest.raises(KeyMismatch, match="party B told the two different jobs"):
+            Arbiter("job", config, len(y), gradient_lengths=lengths, keypair=keypair, min_key_bits=TEST_KEY_BITS,
+                    roster=roster).handle(refused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 
@@ -110,3 +111,119 @@ def test_the_ids_scored_for_a_partner_are_counted_over_all_its_jobs(tmp_path):
     ledgers.admit(record("j2"), part([1.0, 0.0, 0.5]), 40, 100, 2)
 
     assert ledgers.ledger("bank", "behaviour")["scored_ids"] == 100
+
+
+class _CountedBody:
+    """A streamed request body that remembers how many of its chunks the server pulled."""
+
+    def __init__(self, chunks: int, size: int = 64 * 1024) -> None:
+        self.chunks, self.size, self.pulled = chunks, size, 0
+
+    async def __aiter__(self):
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield b"x" * self.size
+
+
+def test_a_caller_without_credentials_is_refused_before_its_body_is_read(service, run):
+    shop = service("party-a")
+    bodies = {"stranger": _CountedBody(64), "no token": _CountedBody(64)}
+
+    async def send():
+        async with shop.peer("mallory") as stranger, shop.orchestrator() as client:
+            return (await stranger.post("/v1/peer/jobs/j/messages/psi_key", content=bodies["stranger"]),
+                    await client.post("/v1/jobs/j/cancel", content=bodies["no token"],
+                                      headers={"Authorization": "Bearer wrong"}))
+
+    as_stranger, without_token = run(send())
+
+    assert as_stranger.status_code == 403 and as_stranger.json()["error"] == "NotAPeer"
+    assert without_token.status_code == 401
+    assert bodies["stranger"].pulled == 0 and bodies["no token"].pulled == 0
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_is_capped_by_what_its_route_carries(service, run, declared):
+    bank = service("party-b")
+    limits = bank.node.config.limits
+    control = _CountedBody(chunks=64)  # 4 MiB: above the 1 MiB of a control request, far below a message's cap
+
+    async def send():
+        async with bank.orchestrator() as client:
+            if declared:
+                return await client.post("/v1/jobs", content=b"x" * (limits.max_control_body_bytes + 1),
+                                         headers={"Content-Type": "application/json"})
+            return await client.post("/v1/jobs", content=control, headers={"Content-Type": "application/json"})
+
+    answer = run(send())
+
+    assert answer.status_code == 413 and answer.json()["error"] == "BodyTooLarge"
+    assert f"limit of {limits.max_control_body_bytes} bytes for /v1/jobs" in answer.json()["detail"]
+    if not declared:  # a streamed body is cut off once it passes the cap, not read to its end
+        assert control.pulled <= limits.max_control_body_bytes // control.size + 1
+
+
+def test_a_party_b_registers_at_most_its_quota_of_jobs_a_minute(service, run):
+    shop = service("party-a")
+    object.__setattr__(shop.node.config.limits, "registrations_per_minute", 3)
+
+    async def register():
+        async with shop.peer("party-b") as bank:
+            return [await bank.post("/v1/peer/jobs", json={"job_id": f"j{n}"}) for n in range(4)]
+
+    answers = run(register())
+
+    assert [a.status_code for a in answers[:3]] == [422] * 3  # malformed, but counted: the quota bounds the work
+    assert answers[3].status_code == 429 and "limits.registrations_per_minute" in answers[3].json()["detail"]
+
+
+def test_an_id_longer_than_the_limit_is_refused_by_name(service, run):
+    bank = service("party-b")
+
+    async def predict():
+        async with bank.orchestrator() as client:
+            return await client.post("/v1/jobs/j/predict", json={"ids": ["x" * 257]})
+
+    answer = run(predict())
+
+    assert answer.status_code == 422 and "at most 256 characters" in answer.text
+
+
+def test_a_job_with_a_key_above_the_ceiling_is_refused(service):
+    from vfl.errors import ConfigError
+    from vfl.ml.config import TrainingConfig
+    from vfl.service.training_roles import check_key_sizes
+
+    config = service("party-a").node.config
+    ceiling = config.limits.max_key_bits
+
+    with pytest.raises(ConfigError, match="limits.max_key_bits"):
+        check_key_sizes(config, TrainingConfig(key_bits=2048), psi_bits=ceiling * 2)
+    check_key_sizes(config, TrainingConfig(key_bits=2048), psi_bits=ceiling)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_peer_answer_above_the_response_cap_is_not_read_to_its_end(service, run, declared):
+    from vfl.errors import ProtocolError
+
+    bank = service("party-b")
+    limit = bank.node.config.limits.max_response_bytes
+    pulled = []
+
+    async def huge():
+        for _ in range(limit // (1024**2) + 8):
+            pulled.append(1)
+            yield b"y" * 1024**2
+
+    bank.peers.script[("GET", "/v1/peer/ledger/head")] = lambda request: (
+        httpx.Response(200, content=b"z" * (limit + 1)) if declared else httpx.Response(200, content=huge()))
+
+    async def ask():
+        try:
+            await bank.node.client.call_json("party-a", "GET", "/v1/peer/ledger/head")
+        finally:
+            await bank.node.client.aclose()
+
+    with pytest.raises(ProtocolError, match="limits.max_response_bytes"):
+        run(ask())
+    assert len(pulled) <= limit // (1024**2) + 1

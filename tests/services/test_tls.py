@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+import time
 
 import httpx
 import pytest
 
 from vfl.demo.services import running_services, wait_healthy, write_demo_files
+from vfl.errors import PeerRefused
+from vfl.service.config import load_config
+from vfl.service.peers import PeerClient
 from vfl.service.store import JobStore
 from vfl.service.tls import make_certificates
 
@@ -75,6 +79,38 @@ def test_peer_calls_need_the_right_certificate_and_orchestration_the_token(tmp_p
     assert refusals["wrong-token"] == (401, "missing or wrong bearer token")
     assert good_token.status_code == 200
     assert accepted.status_code == 201  # the same request with party B's certificate goes through
+
+
+def test_a_service_talks_only_to_the_party_its_config_names(tmp_path, run):
+    # The arbiter's address is redirected to the shop (as DNS or a proxy could): both certificates are
+    # the federation CA's and both name "localhost", so only the name in the certificate tells them apart.
+    setup = write_demo_files(tmp_path, population=300, key_bits=1024, training={"epochs": 2})
+    bank = load_config(tmp_path / "party-b.toml")
+    peers = dict(bank.peers)
+    peers["arbiter"] = peers["arbiter"].model_copy(update={"url": peers["party-a"].url})
+    misled = PeerClient(bank.model_copy(update={"peers": peers}))
+
+    async def ask() -> tuple[object, object]:
+        try:
+            genuine = await misled.call_json("party-a", "GET", "/v1/peer/ledger/head")
+            try:
+                await misled.call_json("arbiter", "GET", "/v1/peer/ledger/head")
+            except PeerRefused as exc:
+                return genuine, exc
+            return genuine, None
+        finally:
+            await misled.aclose()
+
+    with running_services(tmp_path) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
+        started = time.monotonic()
+        genuine, refused = run(ask())
+        seconds = time.monotonic() - started
+
+    assert isinstance(genuine, dict)  # the real shop answers as itself
+    assert isinstance(refused, PeerRefused) and refused.error == "WrongPeer"
+    assert "names 'party-a', not the peer 'arbiter'" in str(refused)
+    assert seconds < bank.limits.peer_timeout  # refused at once, not retried as if the peer were down
 
 
 def test_private_material_is_written_owner_only(tmp_path):

@@ -125,6 +125,16 @@ def test_a_tag_set_is_checked_when_fetched(rsa_key):
         TagSet.from_public({k: v for k, v in good.items() if k != "salt"}, min_key_bits=BITS)
 
 
+def test_a_querier_refuses_a_tag_set_that_would_cost_it_too_much(rsa_key):
+    _, tags = published(["a", "b", "c"], rsa_key)
+
+    with pytest.raises(PSIError, match="holds 3 tags; at most 2"):
+        Querier(min_key_bits=BITS, max_tags=2).accept("L", tags.to_public())
+    with pytest.raises(PSIError, match="at most 512 are accepted here"):
+        TagSet.from_public(tags.to_public(), min_key_bits=256, max_key_bits=512)
+    assert Querier(min_key_bits=BITS, max_key_bits=BITS, max_tags=3).accept("L", tags.to_public()).size == 3
+
+
 def test_the_lender_key_round_trips(rsa_key):
     key, tags = published(["a", "b"], rsa_key, epoch=4)
     again = LenderKey.from_dict(json.loads(json.dumps(key.to_dict())))

@@ -25,6 +25,9 @@ from numbers import Integral
 
 from vfl.errors import DataError
 
+#: The longest ID accepted anywhere (characters): longer ones are refused, not truncated.
+MAX_ID_LENGTH = 256
+
 
 def normalize_id(value: object, *, source: str, position: int) -> str:
     """One ID as its canonical string, or a :class:`DataError` saying why not."""
@@ -54,6 +57,9 @@ def normalize_id(value: object, *, source: str, position: int) -> str:
         raise DataError(f"{source}: ID at row {position} has unsupported type {type(value).__name__}")
     if not text:
         raise DataError(f"{source}: ID at row {position} is empty; every row needs an ID")
+    if len(text) > MAX_ID_LENGTH:
+        raise DataError(f"{source}: ID at row {position} has {len(text)} characters; IDs have at most "
+                        f"{MAX_ID_LENGTH}")
     return text
 
 

@@ -92,8 +92,13 @@ class TagSet:
                 "tags": base64.b64encode(self.tags).decode("ascii")}
 
     @classmethod
-    def from_public(cls, data: Any, *, min_key_bits: int, source: str = "the lender") -> TagSet:
-        """Read and check a fetched tag set; anything malformed or inconsistent raises PSIError naming it."""
+    def from_public(cls, data: Any, *, min_key_bits: int, max_key_bits: int | None = None, max_tags: int | None = None,
+                    source: str = "the lender") -> TagSet:
+        """Read and check a fetched tag set; anything malformed or inconsistent raises PSIError naming it.
+
+        ``max_key_bits`` and ``max_tags`` bound what the set costs the querier: an exponentiation per ID
+        under the key, memory per tag.
+        """
         if not isinstance(data, dict):
             raise PSIError(f"{source}'s tag set is not a JSON object")
         try:
@@ -112,10 +117,13 @@ class TagSet:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0 or len(tags) != size * TAG_BYTES:
             raise PSIError(f"{source}'s tag set declares {size!r} tags but holds {len(tags)} bytes "
                            f"({TAG_BYTES} per tag)")
+        if max_tags is not None and size > max_tags:
+            raise PSIError(f"{source}'s tag set holds {size} tags; at most {max_tags} are accepted here "
+                           "(lending.max_tag_set_size)")
         if not 16 <= len(salt) <= 64:
             raise PSIError(f"{source}'s tag set has a {len(salt)}-byte salt; expected 16 to 64 bytes")
         public = RsaPublicKey(n, e)
-        public.validate(min_bits=min_key_bits)
+        public.validate(min_bits=min_key_bits, max_bits=max_key_bits)
         if key_id != key_id_of(n, salt, epoch):
             raise PSIError(f"{source}'s tag set names key {key_id!r}, which is not the id of the key it holds")
         if not rotates_at > published_at:

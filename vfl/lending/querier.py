@@ -41,13 +41,16 @@ class Blinded:
 
 
 class Querier:
-    def __init__(self, *, min_key_bits: int = 2048) -> None:
+    def __init__(self, *, min_key_bits: int = 2048, max_key_bits: int | None = None, max_tags: int | None = None) -> None:
         self.min_key_bits = min_key_bits
+        self.max_key_bits = max_key_bits
+        self.max_tags = max_tags
         self._cache: dict[str, CachedSet] = {}
 
     def accept(self, lender: str, data: object) -> TagSet:
         """Check a fetched tag set (JSON) and cache it for ``lender``, replacing any other key's."""
-        tag_set = TagSet.from_public(data, min_key_bits=self.min_key_bits, source=f"lender {lender!r}")
+        tag_set = TagSet.from_public(data, min_key_bits=self.min_key_bits, max_key_bits=self.max_key_bits,
+                                     max_tags=self.max_tags, source=f"lender {lender!r}")
         self._cache[lender] = CachedSet(tag_set, frozenset(tag_set.tag_list()))
         return tag_set
 

@@ -224,9 +224,14 @@ class Arbiter(Role):
                 f"party {message.party} asks to register a gradient of {message.n_params} values; the job fixes "
                 f"{length} (its feature count agreed at registration)"
             )
-        if message.job_lengths is not None and message.job_lengths != self.gradient_lengths:
+        # Each party vouches for the lengths it was told at registration: its own and party B's (the
+        # label party vouches for all). A feature party is never told another feature party's count.
+        told = message.job_lengths
+        vouched = {message.party, self.roster.label}
+        if told is not None and (not vouched <= set(told)
+                                 or any(self.gradient_lengths.get(p) != n for p, n in told.items())):
             raise KeyMismatch(
-                f"party {message.party} was registered with gradient lengths {message.job_lengths}; the arbiter "
+                f"party {message.party} was registered with gradient lengths {told}; the arbiter "
                 f"with {self.gradient_lengths}: party B told the two different jobs"
             )
         self.registered[message.party] = message.n_params

@@ -238,18 +238,21 @@ class LabelParty(TrainingParty):
                 )
 
     def _copies(self, epoch: int, batch: int, enc_residual: EncryptedVector) -> list[Envelope]:
-        """One freshly re-randomised copy of [[d]] per feature party (our own needs none)."""
-        out = []
-        for party in self.roster.features:
-            copy = self.encryptor.rerandomize(enc_residual)
-            residual = EncryptedResidual(job_id=self.job_id, epoch=epoch, batch=batch,
-                                         enc_residual=CipherVector.from_vector(copy))
-            out.append(self.send(party, residual))
-        return out
+        """One freshly re-randomised copy of [[d]], the same for every feature party (our own needs none).
+
+        The re-randomisation hides the copy's link to B's own ciphertexts (without it a feature
+        party could divide out its [[u_h]]). One copy is enough: it is under the arbiter's key,
+        so no feature party reads it, and one party that passes it to C as its "gradient" is held
+        by the same length check as with its own copy. A copy per party would cost B k
+        re-randomisations per batch instead of one.
+        """
+        residual = EncryptedResidual(job_id=self.job_id, epoch=epoch, batch=batch,
+                                     enc_residual=CipherVector.from_vector(self.encryptor.rerandomize(enc_residual)))
+        return [self.send(party, residual) for party in self.roster.features]
 
     @from_weights
     def _residual(self, forwards: list[EncryptedForward]) -> list[Envelope]:
-        """Step 2: [[d]] = c·Σ_h[[u_h]] + q, a fresh copy to every feature party, and one to ourselves."""
+        """Step 2: [[d]] = c·Σ_h[[u_h]] + q, one re-randomised copy for the feature parties, ours as it is."""
         epoch, batch = forwards[0].epoch, forwards[0].batch
         rows = self.schedule.batch(epoch, batch)
         due = self.schedule.loss_due(batch)
@@ -261,7 +264,7 @@ class LabelParty(TrainingParty):
         out = self._copies(epoch, batch, enc_residual)
         # Make the next batch's fresh zeros on spare cores while the others compute.
         upcoming = self.schedule.batch_length((batch + 1) % self.schedule.batches_per_epoch)
-        self.encryptor.prefetch(upcoming * self.roster.k)
+        self.encryptor.prefetch(upcoming)
         if due:
             plain = float(np.sum(self.math.p(u_b, self.labels[rows])))
             plain += len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)

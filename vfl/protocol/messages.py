@@ -126,7 +126,8 @@ class KeyRequest(Message):
     key_bits: int = Field(ge=512, description="the Paillier key size this party expects")
     config_digest: str = Field(description="fingerprint of this party's whole training config")
     job_lengths: dict[str, int] | None = Field(
-        None, description="every party's gradient length as this party was told at registration")
+        None, description="the gradient lengths this party was told at registration: its own and party B's "
+        "(party B: every party's)")
 
 
 class PublicKeyMessage(Message):

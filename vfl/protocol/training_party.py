@@ -28,7 +28,9 @@ starts.
 Why B re-randomises [[d]]: party h sent [[u_h]] and knows its randomness r.
 Without fresh randomness [[d]] = [[u_h]]^c · (1 + q·n) (k = 1) would let it
 compute (1 + q·n) = [[d]] / [[u_h]]^c and read q, i.e. u_B − y: the labels.
-Each party gets its own fresh copy, so no two parties hold the same ciphertext.
+The feature parties share one re-randomised copy per batch: it hides the link
+to B's own ciphertexts, and is under C's key, so sharing it shows a feature
+party nothing it could read (a copy each would cost B k re-randomisations).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ contracts in ``pyproject.toml`` (run by ``make test``) keep it so::
 
     server.py            `vfl serve`: uvicorn's options, the app
     http/                the only FastAPI code: one router per resource, one table of routers per role (app.py),
-                         authentication (auth.py), errors → HTTP (errors.py), the body limit (limits.py)
+                         authentication (auth.py), errors → HTTP (errors.py), the gate (gate.py: credential and body cap before the body is read)
     node.py              the composition root: builds and wires the parts; recovers jobs at start; shuts down
     live_job.py          one job as its stages see it (the Node's JobContext): lifecycle moves, runtime, failure
     stages/              one step of a job each, run by B's pipeline or by B's calls: submit, accept, align,

@@ -201,6 +201,9 @@ class ServiceConfig(Strict):
         if lending.enabled and lending.key_bits < self.limits.min_key_bits:
             raise ValueError(f"lending.key_bits = {lending.key_bits} is below limits.min_key_bits = "
                              f"{self.limits.min_key_bits}")
+        if lending.enabled and lending.key_bits > self.limits.max_key_bits:
+            raise ValueError(f"lending.key_bits = {lending.key_bits} is above limits.max_key_bits = "
+                             f"{self.limits.max_key_bits}, which its queriers would refuse too")
 
     @property
     def kind(self) -> RoleKind:

@@ -9,6 +9,8 @@
   Retrying is safe because every peer endpoint is idempotent.
 * Any other error answer becomes :class:`~vfl.errors.PeerRefused` carrying the
   peer's own message and status.
+* An answer larger than ``limits.max_response_bytes`` is not read to its end:
+  :class:`~vfl.errors.ProtocolError` says which peer and how large.
 * Every attempt must connect within ``limits.connect_timeout``. A call made
   with ``connect_within`` (registering a job: someone waits for the answer)
   gives up once no attempt has connected for that many seconds, with
@@ -25,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from vfl.errors import PeerRefused, PeerUnreachable, TransportError, error_detail
+from vfl.errors import PeerRefused, PeerUnreachable, ProtocolError, TransportError, error_detail
 from vfl.protocol.messages import Message
 from vfl.protocol.wire import MEDIA_TYPE, encode_message
 from vfl.service.config import ServiceConfig
-from vfl.service.tls import client_ssl_context
+from vfl.service.tls import WrongPeer, client_ssl_context
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 PARTY_HEADER = "X-VFL-Party"
@@ -42,17 +44,24 @@ class PeerClient:
         self.peer_timeout = limits.peer_timeout
         self.request_timeout = limits.request_timeout
         self.connect_timeout = limits.connect_timeout
+        self.max_response_bytes = limits.max_response_bytes
         tls = config.tls
-        # With TLS, peers learn who we are from our client certificate, not from a header.
-        verify: Any = True if tls is None else client_ssl_context(tls.ca, tls.cert, tls.key)
-        headers = {PARTY_HEADER: config.party.id} if tls is None else {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(limits.request_timeout, connect=min(limits.connect_timeout, limits.request_timeout)),
-            transport=transport, headers=headers, verify=verify,
-        )
+        timeout = httpx.Timeout(limits.request_timeout, connect=min(limits.connect_timeout, limits.request_timeout))
+        if tls is None or transport is not None:
+            # Without TLS peers learn who we are from a header; a given transport (tests) serves every peer.
+            headers = {PARTY_HEADER: config.party.id} if tls is None else {}
+            shared = httpx.AsyncClient(timeout=timeout, transport=transport, headers=headers)
+            self._clients = dict.fromkeys(config.peers, shared)
+        else:
+            # One client per peer: its TLS context accepts only that peer's certificate (see
+            # tls.client_ssl_context). Peers learn who we are from our client certificate.
+            self._clients = {peer: httpx.AsyncClient(timeout=timeout,
+                                                     verify=client_ssl_context(tls.ca, tls.cert, tls.key, peer))
+                             for peer in config.peers}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in {id(c): c for c in self._clients.values()}.values():
+            await client.aclose()
 
     def url(self, peer_id: str, path: str) -> str:
         peer = self.config.peers.get(peer_id)
@@ -93,10 +102,14 @@ class PeerClient:
                 connect = max(0.1, min(connect, connect_deadline - time.monotonic()))
             timeout = httpx.Timeout(budget, connect=connect)
             try:
-                response = await self._client.request(method, url, json=json, content=content, headers=headers,
-                                                      timeout=timeout)
+                client = self._clients[peer_id]
+                response = await self._capped(client, peer_id, client.build_request(
+                    method, url, json=json, content=content, headers=headers, timeout=timeout))
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if _caused_by(exc, WrongPeer):  # not a passing fault: the party at that address is another
+                    raise PeerRefused(f"peer {peer_id!r} at {url} is not that party: {exc}; check the url under "
+                                      f"[peers.{peer_id}]", error="WrongPeer") from None
                 if connect_deadline is not None and not connected and time.monotonic() + delay > connect_deadline:
                     raise PeerUnreachable(
                         f"peer {peer_id!r} at {url} cannot be reached ({problem}); no connection within "
@@ -130,6 +143,30 @@ class PeerClient:
             )
         return response
 
+    async def _capped(self, client: httpx.AsyncClient, peer_id: str, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; its answer read up to ``max_response_bytes`` (decoded), no further."""
+        limit = self.max_response_bytes
+        declared = None
+        response = await client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _TooLarge(int(declared))
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLarge(len(body))
+        except _TooLarge as exc:
+            raise ProtocolError(
+                f"peer {peer_id!r} answered {request.method} {request.url.path} with more than {limit} bytes "
+                f"({exc.size} so far; limits.max_response_bytes): the answer is not read further") from None
+        finally:
+            await response.aclose()
+        # The body is decoded already: the rebuilt response must not decode it again.
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _ENCODING_HEADERS]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request)
+
     async def send_message(self, peer_id: str, job_id: str, message: Message, generation: int = 0) -> int:
         """Deliver one protocol message (binary frame) to a peer's inbox; returns its size."""
         frame = encode_message(message)
@@ -143,6 +180,23 @@ class PeerClient:
                         connect_within: float | None = None) -> Any:
         response = await self.request(peer_id, method, path, json=body, connect_within=connect_within)
         return response.json() if response.content else None
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+_ENCODING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def error_name(response: httpx.Response) -> str | None:

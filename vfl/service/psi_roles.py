@@ -115,7 +115,8 @@ def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester:
     """Party B's PSI role with the feature party ``peer`` (a protocol id)."""
     record = ctx.record
     return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer,
-                            min_key_bits=ctx.config.limits.min_key_bits, engine=ctx.engine, audit=_audit(ctx),
+                            min_key_bits=ctx.config.limits.min_key_bits, max_key_bits=ctx.config.limits.max_key_bits,
+                            engine=ctx.engine, audit=_audit(ctx),
                             results=results(ctx.store, record.job_id, record.peers[peer]), **caps(ctx.config.limits))
 
 

@@ -22,7 +22,21 @@ class Strict(BaseModel):
 
 
 class LimitsSection(Strict):
-    max_body_bytes: int = Field(512 * 1024**2, ge=1024, description="largest request body accepted")
+    max_body_bytes: int = Field(512 * 1024**2, ge=1024,
+                                description="largest protocol message accepted (a peer's encrypted vectors)")
+    max_data_body_bytes: int = Field(
+        64 * 1024**2, ge=1024, description="largest body of a request that carries IDs or entries (predictions, "
+        "partial scores, the joint IDs of a training start, lending queries, ledger appends)")
+    max_control_body_bytes: int = Field(
+        1024**2, ge=1024, description="largest body of any other request (job specs, registrations, notices)")
+    max_response_bytes: int = Field(
+        256 * 1024**2, ge=1024, description="largest answer read from a peer (a lender's tag set of "
+        "lending.max_tag_set_size tags is about 43 bytes per tag)")
+    max_key_bits: int = Field(
+        4096, ge=1024, le=16384, description="largest Paillier or PSI key a job may ask for (each costs this "
+        "party CPU time)")
+    registrations_per_minute: int = Field(
+        30, ge=1, description="a feature party and the arbiter: jobs one party B may register per minute")
     max_vector_length: int = Field(5_000_000, ge=1, description="most elements in one vector or ID list")
     max_csv_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
     peer_timeout: float = Field(120.0, gt=0, description="seconds a peer may stay unreachable before the job fails")
@@ -182,6 +196,9 @@ class LendingSection(Strict):
     )
     max_ids_per_query: int = Field(
         1000, ge=1, le=100_000, description="most IDs in one query (the querier) or one blind-sign request (the lender)",
+    )
+    max_tag_set_size: int = Field(
+        5_000_000, ge=1, description="querier: most tags a lender's tag set may hold (each costs the querier memory)",
     )
     allowed_queriers: list[str] | None = Field(
         None, description='lender: the peers that may query it; unset (the default): its label-party peers (role '

@@ -20,13 +20,26 @@ import re
 import secrets
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from vfl.ml.config import TrainingConfig
+from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
+from vfl.ml.config import TrainingConfig
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
 from vfl.service.config import PARTY_ID_PATTERN
+
+#: One entity ID in a request: text of at most :data:`~vfl.data.ids.MAX_ID_LENGTH` characters, so a
+#: request's size bounds what its IDs cost to hash, store and compare.
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class _Strict(BaseModel):
@@ -213,15 +226,15 @@ class Registration(_Strict):
 class TrainingStart(_Strict):
     """B → the feature parties and C once the rows are aligned: how many rows the schedule has.
 
-    A feature party's copy also carries the joint IDs (with several feature
-    parties: those every party shares with B, a subset of its own pairwise
-    intersection, in the order of the PSI) and every party's gradient length,
-    which its key request must state to the arbiter. The arbiter's carries neither.
+    With several feature parties, a feature party's copy also carries the joint
+    IDs: those every party shares with B, a subset of its own pairwise
+    intersection, in the order of the PSI. It never carries another feature
+    party's feature count: each party vouches to the arbiter only for the
+    lengths it registered (its own and B's).
     """
 
     n_rows: int = Field(ge=2)
-    ids: list[str] | None = Field(None, min_length=2)
-    gradient_lengths: dict[str, int] | None = None
+    ids: list[EntityId] | None = Field(None, min_length=2)
 
 
 class ResumeRequest(_Strict):
@@ -238,7 +251,7 @@ class ResumeRequest(_Strict):
 
 
 class ScoreQuery(_Strict):
-    ids: list[str] = Field(min_length=1)
+    ids: list[EntityId] = Field(min_length=1)
 
 
 FeatureValue = float | int | str | bool | None
@@ -253,7 +266,7 @@ class PredictQuery(ScoreQuery):
     that ID the status "invalid features: <columns>".
     """
 
-    features: dict[str, dict[str, FeatureValue]] | None = Field(
+    features: dict[EntityId, dict[str, FeatureValue]] | None = Field(
         None, description="party B's own feature values per ID, by column name, used instead of its dataset")
 
 

@@ -165,11 +165,37 @@ def server_ssl_options(ca: Path, cert: Path, key: Path) -> dict[str, Any]:
             "ssl_cert_reqs": ssl.CERT_OPTIONAL}
 
 
-def client_ssl_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """For calls to peers: check their certificate against the CA, present ours."""
+def client_ssl_context(ca: Path, cert: Path, key: Path, peer: str | None = None) -> ssl.SSLContext:
+    """For calls to peers: check their certificate against the CA, present ours.
+
+    With ``peer``, the certificate must also name that party (its common name), checked inside
+    the handshake, before a byte of the request is sent: the CA signs every party's certificate,
+    and the host names in it may be shared ("localhost"), so a valid chain alone would let one
+    party answer for another whose traffic it can reach.
+    """
     context = ssl.create_default_context(cafile=str(ca))
     context.load_cert_chain(str(cert), str(key))
+    if peer is not None:
+        context.sslobject_class = _naming(peer)
     return context
+
+
+class WrongPeer(ssl.SSLCertVerificationError):
+    """The peer's certificate is the CA's but names another party."""
+
+
+def _naming(peer: str) -> type[ssl.SSLObject]:
+    """An SSLObject class whose handshake fails unless the peer's certificate names ``peer``."""
+
+    class PeerNamed(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()  # raises "want read/write" until the handshake is done
+            der = self.getpeercert(binary_form=True)
+            named = common_name(der) if der else None
+            if named != peer:
+                raise WrongPeer(f"the server's certificate names {named!r}, not the peer {peer!r} this call is for")
+
+    return PeerNamed
 
 
 class PeerCertProtocol(H11Protocol):

@@ -33,11 +33,17 @@ TrainingRole = FeatureParty | LabelParty | Arbiter
 
 
 def check_key_sizes(config: ServiceConfig, training: TrainingConfig, psi_bits: int) -> None:
-    """Refuse a job whose keys are smaller than this service's ``limits.min_key_bits``."""
-    floor = config.limits.min_key_bits
+    """Refuse a job whose keys are smaller than ``limits.min_key_bits`` or larger than ``limits.max_key_bits``.
+
+    The upper bound is a cost bound: a party B could otherwise make each feature party spend seconds of
+    CPU per registration on a huge PSI key.
+    """
+    floor, ceiling = config.limits.min_key_bits, config.limits.max_key_bits
     for what, bits in (("training.key_bits", training.key_bits), ("psi.key_bits", psi_bits)):
         if bits < floor:
             raise ConfigError(f"{what}={bits} is below this service's minimum of {floor} bits")
+        if bits > ceiling:
+            raise ConfigError(f"{what}={bits} is above this service's maximum of {ceiling} bits (limits.max_key_bits)")
 
 
 def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelParty:

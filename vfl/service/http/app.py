@@ -2,8 +2,9 @@
 
 The app is the table of contents of a service's API (as FastAPI's "bigger
 applications" put it): :data:`ROUTERS` says which resources each role serves.
-From the outside in, a request meets the body limit (413), then FastAPI's own
-error middleware, then the routes, whose errors the handlers of
+From the outside in, a request meets the gate (:mod:`.gate`: the caller's
+credential and the route's body limit, checked before the body is read), then
+FastAPI's own error middleware, then the routes, whose errors the handlers of
 :mod:`.errors` turn into JSON with each error class's status.
 """
 
@@ -19,8 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from vfl.protocol.roster import RoleKind
 from vfl.service.config import ServiceConfig
 from vfl.service.http import batches, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
-from vfl.service.http.auth import Sessions, Throttle, cookie_name
-from vfl.service.http.limits import BodyLimit
+from vfl.service.http.auth import Sessions, Throttle, Window, cookie_name
+from vfl.service.http.gate import Gate
 from vfl.service.node import Node
 
 #: The routers each role serves.
@@ -61,8 +62,9 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
     app.state.ui_sessions = Sessions()
     app.state.ui_cookie = cookie_name(config.party.id)
     app.state.throttle = Throttle(config.limits.auth_failures_per_minute)
+    app.state.registrations = Window()  # jobs each party B registered here in the last minute
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
+    app.add_middleware(Gate)  # authenticate and cap the body before any of it is read
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     for router in ROUTERS[config.kind]:
         app.include_router(router)

@@ -93,6 +93,37 @@ class Sessions:
         return len(self._expiry)
 
 
+class Window:
+    """Events per key (a client address, a peer) in the last minute."""
+
+    SECONDS = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._events: dict[str, deque[float]] = {}
+
+    def recent(self, key: str) -> deque[float]:
+        now = self.clock()
+        events = self._events.get(key)
+        if events is None:
+            return deque()
+        while events and now - events[0] > self.SECONDS:
+            events.popleft()
+        if not events:
+            del self._events[key]
+        return events
+
+    def count(self, key: str) -> int:
+        return len(self.recent(key))
+
+    def add(self, key: str) -> int:
+        """Count one more event for ``key``; how many there are now in the window."""
+        events = self.recent(key)
+        events.append(self.clock())
+        self._events[key] = events
+        return len(events)
+
+
 class Throttle:
     """Wrong tokens and failed logins per client address: past ``limit`` a minute, the address gets 429.
 
@@ -100,37 +131,23 @@ class Throttle:
     the others counted, and the count logged with the next line from that address.
     """
 
-    WINDOW = 60.0
-
     def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures = Window(clock)
         self._unlogged: dict[str, int] = {}
-
-    def _recent(self, address: str) -> deque[float]:
-        now = self.clock()
-        failures = self._failures.setdefault(address, deque())
-        while failures and now - failures[0] > self.WINDOW:
-            failures.popleft()
-        if not failures:
-            self._failures.pop(address, None)
-        return failures
 
     def check(self, address: str) -> None:
         """Refuse an address that failed too often in the last minute, before its credential is looked at."""
-        failures = self._recent(address)
+        failures = self._failures.recent(address)
         if len(failures) >= self.limit:
-            wait = self.WINDOW - (self.clock() - failures[0])
+            wait = Window.SECONDS - (self.clock() - failures[0])
             raise RateLimited(f"{len(failures)} wrong tokens or failed logins from {address} in the last minute "
                               f"(limits.auth_failures_per_minute = {self.limit}); retry in {wait:.0f} s")
 
     def failed(self, address: str, what: str) -> None:
         """Count a failure; log it if it is the first from the address in a while (with how many were not)."""
-        failures = self._recent(address)
-        failures.append(self.clock())
-        self._failures[address] = failures
-        if len(failures) == 1:
+        if self._failures.add(address) == 1:
             skipped = self._unlogged.pop(address, 0)
             more = f" ({skipped} more before, not logged one by one)" if skipped else ""
             logging.getLogger("vfl.service").warning("%s from %s%s", what, address, more)
@@ -233,6 +250,6 @@ Scraper = Depends(require_scraper)
 #: A route's parameter: the calling peer's party id.
 Peer = Annotated[str, Depends(peer_id)]
 
-__all__ = ["Orchestrator", "Peer", "ROLE_NAMES", "SAFE_METHODS", "Scraper", "Sessions", "Throttle", "UI_HEADER",
+__all__ = ["Orchestrator", "Peer", "ROLE_NAMES", "SAFE_METHODS", "Scraper", "Sessions", "Throttle", "UI_HEADER", "Window",
            "client_address", "cookie_name", "throttled", "peer_id", "require_orchestrator", "require_scraper", "same_origin",
            "session_of"]

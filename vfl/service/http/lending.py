@@ -7,10 +7,10 @@ routes 404 (:class:`~vfl.errors.NotServedHere`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from vfl.errors import NotServedHere
 from vfl.service.http.auth import Orchestrator, Peer
@@ -18,21 +18,25 @@ from vfl.service.http.deps import NodeDep
 from vfl.service.lending import BLIND_SIGN_PATH, TAG_SET_PATH
 from vfl.service.lending.lender import Lender
 from vfl.service.node import Node
+from vfl.service.spec import EntityId
 
 router = APIRouter()
+
+#: A blinded value is below the lender's modulus, whose size the querier checks against limits.max_key_bits.
+MAX_BLINDED_HEX = 8192 // 4
 
 
 class BlindSignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key_id: str = Field(description="the key id of the tag set the values were blinded for")
-    values: list[str] = Field(description="blinded values FDH(id)·r^e mod n, hexadecimal")
+    values: list[Annotated[str, StringConstraints(max_length=MAX_BLINDED_HEX)]] = Field(description="blinded values FDH(id)·r^e mod n, hexadecimal")
 
 
 class LendingQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str | int] = Field(description="the applicants' IDs (compared as exact text, as in the PSI)")
+    ids: list[EntityId | Annotated[int, Field(ge=-(10**18), le=10**18)]] = Field(description="the applicants' IDs (compared as exact text, as in the PSI)")
     answer: Literal["lenders", "count"] = Field(
         "lenders", description='"lenders": which lenders hold each ID; "count": only how many')
     lenders: list[str] | None = Field(None, description="ask only these of the configured lenders (default: all)")

@@ -43,7 +43,8 @@ class LendingQueries:
         self.me = config.party.id
         self.settings = config.lending
         #: The protocol's state: each lender's tag set, blinding and matching.
-        self.protocol = Querier(min_key_bits=config.limits.min_key_bits)
+        self.protocol = Querier(min_key_bits=config.limits.min_key_bits, max_key_bits=config.limits.max_key_bits,
+                                max_tags=config.lending.max_tag_set_size)
         self._fetching: dict[str, asyncio.Lock] = {}
 
     async def query(self, ids: list[Any], answer: Literal["lenders", "count"],

@@ -164,7 +164,7 @@ async def _start_role(ctx: JobContext, start: TrainingStart) -> None:
         await ctx.runtime().add_role("train", role)
         return
     await _alignment_stored(ctx)
-    if start.ids is not None or start.gradient_lengths is not None:
+    if start.ids is not None:
         _take_joint_alignment(ctx, start)
     aligned = await asyncio.to_thread(ctx.aligned_table)
     if len(aligned) != start.n_rows:
@@ -177,13 +177,11 @@ async def _start_role(ctx: JobContext, start: TrainingStart) -> None:
 
 
 def _take_joint_alignment(ctx: JobContext, start: TrainingStart) -> None:
-    """A feature party: the rows every party shares, and every party's gradient length, from B.
+    """A feature party: the rows every party shares, from B.
 
     With several feature parties the job trains on the IDs all of them share with
     B: a subset of this party's pairwise intersection with B, in its order (by
-    ID). Nothing else is accepted. The lengths are those the arbiter holds, which
-    this party's key request must state; its own and B's must be the ones it
-    registered.
+    ID). Nothing else is accepted.
     """
     record = ctx.record
     if start.ids is not None:
@@ -201,13 +199,6 @@ def _take_joint_alignment(ctx: JobContext, start: TrainingStart) -> None:
         if not (record.alignment or {}).get("pairwise_intersection"):  # a retried start keeps the first count
             ctx.update(alignment=dict(record.alignment or {}) | {"pairwise_intersection": len(pairwise),
                                                                  "intersection": len(start.ids)})
-    if start.gradient_lengths is not None:
-        lengths = dict(start.gradient_lengths)
-        known = record.gradient_lengths or {}
-        if set(lengths) != set(ctx.roster.trainers) or any(lengths.get(p) != n for p, n in known.items()):
-            raise ProtocolError(f"party B's gradient lengths {lengths} do not match the job's {known} "
-                                f"for parties {list(ctx.roster.trainers)}")
-        ctx.update(gradient_lengths=lengths)
 
 
 async def _alignment_stored(ctx: JobContext) -> None:

@@ -35,9 +35,8 @@ async def _start(ctx: JobContext) -> None:
     role = await asyncio.to_thread(party_role, ctx, aligned)
     ctx.checkpoint(role)
     start = TrainingStart(n_rows=len(aligned))
-    # The feature parties also get the joint IDs (with several of them) and every party's gradient length.
-    to_features = start.model_copy(
-        update={"ids": aligned.ids, "gradient_lengths": record.gradient_lengths} if roster.k > 1 else {})
+    # With several feature parties they also get the joint IDs; never each other's feature counts.
+    to_features = start.model_copy(update={"ids": aligned.ids} if roster.k > 1 else {})
     path = f"/v1/peer/jobs/{record.job_id}/start"
     await ctx.client.call_json(record.peers[roster.arbiter], "POST", path, start.model_dump())
     await asyncio.gather(*(ctx.client.call_json(record.peers[pid], "POST", path, to_features.model_dump())
