@@ -113,6 +113,40 @@ def test_a_service_talks_only_to_the_party_its_config_names(tmp_path, run):
     assert seconds < bank.limits.peer_timeout  # refused at once, not retried as if the peer were down
 
 
+def peak_memory_kib(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), from /proc."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc to read a process's peak memory")
+def test_a_caller_without_credentials_cannot_make_a_service_hold_its_body(tmp_path):
+    # Issue 27, class 2: a 36 MiB body without a token or certificate once cost each service ~920 MB.
+    setup = write_demo_files(tmp_path, population=300, key_bits=1024, training={"epochs": 2})
+    ca = tmp_path / "party-b" / "ca.pem"
+    size = 36 * 1024**2
+
+    def body():
+        for _ in range(size // (1024**2)):
+            yield b"1," * (512 * 1024)  # 1 MiB of a JSON list's items: without a credential, never parsed
+
+    with running_services(tmp_path, ["party-a", "party-b"]) as processes:
+        urls = {name: setup["urls"][name] for name in processes}
+        wait_healthy(urls, setup["token"], processes, tmp_path, verify=setup["verify"])
+        before = {name: peak_memory_kib(p.pid) for name, p in processes.items()}
+        with httpx.Client(timeout=30, verify=context(ca)) as stranger:
+            as_peer = stranger.post(urls["party-a"] + "/v1/peer/jobs", content=body(),
+                                      headers={"Content-Type": "application/json"})
+            as_orchestrator = stranger.post(urls["party-b"] + "/v1/jobs", content=body(),
+                                            headers={"Content-Type": "application/json"})
+        grew = {name: peak_memory_kib(p.pid) - before[name] for name, p in processes.items()}
+
+    assert as_peer.status_code == 403 and as_orchestrator.status_code == 401
+    assert grew["party-a"] < 16 * 1024 and grew["party-b"] < 16 * 1024, grew  # KiB: far below the body's 36 MiB
+
+
 def test_private_material_is_written_owner_only(tmp_path):
     made = make_certificates(tmp_path / "certs", ["party-a", "arbiter"])
     store = JobStore(tmp_path / "data")
