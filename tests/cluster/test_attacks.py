@@ -1,0 +1,282 @@
+"""The live services against a partner who bends the rules with its own legitimate identity.
+
+Each attack uses only what a party really has: its own place in the job, its
+peer identity (here the header of the insecure test set-up; over mTLS its
+certificate) and a few changed lines in its own copy of the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import URLS, demo_job, start_cluster, wait_for
+from vfl.service.client import PARTY_HEADER
+from vfl.service.config import load_config
+from vfl.service.node import Node
+
+
+def as_peer(cluster, target: str, caller: str) -> httpx.AsyncClient:
+    """A client that calls ``target``'s peer endpoints as party ``caller``."""
+    return httpx.AsyncClient(transport=cluster.router, base_url=URLS[target], headers={PARTY_HEADER: caller},
+                             timeout=60)
+
+
+def dataset_ids(workdir, service: str) -> list[str]:
+    config = load_config(workdir / f"{service}.toml")
+    (dataset,) = config.datasets.values()
+    return pd.read_csv(dataset.path, dtype=str)[dataset.id_column].tolist()
+
+
+def audit_lines(cluster, service: str, job_id: str) -> list[str]:
+    file = cluster.nodes[service].store.job_dir(job_id) / "audit.log"
+    return file.read_text().splitlines() if file.is_file() else []
+
+
+async def cluster_with(tmp_path, service: str, node_class: type[Node], limits=None, **options):
+    """Three in-process services where ``service`` runs a changed ``node_class``."""
+    from parties.app import create_app
+
+    cluster = await start_cluster(tmp_path, limits=limits, **options)
+    honest = cluster.nodes[service]
+    deviant = node_class(honest.config, transport=cluster.router)
+    await honest.shutdown()
+    cluster.router.apps[f"{service}.test"] = create_app(deviant.config, node=deviant)
+    cluster.nodes[service] = deviant
+    await deviant.startup()
+    return cluster
+
+
+async def job_against(tmp_path, service: str, node_class: type[Node], job_id: str, limits=None, **training):
+    """Run one job with a deviating ``service``: B's status, the arbiter's audit log and its record."""
+    cluster = await cluster_with(tmp_path, service, node_class, limits=limits, **demo_job(**training))
+    try:
+        async with cluster.client() as bank:
+            submitted = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": job_id})
+            assert submitted.status_code == 201, submitted.text
+            status = await wait_for(bank, job_id, timeout=120)
+        arbiter = cluster.nodes["arbiter"].records[job_id]
+        for _ in range(100):  # B tells its peers right after it records the failure
+            if arbiter.finished:
+                break
+            await asyncio.sleep(0.05)
+        return status, audit_lines(cluster, "arbiter", job_id), arbiter
+    finally:
+        await cluster.stop()
+
+
+def test_b_cannot_use_party_as_scores_to_list_its_customers(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=3), limits={"party-a": {"score_requests_per_minute": 4}})
+        try:
+            async with cluster.client() as bank, as_peer(cluster, "party-a", "party-b") as b_as_peer:
+                job = {**cluster.setup["job"], "job_id": "oracle"}
+                assert (await bank.post("/v1/jobs", json=job)).status_code == 201
+                status = await wait_for(bank, "oracle")
+                aligned = cluster.nodes["party-a"].store.load_alignment("oracle")
+                outside = sorted(set(dataset_ids(tmp_path, "party-a")) - set(aligned))[:5]
+                asked = aligned[:3] + outside + ["NOBODY-1", "NOBODY-2"]
+                answer = await b_as_peer.post("/v1/peer/jobs/oracle/scores", json={"ids": asked})
+                answers = [await b_as_peer.post("/v1/peer/jobs/oracle/scores", json={"ids": aligned[:1]})
+                           for _ in range(4)]
+            return status, asked, outside, answer, answers, audit_lines(cluster, "party-a", "oracle")
+        finally:
+            await cluster.stop()
+
+    status, asked, outside, answer, answers, audit = run(scenario())
+
+    assert status["state"] == "succeeded", status["error"]
+    assert outside, "the demo data must hold customers of A outside the intersection"
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # A customer of A outside the intersection looks exactly like an ID A never had.
+    assert body["status"] == ["ok"] * 3 + ["not available"] * (len(asked) - 3)
+    assert body["u_a"][3:] == [None] * (len(asked) - 3) and all(isinstance(v, float) for v in body["u_a"][:3])
+    assert "shop.csv" not in answer.text and str(tmp_path) not in answer.text
+    # The evaluation request, the probe and three more fit the rate; the next is refused.
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    assert "score_requests_per_minute" in answers[-1].json()["detail"]
+    assert sum("scored" in line for line in audit) == 4 and sum("refused to score" in line for line in audit) == 2
+    assert any(f"scored 3 IDs for party-b ({len(asked) - 3} not available)" in line for line in audit)
+
+
+def test_a_party_cannot_force_resumes(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=12, tol=0, batch_size=150, optimizer="adam"),
+                                      limits={"party-b": {"max_resumes": 1}})
+        try:
+            async with cluster.client() as bank, as_peer(cluster, "party-b", "party-a") as a_as_peer:
+                job = {**cluster.setup["job"], "job_id": "forced"}
+                assert (await bank.post("/v1/jobs", json=job)).status_code == 201
+                while (await bank.get("/v1/jobs/forced")).json()["epoch"] < 2:
+                    await asyncio.sleep(0.05)
+                generation = cluster.nodes["party-b"].records["forced"].generation
+                claims = []
+                for claimed in (generation, generation + 1, generation + 50):
+                    claims.append(await a_as_peer.post(
+                        "/v1/peer/jobs/forced/interrupted", json={"reason": "I restarted", "generation": claimed}))
+                    await asyncio.sleep(0.3)
+                status = await wait_for(bank, "forced")
+            return claims, status
+        finally:
+            await cluster.stop()
+
+    claims, status = run(scenario())
+
+    no_restart, first, over_budget = claims
+    assert no_restart.status_code == 409 and "this is no restart" in no_restart.json()["detail"]
+    assert first.status_code == 200
+    assert over_budget.status_code == 409 and "limits.max_resumes" in over_budget.json()["detail"]
+    # The one resume that was allowed recomputed bit-identical values: the arbiter served them again.
+    assert status["state"] == "succeeded", status["error"]
+    assert status["resumes"] == 1
+
+
+def test_non_finite_numbers_are_refused_and_leave_nothing_behind(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job())
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "inf"}
+                text = json.dumps(job).replace('"epochs": 8', '"epochs": 8, "l2": 1e999')
+                answer = await bank.post("/v1/jobs", content=text, headers={"Content-Type": "application/json"})
+                nan = await bank.post("/v1/jobs", content=text.replace("1e999", "NaN"),
+                                      headers={"Content-Type": "application/json"})
+                listed = {name: list(node.records) for name, node in cluster.nodes.items()}
+            return answer, nan, listed
+        finally:
+            await cluster.stop()
+
+    answer, nan, listed = run(scenario())
+
+    assert '"l2": 1e999' not in json.dumps({"l2": 1.0})  # the probe really carried an overflowing float
+    assert answer.status_code == 422 and "training.l2" in answer.json()["detail"]
+    assert nan.status_code == 422
+    assert listed == {"party-a": [], "party-b": [], "arbiter": []}
+
+
+def test_a_submit_that_fails_at_the_arbiter_is_withdrawn_at_party_a(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(), limits={"party-b": {"peer_timeout": 1.0}})
+        try:
+            del cluster.router.apps["arbiter.test"]  # C is down while B registers the job
+            async with cluster.client() as bank:
+                answer = await bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": "half"})
+            return answer, {name: list(node.records) for name, node in cluster.nodes.items()}, cluster
+        finally:
+            await cluster.stop()
+
+    answer, records, cluster = run(scenario())
+
+    assert answer.status_code == 502 and "arbiter" in answer.json()["detail"]
+    assert records["party-a"] == [] and records["party-b"] == []
+    assert not cluster.nodes["party-a"].store.exists("half") and not cluster.nodes["party-b"].store.exists("half")
+
+
+class LyingB(Node):
+    """Party B that tells the arbiter a longer gradient length for A than A stated.
+
+    With a long enough length C would decrypt a masked [[u_A]] sent in A's name.
+    A length that could hold a batch or the validation rows is refused when C
+    starts; a shorter lie is caught by A's own key request, which carries the
+    lengths A was told.
+    """
+
+    claimed_a_length = 150
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        honest_call = self.client.call_json
+
+        async def tamper(peer_id, method, path, body=None, **options):
+            if path == "/v1/peer/jobs" and self.config.peers[peer_id].role == "C":
+                body = {**body, "gradient_lengths": {**body["gradient_lengths"], "A": self.claimed_a_length}}
+            return await honest_call(peer_id, method, path, body, **options)
+
+        self.client.call_json = tamper
+
+
+# A slightly longer lie is caught by whichever key request reaches C first: A's own length
+# differs from the one B gave C, or B's copy of the lengths differs from C's.
+@pytest.mark.parametrize("claimed, refusal", [(150, "validation split has only"),
+                                              (9, "the job fixes 9|told the two different jobs")],
+                         ids=["batch-sized", "slightly-longer"])
+def test_a_b_that_lies_to_the_arbiter_about_as_length_fails_the_job(tmp_path, run, claimed, refusal):
+    LyingB.claimed_a_length = claimed
+
+    status, audit, arbiter_record = run(job_against(tmp_path, "party-b", LyingB, "lie", batch_size=400))
+
+    assert status["state"] == "failed" and arbiter_record.state == "failed"
+    assert re.search(refusal, status["error"])
+    if claimed == 9:  # refused at a key request: the arbiter's audit log has it
+        assert any("refused key_request" in line and re.search(refusal, line) for line in audit)
+
+
+class ThievingNodeA(Node):
+    """Party A's service running a changed role: it passes B's residual off as its gradient."""
+
+    role_class: type = None  # set by the test
+    roles: list = []
+
+    def party_role(self, record, config, aligned):
+        role = self.role_class(record.job_id, config, aligned.features, party=self.own_id(record),
+                               **self.role_options(record, aligned))
+        ThievingNodeA.roles.append(role)
+        return role
+
+
+
+
+def test_a_party_a_that_sends_the_residual_as_its_gradient_is_refused_and_audited(tmp_path, run):
+    from tests.protocol.test_deviating_parties import ResidualThiefA
+    from vfl.protocol.messages import EncryptedResidual
+
+    class WholeResidualA(ResidualThiefA):
+        """Sends all of [[d]]: the vector that would give away every label of the batch."""
+
+        def process(self, message):
+            if isinstance(message, EncryptedResidual):
+                self.weights = np.zeros(self.schedule.batch_length(message.batch))  # k = the batch's rows
+                try:
+                    return super().process(message)
+                finally:
+                    self.weights = np.zeros(self.design.shape[1])
+            return super().process(message)
+
+    ThievingNodeA.role_class, ThievingNodeA.roles = WholeResidualA, []
+
+    status, audit, arbiter_record = run(job_against(tmp_path, "party-a", ThievingNodeA, "whole", batch_size=200, tol=0))
+
+    assert status["state"] == "failed" and arbiter_record.state == "failed"
+    assert ThievingNodeA.roles and ThievingNodeA.roles[0].stolen == {}
+    assert any("refused masked_gradient from party-a" in line and "registered a gradient of length" in line
+               for line in audit)
+
+
+def test_a_party_a_that_steals_k_residuals_gets_k_and_the_job_fails_instead_of_hanging(tmp_path, run):
+    from tests.protocol.test_deviating_parties import ResidualThiefA
+
+    class QuietThiefA(ResidualThiefA):
+        """Steals k residuals of the first batch, then simply stops taking part."""
+
+        def process(self, message):
+            out = super().process(message)
+            self.finished = False  # it does not announce anything: it goes quiet
+            return out
+
+    ThievingNodeA.role_class, ThievingNodeA.roles = QuietThiefA, []
+    fast = {"heartbeat": 0.3, "idle_timeout": 2.0}
+
+    limits = {"party-b": fast, "arbiter": fast, "party-a": fast}
+
+    status, _, _ = run(job_against(tmp_path, "party-a", ThievingNodeA, "quiet", limits, batch_size=200, tol=0))
+
+    thief = ThievingNodeA.roles[0]
+    assert len(thief.stolen) == len(thief.weights)  # the documented bound: k_A residuals, once
+    assert status["state"] == "failed" and "limits.idle_timeout" in status["error"]
