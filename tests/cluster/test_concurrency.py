@@ -6,30 +6,31 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import demo_job, start_cluster, wait_for
 
-JOBS = 12
-
-
-def test_a_dozen_jobs_submitted_at_once_all_succeed(tmp_path, run):
+# 20 jobs until 9801b5c cut them to 12 for time: 20 run again in make test-system.
+@pytest.mark.parametrize("jobs", [12, pytest.param(20, marks=pytest.mark.slow)])
+def test_many_jobs_submitted_at_once_all_succeed(tmp_path, run, jobs):
     async def scenario():
         cluster = await start_cluster(tmp_path, **{**demo_job(epochs=2, tol=0), "population": 400})
         try:
             async with cluster.client() as bank:
                 submitted = await asyncio.gather(*(
-                    bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": f"many-{i}"}) for i in range(JOBS)
+                    bank.post("/v1/jobs", json={**cluster.setup["job"], "job_id": f"many-{i}"}) for i in range(jobs)
                 ))
-                statuses = await asyncio.gather(*(wait_for(bank, f"many-{i}", timeout=500) for i in range(JOBS)))
+                statuses = await asyncio.gather(*(wait_for(bank, f"many-{i}", timeout=500) for i in range(jobs)))
             return submitted, statuses
         finally:
             await cluster.stop()
 
     submitted, statuses = run(scenario())
 
-    assert [s.status_code for s in submitted] == [201] * JOBS
+    assert [s.status_code for s in submitted] == [201] * jobs
     failed = {s["job_id"]: s["error"] for s in statuses if s["state"] != "succeeded"}
     assert failed == {}
-    assert len({s["metrics"]["train"]["auc"] for s in statuses}) == 1  # the same job a dozen times: one model
+    assert len({s["metrics"]["train"]["auc"] for s in statuses}) == 1  # the same job many times: one model
 
 
 def test_a_job_succeeds_while_another_process_keeps_both_cores_busy(tmp_path, run):

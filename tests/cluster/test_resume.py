@@ -44,8 +44,8 @@ def uninterrupted(tmp_path, keypair, training):
 
 
 # Each victim is also SIGKILLed for real in tests/system/test_faults.py; party A stays here in-process.
-@pytest.mark.parametrize("victim", ["party-a", pytest.param("party-b", marks=pytest.mark.benchmark),
-                                    pytest.param("arbiter", marks=pytest.mark.benchmark)])
+@pytest.mark.parametrize("victim", ["party-a", pytest.param("party-b", marks=pytest.mark.slow),
+                                    pytest.param("arbiter", marks=pytest.mark.slow)])
 def test_a_crashed_service_resumes_and_the_model_is_unchanged(tmp_path, run, keypair, victim):
     async def scenario():
         cluster = await start_cluster(tmp_path, **demo_job(**SETTINGS))

@@ -1,4 +1,4 @@
-"""scripts/bench_serving.py end to end, with small counts (a benchmark: excluded from the default suite)."""
+"""scripts/bench_serving.py end to end, with small counts: it runs and reports sane figures (`slow`: make test-system)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ FIGURES = ("roundtrip_p50_ms", "roundtrip_p99_ms", "single_p50_ms", "single_p99_
            "single_p99_over_roundtrip_p99")
 
 
-@pytest.mark.benchmark
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_bench_serving_reports_positive_figures(tmp_path: Path) -> None:
     workdir = tmp_path / "bench"

@@ -134,7 +134,7 @@ def test_a_refusal_by_the_second_feature_party_withdraws_the_job_everywhere(tmp_
     assert not any((tmp_path / "data" / name / "jobs" / "refused").exists() for name in setup["urls"])
 
 
-@pytest.mark.benchmark  # slow (10+ s); the default suite keeps a sibling test of the same path
+@pytest.mark.slow  # 10+ s; the tier also keeps a sibling test of the same path
 def test_a_feature_party_killed_mid_training_resumes_the_job_at_all_four_to_the_same_model(tmp_path, keypair):
     setup = write_demo_files(tmp_path, population=1200, key_bits=1024, training=TRAINING, feature_parties=2)
     add_limits(tmp_path, {name: FAST for name in setup["urls"]})

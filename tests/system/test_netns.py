@@ -454,7 +454,7 @@ def test_cutting_party_a_off_mid_training_resumes_or_fails_cleanly(federation):
     assert again["metrics"]["validation"]["auc"] == pytest.approx(reference["metrics"]["validation"]["auc"], abs=1e-9)
 
 
-@pytest.mark.benchmark  # slow (10+ s); the default suite keeps a sibling test of the same path
+@pytest.mark.slow  # 10+ s; the tier also keeps a sibling test of the same path
 def test_a_job_failed_by_a_cut_link_resumes_by_hand(federation):
     """README: ``POST /v1/jobs/{id}/resume`` continues a job that failed because a peer stayed down too long.
 
