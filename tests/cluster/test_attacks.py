@@ -121,7 +121,13 @@ def test_a_party_cannot_force_resumes(tmp_path, run):
                 for claimed in (generation, generation + 1, generation + 50):
                     claims.append(await a_as_peer.post(
                         "/v1/peer/jobs/forced/interrupted", json={"reason": "I restarted", "generation": claimed}))
-                    await asyncio.sleep(0.3)
+                    # Until a resume the claim started has asked every party: a claim that arrives meanwhile
+                    # joins that resume (200) instead of meeting the budget (a fixed 0.3 s was too short on a
+                    # busy machine).
+                    for _ in range(1200):
+                        if "forced" not in cluster.nodes["party-b"].coordinating:
+                            break
+                        await asyncio.sleep(0.05)
                 status = await wait_for(bank, "forced")
             return claims, status
         finally:

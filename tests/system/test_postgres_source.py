@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -26,17 +25,12 @@ pytest.importorskip("psycopg")
 from vfl.errors import DataError  # noqa: E402
 from vfl.data.dataset import DatasetSection  # noqa: E402
 from vfl.data.sources import SqlSource, open_source  # noqa: E402
+from vfl.demo.services import free_port  # noqa: E402
 
 
 def _bin_dir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +51,7 @@ def postgres_url() -> Iterator[str]:
             pytest.skip(f"running as root and cannot hand the data folder to user postgres ({exc})")
         as_user = ["runuser", "-u", "postgres", "--"]
     data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
-    port = _free_port()
+    port = free_port()  # kept from other workers' bind(0) until PostgreSQL listens on it
     pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", data]
     started = False
     try:

@@ -84,9 +84,24 @@ def split_partners(shop: pd.DataFrame, id_column: str, k: int, seed: int) -> lis
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that no other process is given before a service listens on it.
+
+    Binding port 0 and closing leaves a window in which another process (say, a
+    parallel test worker) is given the same port. So the port is connected to
+    once and its side closed first: it stays in TIME_WAIT for about a minute, in
+    which bind(0) and outgoing connections skip it, while a server that sets
+    SO_REUSEADDR (uvicorn and PostgreSQL do) can still listen on it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # this side closes first, so the TIME_WAIT is on `port`
+            client.recv(1)  # wait for the close to arrive
+        return port
 
 
 def write_demo_files(
