@@ -137,9 +137,10 @@ def misspell(config: Path, old: str, new: str) -> None:
 
 def serve(workdir, name):
     """Start one `vfl serve` process from the config ``workdir/<name>.toml`` (as after a crash)."""
-    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(workdir / f"{name}.toml")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
+    with open(workdir / f"{name}.log", "ab") as log:  # the process has its own copy of the file descriptor
+        return subprocess.Popen([sys.executable, "-m", "vfl.cli.main", "serve", "--config",
+                                 str(workdir / f"{name}.toml")],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent())
 
 
 def get(client, url, attempts=400):

@@ -196,6 +196,7 @@ def test_every_file_is_owner_only_in_owner_only_folders(tmp_path):
     store.save_alignment("job", ["a"])
     store.save_checkpoint("job", 0, {"private_key": "secret"})
     store.audit("job", "refused something")
+    store.close()  # the audit log stays open for the next line until then
     folder = store.job_dir("job")
 
     folders = [data, data / "jobs", folder, folder / "checkpoints"]
@@ -214,6 +215,7 @@ def test_folders_and_logs_from_older_versions_are_made_private(tmp_path):
 
     store = JobStore(tmp_path / "data")
     store.audit("old", "a new line")
+    store.close()
 
     assert mode(tmp_path / "data") == mode(folder) == 0o700
     assert mode(folder / "audit.log") == 0o600

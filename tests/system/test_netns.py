@@ -203,6 +203,8 @@ class Agent:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.selector.close()
+        self.process.stdout.close()
         self.stderr.close()
 
 
