@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Parallel test workers (pytest-xdist); tests of a module that share a module-scoped fixture stay on one
-# worker (tests/conftest.py groups them). XDIST= runs in one process.
-XDIST  ?= -n auto --dist loadgroup
+# Parallel test workers (pytest-xdist), one module at a time per worker, so a module-scoped fixture (a
+# trained job, a PostgreSQL server, three services in namespaces) is built once. Not --dist loadgroup:
+# with pytest 9.2 it silently stops grouping (pytest-xdist issue #1386). XDIST= runs in one process.
+XDIST  ?= -n auto --dist loadfile
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: demo test test-system install bench clean

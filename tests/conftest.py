@@ -63,7 +63,7 @@ TIERS = ("unit", "protocol", "service", "cluster", "system")
 LONG_TIMEOUT = 600
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects and before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     outside = set()
@@ -78,19 +78,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, tier))
         if (tier == "system" or item.get_closest_marker("slow")) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
-        if item.get_closest_marker("xdist_group") is None and _uses_module_fixture(item):
-            # Under `--dist loadgroup` the module's tests run on one worker, which builds the fixture once.
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     if outside:
         raise pytest.UsageError(f"tests must live in one of the tier folders tests/{{{','.join(TIERS)}}}/: "
                                 f"{', '.join(sorted(outside))}")
-
-
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())
 
 
 @pytest.fixture
