@@ -1,10 +1,17 @@
-# Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# Entry points: `make demo`, `make test` (the default tiers), `make test-system` (the system tier and
+# every `slow` test) and `make bench` (measurements). Each creates .venv when it is missing.
+# CI (.ci/run) runs `make test` and then `make test-system`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Parallel test workers (pytest-xdist), one module at a time per worker, so a module-scoped fixture (a
+# trained job, a PostgreSQL server, three services in namespaces) is built once. Not --dist loadgroup:
+# with pytest 9.2 it silently stops grouping (pytest-xdist issue #1386). XDIST= runs in one process.
+XDIST  ?= -n auto --dist loadfile
+PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-system install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +23,23 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The layers' contracts (pyproject.toml), then unit, protocol, service and cluster (tests/<tier>/); under
+# 10 minutes on 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/lint-imports
+	$(PYTEST) $(XDIST) -m "not (system or slow or benchmark)"
+
+# tests/system/ (real processes, netns, PostgreSQL, Chromium) and every test marked `slow`.
+test-system: $(STAMP)
+	$(PYTEST) $(XDIST) -m "(system or slow) and not benchmark"
 
 demo: $(STAMP)
 	$(BIN)/vfl demo --report demo-report.html
 
+# Measurements only (the figures are in scripts/bench*.py); no correctness test is marked benchmark.
+# pytest exits 5 when no test is selected: that is not a failure here.
 bench: $(STAMP)
-	$(BIN)/python -m pytest -m benchmark
+	$(PYTEST) -m benchmark; status=$$?; [ $$status -eq 5 ] && echo "no test is marked benchmark" || exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

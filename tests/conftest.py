@@ -7,6 +7,7 @@ skip with a reason when that folder is absent.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,39 @@ def fate_files(*names: str) -> tuple[Path, ...]:
     if missing:
         pytest.skip(f"FATE data {missing} not found under {FATE_DATA} (../shared is absent)")
     return paths
+
+
+# -- tiers ----------------------------------------------------------------------------------------
+
+#: The tier folders, cheapest first. Each test gets the marker of the folder it lives in, so that
+#: `-m` selects tiers: `make test` runs unit, protocol, service and cluster; `make test-system` runs
+#: system plus every test marked `slow`.
+TIERS = ("unit", "protocol", "service", "cluster", "system")
+#: The per-test limit for tests/system and `slow` tests (pyproject's `timeout` is for the rest).
+LONG_TIMEOUT = 600
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    outside = set()
+    for item in items:
+        try:
+            tier = item.path.relative_to(here).parts[0]
+        except ValueError:  # a test outside tests/ (say, given on the command line)
+            continue
+        if tier not in TIERS:
+            outside.add(str(item.path.relative_to(here.parent)))
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if (tier == "system" or item.get_closest_marker("slow")) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
+    if outside:
+        raise pytest.UsageError(f"tests must live in one of the tier folders tests/{{{','.join(TIERS)}}}/: "
+                                f"{', '.join(sorted(outside))}")
+
+
+@pytest.fixture
+def run():
+    """Run a coroutine to completion (the service tests are plain functions)."""
+    return asyncio.run

@@ -67,8 +67,8 @@ CASES = list(bundled_cases())
 
 
 @pytest.mark.parametrize("name, model, X, y", CASES, ids=[c[0] for c in CASES])
-# A second random split of every dataset runs with the benchmarks (the first keeps each dataset in the suite).
-@pytest.mark.parametrize("split_seed", [0, pytest.param(1, marks=pytest.mark.benchmark)])
+# A second random split of every dataset is `slow` (make test-system); the first keeps each dataset in make test.
+@pytest.mark.parametrize("split_seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_federated_matches_pooled_scikit_learn(keypair, name, model, X, y, split_seed):
     X_a, X_b = split_columns(X, split_seed)
 
@@ -79,8 +79,8 @@ def test_federated_matches_pooled_scikit_learn(keypair, name, model, X, y, split
 
 FATE_CASES = [
     ("breast", "logistic", "id", "y", {}),
-    # 30,000 rows: the one FATE pair slow enough (about 40 s) to live with the benchmarks.
-    pytest.param("default_credit", "logistic", "id", "y", {"epochs": 8}, marks=pytest.mark.benchmark),
+    # 30,000 rows: the one FATE pair slow enough (about 40 s) to run in make test-system only.
+    pytest.param("default_credit", "logistic", "id", "y", {"epochs": 8}, marks=pytest.mark.slow),
     ("motor", "linear", "idx", "motor_speed", {}),
     ("student", "linear", "id", "y", {}),
 ]

@@ -36,7 +36,7 @@ def overlapping_tables(model: str, X: np.ndarray, y: np.ndarray, k: int, seed: i
     return tables, table_b, common
 
 
-@pytest.mark.parametrize("k", [2, pytest.param(3, marks=pytest.mark.benchmark)])  # k = 3 also in test_multiparty
+@pytest.mark.parametrize("k", [2, pytest.param(3, marks=pytest.mark.slow)])  # k = 3 also in test_multiparty
 @pytest.mark.parametrize("model", ["logistic", "linear"])
 def test_k_parties_with_partial_overlap_match_pooled_scikit_learn(keypair, model, k):
     X, y = load_breast_cancer(return_X_y=True) if model == "logistic" else load_diabetes(return_X_y=True)

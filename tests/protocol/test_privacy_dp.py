@@ -86,7 +86,7 @@ def test_federated_private_training_equals_the_private_reference_and_runs_every_
     assert run.a.privacy.epsilon <= 3.0
 
 
-@pytest.mark.benchmark  # slow (10+ s); the default suite keeps a sibling test of the same path
+@pytest.mark.slow  # 10+ s: make test-system; make test keeps a sibling test of the same path
 def test_less_epsilon_costs_more_utility(breast):
     from sklearn.metrics import roc_auc_score
 

@@ -36,7 +36,7 @@ def test_intersection_is_exact_and_aligned(size, overlap):
     assert [ids_a[i] for i in result.rows_a] == [ids_b[j] for j in result.rows_b]  # same order on both sides
 
 
-@pytest.mark.benchmark
+@pytest.mark.slow
 def test_hundred_thousand_ids():
     ids_a, ids_b, truth = make_sets(100_000, 0.3, seed=9)
 

@@ -261,6 +261,7 @@ def test_a_column_name_cannot_inject_sql(tmp_path):
 
 
 def test_password_never_appears_in_errors(monkeypatch):
+    pytest.importorskip("psycopg", reason="a postgresql+psycopg URL needs vfl[postgres]")
     monkeypatch.setenv("VFL_TEST_DB_PASSWORD", "s3cret-pw")
     # Nothing listens on port 1: the connection is refused.
     dataset = DatasetSection(url="postgresql+psycopg://vfl:${VFL_TEST_DB_PASSWORD}@127.0.0.1:1/bank?connect_timeout=2",

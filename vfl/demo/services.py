@@ -85,9 +85,24 @@ def split_partners(shop: pd.DataFrame, id_column: str, k: int, seed: int) -> lis
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that no other process is given before a service listens on it.
+
+    Binding port 0 and closing leaves a window in which another process (say, a
+    parallel test worker) is given the same port. So the port is connected to
+    once and its side closed first: it stays in TIME_WAIT for about a minute, in
+    which bind(0) and outgoing connections skip it, while a server that sets
+    SO_REUSEADDR (uvicorn and PostgreSQL do) can still listen on it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # this side closes first, so the TIME_WAIT is on `port`
+            client.recv(1)  # wait for the close to arrive
+        return port
 
 
 def write_demo_files(
@@ -207,11 +222,11 @@ def running_services(workdir: Path, names: list[str] | None = None) -> Iterator[
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name in names if names is not None else services_in(workdir):
-            log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent(),
-            )
+            with open(workdir / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+                processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "vfl.cli", "serve", "--config", str(workdir / f"{name}.toml")],
+                    stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=ends_with_parent(),
+                )
         yield processes
     finally:
         stop_services(processes)

@@ -1,0 +1,66 @@
+"""Real processes: SIGKILL party A, or party B, in the middle of the PSI; the alignment resumes at its first
+open bucket, and the job ends with the same intersection, order and model as without the kill."""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.helpers import get, serve
+from vfl.ml.config import TrainingConfig
+from vfl.data.table import load_csv
+from vfl.demo.services import running_services, wait_healthy, write_demo_files
+from vfl.local.simulate import simulate
+
+TRAINING = {"epochs": 3, "tol": 0, "batch_size": 200, "optimizer": "adam", "validation_fraction": 0.2}
+
+
+def bucket_files(workdir: Path, party: str, job_id: str) -> list[Path]:
+    return sorted((workdir / "data" / party / "jobs" / job_id / "psi").glob("*/result-*.bin"))
+
+
+@pytest.mark.parametrize("victim", ["party-a", "party-b"])
+def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim):
+    setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
+    for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
+        config = tmp_path / f"{name}.toml"
+        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n")
+    verify = ssl.create_default_context(cafile=setup["verify"])
+    headers = {"Authorization": f"Bearer {setup['token']}"}
+
+    with running_services(tmp_path) as processes:
+        wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
+        with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank:
+            job_id = bank.post("/v1/jobs", json=json.loads((tmp_path / "job.json").read_text())).json()["job_id"]
+            deadline = time.monotonic() + 120
+            while len(bucket_files(tmp_path, victim, job_id)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            processes[victim].send_signal(signal.SIGKILL)
+            processes[victim].wait()
+            kept = len(bucket_files(tmp_path, victim, job_id))
+            processes[victim] = serve(tmp_path, victim)
+            for _ in range(3000):
+                status = get(bank, f"/v1/jobs/{job_id}")
+                if status["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.1)
+            model_b = get(bank, f"/v1/jobs/{job_id}/model")
+    shop = load_csv(tmp_path / "party-a" / "shop.csv", id_column="customer_id")
+    bank_table = load_csv(tmp_path / "party-b" / "bank.csv", id_column="customer_id", label_column="default",
+                          model="logistic")
+    reference = simulate(shop, bank_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair)
+
+    assert status["state"] == "succeeded", status["error"]
+    assert status["resumes"] >= 1  # the alignment was resumed, not started over by a new submission
+    assert 2 <= kept < status["alignment"]["buckets"]  # killed with some buckets done, and some not
+    assert status["n_rows"] == reference["alignment"]["intersection"]
+    # Same rows in the same order, or batches (and so the model) would differ.
+    assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)
+    assert not bucket_files(tmp_path, "party-a", job_id) and not bucket_files(tmp_path, "party-b", job_id)
