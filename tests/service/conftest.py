@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,16 +76,21 @@ def demo_files(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def service(tmp_path: Path, demo_files: dict[str, Any]) -> Callable[[str], Service]:
+def service(tmp_path: Path, demo_files: dict[str, Any]) -> Iterator[Callable[[str], Service]]:
     """``service("party-b")``: that service of the demo files, built but not started, with fake peers."""
+
+    built: list[Node] = []
 
     def build(name: str, script: Script | None = None) -> Service:
         peers = FakePeers(dict(script or {}))
         config = load_config(tmp_path / f"{name}.toml")
         node = Node(config, transport=httpx.MockTransport(peers.handle))
+        built.append(node)
         return Service(node, create_app(config, node=node), peers, config.token())
 
-    return build
+    yield build
+    for node in built:  # as the service would at exit: counters flushed, audit logs and pools closed
+        asyncio.run(node.shutdown())
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from vfl.ml.metrics import model_metrics
 from vfl.ml.privacy import clip_rows
 from vfl.errors import DataError
 from vfl.ml.scaling import Standardizer
+from vfl.ml.score_noise import FeatureBox
 
 
 def _check_width(X: np.ndarray, names: list[str], who: str) -> np.ndarray:
@@ -48,6 +49,9 @@ class ModelPartA:
     scaler: Standardizer
     weights: np.ndarray
     row_clip: float | None = None
+    #: Each feature's range over the job's aligned rows (None in models from before it was kept): what
+    #: noise on the released scores clips rows to (:mod:`vfl.ml.score_noise`). It stays with party A.
+    feature_box: FeatureBox | None = None
 
     def partial_scores(self, features: np.ndarray) -> np.ndarray:
         """u_A = standardised features · θ_A (raw features in, one score per row out)."""
@@ -62,12 +66,14 @@ class ModelPartA:
             "scaler": self.scaler.to_dict(),
             "weights": self.weights.tolist(),
             "row_clip": self.row_clip,
+            "feature_box": None if self.feature_box is None else self.feature_box.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartA:
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
-                   np.asarray(data["weights"], dtype=np.float64), data.get("row_clip"))
+                   np.asarray(data["weights"], dtype=np.float64), data.get("row_clip"),
+                   FeatureBox.from_dict(data.get("feature_box")))
 
 
 @dataclass(frozen=True)

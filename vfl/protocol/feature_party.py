@@ -15,6 +15,7 @@ from vfl.ml.config import TrainingConfig
 from vfl.ml.kinds import l2_penalty
 from vfl.ml.parts import ModelPartA, standardised_rows
 from vfl.ml.scaling import Standardizer
+from vfl.ml.score_noise import FeatureBox
 from vfl.ml.schedule import Schedule
 from vfl.protocol.messages import (
     END_OF_EPOCH,
@@ -60,6 +61,8 @@ class FeatureParty(TrainingParty):
             raise DataError(f"feature party {party} has no feature columns; it needs at least one to take part")
         schedule = Schedule(features.shape[0], config)
         self.scaler = Standardizer.fit(training_rows(features, schedule))
+        #: Where its rows lie: kept with the model part for noise on released scores (never sent).
+        self.feature_box = FeatureBox.fit(features)
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         design = standardised_rows(self.scaler, features, self.row_clip)
@@ -174,4 +177,5 @@ class FeatureParty(TrainingParty):
         self.encryptor.prefetch(upcoming)
 
     def model(self) -> ModelPartA:
-        return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy(), self.row_clip)
+        return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy(), self.row_clip,
+                          self.feature_box)

@@ -78,6 +78,10 @@ class JobRecord(BaseModel):
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
     scored_ids: int = Field(0, description="party A: IDs scored for this job so far (bounded by limits.max_scored_ids)")
+    score_noise: dict[str, Any] | None = Field(
+        None, description="a feature party with [scoring] score_noise: the noise on this job's released scores "
+                          "(multiplier, σ of a score) and ρ, ε(δ) per person over all jobs with its label party "
+                          "on the dataset")
     gradient_lengths: dict[str, int] | None = Field(
         None, description="each party's gradient length, fixed by the job at registration (A's and B's feature counts)")
     resumes: int = 0

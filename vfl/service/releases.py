@@ -21,11 +21,22 @@ so concurrent requests cannot overrun them. What a deviating label party can sti
 get within one job (labels chosen so that the trained weights carry a direction of its
 choice) is one direction per model: the same rank budget bounds it. See the README's
 threat model.
+
+With ``[scoring] score_noise`` (:mod:`vfl.ml.score_noise`) the ledger also keeps
+what makes the noise the same in every job: the box each feature is clipped to
+(taken from the first model that releases it, in a fixed order that places its
+noise), every noise multiplier used, and the fingerprint of the noise key
+(``<data_dir>/releases/noise.key``, 0600, made on first use and never sent: with a
+new key every value would get fresh noise, which B could average away). It keeps
+too which jobs released scores *without* noise (every job of a ledger written
+before noise existed), for which no ε holds. Its ``noise`` table reports ρ and ε
+per person, over all jobs.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -34,10 +45,16 @@ from typing import Any
 import numpy as np
 
 from vfl.errors import JobError, LimitExceeded
+from vfl.files import atomic_write, private_folder
 from vfl.ml.parts import ModelPartA
+from vfl.ml.score_noise import (
+    SECRET_BYTES, FeatureBox, ScoreNoise, epsilon, key_fingerprint, rho_per_person, score_sigma,
+)
 from vfl.service.record import JobRecord
 from vfl.service.store import JobStore, _Damaged, atomic_write_json, read_json
 
+#: The δ a ledger reports its ε at unless the service's config says otherwise.
+DEFAULT_DELTA = 1e-6
 #: Directions closer than this (relative to their length) count as one: retraining the same model is no new one.
 RANK_TOLERANCE = 1e-6
 
@@ -77,9 +94,30 @@ class Releases:
         self._ledgers: dict[tuple[str, str], dict[str, Any]] = {}
         self._written: dict[tuple[str, str], float] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._secret: bytes | None = None
 
     def _path(self, key: tuple[str, str]) -> Path:
         return self.store.data_dir / "releases" / key[0] / f"{key[1]}.json"
+
+    @property
+    def key_path(self) -> Path:
+        return self.store.data_dir / "releases" / "noise.key"
+
+    def noise_secret(self) -> bytes:
+        """This party's noise key: made on first use, 0600, never sent; the same for every partner and dataset."""
+        if self._secret is None:
+            path = self.key_path
+            if path.is_file():
+                secret = path.read_bytes()
+                if len(secret) != SECRET_BYTES:
+                    raise JobError(f"{path} holds {len(secret)} bytes, not a noise key of {SECRET_BYTES}: restore it "
+                                   "from a backup (a new key would give every released score fresh noise)")
+            else:
+                private_folder(path.parent)
+                secret = secrets.token_bytes(SECRET_BYTES)
+                atomic_write(path, secret, durable=True)
+            self._secret = secret
+        return self._secret
 
     def ledger(self, partner: str, dataset: str) -> dict[str, Any]:
         key = (partner, dataset)
@@ -93,8 +131,16 @@ class Releases:
                     raise JobError(f"{path} {exc}: without it this party cannot tell what it released to {partner}; "
                                    "restore it from a backup (it scores nothing for that partner on that dataset "
                                    "meanwhile)") from None
-            self._ledgers[key] = {"directions": dict(data.get("directions") or {}),
-                                  "scored_ids": int(data.get("scored_ids", 0))}
+            directions = dict(data.get("directions") or {})
+            noise = data.get("noise") or {}
+            self._ledgers[key] = {
+                "directions": directions,
+                "scored_ids": int(data.get("scored_ids", 0)),
+                # A ledger from before noise existed: every model in it released exact scores.
+                "exact_jobs": list(data.get("exact_jobs", directions)),
+                "noise": {"key": noise.get("key"), "features": list(noise.get("features") or []),
+                          "multipliers": list(noise.get("multipliers") or []), "delta": noise.get("delta")},
+            }
         return self._ledgers[key]
 
     def room_for_a_model(self, partner: str, dataset: str, n_features: int, configured: int | None) -> None:
@@ -105,14 +151,21 @@ class Releases:
             raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, n_features))
 
     def admit(self, record: JobRecord, model: ModelPartA, count: int, max_ids: int,
-              configured: int | None) -> bool:
+              configured: int | None, noise: float | None = None, noise_delta: float = DEFAULT_DELTA) -> bool:
         """Charge ``count`` scored IDs and the model's direction to the job's partner and dataset, or refuse.
 
-        Synchronous, on the event loop: no other request comes between the checks and the charges.
-        Returns whether the model's direction is new (then :meth:`write` before any score leaves).
+        ``noise`` is the multiplier the scores get (None: exact scores, which the ledger
+        notes by job), ``noise_delta`` the δ its ε is reported at. Synchronous, on the
+        event loop: no other request comes between the checks and the charges. Returns
+        whether the ledger changed in more than its count (a new direction, box,
+        multiplier or exact job: then :meth:`write` before any score leaves).
         """
         partner, dataset = record.party_id("label"), str(record.dataset)
         ledger = self.ledger(partner, dataset)
+        # Checked before anything is charged: a model that cannot be noised is refused whole.
+        noise_entry = None if noise is None else self._noise_entry(ledger, model, noise, partner, dataset)
+        if noise_entry is not None:
+            noise_entry["delta"] = noise_delta
         if ledger["scored_ids"] + count > max_ids:
             raise LimitExceeded(
                 f"{ledger['scored_ids']} IDs of dataset {dataset!r} have been scored for {partner} over all its "
@@ -127,7 +180,65 @@ class Releases:
                 raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, len(weights)))
             ledger["directions"][record.job_id] = weights.tolist()
         ledger["scored_ids"] += count
+        if noise_entry is None:
+            if record.job_id not in ledger["exact_jobs"]:
+                ledger["exact_jobs"].append(record.job_id)
+                new = True
+        elif noise_entry != ledger["noise"]:
+            ledger["noise"] = noise_entry
+            new = True
         return new
+
+    def _noise_entry(self, ledger: dict[str, Any], model: ModelPartA, multiplier: float, partner: str,
+                     dataset: str) -> dict[str, Any]:
+        """The ledger's noise table once ``model`` has released with ``multiplier`` (or why it cannot).
+
+        A feature keeps the box of the first model that released it, and its place in the
+        list, for good: its noise depends on both.
+        """
+        current = ledger["noise"]
+        fingerprint = key_fingerprint(self.noise_secret())
+        if current["key"] not in (None, fingerprint):
+            raise JobError(f"the noise key {self.key_path} is not the one the scores released to {partner} on "
+                           f"dataset {dataset!r} were noised with: restore it from a backup (a new key would give "
+                           "every score fresh noise, which averages away)")
+        known = {entry["name"] for entry in current["features"]}
+        missing = [j for j, name in enumerate(model.feature_names) if name not in known]
+        if missing and model.feature_box is None:
+            raise JobError(
+                f"this model keeps no feature ranges (it was trained by an older vfl), and {partner} has had no "
+                f"noisy scores of {', '.join(model.feature_names[j] for j in missing[:5])} yet: with [scoring] "
+                "score_noise its rows cannot be bounded. Train the model again, or turn score_noise off")
+        added = [{"name": model.feature_names[j], "lo": float(model.feature_box.lo[j]),
+                  "hi": float(model.feature_box.hi[j])} for j in missing] if missing else []
+        multipliers = current["multipliers"] + ([] if multiplier in current["multipliers"] else [multiplier])
+        return {"key": fingerprint, "features": current["features"] + added, "multipliers": multipliers,
+                "delta": current["delta"]}
+
+    def score_noise(self, record: JobRecord, model: ModelPartA, multiplier: float) -> ScoreNoise:
+        """The noise of ``model``'s rows for the job's partner (after :meth:`admit` with the same multiplier)."""
+        partner, dataset = record.party_id("label"), str(record.dataset)
+        features = self.ledger(partner, dataset)["noise"]["features"]
+        place = {entry["name"]: n for n, entry in enumerate(features)}
+        try:
+            columns = np.array([place[name] for name in model.feature_names], dtype=np.int64)
+        except KeyError as exc:
+            raise JobError(f"feature {exc} has no noise box for {partner}: score through admit() first") from None
+        box = FeatureBox(np.array([features[n]["lo"] for n in columns], dtype=np.float64),
+                         np.array([features[n]["hi"] for n in columns], dtype=np.float64))
+        return ScoreNoise(self.noise_secret(), (partner, dataset, float(multiplier).hex()), multiplier, box, columns)
+
+    def noise_accounting(self, record: JobRecord, model: ModelPartA, multiplier: float,
+                         delta: float) -> dict[str, Any]:
+        """What the job's partner can learn about one person from all the noisy scores it got on the dataset."""
+        partner, dataset = record.party_id("label"), str(record.dataset)
+        ledger = self.ledger(partner, dataset)
+        noise = self.score_noise(record, model, multiplier)
+        return {
+            "multiplier": multiplier,
+            "score_sigma": score_sigma(direction(model), noise.box.width, multiplier),
+            **_per_person(ledger, multiplier, delta),
+        }
 
     def write(self, partner: str, dataset: str) -> None:
         """Write the ledger as it is now (from any thread; writes of one ledger never overlap)."""
@@ -136,7 +247,12 @@ class Releases:
             ledger = self._ledgers.get(key)
             if ledger is None:
                 return
-            data = {"directions": dict(ledger["directions"]), "scored_ids": ledger["scored_ids"]}
+            data = {"directions": dict(ledger["directions"]), "scored_ids": ledger["scored_ids"],
+                    "exact_jobs": list(ledger["exact_jobs"])}
+            if ledger["noise"]["multipliers"]:
+                noise = ledger["noise"]
+                data["noise"] = {**noise, "features": list(noise["features"]),
+                                 **_per_person(ledger, noise["multipliers"][-1], noise["delta"] or DEFAULT_DELTA)}
             path = self._path(key)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write_json(path, data)
@@ -155,6 +271,25 @@ class Releases:
         """Write every ledger (at shutdown)."""
         for partner, dataset in list(self._ledgers):
             self.write(partner, dataset)
+
+
+def _per_person(ledger: dict[str, Any], multiplier: float, delta: float) -> dict[str, Any]:
+    """ρ of one release at ``multiplier``, and ρ and ε(δ) per person over every release of the ledger."""
+    features = len(ledger["noise"]["features"])
+    multipliers = ledger["noise"]["multipliers"]
+    rho = rho_per_person(features, multipliers)
+    return {
+        "n_features": features,
+        "rho_per_release": rho_per_person(features, [multiplier]),
+        "multipliers_used": list(multipliers),
+        "rho_per_person": rho,
+        "delta": delta,
+        "epsilon_per_person": epsilon(rho, delta),
+        "models_released": len(ledger["directions"]),
+        "exact_jobs": list(ledger["exact_jobs"]),
+        "covers": "every person, over all jobs with this label party on this dataset" if not ledger["exact_jobs"]
+        else "only the people never scored by the exact_jobs, whose scores were released without noise",
+    }
 
 
 def _spent(partner: str, dataset: str, held: int, allowed: int, n_features: int) -> str:

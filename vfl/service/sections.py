@@ -113,6 +113,16 @@ class ScoringSection(Strict):
         None, ge=0, description="a feature party: how many independent combinations of one dataset's features it "
         "releases scores of to one label party, over all jobs; default one less than the feature count, so that "
         "no partner can solve for the features")
+    score_noise: float | None = Field(
+        None, gt=0, description="a feature party: noise multiplier z on every partial score it releases (evaluation, "
+        "predictions, batches): each feature is clipped to its range over the aligned rows of the first model "
+        "that released it to that label party and gets Gaussian noise of z × that range, fixed per label party, "
+        "dataset, ID and feature (asking again, or with another model, returns the same noisy row). Per person "
+        "and label party, over all jobs: ρ = n/(2z²) zCDP for n features (about z = 5.4·√n for ε = 1 at δ = 1e-6). "
+        "Off by default; see the README's threat model for what it costs in accuracy")
+    score_noise_delta: float = Field(
+        1e-6, gt=0, lt=1, description="a feature party with score_noise: the δ at which it reports the ε of its "
+        "released scores (job status and <data_dir>/releases)")
     batch_inputs: Path | None = Field(
         None, description="party B: the folder score-batch reads input files from (none outside it, no symbolic "
         "link); default <data_dir>/batch/inputs")

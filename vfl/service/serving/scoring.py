@@ -37,6 +37,7 @@ import numpy as np
 from vfl.data.sources import Lookup
 from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited
 from vfl.ml.parts import ModelPartA, ModelPartB
+from vfl.ml.score_noise import ScoreNoise
 from vfl.service.context import JobContext
 from vfl.service.jobs import JobTable
 from vfl.service.lifecycle import Stage
@@ -203,6 +204,11 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     the ones it may score. Volume and rate are bounded per job
     (``limits.max_scored_ids``, ``limits.score_requests_per_minute``) and every
     request is written to this job's audit log.
+
+    This is the one place a feature party's scores leave it. With ``[scoring]
+    score_noise`` each row is clipped to its box and gets its fixed noise before it
+    is scored (:mod:`vfl.ml.score_noise`); the job's record then says what that
+    costs (``score_noise``), and the service log says it once per model and change.
     """
     if ctx.kind != "feature":
         raise ConfigError("partial scores come from a feature party")
@@ -218,14 +224,15 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     model: ModelPartA = cached_model(ctx, ModelPartA)
     partner, dataset = record.party_id("label"), str(record.dataset)
     try:
-        new_direction = admit_scoring(ctx, model, len(ids))  # charged at once: no await between check and charge
+        ledger_changed = admit_scoring(ctx, model, len(ids))  # charged at once: no await between check and charge
     except LimitExceeded as exc:
         ctx.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
         raise
-    if new_direction:  # on disk before the first score of this model leaves
+    if ledger_changed:  # on disk before the first score of this model (or with this noise) leaves
         await asyncio.to_thread(ctx.releases.write, partner, dataset)
     elif ctx.releases.write_due(partner, dataset):
         ctx.spawn(asyncio.to_thread(ctx.releases.write, partner, dataset))
+    noise = _noise_for(ctx, model)
     allowed = list(range(len(ids)))
     if not ctx.config.scoring.allows_new_ids(job_id):
         aligned = cached_aligned_ids(ctx)
@@ -233,10 +240,9 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
-        found = await off_the_loop(ctx, len(allowed), ctx.data.lookup, str(record.dataset),
-                                   [ids[n] for n in allowed], model.feature_names)
+        asked = [ids[n] for n in allowed]
+        found, values = await off_the_loop(ctx, len(allowed), _score_rows, ctx, model, noise, asked)
         usable = found.ok
-        values = model.partial_scores(found.features[usable]).tolist() if usable.any() else []
         for n, value in zip((n for n, ok in zip(allowed, usable) if ok), values):
             u[n] = value
         for status in found.status:
@@ -244,6 +250,9 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
                 reasons[status.split(":")[0]] = reasons.get(status.split(":")[0], 0) + 1
     now = time.monotonic()
     scoring = ctx.job.scoring
+    multiplier = ctx.config.scoring.score_noise
+    if multiplier is not None and _report_noise(ctx, model, multiplier):
+        scoring.counter_saved = None  # the record's noise report changed: saved now, not within the second
     if scoring.counter_saved is None or now - scoring.counter_saved >= COUNTER_FLUSH_SECONDS:
         # The job's own count, for its status: written in a thread, not on the event loop (an fsync stalls it).
         ctx.spawn(asyncio.to_thread(ctx.store.write_record, ctx.store.snapshot(record)))
@@ -252,6 +261,44 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     why = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
     ctx.store.audit(job_id, f"scored {scored} IDs for {caller} ({len(ids) - scored} not available){'; ' + why if why else ''}")
     return {"u_a": u, "status": [OK if v is not None else NOT_AVAILABLE for v in u]}
+
+
+def _noise_for(ctx: JobContext, model: ModelPartA) -> ScoreNoise | None:
+    """The noise this party adds to the model's rows for the job's label party (None: off)."""
+    multiplier = ctx.config.scoring.score_noise
+    if multiplier is None:
+        if ctx.record.score_noise is not None:
+            ctx.record.score_noise = None  # the record says what the scores get now
+        return None
+    return ctx.releases.score_noise(ctx.record, model, multiplier)
+
+
+def _score_rows(ctx: JobContext, model: ModelPartA, noise: ScoreNoise | None, ids: list[str],
+                ) -> tuple[Lookup, list[float]]:
+    """The rows of ``ids`` (a status each) and the scores of the usable ones, noised when ``noise`` is set."""
+    found = ctx.data.lookup(str(ctx.record.dataset), ids, model.feature_names)
+    usable = found.ok
+    if not usable.any():
+        return found, []
+    rows = found.features[usable]
+    if noise is not None:
+        rows = noise.perturb([i for i, ok in zip(ids, usable) if ok], rows)
+    return found, model.partial_scores(rows).tolist()
+
+
+def _report_noise(ctx: JobContext, model: ModelPartA, multiplier: float) -> bool:
+    """Put the noise's accounting into the job's record, and log it, when it changed; whether it did."""
+    report = ctx.releases.noise_accounting(ctx.record, model, multiplier, ctx.config.scoring.score_noise_delta)
+    if ctx.record.score_noise == report:
+        return False
+    ctx.record.score_noise = report
+    ctx.event("job %s: its scores for %s get noise of multiplier %g (σ %.3g on a score); per person, over all jobs "
+              "with %s on dataset %r: ρ = %.3g zCDP, ε = %.3g at δ = %g%s", ctx.record.job_id,
+              ctx.record.party_id("label"), multiplier, report["score_sigma"], ctx.record.party_id("label"),
+              ctx.record.dataset, report["rho_per_person"], report["epsilon_per_person"], report["delta"],
+              "" if not report["exact_jobs"] else
+              f" (not for the people scored without noise by jobs {', '.join(report['exact_jobs'])})")
+    return True
 
 
 async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScores:
@@ -273,7 +320,8 @@ def admit_scoring(ctx: JobContext, model: ModelPartA, count: int) -> bool:
     """Charge this request to the job's rate and to its partner's budgets (IDs, directions), or refuse it.
 
     Synchronous: nothing else runs between the checks and the charges (see :mod:`.releases`).
-    Returns whether the job's model direction was released for the first time.
+    Returns whether the partner's ledger changed in more than its count (a direction released for
+    the first time, a feature's noise box, a noise multiplier, a job's first exact score).
     """
     record, limits = ctx.record, ctx.config.limits
     now = time.monotonic()
@@ -285,7 +333,9 @@ def admit_scoring(ctx: JobContext, model: ModelPartA, count: int) -> bool:
             f"job {record.job_id}: more than {limits.score_requests_per_minute} scoring requests in a minute "
             f"(limits.score_requests_per_minute at {ctx.me}); retry later"
         )
-    new = ctx.releases.admit(record, model, count, limits.max_scored_ids, ctx.config.scoring.score_directions)
+    scoring = ctx.config.scoring
+    new = ctx.releases.admit(record, model, count, limits.max_scored_ids, scoring.score_directions,
+                             scoring.score_noise, scoring.score_noise_delta)
     recent.append(now)
     record.scored_ids += count
     return new
