@@ -2,14 +2,17 @@
 
 Every store of vfl (jobs, checkpoints, models, the ledger, the lenders' keys,
 batch outputs, certificates) keeps its files owner-only and writes them through
-these helpers.
+these helpers; its JSON files also carry their own checksum (:func:`atomic_write_json`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o600  # owner only: records, models, checkpoints and keys
 FOLDER_MODE = 0o700
@@ -57,7 +60,6 @@ def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE, *, durable: boo
         raise
 
 
-__all__ = ["atomic_write"]
 
 
 class Confined:
@@ -104,3 +106,58 @@ class Confined:
 def open_at(folder: int, name: str, flags: int, mode: int = FILE_MODE) -> int:
     """``os.open`` of ``name`` in the folder descriptor ``folder``, never through a symbolic link."""
     return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)
+
+# -- checksummed JSON -----------------------------------------------------------------------------
+# Atomic writes do not protect against what happens to a file later (a full disk, a bad sector, a
+# careless editor), so every JSON file a service keeps carries the SHA-256 of its content and is
+# checked when read. The file stays plain, readable JSON:
+#     {"sha256": "<hex digest of the canonical JSON of data>", "data": {...}}
+
+
+class DamagedFile(Exception):
+    """A checksummed file failed its check; the message says how (its reader names the file and the fix)."""
+
+
+def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    atomic_write(path, text.encode(), mode)
+
+
+def _digest(data: Any) -> str:
+    """SHA-256 of one canonical spelling of ``data``, so re-indenting a file keeps it valid."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def atomic_write_json(path: Path, data: Any, mode: int = FILE_MODE) -> None:
+    """Write ``data`` as checksummed JSON (see the module docstring), atomically."""
+    # Hash what a reader will get back, not what we were given: JSON turns tuples into lists
+    # and integer keys into strings, which would otherwise change the digest on the way back.
+    plain = json.loads(json.dumps(data, sort_keys=True))
+    envelope = {"sha256": _digest(plain), "data": plain}  # checksum first, where a reader sees it
+    atomic_write_text(path, json.dumps(envelope, indent=2) + "\n", mode)
+
+
+def read_json(path: Path) -> Any:
+    """The data of a file written by :func:`atomic_write_json`; raises :class:`DamagedFile` with the reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DamagedFile("is not text") from None
+    except OSError as exc:
+        raise DamagedFile(f"cannot be read ({exc.strerror or exc})") from exc
+    try:
+        content = json.loads(text)
+    except ValueError as exc:
+        raise DamagedFile(f"is not valid JSON ({exc}); it was probably cut short") from None
+    if isinstance(content, dict) and ("sha256" in content or "data" in content):
+        if set(content) != {"sha256", "data"} or content["sha256"] != _digest(content["data"]):
+            raise DamagedFile("does not match its SHA-256 checksum; its content has changed since it was written")
+        return content["data"]
+    # Written before files carried a checksum: still readable, but there is nothing to verify.
+    return content
+
+
+__all__ = ["Confined", "DamagedFile", "atomic_write", "atomic_write_json", "atomic_write_text", "open_at",
+           "private_folder", "read_json", "write_private"]

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from parties.app import create_app as create_party_app
-from tests.helpers import NAMES, URLS, Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
+from tests.helpers import Cluster, add_limits, demo_job, open_cluster, start_cluster, wait_for
 from vfl.service.serving import scoring
 from vfl.service.config import load_config
 from vfl.service.node import Node

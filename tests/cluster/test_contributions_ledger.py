@@ -19,7 +19,7 @@ from vfl.incentives import chain
 from vfl.cli import main
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
-from vfl.demo.services import running_services, wait_healthy, write_demo_files
+from vfl.demo.services import write_demo_files
 from vfl.service.lifecycle import Stage
 from vfl.service.stages import ledger as ledger_stage
 from vfl.service.stages.pipeline import LABEL_PARTY, Step

@@ -17,7 +17,8 @@ from vfl.ml.score_noise import FeatureBox, epsilon, key_fingerprint
 from vfl.service.lifecycle import JobState, Stage
 from vfl.service.record import JobRecord
 from vfl.service.releases import Releases
-from vfl.service.store import JobStore, read_json
+from vfl.files import read_json
+from vfl.service.store import JobStore
 
 SHOP_FEATURES = ["monthly_spend", "orders_per_month", "bnpl_share", "returns_rate", "night_order_share",
                  "cart_abandonment", "discount_share"]
@@ -193,7 +194,7 @@ def test_exact_releases_are_noted_and_an_older_ledger_counts_all_its_models_as_e
     older = tmp_path / "older"
     older_ledger = older / "releases" / "bank" / "behaviour.json"
     older_ledger.parent.mkdir(parents=True)
-    from vfl.service.store import atomic_write_json
+    from vfl.files import atomic_write_json
     atomic_write_json(older_ledger, {"directions": written["directions"], "scored_ids": 20})
 
     report = ledgers.noise_accounting(record("j2"), part([0.0, 1.0, 0.0], BOX), 1.0, 1e-6)

@@ -85,7 +85,7 @@ def _score_local(args: argparse.Namespace, service: Orchestrator) -> int:
     import asyncio
 
     from vfl.data import chunks
-    from vfl.service.store import atomic_write_json, read_json
+    from vfl.files import atomic_write_json, read_json
 
     source = chunks.FileIds(args.input, args.id_column, args.chunk_rows)
     chunks.check_output(args.out, [args.input])

@@ -259,7 +259,6 @@ def calibration_and_scores(calibration: dict[str, Any], histogram: dict[str, Any
         left.grid(alpha=0.3)
         if histogram is not None:
             edges = np.asarray(histogram["edges"])
-            widths = np.diff(edges)
             pos = np.asarray(histogram["positives"], dtype=float)
             neg = np.asarray(histogram["negatives"], dtype=float)
             # label 0 filled, label 1 as an outline on top: both stay visible where they overlap

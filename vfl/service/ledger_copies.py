@@ -43,7 +43,8 @@ from vfl.protocol.roster import LETTERS, RoleLetter
 from vfl.service.config import ServiceConfig
 from vfl.service.logs import job_event
 from vfl.service.record import DamagedJobRecord, JobRecord
-from vfl.service.store import JobStore, _Damaged, atomic_write_json, read_json
+from vfl.files import DamagedFile, atomic_write_json, read_json
+from vfl.service.store import JobStore
 
 
 class LedgerCopies:
@@ -205,7 +206,7 @@ class LedgerCopies:
             return {}
         try:
             data = read_json(path)
-        except _Damaged as exc:
+        except DamagedFile as exc:
             raise LedgerError(f"{path} {exc}; restore it from a backup: without it this party cannot tell which "
                               "entries it signed") from None
         return {str(job): str(digest) for job, digest in (data or {}).items()}

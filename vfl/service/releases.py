@@ -51,7 +51,8 @@ from vfl.ml.score_noise import (
     SECRET_BYTES, FeatureBox, ScoreNoise, epsilon, key_fingerprint, rho_per_person, score_sigma,
 )
 from vfl.service.record import JobRecord
-from vfl.service.store import JobStore, _Damaged, atomic_write_json, read_json
+from vfl.files import DamagedFile, atomic_write_json, read_json
+from vfl.service.store import JobStore
 
 #: The δ a ledger reports its ε at unless the service's config says otherwise.
 DEFAULT_DELTA = 1e-6
@@ -127,7 +128,7 @@ class Releases:
             if path.is_file():
                 try:
                     data = read_json(path)
-                except _Damaged as exc:
+                except DamagedFile as exc:
                     raise JobError(f"{path} {exc}: without it this party cannot tell what it released to {partner}; "
                                    "restore it from a backup (it scores nothing for that partner on that dataset "
                                    "meanwhile)") from None

@@ -13,13 +13,7 @@ version, never half of one; a restarted service lists every job it had.
 
 Atomic writes do not protect against what happens to a file later (a full disk,
 a bad sector, a careless editor), so every JSON file also carries the SHA-256 of
-its content and is checked when read. The file stays plain, readable JSON::
-
-    {
-      "sha256": "<hex digest of the canonical JSON of data>",
-      "data": { ...the record, model, IDs or checkpoint... }
-    }
-
+its content and is checked when read (:func:`vfl.files.atomic_write_json`).
 A file that fails the check is *damaged*, and each kind is handled so that one
 bad file never takes more with it than it must:
 
@@ -36,7 +30,6 @@ Everything here is private to the service: files are 0600, folders 0700.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -50,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from vfl.errors import ConfigError, JobError
-from vfl.files import FILE_MODE, FOLDER_MODE, atomic_write, private_folder
+from vfl.files import FILE_MODE, FOLDER_MODE, DamagedFile, atomic_write_json, atomic_write_text, private_folder, read_json
 from vfl.service.logs import AuditLog
 from vfl.protocol.roster import RoleLetter
 from vfl.service.lifecycle import JobState, Stage
@@ -64,51 +57,6 @@ FIXES = {
     "model.json": "restore it from a backup, or submit the job again to retrain the model",
     "alignment.json": "restore it from a backup, or submit the job again",
 }
-
-
-class _Damaged(Exception):
-    """A store file failed its check (internal: the store turns it into a JobError or a damaged record)."""
-
-
-def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    atomic_write(path, text.encode(), mode)
-
-
-def _digest(data: Any) -> str:
-    """SHA-256 of one canonical spelling of ``data``, so re-indenting a file keeps it valid."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def atomic_write_json(path: Path, data: Any, mode: int = FILE_MODE) -> None:
-    """Write ``data`` as checksummed JSON (see the module docstring), atomically."""
-    # Hash what a reader will get back, not what we were given: JSON turns tuples into lists
-    # and integer keys into strings, which would otherwise change the digest on the way back.
-    plain = json.loads(json.dumps(data, sort_keys=True))
-    envelope = {"sha256": _digest(plain), "data": plain}  # checksum first, where a reader sees it
-    atomic_write_text(path, json.dumps(envelope, indent=2) + "\n", mode)
-
-
-def read_json(path: Path) -> Any:
-    """The data of a file written by :func:`atomic_write_json`; raises ``_Damaged`` with the reason."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise _Damaged("is not text") from None
-    except OSError as exc:
-        raise _Damaged(f"cannot be read ({exc.strerror or exc})") from exc
-    try:
-        content = json.loads(text)
-    except ValueError as exc:
-        raise _Damaged(f"is not valid JSON ({exc}); it was probably cut short") from None
-    if isinstance(content, dict) and ("sha256" in content or "data" in content):
-        if set(content) != {"sha256", "data"} or content["sha256"] != _digest(content["data"]):
-            raise _Damaged("does not match its SHA-256 checksum; its content has changed since it was written")
-        return content["data"]
-    # Written before files carried a checksum: still readable, but there is nothing to verify.
-    return content
 
 
 @dataclass(frozen=True)
@@ -202,9 +150,9 @@ class JobStore:
             try:
                 record = JobRecord.model_validate(read_json(file))
                 if record.job_id != job_id:
-                    raise _Damaged(f"names job {record.job_id!r} but lies in the folder of {job_id!r}")
-            except (_Damaged, ValueError) as exc:  # ValueError: pydantic's, for a record of the wrong shape
-                reason = exc if isinstance(exc, _Damaged) else f"does not describe a job ({exc.__class__.__name__})"
+                    raise DamagedFile(f"names job {record.job_id!r} but lies in the folder of {job_id!r}")
+            except (DamagedFile, ValueError) as exc:  # ValueError: pydantic's, for a record of the wrong shape
+                reason = exc if isinstance(exc, DamagedFile) else f"does not describe a job ({exc.__class__.__name__})"
                 records[job_id] = self._damaged_record(job_id, role, file, str(reason))
                 continue
             records[job_id] = record
@@ -327,7 +275,7 @@ class JobStore:
             file = self.job_dir(job_id) / "checkpoints" / f"epoch-{epoch}.json"
             try:
                 read_json(file)
-            except _Damaged as exc:
+            except DamagedFile as exc:
                 log.warning("job %s: checkpoint %s %s; it is skipped (an older epoch can be resumed from)",
                             job_id, file, exc)
                 continue
@@ -344,7 +292,7 @@ class JobStore:
             raise JobError(f"job {job_id} has no checkpoint for epoch {epoch} here")
         try:
             data = read_json(file)
-        except _Damaged as exc:
+        except DamagedFile as exc:
             raise JobError(
                 f"job {job_id}: checkpoint {file} {exc}; resume again to continue from an older epoch that "
                 "all parties can read, or submit the job again"
@@ -412,6 +360,6 @@ class JobStore:
             return None
         try:
             return read_json(file)
-        except _Damaged as exc:
+        except DamagedFile as exc:
             fix = FIXES.get(name, "restore it from a backup")
             raise JobError(f"job {job_id}: {file} {exc}; {fix}") from None

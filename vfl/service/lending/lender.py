@@ -44,7 +44,7 @@ from vfl.lending.lender import (
 from vfl.service.config import ServiceConfig
 from vfl.service.datasets import Datasets
 from vfl.service.logs import AuditLog
-from vfl.service.store import atomic_write_json, read_json
+from vfl.files import atomic_write_json, read_json
 
 log = logging.getLogger("vfl.service")
 

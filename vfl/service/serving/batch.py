@@ -53,7 +53,7 @@ from vfl.service.jobs import BatchRun
 from vfl.service.record import JobRecord
 from vfl.service.serving import scoring
 from vfl.service.spec import BatchRequest
-from vfl.service.store import _Damaged, atomic_write_json, read_json
+from vfl.files import DamagedFile, atomic_write_json, read_json
 
 log = logging.getLogger("vfl.service")
 
@@ -106,7 +106,7 @@ def _load(ctx: JobContext, batch_id: str) -> Batch | None:
         return None
     try:
         return Batch.model_validate(read_json(file))
-    except (_Damaged, ValueError) as exc:
+    except (DamagedFile, ValueError) as exc:
         raise JobError(f"batch {batch_id}: {file} cannot be read ({exc}); delete it to start the batch over") from None
 
 

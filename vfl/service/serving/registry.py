@@ -43,7 +43,7 @@ from vfl.service.lifecycle import Stage
 from vfl.service.record import JobRecord
 from vfl.service.serving.batch import list_batches
 from vfl.service.serving.scoring import model_part
-from vfl.service.store import _Damaged, atomic_write_json, read_json
+from vfl.files import DamagedFile, atomic_write_json, read_json
 
 log = logging.getLogger("vfl.service")
 
@@ -65,7 +65,7 @@ def _load(service: ServiceContext) -> dict[str, Any]:
         return {"served": {}, "deleting": {}}
     try:
         data = read_json(file)
-    except _Damaged as exc:
+    except DamagedFile as exc:
         raise JobError(f"the model registry {file} {exc}; restore it from a backup, or remove it and promote "
                        "the served models again") from None
     if not isinstance(data, dict):
