@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import ssl
 import subprocess
@@ -32,9 +31,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from vfl.demo.services import free_port, running_services, wait_healthy
+from vfl.demo.services import local_addresses, running_services, wait_healthy
 from vfl.errors import TransportError
-from vfl.files import private_folder, write_private
+from vfl.files import private_folder
 from vfl.service.tls import make_certificates
 
 QUERIER = "bank"
@@ -72,12 +71,7 @@ def write_lending_files(
         frame = pd.DataFrame({ID_COLUMN: chosen, "amount": rng.integers(1, 50, size=len(chosen)) * 1000})
         files[name] = folders[name] / "borrowers.csv"
         frame.to_csv(files[name], index=False)
-    tokens = {name: secrets.token_hex(24) for name in services}  # hex: never starts with "-", which a CLI would read as a flag
-    for name, token in tokens.items():
-        write_private(folders[name] / "token", token.encode())
-    ports = {name: free_port() for name in services}
-    scheme = "https" if tls else "http"
-    urls = urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
+    tokens, ports, urls = local_addresses(folders, services, tls=tls, urls=urls)
     if tls:
         make_certificates(workdir, services, force=True)
 

@@ -105,6 +105,17 @@ def free_port() -> int:
         return port
 
 
+def local_addresses(folders: dict[str, Path], services: list[str], *, tls: bool,
+                    urls: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
+    """Each local service's token (written 0600 in its folder), loopback port and URL."""
+    tokens = {name: secrets.token_hex(24) for name in services}  # hex: never starts with "-", which a CLI would read as a flag
+    for name, token in tokens.items():
+        write_private(folders[name] / "token", token.encode())
+    ports = {name: free_port() for name in services}
+    scheme = "https" if tls else "http"
+    return tokens, ports, urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
+
+
 def write_demo_files(
     workdir: Path, *, population: int = 10_000, seed: int = 7, training: dict[str, Any] | None = None,
     key_bits: int = 2048, urls: dict[str, str] | None = None,
@@ -162,12 +173,7 @@ def write_demo_files(
         table.to_csv(data[name], index=False)
     bank.to_csv(data["party-b"], index=False)
     # One token per service: whoever holds one can orchestrate that service, and only that one.
-    tokens = {name: secrets.token_hex(24) for name in services}  # hex: never starts with "-", which a CLI would read as a flag
-    for name, token in tokens.items():
-        write_private(folders[name] / "token", token.encode())
-    ports = {name: free_port() for name in services}
-    scheme = "https" if tls else "http"
-    urls = urls or {name: f"{scheme}://127.0.0.1:{port}" for name, port in ports.items()}
+    tokens, ports, urls = local_addresses(folders, services, tls=tls, urls=urls)
     min_bits = min(key_bits, 2048)
     if tls:
         make_certificates(workdir, services, force=True)  # workdir/ca/ and each service's own folder (the demo's own)
