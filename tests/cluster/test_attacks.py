@@ -131,7 +131,7 @@ def test_a_party_cannot_force_resumes(tmp_path, run):
                     # joins that resume (200) instead of meeting the budget (a fixed 0.3 s was too short on a
                     # busy machine).
                     for _ in range(1200):
-                        if "forced" not in cluster.nodes["party-b"].coordinating:
+                        if not cluster.nodes["party-b"].job("forced").job.coordinating:
                             break
                         await asyncio.sleep(0.05)
                 status = await wait_for(bank, "forced")

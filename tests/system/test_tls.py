@@ -115,9 +115,10 @@ def test_a_service_talks_only_to_the_party_its_config_names(tmp_path, run):
 
 def peak_memory_kib(pid: int) -> int:
     """The process's peak resident memory (VmHWM), from /proc."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
