@@ -96,8 +96,9 @@ def test_fine_bins_are_equal_frequency_on_distinct_values():
     # Act
     bins = fine_bins("x", x, max_bins=10, min_share=0.0)
 
-    # Assert: 10 bins of 100 rows, plus an empty missing bin
+    # Assert: 10 bins of 100 rows, plus an empty missing bin; cuts fall between values, in few digits
     assert bin_totals(bins.assign(x), bins.count).tolist() == [100] * 10 + [0]
+    assert fine_bins("i", np.arange(1, 11), max_bins=2, min_share=0.0).labels() == ["[-inf, 6)", "[6, inf)", "missing"]
 
 
 def test_fine_bins_merge_until_every_bin_holds_the_minimum_share_of_all_rows():

@@ -163,13 +163,15 @@ def _short_cut(lo: float, hi: float) -> float:
 def fine_bins(name: str, x: np.ndarray, *, max_bins: int = 20, min_share: float = 0.05) -> Bins:
     """Equal-frequency fine classing of one raw column. Deterministic, label-free.
 
-    Cut points aim at the shares 1/max_bins, 2/max_bins, ... of the finite values;
-    each sits between two adjacent distinct values (near halfway, rounded to few
-    digits), at the gap whose cumulative share is closest to the target (so ties
-    are never split), and duplicates are dropped. Then adjacent finite bins are merged, smallest bin
-    first, until every finite bin holds at least ``min_share`` of ALL rows
-    (``len(x)``, missing included) or only one is left. A column with fewer than
-    two distinct finite values gives one finite bin (``cuts == ()``).
+    Cut points aim at the shares 1/max_bins, 2/max_bins, ... of the finite values.
+    Each sits in the gap between two adjacent distinct values whose cumulative
+    share is closest to the target (so equal values are never split), near its
+    middle but rounded to few digits; duplicates are dropped. Then adjacent
+    finite bins are merged, the smallest bin first, into its smaller neighbour,
+    until every finite bin holds at least ``min_share`` of ALL rows (``len(x)``,
+    missing included) or only one is left. A column with fewer than two distinct
+    finite values gives one finite bin (``cuts == ()``). ±inf count as finite
+    values of the end bins; only NaN is missing.
 
     Invariants of the result: at most ``max_bins`` finite bins, none empty, each
     with ≥ min_share·len(x) rows unless there is only one.
@@ -187,11 +189,16 @@ def fine_bins(name: str, x: np.ndarray, *, max_bins: int = 20, min_share: float 
     # Cumulative share below each gap k (between distinct[k] and distinct[k+1]).
     below = np.cumsum(counts)[:-1] / len(finite)
     targets = np.arange(1, max_bins) / max_bins
-    gaps = np.unique(np.argmin(np.abs(below[:, None] - targets[None, :]), axis=0))
+    # The gap closest to each target is one of the two around it in the sorted cumulative shares (lower on ties).
+    after = np.clip(np.searchsorted(below, targets), 0, len(below) - 1)
+    before = np.clip(after - 1, 0, None)
+    closer_before = np.abs(below[before] - targets) <= np.abs(below[after] - targets)
+    gaps = np.unique(np.where(closer_before, before, after))
     cuts = [_short_cut(float(distinct[k]), float(distinct[k + 1])) for k in gaps]
 
     # Bin sizes count ±inf too (they fall in the end bins); NaN is not in any finite bin.
-    sizes = list(np.bincount(np.searchsorted(cuts, values[~np.isnan(values)], side="right"), minlength=len(cuts) + 1))
+    present = values[~np.isnan(values)]
+    sizes = list(np.bincount(np.searchsorted(cuts, present, side="right"), minlength=len(cuts) + 1))
     need = min_share * len(values)
     while len(sizes) > 1 and min(sizes) < need:
         j = int(np.argmin(sizes))  # the smallest bin; the leftmost on ties
@@ -355,8 +362,6 @@ def coarse_groups(events: np.ndarray, totals: np.ndarray, *, method: Method = "i
         direction = None if monotone == "none" else monotone
         return _solve(e, t, rules(direction)), monotone
 
-    if e.sum() == 0 or e.sum() == t.sum():
-        return [0] * len(e), "increasing" if _trend(e, t) >= 0 else "decreasing"
     up = _solve(e, t, rules("increasing"))
     down = _solve(e, t, rules("decreasing"))
     iv_up, iv_down = _partition_iv(e, t, up), _partition_iv(e, t, down)
