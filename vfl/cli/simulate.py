@@ -56,6 +56,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
                    help="append the job to the hash-chained ledger in DIR, signed by every party with keys made "
                         "for the occasion (kept in DIR/keys); check it with `vfl ledger verify DIR`")
+    p.add_argument("--scorecard", action="store_true",
+                   help="build a credit scorecard: federated WOE binning, IV selection, constrained LR, points "
+                        "per party and reason codes (settings: the `scorecard` section of --config)")
+    p.add_argument("--tables", type=Path, default=None, metavar="DIR",
+                   help="with --scorecard: write each party's points table here as CSV and JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
 
@@ -76,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--contribution-permutations M goes with --contributions, and M must be at least 2")
     if args.ledger is not None and not args.ledger.parent.is_dir():
         raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
+    if args.scorecard:
+        return _run_scorecard(args, config, columns, columns_a)
+    if args.tables is not None:
+        raise ConfigError("--tables DIR goes with --scorecard: only a scorecard has points tables")
     progress = ProgressLine()
 
     def on_coalition(done: int, total: int, parties: list[str]) -> None:
@@ -119,6 +128,80 @@ def run(args: argparse.Namespace) -> int:
               f"signed by {', '.join(ledger['signed_by'])}")
     print(f"result written to {args.out}")
     return 0
+
+
+def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: list[str],
+                   columns_a: list[str] | None) -> int:
+    """--scorecard: the scorecard chain in one process; prints B's points table, partner ranges and reasons."""
+    from vfl.data.table import load_csv
+    from vfl.local.scorecard import simulate_scorecard
+    from vfl.ml.scorecard.config import ScorecardConfig
+
+    if args.contributions or args.ledger is not None:
+        raise ConfigError("--scorecard does not combine with --contributions or --ledger yet; run them separately")
+    if args.tables is not None and not args.tables.parent.is_dir():
+        raise ConfigError(f"--tables {args.tables}: the folder {args.tables.parent} does not exist")
+    scorecard = ScorecardConfig.parse(_config_section(args, "scorecard"))
+    ids_a = columns_a or [columns[0]] * len(args.party_a)
+    # A scorecard bins missing values on their own: they are kept, not refused.
+    tables = [load_csv(f, id_column=c, allow_missing=True) for f, c in zip(args.party_a, ids_a)]
+    table_b = load_csv(args.party_b, id_column=columns[0], label_column=args.label_column, model=config.model,
+                       allow_missing=True)
+    progress = ProgressLine()
+    try:
+        result = simulate_scorecard(tables, table_b, config, scorecard, workers=args.workers, engine=args.engine,
+                                    progress=None if args.quiet else progress.epoch)
+    finally:
+        progress.close()
+    cards = result.pop("cards")
+    result.pop("scores")
+    args.out.write_text(json.dumps(result, indent=2))
+    if args.tables is not None:
+        args.tables.mkdir(exist_ok=True)
+        for party, card in cards.items():
+            (args.tables / f"points-{party}.csv").write_text(card.table.to_csv())
+            (args.tables / f"points-{party}.json").write_text(json.dumps(card.table.to_dict(), indent=2))
+        print(f"points tables written to {args.tables}")
+    print(scorecard_text(result))
+    print(f"result written to {args.out}")
+    return 0
+
+
+def scorecard_text(result: dict[str, Any]) -> str:
+    """What a person reads first: B's points table, each partner's total range, one applicant's reasons."""
+    card = result["scorecard"]
+    score = card["score"]
+    lines = [f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
+             f"{result['seconds']:.1f}s (binning {result['timings']['binning']:.1f}s)",
+             f"score on the {score['split']} rows: AUC {score['auc']:.4f} (before rounding to points "
+             f"{score['auc_before_rounding']:.4f}), KS {score['ks']:.4f}, Gini {score['gini']:.4f}",
+             f"base points (party B): {card['base_points']}", "party B's points table:"]
+    for row in card["points"]["B"]:
+        lines.append(f"  {row['characteristic']:<24} {row['label']:<24} {row['points']:>6}")
+    for party, (low, high) in card["partner_ranges"].items():
+        lines.append(f"party {party}'s points (kept by {party}): from {low} to {high}")
+    iv = sorted(card["characteristics"], key=lambda c: -c["iv"])
+    lines.append("information value: " + ", ".join(
+        f"{c['party']}:{c['name']} {c['iv']:.3f}{'' if c['selected'] else ' (dropped)'}" for c in iv[:12]))
+    if card["reasons"]:
+        first = card["reasons"][0]
+        lines.append(f"applicant {first['id']}: score {first['score']}, reasons: "
+                     f"{', '.join(first['reasons']) or 'none (best points on every characteristic)'}")
+    return "\n".join(lines)
+
+
+def _config_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """One section of --config (a job spec), or {} without --config."""
+    if args.config is None:
+        return {}
+    try:
+        settings = json.loads(args.config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{args.config}: cannot read the config ({exc})") from exc
+    section = settings.get(name, {}) if isinstance(settings, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{args.config}: the {name!r} section must be a JSON object")
+    return section
 
 
 def _training_config(args: argparse.Namespace) -> TrainingConfig:

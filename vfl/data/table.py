@@ -115,11 +115,12 @@ def load_csv(
     model: ModelKind | None = None,
     feature_columns: list[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_missing: bool = False,
 ) -> PartyTable:
     """Read and check one party's CSV. Every cell is read as text first, so IDs keep their exact spelling."""
     return from_dataframe(
         read_csv_frame(path, max_bytes=max_bytes), id_column=id_column, label_column=label_column, model=model,
-        feature_columns=feature_columns, source=str(path),
+        feature_columns=feature_columns, source=str(path), allow_missing=allow_missing,
     )
 
 
@@ -249,8 +250,13 @@ def from_dataframe(
     model: ModelKind | None = None,
     feature_columns: list[str] | None = None,
     source: str = "DataFrame",
+    allow_missing: bool = False,
 ) -> PartyTable:
-    """Check a DataFrame and turn it into a :class:`PartyTable` (the frame is not modified)."""
+    """Check a DataFrame and turn it into a :class:`PartyTable` (the frame is not modified).
+
+    ``allow_missing`` keeps missing feature cells as NaN (a scorecard bins them on their own) instead of
+    refusing them; labels and IDs may never be missing.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
     frame = frame.rename(columns=str)  # a renamed copy: the caller's frame is untouched
@@ -276,7 +282,7 @@ def from_dataframe(
         )
     features = np.empty((len(ids), len(feature_columns)), dtype=np.float64)
     for j, c in enumerate(feature_columns):  # column by column into one matrix: no second copy of it
-        features[:, j] = _numeric(frame[c], c, ids, source, "feature")
+        features[:, j] = _numeric(frame[c], c, ids, source, "feature", allow_missing=allow_missing)
     labels, mapping = None, None
     if label_column is not None:
         labels, mapping = _label_values(frame[label_column], label_column, ids, source, model)
@@ -372,8 +378,9 @@ def _require_column(columns: list[str], name: str, what: str, source: str, flag:
         raise DataError(f"{source}: no {what} column {name!r}; the columns are: {shown}. Fix {flag}")
 
 
-def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: str) -> np.ndarray:
-    """A column as float64, with a precise error for text, missing or infinite cells."""
+def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: str, *,
+             allow_missing: bool = False) -> np.ndarray:
+    """A column as float64, with a precise error for text, missing (unless allowed: NaN) or infinite cells."""
     raw = column
     if not pd.api.types.is_numeric_dtype(raw):
         text = raw.astype(str).str.strip()
@@ -390,12 +397,12 @@ def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: st
         values = pd.to_numeric(raw, errors="coerce")
         missing = values.isna()
     arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isnan(arr).any():
+    if not allow_missing and np.isnan(arr).any():
         i = int(np.flatnonzero(np.isnan(arr))[0])
         count = int(np.isnan(arr).sum())
         raise DataError(
             f"{source}: {what} column {name!r} has {count} missing or NaN value(s), first for ID {ids[i]!r}; "
-            "fill or drop those rows"
+            "fill or drop those rows (a scorecard job keeps them: they get a bin of their own)"
         )
     if np.isinf(arr).any():
         i = int(np.flatnonzero(np.isinf(arr))[0])

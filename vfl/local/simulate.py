@@ -206,8 +206,12 @@ class _Run:
 
 def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, *, roster: Roster, engine: Engine,
            job_id: str, progress: ProgressFn | None = None, transcript: list[Envelope] | None = None,
-           keypair: tuple[PublicKey, PrivateKey] | None = None, min_bits: int) -> _Run:
-    """Train the feature parties ``parts`` with B on the aligned rows, with real encryption; evaluate at B."""
+           keypair: tuple[PublicKey, PrivateKey] | None = None, min_bits: int,
+           prepare: Callable[[list[FeatureParty], LabelParty], None] | None = None) -> _Run:
+    """Train the feature parties ``parts`` with B on the aligned rows, with real encryption; evaluate at B.
+
+    ``prepare(features, party_b)`` sees the roles before training starts (a scorecard sets their projections).
+    """
     train_started = time.perf_counter()
     lengths = gradient_lengths({p: t.features.shape[1] for p, t in zip(roster.features, parts)},
                                b_rows.features.shape[1], config, label=roster.label)
@@ -227,6 +231,8 @@ def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, 
         if progress is not None and envelope.recipient == roster.label and isinstance(message, EpochDecision):
             progress(message.epoch, config.epochs, message.train_loss, message.validation_loss)
 
+    if prepare is not None:
+        prepare(features, party_b)
     roles = {**{f.party: f for f in features}, roster.label: party_b, roster.arbiter: arbiter}
     channel = InMemoryChannel(roles, transcript=transcript, on_deliver=on_deliver)
     channel.run([e for f in features for e in f.start()] + party_b.start())

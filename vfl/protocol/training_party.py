@@ -172,6 +172,9 @@ class TrainingParty(Role):
                 f"the job fixes party {self.party}'s gradient at {self.job_lengths.get(self.party)} values, "
                 f"but this party's data gives {design.shape[1]}: the dataset changed since registration"
             )
+        #: Keeps the weights in a constrained set after every step (a scorecard's signs and monotone bins,
+        #: :func:`vfl.ml.scorecard.constraints.project`). Local to this party: no protocol step changes.
+        self.projection: Callable[[np.ndarray], np.ndarray] | None = None
         #: This party's weights after every epoch (its parameter trajectory).
         self.weight_history: list[list[float]] = []
         #: The state at the last epoch boundary (or before training): what a checkpoint saves.
@@ -245,6 +248,8 @@ class TrainingParty(Role):
             gradient_sum = self.privacy.add_noise(gradient_sum, self.noise_seed, message.epoch, message.batch)
         share = rows / self.schedule.n_train
         self.weights = self.optimizer.step(self.weights, gradient_sum / rows, message.epoch, share)
+        if self.projection is not None:
+            self.weights = self.projection(self.weights)
         if self.privacy is not None:
             self.weights = self.privacy.bound(self.weights)
         if not np.all(np.isfinite(self.weights)):

@@ -1,0 +1,308 @@
+"""A credit scorecard in one process: align, bin (federated), select, train with constraints, points, reasons.
+
+The same roles as the services run over direct calls; only the network is missing::
+
+    from vfl.local.scorecard import simulate_scorecard
+    result = simulate_scorecard([shop], bank, TrainingConfig(key_bits=1024), ScorecardConfig())
+    result["scorecard"]["points"]["B"]        # the bank's points table
+    result["scorecard"]["score"]["auc"]       # AUC of the integer scores
+
+The chain (``vfl simulate --scorecard``):
+
+1. **Alignment**: RSA blind-signature PSI, as every job.
+2. **Binning** (:mod:`vfl.protocol.binning`): B bins its own characteristics with
+   its labels; each feature party bins its own with B's encrypted labels and
+   returns masked encrypted event counts per bin; B computes WOE and IV for all,
+   and tells each feature party how its fine bins merge (never a count).
+3. **Selection**: B drops characteristics by IV (every party's); each party
+   drops its own correlated characteristics locally.
+4. **Training**: B's characteristics WOE-coded, a feature party's as bin
+   indicators (:mod:`vfl.ml.scorecard.encoding`), with the four-step protocol and
+   each party projecting its own weights onto its constraints after every step.
+5. **Points**: every party turns its weights into its own points table; B adds
+   the base points. At scoring a feature party releases its points total.
+6. **Reasons**: each party's largest shortfalls from its characteristics' best
+   points; B merges them into the top four.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from psi.joint import align_many
+from vfl.compute.engine import Engine, make_engine
+from vfl.crypto.keys import PrivateKey, PublicKey
+from vfl.data.table import PartyTable, check_labels
+from vfl.errors import ConfigError, DataError
+from vfl.local.simulate import SIMULATION_MIN_KEY_BITS, ProgressFn, _train
+from vfl.ml.config import TrainingConfig
+from vfl.ml.metrics import model_metrics
+from vfl.ml.parts import label_party_alone
+from vfl.ml.plaintext import train_plaintext
+from vfl.ml.scaling import Standardizer
+from vfl.ml.scorecard import reasons as reason_codes
+from vfl.ml.scorecard.binning import Bins, iv_band
+from vfl.ml.scorecard.card import PartyCard, card_for
+from vfl.ml.scorecard.config import ScorecardConfig
+from vfl.ml.scorecard.encoding import Encoding
+from vfl.ml.scorecard.points import PointsTable, Scaling, base_points, points_table
+from vfl.ml.scorecard.selection import by_iv, correlation_drop, vif_drop
+from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
+from vfl.protocol.binning import BinningFeatureRole, BinningLabelRole
+from vfl.protocol.roster import Roster
+
+
+def check_scorecard_training(config: TrainingConfig) -> None:
+    """A scorecard is a logistic model without differential privacy (its points are exact, not noised)."""
+    if config.model != "logistic":
+        raise ConfigError(f"a scorecard is a logistic model, but the job asks for {config.model!r}; "
+                          "set training.model to \"logistic\" or drop the scorecard section")
+    if config.privacy is not None:
+        raise ConfigError("a scorecard job cannot run with differential privacy: its bins and points are exact; "
+                          "drop training.privacy or the scorecard section")
+
+
+def simulate_scorecard(
+    table_a: PartyTable | Sequence[PartyTable],
+    table_b: PartyTable,
+    config: TrainingConfig,
+    scorecard: ScorecardConfig,
+    *,
+    workers: int | None = None,
+    engine: Engine | str | None = None,
+    job_id: str = "scorecard",
+    progress: ProgressFn | None = None,
+    keypair: tuple[PublicKey, PrivateKey] | None = None,
+    psi_key_bits: int | None = None,
+    examples: int = 5,
+) -> dict[str, Any]:
+    """Align, bin, select, train, score; return the JSON-ready result with a ``scorecard`` section.
+
+    ``result["cards"]`` holds each party's :class:`PartyCard` (not JSON; a
+    service keeps each with its party). ``examples`` applicants' reasons are shown.
+    """
+    started = time.perf_counter()
+    check_scorecard_training(config)
+    if table_b.labels is None:
+        raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
+    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", workers=workers)
+    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
+    roster = Roster.default(len(tables))
+    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
+    alignment = align_many(
+        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
+        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
+    )
+    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
+    b_rows = table_b.take(alignment.rows_b)
+    labels = np.asarray(b_rows.labels, dtype=np.float64)
+    check_labels(labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
+
+    # -- 2. binning --------------------------------------------------------------------------------------
+    binning_started = time.perf_counter()
+    label_role = BinningLabelRole(job_id, labels, scorecard.binning, features={p: None for p in roster.features},
+                                  party=roster.label, engine=engine, key_bits=config.key_bits, min_key_bits=min_bits)
+    own = label_role.bin_own(b_rows.features, b_rows.feature_names)
+    feature_bins: dict[str, dict[str, Bins]] = {}
+    for party, part in zip(roster.features, parts):
+        role = BinningFeatureRole(job_id, party, part.features, part.feature_names, engine=engine,
+                                  min_key_bits=min_bits)
+        counts = role.answer(label_role.request(party))
+        feature_bins[party] = role.apply(label_role.receive_counts(counts))
+    binning_seconds = time.perf_counter() - binning_started
+    report = label_role.characteristics()  # B's view: every characteristic of every party, with counts, WOE and IV
+
+    # -- 3. selection: B by IV for every party; each party its own correlated characteristics --------------
+    ivs = {(c.party, c.name): c.iv_total for c in report}
+    kept_by_iv = {p: by_iv({n: iv for (q, n), iv in ivs.items() if q == p}, min_iv=scorecard.selection.min_iv,
+                           top_k=scorecard.selection.top_k) for p in [roster.label, *roster.features]}
+    for p, kept in kept_by_iv.items():
+        if not kept:
+            kept_by_iv[p] = [max(((n, iv) for (q, n), iv in ivs.items() if q == p), key=lambda t: t[1])[0]]
+    by_name = {(c.party, c.name): c for c in report}
+    b_encoding = _label_encoding(own, by_name, roster.label, kept_by_iv[roster.label])
+    b_kept = _local_selection(b_encoding, b_rows, scorecard, priority={n: ivs[(roster.label, n)] for n in b_encoding.names})
+    b_encoding = _subset(b_encoding, b_kept)
+    a_encodings = []
+    for party, part in zip(roster.features, parts):
+        bins = feature_bins[party]
+        names = kept_by_iv[party]
+        encoding = Encoding("indicators", tuple(bins[n] for n in names),
+                            tuple(by_name[(party, n)].direction for n in names))
+        # A does not know its IVs: it breaks ties between correlated characteristics by its own column order.
+        kept = _local_selection(encoding, part, scorecard, priority={n: -i for i, n in enumerate(names)})
+        a_encodings.append(_subset(encoding, kept))
+
+    # -- 4. training on the coded characteristics, each party projecting its own weights -----------------
+    coded_parts = [_coded(part, enc) for part, enc in zip(parts, a_encodings)]
+    coded_b = _coded(b_rows, b_encoding)
+
+    def constrain(features: list, party_b: Any) -> None:
+        for role, enc in zip(features, a_encodings):
+            role.projection = enc.projection(role.scaler.scale)
+        party_b.projection = b_encoding.projection(party_b.scaler.scale, extra_columns=int(config.fit_intercept))
+
+    run = _train(coded_parts, coded_b, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
+                 keypair=keypair, min_bits=min_bits, prepare=constrain)
+
+    # -- 5. points: every party its own table; B the base points ------------------------------------------
+    scaling = Scaling(scorecard.points0, scorecard.odds0, scorecard.pdo)
+    cards = {}
+    for party, part, enc, model in zip(roster.features, parts, a_encodings, run.models):
+        cards[party] = card_for(party, part.features, part.feature_names, enc, model.scaler, model.weights, scaling)
+    model_b = run.model_b
+    cards[roster.label] = card_for(roster.label, b_rows.features, b_rows.feature_names, b_encoding, model_b.scaler,
+                                     model_b.weights, scaling)
+    base = base_points(model_b.intercept, scaling)
+    # What each feature party releases at scoring: its points total per applicant (not u_A).
+    released = {party: cards[party].totals(part.features) for party, part in zip(roster.features, parts)}
+    scores = base + cards[roster.label].totals(b_rows.features) + sum(released.values())
+
+    splits = run.splits
+    metric_split = "validation" if "validation" in splits else "train"
+    rows = splits[metric_split]
+    score_section = _score_section(scores, labels, rows, run.predictions, scorecard.bands, metric_split)
+
+    # -- 6. reasons: each party's top shortfalls, merged at B ---------------------------------------------
+    shown = np.arange(min(examples, len(labels)))
+    candidates = [reason_codes.top_candidates(cards[p].table.shortfalls(cards[p].bin_indices(t.features[shown])),
+                                              cards[p].table.codes, scorecard.reasons)
+                  for p, t in [(roster.label, b_rows), *zip(roster.features, parts)]]
+    merged = reason_codes.merge(candidates, scorecard.reasons) if scorecard.reasons else [[] for _ in shown]
+
+    # -- baselines: B alone, and the pooled-data scorecard on the same bins and WOE coding -----------------
+    alone, _ = label_party_alone(run.party_b, labels, splits)
+    pooled = _pooled_baseline(parts, b_rows, a_encodings, b_encoding, by_name, roster, config, labels, splits)
+
+    characteristics = []
+    for c in report:
+        characteristics.append({"party": c.party, "name": c.name, "iv": c.iv_total, "band": iv_band(c.iv_total),
+                                "direction": c.direction, "selected": c.name in cards[c.party].encoding.names,
+                                "bins": c.bin_rows()})
+
+    result = {
+        "model": "scorecard",
+        "job_id": job_id,
+        "aligned_rows": alignment.size,
+        "alignment": alignment.summary(),
+        "train_rows": int(run.party_b.schedule.n_train),
+        "validation_rows": int(len(run.party_b.schedule.validation_rows)),
+        "epochs_run": run.party_b.epochs_run,
+        "stop_reason": run.party_b.stop_reason,
+        "loss_history": run.party_b.train_losses,
+        "metrics": run.metrics,
+        "decision": run.decision,
+        "config": config.model_dump(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "timings": {"alignment": round(alignment.seconds, 3), "binning": round(binning_seconds, 3),
+                    "training": round(run.seconds, 3)},
+        "scorecard": {
+            "config": scorecard.model_dump(),
+            "scaling": {"points0": scaling.points0, "odds0": scaling.odds0, "pdo": scaling.pdo,
+                        "factor": scaling.factor, "offset": scaling.offset},
+            "base_points": base,
+            "characteristics": characteristics,
+            "points": {p: card.table.rows() for p, card in cards.items()},
+            "partner_ranges": {p: list(cards[p].table.range()) for p in roster.features},
+            "score": score_section,
+            "baselines": {"bank_only": alone["metrics"], "pooled": pooled},
+            "reasons": [{"row": int(i), "id": b_rows.ids[i], "score": int(scores[i]), "reasons": r}
+                        for i, r in zip(shown, merged)],
+        },
+        "cards": cards,
+        "scores": scores,
+    }
+    return result
+
+
+# -- steps ------------------------------------------------------------------------------------------------
+
+def _label_encoding(own: dict[str, Bins], by_name: dict, party: str, names: list[str]) -> Encoding:
+    """B's WOE coding of its kept characteristics, from its own binning report."""
+    return Encoding("woe", tuple(own[n] for n in names), tuple(by_name[(party, n)].direction for n in names),
+                    tuple(np.array(by_name[(party, n)].woe) for n in names))
+
+
+def _columns(table: PartyTable, names: Sequence[str]) -> list[int]:
+    index = {n: i for i, n in enumerate(table.feature_names)}
+    return [index[n] for n in names]
+
+
+def _local_selection(encoding: Encoding, table: PartyTable, scorecard: ScorecardConfig,
+                     priority: dict[str, float]) -> list[str]:
+    """A party's own selection among its characteristics: correlation, then VIF, on their coded values.
+
+    B measures its WOE columns; a feature party its ordered bin numbers (it has no WOE).
+    """
+    settings = scorecard.selection
+    names = encoding.names
+    if len(names) < 2 or (settings.max_correlation is None and settings.max_vif is None):
+        return names
+    raw = table.features[:, _columns(table, names)]
+    values = encoding.design(raw) if encoding.kind == "woe" else encoding.bin_indices(raw).astype(np.float64)
+    kept = names
+    if settings.max_correlation is not None:
+        kept = correlation_drop(values, names, max_abs_corr=settings.max_correlation, priority=priority)
+    if settings.max_vif is not None and len(kept) > 1:
+        kept = vif_drop(values[:, [names.index(n) for n in kept]], kept, max_vif=settings.max_vif, priority=priority)
+    return kept
+
+
+def _subset(encoding: Encoding, names: Sequence[str]) -> Encoding:
+    at = [encoding.names.index(n) for n in names]
+    return Encoding(encoding.kind, tuple(encoding.bins[i] for i in at), tuple(encoding.directions[i] for i in at),
+                    tuple(encoding.woe[i] for i in at) if encoding.kind == "woe" else ())
+
+
+def _coded(table: PartyTable, encoding: Encoding) -> PartyTable:
+    """The table the protocol trains on: the party's coded characteristics as its features."""
+    design = encoding.design(table.features[:, _columns(table, encoding.names)])
+    return replace(table, features=design, feature_names=encoding.column_names)
+
+
+def _score_section(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
+                   bands: int, split: str) -> dict[str, Any]:
+    """The integer scores on the metric split: AUC (higher score = lower risk), KS, Gini, bands with bad rates."""
+    risk = -scores[rows].astype(np.float64)  # the metrics rank by risk; a higher score is a lower risk
+    auc_points = model_metrics("logistic", labels[rows], 1 / (1 + np.exp(-risk / 50.0)))["auc"]
+    auc_model = model_metrics("logistic", labels[rows], predictions[rows])["auc"]
+    edges = score_band_edges(scores, bands)
+    return {
+        "split": split,
+        "auc": auc_points,
+        "auc_before_rounding": auc_model,
+        "ks": ks_statistic(labels[rows], risk),
+        "gini": gini(labels[rows], risk),
+        "band_edges": [float(e) for e in edges],
+        "bands": band_table(scores[rows], labels[rows], edges),
+        "reference_counts": band_counts(scores, edges).tolist(),
+        "distribution": {"min": int(scores.min()), "p10": float(np.percentile(scores, 10)),
+                         "median": float(np.median(scores)), "p90": float(np.percentile(scores, 90)),
+                         "max": int(scores.max())},
+    }
+
+
+def _pooled_baseline(parts: list[PartyTable], b_rows: PartyTable, a_encodings: list[Encoding], b_encoding: Encoding,
+                     by_name: dict, roster: Roster, config: TrainingConfig, labels: np.ndarray,
+                     splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The pooled-data scorecard: every kept characteristic WOE-coded with the same bins, one plaintext LR."""
+    columns = [b_encoding.design(b_rows.features[:, _columns(b_rows, b_encoding.names)])]
+    for party, part, enc in zip(roster.features, parts, a_encodings):
+        woe = tuple(np.array(by_name[(party, n)].woe) for n in enc.names)
+        pooled = Encoding("woe", enc.bins, enc.directions, woe)
+        columns.append(pooled.design(part.features[:, _columns(part, enc.names)]))
+    X = np.hstack(columns)
+    scaler = Standardizer.fit(X[splits["train"]])
+    design = scaler.transform(X)
+    result = train_plaintext(np.zeros((len(labels), 0)), design, labels, config)
+    w = result.weights_b
+    u = design @ w[: design.shape[1]] + (w[-1] if config.fit_intercept else 0.0)
+    p = 1 / (1 + np.exp(-u))
+    return {"description": "every kept characteristic WOE-coded with the same bins, pooled, same algorithm",
+            "metrics": {name: model_metrics("logistic", labels[r], p[r]) for name, r in splits.items()}}
