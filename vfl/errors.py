@@ -220,6 +220,13 @@ class LimitExceeded(VFLError):
     http_status = 422
 
 
+class BudgetSpent(LimitExceeded):
+    """A budget a party keeps per partner over all jobs is spent (binning runs): the same request later is refused
+    too, until the party's own config allows more (HTTP 403)."""
+
+    http_status = 403
+
+
 class RateLimited(LimitExceeded):
     """Too many requests of one kind in a short time (HTTP 429); the same request later may pass."""
 
@@ -309,6 +316,7 @@ def error_detail(response: Any) -> str:
 
 __all__ = [
     "VFLError",
+    "BudgetSpent",
     "ConfigError",
     "IdempotencyKeyReused",
     "DataError",

@@ -44,6 +44,14 @@ One file configures one service: party A, party B or the arbiter C::
     budget_per_day = 1000            # IDs per querier per UTC day
     lenders = ["bank-2", "bank-3"]   # a querier: the peers POST /v1/lending-query asks
 
+    [scorecard]                      # a feature party in scorecard jobs (optional)
+    max_binning_runs = 5             # binning runs per label party and dataset, over all jobs
+    min_bin_share = 0.05             # the floor of a bin's share of the rows; party B cannot lower it
+    share_reasons = false            # send reason codes (and their shortfalls) with each points total
+
+    [scorecard.codes]                # published reason codes: characteristic → text
+    age = "Applicant too young"
+
     [ledger]                         # the co-signed job ledger (optional; on by default with TLS)
     enabled = true                   # sign and keep every succeeded job; the TLS key signs unless cert/key are given
 
@@ -89,6 +97,7 @@ from vfl.service.sections import (
     MetricsSection,
     PsiSection,
     RetentionSection,
+    ScorecardSection,
     ScoringSection,
     Strict,
 )
@@ -149,6 +158,7 @@ class ServiceConfig(Strict):
     peers: dict[str, PeerSection] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     scoring: ScoringSection = Field(default_factory=ScoringSection)
+    scorecard: ScorecardSection = Field(default_factory=ScorecardSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
     psi: PsiSection = Field(default_factory=PsiSection)

@@ -34,6 +34,12 @@ class Scoring:
     recent: deque[float] = field(default_factory=deque)
     #: A feature party: when the scored-ID counter was last saved (it is saved at most once a second).
     counter_saved: float | None = None
+    #: A scorecard job: this party's points table (with its file's modification time).
+    card: tuple[float, Any] | None = None
+    #: A scorecard job at a feature party: served rows per bin of each characteristic (CSI).
+    bin_counts: list[Any] | None = None
+    #: A scorecard job at party B: served scores per training band (the score's PSI).
+    band_counts: Any = None
 
 
 @dataclass(eq=False)
@@ -69,6 +75,8 @@ class Job:
     #: Party B: when its pipeline began (perf_counter), for the job's timings.
     started: float | None = None
     scoring: Scoring = field(default_factory=Scoring)
+    #: A feature party in a scorecard job: its binning role between B's request and B's result (in memory only).
+    binning: Any = None
     #: Party B: the batches scoring right now, by batch id.
     batches: dict[str, BatchRun] = field(default_factory=dict)
 

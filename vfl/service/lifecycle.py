@@ -53,6 +53,7 @@ class Stage(StrEnum):
     REGISTERED = "registered"        # the job exists here; nothing has run yet
     PSI = "psi"                      # private set intersection with party B (or, at B, with each feature party)
     ALIGNED = "aligned"              # a feature party holds its aligned rows and waits for B's start
+    BINNING = "binning"              # a scorecard job: every party bins its characteristics (federated counts)
     TRAINING = "training"            # the encrypted protocol runs
     INTERRUPTED = "interrupted"      # this service restarted mid-job: fenced, waiting for B to resume it
     RESUMING = "resuming"            # party B asks every party for its checkpoints and restarts the job
@@ -85,10 +86,13 @@ _RUNNING = {S.ALIGNING, S.TRAINING}
 #: every move a service makes goes through :func:`transition`.
 LIFECYCLE: dict[Stage, Rule] = {
     # B registers the job with each feature party (which starts its PSI at once) and the arbiter (which waits).
-    T.REGISTERED: _rule({S.PENDING}, {T.PSI, T.ALIGNED, T.TRAINING, T.RESUMING, T.STOPPED}),
+    T.REGISTERED: _rule({S.PENDING}, {T.PSI, T.ALIGNED, T.BINNING, T.TRAINING, T.RESUMING, T.STOPPED}),
     # A new PSI session after a resume starts again at "psi" (a feature party's psi → psi).
-    T.PSI: _rule({S.ALIGNING}, {T.ALIGNED, T.TRAINING, T.INTERRUPTED, T.RESUMING, T.STOPPED}),
-    T.ALIGNED: _rule({S.ALIGNING}, {T.TRAINING, T.STOPPED}),
+    T.PSI: _rule({S.ALIGNING}, {T.ALIGNED, T.BINNING, T.TRAINING, T.INTERRUPTED, T.RESUMING, T.STOPPED}),
+    T.ALIGNED: _rule({S.ALIGNING}, {T.BINNING, T.TRAINING, T.STOPPED}),
+    # A scorecard job, between the alignment and training: party B bins its own characteristics and asks each
+    # feature party for the encrypted event counts of its bins; the feature parties wait here for B's start.
+    T.BINNING: _rule({S.ALIGNING}, {T.TRAINING, T.INTERRUPTED, T.RESUMING, T.STOPPED}),
     T.TRAINING: _rule({S.TRAINING}, {T.EVALUATING, T.DONE, T.INTERRUPTED, T.RESUMING, T.STOPPED}),
     # A restarted service fences the job, then B resumes it: B itself, the others on its word (the arbiter goes
     # back to "registered" when the PSI resumes, since it takes no part in it).

@@ -24,7 +24,7 @@ from typing import Any
 from psi.buckets import DiskBucketResults, OwnTagCache
 from psi.joint import alignment_summary
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
-from vfl.errors import VFLError
+from vfl.errors import ProtocolError, VFLError
 from vfl.protocol.messages import Message, Party
 from vfl.protocol.role import Envelope, Role
 from vfl.service.sections import LimitsSection
@@ -167,5 +167,29 @@ def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder) -> None:
     ctx.event("aligned: %d rows shared with party B (of %d here), in %.1fs", len(holder.rows), len(table), seconds)
 
 
+def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
+    """A feature party: the rows every party shares, from B (a training start, or a scorecard's binning).
+
+    With several feature parties the job trains on the IDs all of them share with
+    B: a subset of this party's pairwise intersection with B, in its order (by
+    ID). Nothing else is accepted; a repeat with the same IDs changes nothing.
+    """
+    record = ctx.record
+    pairwise = ctx.store.load_alignment(record.job_id) or []
+    position = {i: n for n, i in enumerate(pairwise)}
+    places = [position.get(i) for i in ids]
+    if any(p is None for p in places):
+        raise ProtocolError("party B's joint rows name IDs outside this party's intersection with B")
+    if any(b <= a for a, b in zip(places, places[1:])):
+        raise ProtocolError("party B's joint rows are not in the order of the PSI, or repeat an ID")
+    if len(ids) != n_rows:
+        raise ProtocolError(f"party B sends {len(ids)} joint IDs for {n_rows} rows")
+    if len(ids) != len(pairwise):
+        ctx.store.save_alignment(record.job_id, list(ids))
+    if not (record.alignment or {}).get("pairwise_intersection"):  # a retried start keeps the first count
+        ctx.update(alignment=dict(record.alignment or {}) | {"pairwise_intersection": len(pairwise),
+                                                             "intersection": len(ids)})
+
+
 __all__ = ["METHOD", "AuditedKeyHolder", "AuditedRequester", "caps", "check_registered_size", "drop_results",
-           "finished_buckets", "key_holder_finished", "requester", "results", "start_key_holder"]
+           "finished_buckets", "key_holder_finished", "requester", "results", "start_key_holder", "take_joint_alignment"]

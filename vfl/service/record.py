@@ -92,6 +92,10 @@ class JobRecord(BaseModel):
     contributions: dict[str, Any] | None = Field(
         None, description="party B, a job with \"contributions\": each feature party's Shapley value and leave-one-out, "
                           "every coalition's metric, or the error that stopped them")
+    scorecard: dict[str, Any] | None = Field(
+        None, description="party B, a scorecard job: IV of every characteristic of every party, B's own bins and "
+                          "points tables, the base points, each partner's observed points range, the score's AUC, KS, "
+                          "Gini and bands")
     coalition_of: str | None = Field(
         None, description="party B: the job whose contributions this coalition training measures (no report, no "
                           "ledger entry of its own)")

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from vfl.errors import JobError, LimitExceeded
+from vfl.errors import BudgetSpent, JobError, LimitExceeded
 from vfl.files import atomic_write, private_folder
 from vfl.ml.parts import ModelPartA
 from vfl.ml.score_noise import (
@@ -137,6 +137,8 @@ class Releases:
             self._ledgers[key] = {
                 "directions": directions,
                 "scored_ids": int(data.get("scored_ids", 0)),
+                # Scorecard jobs: binning runs answered (each sums the partner's encrypted "labels" per bin).
+                "binning_runs": int(data.get("binning_runs", 0)),
                 # A ledger from before noise existed: every model in it released exact scores.
                 "exact_jobs": list(data.get("exact_jobs", directions)),
                 "noise": {"key": noise.get("key"), "features": list(noise.get("features") or []),
@@ -150,6 +152,38 @@ class Releases:
         allowed = budget(n_features, configured)
         if rank(released) >= allowed:
             raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, n_features))
+
+    def admit_binning(self, partner: str, dataset: str, max_runs: int) -> int:
+        """Charge one binning run to the partner and dataset, or refuse it: returns the runs used so far.
+
+        A deviating label party can encrypt any 0/1 vector as labels (one customer's
+        indicator, say) and learn which fine bin each marked row falls in: every run
+        answered is one such vector, so the runs are budgeted per partner and dataset over
+        all jobs (``[scorecard] max_binning_runs``). Synchronous, on the event loop.
+        """
+        ledger = self.ledger(partner, dataset)
+        if ledger["binning_runs"] >= max_runs:
+            raise BudgetSpent(
+                f"{partner} has had {ledger['binning_runs']} binning runs of dataset {dataset!r} answered over all "
+                f"its jobs, the most this party allows ([scorecard] max_binning_runs = {max_runs}, per partner and "
+                "dataset: a new job does not renew it)")
+        ledger["binning_runs"] += 1
+        return ledger["binning_runs"]
+
+    def admit_points(self, record: JobRecord, count: int, max_ids: int) -> None:
+        """A scorecard model: charge ``count`` released values (points totals and reasons) to the scored-ID budget.
+
+        A points total is a function of the row's bins, not a linear combination of its raw
+        features, so no direction is charged; the count is (see :meth:`admit`).
+        """
+        partner, dataset = record.party_id("label"), str(record.dataset)
+        ledger = self.ledger(partner, dataset)
+        if ledger["scored_ids"] + count > max_ids:
+            raise LimitExceeded(
+                f"{ledger['scored_ids']} values of dataset {dataset!r} have been released to {partner} over all its "
+                f"jobs; {count} more would pass this party's limit of {max_ids} (limits.max_scored_ids, per partner "
+                "and dataset: a new job does not renew it)")
+        ledger["scored_ids"] += count
 
     def admit(self, record: JobRecord, model: ModelPartA, count: int, max_ids: int,
               configured: int | None, noise: float | None = None, noise_delta: float = DEFAULT_DELTA) -> bool:
@@ -249,7 +283,7 @@ class Releases:
             if ledger is None:
                 return
             data = {"directions": dict(ledger["directions"]), "scored_ids": ledger["scored_ids"],
-                    "exact_jobs": list(ledger["exact_jobs"])}
+                    "exact_jobs": list(ledger["exact_jobs"]), "binning_runs": ledger["binning_runs"]}
             if ledger["noise"]["multipliers"]:
                 noise = ledger["noise"]
                 data["noise"] = {**noise, "features": list(noise["features"]),

@@ -133,6 +133,32 @@ class ScoringSection(Strict):
         return "*" in self.allow_new_ids or job_id in self.allow_new_ids
 
 
+class ScorecardSection(Strict):
+    """A feature party in scorecard jobs: what party B's federated binning may ask of it, and whether it explains
+    its points with reason codes."""
+
+    max_binning_runs: int = Field(
+        5, ge=0, le=1_000_000, description="a feature party: binning runs (each sums party B's encrypted labels per "
+        "bin of every characteristic) it answers for one label party on one dataset, over all jobs; the next is "
+        "refused (429). A deviating B could encrypt any vector as labels: this bounds how many it gets summed")
+    min_bin_share: float = Field(
+        0.05, gt=0, le=0.5, description="a feature party: the smallest share of the aligned rows in one bin it "
+        "accepts from a job's binning settings (party B cannot lower it): no bin singles out fewer rows")
+    share_reasons: bool = Field(
+        False, description="a feature party: send its top reason candidates (a code from [scorecard.codes] and the "
+        "points short of the characteristic's best, never a value) with each points total; off by default")
+    codes: dict[str, str] = Field(
+        default_factory=dict, description="a feature party's published reason codes: characteristic name → code "
+        "text (default \"<party>:<characteristic>\")")
+
+    @model_validator(mode="after")
+    def _codes(self) -> ScorecardSection:
+        for name, text in self.codes.items():
+            if not name or not text or len(text) > 200:
+                raise ValueError(f"scorecard.codes: {name!r} needs a code text of 1 to 200 characters")
+        return self
+
+
 class ComputeSection(Strict):
     """Where this party's encryption, encrypted products, decryption and PSI signing run (see vfl.compute.engine)."""
 

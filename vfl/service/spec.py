@@ -33,6 +33,7 @@ from pydantic import (
 from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
+from vfl.ml.scorecard.config import ScorecardConfig
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
 from vfl.service.config import PARTY_ID_PATTERN
@@ -95,6 +96,19 @@ class JobSpec(_Strict):
         description="train on the aligned rows of this earlier succeeded job instead of running the PSI again; "
                     "every feature party must have taken part in it with the same dataset (party B's coalition "
                     "trainings use this)")
+    scorecard: ScorecardConfig | None = Field(
+        None, description="a credit scorecard: every party bins its characteristics (a feature party's event "
+                          "counts from party B's encrypted labels), selection by IV and correlation, a logistic "
+                          "model on the binned characteristics with constrained signs, points kept by each party, "
+                          "reason codes; {} takes the defaults")
+
+    @model_validator(mode="after")
+    def _scorecard_training(self) -> JobSpec:
+        if self.scorecard is not None:
+            check_scorecard_training(self.training)
+            if self.contributions:
+                raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
+        return self
 
     @property
     def contribution_settings(self) -> ContributionSettings | None:
@@ -132,6 +146,20 @@ class JobSpec(_Strict):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"invalid job spec: {describe(exc)}") from exc
+
+
+def check_scorecard_training(config: TrainingConfig) -> None:
+    """A scorecard is a logistic model without differential privacy (its points are exact, not noised).
+
+    The same rule as :func:`vfl.local.scorecard.check_scorecard_training`, raised as a ValueError so that
+    a job spec's validation names it.
+    """
+    if config.model != "logistic":
+        raise ValueError(f"a scorecard is a logistic model, but the job asks for {config.model!r}; "
+                         "set training.model to \"logistic\" or drop the scorecard section")
+    if config.privacy is not None:
+        raise ValueError("a scorecard job cannot run with differential privacy: its bins and points are exact; "
+                         "drop training.privacy or the scorecard section")
 
 
 def new_job_id() -> str:
@@ -189,7 +217,11 @@ class Registration(_Strict):
     gradient_lengths: dict[str, int] = Field(
         description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
         "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "
-        "exactly these lengths.")
+        "exactly these lengths. A scorecard job trains on coded characteristics: its lengths are fixed again "
+        "after the binning (each feature party states its own coded width, B tells the arbiter all of them in "
+        "its training start)")
+    scorecard: ScorecardConfig | None = Field(
+        None, description="a scorecard job: how every party bins, selects and scales (the job spec's section)")
 
     @field_validator("gradient_lengths")
     @classmethod
@@ -235,6 +267,25 @@ class TrainingStart(_Strict):
 
     n_rows: int = Field(ge=2)
     ids: list[EntityId] | None = Field(None, min_length=2)
+    gradient_lengths: dict[str, int] | None = Field(
+        None, description="a scorecard job, the arbiter's copy only: every party's gradient length after the "
+        "binning (the coded widths), which replace the ones registered; each feature party vouches for its own "
+        "and B's in its key request, as for any job")
+
+
+class BinningApply(_Strict):
+    """B → a feature party in a scorecard job: how its fine bins merge, which characteristics it keeps, B's width.
+
+    ``result`` is the :class:`vfl.protocol.binning.BinningResult` (merges of fine
+    bins and each characteristic's direction, never a count); ``kept`` the
+    characteristics B keeps by IV (the feature party then drops its own
+    correlated ones); ``label_length`` party B's gradient length on its coded
+    characteristics, which the feature party vouches for to the arbiter.
+    """
+
+    result: dict[str, Any]
+    kept: list[str] = Field(min_length=1, max_length=100_000)
+    label_length: int = Field(ge=1, le=1_000_000)
 
 
 class ResumeRequest(_Strict):

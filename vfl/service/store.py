@@ -216,6 +216,27 @@ class JobStore:
     def load_model(self, job_id: str) -> dict[str, Any] | None:
         return self._load(job_id, "model.json")
 
+    def save_scorecard(self, job_id: str, data: dict[str, Any]) -> None:
+        """A scorecard job's binning and selection as this party keeps them (a feature party: its bins only)."""
+        atomic_write_json(self._folder(job_id) / "scorecard.json", data)
+
+    def load_scorecard(self, job_id: str) -> dict[str, Any] | None:
+        return self._load(job_id, "scorecard.json")
+
+    def save_card(self, job_id: str, card: dict[str, Any]) -> None:
+        """This party's scorecard part: its characteristics' bins, points table and CSI reference."""
+        atomic_write_json(self._folder(job_id) / "card.json", card)
+
+    def load_card(self, job_id: str) -> dict[str, Any] | None:
+        return self._load(job_id, "card.json")
+
+    def save_stability(self, job_id: str, data: dict[str, Any]) -> None:
+        """A scorecard model's serving counts: served scores per band (B), served rows per bin (a feature party)."""
+        atomic_write_json(self._folder(job_id) / "stability.json", data)
+
+    def load_stability(self, job_id: str) -> dict[str, Any] | None:
+        return self._load(job_id, "stability.json")
+
     def save_report(self, job_id: str, page: str) -> None:
         atomic_write_text(self._folder(job_id) / "report.html", page)
 

@@ -10,8 +10,10 @@ decryption ledger) and, when a role is done, into the end of the job here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.crypto.keys import PrivateKey, PublicKey
@@ -27,7 +29,9 @@ from vfl.service.config import ServiceConfig
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.psi_roles import key_holder_finished
+from vfl.ml.scorecard.card import card_for
 from vfl.service.record import model_document
+from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 
 TrainingRole = FeatureParty | LabelParty | Arbiter
 
@@ -47,15 +51,45 @@ def check_key_sizes(config: ServiceConfig, training: TrainingConfig, psi_bits: i
 
 
 def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelParty:
-    """This party's training role for the job, on its aligned rows, with the job's gradient lengths."""
+    """This party's training role for the job, on its aligned rows, with the job's gradient lengths.
+
+    A scorecard job trains on the party's coded characteristics (its binning, stored here), and the
+    role projects its own weights onto the scorecard's constraints after every step.
+    """
     record = ctx.record
+    encoding = None
+    if scorecard_of(record) is not None:
+        encoding = load_encoding(ctx.store, record.job_id)
+        aligned = coded(aligned, encoding)
     options = dict(feature_names=aligned.feature_names, engine=ctx.engine,
                    min_key_bits=ctx.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
                    roster=ctx.roster)
+    config = ctx.training_config()
+    role: FeatureParty | LabelParty
     if ctx.kind == "label":
-        return LabelParty(record.job_id, ctx.training_config(), aligned.features, aligned.labels, **options)
-    return FeatureParty(record.job_id, ctx.training_config(), aligned.features, party=record.own_id(ctx.me),
-                        **options)
+        role = LabelParty(record.job_id, config, aligned.features, aligned.labels, **options)
+    else:
+        role = FeatureParty(record.job_id, config, aligned.features, party=record.own_id(ctx.me), **options)
+    if encoding is not None:
+        extra = int(config.fit_intercept) if ctx.kind == "label" else 0
+        role.projection = encoding.projection(role.scaler.scale, extra_columns=extra)
+    return role
+
+
+def feature_card(ctx: JobContext, model: Any) -> dict[str, Any]:
+    """A feature party's scorecard part after training: its bins, points table (with its published reason
+    codes) and CSI reference, from its trained weights and its raw aligned rows."""
+    record = ctx.record
+    config = scorecard_of(record)
+    assert config is not None
+    encoding = load_encoding(ctx.store, record.job_id)
+    raw = ctx.aligned_table()
+    party = record.own_id(ctx.me)
+    codes = {n: text for n, text in ctx.config.scorecard.codes.items() if n in encoding.names}
+    codes = {n: codes.get(n, f"{ctx.me}:{n}") for n in encoding.names}
+    card = card_for(party, raw.features, raw.feature_names, encoding, model.scaler, model.weights,
+                    scaling_of(config), codes)
+    return card.to_dict()
 
 
 def arbiter_role(ctx: JobContext, n_rows: int, keypair: tuple[PublicKey, PrivateKey] | None = None) -> Arbiter:
@@ -99,7 +133,10 @@ async def after_message(ctx: JobContext, role: Role, message: Message, out: list
         ctx.update()
     if role.done and not job.trained.is_set():
         if isinstance(role, FeatureParty):
-            ctx.store.save_model(record.job_id, model_document(role.model(), record))
+            model = role.model()
+            if scorecard_of(record) is not None:
+                ctx.store.save_card(record.job_id, await asyncio.to_thread(feature_card, ctx, model))
+            ctx.store.save_model(record.job_id, model_document(model, record))
             ctx.advance(Stage.DONE, parameters=role.trajectory())
             ctx.event("succeeded after %d epochs: this party's model part is saved", record.epoch)
         elif isinstance(role, Arbiter):

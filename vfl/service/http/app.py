@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from vfl.protocol.roster import RoleKind
 from vfl.service.config import ServiceConfig
-from vfl.service.http import batches, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
+from vfl.service.http import batches, binning, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
 from vfl.service.http.auth import Sessions, Throttle, Window, cookie_name
 from vfl.service.http.gate import Gate
 from vfl.service.node import Node
@@ -30,7 +30,7 @@ ROUTERS: dict[RoleKind, tuple[APIRouter, ...]] = {
               models.router, models.label_router, peer.router, peer.label_router, ledger.router, lending.router,
               ui.router),
     "feature": (ops.router, jobs.router, jobs.parts_router, models.router, peer.router, peer.accept_router,
-                peer.feature_router, ledger.router, ledger.feature_router, lending.router, ui.router),
+                peer.feature_router, binning.router, ledger.router, ledger.feature_router, lending.router, ui.router),
     "arbiter": (ops.router, jobs.router, peer.router, peer.accept_router, ledger.router, ui.router),
 }
 

@@ -35,14 +35,16 @@ from vfl.service.http.errors import vfl_error
 #: Routes whose body carries IDs or entries (method, path pattern).
 DATA_ROUTES = tuple(re.compile(p) for p in (
     r"^/v1/jobs/[^/]+/predict$", r"^/v1/models/[^/]+/predict$", r"^/v1/peer/jobs/[^/]+/scores$",
-    r"^/v1/peer/jobs/[^/]+/start$", r"^/v1/peer/ledger/append$", r"^/v1/peer/ledger/sign$",
+    r"^/v1/peer/jobs/[^/]+/start$", r"^/v1/peer/jobs/[^/]+/binning/rows$", r"^/v1/peer/ledger/append$", r"^/v1/peer/ledger/sign$",
     r"^/v1/lending-query$", r"^/v1/peer/lending/blind-sign$",
 ))
 MESSAGE_ROUTE = re.compile(r"^/v1/peer/jobs/[^/]+/messages/[^/]+$")
+#: A scorecard's binning request: a protocol message too (party B's encrypted labels, one per aligned row).
+BINNING_ROUTE = re.compile(r"^/v1/peer/jobs/[^/]+/binning$")
 
 
 def body_limit(path: str, limits: Any) -> int:
-    if MESSAGE_ROUTE.match(path):
+    if MESSAGE_ROUTE.match(path) or BINNING_ROUTE.match(path):
         return limits.max_body_bytes
     if any(route.match(path) for route in DATA_ROUTES):
         return limits.max_data_body_bytes

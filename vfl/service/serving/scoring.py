@@ -42,6 +42,10 @@ from vfl.service.context import JobContext
 from vfl.service.jobs import JobTable
 from vfl.service.lifecycle import Stage
 from vfl.service.store import JobStore
+from vfl.ml.scorecard.card import PartyCard
+from vfl.ml.scorecard.reasons import merge, top_candidates
+from vfl.ml.scorecard.stability import band_counts
+from vfl.service.scorecards import load_card, scaling_of, scorecard_of
 
 T = TypeVar("T")
 OK = "ok"
@@ -101,10 +105,16 @@ def flush_counters(jobs: JobTable, store: JobStore) -> None:
 
 @dataclass(frozen=True)
 class PartialScores:
-    """Σ_h u_h for each ID, and for each ID the first feature party that did not score it (None: all did)."""
+    """Σ_h u_h for each ID, and for each ID the first feature party that did not score it (None: all did).
+
+    A scorecard job: ``points`` is Σ_h of the feature parties' points totals, ``total`` the logit they
+    stand for (−points/factor), ``reasons`` each ID's reason candidates from the parties that share them.
+    """
 
     total: np.ndarray
     missing_at: list[str | None]
+    points: np.ndarray | None = None
+    reasons: list[list[dict[str, Any]]] | None = None
 
     @property
     def available(self) -> np.ndarray:
@@ -126,6 +136,8 @@ async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str,
         raise JobError(f"job {record.job_id} is {record.state}; only a succeeded job can predict")
     check_request_size(ctx, len(ids))
     model: ModelPartB = cached_model(ctx, ModelPartB)
+    if scorecard_of(record) is not None:
+        return await _predict_scorecard(ctx, model, ids, features or {})
     own = await off_the_loop(ctx, len(ids), _own_features, ctx, model, ids, features or {})
     ready = [i for i, status in enumerate(own.status) if status == OK]
     scores = np.full(len(ids), np.nan)
@@ -153,17 +165,69 @@ async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str,
             "calibrated": model.calibration is not None, "predictions": out}
 
 
-def _own_features(ctx: JobContext, model: ModelPartB, ids: list[str], given: dict[str, dict[str, Any]]) -> Lookup:
-    """Party B's features for ``ids``: from the request where given, else from B's dataset."""
+async def _predict_scorecard(ctx: JobContext, model: ModelPartB, ids: list[str],
+                             given: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Party B, a scorecard: per ID the integer score (base + B's points + every partner's total), its
+    probability, and up to ``reasons`` reason codes with their texts across the parties."""
+    record = ctx.record
+    config = scorecard_of(record)
+    assert config is not None
+    scaling = scaling_of(config)
+    card = cached_card(ctx)
+    state = ctx.store.load_scorecard(record.job_id) or {}
+    if "base_points" not in state:
+        raise JobError(f"job {record.job_id} has no base points at party B: its evaluation did not finish")
+    base = int(state["base_points"])
+    names = list(card.encoding.names)
+    own = await off_the_loop(ctx, len(ids), _own_features, ctx, names, ids, given)
+    ready = [i for i, status in enumerate(own.status) if status == OK]
+    out = [{"id": i, "score": None, "probability": None, "label": None, "status": s, "reasons": []}
+           for i, s in zip(ids, own.status)]
+    if ready:
+        partial = await gather_partial_scores(ctx, [ids[i] for i in ready])
+        indices = card.encoding.bin_indices(own.features[ready])
+        mine = card.table.totals(indices)
+        assert partial.points is not None and partial.reasons is not None
+        scores = base + mine + partial.points
+        logit = (scaling.offset - scores) / scaling.factor
+        probabilities = model.link(logit)
+        labels = model.labels(probabilities)
+        own_candidates = top_candidates(card.table.shortfalls(indices), card.table.codes, config.reasons)
+        texts = {c: c for c in card.table.codes}
+        served = []
+        for row, i in enumerate(ready):
+            if partial.missing_at[row] is not None:
+                out[i]["status"] = f"{NOT_AVAILABLE} at {partial.missing_at[row]}"
+                continue
+            candidates = [list(own_candidates[row]),
+                          [(r["code"], r["shortfall"]) for r in partial.reasons[row]]]
+            for r in partial.reasons[row]:
+                texts[r["code"]] = r["text"]
+            merged = merge([[c] for c in candidates], config.reasons)[0] if config.reasons else []
+            out[i].update(score=int(scores[row]), probability=float(probabilities[row]),
+                          label=None if labels is None else int(labels[row]),
+                          reasons=[{"code": c, "text": texts.get(c, c)} for c in merged])
+            served.append(int(scores[row]))
+        record_scores(ctx, np.asarray(served, dtype=np.float64))
+    threshold = model.threshold.value
+    return {"job_id": record.job_id, "model": "scorecard", "threshold": threshold,
+            "calibrated": model.calibration is not None, "predictions": out}
+
+
+def _own_features(ctx: JobContext, model: ModelPartB | list[str], ids: list[str],
+                  given: dict[str, dict[str, Any]]) -> Lookup:
+    """Party B's features for ``ids`` (the model's columns, or the named ones): from the request where given,
+    else from B's dataset."""
+    names = model if isinstance(model, list) else model.feature_names
     stored = [i for i in ids if i not in given]
-    found = (ctx.data.lookup(str(ctx.record.dataset), stored, model.feature_names) if stored
+    found = (ctx.data.lookup(str(ctx.record.dataset), stored, names) if stored
              else Lookup(np.zeros((0, 0)), []))
     next_stored = iter(range(len(stored)))
-    features = np.full((len(ids), len(model.feature_names)), np.nan)
+    features = np.full((len(ids), len(names)), np.nan)
     status: list[str] = []
     for n, item_id in enumerate(ids):
         if item_id in given:
-            features[n], problem = _given_row(given[item_id], model.feature_names)
+            features[n], problem = _given_row(given[item_id], names)
             status.append(problem or OK)
         else:
             row = next(next_stored)
@@ -221,6 +285,8 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
     if record.state != "succeeded" or record.stage is Stage.DELETED:
         what = "deleted at party B's request" if record.stage is Stage.DELETED else record.state
         raise JobError(f"job {job_id} is {what} at {ctx.me}; it has no model to score with")
+    if scorecard_of(record) is not None:
+        return await points_totals(ctx, ids, caller)
     model: ModelPartA = cached_model(ctx, ModelPartA)
     partner, dataset = record.party_id("label"), str(record.dataset)
     try:
@@ -302,10 +368,13 @@ def _report_noise(ctx: JobContext, model: ModelPartA, multiplier: float) -> bool
 
 
 async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScores:
-    """Every feature party's partial scores for ``ids``, asked at once."""
+    """Every feature party's partial scores for ``ids``, asked at once (a scorecard job: points totals)."""
     path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
     answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, {"ids": ids}) for peer in peers))
+    config = scorecard_of(ctx.record)
+    if config is not None:
+        return _gather_points(ctx, config, peers, answers, len(ids))
     total = np.zeros(len(ids))
     missing_at: list[str | None] = [None] * len(ids)
     for peer, answer in zip(peers, answers):
@@ -314,6 +383,175 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScore
         for n in np.flatnonzero(~ok):
             missing_at[n] = missing_at[n] or peer
     return PartialScores(total, missing_at)
+
+
+def _gather_points(ctx: JobContext, config: Any, peers: list[str], answers: list[Any], count: int) -> PartialScores:
+    """Party B, a scorecard job: the feature parties' points totals, the logit they stand for, their reasons."""
+    points = np.zeros(count, dtype=np.int64)
+    missing_at: list[str | None] = [None] * count
+    reasons: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    for peer, answer in zip(peers, answers):
+        values, ok = parse_points(answer, count)
+        points += np.where(ok, values, 0)
+        for n in np.flatnonzero(~ok):
+            missing_at[n] = missing_at[n] or peer
+        shared = answer.get("reasons") if isinstance(answer, dict) else None
+        if shared is not None:
+            if not isinstance(shared, list) or len(shared) != count:
+                raise ProtocolError(f"{peer}'s reason candidates do not match the {count} IDs asked")
+            for n, row in enumerate(shared):
+                reasons[n].extend(_reasons(row, peer, config.reasons))
+    factor = scaling_of(config).factor
+    return PartialScores(-points / factor, missing_at, points, reasons)
+
+
+def _reasons(row: Any, peer: str, most: int) -> list[dict[str, Any]]:
+    """One ID's reason candidates from a feature party: at most ``most`` of (code, text, shortfall)."""
+    if row is None:
+        return []
+    if not isinstance(row, list) or len(row) > most:
+        raise ProtocolError(f"{peer} sent more than {most} reason candidates for an ID, or no list")
+    out = []
+    for item in row:
+        try:
+            code, text, shortfall = str(item["code"]), str(item["text"]), float(item["shortfall"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"{peer}'s reason candidate is malformed: {exc!r}") from exc
+        if not code.startswith(f"{peer}:") or len(code) > 300 or len(text) > 200 or not math.isfinite(shortfall):
+            raise ProtocolError(f"{peer}'s reason code {code[:40]!r} is not one of its own ('{peer}:...'), "
+                                "or too long, or its shortfall is not a number")
+        out.append({"code": code, "text": text, "shortfall": shortfall})
+    return out
+
+
+def parse_points(answer: Any, expected: int) -> tuple[np.ndarray, np.ndarray]:
+    """A feature party's points totals as (points, available)."""
+    try:
+        raw = answer["points"]
+        ok = np.array([v is not None for v in raw], dtype=bool)
+        values = np.array([0 if v is None else int(v) for v in raw], dtype=np.int64)
+        if any(v is not None and (isinstance(v, bool) or int(v) != v) for v in raw):
+            raise ValueError("a points total is not an integer")
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"a feature party's points totals are malformed: {exc!r}") from exc
+    if values.shape != (expected,):
+        raise ProtocolError(f"a feature party returned {values.size} points totals for {expected} IDs")
+    return values, ok
+
+
+async def points_totals(ctx: JobContext, ids: list[str], caller: str) -> dict[str, Any]:
+    """A feature party, a scorecard job: each ID's points total (and, if its config allows, its reasons).
+
+    Its points table stays here; only the total per ID leaves, like u_A in any job. With
+    ``[scorecard] share_reasons`` it adds its top reason candidates per ID: a code of its own
+    (``<party>:<characteristic>``), the text it publishes for it and the points short of the
+    characteristic's best, never a value. Every released total and every reason candidate the
+    request may carry is charged to the partner's budget (``limits.max_scored_ids``) before any
+    row is read; every request is in the job's audit log.
+    """
+    record, job_id = ctx.record, ctx.record.job_id
+    config = scorecard_of(record)
+    assert config is not None
+    settings = ctx.config.scorecard
+    share = settings.share_reasons and config.reasons > 0
+    charged = len(ids) * (1 + (config.reasons if share else 0))
+    partner, dataset = record.party_id("label"), str(record.dataset)
+    try:  # charged at once: no await between check and charge
+        _rate(ctx)
+        ctx.releases.admit_points(record, charged, ctx.config.limits.max_scored_ids)
+    except LimitExceeded as exc:
+        ctx.store.audit(job_id, f"refused to score {len(ids)} IDs for {caller}: {exc}")
+        raise
+    record.scored_ids += len(ids)
+    if ctx.releases.write_due(partner, dataset):
+        ctx.spawn(asyncio.to_thread(ctx.releases.write, partner, dataset))
+    card = cached_card(ctx)
+    allowed = list(range(len(ids)))
+    if not ctx.config.scoring.allows_new_ids(job_id):
+        aligned = cached_aligned_ids(ctx)
+        allowed = [n for n, i in enumerate(ids) if i in aligned]
+    points: list[int | None] = [None] * len(ids)
+    reasons: list[list[dict[str, Any]] | None] = [None] * len(ids)
+    if allowed:
+        asked = [ids[n] for n in allowed]
+        found = await off_the_loop(ctx, len(allowed), ctx.data.lookup, str(record.dataset), asked,
+                                   list(card.encoding.names))
+        usable = [n for n, ok in zip(allowed, found.ok) if ok]
+        if usable:
+            indices = card.encoding.bin_indices(found.features[found.ok])
+            totals = card.table.totals(indices)
+            for n, total in zip(usable, totals.tolist()):
+                points[n] = int(total)
+            record_bins(ctx, card, indices)
+            if share:
+                texts = {f"{ctx.me}:{name}": settings.codes.get(name, f"{ctx.me}:{name}") for name in card.table.names}
+                candidates = top_candidates(card.table.shortfalls(indices), card.table.codes, config.reasons)
+                for n, row in zip(usable, candidates):
+                    reasons[n] = [{"code": code, "text": texts.get(code, code), "shortfall": float(s)}
+                                  for code, s in row]
+    if ctx.job.scoring.counter_saved is None or time.monotonic() - ctx.job.scoring.counter_saved >= COUNTER_FLUSH_SECONDS:
+        ctx.spawn(asyncio.to_thread(ctx.store.write_record, ctx.store.snapshot(record)))
+        ctx.job.scoring.counter_saved = time.monotonic()
+    scored = sum(p is not None for p in points)
+    released = sum(len(r or ()) for r in reasons)
+    ctx.store.audit(job_id, f"released {scored} points totals{f' and {released} reason candidates' if share else ''} "
+                            f"for {caller} ({len(ids) - scored} not available)")
+    answer: dict[str, Any] = {"points": points, "status": [OK if p is not None else NOT_AVAILABLE for p in points]}
+    if share:
+        answer["reasons"] = reasons
+    return answer
+
+
+def _rate(ctx: JobContext) -> None:
+    limits, now = ctx.config.limits, time.monotonic()
+    recent = ctx.job.scoring.recent
+    while recent and now - recent[0] > 60.0:
+        recent.popleft()
+    if len(recent) >= limits.score_requests_per_minute:
+        raise RateLimited(f"job {ctx.record.job_id}: more than {limits.score_requests_per_minute} scoring requests "
+                          f"in a minute (limits.score_requests_per_minute at {ctx.me}); retry later")
+    recent.append(now)
+
+
+def cached_card(ctx: JobContext) -> PartyCard:
+    """The job's scorecard part, kept between requests until its file changes."""
+    scoring = ctx.job.scoring
+    mtime = _mtime(ctx.store.job_dir(ctx.record.job_id) / "card.json")
+    if scoring.card is None or scoring.card[0] != mtime:
+        scoring.card = (mtime, load_card(ctx.store, ctx.record.job_id))
+    return scoring.card[1]
+
+
+def record_bins(ctx: JobContext, card: PartyCard, indices: np.ndarray) -> None:
+    """A feature party: count the served rows per bin of each characteristic (its CSI, computed here)."""
+    counts = ctx.job.scoring.bin_counts
+    if counts is None:
+        stored = ctx.store.load_stability(ctx.record.job_id) or {}
+        counts = [np.asarray(c, dtype=np.int64) for c in stored.get("bin_counts", [])] or \
+            [np.zeros(b.count, dtype=np.int64) for b in card.encoding.bins]
+        ctx.job.scoring.bin_counts = counts
+    for j, b in enumerate(card.encoding.bins):
+        counts[j] += np.bincount(indices[:, j], minlength=b.count)
+    data = {"bin_counts": [c.tolist() for c in counts]}
+    ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id, data))
+
+
+def record_scores(ctx: JobContext, scores: np.ndarray) -> None:
+    """Party B: count the served scores per training band (the score's PSI)."""
+    scoring = ctx.job.scoring
+    state = ctx.store.load_scorecard(ctx.record.job_id) or {}
+    edges = state.get("band_edges")
+    if not edges or not len(scores):
+        return
+    if scoring.band_counts is None:
+        stored = ctx.store.load_stability(ctx.record.job_id) or {}
+        scoring.band_counts = np.asarray(stored.get("band_counts") or np.zeros(len(edges) + 1), dtype=np.int64)
+    counts = band_counts(np.asarray(scores, dtype=np.float64), np.asarray(edges, dtype=np.float64))
+    if len(counts) != len(scoring.band_counts):
+        scoring.band_counts = np.zeros(len(counts), dtype=np.int64)
+    scoring.band_counts = scoring.band_counts + counts
+    ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id,
+                                {"band_counts": scoring.band_counts.tolist()}))
 
 
 def admit_scoring(ctx: JobContext, model: ModelPartA, count: int) -> bool:

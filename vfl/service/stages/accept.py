@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 
-from vfl.errors import ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
+from vfl.errors import BudgetSpent, ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
 from vfl.service.lifecycle import Stage
-from vfl.service.psi_roles import check_registered_size, start_key_holder
+from vfl.service.psi_roles import check_registered_size, start_key_holder, take_joint_alignment
 from vfl.service.record import JobRecord
 from vfl.service.spec import Registration, TrainingStart
 from vfl.service.training_roles import arbiter_role, check_key_sizes, party_role, training_started
@@ -66,8 +66,17 @@ async def register(service: ServiceContext, registration: Registration, caller: 
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
             check_registered_size(config.limits, registration.psi_ids, len(table))
-        # A model this partner could never score with is refused now, not after its training.
-        service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions)
+        if registration.scorecard is not None:
+            # A scorecard's points are bin-level (no direction of the raw features): its budget is binning runs.
+            ledger = service.releases.ledger(caller, registration.dataset)
+            if ledger["binning_runs"] >= config.scorecard.max_binning_runs:
+                raise BudgetSpent(
+                    f"{caller} has had {ledger['binning_runs']} binning runs of dataset {registration.dataset!r} "
+                    f"answered over all its jobs, the most this party allows ([scorecard] max_binning_runs = "
+                    f"{config.scorecard.max_binning_runs}): it takes part in no more scorecard jobs for it")
+        else:
+            # A model this partner could never score with is refused now, not after its training.
+            service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")
@@ -157,6 +166,8 @@ async def start_training(ctx: JobContext, start: TrainingStart, caller: str) -> 
 async def _start_role(ctx: JobContext, start: TrainingStart) -> None:
     """This party's training role for the job, on the aligned rows; a feature party then asks C for the key."""
     if ctx.kind == "arbiter":
+        if start.gradient_lengths is not None:
+            _coded_lengths(ctx, start.gradient_lengths)
         role = await asyncio.to_thread(arbiter_role, ctx, start.n_rows)
         ctx.advance(Stage.TRAINING, n_rows=start.n_rows)
         ctx.checkpoint(role)
@@ -165,7 +176,7 @@ async def _start_role(ctx: JobContext, start: TrainingStart) -> None:
         return
     await _alignment_stored(ctx)
     if start.ids is not None:
-        _take_joint_alignment(ctx, start)
+        take_joint_alignment(ctx, start.ids, start.n_rows)
     aligned = await asyncio.to_thread(ctx.aligned_table)
     if len(aligned) != start.n_rows:
         raise ProtocolError(f"party B reports {start.n_rows} aligned rows, party A has {len(aligned)}")
@@ -176,29 +187,19 @@ async def _start_role(ctx: JobContext, start: TrainingStart) -> None:
     await ctx.runtime().add_role("train", role, role.start())
 
 
-def _take_joint_alignment(ctx: JobContext, start: TrainingStart) -> None:
-    """A feature party: the rows every party shares, from B.
+def _coded_lengths(ctx: JobContext, lengths: dict[str, int]) -> None:
+    """The arbiter, a scorecard job: B's training start fixes the coded widths in place of the registered ones.
 
-    With several feature parties the job trains on the IDs all of them share with
-    B: a subset of this party's pairwise intersection with B, in its order (by
-    ID). Nothing else is accepted.
+    As at registration, these are B's word; each feature party vouches for its own width and B's in its
+    key request, so a B that tells the arbiter other widths than a feature party holds is found out there.
     """
     record = ctx.record
-    if start.ids is not None:
-        pairwise = ctx.store.load_alignment(record.job_id) or []
-        position = {i: n for n, i in enumerate(pairwise)}
-        places = [position.get(i) for i in start.ids]
-        if any(p is None for p in places):
-            raise ProtocolError("party B's joint rows name IDs outside this party's intersection with B")
-        if any(b <= a for a, b in zip(places, places[1:])):
-            raise ProtocolError("party B's joint rows are not in the order of the PSI, or repeat an ID")
-        if len(start.ids) != start.n_rows:
-            raise ProtocolError(f"party B sends {len(start.ids)} joint IDs for {start.n_rows} rows")
-        if len(start.ids) != len(pairwise):
-            ctx.store.save_alignment(record.job_id, list(start.ids))
-        if not (record.alignment or {}).get("pairwise_intersection"):  # a retried start keeps the first count
-            ctx.update(alignment=dict(record.alignment or {}) | {"pairwise_intersection": len(pairwise),
-                                                                 "intersection": len(start.ids)})
+    if (record.registration or {}).get("scorecard") is None:
+        raise ProtocolError(f"job {record.job_id} is no scorecard job: its gradient lengths were fixed at registration")
+    if set(lengths) != set(record.gradient_lengths or {}) or any(not 1 <= n <= 1_000_000 for n in lengths.values()):
+        raise ProtocolError(f"party B's training start gives gradient lengths for {sorted(lengths)}; the job's "
+                            f"parties are {sorted(record.gradient_lengths or {})}, each between 1 and 1,000,000")
+    ctx.update(gradient_lengths=dict(lengths))
 
 
 async def _alignment_stored(ctx: JobContext) -> None:

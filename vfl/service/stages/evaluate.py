@@ -26,6 +26,13 @@ from vfl.protocol.label_party import LabelParty
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import model_document
+from vfl.ml.metrics import model_metrics
+from vfl.ml.scorecard.binning import iv_band
+from vfl.ml.scorecard.card import card_for
+from vfl.ml.scorecard.config import ScorecardConfig
+from vfl.ml.scorecard.points import base_points
+from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
+from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.service.serving.scoring import gather_partial_scores
 
 log = logging.getLogger("vfl.service")
@@ -46,6 +53,10 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     """Metrics of the federated model and of a bank-only baseline on the same rows."""
     record = ctx.record
     model = role.model()
+    raw = aligned
+    config = scorecard_of(record)
+    if config is not None:  # B's model reads its coded characteristics; the feature parties send points totals
+        aligned = coded(aligned, load_encoding(ctx.store, record.job_id))
     partial = await gather_partial_scores(ctx, aligned.ids)
     if not partial.available.all():
         missing = sorted({m for m in partial.missing_at if m is not None})
@@ -74,8 +85,62 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
         if peer == first:
             record.party_a_convergence = summary
         record.feature_convergence = {**(record.feature_convergence or {}), peer: summary}
+    if config is not None:
+        await asyncio.to_thread(_scorecard, ctx, config, model, raw, partial, splits, predictions, split)
     ctx.store.save_model(record.job_id, model_document(model, record))
     ctx.update()
+
+
+def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyTable, partial: Any,
+               splits: dict[str, np.ndarray], predictions: np.ndarray, split: str) -> None:
+    """Party B, a scorecard job: its card, the base points, the integer scores' metrics and bands, the report.
+
+    Each partner's points total per row is all B gets of its points (its table stays with it): B reports
+    the range of the totals it received.
+    """
+    record = ctx.record
+    scaling = scaling_of(config)
+    encoding = load_encoding(ctx.store, record.job_id)
+    codes = {n: f"{ctx.me}:{n}" for n in encoding.names}
+    card = card_for(record.own_id(ctx.me), raw.features, raw.feature_names, encoding, model.scaler, model.weights,
+                    scaling, codes)
+    base = base_points(model.intercept, scaling)
+    labels = np.asarray(raw.labels, dtype=np.float64)
+    scores = base + card.totals(raw.features) + partial.points
+    rows = splits[split]
+    risk = -scores[rows].astype(np.float64)  # a higher score is a lower risk
+    edges = score_band_edges(scores, config.bands)
+    state = ctx.store.load_scorecard(record.job_id) or {}
+    state |= {"base_points": base, "band_edges": [float(e) for e in edges],
+              "reference_counts": band_counts(scores, edges).tolist()}
+    ctx.store.save_scorecard(record.job_id, state)
+    ctx.store.save_card(record.job_id, card.to_dict())
+    partners = [record.peers[pid] for pid in ctx.roster.features]
+    received = partial.points  # per row, the sum of the partners' totals: all B gets of their points
+    characteristics = [{**entry, "party": record.peers.get(entry["party"], entry["party"]),
+                        "band": iv_band(entry["iv"])} for entry in state.get("report", [])]
+    record.scorecard = {
+        "config": config.model_dump(),
+        "scaling": {"points0": scaling.points0, "odds0": scaling.odds0, "pdo": scaling.pdo,
+                    "factor": scaling.factor, "offset": scaling.offset},
+        "base_points": base,
+        "characteristics": characteristics,
+        "points": {ctx.me: card.table.to_dict()},
+        # B sees only the sum of the partners' totals per row: one range for all of them together.
+        "partner_ranges": {"+".join(partners): [int(received.min()), int(received.max())]},
+        "score": {
+            "split": split,
+            "auc": model_metrics("logistic", labels[rows], 1 / (1 + np.exp(-risk / scaling.factor)))["auc"],
+            "auc_before_rounding": model_metrics("logistic", labels[rows], predictions[rows])["auc"],
+            "ks": ks_statistic(labels[rows], risk),
+            "gini": gini(labels[rows], risk),
+            "band_edges": [float(e) for e in edges],
+            "bands": band_table(scores[rows], labels[rows], edges),
+            "distribution": {"min": int(scores.min()), "p10": float(np.percentile(scores, 10)),
+                             "median": float(np.median(scores)), "p90": float(np.percentile(scores, 90)),
+                             "max": int(scores.max())},
+        },
+    }
 
 
 def _baseline(role: LabelParty, aligned: PartyTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:

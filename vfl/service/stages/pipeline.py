@@ -25,7 +25,7 @@ from vfl.errors import VFLError
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.spec import JobSpec
-from vfl.service.stages import align, contributions, evaluate, ledger, resume, train
+from vfl.service.stages import align, binning, contributions, evaluate, ledger, resume, train
 
 log = logging.getLogger("vfl.service")
 
@@ -58,6 +58,7 @@ class Step:
 LABEL_PARTY: tuple[Step, ...] = (
     Step(Stage.PSI, align.run, when=lambda ctx: not _reuses_alignment(ctx)),
     Step(None, align.reuse, when=_reuses_alignment),  # a coalition training: its job's rows, no PSI
+    Step(Stage.BINNING, binning.run, when=binning.is_scorecard),  # a scorecard: bins, selection, coded widths
     Step(Stage.TRAINING, train.run),
     Step(Stage.EVALUATING, evaluate.run),
     Step(Stage.CONTRIBUTIONS, contributions.run, when=_measures_contributions),

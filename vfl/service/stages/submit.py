@@ -189,6 +189,7 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             psi_ids=None if spec.reuse_alignment else len(table),
             reuse_alignment=spec.reuse_alignment,
             measures=record.coalition_of,
+            scorecard=spec.scorecard,
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
         answer = await _register_with(ctx, ref.peer, registration.model_dump(mode="json"), registered)

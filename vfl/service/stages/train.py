@@ -37,8 +37,12 @@ async def _start(ctx: JobContext) -> None:
     start = TrainingStart(n_rows=len(aligned))
     # With several feature parties they also get the joint IDs; never each other's feature counts.
     to_features = start.model_copy(update={"ids": aligned.ids} if roster.k > 1 else {})
+    # (a feature party's copy never carries lengths: it holds its own and B's since the binning)
     path = f"/v1/peer/jobs/{record.job_id}/start"
-    await ctx.client.call_json(record.peers[roster.arbiter], "POST", path, start.model_dump())
+    # A scorecard job trains on coded characteristics: the arbiter gets the widths fixed by the binning.
+    to_arbiter = start.model_copy(update={"gradient_lengths": dict(record.gradient_lengths or {})}
+                                  if record.job_spec and record.job_spec.get("scorecard") is not None else {})
+    await ctx.client.call_json(record.peers[roster.arbiter], "POST", path, to_arbiter.model_dump())
     await asyncio.gather(*(ctx.client.call_json(record.peers[pid], "POST", path, to_features.model_dump())
                            for pid in roster.features))
     training_started(ctx, len(aligned))
