@@ -10,6 +10,10 @@ and give the same principal reasons as a pooled computation.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,9 +74,8 @@ def federation(k: int, n: int = 3000, seed: int = 3):
 def run(request):
     tables, table_b, pooled = federation(request.param)
     config = TrainingConfig(key_bits=TEST_KEY_BITS, validation_fraction=0.3, seed=1)
-    result = simulate_scorecard(tables if request.param > 1 else tables[0], table_b, config, ScorecardConfig(),
-                                examples=10_000)
-    ids = [r["id"] for r in result["scorecard"]["reasons"]]
+    result = simulate_scorecard(tables if request.param > 1 else tables[0], table_b, config, ScorecardConfig())
+    ids = result["applicants"]["ids"]
     return result, pooled.loc[ids], request.param
 
 
@@ -133,8 +136,9 @@ def test_every_partys_points_add_up_to_the_served_score(run):
     card = result["scorecard"]
     totals = sum(c.table.totals(c.bin_indices(data[list(c.encoding.names)].to_numpy(dtype=float)))
                  for c in _cards_on_pooled(result))
-    assert np.array_equal(card["base_points"] + totals, result["scores"])
-    assert all(int(r["score"]) == int(s) for r, s in zip(card["reasons"], result["scores"]))
+    served = result["applicants"]
+    assert np.array_equal(card["base_points"] + totals, served["scores"])
+    assert np.array_equal(card["base_points"] + sum(served["points"].values()), served["scores"])
 
 
 def _cards_on_pooled(result):
@@ -151,7 +155,34 @@ def test_reasons_agree_with_a_pooled_computation(run):
                             for c in cards])
     codes = [code for c in cards for code in c.table.codes]
     pooled = merge([top_candidates(shortfalls, codes, 4)], 4)
-    federated = [r["reasons"] for r in result["scorecard"]["reasons"]]
+    federated = result["applicants"]["reasons"]
     agree = np.mean([a == b for a, b in zip(pooled, federated)])
     assert agree >= 0.95, agree
     assert all(len(r) <= 4 for r in federated)
+
+
+def test_the_cli_writes_each_partys_table_and_every_applicants_score_and_reasons(tmp_path):
+    # Arrange: the same federation as CSV files, one feature party.
+    tables, table_b, pooled = federation(1, n=1500)
+    pooled = pooled.reset_index()
+    bank, shop = tmp_path / "bank.csv", tmp_path / "shop.csv"
+    pooled[["id", "y", *SPLITS[1][0]]].to_csv(bank, index=False)
+    pooled[["id", *SPLITS[1][1]]].to_csv(shop, index=False)
+    out, scores, folder = tmp_path / "result.json", tmp_path / "scores.csv", tmp_path / "tables"
+    # Act
+    done = subprocess.run(
+        [sys.executable, "-m", "vfl.cli", "simulate", "--scorecard", "--party-a", str(shop), "--party-b", str(bank),
+         "--id-column", "id", "--key-bits", str(TEST_KEY_BITS), "--out", str(out), "--scores", str(scores),
+         "--tables", str(folder), "--quiet"], capture_output=True, text=True, timeout=600)
+    # Assert
+    assert done.returncode == 0, done.stderr
+    assert "party B's points table:" in done.stdout and "party A's points (kept by A): from" in done.stdout
+    assert "reasons:" in done.stdout
+    rows = pd.read_csv(scores)
+    result = json.loads(out.read_text())
+    assert len(rows) == result["aligned_rows"] == 1500
+    assert (result["scorecard"]["base_points"] + rows["points_B"] + rows["points_A"] == rows["score"]).all()
+    assert sorted(p.name for p in folder.iterdir()) == ["points-A.csv", "points-A.json", "points-B.csv",
+                                                         "points-B.json"]
+    table_a = pd.read_csv(folder / "points-A.csv")
+    assert set(table_a["characteristic"]) <= set(SPLITS[1][1]) and table_a["points"].dtype.kind == "i"

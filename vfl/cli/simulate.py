@@ -61,6 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "per party and reason codes (settings: the `scorecard` section of --config)")
     p.add_argument("--tables", type=Path, default=None, metavar="DIR",
                    help="with --scorecard: write each party's points table here as CSV and JSON")
+    p.add_argument("--scores", type=Path, default=None, metavar="CSV",
+                   help="with --scorecard: write every aligned applicant's score, points per party and reasons here")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
 
@@ -83,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
     if args.scorecard:
         return _run_scorecard(args, config, columns, columns_a)
-    if args.tables is not None:
-        raise ConfigError("--tables DIR goes with --scorecard: only a scorecard has points tables")
+    if args.tables is not None or args.scores is not None:
+        raise ConfigError("--tables and --scores go with --scorecard: only a scorecard has points and reasons")
     progress = ProgressLine()
 
     def on_coalition(done: int, total: int, parties: list[str]) -> None:
@@ -153,8 +155,10 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
                                     progress=None if args.quiet else progress.epoch)
     finally:
         progress.close()
+    check_output_file("--scores", args.scores)
     cards = result.pop("cards")
     result.pop("scores")
+    applicants = result.pop("applicants")
     args.out.write_text(json.dumps(result, indent=2))
     if args.tables is not None:
         args.tables.mkdir(exist_ok=True)
@@ -162,9 +166,28 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
             (args.tables / f"points-{party}.csv").write_text(card.table.to_csv())
             (args.tables / f"points-{party}.json").write_text(json.dumps(card.table.to_dict(), indent=2))
         print(f"points tables written to {args.tables}")
+    if args.scores is not None:
+        args.scores.write_text(applicants_csv(applicants))
+        print(f"scores and reasons of {len(applicants['ids'])} applicants written to {args.scores}")
     print(scorecard_text(result))
     print(f"result written to {args.out}")
     return 0
+
+
+def applicants_csv(applicants: dict[str, Any]) -> str:
+    """One row per applicant: ID, score, each party's points, up to four reason codes."""
+    import csv
+    import io
+
+    parties = list(applicants["points"])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "score", *(f"points_{p}" for p in parties), "reason_1", "reason_2", "reason_3", "reason_4"])
+    for i, applicant in enumerate(applicants["ids"]):
+        reasons = list(applicants["reasons"][i])[:4]
+        writer.writerow([applicant, int(applicants["scores"][i]), *(int(applicants["points"][p][i]) for p in parties),
+                         *(reasons + [""] * (4 - len(reasons)))])
+    return out.getvalue()
 
 
 def scorecard_text(result: dict[str, Any]) -> str:

@@ -83,8 +83,10 @@ def simulate_scorecard(
 ) -> dict[str, Any]:
     """Align, bin, select, train, score; return the JSON-ready result with a ``scorecard`` section.
 
-    ``result["cards"]`` holds each party's :class:`PartyCard` (not JSON; a
-    service keeps each with its party). ``examples`` applicants' reasons are shown.
+    ``result["cards"]`` holds each party's :class:`PartyCard` and
+    ``result["applicants"]`` every aligned applicant's score, points per party
+    and reasons (neither is JSON; a service keeps each card with its party).
+    ``examples`` applicants' reasons are shown in the ``scorecard`` section.
     """
     started = time.perf_counter()
     check_scorecard_training(config)
@@ -169,12 +171,13 @@ def simulate_scorecard(
     rows = splits[metric_split]
     score_section = _score_section(scores, labels, rows, run.predictions, scorecard.bands, metric_split)
 
-    # -- 6. reasons: each party's top shortfalls, merged at B ---------------------------------------------
-    shown = np.arange(min(examples, len(labels)))
-    candidates = [reason_codes.top_candidates(cards[p].table.shortfalls(cards[p].bin_indices(t.features[shown])),
+    # -- 6. reasons: each party's top shortfalls, merged at B (for every aligned applicant) ------------------
+    everyone = [(roster.label, b_rows), *zip(roster.features, parts)]
+    candidates = [reason_codes.top_candidates(cards[p].table.shortfalls(cards[p].bin_indices(t.features)),
                                               cards[p].table.codes, scorecard.reasons)
-                  for p, t in [(roster.label, b_rows), *zip(roster.features, parts)]]
-    merged = reason_codes.merge(candidates, scorecard.reasons) if scorecard.reasons else [[] for _ in shown]
+                  for p, t in everyone]
+    merged = reason_codes.merge(candidates, scorecard.reasons) if scorecard.reasons else [[] for _ in labels]
+    shown = np.arange(min(examples, len(labels)))
 
     # -- baselines: B alone, and the pooled-data scorecard on the same bins and WOE coding -----------------
     alone, _ = label_party_alone(run.party_b, labels, splits)
@@ -217,6 +220,9 @@ def simulate_scorecard(
         },
         "cards": cards,
         "scores": scores,
+        # Every aligned applicant: what B serves (score, each party's points total, reasons).
+        "applicants": {"ids": list(b_rows.ids), "scores": scores,
+                       "points": {p: cards[p].totals(t.features) for p, t in everyone}, "reasons": merged},
     }
     return result
 
