@@ -15,7 +15,7 @@ from tests.conftest import TEST_KEY_BITS
 from vfl.crypto.codec import byte_width, pack_ints
 from vfl.crypto.keys import generate_keypair
 from vfl.crypto.vector import Encryptor
-from vfl.errors import KeyMismatch, LimitExceeded, ProtocolError, ReplayError
+from vfl.errors import DataError, KeyMismatch, LimitExceeded, ProtocolError, ReplayError
 from vfl.ml.scorecard.binning import bin_events, bin_totals, woe_iv
 from vfl.protocol import binning
 from vfl.protocol.binning import (
@@ -409,6 +409,13 @@ def test_b_refuses_counts_that_do_not_add_up_or_come_twice(small):
     with pytest.raises(ReplayError):
         honest_b.receive_counts(counts)
     assert honest_b.done
+
+
+def test_labels_that_are_not_0_1_with_both_classes_are_refused():
+    with pytest.raises(DataError, match="0 or 1"):
+        label_role(np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(DataError, match="both events and non-events"):
+        label_role(np.zeros(10))
 
 
 def test_mask_bound_leaves_no_room_for_wraparound():

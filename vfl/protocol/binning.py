@@ -180,7 +180,7 @@ class BinningRequest(BinningMessage):
     hs: bytes = Field(min_length=1, max_length=MAX_KEY_BITS // 4 + 1)
     modulus_proof: IntVector
     enc_labels: CipherVector
-    characteristics: list[Name] | None = Field(None, max_length=MAX_CHARACTERISTICS)
+    characteristics: list[Name] | None = Field(None, min_length=1, max_length=MAX_CHARACTERISTICS)
     fine_max_bins: int = Field(ge=2, le=MAX_FINE_BINS)
     min_share: float = Field(gt=0, le=0.5)
 
@@ -473,6 +473,9 @@ def check_labels(labels: np.ndarray) -> np.ndarray:
         raise DataError(f"binning needs a non-empty 1-D label vector, got shape {y.shape}")
     if not np.all((y == 0) | (y == 1)):
         raise DataError("binning needs labels 0 or 1 (events are 1); recode the label column")
+    if y.min() == y.max():
+        raise DataError(f"binning needs both events and non-events among the aligned rows; all {y.size} labels "
+                        f"are {int(y[0])}, so no WOE or IV is defined")
     return y
 
 
