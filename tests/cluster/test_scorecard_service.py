@@ -74,11 +74,16 @@ def test_a_scorecard_job_with_one_feature_party_serves_scores_that_add_up(tmp_pa
                 predicted = await bank.post("/v1/jobs/sc-1/predict", json={"ids": ids})
                 again = await bank.post("/v1/jobs", json=_job(cluster.setup, job_id="sc-2"))
                 shop_status = (await shop.get("/v1/jobs/sc-1")).json()
-            return status, ids, predicted, again, shop_status
+                stability = ((await bank.get("/v1/jobs/sc-1/stability")).json(),
+                             (await shop.get("/v1/jobs/sc-1/stability")).json())
+            return status, ids, predicted, again, shop_status, stability
         finally:
             await cluster.stop()
 
-    status, ids, predicted, again, shop_status = run(scenario())
+    status, ids, predicted, again, shop_status, stability = run(scenario())
+    # Stability at each party, its own values: the served scores' PSI at B, the shop's CSI per characteristic.
+    assert stability[0]["score"]["rows"] == 8 and stability[0]["score"]["status"] in ("stable", "watch", "alarm")
+    assert stability[1]["characteristics"] and all(c["rows"] >= 8 for c in stability[1]["characteristics"])
     assert status["state"] == "succeeded", status["error"]
     assert shop_status["state"] == "succeeded"
     section = status["scorecard"]

@@ -36,6 +36,13 @@ async def job_status(job_id: str, node: NodeDep) -> dict[str, Any]:
     return node.job(job_id).record.model_dump(mode="json")
 
 
+@router.get("/v1/jobs/{job_id}/stability",
+            summary="A scorecard job's stability at this party (its own values only): party B the score's PSI, "
+                    "a feature party its characteristics' CSI; status at 0.1 and 0.25")
+async def job_stability(job_id: str, node: NodeDep) -> dict[str, Any]:
+    return scoring.stability(node.job(job_id))
+
+
 @router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a job at every party")
 async def cancel(job_id: str, node: NodeDep) -> dict[str, Any]:
     return (await stop.cancel(node.job(job_id))).model_dump(mode="json")

@@ -44,7 +44,7 @@ from vfl.service.lifecycle import Stage
 from vfl.service.store import JobStore
 from vfl.ml.scorecard.card import PartyCard
 from vfl.ml.scorecard.reasons import merge, top_candidates
-from vfl.ml.scorecard.stability import band_counts
+from vfl.ml.scorecard.stability import band_counts, population_stability, stability_status
 from vfl.service.scorecards import load_card, scaling_of, scorecard_of
 
 T = TypeVar("T")
@@ -534,6 +534,36 @@ def record_bins(ctx: JobContext, card: PartyCard, indices: np.ndarray) -> None:
         counts[j] += np.bincount(indices[:, j], minlength=b.count)
     data = {"bin_counts": [c.tolist() for c in counts]}
     ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id, data))
+
+
+def stability(ctx: JobContext) -> dict[str, Any]:
+    """A scorecard job's stability at this party, its own values only: party B the score's PSI (served scores
+    against the training bands), a feature party each of its characteristics' CSI (served rows per bin against
+    the job's rows). Status: stable below 0.1, watch below 0.25, alarm above."""
+    record = ctx.record
+    if scorecard_of(record) is None:
+        raise JobError(f"job {record.job_id} is not a scorecard job: it has no stability to report")
+    stored = ctx.store.load_stability(record.job_id) or {}
+    if ctx.kind == "label":
+        state = ctx.store.load_scorecard(record.job_id) or {}
+        reference = state.get("reference_counts")
+        served = stored.get("band_counts")
+        if not reference:
+            raise JobError(f"job {record.job_id} has no training score bands here (it has not succeeded)")
+        rows = int(sum(served or ()))
+        value = population_stability(np.asarray(reference), np.asarray(served)) if rows else 0.0
+        return {"job_id": record.job_id, "party": ctx.me, "score": {"psi": value, "status": stability_status(value),
+                                                                    "rows": rows}}
+    if ctx.kind != "feature":
+        raise ConfigError("stability is reported by party B and the feature parties")
+    card = cached_card(ctx)
+    counts = stored.get("bin_counts") or [[0] * b.count for b in card.encoding.bins]
+    out = []
+    for bins, reference, actual in zip(card.encoding.bins, card.reference, counts):
+        rows = int(sum(actual))
+        value = population_stability(reference, np.asarray(actual)) if rows else 0.0
+        out.append({"characteristic": bins.name, "csi": value, "status": stability_status(value), "rows": rows})
+    return {"job_id": record.job_id, "party": ctx.me, "characteristics": out}
 
 
 def record_scores(ctx: JobContext, scores: np.ndarray) -> None:
