@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vfl.cli.arguments import add_connection_options, check_ca_file, read_ids_file
 from vfl.cli.output import print_answer, print_columns, print_json
-from vfl.errors import ConfigError, JobError, TransportError
+from vfl.errors import ConfigError, JobError, PeerRefused, TransportError
 from vfl.report.contributions import text_table
 from vfl.report.progress import ProgressLine
 
@@ -63,6 +63,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     report = jobs.add_parser("report", help="party B: save a finished job's HTML report")
     report.add_argument("job_id")
     report.add_argument("--out", type=Path, required=True, help="where to write the HTML ('-': standard output)")
+
+    document = jobs.add_parser("model-document",
+                               help="party B: write a scorecard job's model document (SR 11-7 shape) from its record")
+    document.add_argument("job_id")
+    document.add_argument("--out", type=Path, required=True,
+                          help="where to write it: Markdown, or HTML when the name ends in .html ('-': standard "
+                               "output, Markdown)")
+    add_connection_options(document)
 
     watch = jobs.add_parser("watch", help="show a job's progress live until it ends",
                             usage="vfl jobs watch [--url URL] [--token TOKEN] [--ca CA] [--interval S] [URL] JOB_ID")
@@ -239,6 +247,33 @@ def _report(args: argparse.Namespace, service: Orchestrator) -> int:
     return 0
 
 
+def _model_document(args: argparse.Namespace, service: Orchestrator) -> int:
+    """Party B: a scorecard job's model document, made here from the job's record (and its stability, if served)."""
+    from vfl.report.model_document import model_document
+    from vfl.report.summary import summary_from_record
+
+    record = service.status(args.job_id)
+    card = record.get("scorecard")
+    if not card:
+        raise ConfigError(f"job {args.job_id} has no scorecard section (state {record.get('state')}): a model "
+                          "document is written for a scorecard job, from party B's record once it has succeeded")
+    if not card.get("stability"):
+        try:  # the score's PSI, once the job has served; a job that has not has none
+            record["scorecard"] = {**card, "stability": service._call("GET", f"/v1/jobs/{args.job_id}/stability")}
+        except PeerRefused:
+            pass
+    html = str(args.out).lower().endswith((".html", ".htm"))
+    text = model_document(summary_from_record(record), form="html" if html else "markdown")
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+        return 0
+    if not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: the folder {args.out.parent} does not exist")
+    args.out.write_text(text)
+    print(f"model document for job {args.job_id} written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _watch(args: argparse.Namespace, service: Orchestrator, show_metrics: bool = True) -> int:
     """Follow the job on one progress line until it ends; then its metrics (validation, else training)."""
     try:
@@ -257,4 +292,5 @@ def _watch(args: argparse.Namespace, service: Orchestrator, show_metrics: bool =
 ACTIONS: dict[str, Callable[[argparse.Namespace, Orchestrator], int]] = {
     "submit": _submit, "list": _list, "status": _status, "cancel": _cancel, "resume": _resume,
     "predict": _predict, "report": _report, "watch": _watch,
+    "model-document": _model_document,
 }

@@ -63,6 +63,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="with --scorecard: write each party's points table here as CSV and JSON")
     p.add_argument("--scores", type=Path, default=None, metavar="CSV",
                    help="with --scorecard: write every aligned applicant's score, points per party and reasons here")
+    p.add_argument("--model-document", type=Path, default=None, metavar="FILE",
+                   help="with --scorecard: also write the model document (SR 11-7 shape) here, as Markdown, or as "
+                        "HTML when FILE ends in .html")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
 
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_scorecard(args, config, columns, columns_a)
     if args.tables is not None or args.scores is not None:
         raise ConfigError("--tables and --scores go with --scorecard: only a scorecard has points and reasons")
+    if args.model_document is not None:
+        raise ConfigError("--model-document goes with --scorecard: the document is a scorecard's")
     progress = ProgressLine()
 
     def on_coalition(done: int, total: int, parties: list[str]) -> None:
@@ -143,6 +148,7 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
         raise ConfigError("--scorecard does not combine with --contributions or --ledger yet; run them separately")
     if args.tables is not None and not args.tables.parent.is_dir():
         raise ConfigError(f"--tables {args.tables}: the folder {args.tables.parent} does not exist")
+    check_output_file("--model-document", args.model_document)
     scorecard = ScorecardConfig.parse(_config_section(args, "scorecard"))
     ids_a = columns_a or [columns[0]] * len(args.party_a)
     # A scorecard bins missing values on their own: they are kept, not refused.
@@ -169,9 +175,32 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
     if args.scores is not None:
         args.scores.write_text(applicants_csv(applicants))
         print(f"scores and reasons of {len(applicants['ids'])} applicants written to {args.scores}")
+    _write_scorecard_documents(result, args)
     print(scorecard_text(result))
     print(f"result written to {args.out}")
     return 0
+
+
+def _write_scorecard_documents(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """--report and --model-document of a scorecard: the job report with its scorecard section, the model document."""
+    if args.report is None and args.model_document is None:
+        return
+    from vfl.report.summary import summary_from_simulation
+
+    sources = [Path(args.party_b).name, *(Path(f).name for f in args.party_a)]
+    summary = summary_from_simulation(result, " + ".join(sources), sources=sources)
+    if args.report is not None:
+        from vfl.report.figures import figures_for
+        from vfl.report.html import render
+
+        args.report.write_text(render(summary, figures_for(summary)))
+        print(f"report written to {args.report}")
+    if args.model_document is not None:
+        from vfl.report.model_document import model_document
+
+        form = "html" if args.model_document.suffix.lower() in (".html", ".htm") else "markdown"
+        args.model_document.write_text(model_document(summary, form=form))
+        print(f"model document written to {args.model_document}")
 
 
 def applicants_csv(applicants: dict[str, Any]) -> str:

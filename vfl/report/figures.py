@@ -11,6 +11,7 @@ from typing import Any
 
 from vfl.errors import ConfigError
 from vfl.report.contributions import bar_chart
+from vfl.report.scorecard_sections import FIGURE, bands_chart
 from vfl.report.summary import baseline_metrics, decision_threshold
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
     figures = {
         "loss.png": plots.training_loss(summary["loss_history"], summary.get("validation_loss_history") or [],
                                         kept_epoch=marked, title="Loss per epoch"),
-        "parameters.png": plots.parameter_trajectories(parameter_panels(summary), kept_epoch=marked,
-                                                       title="Parameters after each epoch"),
     }
+    panels = parameter_panels(summary)
+    if panels:  # a scorecard's result keeps no weight trajectories (its points tables say more)
+        figures["parameters.png"] = plots.parameter_trajectories(panels, kept_epoch=marked,
+                                                                 title="Parameters after each epoch")
     curves = summary.get("curves") or {}
     split = summary.get("curve_split", "train")
     metrics = (summary.get("metrics") or {}).get(split) or {}
@@ -53,6 +56,9 @@ def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
                 curves["calibration"], curves.get("histogram"), threshold=decision_threshold(summary))
     elif curves.get("kind") == "scatter":
         figures["residuals.png"] = plots.residuals(curves["actual"], curves["predicted"])
+    card = summary.get("scorecard")
+    if card and (card.get("score") or {}).get("bands"):
+        figures[FIGURE] = bands_chart(card)
     contributions = summary.get("contributions")
     if contributions and contributions.get("parties"):
         figures["contributions.png"] = bar_chart(contributions)

@@ -27,6 +27,7 @@ from vfl.report.job_sections import (alignment_section, context_section, privacy
                                      timings_section)
 from vfl.report.markup import STOP_REASONS, feature_side, figure, model_name
 from vfl.report.model_sections import coefficients_section, headline_section, metrics_section, performance_section
+from vfl.report.scorecard_sections import scorecard_section
 from vfl.report.summary import feature_party_count
 
 
@@ -37,6 +38,7 @@ STYLE = """
  body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1040px; margin: 2em auto;
         padding: 0 1em; color: #222; line-height: 1.45; }
  h1 { margin-bottom: 0.1em; }
+ h3 { margin-top: 1.5em; }
  h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
  .subtitle { color: #555; margin-top: 0; }
  .lead { font-size: 1.3em; margin: 0.6em 0; }
@@ -117,8 +119,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 {headline_section(summary)}
 <h2>Job</h2>
 {context_section(summary)}
-<h2>Party B's coefficients</h2>
-{coefficients_section(summary)}
+{scorecard_section(summary, image) or "<h2>Party B's coefficients</h2>" + coefficients_section(summary)}
 <h2>{esc(heading)}</h2>
 {"" if figures else NO_FIGURES}
 {performance}

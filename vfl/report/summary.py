@@ -25,10 +25,20 @@ import vfl
 from vfl.report import fmt
 
 
-def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any]:
-    """A one-process simulation's summary (:func:`vfl.local.simulate.simulate`), which holds every party's weights."""
-    parameters = dict(result["parameters"])
+def summary_from_simulation(result: dict[str, Any], title: str, sources: list[str] | None = None) -> dict[str, Any]:
+    """A one-process simulation's summary (:func:`vfl.local.simulate.simulate`), which holds every party's weights.
+
+    A scorecard's result (:func:`vfl.local.scorecard.simulate_scorecard`) has no
+    weight trajectories or curves but a ``scorecard`` section, which the summary
+    keeps; ``sources`` names the input files (B's, then each feature party's).
+    """
+    parameters = dict(result.get("parameters") or {})
+    card = result.get("scorecard")
     feature_list = result.get("feature_parties") or []
+    if card and not feature_list:  # a scorecard result names its feature parties by their points ranges
+        feature_list = [{"party": p, "source": (sources or [])[i + 1] if sources and len(sources) > i + 1 else None,
+                         "features": sum(1 for c in card.get("characteristics") or [] if c.get("party") == p)}
+                        for i, p in enumerate(card.get("partner_ranges") or {})]
     parties = [f["party"] for f in feature_list]
     features = None
     if len(parties) > 1:
@@ -44,8 +54,12 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
         coefficients = {"names": list(part_b["feature_names"]), "weights": list(part_b["weights"]),
                         "intercept": part_b.get("intercept") if config.get("fit_intercept", True) else None,
                         "epoch": kept}
-    roles = [{"role": "party B (labels and features)", "id": None, "dataset": None,
-              "features": len(part_b["feature_names"]) if part_b else None}]
+    b_features = len(part_b["feature_names"]) if part_b else None
+    if card and b_features is None:
+        partners = set(card.get("partner_ranges") or {})
+        b_features = sum(1 for c in card.get("characteristics") or [] if c.get("party") not in partners) or None
+    roles = [{"role": "party B (labels and features)", "id": None, "dataset": sources[0] if sources else None,
+              "features": b_features}]
     for f in feature_list:
         name = "party A (features)" if len(feature_list) == 1 else f"feature party {f['party']}"
         roles.append({"role": name, "id": None,
@@ -53,12 +67,15 @@ def summary_from_simulation(result: dict[str, Any], title: str) -> dict[str, Any
     summary = {
         "title": title, "state": "succeeded (simulated in one process)", "epochs": result["epochs_run"],
         "stop_reason": result["stop_reason"], "config": config, "alignment": result["alignment"],
-        "metrics": result["metrics"], "baseline": None, "privacy": result.get("privacy"),
+        "metrics": result["metrics"], "baseline": _scorecard_baseline(card), "privacy": result.get("privacy"),
         "timings": {**result["timings"], "total": result["seconds"]},
-        "loss_history": result["loss_history"], "validation_loss_history": result["validation_loss_history"],
+        "loss_history": result["loss_history"], "validation_loss_history": result.get("validation_loss_history") or [],
         "parameters": parameters, "feature_parties": features,
-        "curves": result["curves"], "curve_split": result["curve_split"], "decision": result.get("decision"),
-        "model": result.get("model") or config.get("model"), "simulated": True, "finished_at": time.time(),
+        "curves": result.get("curves"), "curve_split": result.get("curve_split") or _metric_split(result["metrics"]),
+        "decision": result.get("decision"), "scorecard": card,
+        # a scorecard is a logistic regression on binned characteristics: the page reads it as one
+        "model": "logistic" if card else result.get("model") or config.get("model"),
+        "simulated": True, "finished_at": time.time(),
         "version": vfl.__version__, "parties": roles, "kept_epoch": kept, "coefficients": coefficients,
         "rows": {"aligned": result.get("aligned_rows"), "training": result.get("train_rows"),
                  "validation": result.get("validation_rows")},
@@ -103,9 +120,22 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "rows": {"aligned": record.get("n_rows"), "training": (metrics.get("train") or {}).get("rows"),
                  "validation": (metrics.get("validation") or {}).get("rows")},
         "contributions": record.get("contributions"), "ledger": record.get("ledger"),
+        "scorecard": record.get("scorecard"),
     }
+    if summary["baseline"] is None:
+        summary["baseline"] = _scorecard_baseline(record.get("scorecard"))
     summary["learned"] = learned_by_each_party(summary)
     return summary
+
+
+def _scorecard_baseline(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A scorecard's bank-only baseline in the summary's ``baseline`` shape (None without one)."""
+    alone = ((card or {}).get("baselines") or {}).get("bank_only")
+    return {"description": "party B alone", "metrics": alone} if alone else None
+
+
+def _metric_split(metrics: dict[str, Any] | None) -> str:
+    return "validation" if (metrics or {}).get("validation") else "train"
 
 
 def _feature_party(party: str, *, alignment: dict[str, Any] | None, parameters: dict[str, Any] | None = None,
