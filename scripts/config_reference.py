@@ -35,8 +35,6 @@ OUT = ROOT / "docs" / "configuration.md"
 
 #: Descriptions for fields whose model has none (keyed "Model.field").
 NOTES: dict[str, str] = {
-    "ScorecardConfig.binning": "how every party classes its characteristics (each party bins its own)",
-    "ScorecardConfig.selection": "which characteristics enter the model; each party applies it to its own",
     "PartySection.id": "this service's party id: its peers name it so, and its TLS certificate's common name",
     "PartySection.role": "A (a feature party), B (the label party, which runs jobs) or C (the arbiter)",
     "PartySection.listen": "host:port the service listens on (0.0.0.0 for every interface)",

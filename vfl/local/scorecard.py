@@ -48,23 +48,13 @@ from vfl.ml.scaling import Standardizer
 from vfl.ml.scorecard import reasons as reason_codes
 from vfl.ml.scorecard.binning import Bins, iv_band
 from vfl.ml.scorecard.card import PartyCard, card_for
-from vfl.ml.scorecard.config import ScorecardConfig
+from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.ml.scorecard.encoding import Encoding
 from vfl.ml.scorecard.points import PointsTable, Scaling, base_points, points_table
 from vfl.ml.scorecard.selection import by_iv, correlation_drop, vif_drop
 from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
 from vfl.protocol.binning import BinningFeatureRole, BinningLabelRole
 from vfl.protocol.roster import Roster
-
-
-def check_scorecard_training(config: TrainingConfig) -> None:
-    """A scorecard is a logistic model without differential privacy (its points are exact, not noised)."""
-    if config.model != "logistic":
-        raise ConfigError(f"a scorecard is a logistic model, but the job asks for {config.model!r}; "
-                          "set training.model to \"logistic\" or drop the scorecard section")
-    if config.privacy is not None:
-        raise ConfigError("a scorecard job cannot run with differential privacy: its bins and points are exact; "
-                          "drop training.privacy or the scorecard section")
 
 
 def simulate_scorecard(
@@ -89,7 +79,9 @@ def simulate_scorecard(
     ``examples`` applicants' reasons are shown in the ``scorecard`` section.
     """
     started = time.perf_counter()
-    check_scorecard_training(config)
+    problem = training_problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
     if table_b.labels is None:
         raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
     check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")

@@ -33,7 +33,7 @@ from pydantic import (
 from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
-from vfl.ml.scorecard.config import ScorecardConfig
+from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
 from vfl.service.config import PARTY_ID_PATTERN
@@ -105,7 +105,9 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _scorecard_training(self) -> JobSpec:
         if self.scorecard is not None:
-            check_scorecard_training(self.training)
+            problem = training_problem(self.training)
+            if problem is not None:
+                raise ValueError(problem)
             if self.contributions:
                 raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
         return self
@@ -146,20 +148,6 @@ class JobSpec(_Strict):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"invalid job spec: {describe(exc)}") from exc
-
-
-def check_scorecard_training(config: TrainingConfig) -> None:
-    """A scorecard is a logistic model without differential privacy (its points are exact, not noised).
-
-    The same rule as :func:`vfl.local.scorecard.check_scorecard_training`, raised as a ValueError so that
-    a job spec's validation names it.
-    """
-    if config.model != "logistic":
-        raise ValueError(f"a scorecard is a logistic model, but the job asks for {config.model!r}; "
-                         "set training.model to \"logistic\" or drop the scorecard section")
-    if config.privacy is not None:
-        raise ValueError("a scorecard job cannot run with differential privacy: its bins and points are exact; "
-                         "drop training.privacy or the scorecard section")
 
 
 def new_job_id() -> str:

@@ -15,9 +15,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vfl.errors import ConfigError
+from vfl.ml.config import TrainingConfig
 
 Method = Literal["equal_frequency", "chimerge", "iv_optimal"]
 Monotone = Literal["none", "increasing", "decreasing", "auto"]
+
+
+def training_problem(config: TrainingConfig) -> str | None:
+    """Why a scorecard cannot be trained with ``config``, or None: it is a logistic model without
+    differential privacy (its bins and points are exact, not noised)."""
+    if config.model != "logistic":
+        return (f"a scorecard is a logistic model, but the job asks for {config.model!r}; "
+                "set training.model to \"logistic\" or drop the scorecard section")
+    if config.privacy is not None:
+        return ("a scorecard job cannot run with differential privacy: its bins and points are exact; "
+                "drop training.privacy or the scorecard section")
+    return None
 
 
 class _Strict(BaseModel):
@@ -53,8 +66,10 @@ class SelectionSettings(_Strict):
 class ScorecardConfig(_Strict):
     """A scorecard job: binning, selection, scaling to points, reasons and bands."""
 
-    binning: BinningSettings = Field(default_factory=BinningSettings)
-    selection: SelectionSettings = Field(default_factory=SelectionSettings)
+    binning: BinningSettings = Field(default_factory=BinningSettings,
+                                     description="how every party classes its characteristics into bins")
+    selection: SelectionSettings = Field(default_factory=SelectionSettings,
+                                         description="which characteristics enter the model")
     points0: float = Field(600.0, description="the score at odds0")
     odds0: float = Field(1 / 19, gt=0, description="odds of an event (bad:good) that score points0")
     pdo: float = Field(50.0, gt=0, description="points to double the odds")
