@@ -284,3 +284,26 @@ def test_a_job_without_a_scorecard_has_no_model_document():
     summary = copy.deepcopy(summary) | {"scorecard": None}
     with pytest.raises(ValueError, match="scorecard"):
         model_document(summary)
+
+
+def test_vfl_jobs_model_document_renders_the_records_section_with_its_stability(tmp_path):
+    import argparse
+
+    from vfl.cli.jobs import ACTIONS
+
+    card = scorecard_section(b="bank", a="shop", rows_format=False)
+
+    class Service:  # what `vfl jobs` gets from Orchestrator: the record, and B's stability endpoint
+        def status(self, job_id: str) -> dict[str, Any]:
+            return service_record(copy.deepcopy(card))
+
+        def _call(self, method: str, path: str) -> dict[str, Any]:
+            assert (method, path) == ("GET", "/v1/jobs/job-sc-1/stability")
+            return {"job_id": "job-sc-1", "party": "bank", "score": {"psi": 0.31, "status": "alarm", "rows": 50}}
+
+    out = tmp_path / "model.md"
+    code = ACTIONS["model-document"](argparse.Namespace(job_id="job-sc-1", out=out), Service())
+    document = out.read_text()
+    assert code == 0 and "## 8. Threat model and disclosure bounds" in document
+    assert "Score PSI 0.3100: alarm (50 served scores)" in document
+    assert "| bank (label party) | credit |" in document and "| shop | -158 | 29 |" in document
