@@ -49,9 +49,9 @@ from vfl.ml.scorecard import reasons as reason_codes
 from vfl.ml.scorecard.binning import Bins, iv_band
 from vfl.ml.scorecard.card import PartyCard, card_for
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
-from vfl.ml.scorecard.encoding import Encoding
+from vfl.ml.scorecard.encoding import Encoding, own_selection
 from vfl.ml.scorecard.points import PointsTable, Scaling, base_points, points_table
-from vfl.ml.scorecard.selection import by_iv, correlation_drop, vif_drop
+from vfl.ml.scorecard.selection import by_iv
 from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
 from vfl.protocol.binning import BinningFeatureRole, BinningLabelRole
 from vfl.protocol.roster import Roster
@@ -121,8 +121,8 @@ def simulate_scorecard(
             kept_by_iv[p] = [max(((n, iv) for (q, n), iv in ivs.items() if q == p), key=lambda t: t[1])[0]]
     by_name = {(c.party, c.name): c for c in report}
     b_encoding = _label_encoding(own, by_name, roster.label, kept_by_iv[roster.label])
-    b_kept = _local_selection(b_encoding, b_rows, scorecard, priority={n: ivs[(roster.label, n)] for n in b_encoding.names})
-    b_encoding = _subset(b_encoding, b_kept)
+    b_encoding = own_selection(b_encoding, b_rows.features, b_rows.feature_names, scorecard.selection,
+                               priority={n: ivs[(roster.label, n)] for n in b_encoding.names})
     a_encodings = []
     for party, part in zip(roster.features, parts):
         bins = feature_bins[party]
@@ -130,8 +130,8 @@ def simulate_scorecard(
         encoding = Encoding("indicators", tuple(bins[n] for n in names),
                             tuple(by_name[(party, n)].direction for n in names))
         # A does not know its IVs: it breaks ties between correlated characteristics by its own column order.
-        kept = _local_selection(encoding, part, scorecard, priority={n: -i for i, n in enumerate(names)})
-        a_encodings.append(_subset(encoding, kept))
+        a_encodings.append(own_selection(encoding, part.features, part.feature_names, scorecard.selection,
+                                         priority={n: -i for i, n in enumerate(names)}))
 
     # -- 4. training on the coded characteristics, each party projecting its own weights -----------------
     coded_parts = [_coded(part, enc) for part, enc in zip(parts, a_encodings)]
@@ -227,41 +227,10 @@ def _label_encoding(own: dict[str, Bins], by_name: dict, party: str, names: list
                     tuple(np.array(by_name[(party, n)].woe) for n in names))
 
 
-def _columns(table: PartyTable, names: Sequence[str]) -> list[int]:
-    index = {n: i for i, n in enumerate(table.feature_names)}
-    return [index[n] for n in names]
-
-
-def _local_selection(encoding: Encoding, table: PartyTable, scorecard: ScorecardConfig,
-                     priority: dict[str, float]) -> list[str]:
-    """A party's own selection among its characteristics: correlation, then VIF, on their coded values.
-
-    B measures its WOE columns; a feature party its ordered bin numbers (it has no WOE).
-    """
-    settings = scorecard.selection
-    names = encoding.names
-    if len(names) < 2 or (settings.max_correlation is None and settings.max_vif is None):
-        return names
-    raw = table.features[:, _columns(table, names)]
-    values = encoding.design(raw) if encoding.kind == "woe" else encoding.bin_indices(raw).astype(np.float64)
-    kept = names
-    if settings.max_correlation is not None:
-        kept = correlation_drop(values, names, max_abs_corr=settings.max_correlation, priority=priority)
-    if settings.max_vif is not None and len(kept) > 1:
-        kept = vif_drop(values[:, [names.index(n) for n in kept]], kept, max_vif=settings.max_vif, priority=priority)
-    return kept
-
-
-def _subset(encoding: Encoding, names: Sequence[str]) -> Encoding:
-    at = [encoding.names.index(n) for n in names]
-    return Encoding(encoding.kind, tuple(encoding.bins[i] for i in at), tuple(encoding.directions[i] for i in at),
-                    tuple(encoding.woe[i] for i in at) if encoding.kind == "woe" else ())
-
-
 def _coded(table: PartyTable, encoding: Encoding) -> PartyTable:
     """The table the protocol trains on: the party's coded characteristics as its features."""
-    design = encoding.design(table.features[:, _columns(table, encoding.names)])
-    return replace(table, features=design, feature_names=encoding.column_names)
+    return replace(table, features=encoding.design_from(table.features, table.feature_names),
+                   feature_names=encoding.column_names)
 
 
 def _score_section(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
@@ -290,11 +259,11 @@ def _pooled_baseline(parts: list[PartyTable], b_rows: PartyTable, a_encodings: l
                      by_name: dict, roster: Roster, config: TrainingConfig, labels: np.ndarray,
                      splits: dict[str, np.ndarray]) -> dict[str, Any]:
     """The pooled-data scorecard: every kept characteristic WOE-coded with the same bins, one plaintext LR."""
-    columns = [b_encoding.design(b_rows.features[:, _columns(b_rows, b_encoding.names)])]
+    columns = [b_encoding.design_from(b_rows.features, b_rows.feature_names)]
     for party, part, enc in zip(roster.features, parts, a_encodings):
         woe = tuple(np.array(by_name[(party, n)].woe) for n in enc.names)
         pooled = Encoding("woe", enc.bins, enc.directions, woe)
-        columns.append(pooled.design(part.features[:, _columns(part, enc.names)]))
+        columns.append(pooled.design_from(part.features, part.feature_names))
     X = np.hstack(columns)
     scaler = Standardizer.fit(X[splits["train"]])
     design = scaler.transform(X)

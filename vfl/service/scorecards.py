@@ -17,15 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from vfl.data.table import PartyTable
 from vfl.errors import JobError
 from vfl.ml.scorecard.card import PartyCard
 from vfl.ml.scorecard.config import ScorecardConfig
 from vfl.ml.scorecard.encoding import Encoding
 from vfl.ml.scorecard.points import Scaling
-from vfl.ml.scorecard.selection import correlation_drop, vif_drop
 from vfl.service.record import JobRecord
 from vfl.service.store import JobStore
 
@@ -37,46 +34,22 @@ def scorecard_of(record: JobRecord) -> ScorecardConfig | None:
     return None if section is None else ScorecardConfig.model_validate(section)
 
 
+def require_scorecard(record: JobRecord) -> ScorecardConfig:
+    """The job's scorecard section; a job without one reaching scorecard code is an error, not a crash."""
+    config = scorecard_of(record)
+    if config is None:
+        raise JobError(f"job {record.job_id} is not a scorecard job: it has no scorecard section")
+    return config
+
+
 def scaling_of(config: ScorecardConfig) -> Scaling:
     return Scaling(config.points0, config.odds0, config.pdo)
 
 
-def columns(table: PartyTable, names: Sequence[str]) -> list[int]:
-    index = {n: i for i, n in enumerate(table.feature_names)}
-    return [index[n] for n in names]
-
-
 def coded(table: PartyTable, encoding: Encoding) -> PartyTable:
     """The table the protocol trains on: the party's coded characteristics as its features."""
-    design = encoding.design(table.features[:, columns(table, encoding.names)])
-    return replace(table, features=design, feature_names=encoding.column_names)
-
-
-def subset(encoding: Encoding, names: Sequence[str]) -> Encoding:
-    at = [encoding.names.index(n) for n in names]
-    return Encoding(encoding.kind, tuple(encoding.bins[i] for i in at), tuple(encoding.directions[i] for i in at),
-                    tuple(encoding.woe[i] for i in at) if encoding.kind == "woe" else ())
-
-
-def local_selection(encoding: Encoding, table: PartyTable, config: ScorecardConfig,
-                    priority: Mapping[str, float]) -> Encoding:
-    """A party's own selection among its characteristics: correlation, then VIF, on their coded values.
-
-    B measures its WOE columns; a feature party its ordered bin numbers (it has no WOE).
-    The same rule as ``vfl.local.scorecard``.
-    """
-    settings = config.selection
-    names = encoding.names
-    if len(names) < 2 or (settings.max_correlation is None and settings.max_vif is None):
-        return encoding
-    raw = table.features[:, columns(table, names)]
-    values = encoding.design(raw) if encoding.kind == "woe" else encoding.bin_indices(raw).astype(np.float64)
-    kept = names
-    if settings.max_correlation is not None:
-        kept = correlation_drop(values, names, max_abs_corr=settings.max_correlation, priority=priority)
-    if settings.max_vif is not None and len(kept) > 1:
-        kept = vif_drop(values[:, [names.index(n) for n in kept]], kept, max_vif=settings.max_vif, priority=priority)
-    return subset(encoding, kept)
+    return replace(table, features=encoding.design_from(table.features, table.feature_names),
+                   feature_names=encoding.column_names)
 
 
 def load_encoding(store: JobStore, job_id: str) -> Encoding:
@@ -99,5 +72,5 @@ def reason_codes(card_names: Sequence[str], codes: Mapping[str, str]) -> dict[st
     return {n: codes[n] for n in card_names if n in codes}
 
 
-__all__ = ["coded", "columns", "load_card", "load_encoding", "local_selection", "reason_codes",
-           "scaling_of", "scorecard_of", "subset"]
+__all__ = ["coded", "load_card", "load_encoding", "reason_codes", "require_scorecard", "scaling_of",
+           "scorecard_of"]

@@ -31,7 +31,7 @@ from vfl.service.lifecycle import Stage
 from vfl.service.psi_roles import key_holder_finished
 from vfl.ml.scorecard.card import card_for
 from vfl.service.record import model_document
-from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
+from vfl.service.scorecards import coded, load_encoding, require_scorecard, scaling_of, scorecard_of
 
 TrainingRole = FeatureParty | LabelParty | Arbiter
 
@@ -80,8 +80,7 @@ def feature_card(ctx: JobContext, model: Any) -> dict[str, Any]:
     """A feature party's scorecard part after training: its bins, points table (with its published reason
     codes) and CSI reference, from its trained weights and its raw aligned rows."""
     record = ctx.record
-    config = scorecard_of(record)
-    assert config is not None
+    config = require_scorecard(record)
     encoding = load_encoding(ctx.store, record.job_id)
     raw = ctx.aligned_table()
     party = record.own_id(ctx.me)

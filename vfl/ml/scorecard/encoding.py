@@ -24,6 +24,7 @@ share of the party's centring constant; each bin's points are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -31,8 +32,10 @@ import numpy as np
 from vfl.errors import DataError
 from vfl.ml.scaling import Standardizer
 from vfl.ml.scorecard.binning import Bins, indicator_columns, woe_column
+from vfl.ml.scorecard.config import SelectionSettings
 from vfl.ml.scorecard.constraints import Constraint, project
 from vfl.ml.scorecard.points import Characteristic
+from vfl.ml.scorecard.selection import correlation_drop, vif_drop
 
 Kind = Literal["woe", "indicators"]
 
@@ -73,6 +76,25 @@ class Encoding:
             return [slice(j, j + 1) for j in range(len(self.bins))]
         starts = np.cumsum([0] + [b.count for b in self.bins])
         return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+    def columns_in(self, feature_names: Sequence[str]) -> list[int]:
+        """Where this encoding's characteristics sit in a party's table with these column names."""
+        index = {n: i for i, n in enumerate(feature_names)}
+        missing = [n for n in self.names if n not in index]
+        if missing:
+            raise DataError(f"the table lacks the characteristics {missing} the scorecard was binned on; "
+                            "use the dataset the job ran on")
+        return [index[n] for n in self.names]
+
+    def design_from(self, features: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+        """The model columns from a party's whole raw table (its characteristics picked by name)."""
+        return self.design(np.asarray(features, dtype=np.float64)[:, self.columns_in(feature_names)])
+
+    def subset(self, names: Sequence[str]) -> Encoding:
+        """The same encoding for only ``names`` (in that order)."""
+        at = [self.names.index(n) for n in names]
+        return Encoding(self.kind, tuple(self.bins[i] for i in at), tuple(self.directions[i] for i in at),
+                        tuple(self.woe[i] for i in at) if self.kind == "woe" else ())
 
     def design(self, raw: np.ndarray) -> np.ndarray:
         """The model columns for raw characteristic values (one column per characteristic, in ``names`` order)."""
@@ -135,3 +157,23 @@ class Encoding:
     def from_dict(cls, data: dict[str, Any]) -> Encoding:
         return cls(data["kind"], tuple(Bins.from_dict(b) for b in data["bins"]), tuple(data["directions"]),
                    tuple(np.asarray(w, dtype=np.float64) for w in data.get("woe", [])))
+
+
+def own_selection(encoding: Encoding, features: np.ndarray, feature_names: Sequence[str],
+                  settings: SelectionSettings, priority: Mapping[str, float]) -> Encoding:
+    """A party's own selection among its characteristics: correlation, then VIF, on their coded values.
+
+    Party B measures its WOE columns; a feature party its ordered bin numbers (it has no WOE, and breaks
+    ties by its own ``priority``, not by an IV it does not know). No value leaves the party.
+    """
+    names = encoding.names
+    if len(names) < 2 or (settings.max_correlation is None and settings.max_vif is None):
+        return encoding
+    raw = np.asarray(features, dtype=np.float64)[:, encoding.columns_in(feature_names)]
+    values = encoding.design(raw) if encoding.kind == "woe" else encoding.bin_indices(raw).astype(np.float64)
+    kept = names
+    if settings.max_correlation is not None:
+        kept = correlation_drop(values, names, max_abs_corr=settings.max_correlation, priority=priority)
+    if settings.max_vif is not None and len(kept) > 1:
+        kept = vif_drop(values[:, [names.index(n) for n in kept]], kept, max_vif=settings.max_vif, priority=priority)
+    return encoding.subset(kept)

@@ -30,7 +30,7 @@ import numpy as np
 from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError
 from vfl.ml.schedule import gradient_lengths
 from vfl.ml.scorecard.config import ScorecardConfig
-from vfl.ml.scorecard.encoding import Encoding
+from vfl.ml.scorecard.encoding import Encoding, own_selection
 from vfl.ml.scorecard.selection import by_iv
 from vfl.protocol.binning import (
     BinningCounts, BinningFeatureRole, BinningLabelRole, BinningRequest, BinningResult,
@@ -39,7 +39,7 @@ from vfl.protocol.wire import MEDIA_TYPE, decode_message, encode_message
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.psi_roles import take_joint_alignment
-from vfl.service.scorecards import local_selection, scorecard_of
+from vfl.service.scorecards import require_scorecard, scorecard_of
 from vfl.service.spec import BinningApply, TrainingStart
 
 
@@ -53,8 +53,7 @@ def is_scorecard(ctx: JobContext) -> bool:
 async def run(ctx: JobContext) -> None:
     """Party B's step: bin, select, and fix every party's coded width."""
     record, roster = ctx.record, ctx.roster
-    config = scorecard_of(record)
-    assert config is not None
+    config = require_scorecard(record)
     began = time.perf_counter()
     aligned = await asyncio.to_thread(ctx.aligned_table)
     training = ctx.training_config()
@@ -87,8 +86,8 @@ async def run(ctx: JobContext) -> None:
     encoding = Encoding("woe", tuple(own[n] for n in names),
                         tuple(reports[(roster.label, n)].direction or "none" for n in names),
                         tuple(np.asarray(reports[(roster.label, n)].woe, dtype=np.float64) for n in names))
-    encoding = await asyncio.to_thread(local_selection, encoding, aligned, config,
-                                       {n: ivs[(roster.label, n)] for n in names})
+    encoding = await asyncio.to_thread(own_selection, encoding, aligned.features, aligned.feature_names,
+                                       config.selection, {n: ivs[(roster.label, n)] for n in names})
     n_b = gradient_lengths({}, len(encoding.column_names), training, label=roster.label)[roster.label]
     lengths = {roster.label: n_b}
     for pid in roster.features:
@@ -215,8 +214,8 @@ async def apply(ctx: JobContext, body: BinningApply, caller: str) -> dict[str, A
                         tuple(role.directions.get(n) or "none" for n in names))
     aligned = await asyncio.to_thread(ctx.aligned_table)
     # This party knows no IV: it breaks ties between correlated characteristics by its own column order.
-    encoding = await asyncio.to_thread(local_selection, encoding, aligned, config,
-                                       {n: -i for i, n in enumerate(names)})
+    encoding = await asyncio.to_thread(own_selection, encoding, aligned.features, aligned.feature_names,
+                                       config.selection, {n: -i for i, n in enumerate(names)})
     width = len(encoding.column_names)
     me, label = record.own_id(ctx.me), ctx.roster.label
     ctx.store.save_scorecard(record.job_id, {"encoding": encoding.to_dict()})
