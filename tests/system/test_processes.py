@@ -78,6 +78,29 @@ def test_vfl_demo_end_to_end(tmp_path):
     assert "federated" in done.stdout and "bank only" in done.stdout
 
 
+def test_vfl_demo_scorecard_prints_the_banks_points_a_partners_range_and_an_applicants_reasons(tmp_path):
+    # Arrange / Act: the joint scorecard over three real services (issue 28).
+    done = subprocess.run(
+        [sys.executable, "-m", "vfl.cli", "demo", "--scorecard", "--workdir", str(tmp_path / "work"),
+         "--customers", "2000", "--key-bits", "1024", "--epochs", "8"],
+        capture_output=True, text=True, timeout=600,
+    )
+
+    # Assert
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "the bank's points table (kept by the bank):" in out
+    assert "party-a's points (each table kept by its owner): totals from" in out
+    reasons = next(line for line in out.splitlines() if line.startswith("applicant "))
+    assert "principal reasons:" in reasons and reasons.count(";") <= 3  # at most four reasons
+    job = json.loads((tmp_path / "work" / "job.json").read_text())
+    assert job["scorecard"] == {}
+    # The shop's table never reaches the bank: no line of the printout names a shop characteristic's bin.
+    shop_columns = (tmp_path / "work" / "party-a" / "shop.csv").read_text().splitlines()[0].split(",")[1:]
+    table = out.split("the bank's points table (kept by the bank):")[1].split("'s points (each table")[0]
+    assert not any(line.split()[0] in shop_columns for line in table.strip().splitlines()[:-1] if line.strip())
+
+
 def test_vfl_jobs_watch_follows_a_job_to_the_end(tmp_path):
     setup = write_demo_files(tmp_path, population=600, key_bits=1024, training={"epochs": 4})
     with running_services(tmp_path) as processes:

@@ -21,6 +21,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-parties", type=int, default=1, choices=(1, 2, 3),
                    help="1: the bank and the shop (default); 2: also a telecom operator; 3: also an energy "
                         "utility. With more than one, the bank is also trained with each partner alone")
+    p.add_argument("--scorecard", action="store_true",
+                   help="build a credit scorecard instead of a plain model: prints the bank's points table, the "
+                        "partner's total range and one applicant's reasons")
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the data, configs, job.json and each party's folder (certificate, key, token, "
                         "data) to --workdir, to run the services by hand")
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lending:
         from vfl.demo.lending import run_lending_demo
 
-        if args.prepare_only or args.report is not None or args.feature_parties != 1:
+        if args.prepare_only or args.report is not None or args.feature_parties != 1 or args.scorecard:
             raise ConfigError("--lending takes --workdir, --out and --key-bits only")
         check_output_file("--out", args.out)
         result = run_lending_demo(args.workdir, args.out, key_bits=args.key_bits)
@@ -46,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
     if args.prepare_only and args.workdir is None:
         raise ConfigError("--prepare-only needs --workdir, where the files are kept")
     run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
-             prepare_only=args.prepare_only, report=args.report, feature_parties=args.feature_parties)
+             prepare_only=args.prepare_only, report=args.report, feature_parties=args.feature_parties,
+             scorecard=args.scorecard)
     return 0

@@ -120,7 +120,7 @@ def write_demo_files(
     workdir: Path, *, population: int = 10_000, seed: int = 7, training: dict[str, Any] | None = None,
     key_bits: int = 2048, urls: dict[str, str] | None = None,
     tables: tuple[pd.DataFrame, pd.DataFrame, str, str] | None = None, tls: bool = True,
-    feature_parties: int = 1,
+    feature_parties: int = 1, scorecard: bool = False,
 ) -> dict[str, Any]:
     """Data, three configs and the job spec in ``workdir``; returns where things are.
 
@@ -150,6 +150,9 @@ def write_demo_files(
     ``utility``, each with its own folder, CSV and config, and a job spec that
     lists them under ``feature_parties``. With ``tables``, the shop table's
     columns are dealt out over partner-1 … partner-k (:func:`split_partners`).
+
+    ``scorecard`` makes the job a credit scorecard (the job spec's ``scorecard``
+    section, defaults) and lets every feature party share its reason codes.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     features = feature_services(feature_parties, custom=tables is not None)
@@ -193,11 +196,12 @@ def write_demo_files(
             return ""
         return f'\n[tls]\nca = "{name}/ca.pem"\ncert = "{name}/{name}.pem"\nkey = "{name}/{name}.key"\n'
 
-    for name in features:
+    for name, table in zip(features, partners):
         (workdir / f"{name}.toml").write_text(
             party(name, "A")
             + f'\n[datasets.{datasets[name]}]\npath = "{name}/{files[name]}"\nid_column = "{id_column}"\n'
             + peers("party-b", "arbiter") + limits + tls_section(name)
+            + (_reason_codes(name, [c for c in table.columns if c != id_column]) if scorecard else "")
         )
     (workdir / "party-b.toml").write_text(
         party("party-b", "B")
@@ -214,12 +218,18 @@ def write_demo_files(
         "training": {"model": "logistic", "key_bits": key_bits, "validation_fraction": 0.2, "epochs": 30,
                      **(training or {})},
         "psi": {"key_bits": key_bits},
-    }
+    } | ({"scorecard": {}} if scorecard else {})
     (workdir / "job.json").write_text(json.dumps(job, indent=2))
     verify: str | bool = str(folders["party-b"] / "ca.pem") if tls else True
     return {"urls": urls, "token": tokens["party-b"], "tokens": tokens, "job": job, "id_column": id_column,
             "verify": verify, "folders": folders, "data": data,
             "ca_key": workdir / CA_FOLDER / "ca.key" if tls else None}
+
+
+def _reason_codes(name: str, columns: list[str]) -> str:
+    """A feature party's [scorecard] section for the demo: it shares reasons, with a text for each code."""
+    texts = "".join(f'{column} = "{column.replace("_", " ")} (at {name})"\n' for column in columns)
+    return f"\n[scorecard]\nshare_reasons = true\n\n[scorecard.codes]\n{texts}"
 
 
 @contextmanager
@@ -271,7 +281,7 @@ def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subproce
 
 def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000, key_bits: int = 2048,
              training: dict[str, Any] | None = None, prepare_only: bool = False,
-             report: Path | None = None, feature_parties: int = 1) -> dict[str, Any] | None:
+             report: Path | None = None, feature_parties: int = 1, scorecard: bool = False) -> dict[str, Any] | None:
     """Write the files, start the services, train, compare, predict; always stop the services.
 
     With several feature parties the demo also trains the bank with each single
@@ -282,7 +292,7 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
     workdir = Path(tempfile.mkdtemp(prefix="vfl-demo-")) if workdir is None else workdir.resolve()
     try:
         setup = write_demo_files(workdir, population=population, key_bits=key_bits, training=training,
-                                 feature_parties=feature_parties)
+                                 feature_parties=feature_parties, scorecard=scorecard)
         print(f"demo files in {workdir}", file=sys.stderr)
         if prepare_only:
             print(_layout(workdir), file=sys.stderr)
@@ -303,6 +313,8 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
                     single[ref["peer"]] = bank.wait(alone["job_id"], progress=ProgressLine().job)
         summary = summarise(final, predictions, single)
         print_summary(summary)
+        if scorecard:
+            print(scorecard_summary(final, predictions))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(summary, indent=2))
@@ -370,6 +382,29 @@ def summarise(status: dict[str, Any], predictions: dict[str, Any],
     return summary
 
 
+def scorecard_summary(status: dict[str, Any], predictions: dict[str, Any]) -> str:
+    """A scorecard job's headline: B's points table, the partners' total range, one applicant's reasons."""
+    from vfl.ml.scorecard.points import PointsTable
+
+    card = status.get("scorecard") or {}
+    score = card.get("score") or {}
+    lines = [f"\nscorecard: base points {card.get('base_points')}; on the {score.get('split')} rows AUC "
+             f"{score.get('auc', float('nan')):.4f}, KS {score.get('ks', float('nan')):.4f}, "
+             f"Gini {score.get('gini', float('nan')):.4f}", "the bank's points table (kept by the bank):"]
+    for party, table in (card.get("points") or {}).items():
+        for row in PointsTable.from_dict(table).rows():
+            lines.append(f"  {row['characteristic']:<22} {row['label']:<26} {row['points']:>6}")
+    for partners, (low, high) in (card.get("partner_ranges") or {}).items():
+        lines.append(f"{partners}'s points (each table kept by its owner): totals from {low} to {high}")
+    scored = [p for p in predictions.get("predictions", []) if p.get("score") is not None]
+    if scored:
+        first = scored[0]
+        reasons = "; ".join(f"{r['code']} ({r['text']})" for r in first.get("reasons") or []) or "none"
+        lines.append(f"applicant {first['id']}: score {first['score']}, P(default) {first['probability']:.3f}, "
+                     f"principal reasons: {reasons}")
+    return "\n".join(lines)
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     names = ["auc", "ks", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
     single = summary.get("with_single_partner") or {}
@@ -387,4 +422,5 @@ def print_summary(summary: dict[str, Any]) -> None:
         if not s["metrics"]:
             print(f"  bank+{partner}: {s['state']}: {s['error']}")
     for item in summary["sample_predictions"]:
-        print(f"  P(default | {item['id']}) = {item['score']:.3f}")
+        probability = item["probability"] if "probability" in item else item["score"]  # a scorecard's score is points
+        print(f"  P(default | {item['id']}) = {probability:.3f}")

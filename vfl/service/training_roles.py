@@ -84,8 +84,8 @@ def feature_card(ctx: JobContext, model: Any) -> dict[str, Any]:
     encoding = load_encoding(ctx.store, record.job_id)
     raw = ctx.aligned_table()
     party = record.own_id(ctx.me)
-    codes = {n: text for n, text in ctx.config.scorecard.codes.items() if n in encoding.names}
-    codes = {n: codes.get(n, f"{ctx.me}:{n}") for n in encoding.names}
+    # The code is always "<party>:<characteristic>" (party B checks whose it is); [scorecard.codes] gives its text.
+    codes = {n: f"{ctx.me}:{n}" for n in encoding.names}
     card = card_for(party, raw.features, raw.feature_names, encoding, model.scaler, model.weights,
                     scaling_of(config), codes)
     return card.to_dict()
