@@ -19,6 +19,7 @@ from vfl.compute.childproc import ends_with_parent
 from vfl.demo.services import write_demo_files
 from vfl.service.config import load_config
 from vfl.service.node import Node
+from vfl.service.stages.pipeline import LABEL_PARTY, Step
 
 NAMES = ("party-a", "party-b", "arbiter")
 URLS = {name: f"http://{name}.test" for name in NAMES}
@@ -66,12 +67,13 @@ def demo_job(**training: Any) -> dict[str, Any]:
 
 async def start_cluster(
     workdir: Path, extra: dict[str, str] | None = None, limits: dict[str, dict[str, Any]] | None = None,
-    **options: Any,
+    bank_steps: tuple[Step, ...] = LABEL_PARTY, **options: Any,
 ) -> Cluster:
     """Three in-process services on the demo files.
 
     ``extra`` appends TOML (say, more datasets) to a service's config; ``limits``
-    adds keys to its ``[limits]`` table.
+    adds keys to its ``[limits]`` table; ``bank_steps`` is party B's pipeline (another table plays a party B
+    that deviates, with its own identity).
     """
     setup = write_demo_files(workdir, urls=URLS, tls=False, **options)
     for name, text in (extra or {}).items():
@@ -81,16 +83,17 @@ async def start_cluster(
         path = workdir / f"{name}.toml"
         lines = "".join(f"{key} = {value!r}\n" for key, value in values.items())
         path.write_text(path.read_text().replace("[limits]\n", "[limits]\n" + lines, 1))
-    return await open_cluster(workdir, setup)
+    return await open_cluster(workdir, setup, bank_steps)
 
 
-async def open_cluster(workdir: Path, setup: dict[str, Any] | None = None) -> Cluster:
+async def open_cluster(workdir: Path, setup: dict[str, Any] | None = None,
+                       bank_steps: tuple[Step, ...] = LABEL_PARTY) -> Cluster:
     """The three services on the configs and folders in ``workdir`` as they are (also as after a restart)."""
     router = Router()
     nodes = {}
     for name in NAMES:
         config = load_config(workdir / f"{name}.toml")
-        node = Node(config, transport=router)
+        node = Node(config, transport=router, steps=bank_steps) if name == "party-b" else Node(config, transport=router)
         app = create_arbiter_app(config, node=node) if name == "arbiter" else create_party_app(config, node=node)
         router.apps[f"{name}.test"] = app
         await node.startup()
