@@ -83,7 +83,9 @@ def test_a_scorecard_job_with_one_feature_party_serves_scores_that_add_up(tmp_pa
     status, ids, predicted, again, shop_status, stability = run(scenario())
     # Stability at each party, its own values: the served scores' PSI at B, the shop's CSI per characteristic.
     assert stability[0]["score"]["rows"] == 8 and stability[0]["score"]["status"] in ("stable", "watch", "alarm")
-    assert stability[1]["characteristics"] and all(c["rows"] >= 8 for c in stability[1]["characteristics"])
+    # Only the 8 served IDs count: the job's evaluation on its aligned rows is not serving.
+    assert stability[1]["characteristics"] and all(c["rows"] == 8 for c in stability[1]["characteristics"])
+    assert stability[0]["characteristics"] and all(c["rows"] == 8 for c in stability[0]["characteristics"])
     assert status["state"] == "succeeded", status["error"]
     assert shop_status["state"] == "succeeded"
     section = status["scorecard"]

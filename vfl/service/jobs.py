@@ -36,10 +36,18 @@ class Scoring:
     counter_saved: float | None = None
     #: A scorecard job: this party's points table (with its file's modification time).
     card: tuple[float, Any] | None = None
-    #: A scorecard job at a feature party: served rows per bin of each characteristic (CSI).
+    #: A scorecard job: served rows per bin of each of this party's characteristics (CSI), never evaluation rows.
     bin_counts: list[Any] | None = None
     #: A scorecard job at party B: served scores per training band (the score's PSI).
     band_counts: Any = None
+    #: A scorecard job at party B: the training bands' (edges, rows per band), with scorecard.json's mtime.
+    bands: tuple[float, Any] | None = None
+    #: A feature party: the generation at which party B said the job is finished (its evaluation is over).
+    evaluation_closed: int | None = None
+    #: Whether the counts above were read from stability.json; whether they changed since last written, and when.
+    stability_loaded: bool = False
+    stability_dirty: bool = False
+    stability_saved: float | None = None
 
 
 @dataclass(eq=False)

@@ -293,6 +293,16 @@ class ScoreQuery(_Strict):
     ids: list[EntityId] = Field(min_length=1)
 
 
+class PartialScoreQuery(ScoreQuery):
+    """Party B → a feature party: partial scores (a scorecard job: points totals) for IDs.
+
+    ``evaluation`` is set by B's evaluation of the job on its aligned rows, and only there: those rows are
+    not served ones, so they do not count towards the feature party's characteristic stability (CSI).
+    """
+
+    evaluation: bool = Field(False, description="party B's evaluation of the job (not serving)")
+
+
 FeatureValue = float | int | str | bool | None
 
 

@@ -18,7 +18,14 @@ from vfl.service.http.auth import Peer
 from vfl.service.http.deps import BINARY_BODY, NodeDep
 from vfl.service.redact import local_paths, redact
 from vfl.service.serving import registry, scoring
-from vfl.service.spec import FailureNotice, InterruptionNotice, Registration, ResumeRequest, ScoreQuery, TrainingStart
+from vfl.service.spec import (
+    FailureNotice,
+    InterruptionNotice,
+    PartialScoreQuery,
+    Registration,
+    ResumeRequest,
+    TrainingStart,
+)
 from vfl.service.stages import accept, resume, stop
 
 #: Every role.
@@ -107,9 +114,9 @@ async def peer_delete(job_id: str, caller: Peer, node: NodeDep) -> dict[str, Any
 
 @feature_router.post("/v1/peer/jobs/{job_id}/scores",
                      summary="Party A's plaintext partial scores u_A for IDs, for party B only")
-async def scores(job_id: str, query: ScoreQuery, caller: Peer, node: NodeDep) -> dict[str, Any]:
+async def scores(job_id: str, query: PartialScoreQuery, caller: Peer, node: NodeDep) -> dict[str, Any]:
     with node.telemetry.prediction_seconds.labels(kind="partial_scores").time():
-        return await scoring.partial_scores(node.job(job_id), query.ids, caller)
+        return await scoring.partial_scores(node.job(job_id), query.ids, caller, query.evaluation)
 
 
 @feature_router.get("/v1/peer/jobs/{job_id}/convergence",

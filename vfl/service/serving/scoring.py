@@ -25,6 +25,7 @@ party's audit log (with the real reason per ID kept there).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from vfl.data.sources import Lookup
-from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited
+from vfl.errors import ConfigError, JobError, LimitExceeded, ProtocolError, RateLimited, VFLError
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.ml.score_noise import ScoreNoise
 from vfl.service.context import JobContext
@@ -48,6 +49,7 @@ from vfl.ml.scorecard.stability import band_counts, population_stability, stabil
 from vfl.service.scorecards import load_card, scaling_of, scorecard_of
 
 T = TypeVar("T")
+log = logging.getLogger("vfl.service")
 OK = "ok"
 NOT_AVAILABLE = "not available"
 #: A feature party persists its scored-ID counter at most this often (it is in memory in between).
@@ -101,6 +103,9 @@ def flush_counters(jobs: JobTable, store: JobStore) -> None:
     for job in jobs:
         if job.scoring.counter_saved is not None:
             store.save(job.record)
+        if job.scoring.stability_dirty:  # a scorecard job's serving counts (its PSI and CSI)
+            store.save_stability(job.record.job_id, _stability_data(job.scoring))
+            job.scoring.stability_dirty = False
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ async def _predict_scorecard(ctx: JobContext, model: ModelPartB, ids: list[str],
         labels = model.labels(probabilities)
         own_candidates = top_candidates(card.table.shortfalls(indices), card.table.codes, config.reasons)
         texts = {c: c for c in card.table.codes}
-        served = []
+        served, served_rows = [], []
         for row, i in enumerate(ready):
             if partial.missing_at[row] is not None:
                 out[i]["status"] = f"{NOT_AVAILABLE} at {partial.missing_at[row]}"
@@ -208,7 +213,10 @@ async def _predict_scorecard(ctx: JobContext, model: ModelPartB, ids: list[str],
                           label=None if labels is None else int(labels[row]),
                           reasons=[{"code": c, "text": texts.get(c, c)} for c in merged])
             served.append(int(scores[row]))
+            served_rows.append(row)
         record_scores(ctx, np.asarray(served, dtype=np.float64))
+        record_bins(ctx, card, indices[served_rows])
+        _save_stability(ctx, now=False)
     threshold = model.threshold.value
     return {"job_id": record.job_id, "model": "scorecard", "threshold": threshold,
             "calibrated": model.calibration is not None, "predictions": out}
@@ -258,7 +266,7 @@ def check_request_size(ctx: JobContext, count: int) -> None:
         raise LimitExceeded(f"{count} IDs exceed the limit of {limit} per request; split them, or use score-batch")
 
 
-async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[str, Any]:
+async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluation: bool = False) -> dict[str, Any]:
     """A feature party's plaintext partial scores u_h for B: only for IDs it agreed to score.
 
     Those are the job's aligned rows, or any ID in its dataset where its own
@@ -286,7 +294,7 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str) -> dict[s
         what = "deleted at party B's request" if record.stage is Stage.DELETED else record.state
         raise JobError(f"job {job_id} is {what} at {ctx.me}; it has no model to score with")
     if scorecard_of(record) is not None:
-        return await points_totals(ctx, ids, caller)
+        return await points_totals(ctx, ids, caller, evaluation)
     model: ModelPartA = cached_model(ctx, ModelPartA)
     partner, dataset = record.party_id("label"), str(record.dataset)
     try:
@@ -367,11 +375,16 @@ def _report_noise(ctx: JobContext, model: ModelPartA, multiplier: float) -> bool
     return True
 
 
-async def gather_partial_scores(ctx: JobContext, ids: list[str]) -> PartialScores:
-    """Every feature party's partial scores for ``ids``, asked at once (a scorecard job: points totals)."""
+async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: bool = False) -> PartialScores:
+    """Every feature party's partial scores for ``ids``, asked at once (a scorecard job: points totals).
+
+    ``evaluation``: party B's evaluation of the job asks (the request says so, and a feature party then does
+    not count the rows as served in its CSI); predictions and batches do not.
+    """
     path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
-    answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, {"ids": ids}) for peer in peers))
+    body: dict[str, Any] = {"ids": ids, "evaluation": True} if evaluation else {"ids": ids}
+    answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, body) for peer in peers))
     config = scorecard_of(ctx.record)
     if config is not None:
         return _gather_points(ctx, config, peers, answers, len(ids))
@@ -439,7 +452,7 @@ def parse_points(answer: Any, expected: int) -> tuple[np.ndarray, np.ndarray]:
     return values, ok
 
 
-async def points_totals(ctx: JobContext, ids: list[str], caller: str) -> dict[str, Any]:
+async def points_totals(ctx: JobContext, ids: list[str], caller: str, evaluation: bool = False) -> dict[str, Any]:
     """A feature party, a scorecard job: each ID's points total (and, if its config allows, its reasons).
 
     Its points table stays here; only the total per ID leaves, like u_A in any job. With
@@ -448,8 +461,13 @@ async def points_totals(ctx: JobContext, ids: list[str], caller: str) -> dict[st
     characteristic's best, never a value. Every released total and every reason candidate the
     request may carry is charged to the partner's budget (``limits.max_scored_ids``) before any
     row is read; every request is in the job's audit log.
+
+    The rows count towards this party's CSI unless the request is party B's evaluation of the job
+    (``evaluation``, taken at B's word only while that can be true: :func:`_is_evaluation`).
     """
     record, job_id = ctx.record, ctx.record.job_id
+    claimed = evaluation
+    evaluation = _is_evaluation(ctx, ids, evaluation)
     config = scorecard_of(record)
     assert config is not None
     settings = ctx.config.scorecard
@@ -482,7 +500,9 @@ async def points_totals(ctx: JobContext, ids: list[str], caller: str) -> dict[st
             totals = card.table.totals(indices)
             for n, total in zip(usable, totals.tolist()):
                 points[n] = int(total)
-            record_bins(ctx, card, indices)
+            if not evaluation:
+                record_bins(ctx, card, indices)
+                _save_stability(ctx, now=False)
             if share:
                 texts = {f"{ctx.me}:{name}": settings.codes.get(name, f"{ctx.me}:{name}") for name in card.table.names}
                 candidates = top_candidates(card.table.shortfalls(indices), card.table.codes, config.reasons)
@@ -494,8 +514,10 @@ async def points_totals(ctx: JobContext, ids: list[str], caller: str) -> dict[st
         ctx.job.scoring.counter_saved = time.monotonic()
     scored = sum(p is not None for p in points)
     released = sum(len(r or ()) for r in reasons)
+    purpose = (" for its evaluation of the job" if evaluation else
+               " (asked as an evaluation the job is past: counted as served)" if claimed else "")
     ctx.store.audit(job_id, f"released {scored} points totals{f' and {released} reason candidates' if share else ''} "
-                            f"for {caller} ({len(ids) - scored} not available)")
+                            f"for {caller}{purpose} ({len(ids) - scored} not available)")
     answer: dict[str, Any] = {"points": points, "status": [OK if p is not None else NOT_AVAILABLE for p in points]}
     if share:
         answer["reasons"] = reasons
@@ -522,66 +544,159 @@ def cached_card(ctx: JobContext) -> PartyCard:
     return scoring.card[1]
 
 
+def _stability_counts(ctx: JobContext) -> Any:
+    """The job's serving counts in memory (loaded once from ``stability.json``): the job's Scoring holds them."""
+    scoring = ctx.job.scoring
+    if scoring.stability_loaded:
+        return scoring
+    stored = ctx.store.load_stability(ctx.record.job_id) or {}
+    if scoring.bin_counts is None and stored.get("bin_counts"):
+        scoring.bin_counts = [np.asarray(c, dtype=np.int64) for c in stored["bin_counts"]]
+    if scoring.band_counts is None and stored.get("band_counts"):
+        scoring.band_counts = np.asarray(stored["band_counts"], dtype=np.int64)
+    if scoring.evaluation_closed is None and isinstance(stored.get("evaluation_closed"), int):
+        scoring.evaluation_closed = int(stored["evaluation_closed"])
+    scoring.stability_loaded = True
+    return scoring
+
+
+def _stability_data(scoring: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if scoring.bin_counts is not None:
+        data["bin_counts"] = [np.asarray(c).tolist() for c in scoring.bin_counts]
+    if scoring.band_counts is not None:
+        data["band_counts"] = np.asarray(scoring.band_counts).tolist()
+    if scoring.evaluation_closed is not None:
+        data["evaluation_closed"] = scoring.evaluation_closed
+    return data
+
+
+def _save_stability(ctx: JobContext, *, now: bool = True) -> None:
+    """Write the serving counts as they are now (a snapshot, in a thread): at once, or at most once a second
+    while rows are served (:func:`flush_counters` writes what is left at shutdown)."""
+    scoring = ctx.job.scoring
+    scoring.stability_dirty = True
+    at = time.monotonic()
+    if not now and scoring.stability_saved is not None and at - scoring.stability_saved < COUNTER_FLUSH_SECONDS:
+        return
+    scoring.stability_saved, scoring.stability_dirty = at, False
+    ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id, _stability_data(scoring)))
+
+
+def close_evaluation(ctx: JobContext) -> None:
+    """A feature party, on party B's "finished": the job's evaluation is over for this generation, so from now
+    on every points total it releases is a served one and counts towards its CSI, whatever the request says."""
+    if ctx.kind != "feature" or scorecard_of(ctx.record) is None:
+        return
+    scoring = _stability_counts(ctx)
+    scoring.evaluation_closed = ctx.record.generation
+    _save_stability(ctx)
+
+
+def _is_evaluation(ctx: JobContext, ids: list[str], evaluation: bool) -> bool:
+    """Whether a points request is party B's evaluation of the job, not serving.
+
+    Party B says so (``evaluation`` in its request: only :mod:`vfl.service.stages.evaluate` does). It is taken
+    at its word only while it can be true: every ID is one of the job's aligned rows, and B has not yet said
+    the job is finished (for this generation: a resume evaluates again). Otherwise the rows count as served.
+    """
+    if not evaluation:
+        return False
+    scoring = _stability_counts(ctx)
+    if scoring.evaluation_closed is not None and scoring.evaluation_closed == ctx.record.generation:
+        return False
+    aligned = cached_aligned_ids(ctx)
+    return all(i in aligned for i in ids)
+
+
 def record_bins(ctx: JobContext, card: PartyCard, indices: np.ndarray) -> None:
-    """A feature party: count the served rows per bin of each characteristic (its CSI, computed here)."""
-    counts = ctx.job.scoring.bin_counts
-    if counts is None:
-        stored = ctx.store.load_stability(ctx.record.job_id) or {}
-        counts = [np.asarray(c, dtype=np.int64) for c in stored.get("bin_counts", [])] or \
-            [np.zeros(b.count, dtype=np.int64) for b in card.encoding.bins]
-        ctx.job.scoring.bin_counts = counts
-    for j, b in enumerate(card.encoding.bins):
-        counts[j] += np.bincount(indices[:, j], minlength=b.count)
-    data = {"bin_counts": [c.tolist() for c in counts]}
-    ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id, data))
+    """Count the served rows per bin of each of this party's characteristics (their CSI, computed here)."""
+    if not len(indices):
+        return
+    scoring = _stability_counts(ctx)
+    counts = scoring.bin_counts
+    if counts is None or len(counts) != len(card.encoding.bins) or any(
+            len(c) != b.count for c, b in zip(counts, card.encoding.bins)):
+        counts = [np.zeros(b.count, dtype=np.int64) for b in card.encoding.bins]
+    scoring.bin_counts = [c + np.bincount(indices[:, j], minlength=b.count)
+                          for j, (c, b) in enumerate(zip(counts, card.encoding.bins))]
+
+
+def _band_reference(ctx: JobContext) -> tuple[list[float], list[int]] | None:
+    """Party B: the training score bands' edges and rows per band, kept until ``scorecard.json`` changes."""
+    scoring = ctx.job.scoring
+    mtime = _mtime(ctx.store.job_dir(ctx.record.job_id) / "scorecard.json")
+    if scoring.bands is None or scoring.bands[0] != mtime:
+        state = ctx.store.load_scorecard(ctx.record.job_id) or {}
+        edges, reference = state.get("band_edges"), state.get("reference_counts")
+        scoring.bands = (mtime, (list(edges), list(reference)) if edges is not None and reference else None)
+    return scoring.bands[1]
+
+
+def _characteristics(ctx: JobContext, counts: list[Any] | None) -> list[dict[str, Any]]:
+    card = cached_card(ctx)
+    if counts is None or len(counts) != len(card.encoding.bins):
+        counts = [np.zeros(b.count, dtype=np.int64) for b in card.encoding.bins]
+    out = []
+    for bins, reference, actual in zip(card.encoding.bins, card.reference, counts):
+        rows = int(np.sum(actual))
+        value = population_stability(reference, np.asarray(actual)) if rows else 0.0
+        out.append({"party": ctx.me, "characteristic": bins.name, "csi": value, "status": stability_status(value),
+                    "rows": rows})
+    return out
+
+
+#: The bands every stability index is read with: below WATCH stable, below ALARM watch, else alarm.
+BANDS = {"watch": 0.1, "alarm": 0.25}
 
 
 def stability(ctx: JobContext) -> dict[str, Any]:
-    """A scorecard job's stability at this party, its own values only: party B the score's PSI (served scores
-    against the training bands), a feature party each of its characteristics' CSI (served rows per bin against
-    the job's rows). Status: stable below 0.1, watch below 0.25, alarm above."""
+    """A scorecard job's stability at this party, its own values only, on served rows only (predictions and
+    batches; party B's evaluation of the job is not serving): party B the score's PSI (served scores against
+    the training bands) and its own characteristics' CSI, a feature party each of its characteristics' CSI
+    (served rows per bin against the job's rows). Status: stable below 0.1, watch below 0.25, alarm above."""
     record = ctx.record
     if scorecard_of(record) is None:
         raise JobError(f"job {record.job_id} is not a scorecard job: it has no stability to report")
-    stored = ctx.store.load_stability(record.job_id) or {}
-    if ctx.kind == "label":
-        state = ctx.store.load_scorecard(record.job_id) or {}
-        reference = state.get("reference_counts")
-        served = stored.get("band_counts")
-        if not reference:
-            raise JobError(f"job {record.job_id} has no training score bands here (it has not succeeded)")
-        rows = int(sum(served or ()))
-        value = population_stability(np.asarray(reference), np.asarray(served)) if rows else 0.0
-        return {"job_id": record.job_id, "party": ctx.me, "score": {"psi": value, "status": stability_status(value),
-                                                                    "rows": rows}}
-    if ctx.kind != "feature":
+    if ctx.kind not in ("label", "feature"):
         raise ConfigError("stability is reported by party B and the feature parties")
-    card = cached_card(ctx)
-    counts = stored.get("bin_counts") or [[0] * b.count for b in card.encoding.bins]
-    out = []
-    for bins, reference, actual in zip(card.encoding.bins, card.reference, counts):
-        rows = int(sum(actual))
-        value = population_stability(reference, np.asarray(actual)) if rows else 0.0
-        out.append({"characteristic": bins.name, "csi": value, "status": stability_status(value), "rows": rows})
-    return {"job_id": record.job_id, "party": ctx.me, "characteristics": out}
+    scoring = _stability_counts(ctx)
+    answer: dict[str, Any] = {"job_id": record.job_id, "party": ctx.me, "bands": dict(BANDS)}
+    if ctx.kind == "label":
+        bands = _band_reference(ctx)
+        if bands is None:
+            raise JobError(f"job {record.job_id} has no training score bands here (it has not succeeded)")
+        served = scoring.band_counts
+        rows = int(np.sum(served)) if served is not None else 0
+        value = population_stability(np.asarray(bands[1]), np.asarray(served)) if rows else 0.0
+        answer["score"] = {"psi": value, "status": stability_status(value), "rows": rows}
+    answer["characteristics"] = _characteristics(ctx, scoring.bin_counts)
+    return answer
+
+
+def served_stability(ctx: JobContext) -> dict[str, Any] | None:
+    """:func:`stability` for a succeeded scorecard job at B or a feature party (None for any other job, or
+    when it cannot be read): what ``/metrics`` shows at scrape time, from the counts in memory."""
+    record = ctx.record
+    if ctx.kind not in ("label", "feature") or record.state != "succeeded" or scorecard_of(record) is None:
+        return None
+    try:
+        return stability(ctx)
+    except (VFLError, OSError, ValueError) as exc:
+        log.debug("job %s: no stability for /metrics: %s", record.job_id, exc)
+        return None
 
 
 def record_scores(ctx: JobContext, scores: np.ndarray) -> None:
     """Party B: count the served scores per training band (the score's PSI)."""
-    scoring = ctx.job.scoring
-    state = ctx.store.load_scorecard(ctx.record.job_id) or {}
-    edges = state.get("band_edges")
-    if not edges or not len(scores):
+    bands = _band_reference(ctx)
+    if bands is None or not len(scores):
         return
-    if scoring.band_counts is None:
-        stored = ctx.store.load_stability(ctx.record.job_id) or {}
-        scoring.band_counts = np.asarray(stored.get("band_counts") or np.zeros(len(edges) + 1), dtype=np.int64)
-    counts = band_counts(np.asarray(scores, dtype=np.float64), np.asarray(edges, dtype=np.float64))
-    if len(counts) != len(scoring.band_counts):
+    scoring = _stability_counts(ctx)
+    counts = band_counts(np.asarray(scores, dtype=np.float64), np.asarray(bands[0], dtype=np.float64))
+    if scoring.band_counts is None or len(counts) != len(scoring.band_counts):
         scoring.band_counts = np.zeros(len(counts), dtype=np.int64)
     scoring.band_counts = scoring.band_counts + counts
-    ctx.spawn(asyncio.to_thread(ctx.store.save_stability, ctx.record.job_id,
-                                {"band_counts": scoring.band_counts.tolist()}))
 
 
 def admit_scoring(ctx: JobContext, model: ModelPartA, count: int) -> bool:

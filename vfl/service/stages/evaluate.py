@@ -57,7 +57,7 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     config = scorecard_of(record)
     if config is not None:  # B's model reads its coded characteristics; the feature parties send points totals
         aligned = coded(aligned, load_encoding(ctx.store, record.job_id))
-    partial = await gather_partial_scores(ctx, aligned.ids)
+    partial = await gather_partial_scores(ctx, aligned.ids, evaluation=True)  # not serving: no PSI or CSI count
     if not partial.available.all():
         missing = sorted({m for m in partial.missing_at if m is not None})
         raise ProtocolError(f"{', '.join(missing)} did not score {int((~partial.available).sum())} of the job's "
