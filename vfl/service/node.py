@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from vfl.compute.engine import Engine, make_engine
@@ -34,7 +34,7 @@ from vfl.service.live_job import LiveJob
 from vfl.service.peers import PeerClient
 from vfl.service.record import JobRecord
 from vfl.service.releases import Releases
-from vfl.service.serving.scoring import flush_counters
+from vfl.service.serving.scoring import flush_counters, served_stability
 from vfl.service.stages import pipeline, resume
 from vfl.service.store import JobStore
 from vfl.service.telemetry import Telemetry
@@ -59,7 +59,8 @@ class Node:
                                           workers=compute.workers or config.limits.workers,
                                           private_root=str(config.party.data_dir / "ray"))
         self.data = Datasets(config)
-        self.telemetry = Telemetry(self.jobs.records, self.engine.workers)  # GET /metrics, a registry of its own
+        # GET /metrics, a registry of its own
+        self.telemetry = Telemetry(self.jobs.records, self.engine.workers, stability=self._stability)
         self.ledgers = LedgerCopies(config, self.store)
         self.releases = Releases(self.store)  # a feature party's budgets per label party and dataset
         self.lending = LendingService(config, self.data, self.engine, self.client, self.spawn)
@@ -96,6 +97,14 @@ class Node:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _stability(self) -> Iterator[dict[str, Any]]:
+        """Each succeeded scorecard job's stability here, for /metrics at scrape time (from memory once loaded)."""
+        for job in list(self.jobs):
+            if job.record.state == JobState.SUCCEEDED:
+                report = served_stability(LiveJob(self, self.ledgers, job))
+                if report is not None:
+                    yield report
 
     # -- start and stop ------------------------------------------------------------------------------------------
 
