@@ -149,6 +149,10 @@ class Orchestrator:
         """This service's own part of the job's model as plain numbers."""
         return self._call("GET", f"/v1/jobs/{job_id}/scorecard")
 
+    def stability(self, job_id: str) -> dict[str, Any]:
+        """A scorecard job's stability at this service: party B's score PSI, this party's characteristics' CSI."""
+        return self._call("GET", f"/v1/jobs/{job_id}/stability")
+
     def delete(self, job_id: str) -> dict[str, Any]:
         """Party B: delete a finished job at every party.
 

@@ -72,6 +72,18 @@ def register(commands: argparse._SubParsersAction) -> None:
                                "output, Markdown)")
     add_connection_options(document)
 
+    stability = jobs.add_parser(
+        "stability", help="a served scorecard job's stability at this party: the score's PSI (party B) and each of "
+                          "its own characteristics' CSI, with the 0.1/0.25 bands",
+        description="A scorecard job's stability at the service asked, on the applicants it has served (predictions "
+                    "and batches; the job's own evaluation is not serving): party B's score PSI against the "
+                    "training score bands, and each of that party's own characteristics' CSI. Each party reports "
+                    "only its own characteristics: ask each feature party for its CSI. Status: stable below 0.1, "
+                    "watch from 0.1, alarm from 0.25.")
+    stability.add_argument("job_id")
+    stability.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+    add_connection_options(stability)
+
     watch = jobs.add_parser("watch", help="show a job's progress live until it ends",
                             usage="vfl jobs watch [--url URL] [--token TOKEN] [--ca CA] [--interval S] [URL] JOB_ID")
     watch.add_argument("target", nargs="+", metavar="JOB_ID",
@@ -274,6 +286,39 @@ def _model_document(args: argparse.Namespace, service: Orchestrator) -> int:
     return 0
 
 
+def _stability(args: argparse.Namespace, service: Orchestrator) -> int:
+    """A scorecard job's PSI (party B) and its own characteristics' CSI at the service asked, with their status."""
+    answer = service.stability(args.job_id)
+    if args.json:
+        print_json(answer)
+        return 0
+    bands = answer.get("bands") or {"watch": 0.1, "alarm": 0.25}
+    watch, alarm = bands.get("watch", 0.1), bands.get("alarm", 0.25)
+    print(f"job {answer.get('job_id', args.job_id)} at {answer.get('party', service.url)}: stability on served rows "
+          f"(stable < {watch:g} <= watch < {alarm:g} <= alarm)")
+    score = answer.get("score")
+    if score is not None:
+        if score.get("rows"):
+            print(f"score PSI {float(score['psi']):.4f} {str(score['status']).upper()} over {score['rows']} served "
+                  "scores, against the training score bands")
+        else:
+            print("score PSI: no score served yet")
+    entries = answer.get("characteristics") or []
+    if entries:
+        rows = [("CHARACTERISTIC", "PARTY", "CSI", "STATUS", "ROWS")]
+        rows += [(str(e.get("characteristic")), str(e.get("party", answer.get("party", ""))),
+                  f"{float(e['csi']):.4f}" if e.get("rows") else "-",
+                  str(e.get("status")).upper() if e.get("rows") else "no rows served", str(e.get("rows", 0)))
+                 for e in entries]
+        print_columns(rows)
+    alarms = [e.get("characteristic") for e in entries if e.get("rows") and e.get("status") == "alarm"]
+    if score and score.get("rows") and score.get("status") == "alarm":
+        alarms.insert(0, "score")
+    if alarms:
+        print(f"alarm (>= {alarm:g}): {', '.join(str(a) for a in alarms)}")
+    return 0
+
+
 def _watch(args: argparse.Namespace, service: Orchestrator, show_metrics: bool = True) -> int:
     """Follow the job on one progress line until it ends; then its metrics (validation, else training)."""
     try:
@@ -292,5 +337,5 @@ def _watch(args: argparse.Namespace, service: Orchestrator, show_metrics: bool =
 ACTIONS: dict[str, Callable[[argparse.Namespace, Orchestrator], int]] = {
     "submit": _submit, "list": _list, "status": _status, "cancel": _cancel, "resume": _resume,
     "predict": _predict, "report": _report, "watch": _watch,
-    "model-document": _model_document,
+    "model-document": _model_document, "stability": _stability,
 }
