@@ -2,7 +2,10 @@
 
 Every service serves ``/ui``: its jobs with state, stage, a progress bar
 (epoch of max epochs, the last loss), metrics and links to each job's record,
-model and (at party B) report. Party B's page can also submit and cancel jobs;
+model and (at party B) report. Each job's id links to its page, ``/ui/jobs/{id}``
+(drawn on the server, every value escaped: :mod:`.job_page`), which for a
+scorecard job shows the record's scorecard section (party B) and the stability
+of what this party served. Party B's page can also submit and cancel jobs;
 party A's and the arbiter's are read-only. The page is one HTML shell plus a
 script and a stylesheet served by this package (``/static/ui``), so it works
 with no network beyond the service itself, under a Content-Security-Policy
@@ -41,9 +44,12 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from vfl.errors import Forbidden
+from vfl.errors import Forbidden, VFLError
 from vfl.protocol.roster import LETTERS
 from vfl.service.http.auth import ROLE_NAMES, SESSION_SECONDS, client_address, same_origin, session_of, throttled
+from vfl.service.http.job_page import render_job
+from vfl.service.scorecards import scorecard_of
+from vfl.service.serving import scoring
 
 log = logging.getLogger("vfl.service.dashboard")
 
@@ -195,6 +201,29 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     _clear_cookie(request, response)
     return response
+
+
+@router.get("/ui/jobs/{job_id}")
+async def job_page(request: Request, job_id: str) -> Response:
+    """One job's page: its state and metrics; for a scorecard job its summary (party B) and its stability."""
+    if not request.app.state.ui_sessions.valid(session_of(request)):
+        return RedirectResponse("/ui/login", status_code=303)
+    node = request.app.state.node
+    try:
+        ctx = node.job(job_id)
+    except VFLError as exc:
+        return _page(request, f'<p><a href="/ui">← all jobs</a></p><p class="error">{html.escape(str(exc))}</p>',
+                     nav=_LOGOUT, status=404)
+    record = ctx.record.model_dump(mode="json")
+    is_scorecard = scorecard_of(ctx.record) is not None and node.kind in ("label", "feature")
+    stability, problem = None, None
+    if is_scorecard:
+        try:
+            stability = scoring.stability(ctx)
+        except VFLError as exc:  # not succeeded yet, or nothing to compare with
+            problem = str(exc)
+    return _page(request, render_job(record, stability, stability_error=problem, scorecard_job=is_scorecard),
+                 nav=_LOGOUT)
 
 
 @router.get("/ui")

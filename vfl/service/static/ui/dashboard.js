@@ -66,7 +66,9 @@
       cells[name] = el("td", { class: name });
       tr.append(cells[name]);
     }
-    cells.job.append(el("code", {}, id));
+    const page = el("a", { href: `/ui/jobs/${encodeURIComponent(id)}`, class: "job-page" });
+    page.append(el("code", {}, id));
+    cells.job.append(page);
     const stateText = el("span", { class: "state-name" });
     const error = el("div", { class: "error" });
     cells.state.append(stateText, error);
