@@ -145,6 +145,9 @@ def test_a_scorecard_job_with_two_feature_parties_and_reasons_from_one(tmp_path,
     status, ids, predicted = run(scenario())
     assert status["state"] == "succeeded", status["error"]
     assert {c["party"] for c in status["scorecard"]["characteristics"]} == {"shop", "telco", "party-b"}
+    # B reports each partner's range of totals on its own (each sends its own totals), never a table.
+    assert set(status["scorecard"]["partner_ranges"]) == {"shop", "telco"}
+    assert set(status["scorecard"]["points"]) == {"party-b"}
     served = predicted.json()["predictions"]
     assert predicted.status_code == 200 and all(p["status"] == "ok" for p in served), predicted.text
     datasets = {"shop": "behaviour", "telco": "usage"}

@@ -42,13 +42,13 @@ def label_party(card: dict[str, Any]) -> str:
     """The label party's name: the holder of a points table that is nobody's partner range ("B" in a simulation)."""
     partners = set(partner_ranges(card))
     for party in card.get("points") or {}:
-        if party not in partners and not any(party in p.split("+") for p in partners):
+        if party not in partners:
             return str(party)
     return "B"
 
 
 def partner_ranges(card: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Each partner (or, at a service, the partners together as "A1+A2") → (lowest, highest) points total."""
+    """Each partner → (lowest, highest) of the points totals it released."""
     return {str(p): (int(r[0]), int(r[1])) for p, r in (card.get("partner_ranges") or {}).items()}
 
 
@@ -328,8 +328,7 @@ def _partners(card: dict[str, Any]) -> str:
     ranges = partner_ranges(card)
     if not ranges:
         return "<p>No partner points.</p>"
-    rows = [[f"party {p}" if "+" not in p else "parties " + ", ".join(p.split("+")) + " together", low, high]
-            for p, (low, high) in ranges.items()]
+    rows = [[f"party {p}", low, high] for p, (low, high) in ranges.items()]
     return ('<div id="scorecard-partners">' + html_table(rows, ["holder", "lowest total", "highest total"]) + "</div>"
             '<p class="note">Each partner keeps the points table of its own characteristics: at scoring it sends '
             "only its points total per applicant (and, if it allows, reason codes with their shortfalls). This page "

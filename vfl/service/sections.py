@@ -148,8 +148,9 @@ class ScorecardSection(Strict):
         False, description="a feature party: send its top reason candidates (a code from [scorecard.codes] and the "
         "points short of the characteristic's best, never a value) with each points total; off by default")
     codes: dict[str, str] = Field(
-        default_factory=dict, description="a feature party's published reason codes: characteristic name → code "
-        "text (default \"<party>:<characteristic>\")")
+        default_factory=dict, description="the text of each reason code this party publishes: characteristic "
+        "name → text (the code is \"<party>:<characteristic>\"; without a text, the characteristic's name). Party B's "
+        "texts go with its own characteristics' reasons")
 
     @model_validator(mode="after")
     def _codes(self) -> ScorecardSection:

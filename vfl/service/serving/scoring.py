@@ -46,7 +46,7 @@ from vfl.service.store import JobStore
 from vfl.ml.scorecard.card import PartyCard
 from vfl.ml.scorecard.reasons import merge, top_candidates
 from vfl.ml.scorecard.stability import band_counts, population_stability, stability_status
-from vfl.service.scorecards import load_card, scaling_of, scorecard_of
+from vfl.service.scorecards import load_card, require_scorecard, scaling_of, scorecard_of
 
 T = TypeVar("T")
 log = logging.getLogger("vfl.service")
@@ -112,14 +112,16 @@ def flush_counters(jobs: JobTable, store: JobStore) -> None:
 class PartialScores:
     """Σ_h u_h for each ID, and for each ID the first feature party that did not score it (None: all did).
 
-    A scorecard job: ``points`` is Σ_h of the feature parties' points totals, ``total`` the logit they
-    stand for (−points/factor), ``reasons`` each ID's reason candidates from the parties that share them.
+    A scorecard job: ``points`` is Σ_h of the feature parties' points totals (``points_by_party`` each
+    one's, by service name), ``total`` the logit they stand for (−points/factor), ``reasons`` each ID's
+    reason candidates from the parties that share them.
     """
 
     total: np.ndarray
     missing_at: list[str | None]
     points: np.ndarray | None = None
     reasons: list[list[dict[str, Any]]] | None = None
+    points_by_party: dict[str, np.ndarray] | None = None
 
     @property
     def available(self) -> np.ndarray:
@@ -175,8 +177,7 @@ async def _predict_scorecard(ctx: JobContext, model: ModelPartB, ids: list[str],
     """Party B, a scorecard: per ID the integer score (base + B's points + every partner's total), its
     probability, and up to ``reasons`` reason codes with their texts across the parties."""
     record = ctx.record
-    config = scorecard_of(record)
-    assert config is not None
+    config = require_scorecard(record)
     scaling = scaling_of(config)
     card = cached_card(ctx)
     state = ctx.store.load_scorecard(record.job_id) or {}
@@ -192,13 +193,16 @@ async def _predict_scorecard(ctx: JobContext, model: ModelPartB, ids: list[str],
         partial = await gather_partial_scores(ctx, [ids[i] for i in ready])
         indices = card.encoding.bin_indices(own.features[ready])
         mine = card.table.totals(indices)
-        assert partial.points is not None and partial.reasons is not None
+        if partial.points is None or partial.reasons is None:
+            raise ProtocolError("the feature parties answered with partial scores, not points totals")
         scores = base + mine + partial.points
         logit = (scaling.offset - scores) / scaling.factor
         probabilities = model.link(logit)
         labels = model.labels(probabilities)
         own_candidates = top_candidates(card.table.shortfalls(indices), card.table.codes, config.reasons)
-        texts = {c: c for c in card.table.codes}
+        # B's own texts from its [scorecard.codes] (else the characteristic's name); partners' come with them.
+        texts = {code: ctx.config.scorecard.codes.get(name, name) for name, code in zip(card.table.names,
+                                                                                          card.table.codes)}
         served, served_rows = [], []
         for row, i in enumerate(ready):
             if partial.missing_at[row] is not None:
@@ -401,11 +405,13 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: 
 def _gather_points(ctx: JobContext, config: Any, peers: list[str], answers: list[Any], count: int) -> PartialScores:
     """Party B, a scorecard job: the feature parties' points totals, the logit they stand for, their reasons."""
     points = np.zeros(count, dtype=np.int64)
+    by_party: dict[str, np.ndarray] = {}
     missing_at: list[str | None] = [None] * count
     reasons: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     for peer, answer in zip(peers, answers):
         values, ok = parse_points(answer, count)
-        points += np.where(ok, values, 0)
+        by_party[peer] = np.where(ok, values, 0)
+        points += by_party[peer]
         for n in np.flatnonzero(~ok):
             missing_at[n] = missing_at[n] or peer
         shared = answer.get("reasons") if isinstance(answer, dict) else None
@@ -415,7 +421,7 @@ def _gather_points(ctx: JobContext, config: Any, peers: list[str], answers: list
             for n, row in enumerate(shared):
                 reasons[n].extend(_reasons(row, peer, config.reasons))
     factor = scaling_of(config).factor
-    return PartialScores(-points / factor, missing_at, points, reasons)
+    return PartialScores(-points / factor, missing_at, points, reasons, by_party)
 
 
 def _reasons(row: Any, peer: str, most: int) -> list[dict[str, Any]]:
@@ -468,8 +474,7 @@ async def points_totals(ctx: JobContext, ids: list[str], caller: str, evaluation
     record, job_id = ctx.record, ctx.record.job_id
     claimed = evaluation
     evaluation = _is_evaluation(ctx, ids, evaluation)
-    config = scorecard_of(record)
-    assert config is not None
+    config = require_scorecard(record)
     settings = ctx.config.scorecard
     share = settings.share_reasons and config.reasons > 0
     charged = len(ids) * (1 + (config.reasons if share else 0))

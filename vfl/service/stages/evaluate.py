@@ -115,8 +115,8 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
               "reference_counts": band_counts(scores, edges).tolist()}
     ctx.store.save_scorecard(record.job_id, state)
     ctx.store.save_card(record.job_id, card.to_dict())
-    partners = [record.peers[pid] for pid in ctx.roster.features]
-    received = partial.points  # per row, the sum of the partners' totals: all B gets of their points
+    # Each partner's points total per row is all B gets of its points: its range is what B can report.
+    received = partial.points_by_party or {}
     characteristics = [{**entry, "party": record.peers.get(entry["party"], entry["party"]),
                         "band": iv_band(entry["iv"])} for entry in state.get("report", [])]
     record.scorecard = {
@@ -126,8 +126,7 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
         "base_points": base,
         "characteristics": characteristics,
         "points": {ctx.me: card.table.to_dict()},
-        # B sees only the sum of the partners' totals per row: one range for all of them together.
-        "partner_ranges": {"+".join(partners): [int(received.min()), int(received.max())]},
+        "partner_ranges": {peer: [int(values.min()), int(values.max())] for peer, values in received.items()},
         "score": {
             "split": split,
             "auc": model_metrics("logistic", labels[rows], 1 / (1 + np.exp(-risk / scaling.factor)))["auc"],
