@@ -10,7 +10,7 @@ from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
 from vfl.service.config import load_config
 from vfl.service.node import Node
-from vfl.service.serving.scoring import model_part
+from vfl.service.serving.common import model_part
 from vfl.local.simulate import simulate
 
 

@@ -22,7 +22,7 @@ from vfl.data.table import load_csv
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.service.config import load_config
 from vfl.service.record import JobRecord
-from vfl.service.serving.scoring import model_part
+from vfl.service.serving.common import model_part
 from vfl.service.store import JobStore
 
 JOBS = ("job-1", "job-2")

@@ -9,10 +9,12 @@ contracts in ``pyproject.toml`` (run by ``make test``) keep it so::
     node.py              the composition root: builds and wires the parts; recovers jobs at start; shuts down
     live_job.py          one job as its stages see it (the Node's JobContext): lifecycle moves, runtime, failure
     stages/              one step of a job each, run by B's pipeline or by B's calls: submit, accept, align,
-                         train, evaluate, contributions, ledger, resume, stop; pipeline.py runs B's table of steps
+                         binning (a scorecard's), train, evaluate, contributions, ledger, resume, stop; pipeline.py runs B's table of steps
                          and is the one place where an error stops a job. Stages never import each other.
-    serving/             after a job: model versions and names (registry), predictions and partial scores
-                         (scoring), batch scoring (batch)
+    serving/             after a job: model versions and names (registry), batch scoring (batch), predictions and
+                         partial scores (scoring), a scorecard's points totals, scores and reasons (points) and its
+                         stability (stability), what B gathers from its feature parties (partials), and what they
+                         all share (common: statuses, cached model parts, B's own rows)
     lending.py           a lender's tag sets and budgets, a querier's fan-out (multi-lender queries)
     watchdog.py          probes the peers of a running job that has gone quiet
     retention.py         checkpoints live only as long as a resume may need them
@@ -22,6 +24,7 @@ contracts in ``pyproject.toml`` (run by ``make test``) keep it so::
     ledger_copies.py     every party's copies of the job ledger: its key, what it signs or appends
     releases.py          a feature party's budgets per label party and dataset: score directions, scored IDs
     jobs.py              the jobs in memory: one Job object each (record, runtime, driver, events), one JobTable
+    scorecards.py        a scorecard job at one party: its section, coded table and stored parts
     datasets.py          a party's datasets by name, opened once
     peers.py             calls to peers over httpx, retried and timed out
     telemetry.py         Prometheus metrics

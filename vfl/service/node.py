@@ -34,7 +34,7 @@ from vfl.service.live_job import LiveJob
 from vfl.service.peers import PeerClient
 from vfl.service.record import JobRecord
 from vfl.service.releases import Releases
-from vfl.service.serving.scoring import flush_counters, served_stability
+from vfl.service.serving.stability import flush_counters, served_stability
 from vfl.service.stages import pipeline, resume
 from vfl.service.store import JobStore
 from vfl.service.telemetry import Telemetry

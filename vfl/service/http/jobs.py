@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from vfl.service.http.auth import Orchestrator
 from vfl.service.http.deps import NodeDep
-from vfl.service.serving import registry, scoring
+from vfl.service.serving import common, registry, stability
 from vfl.service.spec import JobSpec
 from vfl.service.stages import evaluate, stop
 from vfl.service.stages.resume import resume_job
@@ -40,7 +40,7 @@ async def job_status(job_id: str, node: NodeDep) -> dict[str, Any]:
             summary="A scorecard job's stability at this party (its own values only): party B the score's PSI, "
                     "a feature party its characteristics' CSI; status at 0.1 and 0.25")
 async def job_stability(job_id: str, node: NodeDep) -> dict[str, Any]:
-    return scoring.stability(node.job(job_id))
+    return stability.stability(node.job(job_id))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a job at every party")
@@ -75,7 +75,7 @@ async def resume(job_id: str, node: NodeDep) -> dict[str, Any]:
 @parts_router.get("/v1/jobs/{job_id}/model", tags=["orchestration"],
                   summary="This party's own part of the trained model")
 async def model(job_id: str, node: NodeDep) -> dict[str, Any]:
-    return scoring.model_part(node.job(job_id))
+    return common.model_part(node.job(job_id))
 
 
 @parts_router.get("/v1/jobs/{job_id}/scorecard", tags=["models"],

@@ -49,7 +49,7 @@ from vfl.protocol.roster import LETTERS
 from vfl.service.http.auth import ROLE_NAMES, SESSION_SECONDS, client_address, same_origin, session_of, throttled
 from vfl.service.http.job_page import render_job
 from vfl.service.scorecards import scorecard_of
-from vfl.service.serving import scoring
+from vfl.service.serving import stability as served
 
 log = logging.getLogger("vfl.service.dashboard")
 
@@ -219,7 +219,7 @@ async def job_page(request: Request, job_id: str) -> Response:
     stability, problem = None, None
     if is_scorecard:
         try:
-            stability = scoring.stability(ctx)
+            stability = served.stability(ctx)
         except VFLError as exc:  # not succeeded yet, or nothing to compare with
             problem = str(exc)
     return _page(request, render_job(record, stability, stability_error=problem, scorecard_job=is_scorecard),

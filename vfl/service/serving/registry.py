@@ -42,7 +42,7 @@ from vfl.service.context import ServiceContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import JobRecord
 from vfl.service.serving.batch import list_batches
-from vfl.service.serving.scoring import model_part
+from vfl.service.serving.common import model_part
 from vfl.files import DamagedFile, atomic_write_json, read_json
 
 log = logging.getLogger("vfl.service")

@@ -20,7 +20,7 @@ from vfl.service.context import JobContext, ServiceContext
 from vfl.service.lifecycle import Stage
 from vfl.service.psi_roles import check_registered_size, start_key_holder, take_joint_alignment
 from vfl.service.record import JobRecord
-from vfl.service.serving import scoring
+from vfl.service.serving import stability
 from vfl.service.spec import Registration, TrainingStart
 from vfl.service.training_roles import arbiter_role, check_key_sizes, party_role, training_started
 
@@ -225,7 +225,7 @@ async def finished(ctx: JobContext, caller: str) -> None:
     evaluation is over (whatever B asks from now on is serving, counted in this party's CSI)."""
     ctx.record.require_caller(caller, "label")
     ctx.store.drop_checkpoints(ctx.record.job_id)
-    scoring.close_evaluation(ctx)
+    stability.close_evaluation(ctx)
 
 
 __all__ = ["finished", "forget", "register", "reusable_alignment", "start_training"]

@@ -33,7 +33,7 @@ from vfl.ml.scorecard.config import ScorecardConfig
 from vfl.ml.scorecard.points import base_points
 from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
-from vfl.service.serving.scoring import gather_partial_scores
+from vfl.service.serving.partials import gather_partial_scores
 
 log = logging.getLogger("vfl.service")
 
