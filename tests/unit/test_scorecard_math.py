@@ -660,3 +660,16 @@ def test_by_iv_applies_threshold_and_top_k_in_input_order():
     assert by_iv(ivs, top_k=2) == ["z", "w"]
     assert by_iv(ivs, min_iv=0.1, top_k=5) == ["z", "w"]
     assert by_iv(ivs) == ["x", "y", "z", "w"]
+
+
+def test_a_job_warns_only_when_rounding_to_points_moves_the_auc_by_more_than_the_bound():
+    # Arrange
+    from vfl.ml.scorecard.points import ROUNDING_AUC_TOLERANCE, rounding_warning
+
+    scaling = Scaling(600, 1 / 19, 50)
+    # Act
+    within = rounding_warning(0.7500, 0.7500 + ROUNDING_AUC_TOLERANCE, scaling)
+    beyond = rounding_warning(0.7560, 0.7549, scaling)
+    # Assert
+    assert within is None
+    assert beyond is not None and "0.7549" in beyond and "0.7560" in beyond and "pdo (say 100)" in beyond

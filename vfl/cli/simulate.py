@@ -176,6 +176,8 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
         args.scores.write_text(applicants_csv(applicants))
         print(f"scores and reasons of {len(applicants['ids'])} applicants written to {args.scores}")
     _write_scorecard_documents(result, args)
+    for warning in result["scorecard"]["score"].get("warnings", []):
+        print(f"vfl simulate: warning: {warning}", file=sys.stderr)
     print(scorecard_text(result))
     print(f"result written to {args.out}")
     return 0

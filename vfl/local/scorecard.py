@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,16 +41,16 @@ from vfl.data.table import PartyTable, check_labels
 from vfl.errors import ConfigError, DataError
 from vfl.local.simulate import SIMULATION_MIN_KEY_BITS, ProgressFn, _train
 from vfl.ml.config import TrainingConfig
-from vfl.ml.metrics import model_metrics
+from vfl.ml.metrics import auc, model_metrics
 from vfl.ml.parts import label_party_alone
 from vfl.ml.plaintext import train_plaintext
 from vfl.ml.scaling import Standardizer
 from vfl.ml.scorecard import reasons as reason_codes
 from vfl.ml.scorecard.binning import Bins, iv_band
-from vfl.ml.scorecard.card import PartyCard, card_for
+from vfl.ml.scorecard.card import card_for
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.ml.scorecard.encoding import Encoding, own_selection
-from vfl.ml.scorecard.points import PointsTable, Scaling, base_points, points_table
+from vfl.ml.scorecard.points import Scaling, base_points, rounding_warning
 from vfl.ml.scorecard.selection import by_iv
 from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
 from vfl.protocol.binning import BinningFeatureRole, BinningLabelRole
@@ -161,7 +161,7 @@ def simulate_scorecard(
     splits = run.splits
     metric_split = "validation" if "validation" in splits else "train"
     rows = splits[metric_split]
-    score_section = _score_section(scores, labels, rows, run.predictions, scorecard.bands, metric_split)
+    score_section = _score_section(scores, labels, rows, run.predictions, scorecard.bands, metric_split, scaling)
 
     # -- 6. reasons: each party's top shortfalls, merged at B (for every aligned applicant) ------------------
     everyone = [(roster.label, b_rows), *zip(roster.features, parts)]
@@ -234,14 +234,16 @@ def _coded(table: PartyTable, encoding: Encoding) -> PartyTable:
 
 
 def _score_section(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
-                   bands: int, split: str) -> dict[str, Any]:
+                   bands: int, split: str, scaling: Scaling) -> dict[str, Any]:
     """The integer scores on the metric split: AUC (higher score = lower risk), KS, Gini, bands with bad rates."""
     risk = -scores[rows].astype(np.float64)  # the metrics rank by risk; a higher score is a lower risk
-    auc_points = model_metrics("logistic", labels[rows], 1 / (1 + np.exp(-risk / 50.0)))["auc"]
-    auc_model = model_metrics("logistic", labels[rows], predictions[rows])["auc"]
+    auc_points = auc(labels[rows], risk)
+    auc_model = auc(labels[rows], predictions[rows])
     edges = score_band_edges(scores, bands)
+    warning = rounding_warning(auc_points, auc_model, scaling)
     return {
         "split": split,
+        "warnings": [] if warning is None else [warning],
         "auc": auc_points,
         "auc_before_rounding": auc_model,
         "ks": ks_statistic(labels[rows], risk),

@@ -246,3 +246,21 @@ def base_points(intercept_logit: float, scaling: Scaling) -> int:
     if not math.isfinite(intercept_logit):
         raise DataError(f"the intercept must be a finite logit, got {intercept_logit!r}")
     return int(np.rint(scaling.offset - scaling.factor * intercept_logit))
+
+
+#: Rounding to integer points may move the AUC by at most this much before a job warns (issue 28's bound).
+ROUNDING_AUC_TOLERANCE = 0.001
+
+
+def rounding_warning(auc_points: float | None, auc_exact: float | None, scaling: Scaling) -> str | None:
+    """A warning when rounding to integer points moved the AUC by more than :data:`ROUNDING_AUC_TOLERANCE`.
+
+    It happens when most applicants' scores lie within a few points of each other (a weak model at this
+    scale): applicants one point apart in the exact score tie once rounded. Finer points (a larger ``pdo``)
+    keep them apart.
+    """
+    if auc_points is None or auc_exact is None or abs(auc_points - auc_exact) <= ROUNDING_AUC_TOLERANCE + 1e-12:
+        return None
+    return (f"rounding to integer points moved the AUC from {auc_exact:.4f} to {auc_points:.4f} (more than "
+            f"{ROUNDING_AUC_TOLERANCE}): the scores are bunched at {scaling.pdo:g} points to double the odds; "
+            f"a larger pdo (say {2 * scaling.pdo:g}) gives finer points")

@@ -26,11 +26,11 @@ from vfl.protocol.label_party import LabelParty
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import model_document
-from vfl.ml.metrics import model_metrics
+from vfl.ml.metrics import auc
 from vfl.ml.scorecard.binning import iv_band
 from vfl.ml.scorecard.card import card_for
 from vfl.ml.scorecard.config import ScorecardConfig
-from vfl.ml.scorecard.points import base_points
+from vfl.ml.scorecard.points import base_points, rounding_warning
 from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.service.serving.partials import gather_partial_scores
@@ -110,6 +110,10 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
     rows = splits[split]
     risk = -scores[rows].astype(np.float64)  # a higher score is a lower risk
     edges = score_band_edges(scores, config.bands)
+    auc_points, auc_exact = auc(labels[rows], risk), auc(labels[rows], predictions[rows])
+    warning = rounding_warning(auc_points, auc_exact, scaling)
+    if warning is not None:
+        ctx.event("scorecard: %s", warning, level=logging.WARNING)
     state = ctx.store.load_scorecard(record.job_id) or {}
     state |= {"base_points": base, "band_edges": [float(e) for e in edges],
               "reference_counts": band_counts(scores, edges).tolist()}
@@ -129,8 +133,9 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
         "partner_ranges": {peer: [int(values.min()), int(values.max())] for peer, values in received.items()},
         "score": {
             "split": split,
-            "auc": model_metrics("logistic", labels[rows], 1 / (1 + np.exp(-risk / scaling.factor)))["auc"],
-            "auc_before_rounding": model_metrics("logistic", labels[rows], predictions[rows])["auc"],
+            "auc": auc_points,
+            "auc_before_rounding": auc_exact,
+            "warnings": [] if warning is None else [warning],
             "ks": ks_statistic(labels[rows], risk),
             "gini": gini(labels[rows], risk),
             "band_edges": [float(e) for e in edges],
