@@ -49,7 +49,7 @@ def binning_run(a: Any, b: Any, engine: Any, bits: int) -> dict[str, Any]:
     """One whole binning of the feature party's characteristics; seconds per step and bytes on the wire."""
     floor = min(bits, 2048)
     seconds: dict[str, float] = {}
-    decrypt = binning.decrypt_all
+    decrypt = binning.decrypt_residues
 
     def timed_decrypt(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -82,13 +82,13 @@ def binning_run(a: Any, b: Any, engine: Any, bits: int) -> dict[str, Any]:
     counts = decode_message(frames["counts"])
     seconds["wire"] += time.perf_counter() - started
 
-    binning.decrypt_all = timed_decrypt
+    binning.decrypt_residues = timed_decrypt
     try:
         started = time.perf_counter()
         result = label.receive_counts(counts)
         receive = time.perf_counter() - started
     finally:
-        binning.decrypt_all = decrypt
+        binning.decrypt_residues = decrypt
     seconds["b_coarse_classing"] = receive - seconds["b_decrypt"]
 
     started = time.perf_counter()

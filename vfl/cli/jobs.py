@@ -247,16 +247,20 @@ def _predict(args: argparse.Namespace, service: Orchestrator) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, service: Orchestrator) -> int:
-    page = service.report(args.job_id)
+def _write_out(args: argparse.Namespace, text: str, what: str) -> int:
+    """``--out FILE`` (its folder must exist) or ``-`` for standard output."""
     if str(args.out) == "-":
-        sys.stdout.write(page)
+        sys.stdout.write(text)
         return 0
     if not args.out.parent.is_dir():
         raise ConfigError(f"--out {args.out}: the folder {args.out.parent} does not exist")
-    args.out.write_text(page)
-    print(f"report for job {args.job_id} written to {args.out}", file=sys.stderr)
+    args.out.write_text(text)
+    print(f"{what} for job {args.job_id} written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _report(args: argparse.Namespace, service: Orchestrator) -> int:
+    return _write_out(args, service.report(args.job_id), "report")
 
 
 def _model_document(args: argparse.Namespace, service: Orchestrator) -> int:
@@ -276,14 +280,7 @@ def _model_document(args: argparse.Namespace, service: Orchestrator) -> int:
             pass
     html = str(args.out).lower().endswith((".html", ".htm"))
     text = model_document(summary_from_record(record), form="html" if html else "markdown")
-    if str(args.out) == "-":
-        sys.stdout.write(text)
-        return 0
-    if not args.out.parent.is_dir():
-        raise ConfigError(f"--out {args.out}: the folder {args.out.parent} does not exist")
-    args.out.write_text(text)
-    print(f"model document for job {args.job_id} written to {args.out}", file=sys.stderr)
-    return 0
+    return _write_out(args, text, "model document")
 
 
 def _stability(args: argparse.Namespace, service: Orchestrator) -> int:

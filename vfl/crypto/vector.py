@@ -234,9 +234,10 @@ def _decrypt_task(private_key: PrivateKey, packed: bytes, width: int) -> list[mp
 def decrypt_residues(
     private_key: PrivateKey, ciphertexts: Sequence[int], engine: Engine | int | None = None
 ) -> list[mpz]:
-    """Raw plaintext residues in [0, n). Only the arbiter calls this.
+    """Raw plaintext residues in [0, n). Only a key's owner calls this: the arbiter, and party B for the
+    key it makes for a scorecard's binning.
 
-    Long vectors are decrypted in chunks on the arbiter's own engine; the
+    Long vectors are decrypted in chunks on the owner's own engine; the
     private key goes only to that engine's workers.
     """
     engine = as_engine(engine)

@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from psi.joint import align_many
 from vfl.compute.engine import Engine, make_engine
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data.table import PartyTable, check_labels
-from vfl.errors import ConfigError, DataError
-from vfl.local.simulate import SIMULATION_MIN_KEY_BITS, ProgressFn, _train
+from vfl.data.table import PartyTable
+from vfl.errors import ConfigError
+from vfl.local.simulate import ProgressFn, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import auc, model_metrics
 from vfl.ml.parts import label_party_alone
@@ -82,21 +81,12 @@ def simulate_scorecard(
     problem = training_problem(config)
     if problem is not None:
         raise ConfigError(problem)
-    if table_b.labels is None:
-        raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
-    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    check_label_table(table_b, config)
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", workers=workers)
-    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
-    roster = Roster.default(len(tables))
-    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
-    alignment = align_many(
-        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
-        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
-    )
-    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
-    b_rows = table_b.take(alignment.rows_b)
+    aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
+    roster, min_bits, alignment = aligned.roster, aligned.min_bits, aligned.alignment
+    parts, b_rows = aligned.parts, aligned.b_rows
     labels = np.asarray(b_rows.labels, dtype=np.float64)
-    check_labels(labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
 
     # -- 2. binning --------------------------------------------------------------------------------------
     binning_started = time.perf_counter()
@@ -142,8 +132,8 @@ def simulate_scorecard(
             role.projection = enc.projection(role.scaler.scale)
         party_b.projection = b_encoding.projection(party_b.scaler.scale, extra_columns=int(config.fit_intercept))
 
-    run = _train(coded_parts, coded_b, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
-                 keypair=keypair, min_bits=min_bits, prepare=constrain)
+    run = train_federated(coded_parts, coded_b, config, roster=roster, engine=engine, job_id=job_id,
+                          progress=progress, keypair=keypair, min_bits=min_bits, prepare=constrain)
 
     # -- 5. points: every party its own table; B the base points ------------------------------------------
     scaling = Scaling(scorecard.points0, scorecard.odds0, scorecard.pdo)

@@ -110,24 +110,14 @@ def simulate(
     signed with keys made for the occasion and kept beside it.
     """
     started = time.perf_counter()
-    if table_b.labels is None:
-        raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
-    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    check_label_table(table_b, config)
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
+    aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
+    tables, roster, min_bits, alignment = aligned.tables, aligned.roster, aligned.min_bits, aligned.alignment
+    parts, b_rows = aligned.parts, aligned.b_rows
 
-    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
-    roster = Roster.default(len(tables))
-    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
-    alignment = align_many(
-        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
-        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
-    )
-    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
-    b_rows = table_b.take(alignment.rows_b)
-    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
-
-    run = _train(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
-                 transcript=transcript, keypair=keypair, min_bits=min_bits)
+    run = train_federated(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
+                          transcript=transcript, keypair=keypair, min_bits=min_bits)
     features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
     models, model_b, metrics, decision, predictions = run.models, run.model_b, run.metrics, run.decision, run.predictions
     schedule, splits, train_seconds = party_b.schedule, run.splits, run.seconds
@@ -187,8 +177,43 @@ def simulate(
     return result
 
 
+def check_label_table(table_b: PartyTable, config: TrainingConfig) -> None:
+    """Party B's table has labels the model can learn (before any PSI runs)."""
+    if table_b.labels is None:
+        raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
+    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Every party's rows after the PSI, in the joint order (feature parties "A1" … "Ak", or "A")."""
+
+    tables: list[PartyTable]
+    roster: Roster
+    #: The least key size the simulation accepts for this config (1024 at most: no key boundary is crossed).
+    min_bits: int
+    alignment: Any
+    parts: list[PartyTable]
+    b_rows: PartyTable
+
+
+def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTable, config: TrainingConfig,
+                  engine: Engine, psi_key_bits: int | None = None) -> Aligned:
+    """RSA PSI between B and each feature party; every party's rows on the IDs all of them share."""
+    tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
+    min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
+    alignment = align_many(
+        table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
+        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
+    )
+    parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
+    b_rows = table_b.take(alignment.rows_b)
+    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
+    return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows)
+
+
 @dataclass
-class _Run:
+class TrainedRun:
     """One training of the protocol on aligned rows, and B's evaluation of it."""
 
     features: list[FeatureParty]
@@ -204,10 +229,11 @@ class _Run:
     seconds: float
 
 
-def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, *, roster: Roster, engine: Engine,
-           job_id: str, progress: ProgressFn | None = None, transcript: list[Envelope] | None = None,
-           keypair: tuple[PublicKey, PrivateKey] | None = None, min_bits: int,
-           prepare: Callable[[list[FeatureParty], LabelParty], None] | None = None) -> _Run:
+def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, *, roster: Roster,
+                    engine: Engine, job_id: str, progress: ProgressFn | None = None,
+                    transcript: list[Envelope] | None = None, keypair: tuple[PublicKey, PrivateKey] | None = None,
+                    min_bits: int, prepare: Callable[[list[FeatureParty], LabelParty], None] | None = None,
+                    ) -> TrainedRun:
     """Train the feature parties ``parts`` with B on the aligned rows, with real encryption; evaluate at B.
 
     ``prepare(features, party_b)`` sees the roles before training starts (a scorecard sets their projections).
@@ -248,10 +274,10 @@ def _train(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, 
         splits["validation"] = schedule.validation_rows
     model_b, metrics, decision, predictions = evaluate_label_part(
         party_b.model(), config, b_rows.labels, party_b.model().scores(b_rows.features, u_a), splits)
-    return _Run(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
+    return TrainedRun(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
 
 
-def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: _Run, *,
+def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: TrainedRun, *,
                    names: list[str], sources: list[str], engine: Engine,
                    keypair: tuple[PublicKey, PrivateKey] | None, min_bits: int, permutations: int | None,
                    seed: int, on_coalition: CoalitionFn | None) -> dict[str, Any]:
@@ -275,8 +301,9 @@ def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: Training
         members = sorted(coalition)
         if on_coalition is not None:
             on_coalition(done, len(todo), [names[i] for i in members])
-        sub = _train([parts[i] for i in members], b_rows, config, roster=Roster.default(len(members)), engine=engine,
-                     job_id=f"coalition-{'-'.join(names[i] for i in members)}", keypair=keypair, min_bits=min_bits)
+        sub = train_federated([parts[i] for i in members], b_rows, config, roster=Roster.default(len(members)),
+                              engine=engine, job_id=f"coalition-{'-'.join(names[i] for i in members)}",
+                              keypair=keypair, min_bits=min_bits)
         values[coalition], _ = shapley.value_of(sub.metrics, config.model)
         seconds[coalition] = sub.seconds
     rows = len(run.splits[split])

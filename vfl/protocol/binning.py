@@ -103,7 +103,7 @@ from vfl.crypto.keys import (
     generate_keypair,
 )
 from vfl.crypto.obfuscation import strict_obfuscators
-from vfl.crypto.vector import EncryptedVector, Encryptor, times_one_plus_mn
+from vfl.crypto.vector import EncryptedVector, Encryptor, decrypt_residues, times_one_plus_mn
 from vfl.errors import (
     ConfigError,
     DataError,
@@ -143,8 +143,6 @@ MAX_FINE_BINS = 100
 PROOF_VALUES = 8
 TRIAL_DIVISION_BOUND = 1 << 16
 PROOF_DOMAIN = b"vfl/binning/paillier-modulus/v1"
-#: Below this many ciphertexts B decrypts in-process.
-DECRYPT_PARALLEL_MIN = 16
 #: Below this many rows × characteristics A sums in-process.
 PRODUCT_PARALLEL_MIN = 20_000
 
@@ -418,10 +416,6 @@ def _bin_products_task(packed: bytes, width: int, nsquare: mpz, assignments: lis
     return out
 
 
-def _decrypt_task(private_key: PrivateKey, packed: bytes, width: int) -> list[mpz]:
-    return [private_key.raw_decrypt(c) for c in unpack_ints(packed, width)]
-
-
 def bin_sums(enc: EncryptedVector, assignments: Sequence[np.ndarray], counts: Sequence[int],
              engine: Engine | int | None = None) -> list[list[mpz]]:
     """[[Σ_{i ∈ b} y_i]] for every bin b of every characteristic: one mulmod per row and characteristic.
@@ -442,17 +436,6 @@ def bin_sums(enc: EncryptedVector, assignments: Sequence[np.ndarray], counts: Se
         for j, packed in enumerate(part):
             out[j] = [a * b % nsq for a, b in zip(out[j], unpack_ints(packed, width))]
     return out
-
-
-def decrypt_all(private_key: PrivateKey, ciphertexts: Sequence[mpz], engine: Engine | int | None = None) -> list[mpz]:
-    """Raw residues, on B's own engine when there are enough (B's own key goes only to B's own workers)."""
-    engine = as_engine(engine)
-    if engine.workers <= 1 or len(ciphertexts) < DECRYPT_PARALLEL_MIN:
-        return [private_key.raw_decrypt(c) for c in ciphertexts]
-    width = private_key.public_key.ciphertext_bytes
-    chunks = [(private_key, pack_ints(ciphertexts[s], width), width)
-              for s in split_evenly(len(ciphertexts), engine.workers)]
-    return [m for part in engine.map(_decrypt_task, chunks) for m in part]
 
 
 def fresh_obfuscators(n: mpz, count: int, engine: Engine | int | None = None) -> list[mpz]:
@@ -599,7 +582,7 @@ class BinningLabelRole:
             if c.masked_events.frac_bits != 0:
                 raise ProtocolError(f"{what} are at fixed-point scale {c.masked_events.frac_bits}, not 0")
             flat.extend(c.masked_events.to_vector(public, expected_count=len(c.totals), what=what).ciphertexts)
-        residues = decrypt_all(private, flat, self.engine)
+        residues = decrypt_residues(private, flat, self.engine)
         out, at = {}, 0
         for c in message.characteristics:
             totals = np.asarray(c.totals, dtype=np.int64)

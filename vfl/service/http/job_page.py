@@ -19,6 +19,7 @@ from typing import Any
 
 from vfl.errors import VFLError
 from vfl.ml.scorecard.binning import Bins
+from vfl.report.scorecard_sections import band_range
 
 #: The bands every stability index is read with (PSI and CSI alike).
 WATCH, ALARM = 0.1, 0.25
@@ -165,21 +166,10 @@ def _score(score: dict[str, Any]) -> str:
     rows = []
     for band in score.get("bands") or []:
         rate = band.get("bad_rate")
-        rows.append([_e(_band_range(band)), _e(band.get("rows")), _e(band.get("events")),
+        rows.append([_e(band_range(band)), _e(band.get("rows")), _e(band.get("events")),
                      "—" if rate is None else _e(f"{100 * float(rate):.1f}%")])
     return (f'<h3>Score</h3><p class="lead" id="scorecard-score">{_e(line)}</p>'
             + _table(rows, ["score band", "rows", "events", "bad rate"], id="scorecard-bands"))
-
-
-def _band_range(band: dict[str, Any]) -> str:
-    lower, upper = band.get("lower"), band.get("upper")
-    if lower is None and upper is None:
-        return "all"
-    if lower is None:
-        return f"below {_number(upper, 0)}"
-    if upper is None:
-        return f"{_number(lower, 0)} and above"
-    return f"{_number(lower, 0)} to below {_number(upper, 0)}"
 
 
 # -- stability -------------------------------------------------------------------------------------------------------
