@@ -140,7 +140,7 @@ class ScorecardSection(Strict):
     max_binning_runs: int = Field(
         5, ge=0, le=1_000_000, description="a feature party: binning runs (each sums party B's encrypted labels per "
         "bin of every characteristic) it answers for one label party on one dataset, over all jobs; the next is "
-        "refused (429). A deviating B could encrypt any vector as labels: this bounds how many it gets summed")
+        "refused (403). A deviating B could encrypt any vector as labels: this bounds how many it gets summed")
     min_bin_share: float = Field(
         0.05, gt=0, le=0.5, description="a feature party: the smallest share of the aligned rows in one bin it "
         "accepts from a job's binning settings (party B cannot lower it): no bin singles out fewer rows")
