@@ -3,11 +3,13 @@ kept by each party, served scores that add up, reasons only from a party that al
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.helpers import Router, start_cluster, wait_for
 from arbiter.app import create_app as create_arbiter_app
@@ -162,3 +164,46 @@ def test_a_scorecard_job_with_two_feature_parties_and_reasons_from_one(tmp_path,
     assert codes <= {"telco", "party-b"}
     for name in datasets:
         _no_label_statistic(tmp_path / "data" / name / "jobs" / "sc-k")
+
+
+def test_a_scorecard_batch_writes_each_applicants_score_probability_and_reasons_as_predict_does(tmp_path, run):
+    # Arrange: a scorecard job; party B may read batch inputs from, and write outputs to, its workdir.
+    async def scenario():
+        cluster = await start_cluster(tmp_path, population=400, key_bits=1024, training=TRAINING,
+                                      extra={"party-a": "[scorecard]\nshare_reasons = true\n",
+                                             "party-b": '[scoring]\nbatch_inputs = "."\nbatch_outputs = "."\n'})
+        try:
+            async with cluster.client() as bank:
+                status = await _run(bank, {**_job(cluster.setup), "job_id": "sc-batch"})
+                bank_ids = pd.read_csv(tmp_path / "party-b" / "bank.csv", dtype=str)["customer_id"].tolist()
+                shop_ids = set(pd.read_csv(tmp_path / "party-a" / "shop.csv", dtype=str)["customer_id"])
+                ids = [i for i in bank_ids if i in shop_ids][:25]
+                pd.DataFrame({"id": ids}).to_csv(tmp_path / "ids.csv", index=False)
+                request = {"input": {"path": str(tmp_path / "ids.csv"), "id_column": "id"},
+                           "output": {"path": str(tmp_path / "scores.csv")}, "chunk_rows": 10}
+                # Act
+                batch = (await bank.post("/v1/jobs/sc-batch/score-batch", json=request)).json()
+                for _ in range(600):
+                    final = (await bank.get(f"/v1/jobs/sc-batch/score-batch/{batch['batch_id']}")).json()
+                    if final["state"] in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.05)
+                direct = (await bank.post("/v1/jobs/sc-batch/predict", json={"ids": ids})).json()
+            return status, final, ids, direct
+        finally:
+            await cluster.stop()
+
+    status, final, ids, direct = run(scenario())
+
+    # Assert: the file holds what predict answers, reasons flattened to their codes.
+    assert status["state"] == "succeeded", status["error"]
+    assert final["state"] == "succeeded", final.get("error")
+    rows = pd.read_csv(tmp_path / "scores.csv", dtype={"id": str})
+    assert rows["id"].tolist() == ids
+    assert {"score", "probability", "reason_1", "reason_4"} <= set(rows.columns)
+    for (_, row), predicted in zip(rows.iterrows(), direct["predictions"]):
+        assert int(row["score"]) == predicted["score"]
+        assert row["probability"] == pytest.approx(predicted["probability"])
+        codes = [r["code"] for r in predicted["reasons"]]
+        written = [row[f"reason_{k}"] for k in range(1, 5) if isinstance(row[f"reason_{k}"], str)]
+        assert written == codes

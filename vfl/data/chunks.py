@@ -47,6 +47,9 @@ from vfl.files import FILE_MODE, open_at
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 BASE_COLUMNS = ["id", "score", "label", "status"]
+#: A scorecard's rows: the integer score, its probability, and its principal reasons' codes, most important first.
+REASON_COLUMNS = ["reason_1", "reason_2", "reason_3", "reason_4"]
+SCORECARD_COLUMNS = ["id", "score", "probability", "label", *REASON_COLUMNS, "status"]
 
 
 def file_format(path: Path, what: str) -> str:
@@ -207,7 +210,8 @@ class Progress:
 def columns_for(answer: dict[str, Any]) -> list[str]:
     predictions = answer.get("predictions") or []
     has_threshold = "threshold" in answer or any("threshold" in p for p in predictions)
-    return BASE_COLUMNS + (["threshold"] if has_threshold else [])
+    base = SCORECARD_COLUMNS if answer.get("model") == "scorecard" else BASE_COLUMNS
+    return base + (["threshold"] if has_threshold else [])
 
 
 def prediction_rows(ids: list[str], answer: dict[str, Any], columns: list[str]) -> list[dict[str, Any]]:
@@ -221,6 +225,9 @@ def prediction_rows(ids: list[str], answer: dict[str, Any], columns: list[str]) 
         if str(item.get("id")) != expected:
             raise ProtocolError(f"the prediction answer is out of order: {item.get('id')!r} where {expected!r} was asked")
         row = {c: item.get(c) for c in columns}
+        reasons = item.get("reasons") or []
+        for k, column in enumerate(c for c in columns if c in REASON_COLUMNS):
+            row[column] = str(reasons[k]["code"]) if k < len(reasons) else None
         if "threshold" in columns and row["threshold"] is None:
             row["threshold"] = answer.get("threshold")
         row["status"] = str(item.get("status", "ok"))
