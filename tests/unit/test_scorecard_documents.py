@@ -297,8 +297,8 @@ def test_vfl_jobs_model_document_renders_the_records_section_with_its_stability(
         def status(self, job_id: str) -> dict[str, Any]:
             return service_record(copy.deepcopy(card))
 
-        def _call(self, method: str, path: str) -> dict[str, Any]:
-            assert (method, path) == ("GET", "/v1/jobs/job-sc-1/stability")
+        def stability(self, job_id: str) -> dict[str, Any]:
+            assert job_id == "job-sc-1"
             return {"job_id": "job-sc-1", "party": "bank", "score": {"psi": 0.31, "status": "alarm", "rows": 50}}
 
     out = tmp_path / "model.md"

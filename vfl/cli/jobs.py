@@ -275,7 +275,7 @@ def _model_document(args: argparse.Namespace, service: Orchestrator) -> int:
                           "document is written for a scorecard job, from party B's record once it has succeeded")
     if not card.get("stability"):
         try:  # the score's PSI, once the job has served; a job that has not has none
-            record["scorecard"] = {**card, "stability": service._call("GET", f"/v1/jobs/{args.job_id}/stability")}
+            record["scorecard"] = {**card, "stability": service.stability(args.job_id)}
         except PeerRefused:
             pass
     html = str(args.out).lower().endswith((".html", ".htm"))
