@@ -49,8 +49,11 @@ import statistics
 import time
 from collections.abc import Callable
 
-import nacl
-import nacl.bindings as sodium
+try:  # PyNaCl, for the ed25519 comparison only (not a dependency of vfl)
+    import nacl
+    import nacl.bindings as sodium
+except ImportError:
+    nacl = sodium = None
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
@@ -77,11 +80,15 @@ def candidates(ops: int, rsa_ops: int) -> dict[str, tuple[int, Callable[[], obje
     k = ec.new_scalar()
     points = ec.hash_to_group(ids, dst)
 
-    def ed_random_scalar() -> bytes:
-        return sodium.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64))
+    ed25519 = {}
+    if sodium is not None:
+        def ed_random_scalar() -> bytes:
+            return sodium.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64))
 
-    ed_scalar = ed_random_scalar()
-    ed_points = [sodium.crypto_scalarmult_ed25519_base_noclamp(ed_random_scalar()) for _ in range(ops)]
+        ed_scalar = ed_random_scalar()
+        ed_points = [sodium.crypto_scalarmult_ed25519_base_noclamp(ed_random_scalar()) for _ in range(ops)]
+        ed25519 = {"ed25519_scalar_mult_noclamp": (ops, lambda: [sodium.crypto_scalarmult_ed25519_noclamp(
+            ed_scalar, p) for p in ed_points])}
 
     x_private = X25519PrivateKey.generate()
     x_peers = [X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -97,8 +104,7 @@ def candidates(ops: int, rsa_ops: int) -> dict[str, tuple[int, Callable[[], obje
         "ristretto255_scalar_mult": (ops, lambda: ec.scalar_mult(k, points)),
         "ristretto255_hash_to_group": (ops, lambda: ec.hash_to_group(ids, dst)),
         "ristretto255_check_points": (ops, lambda: ec.check_points(points)),
-        "ed25519_scalar_mult_noclamp": (ops, lambda: [sodium.crypto_scalarmult_ed25519_noclamp(ed_scalar, p)
-                                                      for p in ed_points]),
+        **ed25519,
         "x25519_exchange": (ops, lambda: [x_private.exchange(X25519PublicKey.from_public_bytes(p)) for p in x_peers]),
         "rsa_own_tag": (rsa_ops, lambda: own_tags(rsa_ids, salt, *parts)),
         "rsa_sign_verified": (rsa_ops, lambda: sign_many(rsa_values, *parts)),
@@ -132,7 +138,7 @@ def main() -> None:
         + 1 / rates["ristretto255_check_points"]
     print(json.dumps({
         "cpu": cpu_model(), "python": platform.python_version(), "libsodium": ec.libsodium_version(),
-        "pynacl": nacl.__version__, "ops_per_round": args.ops, "rsa_ops_per_round": args.rsa_ops,
+        "pynacl": None if nacl is None else nacl.__version__, "ops_per_round": args.ops, "rsa_ops_per_round": args.rsa_ops,
         "repeat": args.repeat,
         "rates_ops_per_s_per_core": rates,
         "estimate": {
