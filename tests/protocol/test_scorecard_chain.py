@@ -186,3 +186,23 @@ def test_the_cli_writes_each_partys_table_and_every_applicants_score_and_reasons
                                                          "points-B.json"]
     table_a = pd.read_csv(folder / "points-A.csv")
     assert set(table_a["characteristic"]) <= set(SPLITS[1][1]) and table_a["points"].dtype.kind == "i"
+
+
+def test_backward_stepwise_across_parties_drops_what_does_not_pay_for_its_columns():
+    # Arrange: every characteristic passes selection by IV (min_iv 0), pure noise included at both parties.
+    tables, table_b, _ = federation(1, n=900, seed=5)
+    config = TrainingConfig(key_bits=TEST_KEY_BITS, seed=1)
+    settings = ScorecardConfig(binning={"max_bins": 4, "fine_bins": 8},
+                               selection={"min_iv": 0.0, "max_correlation": None, "stepwise": "backward",
+                                          "stepwise_max_steps": 2})
+    # Act
+    result = simulate_scorecard(tables[0], table_b, config, settings)
+    # Assert
+    steps = result["scorecard"]["stepwise"]
+    bics = [s["bic"] for s in steps]
+    assert len(steps) >= 2 and all(b < a for a, b in zip(bics, bics[1:]))  # each drop lowered BIC
+    dropped = {(s["dropped"]["party"], s["dropped"]["name"]) for s in steps[1:]}
+    kept = {(p, n) for p, card in result["cards"].items() for n in card.encoding.names}
+    assert dropped and not dropped & kept
+    assert all(card.encoding.names for card in result["cards"].values())  # every party keeps one at least
+    assert {c["name"] for c in result["scorecard"]["characteristics"] if not c["selected"]} >= {n for _, n in dropped}

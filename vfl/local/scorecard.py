@@ -27,8 +27,9 @@ The chain (``vfl simulate --scorecard``):
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,7 +39,7 @@ from vfl.compute.engine import Engine, make_engine
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
-from vfl.local.simulate import ProgressFn, align_parties, check_label_table, train_federated
+from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import auc, model_metrics
 from vfl.ml.parts import label_party_alone
@@ -123,17 +124,18 @@ def simulate_scorecard(
         a_encodings.append(own_selection(encoding, part.features, part.feature_names, scorecard.selection,
                                          priority={n: -i for i, n in enumerate(names)}))
 
+    def train(a_encs: list[Encoding], b_enc: Encoding, name: str, report: ProgressFn | None = None) -> TrainedRun:
+        return _train_coded(parts, b_rows, a_encs, b_enc, config, roster=roster, engine=engine, job_id=name,
+                            progress=report, keypair=keypair, min_bits=min_bits)
+
+    stepwise: list[dict[str, Any]] = []
+    if scorecard.selection.stepwise == "backward":
+        a_encodings, b_encoding, stepwise = _backward_stepwise(
+            a_encodings, b_encoding, [roster.label, *roster.features], train, scorecard.selection.stepwise_max_steps,
+            config.fit_intercept)
+
     # -- 4. training on the coded characteristics, each party projecting its own weights -----------------
-    coded_parts = [_coded(part, enc) for part, enc in zip(parts, a_encodings)]
-    coded_b = _coded(b_rows, b_encoding)
-
-    def constrain(features: list, party_b: Any) -> None:
-        for role, enc in zip(features, a_encodings):
-            role.projection = enc.projection(role.scaler.scale)
-        party_b.projection = b_encoding.projection(party_b.scaler.scale, extra_columns=int(config.fit_intercept))
-
-    run = train_federated(coded_parts, coded_b, config, roster=roster, engine=engine, job_id=job_id,
-                          progress=progress, keypair=keypair, min_bits=min_bits, prepare=constrain)
+    run = train(a_encodings, b_encoding, job_id, progress)
 
     # -- 5. points: every party its own table; B the base points ------------------------------------------
     scaling = Scaling(scorecard.points0, scorecard.odds0, scorecard.pdo)
@@ -197,6 +199,7 @@ def simulate_scorecard(
             "partner_ranges": {p: list(cards[p].table.range()) for p in roster.features},
             "score": score_section,
             "baselines": {"bank_only": alone["metrics"], "pooled": pooled},
+            "stepwise": stepwise,
             "reasons": [{"row": int(i), "id": b_rows.ids[i], "score": int(scores[i]), "reasons": r}
                         for i, r in zip(shown, merged)],
         },
@@ -215,6 +218,60 @@ def _label_encoding(own: dict[str, Bins], by_name: dict, party: str, names: list
     """B's WOE coding of its kept characteristics, from its own binning report."""
     return Encoding("woe", tuple(own[n] for n in names), tuple(by_name[(party, n)].direction for n in names),
                     tuple(np.array(by_name[(party, n)].woe) for n in names))
+
+
+def _train_coded(parts: list[PartyTable], b_rows: PartyTable, a_encodings: list[Encoding], b_encoding: Encoding,
+                 config: TrainingConfig, **options: Any) -> TrainedRun:
+    """The four-step protocol on every party's coded characteristics, each party projecting its own weights."""
+    coded_parts = [_coded(part, enc) for part, enc in zip(parts, a_encodings)]
+
+    def constrain(features: list, party_b: Any) -> None:
+        for role, enc in zip(features, a_encodings):
+            role.projection = enc.projection(role.scaler.scale)
+        party_b.projection = b_encoding.projection(party_b.scaler.scale, extra_columns=int(config.fit_intercept))
+
+    return train_federated(coded_parts, _coded(b_rows, b_encoding), config, prepare=constrain, **options)
+
+
+def _bic(run: TrainedRun, a_encodings: list[Encoding], b_encoding: Encoding, fit_intercept: bool) -> float:
+    """BIC of a trained federated model: 2·n·(the protocol's mean training loss) + its columns · ln n."""
+    rows = int(run.party_b.schedule.n_train)
+    columns = sum(len(e.column_names) for e in [*a_encodings, b_encoding]) + int(fit_intercept)
+    return 2 * rows * float(run.party_b.train_losses[-1]) + columns * math.log(rows)
+
+
+def _backward_stepwise(a_encodings: list[Encoding], b_encoding: Encoding, parties: list[str],
+                       train: Callable[[list[Encoding], Encoding, str], TrainedRun], max_steps: int,
+                       fit_intercept: bool) -> tuple[list[Encoding], Encoding, list[dict[str, Any]]]:
+    """Backward elimination across parties, driven by the k-party loss the protocol already computes.
+
+    Each round trains the federated model once without each remaining
+    characteristic (of any party) and drops the one whose removal lowers BIC
+    most; it stops when no removal lowers it, or after ``max_steps`` drops.
+    Every party keeps at least one characteristic (a party without any would
+    leave the job). Only B sees the losses; a feature party learns which of
+    its characteristics were dropped, as it learns its IV selection.
+    """
+    encodings = [b_encoding, *a_encodings]  # B first, as ``parties``
+    current = _bic(train(a_encodings, b_encoding, "stepwise-0"), a_encodings, b_encoding, fit_intercept)
+    steps: list[dict[str, Any]] = [{"step": 0, "dropped": None, "bic": current}]
+    for step in range(1, max_steps + 1):
+        trials = []
+        for h, (party, enc) in enumerate(zip(parties, encodings)):
+            if len(enc.names) < 2:
+                continue
+            for name in enc.names:
+                trial = [e.subset([n for n in e.names if n != name]) if g == h else e for g, e in enumerate(encodings)]
+                run = train(trial[1:], trial[0], f"stepwise-{step}-{party}-{name}")
+                trials.append((_bic(run, trial[1:], trial[0], fit_intercept), party, name, trial))
+        if not trials:
+            break
+        bic, party, name, trial = min(trials, key=lambda t: t[0])
+        if bic >= current:
+            break
+        encodings, current = trial, bic
+        steps.append({"step": step, "dropped": {"party": party, "name": name}, "bic": bic})
+    return encodings[1:], encodings[0], steps
 
 
 def _coded(table: PartyTable, encoding: Encoding) -> PartyTable:

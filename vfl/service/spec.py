@@ -108,6 +108,9 @@ class JobSpec(_Strict):
             problem = training_problem(self.training)
             if problem is not None:
                 raise ValueError(problem)
+            if self.scorecard.selection.stepwise != "none":
+                raise ValueError("scorecard.selection.stepwise runs in `vfl simulate --scorecard` only for now; "
+                                 "the services select by IV, correlation and VIF: drop \"stepwise\"")
             if self.contributions:
                 raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
         return self

@@ -61,6 +61,11 @@ class SelectionSettings(_Strict):
     max_correlation: float | None = Field(
         0.9, gt=0, le=1, description="within a party: of two characteristics correlated beyond this, keep the higher IV")
     max_vif: float | None = Field(None, gt=1, description="within a party: drop characteristics until every VIF is below")
+    stepwise: Literal["none", "backward"] = Field(
+        "none", description="backward elimination across every party's characteristics, driven by the federated "
+        "training loss (each round trains once per remaining characteristic; a step must lower BIC = 2·n·loss + "
+        "columns·ln n); each party keeps at least one characteristic. vfl simulate --scorecard only")
+    stepwise_max_steps: int = Field(10, ge=1, le=100, description="at most this many characteristics dropped")
 
 
 class ScorecardConfig(_Strict):
