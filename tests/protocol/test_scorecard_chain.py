@@ -182,8 +182,20 @@ def test_the_cli_writes_each_partys_table_and_every_applicants_score_and_reasons
     result = json.loads(out.read_text())
     assert len(rows) == result["aligned_rows"] == 1500
     assert (result["scorecard"]["base_points"] + rows["points_B"] + rows["points_A"] == rows["score"]).all()
-    assert sorted(p.name for p in folder.iterdir()) == ["points-A.csv", "points-A.json", "points-B.csv",
-                                                         "points-B.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["bins-A.csv", "bins-B.csv", "points-A.csv", "points-A.json",
+                                                         "points-B.csv", "points-B.json"]
+    # Every characteristic's reported IV, kept or dropped, from the bin edges its own party exported.
+    y = pooled.set_index("id").loc[rows["id"], "y"].to_numpy()
+    for party in ("A", "B"):
+        exported = pd.read_csv(folder / f"bins-{party}.csv")
+        for name, bins in exported.groupby("characteristic"):
+            cuts = tuple(sorted(float(u) for u in bins["upper"].dropna()))
+            values = pooled.set_index("id").loc[rows["id"], name].to_numpy(dtype=float)
+            index = np.where(np.isnan(values), len(cuts) + 1, np.searchsorted(cuts, values, side="right"))
+            _, iv = woe_iv(bin_events(index, len(cuts) + 2, y), bin_totals(index, len(cuts) + 2))
+            reported = next(c["iv"] for c in result["scorecard"]["characteristics"]
+                            if c["party"] == party and c["name"] == name)
+            assert reported == pytest.approx(iv.sum(), abs=1e-6), (party, name)
     table_a = pd.read_csv(folder / "points-A.csv")
     assert set(table_a["characteristic"]) <= set(SPLITS[1][1]) and table_a["points"].dtype.kind == "i"
 

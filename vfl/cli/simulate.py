@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,7 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
         progress.close()
     check_output_file("--scores", args.scores)
     cards = result.pop("cards")
+    binned = result.pop("bins")
     result.pop("scores")
     applicants = result.pop("applicants")
     args.out.write_text(json.dumps(result, indent=2))
@@ -171,6 +173,8 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
         for party, card in cards.items():
             (args.tables / f"points-{party}.csv").write_text(card.table.to_csv())
             (args.tables / f"points-{party}.json").write_text(json.dumps(card.table.to_dict(), indent=2))
+        for party, bins in binned.items():  # every characteristic binned, kept or not: its IV is in the result
+            (args.tables / f"bins-{party}.csv").write_text(bins_csv(bins))
         print(f"points tables written to {args.tables}")
     if args.scores is not None:
         args.scores.write_text(applicants_csv(applicants))
@@ -203,6 +207,22 @@ def _write_scorecard_documents(result: dict[str, Any], args: argparse.Namespace)
         form = "html" if args.model_document.suffix.lower() in (".html", ".htm") else "markdown"
         args.model_document.write_text(model_document(summary, form=form))
         print(f"model document written to {args.model_document}")
+
+
+def bins_csv(bins: dict[str, Any]) -> str:
+    """One row per bin of every characteristic a party binned: lower ≤ x < upper (empty: unbounded), or missing."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["characteristic", "bin", "label", "lower", "upper"])
+    for name, b in bins.items():
+        for index, (label, interval) in enumerate(zip(b.labels(), b.intervals())):
+            lower, upper = ("", "") if interval is None else interval
+            writer.writerow([name, index, label, "" if lower in ("", -math.inf) else repr(lower),
+                             "" if upper in ("", math.inf) else repr(upper)])
+    return out.getvalue()
 
 
 def applicants_csv(applicants: dict[str, Any]) -> str:

@@ -73,7 +73,8 @@ def simulate_scorecard(
 ) -> dict[str, Any]:
     """Align, bin, select, train, score; return the JSON-ready result with a ``scorecard`` section.
 
-    ``result["cards"]`` holds each party's :class:`PartyCard` and
+    ``result["cards"]`` holds each party's :class:`PartyCard`, ``result["bins"]``
+    every characteristic each party binned (name → :class:`Bins`), and
     ``result["applicants"]`` every aligned applicant's score, points per party
     and reasons (neither is JSON; a service keeps each card with its party).
     ``examples`` applicants' reasons are shown in the ``scorecard`` section.
@@ -204,6 +205,8 @@ def simulate_scorecard(
                         for i, r in zip(shown, merged)],
         },
         "cards": cards,
+        # Every characteristic each party binned, kept or not (its bins stay with it; exported by --tables).
+        "bins": {roster.label: dict(own), **feature_bins},
         "scores": scores,
         # Every aligned applicant: what B serves (score, each party's points total, reasons).
         "applicants": {"ids": list(b_rows.ids), "scores": scores,
