@@ -1,4 +1,4 @@
-"""RSA blind-signature private set intersection between party A and party B.
+"""Private set intersection between party A and party B: RSA blind signatures (default) or ECDH.
 
 :func:`run_psi` runs both roles in one process over the in-memory channel (the
 simulation uses it); the services run the same roles over HTTP. See
@@ -18,6 +18,7 @@ from psi.buckets import DEFAULT_BUCKET_IDS, PsiIds
 from vfl.data.ids import normalize_ids
 from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS
 from psi.protocol import DEFAULT_CHUNK, PsiKeyHolder, PsiRequester
+from psi.suites import PsiProtocol
 from vfl.compute.engine import Engine, as_engine
 from vfl.compute.pool import resolve_workers
 from vfl.protocol.channel import InMemoryChannel
@@ -60,6 +61,7 @@ def run_psi(
     max_peer_ids: int | None = None,
     max_peer_ratio: float | None = None,
     bucket_ids: int = DEFAULT_BUCKET_IDS,
+    protocol: PsiProtocol = "rsa",
 ) -> PsiResult:
     """Find the common IDs; ``ids_a[rows_a[i]] == ids_b[rows_b[i]]`` for every i.
 
@@ -72,6 +74,9 @@ def run_psi(
     A :class:`~psi.buckets.PsiIds` stream instead of a list keeps memory
     bounded: both sides spill their IDs into buckets of about ``bucket_ids``
     and run them one by one (the rows come out the same for any bucket size).
+
+    ``protocol`` is "rsa" (blind signatures, the default) or "ecdh"
+    (ristretto255); the rows are the same for both. The key arguments are RSA's.
     """
     started = time.perf_counter()
     if not isinstance(ids_a, PsiIds):
@@ -82,8 +87,8 @@ def run_psi(
     compute = engine if engine is not None else as_engine(resolve_workers(workers))
     caps = {"max_peer_ids": max_peer_ids, "max_peer_ratio": max_peer_ratio}
     holder = PsiKeyHolder(job_id, ids_a, key_bits=key_bits, min_key_bits=min_key_bits, primes=primes, engine=compute,
-                          chunk_size=chunk_size, bucket_ids=bucket_ids, **caps)
-    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, engine=compute, **caps)
+                          chunk_size=chunk_size, bucket_ids=bucket_ids, protocol=protocol, **caps)
+    requester = PsiRequester(job_id, ids_b, min_key_bits=min_key_bits, engine=compute, protocol=protocol, **caps)
 
     def report(envelope: Envelope) -> None:
         if progress is not None and envelope.recipient == "B":

@@ -1,7 +1,8 @@
 """Entity alignment: which rows of party A and party B are the same person.
 
 :func:`align` is the one entry point. It runs the RSA blind-signature PSI
-(:mod:`psi`), so neither party learns the other's IDs outside the
+(:mod:`psi`), or with ``protocol="ecdh"`` the Diffie–Hellman PSI over
+ristretto255 in the same alignment layer (the same rows), so neither party learns the other's IDs outside the
 intersection, and returns, for each party, the row numbers of the common IDs
 in one shared order: row i of A's aligned table and row i of B's are the
 same person.
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi import run_psi
+from psi.buckets import DEFAULT_BUCKET_IDS
 from psi.keys import MIN_RSA_BITS
+from psi.suites import METHODS, PsiProtocol
 from vfl.compute.engine import Engine, as_engine
 from vfl.errors import NoOverlapError
 
@@ -81,16 +84,20 @@ def align(
     engine: Engine | int | None = None,
     source_a: str = "party A",
     source_b: str = "party B",
+    protocol: PsiProtocol = "rsa",
+    bucket_ids: int = DEFAULT_BUCKET_IDS,
 ) -> Alignment:
-    """Rows of the IDs both parties hold, found by RSA blind-signature PSI.
+    """Rows of the IDs both parties hold, found by RSA blind-signature PSI (or ECDH PSI, ``protocol="ecdh"``).
 
-    Raises :class:`NoOverlapError` when there is nothing in common.
+    The rows, ordered by ID, are the same for either protocol and any bucket
+    size ``bucket_ids``. Raises :class:`NoOverlapError` when there is nothing in common.
     """
-    result = run_psi(ids_a, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=as_engine(engine))
+    result = run_psi(ids_a, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=as_engine(engine),
+                     protocol=protocol, bucket_ids=bucket_ids)
     if result.intersection_size == 0:
         raise no_overlap(result.size_a, result.size_b, source_a, source_b)
     return Alignment(
-        result.rows_a, result.rows_b, result.size_a, result.size_b, "rsa-blind-signature-psi", result.seconds,
+        result.rows_a, result.rows_b, result.size_a, result.size_b, METHODS[protocol], result.seconds,
         result.bytes_a_to_b + result.bytes_b_to_a,
         declared_size_a=result.declared_size_a, declared_size_b=result.declared_size_b,
     )
@@ -168,11 +175,17 @@ def align_many(
     engine: Engine | int | None = None,
     source_b: str = "party B",
     sources: Sequence[str] | None = None,
+    protocol: PsiProtocol = "rsa",
+    bucket_ids: int = DEFAULT_BUCKET_IDS,
 ) -> MultiAlignment:
-    """B's PSI with each feature party, intersected: the rows of the IDs all of them hold."""
+    """B's PSI with each feature party, intersected: the rows of the IDs all of them hold.
+
+    ``protocol`` ("rsa" or "ecdh") and ``bucket_ids`` apply to every pair, as in :func:`align`.
+    """
     sources = list(sources or [f"feature party {i + 1}" for i in range(len(feature_ids))])
     pairwise = [
-        align(ids, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=engine, source_a=source, source_b=source_b)
+        align(ids, ids_b, key_bits=key_bits, min_key_bits=min_key_bits, engine=engine, source_a=source, source_b=source_b,
+              protocol=protocol, bucket_ids=bucket_ids)
         for ids, source in zip(feature_ids, sources)
     ]
     if len(pairwise) == 1:

@@ -1,4 +1,4 @@
-"""One typed message per step of the RSA blind-signature PSI.
+"""One typed message per step of the PSI: RSA blind signatures, or ECDH over ristretto255.
 
 =================  ======  =========  =============================================
 message            sender  recipient  carries
@@ -16,6 +16,27 @@ KeyHolderTags      A       B          H2(h(x)^d) for one chunk of a bucket of A'
 IntersectionTags   B       A          the tags both sides hold in one bucket, sorted
 =================  ======  =========  =============================================
 
+The ECDH protocol (:mod:`psi.suites`) has its own first message and its own
+three point messages; the declaration and the intersection are shared:
+
+=================  ======  =========  =============================================
+message            sender  recipient  carries
+=================  ======  =========  =============================================
+EcdhPublicInfo     A       B          the group, the job's salt (the hash's DST is
+                                      derived from it), |A|, the chunk size, the
+                                      bucket sizes and the bucket to start at
+DeclaredSize       B       A          as above
+MaskedChunk        B       A          b·H(x) for one chunk of B's IDs
+RemaskedChunk      A       B          a·(b·H(x)) for that chunk, same order
+KeyHolderPoints    A       B          a·H(y) for one chunk of a bucket of A's IDs,
+                                      shuffled
+IntersectionTags   B       A          the points a·H(y) of A's that matched in one
+                                      bucket, sorted (A sent them: it maps them to rows)
+=================  ======  =========  =============================================
+
+Points are 32-byte ristretto255 encodings, packed back to back; every one a
+role receives is checked (:func:`psi.ec.check_points`) before use.
+
 Chunk numbers run across all buckets (bucket k's chunks follow bucket k−1's),
 so every message of a job has its own address; ``bucket`` names the bucket as
 well, and is checked against the chunk number. A resumed alignment is a new
@@ -24,11 +45,12 @@ session with a fresh key, started at ``resume_bucket``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from gmpy2 import mpz
 from pydantic import Field, NonNegativeInt
 
+from psi.ec import POINT_BYTES
 from psi.hashing import TAG_BYTES
 from psi.keys import RsaPublicKey
 from vfl.crypto.codec import pack_ints
@@ -38,6 +60,8 @@ from vfl.protocol.messages import IntVector, Message, register_message
 
 #: Most buckets a set may be split into (10^9 IDs at the default 10^6 per bucket, with room).
 MAX_BUCKETS = 100_000
+#: Most values in one chunk (the largest chunk size a key holder may announce).
+MAX_CHUNK = 1_000_000
 
 
 class PsiMessage(Message):
@@ -65,7 +89,7 @@ class PsiPublicKey(PsiMessage):
     e: int = Field(ge=3)
     salt: bytes = Field(min_length=16, max_length=64)
     size_a: int = Field(ge=0)
-    chunk_size: int = Field(ge=1, le=1_000_000)
+    chunk_size: int = Field(ge=1, le=MAX_CHUNK)
     bucket_sizes: list[NonNegativeInt] | None = Field(
         None, max_length=MAX_BUCKETS, description="|A| per bucket; None: one bucket (K = 1)")
     resume_bucket: int = Field(0, ge=0, description="the first bucket this session runs (0 unless resuming)")
@@ -149,7 +173,11 @@ class KeyHolderTags(PsiMessage):
 
 @register_message
 class IntersectionTags(PsiMessage):
-    """The common tags of one bucket; ``chunk`` is the bucket's number (one message per bucket)."""
+    """The common tags of one bucket; ``chunk`` is the bucket's number (one message per bucket).
+
+    With ECDH the "tags" are the points a·H(y) of A's that matched: A sent
+    them, so it can map them to its rows, and they tell A nothing else.
+    """
 
     KIND = "psi_intersection_tags"
     STEP = 4
@@ -159,3 +187,72 @@ class IntersectionTags(PsiMessage):
     count: int = Field(ge=0)
     tags: bytes
     chunk: int = Field(0, ge=0, description="the bucket")
+
+
+# -- ECDH (ristretto255) ---------------------------------------------------------------------------
+
+
+@register_message
+class EcdhPublicInfo(PsiMessage):
+    """A's opening of an ECDH PSI: no key (a scalar needs no proof), the salt, the sizes."""
+
+    KIND = "psi_ecdh_public_info"
+    STEP = 1
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+
+    group: Literal["ristretto255"] = "ristretto255"
+    salt: bytes = Field(min_length=16, max_length=64)
+    size_a: int = Field(ge=0)
+    chunk_size: int = Field(ge=1, le=MAX_CHUNK)
+    bucket_sizes: list[NonNegativeInt] | None = Field(
+        None, max_length=MAX_BUCKETS, description="|A| per bucket; None: one bucket (K = 1)")
+    resume_bucket: int = Field(0, ge=0, description="the first bucket this session runs (0 unless resuming)")
+
+    @property
+    def sizes(self) -> list[int]:
+        """|A| per bucket (one bucket when none are listed)."""
+        return [self.size_a] if self.bucket_sizes is None else list(self.bucket_sizes)
+
+
+class PointChunk(PsiMessage):
+    """``count`` points of 32 bytes, packed; the roles check the length and every point."""
+
+    chunk: int = Field(ge=0)
+    count: int = Field(ge=0, le=MAX_CHUNK)
+    points: bytes = Field(max_length=MAX_CHUNK * POINT_BYTES)
+    bucket: int = Field(0, ge=0)
+
+
+@register_message
+class MaskedChunk(PointChunk):
+    """b·H(x) for one chunk of B's IDs (chunk i: IDs i·c … (i+1)·c − 1 of its bucket, as for RSA)."""
+
+    KIND = "psi_masked_chunk"
+    STEP = 2
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
+
+    total_chunks: int = Field(ge=1)
+
+
+@register_message
+class RemaskedChunk(PointChunk):
+    """a·(b·H(x)) for the masked chunk of the same number, in its order."""
+
+    KIND = "psi_remasked_chunk"
+    STEP = 3
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+
+
+@register_message
+class KeyHolderPoints(PointChunk):
+    """a·H(y) for one chunk of a bucket of A's IDs, shuffled."""
+
+    KIND = "psi_key_holder_points"
+    STEP = 3
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+
+    total_chunks: int = Field(ge=1)

@@ -1,5 +1,14 @@
 """RSA blind-signature PSI (De Cristofaro–Tsudik, in FATE's RSA-intersect form) as two I/O-free roles.
 
+The same roles run Diffie–Hellman PSI over ristretto255 with ``protocol="ecdh"``:
+only the math of steps 1, 3 and 4 changes (:mod:`psi.suites` holds both,
+behind one small interface); sizes, caps, buckets, chunks, the window, the
+intersection and the rows by ID are this module's, the same for both. ECDH
+in brief: A sends a salt (the hash's DST derives from it) and |A|; B declares
+|B| and sends b·H(x) per chunk; A returns a·(b·H(x)) and sends a·H(y) for its
+own IDs, shuffled; B compares H2'(a·b·H(x)) with H2'(b·(a·H(y))) and sends
+back A's points that matched. Both scalars are fresh per session.
+
 Party A, :class:`PsiKeyHolder`, holds a fresh RSA key (n, e, d) for the job.
 Party B, :class:`PsiRequester`, learns signatures on its IDs without A seeing them:
 
@@ -65,29 +74,24 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 import numpy as np
-from gmpy2 import mpz
 
 from psi.buckets import DEFAULT_BUCKET_IDS, BucketResults, IdBuckets, OwnTagCache, PsiIds, bucket_count
 from psi.hashing import TAG_BYTES
-from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key, sign_many
-from psi.messages import (
-    MAX_BUCKETS,
-    BlindedChunk,
-    DeclaredSize,
-    IntersectionTags,
-    KeyHolderTags,
-    PsiPublicKey,
-    SignedChunk,
-    pack_tags,
-    unpack_tags,
+from psi.keys import DEFAULT_PRIMES, MIN_RSA_BITS, RsaPrivateKey, generate_rsa_key
+from psi.messages import MAX_BUCKETS, DeclaredSize, IntersectionTags, pack_tags, unpack_tags
+from psi.suites import (  # noqa: F401 - PROOF_DOMAIN is also imported from here
+    HELLO_TYPES,
+    PROOF_DOMAIN,
+    EcdhHolder,
+    PsiProtocol,
+    RsaHolder,
+    check_protocol,
+    requester_suite,
 )
-from psi.proof import check_permutation, prove_permutation
 from psi.tasks import batch_invert, blind_many, own_tags, unblind_many  # noqa: F401 - also imported from here
-from vfl.crypto.codec import check_units, pack_ints, unpack_ints
-from vfl.errors import CiphertextError, ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
+from vfl.errors import ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
 from vfl.compute.engine import Engine, as_engine
-from vfl.compute.pool import split_evenly
-from vfl.protocol.messages import IntVector, Message
+from vfl.protocol.messages import Message
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
 
@@ -98,8 +102,6 @@ DEFAULT_WINDOW = 4
 #: time so they fill the gaps while B's chunks are handled, instead of
 #: queueing all at once ahead of B's chunks.
 OWN_TASK_IDS = 512
-#: Domain of the points whose e-th roots prove party A's key a permutation (psi.proof).
-PROOF_DOMAIN = b"vfl/psi/permutation-proof/v1"
 #: How far ahead a PSI message may be held: B's window plus a bucket's tags and intersection.
 BUCKET_LOOKAHEAD = 16
 
@@ -170,6 +172,9 @@ class PsiKeyHolder(Role):
     for a resumable alignment); the session starts at the first bucket not
     finished there, or at ``resume_bucket`` if that is earlier (party B's
     first unfinished bucket).
+
+    ``protocol`` picks the math (:mod:`psi.suites`): "rsa" (the default) or
+    "ecdh". The key arguments and ``own_cache`` are RSA's only.
     """
 
     KIND = "feature"
@@ -194,9 +199,13 @@ class PsiKeyHolder(Role):
         results: BucketResults | None = None,
         resume_bucket: int | None = None,
         own_cache: OwnTagCache | None = None,
+        protocol: PsiProtocol = "rsa",
     ) -> None:
         super().__init__(job_id, Roster.pair(party, peer), party)
         self.peer = peer
+        check_protocol(protocol)
+        if protocol != "rsa" and (key is not None or own_cache is not None):
+            raise ConfigError(f"an RSA key and the reuse of own signatures are for the RSA PSI, not {protocol!r}")
         check_caps(max_peer_ids, max_peer_ratio)
         if bucket_ids < 1:
             raise ConfigError(f"psi.bucket_ids must be at least 1, not {bucket_ids}")
@@ -216,7 +225,11 @@ class PsiKeyHolder(Role):
         #: Reuse (opt in): the key, salt and own tags of an earlier job with this partner and data.
         self.own_cache = own_cache
         stored = own_cache.load(self.buckets.digest, self.n_buckets) if own_cache is not None else None
-        if stored is not None and key is None:
+        self.protocol = protocol
+        if protocol == "ecdh":  # a fresh scalar and salt for this session
+            self.suite: RsaHolder | EcdhHolder = EcdhHolder(job_id)
+            self.key, self.salt = None, self.suite.salt
+        elif stored is not None and key is None:
             self.key = RsaPrivateKey.from_dict(stored["key"])
             self.salt = bytes.fromhex(stored["salt"])
             self.key.public.validate(min_bits=min_key_bits)
@@ -225,6 +238,8 @@ class PsiKeyHolder(Role):
             self.salt = secrets.token_bytes(32)
             if own_cache is not None:
                 own_cache.reset(self.buckets.digest, self.n_buckets, self.key.to_dict(), self.salt)
+        if protocol == "rsa":
+            self.suite = RsaHolder(self.key, self.salt)
         self.reused_buckets = 0  # own tag sets taken from the cache instead of signed again
         #: Where signing runs (this machine's pool, or party A's Ray cluster); only A's key and IDs reach it.
         self.engine = as_engine(engine)
@@ -258,13 +273,10 @@ class PsiKeyHolder(Role):
             self.rows = self.results.merged_rows(self.n_buckets)
         else:
             self._start_own(self.first_bucket)
-        width = self.key.public.byte_width
-        extra = {"resume_bucket": self.first_bucket,
-                 "proof": pack_ints(prove_permutation(self.key, self.salt, PROOF_DOMAIN), width)}
+        extra: dict[str, object] = {"resume_bucket": self.first_bucket}
         if self.n_buckets > 1:
             extra["bucket_sizes"] = self.buckets.sizes
-        key = PsiPublicKey.from_key(self.job_id, self.key.public, self.salt, self.size_a, self.chunk_size, **extra)
-        return [self.send(self.peer, key)]
+        return [self.send(self.peer, self.suite.hello(self.job_id, self.size_a, self.chunk_size, **extra))]
 
     def _start_own(self, bucket: int) -> None:
         """Queue the signing of bucket ``bucket``'s own IDs."""
@@ -277,12 +289,10 @@ class PsiKeyHolder(Role):
             self.reused_buckets += 1
             return
         self._own_cached = False
-        size = OWN_TASK_IDS
-        parts = self.key.crt_parts()
         self._own = []
-        self._own_waiting = [(ids[i : i + size], self.salt, *parts) for i in range(0, len(ids), size)]
+        self._own_waiting = self.suite.own_tasks(ids, OWN_TASK_IDS)  # (function, *arguments) each
         if self.workers <= 1:
-            self._own = [own_tags(*task) for task in self._own_waiting]
+            self._own = [task[0](*task[1:]) for task in self._own_waiting]
             self._own_waiting = []
         self._feed_own(2 * self.workers)
 
@@ -292,7 +302,8 @@ class PsiKeyHolder(Role):
             return
         pending = sum(1 for f in self._own if isinstance(f, Future) and not f.done())
         while self._own_waiting and pending < in_flight:
-            self._own.append(self.engine.submit(own_tags, *self._own_waiting.pop(0)))
+            task = self._own_waiting.pop(0)
+            self._own.append(self.engine.submit(task[0], *task[1:]))
             pending += 1
 
     # Order: B's declaration (0); then per bucket k, its blinded chunks (1 + chunk + k) and the
@@ -302,8 +313,8 @@ class PsiKeyHolder(Role):
         if isinstance(message, DeclaredSize):
             return 0
         if self.total_b_chunks is None:  # a place for now: renumbered once the declaration is in
-            return 1 + message.chunk if isinstance(message, BlindedChunk) else 1 << 30
-        if isinstance(message, BlindedChunk):
+            return 1 + message.chunk if isinstance(message, self.suite.request_type) else 1 << 30
+        if isinstance(message, self.suite.request_type):
             return 1 + message.chunk + _bucket_at(self._b_offsets, message.chunk)
         if isinstance(message, IntersectionTags):
             if message.chunk >= self.n_buckets:
@@ -324,13 +335,13 @@ class PsiKeyHolder(Role):
             if not _sizes_ok(message.sizes, message.size_b, self.n_buckets):
                 raise PSIError(f"party B's declaration must give its size in each of the {self.n_buckets} buckets, "
                                f"adding up to the {message.size_b} IDs it declares")
-        elif isinstance(message, BlindedChunk) and self.declared_size_b is not None:
+        elif isinstance(message, self.suite.request_type) and self.declared_size_b is not None:
             self._check_chunk(message)
 
     def process(self, message: Message) -> list[Envelope]:
         if isinstance(message, DeclaredSize):
             return self._accept_declaration(message)
-        if isinstance(message, BlindedChunk):
+        if isinstance(message, self.suite.request_type):
             return self._sign(message)
         if isinstance(message, IntersectionTags):
             return self._learn_intersection(message)
@@ -347,7 +358,7 @@ class PsiKeyHolder(Role):
         self._held = [(self.position(m), m) for _, m in self._held]  # chunks that came before it
         return []
 
-    def _check_chunk(self, message: BlindedChunk) -> None:
+    def _check_chunk(self, message: Message) -> None:
         """Refuse a chunk that does not fit B's declaration: its index, bucket, chunk total and length."""
         if message.chunk >= self.total_b_chunks:
             raise PSIError(
@@ -367,38 +378,29 @@ class PsiKeyHolder(Role):
         # Chunks are handled in order and each must hold exactly its share of the declared size,
         # so the count signed can never pass the declaration.
         expected = chunk_length(self.sizes_b[bucket], self.chunk_size, message.chunk - self._b_offsets[bucket])
-        if message.values.count != expected:
+        count = self.suite.count(message)
+        if count != expected:
             raise PSIError(
-                f"blinded chunk {message.chunk} has {message.values.count} values; party B declared "
+                f"blinded chunk {message.chunk} has {count} values; party B declared "
                 f"{self.declared_size_b} IDs, so this chunk must have {expected}. "
                 "Refusing to sign more than party B declared"
             )
 
-    def _sign(self, message: BlindedChunk) -> list[Envelope]:
+    def _sign(self, message: Message) -> list[Envelope]:
         if self.declared_size_b is None:  # unreachable through handle(): position() orders the declaration first
             raise PSIError("party B sent blinded values before declaring its set size; nothing was signed")
         # Again here: at a service the chunk may have arrived, and been validated, while the
         # declaration was still queued. Checked before anything is unpacked or signed.
         self._check_chunk(message)
         # Implied by the checks above; kept because it is the invariant that matters.
-        if self.size_b + message.values.count > self.declared_size_b:
+        count = self.suite.count(message)
+        if self.size_b + count > self.declared_size_b:
             raise PSIError(f"signing chunk {message.chunk} would pass the {self.declared_size_b} IDs party B declared")
-        public = self.key.public
-        values = message.values.unpack(public.byte_width)
-        try:
-            check_units(values, public.n, public.n, "blinded value")
-        except CiphertextError as exc:
-            raise PSIError(f"party B sent an invalid blinded value: {exc}") from exc
-        parts = self.key.crt_parts()
-        signatures: list[mpz] = []
-        if values:
-            pieces = self.engine.map(sign_many, [(values[s], *parts) for s in split_evenly(len(values), self.workers)])
-            signatures = [s for piece in pieces for s in piece]
+        answer = self.suite.answer(message, self.engine)  # checks every value before the secret touches it
         self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
-        self.size_b += len(values)
+        self.size_b += count
         self.cursor += 1
-        out = [self.send(self.peer, SignedChunk(job_id=self.job_id, chunk=message.chunk, bucket=message.bucket,
-                                                values=IntVector.pack(signatures, public.byte_width)))]
+        out = [self.send(self.peer, answer)]
         if message.chunk == self._b_offsets[message.bucket + 1] - 1:  # the bucket's last: B's part of it is signed
             out.extend(self._publish_own_tags(message.bucket))
         return out
@@ -421,8 +423,7 @@ class PsiKeyHolder(Role):
         chunks = [tags[i : i + size] for i in range(0, len(tags), size)] or [[]]
         first = self._tag_offsets[bucket]
         return [
-            self.send(self.peer, KeyHolderTags(job_id=self.job_id, chunk=first + j, bucket=bucket,
-                                               total_chunks=len(chunks), count=len(c), tags=pack_tags(c)))
+            self.send(self.peer, self.suite.own_message(self.job_id, first + j, bucket, len(chunks), c))
             for j, c in enumerate(chunks)
         ]
 
@@ -453,6 +454,7 @@ class PsiRequester(Role):
     for the key holder: a padded A would learn from the intersection which of
     its guesses B holds. ``ids`` and ``results`` are as for the key holder; B
     takes the bucket count and the bucket to start at from A's key.
+    ``protocol`` must be the one party A runs ("rsa", the default, or "ecdh").
     """
 
     KIND = "label"
@@ -471,8 +473,12 @@ class PsiRequester(Role):
         max_peer_ids: int | None = None,
         max_peer_ratio: float | None = None,
         results: BucketResults | None = None,
+        protocol: PsiProtocol = "rsa",
     ) -> None:
         super().__init__(job_id, Roster.pair(peer, party), party)
+        self.protocol = protocol
+        #: The protocol's math (psi.suites); an ECDH suite draws its fresh scalar here.
+        self.suite = requester_suite(protocol, job_id, min_key_bits=min_key_bits, max_key_bits=max_key_bits)
         #: Where blinding and unblinding run; only B's own IDs and the public key reach it.
         self.engine = as_engine(engine)
         self.peer = peer
@@ -489,7 +495,7 @@ class PsiRequester(Role):
         # B's window of blinded chunks may run into the next bucket, past A's tags for this one.
         self.lookahead = max(self.lookahead, BUCKET_LOOKAHEAD)
         self.results = results or BucketResults()
-        self.key: PsiPublicKey | None = None
+        self.key: Message | None = None  # A's first message (PsiPublicKey, or EcdhPublicInfo)
         self.buckets: IdBuckets | None = None
         self.n_buckets = 1
         self.first_bucket = 0
@@ -498,10 +504,10 @@ class PsiRequester(Role):
         self.declared_size_b: int | None = None  # what we told A
         self._offsets: list[int] = []  # chunk number where each of our buckets starts
         self._tag_offsets: list[int] = []  # and each of A's tag buckets
-        self._blinding: dict[int, tuple[list[mpz], list[mpz]]] = {}  # chunk → (r⁻¹, blinded)
+        self._blinding: dict[int, object] = {}  # chunk → what unmasking it needs (RSA: r⁻¹ and blinded)
         self._loaded: dict[int, tuple[np.ndarray, list[str]]] = {}  # bucket → its rows and IDs, while in use
         self._tag_rows: dict[bytes, int] = {}  # the current bucket's tags → index in the bucket
-        self._a_tags: set[bytes] = set()
+        self._a_tags: dict[bytes, bytes] = {}  # A's tags as B compares them → what B sends back if they match
         self._bucket = 0  # the bucket being finished
         self._signed_in_bucket = 0
         self._a_chunks_seen = 0
@@ -515,15 +521,18 @@ class PsiRequester(Role):
         return self.rows is not None
 
     def position(self, message: Message) -> int:
-        if isinstance(message, PsiPublicKey):
+        if isinstance(message, self.suite.hello_type):
             return 0
+        if type(message) in HELLO_TYPES:
+            raise ProtocolError(f"party A runs the {HELLO_TYPES[type(message)]} PSI, but party B was set up for "
+                                f"{self.protocol}; both must use the same [psi] protocol")
         if self.key is None:
             return 1 << 30  # nothing but the key makes sense first
-        if isinstance(message, SignedChunk):
+        if isinstance(message, self.suite.answer_type):
             if not 0 <= message.chunk < self.n_chunks:
                 raise PSIError(f"party A sent signed chunk {message.chunk}; party B sent chunks 0 to {self.n_chunks - 1}")
             return 1 + message.chunk + self._tag_offsets[_bucket_at(self._offsets, message.chunk)]
-        if isinstance(message, KeyHolderTags):
+        if isinstance(message, self.suite.own_type):
             if not 0 <= message.chunk < self._tag_offsets[-1]:
                 raise PSIError(f"party A sent tag chunk {message.chunk}; its declared sizes make "
                                f"{self._tag_offsets[-1]}")
@@ -531,11 +540,11 @@ class PsiRequester(Role):
         raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
 
     def process(self, message: Message) -> list[Envelope]:
-        if isinstance(message, PsiPublicKey):
+        if isinstance(message, self.suite.hello_type):
             return self._start(message)
-        if isinstance(message, SignedChunk):
+        if isinstance(message, self.suite.answer_type):
             return self._unblind(message)
-        if isinstance(message, KeyHolderTags):
+        if isinstance(message, self.suite.own_type):
             return self._collect(message)
         raise ProtocolError(f"party B does not expect {message.KIND} during alignment")
 
@@ -545,19 +554,14 @@ class PsiRequester(Role):
         return DeclaredSize(job_id=self.job_id, size_b=self.size_b,
                             bucket_sizes=sizes if self.n_buckets > 1 else None)
 
-    def _start(self, message: PsiPublicKey) -> list[Envelope]:
-        key = message.key()
-        key.validate(min_bits=self.min_key_bits, max_bits=self.max_key_bits)
-        # Before anything is blinded: under a key that is not a permutation, blinding would leak.
-        proof = unpack_ints(message.proof, key.byte_width) if len(message.proof) % key.byte_width == 0 else []
-        check_permutation(key, message.salt, proof, domain=PROOF_DOMAIN, what="party A's PSI key")
+    def _start(self, message: Message) -> list[Envelope]:
+        self.suite.accept(message)  # RSA: the key and its proof, before anything is blinded
         check_declared_size(message.size_a, self.size_b, peer="A", me="B",
                             max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
         sizes_a = message.sizes
         if len(sizes_a) > MAX_BUCKETS or not _sizes_ok(sizes_a, message.size_a, len(sizes_a)):
             raise PSIError(f"party A's bucket sizes do not add up to the {message.size_a} IDs it declares")
         self.key = message
-        self._n, self._e, self._width = key.n, key.e, key.byte_width
         self.size_a = message.size_a
         self.sizes_a = sizes_a
         self.chunk_size = message.chunk_size
@@ -583,9 +587,6 @@ class PsiRequester(Role):
             return out
         return out + self._blind_ahead()
 
-    def _pieces(self, count: int) -> list[slice]:
-        return split_evenly(count, self.engine.workers)
-
     def _bucket_ids(self, bucket: int) -> tuple[np.ndarray, list[str]]:
         if bucket not in self._loaded:
             self._loaded[bucket] = self.buckets.read(bucket, source="party B's IDs")
@@ -600,42 +601,24 @@ class PsiRequester(Role):
         return out
 
     def _blind(self, chunk: int) -> Envelope:
-        """h(x)·r^e mod n for one chunk, with a fresh uniform unit r per ID."""
-        n, e, salt = self._n, self._e, self.key.salt
+        """Mask one chunk of our IDs (RSA: h(x)·r^e mod n, a fresh uniform unit r per ID; ECDH: b·H(x))."""
         bucket = _bucket_at(self._offsets, chunk)
         start = (chunk - self._offsets[bucket]) * self.chunk_size
         ids = self._bucket_ids(bucket)[1][start : start + self.chunk_size]
-        inverses: list[mpz] = []
-        blinded: list[mpz] = []
-        if ids:
-            pieces = self.engine.map(blind_many, [(ids[s], salt, n, e) for s in self._pieces(len(ids))])
-            inverses = [v for piece_inverses, _ in pieces for v in piece_inverses]
-            blinded = [v for _, piece_blinded in pieces for v in piece_blinded]
-        self._blinding[chunk] = (inverses, blinded)
-        message = BlindedChunk(job_id=self.job_id, chunk=chunk, bucket=bucket, total_chunks=self.n_chunks,
-                               values=IntVector.pack(blinded, self._width))
+        message, self._blinding[chunk] = self.suite.mask(self.job_id, chunk, bucket, self.n_chunks, ids, self.engine)
         return self.send(self.peer, message)
 
-    def _unblind(self, message: SignedChunk) -> list[Envelope]:
-        inverses, blinded = self._blinding.pop(message.chunk)
-        signatures = message.values.unpack(self._width)
-        if len(signatures) != len(blinded):
-            raise PSIError(f"signed chunk {message.chunk} has {len(signatures)} values for {len(blinded)} sent")
-        n, e, salt = self._n, self._e, self.key.salt
-        slices = self._pieces(len(blinded)) if blinded else []
-        pieces = self.engine.map(unblind_many, [(signatures[s], inverses[s], blinded[s], salt, n, e) for s in slices])
+    def _unblind(self, message: Message) -> list[Envelope]:
+        tags = self.suite.unmask(message, self._blinding.pop(message.chunk), self.engine)  # checked, in order
         start = (message.chunk - self._offsets[self._bucket]) * self.chunk_size
-        for part, piece in zip(slices, pieces):
-            if isinstance(piece, int):
-                raise PSIError(f"party A's signature {part.start + piece} in chunk {message.chunk} does not verify")
-            for i, t in enumerate(piece, start=start + part.start):
-                self._tag_rows[t] = i
+        for i, t in enumerate(tags, start=start):
+            self._tag_rows[t] = i
         self._signed_in_bucket += 1
         self.progress = (sum(self.buckets.sizes[: self._bucket]) + len(self._tag_rows), self.size_b)
         self.cursor += 1
         return self._blind_ahead() + self._finish_if_ready()
 
-    def _collect(self, message: KeyHolderTags) -> list[Envelope]:
+    def _collect(self, message: Message) -> list[Envelope]:
         # A's tags come in chunks of its own chunk size, so its declared size of this bucket fixes
         # how many chunks there are and how many tags each holds: a surplus is refused as it arrives.
         bucket = self._bucket
@@ -653,7 +636,8 @@ class PsiRequester(Role):
                 f"party A's tag chunk {message.chunk} has {message.count} tags; its declared {size} IDs "
                 f"give {expected} in this chunk"
             )
-        self._a_tags.update(unpack_tags(message.tags, message.count))
+        compared, replies = self.suite.own_tags(message, self.engine)  # checked
+        self._a_tags.update(zip(compared, replies))
         self._a_chunks_seen += 1
         self.cursor += 1
         if self._a_chunks_seen == expected_chunks and len(self._a_tags) != size:
@@ -668,11 +652,12 @@ class PsiRequester(Role):
         if self._signed_in_bucket < ours or self._a_chunks_seen < theirs:
             return []
         rows, ids = self._loaded.pop(bucket)
-        common = sorted(t for t in self._tag_rows if t in self._a_tags)
-        found = sorted((self._tag_rows[t] for t in common), key=ids.__getitem__)
+        matched = [t for t in self._tag_rows if t in self._a_tags]
+        common = sorted(self._a_tags[t] for t in matched)  # RSA: the tags themselves; ECDH: A's points
+        found = sorted((self._tag_rows[t] for t in matched), key=ids.__getitem__)
         # Saved before A hears of it: a restart never finds A ahead of B.
         self.results.save(bucket, [ids[i] for i in found], rows[found] if found else np.empty(0, np.int64))
-        self._tag_rows, self._a_tags = {}, set()
+        self._tag_rows, self._a_tags = {}, {}
         self._signed_in_bucket = self._a_chunks_seen = 0
         self._bucket += 1
         if self._bucket == self.n_buckets:

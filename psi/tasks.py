@@ -1,8 +1,8 @@
-"""The PSI's worker tasks: pure functions on chunks of IDs and big integers.
+"""The PSI's worker tasks: pure functions on chunks of IDs, big integers (RSA) and points (ECDH).
 
 A role hands them to its compute engine (:mod:`vfl.compute.engine`: this machine's
 process pool, or the party's Ray cluster), so they are module-level, take
-only picklable arguments (IDs, the salt, key numbers) and do no I/O. Only the
+only picklable arguments (IDs, the salt, key numbers, a scalar) and do no I/O. Only the
 party's own IDs and key reach them.
 """
 
@@ -13,7 +13,8 @@ import secrets
 import gmpy2
 from gmpy2 import mpz
 
-from psi.hashing import fdh, tag
+from psi import ec
+from psi.hashing import fdh, point_tags, tag
 from psi.keys import sign_crt
 from vfl.errors import PSIError
 
@@ -67,4 +68,41 @@ def unblind_many(
     return tags
 
 
-__all__ = ["batch_invert", "blind_many", "own_tags", "unblind_many"]
+# -- ECDH ------------------------------------------------------------------------------------------
+#
+# A point that fails its check makes a task return None, not raise: the role then finds the
+# first bad point of the whole chunk (psi.ec.check_points) and names it with the chunk and
+# the sender, which a worker cannot.
+
+
+def mask_ids(ids: list[str], dst: bytes, scalar: ec.Scalar) -> list[bytes]:
+    """Worker task: k·H(x) for a chunk of this party's own (normalised) IDs, in order."""
+    return ec.scalar_mult(scalar, ec.hash_to_group([x.encode("utf-8") for x in ids], dst))
+
+
+def remask(points: bytes, scalar: ec.Scalar) -> bytes | None:
+    """Worker task: the packed k·P of packed received points, or None if one is not a valid non-identity point."""
+    try:
+        return ec.pack_points(ec.scalar_mult(scalar, ec.unpack_points(points)))
+    except PSIError:
+        return None
+
+
+def remask_tags(points: bytes, scalar: ec.Scalar, salt: bytes) -> list[bytes] | None:
+    """Worker task: H2(k·P) of packed received points, or None if one is not a valid non-identity point."""
+    masked = remask(points, scalar)
+    return None if masked is None else point_tags(ec.unpack_points(masked), salt)
+
+
+def checked_tags(points: bytes, salt: bytes) -> list[bytes] | None:
+    """Worker task: H2(P) of packed received points, or None if one is not a valid non-identity point."""
+    unpacked = ec.unpack_points(points)
+    try:
+        ec.check_points(unpacked)
+    except PSIError:
+        return None
+    return point_tags(unpacked, salt)
+
+
+__all__ = ["batch_invert", "blind_many", "checked_tags", "mask_ids", "own_tags", "remask", "remask_tags",
+           "unblind_many"]

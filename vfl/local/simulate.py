@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from psi.joint import align_many
+from psi.suites import PsiProtocol
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable, check_labels, load_csv
@@ -82,13 +83,14 @@ def simulate(
     transcript: list[Envelope] | None = None,
     keypair: tuple[PublicKey, PrivateKey] | None = None,
     psi_key_bits: int | None = None,
+    psi_protocol: PsiProtocol = "rsa",
     contributions: bool = False,
     contribution_permutations: int | None = None,
     contribution_seed: int = 0,
     on_coalition: CoalitionFn | None = None,
     ledger: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Align (RSA PSI), train and evaluate; return the JSON-ready result.
+    """Align (RSA PSI, or ECDH PSI with ``psi_protocol="ecdh"``), train and evaluate; return the JSON-ready result.
 
     ``table_a`` is one feature party's table or a list of them: with k > 1 the
     feature parties are "A1" … "Ak" in the result, in the order given.
@@ -112,7 +114,7 @@ def simulate(
     started = time.perf_counter()
     check_label_table(table_b, config)
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
-    aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
+    aligned = align_parties(table_a, table_b, config, engine, psi_key_bits, psi_protocol=psi_protocol)
     tables, roster, min_bits, alignment = aligned.tables, aligned.roster, aligned.min_bits, aligned.alignment
     parts, b_rows = aligned.parts, aligned.b_rows
 
@@ -198,13 +200,13 @@ class Aligned:
 
 
 def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTable, config: TrainingConfig,
-                  engine: Engine, psi_key_bits: int | None = None) -> Aligned:
-    """RSA PSI between B and each feature party; every party's rows on the IDs all of them share."""
+                  engine: Engine, psi_key_bits: int | None = None, *, psi_protocol: PsiProtocol = "rsa") -> Aligned:
+    """PSI (RSA, or ``psi_protocol="ecdh"``) between B and each feature party; the rows all of them share."""
     tables = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
     min_bits = min(SIMULATION_MIN_KEY_BITS, config.key_bits)
     alignment = align_many(
         table_b.ids, [t.ids for t in tables], key_bits=psi_key_bits or config.key_bits, min_key_bits=min_bits,
-        engine=engine, source_b=table_b.source, sources=[t.source for t in tables],
+        engine=engine, source_b=table_b.source, sources=[t.source for t in tables], protocol=psi_protocol,
     )
     parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
     b_rows = table_b.take(alignment.rows_b)
