@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Benchmark the RSA blind-signature PSI: N × N IDs with a given overlap.
+"""Benchmark the PSI, RSA blind signatures or ECDH over ristretto255: N × N IDs with a given overlap.
 
     python scripts/bench_psi.py --ids 10000 --overlap 0.3 --key-bits 2048 [--primes 3] [--workers W]
-                                [--repeat R] [--bucket-ids B] [--stream] [--json]
+                                [--protocol rsa|ecdh|both] [--repeat R] [--bucket-ids B] [--stream] [--json]
+
+``--protocol both`` runs RSA and ECDH in the same run, interleaved repeat by
+repeat (so load from other programs hits both alike), and reports each one's
+median and ECDH's speed-up over RSA.
     python scripts/bench_psi.py --ids 10000000 --hash-only [--bucket-ids B] [--json]
 
 ``--stream`` gives both roles their IDs as a generator (as a CSV, Parquet or
@@ -188,6 +192,8 @@ def main() -> int:
     parser.add_argument("--micro-repeat", type=int, default=5, help="rounds of the signing measurement (median)")
     parser.add_argument("--bucket-ids", type=int, default=DEFAULT_BUCKET_IDS,
                         help="most IDs per PSI bucket (default %(default)s)")
+    parser.add_argument("--protocol", choices=("rsa", "ecdh", "both"), default="rsa",
+                        help="the PSI to run; both: RSA and ECDH in the same run, interleaved (default %(default)s)")
     parser.add_argument("--stream", action="store_true", help="IDs from a generator, spilled to disk")
     parser.add_argument("--hash-only", action="store_true", help="the bucketed path without the RSA work")
     parser.add_argument("--json", action="store_true")
@@ -203,89 +209,116 @@ def main() -> int:
         return 0
 
     workers = resolve_workers(args.workers)
-    extra = psi_with_primes(args.primes)
+    protocols = ["rsa", "ecdh"] if args.protocol == "both" else [args.protocol]
+    extra = psi_with_primes(args.primes) if "rsa" in protocols else {}
     if args.stream:
         shared = int(round(args.ids * args.overlap))
         ids_a = ids_b = None
     else:
         ids_a, ids_b, shared = synthetic_ids(args.ids, args.overlap)
-    runs = []
+    runs: dict[str, list] = {p: [] for p in protocols}
     for _ in range(args.repeat):
-        if args.stream:
-            ids_a = PsiIds(id_stream(0, args.ids), source="A", normalized=True, size=args.ids)
-            ids_b = PsiIds(id_stream(args.ids - shared, args.ids), source="B", normalized=True, size=args.ids)
-        result = run_psi(ids_a, ids_b, key_bits=args.key_bits, min_key_bits=min(args.key_bits, 1024),
-                         workers=workers, bucket_ids=args.bucket_ids, **extra)
-        if args.stream:
-            ids_a.close()
-            ids_b.close()
-        if result.intersection_size != shared:
-            print(f"wrong intersection: {result.intersection_size} != {shared}", file=sys.stderr)
-            return 1
-        runs.append(result)
+        for protocol in protocols:  # interleaved, so load from other programs hits both alike
+            if args.stream:
+                ids_a = PsiIds(id_stream(0, args.ids), source="A", normalized=True, size=args.ids)
+                ids_b = PsiIds(id_stream(args.ids - shared, args.ids), source="B", normalized=True, size=args.ids)
+            result = run_psi(ids_a, ids_b, key_bits=args.key_bits, min_key_bits=min(args.key_bits, 1024),
+                             workers=workers, bucket_ids=args.bucket_ids, protocol=protocol,
+                             **(extra if protocol == "rsa" else {}))
+            if args.stream:
+                ids_a.close()
+                ids_b.close()
+            if result.intersection_size != shared:
+                print(f"{protocol}: wrong intersection: {result.intersection_size} != {shared}", file=sys.stderr)
+                return 1
+            runs[protocol].append(result)
     rss_self, rss_children = peak_rss_mb()  # before the signing measurement, which runs in this process
-    seconds = statistics.median(r.seconds for r in runs)
     total_ids = 2 * args.ids
-    rates = signing_rates(args.key_bits, args.naive_sample, args.crt_sample, args.micro_repeat)
-    naive_rate = rates["naive"]
-    naive_seconds = total_ids / naive_rate  # signing only: a lower bound for the naive protocol
-    report = {
+    reports = {}
+    for protocol, done in runs.items():
+        seconds = statistics.median(r.seconds for r in done)
+        reports[protocol] = {
+            "protocol": protocol,
+            "seconds": round(seconds, 3),
+            "seconds_all_runs": [round(r.seconds, 3) for r in done],
+            "ids_per_s": round(total_ids / seconds, 1),
+            "ids_per_s_per_core": round(total_ids / seconds / workers, 1),
+            # one side's IDs per second per core: both sides share the same workers in this one process
+            "ids_per_s_per_core_per_side": round(args.ids / seconds / workers, 1),
+            "bytes": done[0].bytes_a_to_b + done[0].bytes_b_to_a,
+            "intersection": done[0].intersection_size,
+            "buckets": done[0].buckets,
+        }
+    report: dict[str, object] = {
         "ids_per_side": args.ids,
         "overlap": args.overlap,
         "key_bits": args.key_bits,
         "primes": args.primes,
         "workers": workers,
-        "runs": len(runs),
-        "seconds": round(seconds, 3),
-        "seconds_all_runs": [round(r.seconds, 3) for r in runs],
-        "ids_per_s": round(total_ids / seconds, 1),
-        "ids_per_s_per_core": round(total_ids / seconds / workers, 1),
-        "bytes": runs[0].bytes_a_to_b + runs[0].bytes_b_to_a,
-        "intersection": runs[0].intersection_size,
-        "buckets": runs[0].buckets,
+        "runs": args.repeat,
         "streamed": args.stream,
         "peak_rss_mb": rss_self,
         "peak_rss_children_mb": rss_children,
-        "naive": {
+    }
+    if len(protocols) == 1:
+        report |= {k: v for k, v in reports[protocols[0]].items()}
+    else:
+        report["protocols"] = reports
+        report["ecdh_speedup_vs_rsa"] = round(reports["rsa"]["seconds"] / reports["ecdh"]["seconds"], 2)
+    if "ecdh" in protocols:
+        from psi import ec
+        report["libsodium"] = ec.libsodium_version()
+    if "rsa" in protocols:
+        rates = signing_rates(args.key_bits, args.naive_sample, args.crt_sample, args.micro_repeat)
+        naive_rate = rates["naive"]
+        naive_seconds = total_ids / naive_rate  # signing only: a lower bound for the naive protocol
+        report["naive"] = {
             "method": "pow(y, d, n) without CRT in one process, signing only",
             "sampled_ids": args.naive_sample,
             "rounds": args.micro_repeat,
             "extrapolated_seconds": round(naive_seconds, 3),
             "signatures_per_s": round(naive_rate, 1),
-        },
-        "speedup_vs_naive": round(naive_seconds / seconds, 2),
-        "signatures_per_s_per_core": {
+        }
+        report["speedup_vs_naive"] = round(naive_seconds / reports["rsa"]["seconds"], 2)
+        report["signatures_per_s_per_core"] = {
             "method": f"one process, median of {args.micro_repeat} interleaved rounds; "
                       f"naive on {args.naive_sample} IDs, CRT (sign_many, verified) on {args.crt_sample}",
             **{name: round(rate, 1) for name, rate in rates.items()},
             "crt_2_vs_naive": round(rates["crt_2_primes"] / naive_rate, 2),
             "crt_3_vs_naive": round(rates["crt_3_primes"] / naive_rate, 2),
             "crt_3_vs_crt_2": round(rates["crt_3_primes"] / rates["crt_2_primes"], 2),
-        },
-        "machine": {"cores": workers, "cpu": cpu_model(), "python": platform.python_version(),
-                    "gmpy2": gmpy2.version()},
-    }
+        }
+    report["machine"] = {"cores": workers, "cpu": cpu_model(), "python": platform.python_version(),
+                         "gmpy2": gmpy2.version()}
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
+        return 0
+    print(f"PSI {args.ids:,} × {args.ids:,} IDs, {args.overlap:.0%} overlap, {workers} workers "
+          f"({report['machine']['cpu']})")
+    for protocol in protocols:
+        r = reports[protocol]
+        what = (f"RSA {args.key_bits}-bit {args.primes}-prime" if protocol == "rsa"
+                else f"ECDH ristretto255 (libsodium {report['libsodium']})")
+        print(f"  {what}")
+        print(f"    time            {r['seconds']:10.2f} s   (median of {len(runs[protocol])})")
+        print(f"    IDs/s           {r['ids_per_s']:10,.0f}   ({r['ids_per_s_per_core']:,.0f} per core, "
+              f"{r['ids_per_s_per_core_per_side']:,.0f} per core per side)")
+        print(f"    bytes           {r['bytes']:10,d}")
+        print(f"    intersection    {r['intersection']:10,d}")
+    if len(protocols) > 1:
+        print(f"  ECDH vs RSA       {report['ecdh_speedup_vs_rsa']:10.2f} × faster")
+    print(f"  peak RSS          {rss_self:10,.1f} MB (this process), {rss_children:,.1f} MB (largest worker)")
+    if "rsa" in protocols:
         micro = report["signatures_per_s_per_core"]
-        print(f"PSI {args.ids:,} × {args.ids:,} IDs, {args.overlap:.0%} overlap, {args.key_bits}-bit "
-              f"{args.primes}-prime RSA, {workers} workers ({report['machine']['cpu']})")
-        print(f"  time            {seconds:10.2f} s   (median of {len(runs)})")
-        print(f"  IDs/s           {report['ids_per_s']:10,.0f}   ({report['ids_per_s_per_core']:,.0f} per core)")
-        print(f"  bytes           {report['bytes']:10,d}")
-        print(f"  intersection    {report['intersection']:10,d}")
-        print(f"  peak RSS        {rss_self:10,.1f} MB (this process), {rss_children:,.1f} MB (largest worker)")
-        print(f"  naive baseline  {naive_seconds:10.2f} s   (no CRT, one process; signing only, "
-              f"extrapolated from {args.naive_sample} IDs)")
-        print(f"  speed-up        {report['speedup_vs_naive']:10.1f} ×")
+        print(f"  RSA naive baseline {report['naive']['extrapolated_seconds']:9.2f} s   (no CRT, one process; "
+              f"signing only, extrapolated from {args.naive_sample} IDs)")
+        print(f"  RSA speed-up      {report['speedup_vs_naive']:10.1f} × naive")
         print(f"  signatures/s per core ({args.key_bits} bits, median of {args.micro_repeat}):")
         print(f"    naive         {micro['naive']:10,.0f}")
         print(f"    2-prime CRT   {micro['crt_2_primes']:10,.0f}   ({micro['crt_2_vs_naive']:.2f} × naive)")
         print(f"    3-prime CRT   {micro['crt_3_primes']:10,.0f}   ({micro['crt_3_vs_naive']:.2f} × naive, "
               f"{micro['crt_3_vs_crt_2']:.2f} × 2-prime CRT)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,8 +26,21 @@ def bucket_files(workdir: Path, party: str, job_id: str) -> list[Path]:
     return sorted((workdir / "data" / party / "jobs" / job_id / "psi").glob("*/result-*.bin"))
 
 
+def _ecdh_usable() -> str | None:
+    from psi import ec
+    from vfl.errors import ConfigError
+    try:
+        ec._sodium()
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("protocol", ["rsa", "ecdh"])
 @pytest.mark.parametrize("victim", ["party-a", "party-b"])
-def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim):
+def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim, protocol):
+    if protocol == "ecdh" and (why := _ecdh_usable()) is not None:
+        pytest.skip(f"no usable libsodium: {why}")
     setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
     for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
         config = tmp_path / f"{name}.toml"
@@ -38,7 +51,9 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
     with running_services(tmp_path) as processes:
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank:
-            job_id = bank.post("/v1/jobs", json=json.loads((tmp_path / "job.json").read_text())).json()["job_id"]
+            job = json.loads((tmp_path / "job.json").read_text())
+            job["psi"] = {**job.get("psi", {}), "protocol": protocol}
+            job_id = bank.post("/v1/jobs", json=job).json()["job_id"]
             deadline = time.monotonic() + 120
             while len(bucket_files(tmp_path, victim, job_id)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -58,6 +73,8 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
     reference = simulate(shop, bank_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair)
 
     assert status["state"] == "succeeded", status["error"]
+    assert status["alignment"]["method"] == ("ecdh-ristretto255-psi" if protocol == "ecdh" else
+                                             "rsa-blind-signature-psi")
     assert status["resumes"] >= 1  # the alignment was resumed, not started over by a new submission
     assert 2 <= kept < status["alignment"]["buckets"]  # killed with some buckets done, and some not
     assert status["n_rows"] == reference["alignment"]["intersection"]

@@ -1,6 +1,7 @@
 """A job's PSI roles at a service: the same I/O-free roles :func:`psi.run_psi` runs, plus an audit log.
 
-A feature party holds the RSA key of its pair with party B: its key holder
+A feature party holds the secret of its pair with party B (an RSA key, or an
+ECDH scalar with the job spec's ``"psi": {"protocol": "ecdh"}``): its key holder
 starts as soon as it accepts the job (or a resume asks for a new session) and
 sends its public key to B; B's requester, one per feature party, takes it from
 there. Each side caps the set size the other declares with its own
@@ -21,10 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from psi import ec
 from psi.buckets import DiskBucketResults, OwnTagCache
 from psi.joint import alignment_summary
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
-from vfl.errors import ProtocolError, VFLError
+from psi.suites import METHODS
+from vfl.errors import ConfigError, ProtocolError, VFLError
 from vfl.protocol.messages import Message, Party
 from vfl.protocol.role import Envelope, Role
 from vfl.service.sections import LimitsSection
@@ -32,7 +35,7 @@ from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.store import JobStore
 
-METHOD = "rsa-blind-signature-psi"
+METHOD = METHODS["rsa"]
 
 AuditFn = Callable[[str], None]
 
@@ -91,6 +94,29 @@ def check_registered_size(limits: LimitsSection, psi_ids: int, own_size: int) ->
     check_declared_size(psi_ids, own_size, peer="B", me="A", **caps(limits))
 
 
+def job_protocol(record: Any) -> str:
+    """The job's PSI protocol: from B's registration at a feature party, from the job spec at B ("rsa" if unset)."""
+    spec = record.job_spec if record.kind == "label" else record.registration
+    settings = (spec or {}).get("psi") or {}
+    return str(settings.get("protocol") or "rsa")
+
+
+def method(record: Any) -> str:
+    """What the alignment reports as its method."""
+    return METHODS[job_protocol(record)]
+
+
+def check_protocol_accepted(psi: Any, protocol: str) -> None:
+    """Refuse a job whose PSI protocol this party's ``[psi] protocols`` does not list."""
+    if protocol not in psi.protocols:
+        raise ConfigError(
+            f"the job's psi.protocol is {protocol!r}, which this party does not accept ([psi] protocols = "
+            f"{list(psi.protocols)}); add it to [psi] protocols in this party's service config, or submit the "
+            f"job with one of those")
+    if protocol == "ecdh":
+        ec.libsodium_version()  # refuse now, with how to install it, not halfway through the PSI
+
+
 def results(store: JobStore, job_id: str, peer: str) -> DiskBucketResults:
     """Where this party keeps the finished buckets of its PSI with ``peer`` (in the job's folder)."""
     return DiskBucketResults(store.job_dir(job_id) / "psi" / peer)
@@ -114,7 +140,7 @@ def _audit(ctx: JobContext) -> AuditFn:
 def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester:
     """Party B's PSI role with the feature party ``peer`` (a protocol id)."""
     record = ctx.record
-    return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer,
+    return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer, protocol=job_protocol(record),
                             min_key_bits=ctx.config.limits.min_key_bits, max_key_bits=ctx.config.limits.max_key_bits,
                             engine=ctx.engine, audit=_audit(ctx),
                             results=results(ctx.store, record.job_id, record.peers[peer]), **caps(ctx.config.limits))
@@ -123,10 +149,12 @@ def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester:
 def _key_holder(ctx: JobContext, ids: list[str], key_bits: int, resume_bucket: int | None) -> AuditedKeyHolder:
     record, config = ctx.record, ctx.config
     label = ctx.roster.label
+    protocol = job_protocol(record)
     reuse = None
-    if config.psi.reuse_own_signatures:  # this partner's and dataset's key and own tags, reused across jobs
+    # this partner's and dataset's key and own tags, reused across jobs; RSA only: ECDH takes a fresh scalar
+    if config.psi.reuse_own_signatures and protocol == "rsa":
         reuse = OwnTagCache(ctx.store.data_dir / "psi-reuse" / record.peers[label] / str(record.dataset))
-    return AuditedKeyHolder(record.job_id, ids, party=record.own_id(ctx.me), peer=label,
+    return AuditedKeyHolder(record.job_id, ids, party=record.own_id(ctx.me), peer=label, protocol=protocol,
                             key_bits=key_bits, min_key_bits=config.limits.min_key_bits,
                             primes=config.psi.primes, engine=ctx.engine, audit=_audit(ctx),
                             expected_size_b=(record.registration or {}).get("psi_ids"),
@@ -136,7 +164,7 @@ def _key_holder(ctx: JobContext, ids: list[str], key_bits: int, resume_bucket: i
 
 
 async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) -> None:
-    """A feature party: make a fresh RSA key for the job and publish it to party B.
+    """A feature party: make a fresh RSA key (or ECDH scalar) for the job and publish it to party B.
 
     On a resume, the new session starts at the first bucket unfinished here or
     at party B (``resume_bucket``), whichever is earlier.
@@ -155,7 +183,7 @@ def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder) -> None:
     table = ctx.data.table(str(record.dataset))
     started, ctx.job.psi_started = ctx.job.psi_started, None
     seconds = time.perf_counter() - (started if started is not None else time.perf_counter())
-    summary = alignment_summary(len(table), holder.size_b, len(holder.rows), METHOD, seconds,
+    summary = alignment_summary(len(table), holder.size_b, len(holder.rows), method(record), seconds,
                                 ctx.runtime().psi_bytes(), declared_size_a=holder.size_a,
                                 declared_size_b=holder.declared_size_b)
     summary["buckets"] = holder.n_buckets
@@ -191,5 +219,6 @@ def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
                                                              "intersection": len(ids)})
 
 
-__all__ = ["METHOD", "AuditedKeyHolder", "AuditedRequester", "caps", "check_registered_size", "drop_results",
-           "finished_buckets", "key_holder_finished", "requester", "results", "start_key_holder", "take_joint_alignment"]
+__all__ = ["METHOD", "AuditedKeyHolder", "AuditedRequester", "caps", "check_protocol_accepted",
+           "check_registered_size", "drop_results", "finished_buckets", "job_protocol", "key_holder_finished",
+           "method", "requester", "results", "start_key_holder", "take_joint_alignment"]

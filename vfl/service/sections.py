@@ -195,7 +195,14 @@ class PsiSection(Strict):
     reuse_own_signatures: bool = Field(
         False, description="party A keeps its PSI key and signed own IDs per partner and dataset, and skips "
                            "signing them again in later jobs (half its PSI work). Off by default: the partner "
-                           "can then link A's customers across those jobs (see the README's threat model)",
+                           "can then link A's customers across those jobs (see the README's threat model). "
+                           "RSA only: an ECDH job draws a fresh scalar and reuses nothing",
+    )
+    protocols: list[Literal["rsa", "ecdh"]] = Field(
+        ["rsa", "ecdh"], min_length=1,
+        description="the PSI protocols this party takes part in: a feature party refuses a registration, and "
+                    "party B a job spec, whose psi.protocol is not listed (\"rsa\": RSA blind signatures; "
+                    "\"ecdh\": Diffie-Hellman over ristretto255, needs libsodium)",
     )
 
 

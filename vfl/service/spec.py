@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -64,7 +64,10 @@ class ArbiterRef(_Strict):
 
 
 class PsiSettings(_Strict):
-    key_bits: int = Field(2048, ge=1024, le=8192)
+    key_bits: int = Field(2048, ge=1024, le=8192, description="RSA PSI: party A's key size (unused by ECDH)")
+    protocol: Literal["rsa", "ecdh"] = Field(
+        "rsa", description="the PSI's math: RSA blind signatures (the default) or Diffie-Hellman over "
+                           "ristretto255; every feature party must list it in its [psi] protocols")
 
 
 class ContributionSettings(_Strict):

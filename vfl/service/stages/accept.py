@@ -18,7 +18,12 @@ from vfl.errors import BudgetSpent, ConfigError, JobError, PeerNotAllowed, Proto
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
 from vfl.service.lifecycle import Stage
-from vfl.service.psi_roles import check_registered_size, start_key_holder, take_joint_alignment
+from vfl.service.psi_roles import (
+    check_protocol_accepted,
+    check_registered_size,
+    start_key_holder,
+    take_joint_alignment,
+)
 from vfl.service.record import JobRecord
 from vfl.service.serving import stability
 from vfl.service.spec import Registration, TrainingStart
@@ -66,6 +71,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
         if registration.reuse_alignment is not None:
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
+            check_protocol_accepted(config.psi, registration.psi.protocol)
             check_registered_size(config.limits, registration.psi_ids, len(table))
         if registration.scorecard is not None:
             # A scorecard's points are bin-level (no direction of the raw features): its budget is binning runs.

@@ -1,6 +1,6 @@
 """Party B's alignment: one PSI with each feature party, intersected; or the rows of an earlier job.
 
-Each feature party holds the RSA key of its own pair and starts its side as
+Each feature party holds the RSA key (or ECDH scalar) of its own pair and starts its side as
 soon as it accepts the job (:mod:`vfl.service.stages.accept`); B's requesters
 take it from there (a message that arrives before B's role exists waits in the
 job's runtime). The pairwise results are intersected by
@@ -23,7 +23,7 @@ from psi.joint import alignment_summary, no_overlap, shared_rows_b
 from vfl.data.table import PartyTable
 from vfl.errors import JobError, NoOverlapError
 from vfl.service.context import JobContext
-from vfl.service.psi_roles import METHOD, drop_results, requester
+from vfl.service.psi_roles import drop_results, method, requester
 from vfl.service.spec import JobSpec
 
 
@@ -91,7 +91,7 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
     seconds = time.perf_counter() - started
     pairwise = {
         peer: alignment_summary(
-            r.size_a, len(table), len(r.rows), METHOD, seconds, runtime.psi_bytes() if roster.k == 1 else 0,
+            r.size_a, len(table), len(r.rows), method(record), seconds, runtime.psi_bytes() if roster.k == 1 else 0,
             declared_size_a=r.size_a, declared_size_b=r.declared_size_b,
         ) | {"buckets": r.n_buckets}
         for peer, r in requesters.items()
@@ -107,7 +107,7 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
             "or leave a party out")
     first = pairwise[roster.features[0]]
     summary = {
-        "method": METHOD,
+        "method": method(record),
         "party_b_ids": len(table),
         "intersection": len(rows_b),
         "overlap_of_b": len(rows_b) / len(table) if len(table) else 0.0,

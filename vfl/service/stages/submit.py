@@ -39,6 +39,7 @@ from vfl.errors import (
 from vfl.ml.schedule import gradient_lengths
 from vfl.protocol.roster import Roster, RoleKind
 from vfl.service.context import JobContext, ServiceContext
+from vfl.service.psi_roles import check_protocol_accepted
 from vfl.service.record import JobRecord
 from vfl.service.redact import local_paths, redact
 from vfl.service.spec import JobSpec, Registration, RosterRef, new_job_id
@@ -112,6 +113,8 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
     check_key_sizes(config, spec.training, spec.psi.key_bits)
     if spec.reuse_alignment is not None:
         reused_alignment(service, spec)  # refuse now, before any peer hears of the job
+    else:
+        check_protocol_accepted(config.psi, spec.psi.protocol)
     table = await asyncio.to_thread(service.data.table, spec.party_b.dataset, spec.training.model)
     if len(feature_ids) == 1:
         # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.

@@ -1,0 +1,94 @@
+"""The job spec's ``"psi": {"protocol": "ecdh"}`` at the services: the same rows and model as RSA; ``[psi] protocols``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from psi import ec
+from tests.helpers import demo_job, start_cluster, wait_for
+from vfl.errors import ConfigError
+
+try:  # the group is the system's libsodium (>= 1.0.18); .ci/run installs it where apt can
+    ec._sodium()
+except ConfigError as exc:
+    pytest.skip(f"no usable libsodium: {exc}", allow_module_level=True)
+
+
+async def _run_job(workdir, protocol: str, extra: dict[str, str] | None = None):
+    cluster = await start_cluster(workdir, extra=extra, **demo_job(epochs=4))
+    try:
+        async with cluster.client() as bank, cluster.client("party-a") as shop:
+            job = {**cluster.setup["job"], "job_id": f"{protocol}-job",
+                   "psi": {"protocol": protocol, "key_bits": 1024}}
+            submitted = await bank.post("/v1/jobs", json=job)
+            assert submitted.status_code == 201, submitted.text
+            status = await wait_for(bank, job["job_id"])
+            shop_status = (await shop.get(f"/v1/jobs/{job['job_id']}")).json()
+            bank_ids = cluster.nodes["party-b"].store.load_alignment(job["job_id"])
+            shop_ids = cluster.nodes["party-a"].store.load_alignment(job["job_id"])
+        return status, shop_status, bank_ids, shop_ids
+    finally:
+        await cluster.stop()
+
+
+def test_an_ecdh_job_aligns_and_trains_as_the_rsa_job(tmp_path, run):
+    rsa, rsa_shop, rsa_b, rsa_a = run(_run_job(tmp_path / "rsa", "rsa"))
+    # party A's reuse of its own signatures is RSA's: an ECDH job takes a fresh scalar and reuses nothing
+    reuse = {"party-a": "[psi]\nreuse_own_signatures = true\n"}
+    ecdh, ecdh_shop, ecdh_b, ecdh_a = run(_run_job(tmp_path / "ecdh", "ecdh", extra=reuse))
+
+    assert rsa["state"] == "succeeded", rsa["error"]
+    assert ecdh["state"] == "succeeded", ecdh["error"]
+    assert ecdh_shop["state"] == "succeeded"
+    assert rsa["alignment"]["method"] == "rsa-blind-signature-psi"
+    assert ecdh["alignment"]["method"] == "ecdh-ristretto255-psi"
+    assert ecdh_shop["alignment"]["method"] == "ecdh-ristretto255-psi"
+    assert "reused_own_signatures" not in ecdh_shop["alignment"]
+    assert ecdh["n_rows"] == rsa["n_rows"] > 0
+    assert ecdh["alignment"]["intersection"] == rsa["alignment"]["intersection"]
+    assert ecdh_b == rsa_b == ecdh_a == rsa_a  # the same IDs, in the same order, at both parties
+    assert np.allclose(ecdh["loss_history"], rsa["loss_history"], atol=1e-9)
+    for split in ("train", "validation"):
+        for name, value in rsa["metrics"][split].items():
+            if isinstance(value, float):
+                assert abs(ecdh["metrics"][split][name] - value) < 1e-6, (split, name)
+
+
+def test_a_feature_party_refuses_a_protocol_it_does_not_accept(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra={"party-a": '[psi]\nprotocols = ["rsa"]\n'},
+                                      **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "ecdh-job", "psi": {"protocol": "ecdh", "key_bits": 1024}}
+                refused = await bank.post("/v1/jobs", json=job)
+                accepted = await bank.post("/v1/jobs", json={**job, "job_id": "rsa-job",
+                                                               "psi": {"protocol": "rsa", "key_bits": 1024}})
+                return refused, accepted, cluster.nodes["party-a"].jobs.get("ecdh-job")
+        finally:
+            await cluster.stop()
+
+    refused, accepted, at_a = run(scenario())
+
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "[psi] protocols" in refused.text and "'ecdh'" in refused.text
+    assert at_a is None  # nothing registered at party A
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_party_b_refuses_a_protocol_it_does_not_accept(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra={"party-b": '[psi]\nprotocols = ["rsa"]\n'},
+                                      **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "ecdh-job", "psi": {"protocol": "ecdh", "key_bits": 1024}}
+                return await bank.post("/v1/jobs", json=job)
+        finally:
+            await cluster.stop()
+
+    refused = run(scenario())
+
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "[psi] protocols" in refused.text
