@@ -360,30 +360,31 @@ class PsiKeyHolder(Role):
 
     def _check_chunk(self, message: Message) -> None:
         """Refuse a chunk that does not fit B's declaration: its index, bucket, chunk total and length."""
+        word = self.suite.chunk_word
         if message.chunk >= self.total_b_chunks:
             raise PSIError(
-                f"party B sent blinded chunk {message.chunk}, but its declared {self.declared_size_b} IDs "
+                f"party B sent {word} {message.chunk}, but its declared {self.declared_size_b} IDs "
                 f"make {self.total_b_chunks} chunks (0 to {self.total_b_chunks - 1})"
             )
         if message.total_chunks != self.total_b_chunks:
             raise PSIError(
-                f"blinded chunk {message.chunk} says {message.total_chunks} chunks; party B's declared "
+                f"{word} {message.chunk} says {message.total_chunks} chunks; party B's declared "
                 f"{self.declared_size_b} IDs make {self.total_b_chunks}"
             )
         bucket = _bucket_at(self._b_offsets, message.chunk)
         if bucket < self.first_bucket:
-            raise PSIError(f"blinded chunk {message.chunk} is in bucket {bucket}, finished before this session")
+            raise PSIError(f"{word} {message.chunk} is in bucket {bucket}, finished before this session")
         if message.bucket != bucket:
-            raise PSIError(f"blinded chunk {message.chunk} says bucket {message.bucket}; it is in bucket {bucket}")
+            raise PSIError(f"{word} {message.chunk} says bucket {message.bucket}; it is in bucket {bucket}")
         # Chunks are handled in order and each must hold exactly its share of the declared size,
         # so the count signed can never pass the declaration.
         expected = chunk_length(self.sizes_b[bucket], self.chunk_size, message.chunk - self._b_offsets[bucket])
         count = self.suite.count(message)
         if count != expected:
             raise PSIError(
-                f"blinded chunk {message.chunk} has {count} values; party B declared "
+                f"{word} {message.chunk} has {count} values; party B declared "
                 f"{self.declared_size_b} IDs, so this chunk must have {expected}. "
-                "Refusing to sign more than party B declared"
+                f"Refusing to {self.suite.work_word} more than party B declared"
             )
 
     def _sign(self, message: Message) -> list[Envelope]:

@@ -96,6 +96,8 @@ class RsaHolder:
     name = "rsa"
     hello_type: type[Message] = PsiPublicKey
     request_type: type[Message] = BlindedChunk
+    #: How errors name B's chunks and A's work on them.
+    chunk_word, work_word = "blinded chunk", "sign"
 
     def __init__(self, key: RsaPrivateKey, salt: bytes) -> None:
         self.key = key
@@ -223,6 +225,8 @@ class EcdhHolder:
     name = "ecdh"
     hello_type: type[Message] = EcdhPublicInfo
     request_type: type[Message] = MaskedChunk
+    #: How errors name B's chunks and A's work on them.
+    chunk_word, work_word = "masked chunk", "remask"
 
     def __init__(self, job_id: str) -> None:
         ec._sodium()  # a missing or old libsodium is a ConfigError now, not a failure in a worker
