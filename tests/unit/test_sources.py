@@ -464,8 +464,9 @@ def test_psi_on_streamed_ids_gives_the_rows_of_the_id_lists(tmp_path):
     table_a, table_b = src_a.table(), src_b.table()
     src_a.close()  # the file is streamed again, not served from the loaded table
 
-    streamed = run_psi(PsiIds(read=lambda: src_a.iter_ids(), source="a"),
-                       PsiIds(read=lambda: src_b.iter_ids(), source="b"),
+    # Spilled under the test's own folder: nothing is left in the system's temporary folder.
+    streamed = run_psi(PsiIds(read=lambda: src_a.iter_ids(), source="a", spill_dir=tmp_path / "spill-a"),
+                       PsiIds(read=lambda: src_b.iter_ids(), source="b", spill_dir=tmp_path / "spill-b"),
                        key_bits=1024, min_key_bits=1024, workers=1, bucket_ids=50)
     listed = run_psi(table_a.ids, table_b.ids, key_bits=1024, min_key_bits=1024, workers=1)
 
