@@ -41,7 +41,7 @@ from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
 from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
-from vfl.ml.metrics import auc, model_metrics
+from vfl.ml.metrics import model_metrics
 from vfl.ml.parts import label_party_alone
 from vfl.ml.plaintext import train_plaintext
 from vfl.ml.scaling import Standardizer
@@ -50,9 +50,9 @@ from vfl.ml.scorecard.binning import Bins, iv_band
 from vfl.ml.scorecard.card import card_for
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.ml.scorecard.encoding import Encoding, own_selection
-from vfl.ml.scorecard.points import Scaling, base_points, rounding_warning
+from vfl.ml.scorecard.points import Scaling, base_points
 from vfl.ml.scorecard.selection import by_iv
-from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
+from vfl.ml.scorecard.stability import score_summary
 from vfl.protocol.binning import BinningFeatureRole, BinningLabelRole
 from vfl.protocol.roster import Roster
 
@@ -154,7 +154,8 @@ def simulate_scorecard(
     splits = run.splits
     metric_split = "validation" if "validation" in splits else "train"
     rows = splits[metric_split]
-    score_section = _score_section(scores, labels, rows, run.predictions, scorecard.bands, metric_split, scaling)
+    score_section = score_summary(scores, labels, rows, run.predictions, bands=scorecard.bands, split=metric_split,
+                                  scaling=scaling)
 
     # -- 6. reasons: each party's top shortfalls, merged at B (for every aligned applicant) ------------------
     everyone = [(roster.label, b_rows), *zip(roster.features, parts)]
@@ -281,30 +282,6 @@ def _coded(table: PartyTable, encoding: Encoding) -> PartyTable:
     """The table the protocol trains on: the party's coded characteristics as its features."""
     return replace(table, features=encoding.design_from(table.features, table.feature_names),
                    feature_names=encoding.column_names)
-
-
-def _score_section(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
-                   bands: int, split: str, scaling: Scaling) -> dict[str, Any]:
-    """The integer scores on the metric split: AUC (higher score = lower risk), KS, Gini, bands with bad rates."""
-    risk = -scores[rows].astype(np.float64)  # the metrics rank by risk; a higher score is a lower risk
-    auc_points = auc(labels[rows], risk)
-    auc_model = auc(labels[rows], predictions[rows])
-    edges = score_band_edges(scores, bands)
-    warning = rounding_warning(auc_points, auc_model, scaling)
-    return {
-        "split": split,
-        "warnings": [] if warning is None else [warning],
-        "auc": auc_points,
-        "auc_before_rounding": auc_model,
-        "ks": ks_statistic(labels[rows], risk),
-        "gini": gini(labels[rows], risk),
-        "band_edges": [float(e) for e in edges],
-        "bands": band_table(scores[rows], labels[rows], edges),
-        "reference_counts": band_counts(scores, edges).tolist(),
-        "distribution": {"min": int(scores.min()), "p10": float(np.percentile(scores, 10)),
-                         "median": float(np.median(scores)), "p90": float(np.percentile(scores, 90)),
-                         "max": int(scores.max())},
-    }
 
 
 def _pooled_baseline(parts: list[PartyTable], b_rows: PartyTable, a_encodings: list[Encoding], b_encoding: Encoding,

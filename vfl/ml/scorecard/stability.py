@@ -20,6 +20,7 @@ import numpy as np
 
 from vfl.errors import ConfigError, DataError
 from vfl.ml.metrics import auc, ks
+from vfl.ml.scorecard.points import Scaling, rounding_warning
 
 #: A band share of 0 is replaced by this before the logarithm, so an empty band adds a large but finite term.
 EMPTY_SHARE = 1e-4
@@ -120,3 +121,33 @@ def gini(labels: np.ndarray, scores: np.ndarray) -> float:
     if value is None:
         raise DataError("Gini needs rows of both classes (events and non-events)")
     return 2 * value - 1
+
+
+def score_summary(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, predictions: np.ndarray, *,
+                  bands: int, split: str, scaling: Scaling) -> dict[str, Any]:
+    """The integer scores on the metric split ``rows``: AUC (higher score = lower risk) before and after rounding to
+    points, KS, Gini, ``bands`` equal-frequency bands of every row's score with their bad rates (and the rows per band,
+    the reference of the score's PSI), the spread, and a warning when rounding moved the AUC too far.
+
+    ``predictions`` rank the rows as the unrounded model does; ``scaling`` is the job's
+    :class:`~vfl.ml.scorecard.points.Scaling` (for the warning's advice).
+    """
+    scores = np.asarray(scores)
+    risk = -scores[rows].astype(np.float64)  # the metrics rank by risk; a higher score is a lower risk
+    auc_points, auc_model = auc(labels[rows], risk), auc(labels[rows], predictions[rows])
+    edges = score_band_edges(scores, bands)
+    warning = rounding_warning(auc_points, auc_model, scaling)
+    return {
+        "split": split,
+        "warnings": [] if warning is None else [warning],
+        "auc": auc_points,
+        "auc_before_rounding": auc_model,
+        "ks": ks_statistic(labels[rows], risk),
+        "gini": gini(labels[rows], risk),
+        "band_edges": [float(e) for e in edges],
+        "bands": band_table(scores[rows], labels[rows], edges),
+        "reference_counts": band_counts(scores, edges).tolist(),
+        "distribution": {"min": int(scores.min()), "p10": float(np.percentile(scores, 10)),
+                         "median": float(np.median(scores)), "p90": float(np.percentile(scores, 90)),
+                         "max": int(scores.max())},
+    }

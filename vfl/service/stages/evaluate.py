@@ -26,12 +26,11 @@ from vfl.protocol.label_party import LabelParty
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import model_document
-from vfl.ml.metrics import auc
 from vfl.ml.scorecard.binning import iv_band
 from vfl.ml.scorecard.card import card_for
 from vfl.ml.scorecard.config import ScorecardConfig
-from vfl.ml.scorecard.points import base_points, rounding_warning
-from vfl.ml.scorecard.stability import band_counts, band_table, gini, ks_statistic, score_band_edges
+from vfl.ml.scorecard.points import base_points
+from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.service.serving.partials import gather_partial_scores
 
@@ -107,16 +106,12 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
     base = base_points(model.intercept, scaling)
     labels = np.asarray(raw.labels, dtype=np.float64)
     scores = base + card.totals(raw.features) + partial.points
-    rows = splits[split]
-    risk = -scores[rows].astype(np.float64)  # a higher score is a lower risk
-    edges = score_band_edges(scores, config.bands)
-    auc_points, auc_exact = auc(labels[rows], risk), auc(labels[rows], predictions[rows])
-    warning = rounding_warning(auc_points, auc_exact, scaling)
-    if warning is not None:
+    score = score_summary(scores, labels, splits[split], predictions, bands=config.bands, split=split,
+                          scaling=scaling)
+    for warning in score["warnings"]:
         ctx.event("scorecard: %s", warning, level=logging.WARNING)
     state = ctx.store.load_scorecard(record.job_id) or {}
-    state |= {"base_points": base, "band_edges": [float(e) for e in edges],
-              "reference_counts": band_counts(scores, edges).tolist()}
+    state |= {"base_points": base, "band_edges": score["band_edges"], "reference_counts": score["reference_counts"]}
     ctx.store.save_scorecard(record.job_id, state)
     ctx.store.save_card(record.job_id, card.to_dict())
     # Each partner's points total per row is all B gets of its points: its range is what B can report.
@@ -131,19 +126,8 @@ def _scorecard(ctx: JobContext, config: ScorecardConfig, model: Any, raw: PartyT
         "characteristics": characteristics,
         "points": {ctx.me: card.table.to_dict()},
         "partner_ranges": {peer: [int(values.min()), int(values.max())] for peer, values in received.items()},
-        "score": {
-            "split": split,
-            "auc": auc_points,
-            "auc_before_rounding": auc_exact,
-            "warnings": [] if warning is None else [warning],
-            "ks": ks_statistic(labels[rows], risk),
-            "gini": gini(labels[rows], risk),
-            "band_edges": [float(e) for e in edges],
-            "bands": band_table(scores[rows], labels[rows], edges),
-            "distribution": {"min": int(scores.min()), "p10": float(np.percentile(scores, 10)),
-                             "median": float(np.median(scores)), "p90": float(np.percentile(scores, 90)),
-                             "max": int(scores.max())},
-        },
+        # The reference counts live in scorecard.json (the score's PSI reads them there), not in the record.
+        "score": {k: v for k, v in score.items() if k != "reference_counts"},
     }
 
 
