@@ -13,7 +13,6 @@ checksummed and atomic like every job file):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vfl.data.table import PartyTable
@@ -66,10 +65,4 @@ def load_card(store: JobStore, job_id: str) -> PartyCard:
     return PartyCard.from_dict(data)
 
 
-def reason_codes(card_names: Sequence[str], codes: Mapping[str, str]) -> dict[str, str]:
-    """This party's published codes for the characteristics it kept."""
-    return {n: codes[n] for n in card_names if n in codes}
-
-
-__all__ = ["coded", "load_card", "load_encoding", "reason_codes", "require_scorecard", "scaling_of",
-           "scorecard_of"]
+__all__ = ["coded", "load_card", "load_encoding", "require_scorecard", "scaling_of", "scorecard_of"]

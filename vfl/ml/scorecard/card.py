@@ -46,15 +46,18 @@ class PartyCard:
         """Each row's points from this party's characteristics (what a feature party releases)."""
         return self.table.totals(self.bin_indices(features))
 
-    def stability(self, features: np.ndarray) -> list[dict[str, Any]]:
-        """Characteristic stability (CSI) of each characteristic: these rows against the job's rows."""
-        indices = self.bin_indices(features)
+    def stability(self, counts: Sequence[np.ndarray] | None = None, *, party: str | None = None,
+                  ) -> list[dict[str, Any]]:
+        """Characteristic stability (CSI) of each characteristic: ``counts``, the served rows per bin of each
+        (None or mismatched: none served yet), against the job's rows. ``party`` names who reports it."""
+        if counts is None or len(counts) != len(self.encoding.bins):
+            counts = [np.zeros(b.count, dtype=np.int64) for b in self.encoding.bins]
         out = []
-        for j, (bins, reference) in enumerate(zip(self.encoding.bins, self.reference)):
-            actual = np.bincount(indices[:, j], minlength=bins.count)
-            value = population_stability(reference, actual) if len(indices) else 0.0
-            out.append({"party": self.party, "characteristic": bins.name, "csi": value,
-                        "status": stability_status(value), "rows": int(len(indices))})
+        for bins, reference, actual in zip(self.encoding.bins, self.reference, counts):
+            rows = int(np.sum(actual))
+            value = population_stability(reference, np.asarray(actual)) if rows else 0.0
+            out.append({"party": party or self.party, "characteristic": bins.name, "csi": value,
+                        "status": stability_status(value), "rows": rows})
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -119,16 +119,7 @@ def _band_reference(ctx: JobContext) -> tuple[list[float], list[int]] | None:
 
 
 def _characteristics(ctx: JobContext, counts: list[Any] | None) -> list[dict[str, Any]]:
-    card = cached_card(ctx)
-    if counts is None or len(counts) != len(card.encoding.bins):
-        counts = [np.zeros(b.count, dtype=np.int64) for b in card.encoding.bins]
-    out = []
-    for bins, reference, actual in zip(card.encoding.bins, card.reference, counts):
-        rows = int(np.sum(actual))
-        value = population_stability(reference, np.asarray(actual)) if rows else 0.0
-        out.append({"party": ctx.me, "characteristic": bins.name, "csi": value, "status": stability_status(value),
-                    "rows": rows})
-    return out
+    return cached_card(ctx).stability(counts, party=ctx.me)
 
 
 #: The bands every stability index is read with: below WATCH stable, below ALARM watch, else alarm.
