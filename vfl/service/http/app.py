@@ -56,7 +56,8 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
 
     title, description = TITLES[config.kind]
     app = FastAPI(title=title, description=description, version=ORCHESTRATION_API_VERSION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # /docs without a CDN: see vfl.service.http.ui
+                  docs_url=None, redoc_url=None,  # /docs without a CDN: see vfl.service.http.ui
+                  generate_unique_id_function=contract.operation_id)
     app.state.node = node
     app.state.token = config.token()
     app.state.scrape_token = config.scrape_token()

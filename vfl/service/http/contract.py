@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
 
 from vfl.api import ORCHESTRATION_API_VERSION, PEER_PROTOCOL_VERSION
@@ -52,6 +53,13 @@ AUTH = (401, 403, 429)
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` of a route: each error status with its meaning and the error body's model."""
     return {status: {"model": ErrorBody, "description": MEANINGS[status]} for status in sorted(set(statuses))}
+
+
+def operation_id(route: APIRoute) -> str:
+    """A route's operationId is its function's name (``submit``, ``job_status``): what a generated client calls it.
+
+    Part of the contract: renaming a route's function renames the generated client's function (a break)."""
+    return route.name
 
 
 def _full_document(app: FastAPI) -> dict[str, Any]:

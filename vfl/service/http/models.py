@@ -34,7 +34,8 @@ async def models(node: NodeDep) -> dict[str, Any]:
 
 
 @label_router.post("/v1/models/{name}/promote",
-                   summary="Serve a succeeded job under a model name (the version it served goes on its history)")
+                   summary="Serve a succeeded job under a model name (the version it served goes on its history)",
+                   response_model=Promotion, responses=errors(*AUTH, 404, 409, 422), **TYPED)
 async def promote(name: str, body: PromoteRequest, node: NodeDep) -> dict[str, Any]:
     return registry.promote(node, name, body.job_id)
 
