@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vfl.errors import TransportError
+from vfl.errors import ContractMismatch
 
 #: A job's states (vfl.service.lifecycle.JobState; tests/unit/test_api_models.py keeps the two equal).
 JobStateName = Literal["pending", "aligning", "training", "succeeded", "failed", "cancelled", "damaged"]
@@ -58,11 +58,11 @@ class ErrorBody(BaseModel):
 class Health(Answer):
     """``GET /v1/health``: the service is up."""
 
-    model_config = _examples({"status": "ok", "party": "party-b", "role": "label"})
+    model_config = _examples({"status": "ok", "party": "party-b", "role": "B"})
 
     status: Literal["ok"]
     party: str = Field(description="this service's party id")
-    role: str = Field(description="label (party B), feature (party A) or arbiter (party C)")
+    role: str = Field(description="this service's role: A (features), B (labels) or C (arbiter)")
 
 
 # -- jobs -----------------------------------------------------------------------------------------------------
@@ -95,8 +95,9 @@ class JobStatus(Answer):
     max_epochs: int | None = None
     loss_history: list[float | None] | None = None
     validation_loss_history: list[float | None] | None = None
-    metrics: dict[str, Any] | None = Field(None, description="party B, after evaluation: AUC, KS, accuracy, "
-                                                             "RMSE, ... by name (the set grows with models)")
+    metrics: dict[str, Any] | None = Field(None, description="party B, after evaluation: by split (train, "
+                                                             "validation, ...) each metric by name: auc, ks, "
+                                                             "accuracy, rmse, ... (the set grows with models)")
     error: str | None = Field(None, description="why the job failed or was cancelled")
     stop_reason: str | None = None
     job_spec: dict[str, Any] | None = Field(None, description="party B: the spec as validated, defaults filled in")
@@ -348,7 +349,7 @@ def parse(model: type[AnswerModel], data: Any, where: str) -> AnswerModel:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise TransportError(f"{where} answered JSON that is not a {model.__name__} ({problems}); client and "
+        raise ContractMismatch(f"{where} answered JSON that is not a {model.__name__} ({problems}); client and "
                              "service speak different versions of the orchestration API: upgrade the older one "
                              "(docs/api-contract.md)") from None
 

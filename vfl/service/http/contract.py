@@ -74,6 +74,8 @@ def _full_document(app: FastAPI) -> dict[str, Any]:
             answer = operation.get("responses", {}).get("422")
             if answer is not None and "HTTPValidationError" in str(answer):
                 operation["responses"]["422"] = error_body
+            if "401" in operation.get("responses", {}) and not operation.get("security"):
+                operation["security"] = [{"bearer": []}]
     document.setdefault("components", {}).setdefault("schemas", {}).setdefault(
         "ErrorBody", ErrorBody.model_json_schema(ref_template=_SCHEMA_REF + "{model}"))
     return document
@@ -105,6 +107,11 @@ def _split(document: dict[str, Any], *, peer: bool) -> dict[str, Any]:
     out["paths"] = paths
     if used:
         out["components"] = {"schemas": {name: schemas[name] for name in sorted(used)}}
+    if not peer:  # operators send the orchestration token; peers are known by their client certificate
+        out.setdefault("components", {})["securitySchemes"] = {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "The service's orchestration token ([service] token_file); /metrics also takes the "
+                           "scrape token. The dashboard's session cookie works too, for the dashboard's own calls"}}
     return out
 
 
