@@ -74,6 +74,12 @@ def _full_document(app: FastAPI) -> dict[str, Any]:
             answer = operation.get("responses", {}).get("422")
             if answer is not None and "HTTPValidationError" in str(answer):
                 operation["responses"]["422"] = error_body
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content", {})
+                if status >= "400" and content and "application/json" not in content:
+                    # A route that answers HTML or a file documents its errors under that media type; every
+                    # error is the JSON error body all the same.
+                    answer["content"] = {"application/json": next(iter(content.values()))}
             if "401" in operation.get("responses", {}) and not operation.get("security"):
                 operation["security"] = [{"bearer": []}]
     document.setdefault("components", {}).setdefault("schemas", {}).setdefault(
