@@ -37,13 +37,16 @@ RETRYABLE = frozenset({502, 503, 504})
 
 
 class Orchestrator:
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True) -> None:
-        """``verify`` is True (system CAs), a path to the federation's ``ca.pem``, or an SSL context."""
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """``verify`` is True (system CAs), a path to the federation's ``ca.pem``, or an SSL context;
+        ``transport`` replaces the network (tests)."""
         self.url = url.rstrip("/")
         if isinstance(verify, (str, Path)):
             verify = ssl.create_default_context(cafile=str(verify))
         self._client = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify,
+            transport=transport,
         )
 
     def __enter__(self) -> Orchestrator:
