@@ -241,6 +241,23 @@ class Registration(_Strict):
             raise ValueError(f"gradient_lengths names {unknown}, which are not parties that train in the job")
         return self
 
+    def wire(self) -> dict[str, Any]:
+        """The registration as JSON for a peer, without the fields newer than the peers may be.
+
+        Every model here forbids unknown keys, so a key that a service one
+        release older does not know makes it refuse the whole job. Fields
+        added since (``psi.protocol``, ``scorecard``) are therefore sent only
+        when they differ from their defaults: a plain RSA job reaches an older
+        party exactly as that party's own release would send it, and a job
+        that does need the new field is refused, naming it, as it must be.
+        """
+        body = self.model_dump(mode="json")
+        if body["psi"].get("protocol") == "rsa":
+            del body["psi"]["protocol"]
+        if body.get("scorecard") is None:
+            body.pop("scorecard", None)
+        return body
+
     def job_roster(self) -> tuple[Roster, dict[str, str]]:
         """The job's roster (protocol ids by role) and each protocol id's party id."""
         if self.roster is None:
