@@ -51,7 +51,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +62,12 @@ from psi import ec
 from psi.messages import MAX_CHUNK, PsiMessage
 from psi.protocol import check_declared_size
 from psi.tasks import mask_ids, remask
-from vfl.compute.engine import Engine
+from vfl.compute.engine import Engine, as_engine
 from vfl.compute.pool import split_evenly
-from vfl.errors import ConfigError, PSIError
-from vfl.protocol.messages import register_message
+from vfl.errors import ConfigError, ProtocolError, PSIError
+from vfl.protocol.messages import Message, register_message
+from vfl.protocol.role import Envelope, Role
+from vfl.protocol.roster import Roster
 from vfl.protocol.wire import decode_message, encode_message
 
 #: Bytes of a tag: 128 bits, so a false match among 10^8 × 10^8 IDs has probability below 2^-75.
@@ -321,6 +323,32 @@ class QueryMatches(PsiMessage):
     tags: bytes
 
 
+@register_message
+class OfflineRequest(PsiMessage):
+    """Party A (small side) → party B (large side), first: A's query size, and the digest of B's set it holds."""
+
+    KIND = "psi_unbalanced_offline_request"
+    STEP = 1
+    SENDERS = ("feature",)
+    RECIPIENTS = ("label",)
+
+    size: int = Field(ge=0, description="A's query size (its IDs); B caps it as any declared size")
+    cached_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="the digest of B's offline set A kept from an earlier job, if any")
+
+
+@register_message
+class OfflineCurrent(PsiMessage):
+    """B → A: the offline set A holds is current (no tags are sent again)."""
+
+    KIND = "psi_unbalanced_offline_current"
+    STEP = 1
+    SENDERS = ("label",)
+    RECIPIENTS = ("feature",)
+
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 # -- the small side's copy of L's tags -------------------------------------------------------------
 
 
@@ -491,6 +519,162 @@ class SmallSide:
         return QueryMatches(job_id=self.job_id, count=len(matched_tags), tags=matched_tags.tobytes())
 
 
+# -- the two sides as roles of a job (the services run these) --------------------------------------
+#
+# At the services the label party B is the large side (a bank against a partner's applicants): it
+# keeps one key and offline set per partner and dataset, and each feature party A keeps B's tags
+# between jobs. The flow of a job, after A accepts it:
+#
+#   A → B  OfflineRequest (A's query size, the digest of B's set it holds)
+#   B → A  OfflineCurrent, or OfflineTags chunk 0..N−1 (B's set changed, or its key was rotated)
+#   A → B  BlindedQuery chunk 0..Q−1
+#   B → A  EvaluatedQuery chunk 0..Q−1
+#   A → B  QueryMatches; both sides now hold the rows of the intersection, in ID order.
+
+
+class UnbalancedQuerier(Role):
+    """Party A (the small side) in a job: fetches or reuses B's offline set, queries it, learns the rows."""
+
+    KIND = "feature"
+
+    def __init__(self, job_id: str, ids: Sequence[str], *, party: str = "A", peer: str = "B",
+                 engine: Engine | int | None = None, cached: PeerTags | None = None,
+                 keep: Callable[[PeerTags], None] | None = None, max_peer_ids: int | None = None,
+                 max_peer_ratio: float | None = None, expected_size_b: int | None = None,
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        super().__init__(job_id, Roster.pair(party, peer), party)
+        self.peer = peer
+        self.ids = list(ids)
+        self.engine = as_engine(engine)
+        self.cached, self.keep = cached, keep
+        self.max_peer_ids, self.max_peer_ratio = max_peer_ids, max_peer_ratio
+        self.expected_size_b = expected_size_b
+        self.chunk_size = chunk_size
+        # What the services' reports read, as from the balanced roles.
+        self.size_a, self.size_b, self.declared_size_b = len(self.ids), 0, None
+        self.n_buckets, self.own_cache, self.reused_offline_set = 1, None, False
+        self.rows: np.ndarray | None = None
+        self.progress = (0, len(self.ids))
+        self._offline: list[OfflineTags] = []
+        self._offline_chunks: int | None = None
+        self._small: SmallSide | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.rows is not None
+
+    def start(self) -> list[Envelope]:
+        digest = self.cached.digest if self.cached is not None else None
+        return [self.send(self.peer, OfflineRequest(job_id=self.job_id, size=len(self.ids), cached_digest=digest))]
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, OfflineCurrent):
+            return 0
+        if isinstance(message, OfflineTags):
+            return message.chunk
+        if isinstance(message, EvaluatedQuery):
+            if self._offline_chunks is None:
+                return 1 << 30  # nothing is answered before B's set is here
+            return self._offline_chunks + message.chunk
+        raise ProtocolError(f"party A does not expect {message.KIND} during an unbalanced alignment")
+
+    def process(self, message: Message) -> list[Envelope]:
+        self.cursor += 1
+        if isinstance(message, OfflineCurrent):
+            if self.cached is None or message.digest != self.cached.digest:
+                raise PSIError("party B says the offline set this party holds is current, but it holds another "
+                               "(or none): refusing it")
+            self.reused_offline_set = True
+            return self._query(self.cached)
+        if isinstance(message, OfflineTags):
+            self._offline.append(message)
+            if len(self._offline) < message.total_chunks:
+                return []
+            peer = PeerTags.receive(self._offline, own_size=len(self.ids), max_peer_ids=self.max_peer_ids,
+                                    max_peer_ratio=self.max_peer_ratio, peer="B", me="A")
+            if self.expected_size_b is not None and peer.size != self.expected_size_b:
+                raise PSIError(f"party B's offline set has {peer.size} IDs, but the job was registered with "
+                               f"{self.expected_size_b}: refusing it")
+            self._offline = []
+            if self.keep is not None:
+                self.keep(peer)
+            return self._query(peer)
+        if not isinstance(message, EvaluatedQuery) or self._small is None:
+            raise ProtocolError(f"party A does not expect {message.KIND} now")
+        matches = self._small.receive(message)
+        self.progress = (min(len(self.ids), (message.chunk + 1) * self.chunk_size), len(self.ids))
+        if matches is None:
+            return []
+        self.rows = in_id_order(self._small.rows, self.ids)
+        return [self.send(self.peer, matches)]
+
+    def _query(self, peer: PeerTags) -> list[Envelope]:
+        self._offline_chunks = self.cursor
+        self.size_b = self.declared_size_b = peer.size
+        self._small = SmallSide(self.job_id, self.ids, peer, self.engine, chunk_size=self.chunk_size)
+        return [self.send(self.peer, q) for q in self._small.queries()]
+
+
+class UnbalancedEvaluator(Role):
+    """Party B (the large side) in a job: sends or confirms its offline set, answers A's query, learns the rows."""
+
+    KIND = "label"
+
+    def __init__(self, job_id: str, ids: Sequence[str], *, key: OfflineKey, table: LargeSet, party: str = "B",
+                 peer: str = "A", engine: Engine | int | None = None, max_peer_ids: int | None = None,
+                 max_peer_ratio: float | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+        super().__init__(job_id, Roster.pair(peer, party), party)
+        if table.size != len(ids):
+            raise ConfigError(f"the offline set has {table.size} IDs and the dataset {len(ids)}: build it again")
+        self.peer = peer
+        self.ids = list(ids)
+        self.chunk_size = chunk_size
+        self.large = LargeSide(job_id, key, table, as_engine(engine), max_peer_ids=max_peer_ids,
+                               max_peer_ratio=max_peer_ratio)
+        self.size_a, self.size_b, self.declared_size_b = 0, len(self.ids), len(self.ids)
+        self.n_buckets = 1
+        self.sent_offline_set = False
+        self.rows: np.ndarray | None = None
+        self.progress = (0, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.rows is not None
+
+    def position(self, message: Message) -> int:
+        if isinstance(message, OfflineRequest):
+            return 0
+        if isinstance(message, BlindedQuery):
+            return 1 + message.chunk
+        if isinstance(message, QueryMatches):
+            total = self.large.total_chunks
+            return 1 << 30 if total is None else 1 + total
+        raise ProtocolError(f"party B does not expect {message.KIND} during an unbalanced alignment")
+
+    def process(self, message: Message) -> list[Envelope]:
+        self.cursor += 1
+        if isinstance(message, OfflineRequest):
+            check_declared_size(message.size, len(self.ids), peer="A", me="B", max_peer_ids=self.large.max_peer_ids,
+                                max_peer_ratio=self.large.max_peer_ratio)
+            self.size_a = message.size
+            self.progress = (0, message.size)
+            table = self.large.table
+            if message.cached_digest == table.digest:
+                return [self.send(self.peer, OfflineCurrent(job_id=self.job_id, digest=table.digest))]
+            self.sent_offline_set = True
+            return [self.send(self.peer, m) for m in table.offline_messages(self.job_id)]
+        if isinstance(message, BlindedQuery):
+            if message.size != self.size_a:
+                raise PSIError(f"party A's query declares {message.size} IDs after announcing {self.size_a}")
+            answer = self.large.evaluate(message)
+            self.progress = (self.large.answered, self.size_a)
+            return [self.send(self.peer, answer)]
+        if not isinstance(message, QueryMatches):
+            raise ProtocolError(f"party B does not expect {message.KIND} now")
+        self.rows = in_id_order(self.large.learn(message), self.ids)
+        return []
+
+
 @dataclass(frozen=True)
 class UnbalancedResult:
     rows_large: np.ndarray
@@ -544,6 +728,7 @@ def transfer_offline(table: LargeSet, job_id: str, *, own_size: int, max_peer_id
     return peer, sum(len(f) for f in frames)
 
 
-__all__ = ["BlindedQuery", "EvaluatedQuery", "LargeSet", "LargeSide", "OfflineKey", "OfflineTags", "PeerTags",
-           "QueryMatches", "SmallSide", "TAG_BYTES", "UnbalancedResult", "in_id_order", "point_tags", "run_unbalanced",
+__all__ = ["BlindedQuery", "EvaluatedQuery", "LargeSet", "LargeSide", "OfflineCurrent", "OfflineKey",
+           "OfflineRequest", "OfflineTags", "PeerTags", "QueryMatches", "SmallSide", "UnbalancedEvaluator",
+           "UnbalancedQuerier", "TAG_BYTES", "UnbalancedResult", "in_id_order", "point_tags", "run_unbalanced",
            "transfer_offline"]

@@ -186,3 +186,58 @@ def test_the_key_and_both_sets_survive_a_restart(tmp_path):
     (tmp_path / "large" / "tags.npy").write_bytes((tmp_path / "large" / "tags.npy").read_bytes()[:-16] + b"\x01" * 16)
     with pytest.raises(ConfigError, match="does not match its recorded digest"):
         LargeSet.load(tmp_path / "large")
+
+
+# -- the roles the services run: B large, A small ------------------------------------------------------------------
+
+
+def run_roles(ids_a, ids_b, key, table, cached=None):
+    from vfl.protocol.channel import InMemoryChannel
+    from psi.unbalanced import UnbalancedEvaluator, UnbalancedQuerier
+
+    kept: list[PeerTags] = []
+    querier = UnbalancedQuerier("job", ids_a, engine=1, cached=cached, keep=kept.append, chunk_size=16)
+    evaluator = UnbalancedEvaluator("job", ids_b, key=key, table=table, engine=1)
+    channel = InMemoryChannel({"A": querier, "B": evaluator})
+    channel.run(querier.start())
+    return querier, evaluator, kept, channel
+
+
+def test_the_roles_give_rsas_rows_and_a_second_job_reuses_the_set_a_kept():
+    ids_a, ids_b, _ = make_sets(200, 0.5, seed=43)
+    ids_a = ids_a[::5]  # A small, B large
+    rsa = run_psi(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=32)
+    key, table = offline(ids_b, "party-b->party-a")
+
+    first_a, first_b, kept, first = run_roles(ids_a, ids_b, key, table)
+    second_a, second_b, _, second = run_roles(ids_a, ids_b, key, table, cached=kept[0])
+
+    for querier, evaluator in [(first_a, first_b), (second_a, second_b)]:
+        np.testing.assert_array_equal(querier.rows, rsa.rows_a)
+        np.testing.assert_array_equal(evaluator.rows, rsa.rows_b)
+    assert first_b.sent_offline_set and not second_b.sent_offline_set and second_a.reused_offline_set
+    assert second.bytes_sent[("B", "A")] < first.bytes_sent[("B", "A")] - 16 * len(ids_b)
+
+
+def test_a_rotated_key_sends_the_new_set_and_the_old_copy_is_replaced():
+    ids_b = [f"c{i}" for i in range(100)]
+    ids_a = ["c1", "c50", "x"]
+    key, table = offline(ids_b)
+    _, _, kept, _ = run_roles(ids_a, ids_b, key, table)
+    new_key, new_table = offline(ids_b)
+
+    querier, evaluator, kept_again, _ = run_roles(ids_a, ids_b, new_key, new_table, cached=kept[0])
+
+    assert evaluator.sent_offline_set and kept_again[0].digest == new_table.digest != kept[0].digest
+    assert sorted(ids_a[i] for i in querier.rows) == ["c1", "c50"]
+
+
+def test_b_caps_the_query_size_a_declares():
+    from psi.unbalanced import OfflineRequest, UnbalancedEvaluator
+
+    key, table = offline([f"c{i}" for i in range(50)])
+    evaluator = UnbalancedEvaluator("job", [f"c{i}" for i in range(50)], key=key, table=table, engine=1,
+                                    max_peer_ids=10)
+
+    with pytest.raises(LimitExceeded, match="max_psi_ids"):
+        evaluator.handle(OfflineRequest(job_id="job", size=11), "A")
