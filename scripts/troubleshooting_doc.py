@@ -118,6 +118,10 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("The ledger and contributions", (
         "vfl/incentives/", "vfl/service/ledger_copies.py", "vfl/cli/ledger.py")),
     ("Multi-lender queries", ("vfl/lending/", "vfl/service/lending/", "vfl/cli/lending_query.py")),
+    # Files no group above names (a new module): by their layer, so the page always lists them.
+    ("Submitting and managing jobs", ("vfl/service/", "vfl/orchestrate")),
+    ("Setup: certificates, config files, the demo", ("vfl/cli/",)),
+    ("During a job: training, evaluation, resume", ("vfl/",)),
 ]
 
 
@@ -235,7 +239,7 @@ def render(root: Path = ROOT) -> str:
     out += ["## Every message, by where you meet it", "",
             "Each line is a message as the code writes it, with ‹…› where it fills in a value (a file, a "
             "column, a count), and the file that raises it.", ""]
-    titles = [title for title, _ in GROUPS] + ["Other"]
+    titles = list(dict.fromkeys(title for title, _ in GROUPS)) + ["Other"]
     for title in titles:
         if title not in by_group:
             continue
