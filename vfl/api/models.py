@@ -245,7 +245,8 @@ class Prediction(Answer):
     id: str | int
     score: float | int | None = Field(description="the probability or prediction; a scorecard's integer score; "
                                                    "null when the ID could not be scored (see status)")
-    label: int | None = None
+    label: int | str | None = Field(None, description="the predicted class: 0 or 1 for a logistic model (a "
+                                                     "class name may come with multi-class models)")
     status: str = Field(description="ok, or why the ID has no score (say, 'not available at party-a')")
     probability: float | None = None
     reasons: list[Reason] | None = None
