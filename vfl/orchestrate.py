@@ -44,9 +44,9 @@ class Orchestrator:
         self.url = url.rstrip("/")
         if isinstance(verify, (str, Path)):
             verify = ssl.create_default_context(cafile=str(verify))
+        replaced = {} if transport is None else {"transport": transport}
         self._client = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify,
-            transport=transport,
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify, **replaced
         )
 
     def __enter__(self) -> Orchestrator:
