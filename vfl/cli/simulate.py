@@ -67,8 +67,67 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model-document", type=Path, default=None, metavar="FILE",
                    help="with --scorecard: also write the model document (SR 11-7 shape) here, as Markdown, or as "
                         "HTML when FILE ends in .html")
+    data = p.add_argument_group("preparing each party's own columns and IDs (each party fits on its own rows)")
+    data.add_argument("--impute", choices=["mean", "median", "constant"], default=None,
+                      help="fill missing numbers with the training rows' mean or median, or with --impute-value "
+                           "(default: a missing number refuses the file)")
+    data.add_argument("--impute-value", type=float, default=None, help="the value for --impute constant")
+    data.add_argument("--missing-indicator", action="store_true",
+                      help="add a 0/1 column 'NAME (missing)' for each column with a missing cell")
+    data.add_argument("--categorical", action="append", default=[], metavar="COLUMN=onehot|ordinal",
+                      help="encode a text column (give it once per column); the categories come from the file")
+    data.add_argument("--unseen-category", choices=["zeros", "refuse"], default=None,
+                      help="what serving does with a category not seen in training (default: zeros)")
+    data.add_argument("--id-normalize", action="append", default=[], metavar="RULE",
+                      help="normalise every file's IDs before the PSI: strip-leading-zeros, drop-trailing-dot-zero, "
+                           "lower, upper, remove-whitespace, remove-prefix=TEXT (give it once per rule)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
+
+
+def preparation_flags(args: argparse.Namespace) -> tuple[Any, Any]:
+    """--impute, --categorical, ... and --id-normalize as a PrepConfig and IdRules (None where not given)."""
+    from pydantic import ValidationError
+
+    from vfl.data.ids import IdRules
+    from vfl.ml.prep import PrepConfig
+
+    categorical: dict[str, str] = {}
+    for item in args.categorical:
+        column, _, kind = item.partition("=")
+        if not column or kind not in ("onehot", "ordinal"):
+            raise ConfigError(f"--categorical {item!r}: write COLUMN=onehot or COLUMN=ordinal")
+        categorical[column] = kind
+    if args.impute_value is not None and args.impute != "constant":
+        raise ConfigError("--impute-value goes with --impute constant")
+    if args.missing_indicator and args.impute is None:
+        raise ConfigError("--missing-indicator goes with --impute (mean, median or constant): the missing cells "
+                          "still need a value")
+    settings: dict[str, Any] = {"impute": args.impute, "missing_indicator": args.missing_indicator,
+                                "categorical": categorical}
+    if args.impute_value is not None:
+        settings["impute_value"] = args.impute_value
+    if args.unseen_category is not None:
+        settings["unseen_category"] = args.unseen_category
+    prep = PrepConfig(**settings)
+    rules: dict[str, Any] = {}
+    for item in args.id_normalize:
+        rule, _, value = item.partition("=")
+        rule = rule.strip().lower().replace("-", "_")
+        if rule in ("strip_leading_zeros", "drop_trailing_dot_zero", "remove_whitespace") and not value:
+            rules[rule] = True
+        elif rule in ("lower", "upper") and not value:
+            rules["case"] = rule
+        elif rule == "remove_prefix" and value:
+            rules["remove_prefix"] = value
+        else:
+            raise ConfigError(f"--id-normalize {item!r}: the rules are strip-leading-zeros, drop-trailing-dot-zero, "
+                              "lower, upper, remove-whitespace and remove-prefix=TEXT")
+    try:
+        id_rules = IdRules(**rules)
+    except ValidationError as exc:
+        raise ConfigError(f"--id-normalize: {exc.errors()[0]['msg']}") from None
+    return (prep if prep.active else None), (id_rules if id_rules.active else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--contribution-permutations M goes with --contributions, and M must be at least 2")
     if args.ledger is not None and not args.ledger.parent.is_dir():
         raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
+    prep, id_rules = preparation_flags(args)
     if args.scorecard:
+        if prep is not None or id_rules is not None:
+            raise ConfigError("--impute, --categorical and --id-normalize do not combine with --scorecard yet: a "
+                              "scorecard bins missing values on their own; encode text columns as numbers first")
         return _run_scorecard(args, config, columns, columns_a)
     if args.tables is not None or args.scores is not None:
         raise ConfigError("--tables and --scores go with --scorecard: only a scorecard has points and reasons")
@@ -110,11 +173,12 @@ def run(args: argparse.Namespace) -> int:
             args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
             id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
             progress=None if args.quiet else progress.epoch, contributions=args.contributions,
-            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, **extra,
+            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, prep=prep,
+            id_rules=id_rules, **extra,
         )
     finally:
         progress.close()
-    warnings = _training_warnings(result)
+    warnings = list(result.get("warnings") or []) + _training_warnings(result)
     if warnings:
         result["warnings"] = warnings
     args.out.write_text(json.dumps(result, indent=2))
