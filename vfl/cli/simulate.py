@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vfl.cli.arguments import check_output_file
+from vfl.data.formats import read_text
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
 from vfl.report.contributions import text_table
@@ -333,7 +334,7 @@ def _config_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
     if args.config is None:
         return {}
     try:
-        settings = json.loads(args.config.read_text())
+        settings = json.loads(read_text(args.config, "JSON config file"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{args.config}: cannot read the config ({exc})") from exc
     section = settings.get(name, {}) if isinstance(settings, dict) else {}
@@ -347,7 +348,7 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
     settings: dict[str, Any] = {}
     if args.config is not None:
         try:
-            settings = json.loads(args.config.read_text())
+            settings = json.loads(read_text(args.config, "JSON config file"))  # a BOM is dropped
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.config}: cannot read the training config ({exc})") from exc
         if not isinstance(settings, dict):

@@ -234,7 +234,7 @@ def explain_mismatch(ids_b: list[str], ids_a: list[str], source_b: str, source_a
             by_b.setdefault(rewrite(t), t)
         pairs = [(by_b[rewrite(t)], t) for t in only_a if rewrite(t) in by_b]
         if pairs and (best is None or len(pairs) > best[0]):
-            pair = min(pairs)
+            pair = max(pairs, key=lambda p: (len(p[0]), p))
             best = (len(pairs), words, rule, f"{pair[0]!r} ↔ {pair[1]!r}")
     if best is None:  # an ordinary partial overlap
         return None

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vfl.data.formats import file_problem
 from vfl.data.ids import IdRules, normalize_ids
 from vfl.ml.config import ModelKind, TrainingConfig
 from vfl.ml.schedule import Schedule
@@ -256,6 +257,9 @@ def read_parquet_ids(
 def _check_file(path: str | os.PathLike[str], max_bytes: int) -> Path:
     source = str(path)
     file = Path(path)
+    problem = file_problem(file, "CSV or Parquet file" if file.suffix.lower() in (".parquet", ".pq") else "CSV file")
+    if problem is not None:
+        raise DataError(problem)
     if not file.is_file():
         raise DataError(f"{source}: file not found; check the path")
     size = file.stat().st_size
