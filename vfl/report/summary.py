@@ -80,6 +80,7 @@ def summary_from_simulation(result: dict[str, Any], title: str, sources: list[st
         "rows": {"aligned": result.get("aligned_rows"), "training": result.get("train_rows"),
                  "validation": result.get("validation_rows")},
         "contributions": result.get("contributions"), "ledger": result.get("ledger"),
+        "warnings": list(result.get("warnings") or []),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary
@@ -120,7 +121,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "rows": {"aligned": record.get("n_rows"), "training": (metrics.get("train") or {}).get("rows"),
                  "validation": (metrics.get("validation") or {}).get("rows")},
         "contributions": record.get("contributions"), "ledger": record.get("ledger"),
-        "scorecard": record.get("scorecard"),
+        "scorecard": record.get("scorecard"), "warnings": list(record.get("warnings") or []),
     }
     if summary["baseline"] is None:
         summary["baseline"] = _scorecard_baseline(record.get("scorecard"))

@@ -8,9 +8,12 @@ only the dataset, which is what a peer reads (:mod:`vfl.service.redact`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from vfl.data.sources import DataSource, Lookup, open_source
 from vfl.data.table import PartyTable
 from vfl.errors import DataError
+from vfl.ml.prep import Preparation
 from vfl.service.config import ServiceConfig
 from vfl.service.startup import with_config_hint
 
@@ -39,6 +42,20 @@ class Datasets:
         except DataError as exc:  # the loaders name CLI flags; a service's fix is a key of its config
             with_config_hint(exc, name, self.config)
             raise
+
+    def prepared_lookup(self, name: str, ids: list[str], preparation: Preparation) -> Lookup:
+        """Rows of ``ids`` as a model with this preparation reads them: its raw columns, expanded and filled."""
+        try:
+            return self.source(name).prepared_lookup(ids, preparation)
+        except DataError as exc:
+            with_config_hint(exc, name, self.config)
+            raise
+
+    def model_lookup(self, name: str, ids: list[str], model: Any) -> Lookup:
+        """Rows of ``ids`` in a model part's columns (prepared when the model records a preparation)."""
+        if getattr(model, "preparation", None) is not None:
+            return self.prepared_lookup(name, ids, model.preparation)
+        return self.lookup(name, ids, model.feature_names)
 
     def lookup(self, name: str, ids: list[str], feature_names: list[str]) -> Lookup:
         """Features of ``ids`` in dataset ``name`` by column name, with a status per ID (serving)."""

@@ -75,6 +75,9 @@ class JobRecord(BaseModel):
         None, description="party B, logistic: the calibration map and threshold fitted after training, and the "
                           "metrics before them")
     curve_split: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="what looks wrong with the data though the job ran: IDs that may be "
+                                          "written differently, a party's part separating the classes (label leakage)")
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
     scored_ids: int = Field(0, description="party A: IDs scored for this job so far (bounded by limits.max_scored_ids)")

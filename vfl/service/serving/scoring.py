@@ -174,7 +174,7 @@ def _noise_for(ctx: JobContext, model: ModelPartA) -> ScoreNoise | None:
 def _score_rows(ctx: JobContext, model: ModelPartA, noise: ScoreNoise | None, ids: list[str],
                 ) -> tuple[Lookup, list[float]]:
     """The rows of ``ids`` (a status each) and the scores of the usable ones, noised when ``noise`` is set."""
-    found = ctx.data.lookup(str(ctx.record.dataset), ids, model.feature_names)
+    found = ctx.data.model_lookup(str(ctx.record.dataset), ids, model)
     usable = found.ok
     if not usable.any():
         return found, []
