@@ -98,3 +98,31 @@ def test_serving_fills_a_missing_cell_and_zeroes_an_unseen_category(trained):
     statuses = {p["id"]: p["status"] for p in answer["predictions"]}
 
     assert statuses == {"0": "ok", "79": "ok", "5": "ok"}
+
+
+def test_a_partial_id_mismatch_at_the_services_names_the_likely_cause(tmp_path, keypair):
+    host, guest = fate_pair("ionosphere_scale")
+    a = pd.read_csv(host, dtype=str, keep_default_na=False)
+    a["sid"] = a["sid"].str.zfill(3)  # '7' → '007': the 100 IDs below 100 no longer match, and no ids rules
+    b = pd.read_csv(guest, dtype=str, keep_default_na=False)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    extra = {"party-a": f'[datasets.iono]\npath = "{tmp_path / "a.csv"}"\nid_column = "sid"\nimpute = "median"\n',
+             "party-b": f'[datasets.iono]\npath = "{tmp_path / "b.csv"}"\nid_column = "sid"\nlabel_column = "label"\n'
+                        'impute = "median"\n'}
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path / "cluster", extra=extra, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as client:
+                job = {**cluster.setup["job"], "job_id": "padded", "party_a": {"peer": "party-a", "dataset": "iono"},
+                       "party_b": {"dataset": "iono"}}
+                assert (await client.post("/v1/jobs", json=job)).status_code == 201
+                return await wait_for(client, "padded")
+        finally:
+            await cluster.stop()
+
+    record = asyncio.run(scenario())
+
+    assert record["state"] == "succeeded" and record["alignment"]["intersection"] == 251
+    assert any("leading zeros" in w and "strip_leading_zeros" in w for w in record["warnings"]), record["warnings"]

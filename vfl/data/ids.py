@@ -138,17 +138,22 @@ def normalize_ids(values: Iterable[object], *, source: str, rules: IdRules | Non
 EXPECTED_SHARE = 0.9
 
 
-def profile_ids(ids: Iterable[str]) -> dict[str, Any]:
+#: IDs a profile looks at, at most (evenly spread over the column): the shares need no more.
+PROFILE_SAMPLE = 50_000
+
+
+def profile_ids(ids: list[str]) -> dict[str, Any]:
     """A coarse description of an ID column: counts and shares of formats, rounded to 2 decimals; never an ID.
 
     This is a release when it leaves the party: it tells the other party how the
     IDs are written (lengths, leading zeros, case, letters, separators, ".0"), and
-    nothing about which IDs exist.
+    nothing about which IDs exist. At most :data:`PROFILE_SAMPLE` IDs, evenly
+    spread, are looked at; ``count`` is the column's size, which the PSI declares anyway.
     """
     n = 0
     lengths: Counter[int] = Counter()
-    counts = Counter()
-    for text in ids:
+    counts: Counter[str] = Counter()
+    for text in ids[:: max(1, len(ids) // PROFILE_SAMPLE)]:
         n += 1
         lengths[len(text)] += 1
         counts["digits_only"] += text.isdigit()
@@ -161,7 +166,7 @@ def profile_ids(ids: Iterable[str]) -> dict[str, Any]:
         counts["separator"] += any(not c.isalnum() and not c.isspace() for c in text)
     share = {k: round(v / n, 2) if n else 0.0 for k, v in counts.items()}
     common = [length for length, _ in lengths.most_common(3)]
-    return {"count": n, "length_min": min(lengths) if lengths else 0, "length_max": max(lengths) if lengths else 0,
+    return {"count": len(ids), "length_min": min(lengths) if lengths else 0, "length_max": max(lengths) if lengths else 0,
             "common_lengths": sorted(common), **{f"share_{k}": share.get(k, 0.0) for k in (
                 "digits_only", "leading_zero", "dot_zero", "lower", "upper", "letter_first", "whitespace",
                 "separator")}}
@@ -216,6 +221,23 @@ _REWRITES: list[tuple[str, Callable[[str], str], str]] = [
     ("removing whitespace", lambda t: re.sub(r"\s+", "", t), "remove_whitespace"),
     ("removing a letter prefix", lambda t: re.sub(r"^[A-Za-z]+[-_:#/]?", "", t), "remove_prefix"),
 ]
+
+
+def mismatch_warning(matched: int, size_mine: int, size_theirs: int, mine: dict[str, Any] | None,
+                     theirs: dict[str, Any] | None, *, who: str) -> str | None:
+    """At a service: a warning when the intersection is far below the smaller set, from the two ID profiles."""
+    smaller = min(size_mine, size_theirs)
+    if smaller == 0 or matched >= EXPECTED_SHARE * smaller:
+        return None
+    head = f"{matched} of {smaller} IDs matched with {who} ({matched / smaller:.0%} of the smaller set)"
+    causes = likely_causes(mine, theirs, who=who) if mine and theirs else []
+    if causes:
+        return f"{head}; the two ID columns are written differently: " + "; ".join(causes)
+    if matched < 0.5 * smaller:
+        return (f"{head}; if more were expected, check how each party writes its IDs (leading zeros, a '.0' "
+                "suffix, letter case, a prefix, spaces) and set ids rules in the dataset's config "
+                "(strip_leading_zeros, drop_trailing_dot_zero, case, remove_prefix, remove_whitespace)")
+    return None
 
 
 def explain_mismatch(ids_b: list[str], ids_a: list[str], source_b: str, source_a: str) -> str | None:

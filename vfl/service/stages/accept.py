@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
+from vfl.data.ids import profile_ids
 from vfl.errors import BudgetSpent, ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
@@ -58,6 +59,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     lengths = dict(registration.gradient_lengths)
     expected = {me, roster.label} if service.kind == "feature" else set(roster.trainers)
     reused: list[str] | None = None
+    id_profile = None
     if service.kind == "feature":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
@@ -68,6 +70,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
             raise ConfigError(f"the job spec expects {lengths[me]} features at party A; its dataset "
                               f"{registration.dataset!r} has {n_a}")
         lengths[me] = n_a
+        id_profile = None if registration.reuse_alignment is not None else profile_ids(table.ids)
         if registration.reuse_alignment is not None:
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
@@ -96,6 +99,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
         roster=None if registration.roster is None else roster.to_dict(),
         max_epochs=registration.training.epochs,
         gradient_lengths=lengths,
+        id_profile=id_profile,
     )
     ctx = service.open_job(record)
     ctx.event("registered by party B (%s)%s", caller,
