@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    warnings = list(result.get("warnings") or []) + _training_warnings(result)
+    warnings = _training_warnings(result) + list(result.get("warnings") or [])
     if warnings:
         result["warnings"] = warnings
     args.out.write_text(json.dumps(result, indent=2))
@@ -189,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"vfl simulate: warning: {warning}", file=sys.stderr)
     print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
           f"{result['seconds']:.1f}s")
+    for party, prep in (result.get("preparation") or {}).items():
+        print(f"  {party}: {preparation_text(prep)}")
     rows = {"train": result["train_rows"], "validation": result["validation_rows"]}
     for split, values in result["metrics"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
@@ -201,6 +203,21 @@ def run(args: argparse.Namespace) -> int:
               f"signed by {', '.join(ledger['signed_by'])}")
     print(f"result written to {args.out}")
     return 0
+
+
+def preparation_text(prep: dict[str, Any]) -> str:
+    """One line on what a party did to its own columns: cells filled, indicators, encoded text columns."""
+    parts = []
+    missing = prep.get("missing_on_training_rows") or {}
+    if prep.get("impute"):
+        how = (f"the constant {prep['impute_value']:g}" if prep["impute"] == "constant"
+               else f"the {prep['impute']} of its training rows")
+        parts.append(f"{sum(missing.values())} missing cells in {len(missing)} columns filled with {how}")
+    if prep.get("indicators"):
+        parts.append(f"{len(prep['indicators'])} missing-indicator columns")
+    for name, encoded in (prep.get("categorical") or {}).items():
+        parts.append(f"{name!r} encoded {encoded['encoding']} ({encoded['categories']} categories)")
+    return "; ".join(parts) or "columns used as they are"
 
 
 def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: list[str],

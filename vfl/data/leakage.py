@@ -23,6 +23,8 @@ from vfl.ml.metrics import auc
 
 #: A party's column or partial score separating the classes this well is a leak, or a column to check.
 LEAK_AUC = 0.99
+#: Fewer rows of either class than this, and an AUC says nothing: a few rows are separable by chance.
+MIN_CLASS_ROWS = 10
 #: Column names that usually hold a label.
 LABEL_LIKE = frozenset({"label", "target", "y", "class", "default", "outcome"})
 
@@ -49,7 +51,7 @@ def column_leaks(names: list[str], features: np.ndarray, labels: np.ndarray, lab
         if np.array_equal(column[finite], labels[finite]):
             warnings.append(f"{source}: column {name!r} equals the label on every row; it is the label: drop it")
             continue
-        if binary and len(np.unique(labels[finite])) == 2:
+        if binary and _enough(labels[finite]):
             value = auc(labels[finite], column[finite])
             if value is not None and (value >= LEAK_AUC or value <= 1 - LEAK_AUC):
                 warnings.append(f"{source}: column {name!r} alone separates the classes (AUC {max(value, 1 - value):.4f}"
@@ -65,7 +67,7 @@ def column_leaks(names: list[str], features: np.ndarray, labels: np.ndarray, lab
 def score_leak(party: str, partial_scores: np.ndarray, labels: np.ndarray, split: str) -> str | None:
     """A warning when one feature party's partial score alone separates the classes (AUC ≥ 0.99) on ``split``."""
     labels = np.asarray(labels, dtype=np.float64)
-    if len(np.unique(labels)) != 2:
+    if not _enough(labels):
         return None
     value = auc(labels, np.asarray(partial_scores, dtype=np.float64))
     if value is None or value < LEAK_AUC:
@@ -73,6 +75,12 @@ def score_leak(party: str, partial_scores: np.ndarray, labels: np.ndarray, split
     return (f"party {party}'s part of the model alone separates the classes on the {split} rows (AUC {value:.4f}): "
             f"{party}'s data may hold the label or a copy of it (label leakage). Ask {party} to check its columns "
             "for the label or anything computed from it")
+
+
+def _enough(labels: np.ndarray) -> bool:
+    """Two classes, each on at least :data:`MIN_CLASS_ROWS` rows."""
+    values, counts = np.unique(labels, return_counts=True)
+    return len(values) == 2 and int(counts.min()) >= MIN_CLASS_ROWS
 
 
 def perfect_model(metrics: dict[str, dict[str, object]]) -> str | None:

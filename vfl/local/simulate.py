@@ -183,8 +183,9 @@ def simulate(
         "preparation": {name: t.preparation.describe() for name, t in
                         zip([f"party {f.party}" for f in features] + ["party B"], [*parts, b_rows])
                         if t.preparation is not None},
-        "warnings": warnings,
     }
+    if warnings:
+        result["warnings"] = warnings
     if contributions:
         result["contributions"] = _contributions(
             parts, b_rows, config, run, names=[f.party for f in features], sources=[t.source for t in tables],
