@@ -40,6 +40,15 @@ class DatasetSection(BaseModel):
     unseen_category: UnseenRule = Field("zeros", description='a new category at serving: "zeros" or "refuse"')
     ids: IdRules = Field(default_factory=IdRules, description="ID normalisation rules applied before the PSI")
 
+    @model_validator(mode="after")
+    def _prep_keys(self) -> DatasetSection:
+        if self.impute_value != 0.0 and self.impute != "constant":
+            raise ValueError('impute_value goes with impute = "constant"')
+        if self.missing_indicator and self.impute is None:
+            raise ValueError('missing_indicator goes with impute ("mean", "median" or "constant"): the missing '
+                             "cells still need a value")
+        return self
+
     @property
     def prep(self) -> PrepConfig:
         """The column preparation these keys describe."""

@@ -74,10 +74,32 @@ def simulate_csv(
     columns = id_column_a if isinstance(id_column_a, (list, tuple)) else [id_column_a] * len(files)
     if len(columns) != len(files):
         raise DataError(f"{len(columns)} ID columns for {len(files)} feature-party files: give one, or one per file")
-    options: dict[str, Any] = {"prep": prep, "id_rules": id_rules}
-    tables = [load_csv(f, id_column=c or id_column, **options) for f, c in zip(files, columns)]
-    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model, **options)
+    preps = _own_categories(prep, [*files, party_b])
+    tables = [load_csv(f, id_column=c or id_column, prep=p, id_rules=id_rules) for f, c, p in zip(files, columns, preps)]
+    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model, prep=preps[-1],
+                       id_rules=id_rules)
     return simulate(tables if len(tables) > 1 else tables[0], table_b, config, **kwargs)
+
+
+def _own_categories(prep: PrepConfig | None, files: list[str]) -> list[PrepConfig | None]:
+    """``prep`` for each file, with only the categorical columns that file has (each party encodes its own)."""
+    if prep is None or not prep.categorical:
+        return [prep] * len(files)
+    import pandas as pd
+
+    def header(file: str) -> set[str]:  # only the header row: the load that follows checks the whole file
+        try:
+            return {str(c).strip() for c in pd.read_csv(file, nrows=0, dtype=str, encoding="utf-8-sig").columns}
+        except (OSError, ValueError):
+            return set()
+
+    headers = [header(f) for f in files]
+    unknown = sorted(c for c in prep.categorical if not any(c in h for h in headers))
+    if unknown:
+        raise DataError(f"--categorical names column(s) {unknown} that no file has; check the names (they are "
+                        "case-sensitive)")
+    return [prep.model_copy(update={"categorical": {c: k for c, k in prep.categorical.items() if c in h}})
+            for h in headers]
 
 
 def simulate(

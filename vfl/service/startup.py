@@ -33,7 +33,7 @@ _HINTS = {
     "id_column": re.compile(r"Fix (?:--id-column|id_column in the config)"),
     "label_column": re.compile(r"Fix --label-column"),
     "impute": re.compile(r"Fix --impute mean \(or median, constant\)"),
-    "categorical": re.compile(r"Fix --categorical (\S+)=onehot \(or ordinal\)"),
+    "categorical": re.compile(r"Fix --categorical(?: \S+=onehot \(or ordinal\))?"),
 }
 
 

@@ -72,7 +72,8 @@ def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelPart
         role = LabelParty(record.job_id, config, aligned.features, aligned.labels, **options)
     else:
         role = FeatureParty(record.job_id, config, aligned.features, party=record.own_id(ctx.me), **options)
-    role.preparation = aligned.preparation
+    if encoding is None:  # a scorecard's model reads its coded characteristics, not prepared columns
+        role.preparation = aligned.preparation
     if encoding is not None:
         extra = int(config.fit_intercept) if ctx.kind == "label" else 0
         role.projection = encoding.projection(role.scaler.scale, extra_columns=extra)
