@@ -48,6 +48,7 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: 
     """
     path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
+    ids = ctx.data.canonical_ids(str(ctx.record.dataset), ids)  # B's ID rules: the form the PSI matched
     body: dict[str, Any] = {"ids": ids, "evaluation": True} if evaluation else {"ids": ids}
     answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, body) for peer in peers))
     config = scorecard_of(ctx.record)

@@ -134,7 +134,8 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluatio
     allowed = list(range(len(ids)))
     if not ctx.config.scoring.allows_new_ids(job_id):
         aligned = cached_aligned_ids(ctx)
-        allowed = [n for n, i in enumerate(ids) if i in aligned]
+        canonical = ctx.data.canonical_ids(dataset, ids)  # as this party's ID rules wrote the aligned IDs
+        allowed = [n for n, i in enumerate(canonical) if i in aligned]
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
