@@ -104,3 +104,9 @@ def test_a_service_config_saved_as_a_workbook_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match="looks like an Excel workbook"):
         load_config(tmp_path / "party.toml")
+
+
+def test_a_feature_party_finds_its_own_columns_named_like_a_label():
+    from vfl.data.leakage import label_like_columns
+
+    assert label_like_columns(["income", "Target", "is_default", "y", "city=y"]) == ["Target", "y"]

@@ -64,6 +64,11 @@ def column_leaks(names: list[str], features: np.ndarray, labels: np.ndarray, lab
     return warnings
 
 
+def label_like_columns(names: list[str]) -> list[str]:
+    """A feature party's own columns named like a label (it does not know B's label's name): to check, not proof."""
+    return [n for n in names if _plain(n) in LABEL_LIKE]
+
+
 def score_leak(party: str, partial_scores: np.ndarray, labels: np.ndarray, split: str) -> str | None:
     """A warning when one feature party's partial score alone separates the classes (AUC ≥ 0.99) on ``split``."""
     labels = np.asarray(labels, dtype=np.float64)

@@ -13,8 +13,10 @@ not complete.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from vfl.data.ids import profile_ids
+from vfl.data.leakage import label_like_columns
 from vfl.errors import BudgetSpent, ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
@@ -104,6 +106,14 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     ctx = service.open_job(record)
     ctx.event("registered by party B (%s)%s", caller,
               f"; dataset {registration.dataset!r}, {lengths[me]} features" if service.kind == "feature" else "")
+    if service.kind == "feature":
+        suspects = label_like_columns(table.preparation.inputs if table.preparation else table.feature_names)
+        if suspects:  # seen here only: party B cannot see this party's columns
+            warning = (f"dataset {registration.dataset!r} has column(s) {suspects} named like a label; if one is "
+                       "party B's label or a copy of it, the model will score perfectly in training and be useless "
+                       "(label leakage): drop it from the dataset")
+            ctx.update(warnings=[warning])
+            ctx.event("data: %s", warning, level=logging.WARNING)
     if reused is not None:
         # No PSI: the rows of an earlier job with the same party B and dataset, which this party already knows.
         ctx.store.save_alignment(record.job_id, reused)
