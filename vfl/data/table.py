@@ -8,7 +8,8 @@ that names the file, the column and the fix:
   one column holding ``;``, tabs or ``|`` is named as a file using that separator);
 * the ID column or the label column is missing (the available columns are listed);
 * IDs are empty or duplicated (rule for ID types: :func:`vfl.data.ids.normalize_ids`);
-* a feature column is not numeric, or holds missing, NaN or infinite values;
+* a feature column is not numeric (unless ``prep`` encodes it: :mod:`vfl.ml.prep`), or holds missing or NaN
+  values (unless ``prep`` imputes them) or infinite values;
 * the party has no feature columns;
 * for logistic regression, a label outside {0, 1} or only one class;
   for linear regression, a non-numeric or non-finite label.
