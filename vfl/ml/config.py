@@ -112,6 +112,10 @@ class TrainingConfig(BaseModel):
                          "on the validation rows ({\"pick\": \"max_f1\"}, {\"pick\": \"max_ks\"}, "
                          "{\"pick\": \"precision\", \"target\": 0.9})")
 
+    max_classes: int = Field(
+        20, ge=3, le=100, description="logistic: a label with 3 to this many whole-number classes trains "
+                                      "one-vs-rest (one binary model per class); more are refused")
+
     @model_validator(mode="before")
     @classmethod
     def _private_defaults(cls, data: Any) -> Any:
