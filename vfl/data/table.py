@@ -332,7 +332,8 @@ def _label_values(column: pd.Series, name: str, ids: list[str], source: str, mod
         raise DataError(
             f"{source}: label column {name!r} holds text that is not a yes/no label; the values seen are {shown}. "
             "Logistic regression needs labels 0 and 1; yes/no, true/false, y/n and t/f (any case) are read as 1/0. "
-            "Recode the column to 0 and 1 (1 for the class to predict)"
+            "Recode the column to 0 and 1 (1 for the class to predict); three or more class names train "
+            "one-vs-rest"
         )
     mapping = {v: 1 if low in TRUE_LABELS else 0 for v, low in lowered.items()}
     recoded = text.map(lambda v: str(mapping[v]) if v in mapping else v)
