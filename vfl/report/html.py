@@ -162,7 +162,7 @@ def _render_multiclass(summary: dict[str, Any]) -> str:
     """A one-vs-rest model's page: macro and per-class metrics and each class's training (no binary figures)."""
     esc = html.escape
     learned = "".join(f"<li><b>{esc(party)}</b>: {esc(text)}</li>" for party, text in summary["learned"])
-    classes = len(summary["multiclass"]["classes"])
+    classes = len(summary["multiclass"]["classes"])  # a simulation's names, or a job record's values
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>vfl job report — {esc(summary['title'])}</title>

@@ -18,6 +18,11 @@ def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def class_names(info: dict[str, Any]) -> list[str]:
+    """The classes as shown: a simulation keeps their names, a job record their values (and names)."""
+    return [str(c) for c in info.get("class_names") or info["classes"]]
+
+
 def multiclass_headline(summary: dict[str, Any]) -> str:
     """Macro AUC and accuracy on each split, in one sentence per split."""
     info = summary["multiclass"]
@@ -28,7 +33,7 @@ def multiclass_headline(summary: dict[str, Any]) -> str:
                      f"{html.escape(where)}: macro AUC <b>{_number(values.get('macro_auc'))}</b>, accuracy "
                      f"<b>{_number(values.get('accuracy'))}</b>, log-loss {_number(values.get('log_loss'))}</li>")
     return (f"<p>One-vs-rest logistic regression over {len(info['classes'])} classes "
-            f"({html.escape(', '.join(info['classes']))}): one binary model per class, each trained through the "
+            f"({html.escape(', '.join(class_names(info)))}): one binary model per class, each trained through the "
             "same encrypted protocol on the same aligned rows. Class probabilities: "
             f"{html.escape(info.get('probabilities') or '')}.</p><ul id=\"multiclass-headline\">{''.join(lines)}</ul>")
 
@@ -59,8 +64,10 @@ def multiclass_training_section(summary: dict[str, Any]) -> str:
     rows = []
     for item in summary["multiclass"].get("per_class") or []:
         losses = item.get("loss_history") or []
-        rows.append(f"<tr><td>{html.escape(str(item.get('class')))}</td><td>{fmt.integer(item.get('epochs_run'))}</td>"
+        rows.append(f"<tr><td>{html.escape(str(item.get('class')))}</td>"
+                    f"<td>{html.escape(str(item.get('job_id') or 'this job'))}</td>"
+                    f"<td>{fmt.integer(item.get('epochs_run')) if item.get('epochs_run') is not None else 'n/a'}</td>"
                     f"<td>{html.escape(str(item.get('stop_reason') or ''))}</td>"
                     f"<td>{_number(losses[-1] if losses else None)}</td></tr>")
-    return ("<table class=\"multiclass-training\"><thead><tr><th>class</th><th>epochs</th><th>stopped</th>"
-            "<th>last training loss</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return ("<table class=\"multiclass-training\"><thead><tr><th>class</th><th>training job</th><th>epochs</th>"
+            "<th>stopped</th><th>last training loss</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")

@@ -123,7 +123,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "rows": {"aligned": record.get("n_rows"), "training": (metrics.get("train") or {}).get("rows"),
                  "validation": (metrics.get("validation") or {}).get("rows")},
         "contributions": record.get("contributions"), "ledger": record.get("ledger"),
-        "scorecard": record.get("scorecard"),
+        "scorecard": record.get("scorecard"), "multiclass": record.get("multiclass"),
     }
     if summary["baseline"] is None:
         summary["baseline"] = _scorecard_baseline(record.get("scorecard"))

@@ -99,6 +99,10 @@ class JobSpec(_Strict):
         description="train on the aligned rows of this earlier succeeded job instead of running the PSI again; "
                     "every feature party must have taken part in it with the same dataset (party B's coalition "
                     "trainings use this)")
+    one_vs_rest_class: float | None = Field(
+        None, description="train this class of party B's label against the rest (1 where the label equals it, "
+                          "else 0). Party B sets it on the class trainings of a multi-class job; a label with 3 "
+                          "or more classes otherwise trains one-vs-rest by itself (see docs/multiclass.md)")
     scorecard: ScorecardConfig | None = Field(
         None, description="a credit scorecard: every party bins its characteristics (a feature party's event "
                           "counts from party B's encrypted labels), selection by IV and correlation, a logistic "
@@ -116,6 +120,8 @@ class JobSpec(_Strict):
                                  "the services select by IV, correlation and VIF: drop \"stepwise\"")
             if self.contributions:
                 raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
+            if self.one_vs_rest_class is not None:
+                raise ValueError("a scorecard is binary only: drop \"one_vs_rest_class\"")
         return self
 
     @property
@@ -206,8 +212,11 @@ class Registration(_Strict):
                     "same dataset and party B: no new PSI")
     measures: str | None = Field(
         None, pattern=JOB_ID_PATTERN,
-        description="a coalition training: the job whose contributions it measures (a feature party's [scoring] "
-                    "reuse_alignment decides whether it takes part)")
+        description="a coalition training, or a class training of a multi-class job: the job it is part of (a "
+                    "feature party's [scoring] reuse_alignment decides whether it takes part)")
+    classes: int | None = Field(
+        None, ge=3, le=100, description="a multi-class job: how many one-vs-rest models it trains (one per class of "
+                                        "party B's label); each is one more scoring direction of the feature party")
     gradient_lengths: dict[str, int] = Field(
         description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
         "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "

@@ -1,0 +1,90 @@
+"""A 4-class label through the services: one-vs-rest training, macro and per-class metrics, class probabilities.
+
+FATE's vehicle example (4 classes) is the job's data: party A holds the host
+file, party B the guest file with the label. The job trains its first class and
+one class training per other class on the same alignment; B's status shows the
+macro AUC and per-class figures, predict answers every class's probability, and
+party A's release ledger counts one scoring direction per class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import fate_pair
+from tests.helpers import demo_job, start_cluster, wait_for
+
+JOB = "vehicle-ovr"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    host, guest = fate_pair("vehicle_scale")
+    workdir = tmp_path_factory.mktemp("multiclass")
+    extra = {
+        "party-a": f'[datasets.vehicle]\npath = "{host}"\nid_column = "id"\n',
+        "party-b": f'[datasets.vehicle]\npath = "{guest}"\nid_column = "id"\nlabel_column = "y"\n',
+    }
+
+    async def scenario():
+        cluster = await start_cluster(workdir, extra=extra, **demo_job(epochs=3))
+        try:
+            async with cluster.client() as b:
+                job = {**cluster.setup["job"], "job_id": JOB, "party_a": {"peer": "party-a", "dataset": "vehicle"},
+                       "party_b": {"dataset": "vehicle"}}
+                submitted = await b.post("/v1/jobs", json=job)
+                assert submitted.status_code == 201, submitted.text
+                status = await wait_for(b, JOB)
+                answer = (await b.post(f"/v1/jobs/{JOB}/predict", json={"ids": ["1", "2", "no-such-id"]})).json()
+                scorecard = await b.post("/v1/jobs", json={**job, "job_id": "vehicle-card", "scorecard": {}})
+                report = await b.get(f"/v1/jobs/{JOB}/report")
+        finally:
+            await cluster.stop()
+        releases = json.loads(next((workdir / "data" / "party-a" / "releases").rglob("vehicle.json")).read_text())
+        return status, answer, scorecard, report, releases
+
+    return asyncio.run(scenario())
+
+
+def test_the_job_trains_one_model_per_class_and_reports_macro_and_per_class_metrics(trained):
+    status, *_ = trained
+
+    validation = status["metrics"]["validation"]
+    assert status["state"] == "succeeded", status.get("error")
+    assert status["multiclass"]["jobs"] == [JOB, f"{JOB}.k1", f"{JOB}.k2", f"{JOB}.k3"]
+    assert validation["macro_auc"] > 0.85
+    assert set(validation["per_class"]) == {"0", "1", "2", "3"}
+    assert 0 < validation["accuracy"] <= 1
+
+
+def test_predict_answers_each_class_probability_and_the_predicted_class(trained):
+    _, answer, *_ = trained
+
+    known, _, unknown = answer["predictions"]
+    assert answer["classes"] == ["0", "1", "2", "3"]
+    assert sum(known["probabilities"].values()) == pytest.approx(1.0)
+    assert known["class"] == max(known["probabilities"], key=known["probabilities"].get)
+    assert unknown["status"] != "ok" and unknown["probabilities"] is None
+
+
+def test_a_scorecard_on_a_multiclass_label_is_refused_as_binary_only(trained):
+    _, _, scorecard, *_ = trained
+
+    assert scorecard.status_code == 422
+    assert "scorecard is binary only" in scorecard.text
+
+
+def test_the_report_shows_per_class_metrics(trained):
+    *_, report, _ = trained
+
+    assert report.status_code == 200
+    assert "macro AUC" in report.text and 'data-class="3"' in report.text
+
+
+def test_party_a_releases_one_scoring_direction_per_class(trained):
+    *_, releases = trained
+
+    assert len(releases["data"]["directions"]) == 4
