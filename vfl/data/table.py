@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vfl.data.ids import normalize_ids
-from vfl.ml.config import ModelKind
+from vfl.ml.config import DEFAULT_MAX_CLASSES, ModelKind
 from vfl.errors import DataError, UnknownIDError
 
 #: Refuse CSV files above this size unless the caller raises the limit.
@@ -367,12 +367,17 @@ def _recode_hint(values: np.ndarray) -> str:
 
 
 def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str, *,
-                 max_classes: int = MAX_CLASSES_CEILING, hints: LabelHints | None = None) -> None:
+                 max_classes: int | None = None, hints: LabelHints | None = None) -> None:
     """Logistic regression needs labels 0 and 1 with both present, or 3 to ``max_classes`` whole-number classes
-    (trained one-vs-rest, :mod:`vfl.ml.multiclass`)."""
+    (trained one-vs-rest, :mod:`vfl.ml.multiclass`).
+
+    Without ``max_classes`` (loading a table, before the job's config is known) up to
+    :data:`MAX_CLASSES_CEILING` classes pass, and a refusal speaks of the default cap.
+    """
     if model != "logistic":
         return
     hints = hints or LabelHints()
+    cap = DEFAULT_MAX_CLASSES if max_classes is None else max_classes
     values = np.unique(labels)
     if len(values) < 2:
         raise DataError(
@@ -388,19 +393,20 @@ def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str,
             f"{source}: label column {column!r} has the values {shown}; a two-class logistic regression needs "
             f"labels 0 and 1. Recode the label ({_recode_hint(values)}, 1 for the class to predict)"
             + (f", or use {hints.linear} for a numeric target" if not whole else "")
+            + f"; if this is the wrong column, check {hints.column}"
         )
-    if whole and len(values) <= max_classes:
+    if whole and len(values) <= (MAX_CLASSES_CEILING if max_classes is None else max_classes):
         return  # multi-class: one-vs-rest
     examples = ", ".join(f"{v:g}" for v in values[:: max(1, len(values) // 5)][:5])
     if not whole:
         raise DataError(
             f"{source}: label column {column!r} looks numeric ({len(values)} distinct values, e.g. {examples}); "
-            f"logistic regression needs class labels (0 and 1, or 3 to {max_classes} whole-number classes). "
+            f"logistic regression needs class labels (0 and 1, or 3 to {cap} whole-number classes). "
             f"For a numeric target use {hints.linear}; if this is the wrong column, check {hints.column}"
         )
     raise DataError(
         f"{source}: label column {column!r} has {len(values)} distinct values (e.g. {examples}); one-vs-rest "
-        f"logistic regression takes at most {max_classes} classes (training.max_classes, up to "
+        f"logistic regression takes at most {cap} classes (training.max_classes, up to "
         f"{MAX_CLASSES_CEILING}). For a numeric target use {hints.linear}; if this is the wrong column, check "
         f"{hints.column}"
     )

@@ -22,6 +22,9 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"newton": 0.7, "adam": 0.05, "sgd": 0
 DEFAULT_MOMENTUM: dict[str, float] = {"newton": 0.3, "adam": 0.0, "sgd": 0.0}
 
 
+#: A label with 3 to this many classes trains one-vs-rest unless ``max_classes`` says otherwise.
+DEFAULT_MAX_CLASSES = 20
+
 PRIVATE_EPOCHS = 30
 PRIVATE_ADAM_STEP = 0.02
 
@@ -113,7 +116,7 @@ class TrainingConfig(BaseModel):
                          "{\"pick\": \"precision\", \"target\": 0.9})")
 
     max_classes: int = Field(
-        20, ge=3, le=100, description="logistic: a label with 3 to this many whole-number classes trains "
+        DEFAULT_MAX_CLASSES, ge=3, le=100, description="logistic: a label with 3 to this many whole-number classes trains "
                                       "one-vs-rest (one binary model per class); more are refused")
 
     @model_validator(mode="before")
