@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pandas as pd
 import pytest
 
 from tests.conftest import fate_pair
@@ -26,8 +27,10 @@ def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("multiclass")
     extra = {
         "party-a": f'[datasets.vehicle]\npath = "{host}"\nid_column = "id"\n',
-        "party-b": f'[datasets.vehicle]\npath = "{guest}"\nid_column = "id"\nlabel_column = "y"\n',
+        "party-b": (f'[datasets.vehicle]\npath = "{guest}"\nid_column = "id"\nlabel_column = "y"\n\n'
+                    '[scoring]\nbatch_inputs = "."\nbatch_outputs = "."\n'),
     }
+    (workdir / "ids.csv").write_text("id\n1\n2\n3\nno-such-id\n")
 
     async def scenario():
         cluster = await start_cluster(workdir, extra=extra, **demo_job(epochs=3))
@@ -41,10 +44,23 @@ def trained(tmp_path_factory):
                 answer = (await b.post(f"/v1/jobs/{JOB}/predict", json={"ids": ["1", "2", "no-such-id"]})).json()
                 scorecard = await b.post("/v1/jobs", json={**job, "job_id": "vehicle-card", "scorecard": {}})
                 report = await b.get(f"/v1/jobs/{JOB}/report")
+                batch = await b.post(f"/v1/jobs/{JOB}/score-batch", json={
+                    "input": {"path": str(workdir / "ids.csv"), "id_column": "id"},
+                    "output": {"path": str(workdir / "scores.csv")}})
+                assert batch.status_code == 202, batch.text
+                for _ in range(600):
+                    done = (await b.get(f"/v1/jobs/{JOB}/score-batch/{batch.json()['batch_id']}")).json()
+                    if done["state"] in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.05)
+                assert done["state"] == "succeeded", done
+                promoted = {job: await b.post("/v1/models/vehicles/promote", json={"job_id": job})
+                            for job in (f"{JOB}.k1", JOB)}
         finally:
             await cluster.stop()
         releases = json.loads(next((workdir / "data" / "party-a" / "releases").rglob("vehicle.json")).read_text())
-        return status, answer, scorecard, report, releases
+        scores = pd.read_csv(workdir / "scores.csv", dtype={"id": str})
+        return status, answer, scorecard, report, releases, scores, promoted
 
     return asyncio.run(scenario())
 
@@ -78,13 +94,30 @@ def test_a_scorecard_on_a_multiclass_label_is_refused_as_binary_only(trained):
 
 
 def test_the_report_shows_per_class_metrics(trained):
-    *_, report, _ = trained
+    report = trained[3]
 
     assert report.status_code == 200
     assert "macro AUC" in report.text and 'data-class="3"' in report.text
 
 
 def test_party_a_releases_one_scoring_direction_per_class(trained):
-    *_, releases = trained
+    releases = trained[4]
 
     assert len(releases["data"]["directions"]) == 4
+
+
+def test_batch_scoring_writes_the_class_and_each_class_probability(trained):
+    scores = trained[5]
+
+    assert list(scores.columns) == ["id", "class", "p_0", "p_1", "p_2", "p_3", "status"]
+    scored = scores[scores["status"] == "ok"]
+    assert len(scored) == 3
+    assert scored[["p_0", "p_1", "p_2", "p_3"]].sum(axis=1).round(9).eq(1.0).all()
+
+
+def test_a_class_training_is_not_promoted_but_the_multiclass_job_is(trained):
+    promoted = trained[6]
+
+    assert promoted[f"{JOB}.k1"].status_code == 409
+    assert f"promote {JOB}" in promoted[f"{JOB}.k1"].text
+    assert promoted[JOB].status_code == 200
