@@ -204,6 +204,12 @@ class PsiSection(Strict):
                     "party B a job spec, whose psi.protocol is not listed (\"rsa\": RSA blind signatures; "
                     "\"ecdh\": Diffie-Hellman over ristretto255, needs libsodium)",
     )
+    offline_key_days: float = Field(
+        30, gt=0, le=3650,
+        description="party B, unbalanced ECDH jobs (psi.unbalanced): how long B keeps one key and offline set per "
+                    "partner and dataset before rotating them. While a key is kept, the partner holding B's tags "
+                    "can link B's customers across jobs (see the threat model); a rotation costs one offline pass",
+    )
 
 
 class LendingSection(Strict):
