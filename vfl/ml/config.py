@@ -170,7 +170,9 @@ class TrainingConfig(BaseModel):
         """A short fingerprint of every setting, so the arbiter can check A and B agree with it."""
         import hashlib
 
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        # max_classes at its default is left out: the digest stays what a release before it computes.
+        exclude = {"max_classes"} if self.max_classes == DEFAULT_MAX_CLASSES else None
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
     @property
     def momentum_in_force(self) -> float:

@@ -32,7 +32,7 @@ from pydantic import (
 
 from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
-from vfl.ml.config import TrainingConfig
+from vfl.ml.config import DEFAULT_MAX_CLASSES, TrainingConfig
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
@@ -265,7 +265,8 @@ class Registration(_Strict):
 
         Every model here forbids unknown keys, so a key that a service one
         release older does not know makes it refuse the whole job. Fields
-        added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``) are sent only
+        added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``, ``classes``,
+        ``training.max_classes``) are sent only
         when they differ from their defaults: a plain RSA job reaches an older
         party exactly as that party's own release would send it, and a job
         that does need the new field is refused, naming it, as it must be.
@@ -277,6 +278,10 @@ class Registration(_Strict):
             body["psi"].pop("unbalanced", None)
         if body.get("scorecard") is None:
             body.pop("scorecard", None)
+        if body.get("classes") is None:
+            body.pop("classes", None)
+        if body["training"].get("max_classes") == DEFAULT_MAX_CLASSES:  # party B's own cap, at its default
+            body["training"].pop("max_classes", None)
         return body
 
     def job_roster(self) -> tuple[Roster, dict[str, str]]:
