@@ -17,6 +17,9 @@ import pytest
 
 from tests.conftest import fate_pair
 from tests.helpers import demo_job, start_cluster, wait_for
+from vfl.data.table import load_csv
+from vfl.local.simulate import simulate
+from vfl.ml.config import TrainingConfig
 
 JOB = "vehicle-ovr"
 
@@ -74,6 +77,18 @@ def test_the_job_trains_one_model_per_class_and_reports_macro_and_per_class_metr
     assert validation["macro_auc"] > 0.85
     assert set(validation["per_class"]) == {"0", "1", "2", "3"}
     assert 0 < validation["accuracy"] <= 1
+
+
+def test_the_services_reach_the_macro_auc_of_vfl_simulate_on_the_same_files(trained, keypair):
+    status = trained[0]
+    host, guest = fate_pair("vehicle_scale")
+    config = TrainingConfig(key_bits=1024, epochs=3, validation_fraction=0.2)
+
+    simulated = simulate(load_csv(host, id_column="id"), load_csv(guest, id_column="id", label_column="y"), config,
+                         keypair=keypair, workers=1)
+
+    for split in ("train", "validation"):
+        assert abs(status["metrics"][split]["macro_auc"] - simulated["metrics"][split]["macro_auc"]) < 0.01
 
 
 def test_predict_answers_each_class_probability_and_the_predicted_class(trained):
