@@ -83,3 +83,32 @@ def test_macro_auc_and_per_class_figures_match_scikit_learn():
     assert metrics["per_class"]["2"]["auc"] == pytest.approx(roc_auc_score(one_vs_rest(y, 2.0), p[:, 2]))
     assert metrics["accuracy"] == pytest.approx(np.mean(np.argmax(p, axis=1) == y))
     assert sum(c["support"] for c in metrics["per_class"].values()) == 300
+
+
+def test_a_scorecard_simulation_refuses_a_multiclass_label_as_binary_only():
+    from vfl.errors import ConfigError
+    from vfl.local.scorecard import simulate_scorecard
+    from vfl.ml.config import TrainingConfig
+    from vfl.ml.scorecard.config import ScorecardConfig
+
+    ids = [str(i) for i in range(9)]
+    table_a = from_dataframe(pd.DataFrame({"id": ids, "a": np.arange(9.0)}), id_column="id")
+    table_b = from_dataframe(pd.DataFrame({"id": ids, "y": [0, 1, 2] * 3, "b": np.arange(9.0)}), id_column="id",
+                             label_column="y", model="logistic")
+
+    with pytest.raises(ConfigError, match="3 classes; a scorecard is binary only"):
+        simulate_scorecard(table_a, table_b, TrainingConfig(key_bits=1024), ScorecardConfig())
+
+
+def test_contributions_on_a_multiclass_label_are_refused_before_any_alignment():
+    from vfl.errors import ConfigError
+    from vfl.local.simulate import simulate
+    from vfl.ml.config import TrainingConfig
+
+    ids = [str(i) for i in range(9)]
+    table_a = from_dataframe(pd.DataFrame({"id": ids, "a": np.arange(9.0)}), id_column="id")
+    table_b = from_dataframe(pd.DataFrame({"id": ids, "y": [0, 1, 2] * 3, "b": np.arange(9.0)}), id_column="id",
+                             label_column="y", model="logistic")
+
+    with pytest.raises(ConfigError, match="contributions are measured on binary"):
+        simulate(table_a, table_b, TrainingConfig(key_bits=1024), contributions=True)
