@@ -59,6 +59,7 @@ def trained(tmp_path_factory):
                 assert done["state"] == "succeeded", done
                 promoted = {job: await b.post("/v1/models/vehicles/promote", json={"job_id": job})
                             for job in (f"{JOB}.k1", JOB)}
+                promoted["delete"] = await b.delete(f"/v1/jobs/{JOB}.k1")
         finally:
             await cluster.stop()
         releases = json.loads(next((workdir / "data" / "party-a" / "releases").rglob("vehicle.json")).read_text())
@@ -130,9 +131,10 @@ def test_batch_scoring_writes_the_class_and_each_class_probability(trained):
     assert scored[["p_0", "p_1", "p_2", "p_3"]].sum(axis=1).round(9).eq(1.0).all()
 
 
-def test_a_class_training_is_not_promoted_but_the_multiclass_job_is(trained):
+def test_a_class_training_is_neither_promoted_nor_deleted_alone_but_the_multiclass_job_is_promoted(trained):
     promoted = trained[6]
 
     assert promoted[f"{JOB}.k1"].status_code == 409
     assert f"promote {JOB}" in promoted[f"{JOB}.k1"].text
     assert promoted[JOB].status_code == 200
+    assert promoted["delete"].status_code == 409 and f"delete {JOB} first" in promoted["delete"].text
