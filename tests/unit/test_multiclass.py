@@ -112,3 +112,16 @@ def test_contributions_on_a_multiclass_label_are_refused_before_any_alignment():
 
     with pytest.raises(ConfigError, match="contributions are measured on binary"):
         simulate(table_a, table_b, TrainingConfig(key_bits=1024), contributions=True)
+
+
+def test_vfl_compare_refuses_a_multiclass_label_and_points_to_simulate():
+    from vfl.errors import ConfigError
+    from vfl.local.compare import compare
+
+    ids = [str(i) for i in range(30)]
+    table_a = from_dataframe(pd.DataFrame({"id": ids, "a": np.arange(30.0)}), id_column="id")
+    table_b = from_dataframe(pd.DataFrame({"id": ids, "y": [0, 1, 2] * 10, "b": np.arange(30.0)}), id_column="id",
+                             label_column="y", model="logistic")
+
+    with pytest.raises(ConfigError, match="3 classes; vfl compare compares binary and linear models only"):
+        compare(table_a, table_b, model="logistic")
