@@ -11,6 +11,8 @@ changes, and the feature parties are not told which class it is). They run one
 after the other, through the same registration, protocol, checkpoints and
 evaluation as any job, each listed as a job at every party that takes part. A
 class training that fails fails the job: a multi-class model needs every class.
+After a restart of party B the job comes back to this step, and a class training
+submitted before is waited for (it resumes by itself), not submitted again.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ async def run(ctx: JobContext) -> None:
                              party_b=spec.party_b, arbiter=arbiter, training=spec.training, psi=spec.psi,
                              reuse_alignment=record.job_id, one_vs_rest_class=value)
         began = time.perf_counter()
-        child = await ctx.submit_child(child_spec)
+        # After a restart of party B the job trains again from its checkpoint and comes back here: a class
+        # training submitted before is waited for (it resumes by itself), not submitted twice.
+        earlier = ctx.child(child_id)
+        child = earlier if earlier is not None else await ctx.submit_child(child_spec)
         try:
             while not child.finished:
                 await asyncio.sleep(POLL_SECONDS)
