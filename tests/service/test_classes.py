@@ -58,3 +58,21 @@ def test_after_a_restart_a_class_training_submitted_before_is_waited_for_not_sub
 
     assert [s.job_id for s in ctx.submitted] == ["mc.k2"]
     assert ctx.record.multiclass["jobs"] == ["mc", "mc.k1", "mc.k2"]
+
+
+def test_a_feature_party_refuses_a_multiclass_job_whose_k_directions_do_not_fit(tmp_path):
+    import numpy as np
+    import pytest
+
+    from vfl.errors import LimitExceeded
+    from vfl.service.releases import Releases
+    from vfl.service.store import JobStore
+
+    releases = Releases(JobStore(tmp_path))
+    ledger = releases.ledger("bank", "behaviour")
+    for n, direction in enumerate(np.eye(9)[:5]):  # five directions of a 9-feature dataset released already
+        ledger["directions"][f"j{n}"] = direction.tolist()
+
+    releases.room_for_a_model("bank", "behaviour", 9, None, directions=3)  # 5 + 3 = 8, the default budget
+    with pytest.raises(LimitExceeded, match="multi-class job with 4 classes trains 4 models.*5 of the 8"):
+        releases.room_for_a_model("bank", "behaviour", 9, None, directions=4)
