@@ -78,6 +78,7 @@ def test_the_job_trains_one_model_per_class_and_reports_macro_and_per_class_metr
     assert validation["macro_auc"] > 0.85
     assert set(validation["per_class"]) == {"0", "1", "2", "3"}
     assert 0 < validation["accuracy"] <= 1
+    assert [c["epochs_run"] for c in status["multiclass"]["per_class"]] == [3, 3, 3, 3]
 
 
 def test_the_services_reach_the_macro_auc_of_vfl_simulate_on_the_same_files(trained, keypair):

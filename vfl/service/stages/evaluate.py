@@ -132,7 +132,11 @@ async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: Party
             metrics = {name: model_metrics("logistic", one_vs_rest(labels, value)[rows], predictions[rows],
                                            threshold=model.threshold.value) for name, rows in splits.items()}
         columns.append(predictions)
-        per_class.append({"class": class_name(value), "job_id": job_id, "metrics": metrics})
+        trained = record if k == 0 else ctx.child(job_id)
+        per_class.append({"class": class_name(value), "job_id": job_id, "metrics": metrics,
+                          "epochs_run": None if trained is None else trained.epoch,
+                          "stop_reason": None if trained is None else trained.stop_reason,
+                          "loss_history": [] if trained is None else list(trained.loss_history)})
     probabilities = normalise(np.column_stack(columns))
     record.metrics = {name: multiclass_metrics(labels[rows], probabilities[rows], classes)
                       for name, rows in splits.items()}
