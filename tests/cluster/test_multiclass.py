@@ -57,9 +57,11 @@ def trained(tmp_path_factory):
                         break
                     await asyncio.sleep(0.05)
                 assert done["state"] == "succeeded", done
-                promoted = {job: await b.post("/v1/models/vehicles/promote", json={"job_id": job})
-                            for job in (f"{JOB}.k1", JOB)}
+                promoted = {f"{JOB}.k1": await b.post("/v1/models/vehicles/promote", json={"job_id": f"{JOB}.k1"})}
                 promoted["delete"] = await b.delete(f"/v1/jobs/{JOB}.k1")
+                promoted["models"] = (await b.get("/v1/models")).json()
+                promoted["delete job"] = await b.delete(f"/v1/jobs/{JOB}")
+                promoted["left"] = [(await b.get(f"/v1/jobs/{j}")).status_code for j in (f"{JOB}.k1", f"{JOB}.k3")]
         finally:
             await cluster.stop()
         releases = json.loads(next((workdir / "data" / "party-a" / "releases").rglob("vehicle.json")).read_text())
@@ -132,10 +134,25 @@ def test_batch_scoring_writes_the_class_and_each_class_probability(trained):
     assert scored[["p_0", "p_1", "p_2", "p_3"]].sum(axis=1).round(9).eq(1.0).all()
 
 
-def test_a_class_training_is_neither_promoted_nor_deleted_alone_but_the_multiclass_job_is_promoted(trained):
+def test_a_class_training_is_neither_promoted_nor_deleted_alone(trained):
     promoted = trained[6]
 
     assert promoted[f"{JOB}.k1"].status_code == 409
     assert f"promote {JOB}" in promoted[f"{JOB}.k1"].text
-    assert promoted[JOB].status_code == 200
     assert promoted["delete"].status_code == 409 and f"delete {JOB} first" in promoted["delete"].text
+
+
+def test_the_registry_lists_the_job_as_multiclass_and_its_class_trainings_as_part_of_it(trained):
+    models = {m["job_id"]: m for m in trained[6]["models"]["models"]}
+
+    assert models[JOB]["multiclass"]["classes"] == ["0", "1", "2", "3"]
+    assert models[f"{JOB}.k2"]["class_training_of"] == JOB
+
+
+def test_deleting_the_multiclass_job_deletes_its_class_trainings(trained):
+    promoted = trained[6]
+
+    answer = promoted["delete job"].json()
+    assert answer["status"] == "deleted"
+    assert [c["status"] for c in answer["class_trainings"]] == ["deleted"] * 3
+    assert promoted["left"] == [404, 404]

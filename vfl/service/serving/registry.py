@@ -306,8 +306,20 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
     data["deleting"].pop(job_id, None)
     _save(service, data)
     log.info("job %s deleted at %s and here", job_id, ", ".join(progress["deleted"]) or "no peer")
-    return {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], service.me],
-            "pending": {}}
+    answer: dict[str, Any] = {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], service.me],
+                              "pending": {}}
+    trainings = [j for j in (record.multiclass or {}).get("jobs", [])[1:] if service.jobs.get(j) is not None]
+    if trainings:  # a multi-class job's class trainings go with it (each answers as a delete of its own)
+        answer["class_trainings"] = [await _delete_class_training(service, j) for j in trainings]
+    return answer
+
+
+async def _delete_class_training(service: ServiceContext, job_id: str) -> dict[str, Any]:
+    """Delete one class training of a deleted multi-class job; a refusal is reported, not raised."""
+    try:
+        return await delete_job(service, job_id)
+    except VFLError as exc:
+        return {"job_id": job_id, "status": "refused", "detail": str(exc)}
 
 
 async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict[str, Any]:
