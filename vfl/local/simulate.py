@@ -173,6 +173,7 @@ def simulate(
         result = _simulate_one_vs_rest(replace(aligned, parts=parts, b_rows=b_rows), table_b, config, engine=engine,
                                        job_id=job_id, progress=progress, transcript=transcript, keypair=keypair,
                                        started=started, ledger=ledger)
+        result["preparation"] = _preparations(parts, b_rows, roster)
         if warnings:
             result["warnings"] = warnings
         return result
@@ -225,9 +226,7 @@ def simulate(
         "workers": engine.workers,
         "engine": engine.name,
         "model_parts": model_parts,
-        "preparation": {name: t.preparation.describe() for name, t in
-                        zip([f"party {f.party}" for f in features] + ["party B"], [*parts, b_rows])
-                        if t.preparation is not None},
+        "preparation": _preparations(parts, b_rows, roster),
     }
     if warnings:
         result["warnings"] = warnings
@@ -249,6 +248,12 @@ def check_label_table(table_b: PartyTable, config: TrainingConfig) -> None:
         raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
     check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label",
                  max_classes=config.max_classes)
+
+
+def _preparations(parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> dict[str, Any]:
+    """What each party did to its own columns (strategy, indicator and encoded columns, counts), by party."""
+    names = [f"party {p}" for p in roster.features] + ["party B"]
+    return {name: t.preparation.describe() for name, t in zip(names, [*parts, b_rows]) if t.preparation is not None}
 
 
 def _leaks(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig) -> list[str]:
