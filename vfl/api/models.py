@@ -242,14 +242,23 @@ class Reason(Answer):
 
 
 class Prediction(Answer):
+    """One ID's answer. A binary or linear model answers ``score`` (and ``label``); a multi-class model answers
+    ``class`` and ``probabilities`` instead."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
     id: str | int
-    score: float | int | None = Field(description="the probability or prediction; a scorecard's integer score; "
-                                                   "null when the ID could not be scored (see status)")
+    score: float | int | None = Field(None, description="the probability or prediction; a scorecard's integer "
+                                                         "score; null when the ID could not be scored (see status)")
     label: int | str | None = Field(None, description="the predicted class: 0 or 1 for a logistic model (a "
                                                      "class name may come with multi-class models)")
     status: str = Field(description="ok, or why the ID has no score (say, 'not available at party-a')")
     probability: float | None = None
     reasons: list[Reason] | None = None
+    predicted_class: str | None = Field(None, alias="class",
+                                        description="a multi-class model: the most probable class")
+    probabilities: dict[str, float] | None = Field(None, description="a multi-class model: each class's "
+                                                                     "probability, by class name")
 
 
 class Predictions(Answer):
@@ -264,6 +273,9 @@ class Predictions(Answer):
     calibrated: bool | None = None
     predictions: list[Prediction]
     name: str | None = None
+    multiclass: str | None = Field(None, description="a multi-class model: its strategy (one-vs-rest)")
+    classes: list[str] | None = Field(None, description="a multi-class model: the class names")
+    probabilities: str | None = Field(None, description="a multi-class model: how the probabilities are formed")
 
 
 # -- batch scoring ----------------------------------------------------------------------------------------------
