@@ -7,6 +7,7 @@ written per change, so nothing is lost in a file.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 BAR_WIDTH = 24
@@ -23,6 +24,15 @@ def render(stage: str, epoch: int, max_epochs: int | None, loss: float | None = 
     if validation_loss is not None:
         parts.append(f"validation {validation_loss:.6f}")
     return "  ".join(parts)
+
+
+def waiting_text(waiting: dict[str, Any]) -> str:
+    """One entry of a job status's ``waiting_for`` in words: 'waiting for party-a (unreachable since 12:03:11;
+    the job fails at 12:05:11 unless it comes back)' (local times)."""
+    since = time.strftime("%H:%M:%S", time.localtime(waiting["since"]))
+    fails = time.strftime("%H:%M:%S", time.localtime(waiting["fails_at"]))
+    return (f"waiting for {waiting['peer']} ({waiting.get('state') or 'unreachable'} since {since}; "
+            f"the job fails at {fails} unless it comes back)")
 
 
 class ProgressLine:
@@ -64,4 +74,9 @@ class ProgressLine:
             stage = f"succeeded ({status.get('stop_reason') or 'done'})"
         line = render(stage, epoch, max_epochs, losses[-1] if losses else None,
                       validation[-1] if validation else None, prefix=f"{status['job_id']}: ")
+        activity = status.get("activity")
+        if activity and status["state"] not in ("succeeded", "failed", "cancelled", "damaged"):
+            line += f"  {activity}"
+        for waiting in status.get("waiting_for") or []:
+            line += f"  {waiting_text(waiting)}"
         self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled", "damaged"))
