@@ -145,10 +145,10 @@ _JOBS = """<section>
     </select>
     <span id="jobs-shown" class="muted" role="status"></span>
   </div>
-  <table id="jobs">
+  <div class="table-wrap"><table id="jobs">
     <thead><tr></tr></thead>
     <tbody id="jobs-body"></tbody>
-  </table>
+  </table></div>
   <p id="no-jobs" class="muted" hidden>No jobs yet.</p>
 </section>"""
 

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { FINAL, api, el, when, duration, number, last, waitingText, finishedAt, ranFor } = window.vfl;
+  const { FINAL, api, el, when, clock, duration, number, last, waitingText, finishedAt, ranFor } = window.vfl;
   const POLL_MS = 1000;
   const MODELS_EVERY = 10; // polls between two reads of the model names (for the search box)
   const METRIC_KEYS = ["auc", "ks", "f1", "rmse", "r2"];
@@ -112,7 +112,11 @@
     tr.className = `state-${job.state}`;
     stateText.textContent = job.state;
     error.textContent = job.error || "";
-    waiting.textContent = (job.waiting_for || []).map(waitingText).join("; ");
+    // Short in the list ("party-a unreachable since 19:05:37, fails at 19:07:37"); the whole sentence on hover.
+    const waits = job.waiting_for || [];
+    waiting.textContent = waits.map((w) => `${w.peer} ${w.state || "unreachable"} since ${clock(w.since)}; ` +
+      `the job fails at ${clock(w.fails_at)}`).join("; ");
+    waiting.title = waits.map(waitingText).join("; ");
     row.dataset.textContent = job.dataset ? `dataset ${job.dataset}` : "";
     cells.stage.textContent = job.stage;
     const progress = job.progress || {};
@@ -131,8 +135,8 @@
     }
     activity.textContent = FINAL.has(job.state) ? "" : job.activity || "";
     if (cells.loss) {
-      const loss = number(last(job.loss_history), 6);
-      const validation = number(last(job.validation_loss_history), 6);
+      const loss = number(last(job.loss_history), 4);
+      const validation = number(last(job.validation_loss_history), 4);
       cells.loss.textContent = loss ? (validation ? `${loss} (val ${validation})` : loss) : "";
     }
     if (cells.metrics) {
@@ -144,10 +148,13 @@
       cells.rows.textContent = typeof aligned === "number" ? `${aligned} aligned` : "";
       if (job.scored_ids) cells.rows.textContent += ` · ${job.scored_ids} scored`;
     }
-    cells.created.textContent = when(job.created_at);
-    // The day once: a job that finished the day it started shows only the time it finished.
+    // To the minute in the list (to the second on hover); a job that finished the day it started shows the time.
+    const created = when(job.created_at);
     const finished = when(finishedAt(job));
-    cells.finished.textContent = finished.slice(0, 10) === cells.created.textContent.slice(0, 10) ? finished.slice(11) : finished;
+    cells.created.textContent = created.slice(0, 16);
+    cells.created.title = created;
+    cells.finished.textContent = finished.slice(0, 10) === created.slice(0, 10) ? finished.slice(11, 16) : finished.slice(0, 16);
+    cells.finished.title = finished;
     cells.duration.textContent = duration(ranFor(job));
     const done = job.state === "succeeded";
     if (can.report && done && !row.report.isConnected) row.links.append(" ", row.report);
