@@ -2,7 +2,7 @@
 
 The page's facts and, for a scorecard job, its scorecard and stability are drawn here; the live panels
 (stage timeline, loss, convergence and ROC curves, metrics against party B alone, timings, the model
-version, the ledger entry, the event log and, at party B, the report inline) are empty ``<section>``\ s
+version, the ledger entry, the event log and, at party B, the report inline) are empty sections
 that ``/static/ui/job.js`` fills from the job's status (``GET /v1/jobs/{id}``) and ``GET /v1/models``,
 polling while the job runs.
 
