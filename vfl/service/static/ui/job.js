@@ -255,7 +255,7 @@
       return;
     }
     reportShown = true;
-    const frame = el("iframe", { src: jobPath("/report"), title: "the job's report", id: "report-frame", loading: "lazy" });
+    const frame = el("iframe", { src: jobPath("/report"), title: "the job's report", id: "report-frame" });
     // Same origin: fit the frame to the report so that the page scrolls, not the frame.
     frame.addEventListener("load", () => {
       try {
