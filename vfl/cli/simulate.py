@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
             id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
             progress=None if args.quiet else progress.epoch, contributions=args.contributions,
-            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, **extra,
+            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition,
+            on_stage=None if args.quiet else progress.stage, **extra,
         )
     finally:
         progress.close()
