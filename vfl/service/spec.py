@@ -68,6 +68,16 @@ class PsiSettings(_Strict):
     protocol: Literal["rsa", "ecdh"] = Field(
         "rsa", description="the PSI's math: RSA blind signatures (the default) or Diffie-Hellman over "
                            "ristretto255; every feature party must list it in its [psi] protocols")
+    unbalanced: bool = Field(
+        False, description="ECDH only: party B is the much larger side. B encrypts its set once per partner "
+                           "(offline, kept for [psi] offline_key_days) and each feature party keeps B's tags "
+                           "between jobs; a job's online work and bytes then follow the feature party's set size")
+
+    @model_validator(mode="after")
+    def _unbalanced_is_ecdh(self) -> PsiSettings:
+        if self.unbalanced and self.protocol != "ecdh":
+            raise ValueError("psi.unbalanced needs \"protocol\": \"ecdh\" (the RSA PSI has no offline set)")
+        return self
 
 
 class ContributionSettings(_Strict):
@@ -240,6 +250,25 @@ class Registration(_Strict):
         if unknown:
             raise ValueError(f"gradient_lengths names {unknown}, which are not parties that train in the job")
         return self
+
+    def wire(self) -> dict[str, Any]:
+        """The registration as JSON for a peer, without the fields newer than the peers may be.
+
+        Every model here forbids unknown keys, so a key that a service one
+        release older does not know makes it refuse the whole job. Fields
+        added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``) are sent only
+        when they differ from their defaults: a plain RSA job reaches an older
+        party exactly as that party's own release would send it, and a job
+        that does need the new field is refused, naming it, as it must be.
+        """
+        body = self.model_dump(mode="json")
+        if body["psi"].get("protocol") == "rsa":
+            del body["psi"]["protocol"]
+        if not body["psi"].get("unbalanced"):
+            body["psi"].pop("unbalanced", None)
+        if body.get("scorecard") is None:
+            body.pop("scorecard", None)
+        return body
 
     def job_roster(self) -> tuple[Roster, dict[str, str]]:
         """The job's roster (protocol ids by role) and each protocol id's party id."""

@@ -73,7 +73,8 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
     record, roster, job = ctx.record, ctx.roster, ctx.job
     started = time.perf_counter()
     runtime = ctx.runtime()
-    requesters = {peer: requester(ctx, table.ids, peer) for peer in roster.features}
+    # An unbalanced job may build B's offline set here (the first job with a partner): off the event loop.
+    requesters = {peer: await asyncio.to_thread(requester, ctx, table.ids, peer) for peer in roster.features}
     for peer, role in requesters.items():
         await runtime.add_role(f"psi:{peer}", role)
     ready, job.psi_ready = job.psi_ready, None

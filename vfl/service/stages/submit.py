@@ -195,13 +195,13 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             scorecard=spec.scorecard,
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
-        answer = await _register_with(ctx, ref.peer, registration.model_dump(mode="json"), registered)
+        answer = await _register_with(ctx, ref.peer, registration.wire(), registered)
         lengths[pid] = _confirmed_length(answer, pid)
     lengths[roster.label] = n_b
     ctx.update(gradient_lengths=lengths)
     to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
     registered.append(record.peers[roster.arbiter])
-    await _register_with(ctx, record.peers[roster.arbiter], to_c.model_dump(mode="json"), registered)
+    await _register_with(ctx, record.peers[roster.arbiter], to_c.wire(), registered)
 
 
 async def _register_with(ctx: JobContext, peer_id: str, body: dict[str, Any], registered: list[str]) -> Any:
