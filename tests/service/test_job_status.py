@@ -144,3 +144,26 @@ def test_the_wait_reads_as_a_sentence_in_the_cli_and_the_progress_line(capsys):
     sentence = "waiting for party-a (unreachable since 12:03:11; the job fails at 12:05:11 unless it comes back)"
     assert waiting_text(waiting) == sentence
     assert sentence in capsys.readouterr().err
+
+
+def test_a_call_stopped_while_it_retries_takes_its_wait_with_it(service, run):
+    bank = service("party-b")
+
+    def party_a(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("All connection attempts failed", request=request)
+
+    bank.peers.script[("GET", "/v1/peer/jobs/j-1/state")] = party_a
+
+    async def scenario():
+        call = asyncio.create_task(bank.node.client.call_json("party-a", "GET", "/v1/peer/jobs/j-1/state"))
+        await asyncio.sleep(0.3)
+        during = bank.node.client.waiting_for(["party-a"])
+        call.cancel()  # its job was cancelled meanwhile
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return during
+
+    during = run(scenario())
+
+    assert [w["peer"] for w in during] == ["party-a"]
+    assert bank.node.client.waiting_for(["party-a"]) == []

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -53,6 +53,7 @@ class PeerTrouble:
     gives_up_at: float  # Unix time at which the call that noticed it gives up (and the job fails)
     problem: str
     state: str  # "unreachable" or "not ready"
+    owner: object = field(default=None, repr=False, compare=False)  # the call that noticed it first
 
     def as_dict(self) -> dict[str, Any]:
         return {"peer": self.peer, "state": self.state, "since": round(self.since, 3),
@@ -109,6 +110,21 @@ class PeerClient:
         With ``connect_within``, a peer that no attempt could connect to for that many
         seconds raises :class:`PeerUnreachable` (the request never reached it).
         """
+        call = object()
+        try:
+            return await self._request(peer_id, method, path, call, json=json, content=content, headers=headers,
+                                       connect_within=connect_within)
+        except BaseException:
+            # A call stopped while it retried (its job was cancelled): the wait it reported goes with it. Another
+            # call still retrying the same peer reports it again at its next failed attempt.
+            known = self.trouble.get(peer_id)
+            if known is not None and known.owner is call:
+                del self.trouble[peer_id]
+            raise
+
+    async def _request(self, peer_id: str, method: str, path: str, call: object, *, json: Any,
+                       content: bytes | None, headers: dict[str, str] | None,
+                       connect_within: float | None) -> httpx.Response:
         url = self.url(peer_id, path)
         started = time.monotonic()
         deadline = started + self.peer_timeout
@@ -152,7 +168,7 @@ class PeerClient:
                 problem = f"not ready: {error_detail(response)}" if not_ready else f"HTTP {response.status_code}"
             state = "not ready" if problem.startswith("not ready") else "unreachable"
             if state == "unreachable":
-                self._noticed(peer_id, started, problem)
+                self._noticed(peer_id, started, problem, call)
             if last_try:
                 self.trouble.pop(peer_id, None)  # this call gives up: the error says it from here on
                 raise TransportError(
@@ -171,13 +187,13 @@ class PeerClient:
             )
         return response
 
-    def _noticed(self, peer_id: str, started: float, problem: str) -> None:
+    def _noticed(self, peer_id: str, started: float, problem: str, call: object) -> None:
         """A call to ``peer_id`` failed an attempt: keep the earliest such moment until the peer answers."""
         known = self.trouble.get(peer_id)
         now = time.time()
         if known is None:
             gives_up = now + (self.peer_timeout - (time.monotonic() - started))
-            self.trouble[peer_id] = PeerTrouble(peer_id, now, gives_up, problem, "unreachable")
+            self.trouble[peer_id] = PeerTrouble(peer_id, now, gives_up, problem, "unreachable", call)
         else:
             known.problem = problem
 
