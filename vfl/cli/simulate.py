@@ -160,7 +160,8 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
     progress = ProgressLine()
     try:
         result = simulate_scorecard(tables, table_b, config, scorecard, workers=args.workers, engine=args.engine,
-                                    progress=None if args.quiet else progress.epoch)
+                                    progress=None if args.quiet else progress.epoch,
+                                    on_stage=None if args.quiet else progress.stage)
     finally:
         progress.close()
     check_output_file("--scores", args.scores)

@@ -39,7 +39,7 @@ from vfl.compute.engine import Engine, make_engine
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
-from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
+from vfl.local.simulate import ProgressFn, StageFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import model_metrics
 from vfl.ml.parts import label_party_alone
@@ -70,8 +70,11 @@ def simulate_scorecard(
     keypair: tuple[PublicKey, PrivateKey] | None = None,
     psi_key_bits: int | None = None,
     examples: int = 5,
+    on_stage: StageFn | None = None,
 ) -> dict[str, Any]:
     """Align, bin, select, train, score; return the JSON-ready result with a ``scorecard`` section.
+
+    ``on_stage(text)`` hears each long step as it begins (aligning, binning, training), as in :func:`simulate`.
 
     ``result["cards"]`` holds each party's :class:`PartyCard`, ``result["bins"]``
     every characteristic each party binned (name → :class:`Bins`), and
@@ -85,10 +88,15 @@ def simulate_scorecard(
         raise ConfigError(problem)
     check_label_table(table_b, config)
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", workers=workers)
+    say = on_stage or (lambda text: None)
+    say(f"aligning: RSA PSI with {psi_key_bits or config.key_bits}-bit keys between party B ({len(table_b)} IDs) "
+        "and the feature parties")
     aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
     roster, min_bits, alignment = aligned.roster, aligned.min_bits, aligned.alignment
     parts, b_rows = aligned.parts, aligned.b_rows
     labels = np.asarray(b_rows.labels, dtype=np.float64)
+    say(f"binning: {len(b_rows)} aligned rows; each feature party's bins from B's encrypted labels "
+        f"({config.key_bits}-bit Paillier keys)")
 
     # -- 2. binning --------------------------------------------------------------------------------------
     binning_started = time.perf_counter()
@@ -136,6 +144,7 @@ def simulate_scorecard(
             config.fit_intercept)
 
     # -- 4. training on the coded characteristics, each party projecting its own weights -----------------
+    say(f"training: the scorecard on {len(b_rows)} rows, at most {config.epochs} epochs")
     run = train(a_encodings, b_encoding, job_id, progress)
 
     # -- 5. points: every party its own table; B the base points ------------------------------------------
