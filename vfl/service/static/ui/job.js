@@ -33,11 +33,16 @@
     box.append(line, bar, text);
     for (const w of job.waiting_for || []) box.append(el("p", { class: "alert warn", role: "status" }, waitingText(w)));
     if (job.error) box.append(el("p", { class: "alert error", role: "alert" }, job.error));
+    const aligned = (job.alignment || {}).intersection;
     const times = [`created ${when(job.created_at)}`];
+    if (typeof aligned === "number") times.unshift(`${aligned} aligned rows`);
     if (FINAL.has(job.state)) times.push(`finished ${when(job.stopped_at || job.updated_at)}`);
     times.push(`${FINAL.has(job.state) ? "ran" : "running for"} ${duration(ranFor(job))}`);
     box.append(el("p", { class: "muted" }, times.join(" · ")));
     put("summary", box);
+    // The server drew the same facts once, for a page without script; from here on the summary is the live one.
+    const facts = document.querySelector("#job table.facts");
+    if (facts) facts.hidden = true;
   }
 
   // -- the stage timeline: each move of the job's lifecycle here, as a bar and a table ---------------------
