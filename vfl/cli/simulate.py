@@ -126,9 +126,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
           f"{result['seconds']:.1f}s")
     rows = {"train": result["train_rows"], "validation": result["validation_rows"]}
+    if result.get("multiclass"):
+        print(f"  one-vs-rest over {len(result['multiclass']['classes'])} classes "
+              f"({', '.join(result['multiclass']['classes'])}): one binary model per class")
     for split, values in result["metrics"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         print(f"  {split} metrics ({rows.get(split, '?')} rows): {shown}")
+        for name, per in (values.get("per_class") or {}).items():
+            auc = "n/a" if per["auc"] is None else f"{per['auc']:.4f}"
+            print(f"    class {name}: AUC {auc}, precision {per['precision']:.4f}, recall {per['recall']:.4f}, "
+                  f"{per['support']} rows")
     if result.get("contributions"):
         print(text_table(result["contributions"]))
     if result.get("ledger"):
@@ -316,6 +323,8 @@ def _check_key_bits(config: TrainingConfig, args: argparse.Namespace) -> None:
 def _parameter_count(result: dict[str, Any]) -> int:
     """Weights of every party plus B's intercept: what the training rows have to pin down."""
     part_b = result["model_parts"]["party_b"]
+    if part_b.get("multiclass"):  # one-vs-rest: each class's binary model fits the rows by itself
+        part_b = part_b["parts"][0]
     count = sum(int(f["features"]) for f in result["feature_parties"]) + len(part_b["weights"])
     return count + (1 if part_b.get("intercept") is not None and result["config"].get("fit_intercept", True) else 0)
 
@@ -341,5 +350,5 @@ def _write_report(result: dict[str, Any], args: argparse.Namespace) -> None:
 
     names = " + ".join(Path(f).name for f in args.party_a)
     summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
-    args.report.write_text(render(summary, figures_for(summary)))
+    args.report.write_text(render(summary, {} if summary.get("multiclass") else figures_for(summary)))
     print(f"report written to {args.report}")

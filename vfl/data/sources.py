@@ -59,6 +59,7 @@ from vfl.data.ids import normalize_id
 from vfl.data.table import (
     ID_CHUNK_ROWS,
     PartyTable,
+    LabelHints,
     check_labels,
     from_dataframe,
     read_csv_frame,
@@ -290,12 +291,13 @@ class FileSource:
                 if state.table is None:
                     state.table = from_dataframe(
                         self._frame(state), id_column=d.id_column, label_column=d.label_column, model=model,
-                        source=str(self.path),
+                        source=str(self.path), label_hints=LabelHints.for_service(self.name),
                     )
                     if model is not None:
                         state.checked.add(model)
                 elif model is not None and model not in state.checked and state.table.labels is not None:
-                    check_labels(state.table.labels, model, str(self.path), d.label_column or "")
+                    check_labels(state.table.labels, model, str(self.path), d.label_column or "",
+                                 hints=LabelHints.for_service(self.name))
                     state.checked.add(model)
             except DataError as exc:
                 _public(exc, self.name, str(self.path))
@@ -542,7 +544,7 @@ class SqlSource:
         source = f"dataset {self.name!r} ({self.where})"
         try:
             return from_dataframe(frame, id_column=d.id_column, label_column=d.label_column, model=model,
-                                  source=source)
+                                  source=source, label_hints=LabelHints.for_service(self.name))
         except DataError as exc:
             _public(exc, self.name, source)
             raise

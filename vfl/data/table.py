@@ -10,7 +10,9 @@ that names the file, the column and the fix:
 * IDs are empty or duplicated (rule for ID types: :func:`vfl.data.ids.normalize_ids`);
 * a feature column is not numeric, or holds missing, NaN or infinite values;
 * the party has no feature columns;
-* for logistic regression, a label outside {0, 1} or only one class;
+* for logistic regression, only one class, two classes other than {0, 1}, or a label that
+  is not whole-number classes (a numeric target) or has too many classes; 3 to
+  ``max_classes`` classes train one-vs-rest (:mod:`vfl.ml.multiclass`);
   for linear regression, a non-numeric or non-finite label.
 
 Text labels yes/no, true/false, y/n and t/f (any case, also mixed with 0 and 1)
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vfl.data.ids import normalize_ids
-from vfl.ml.config import ModelKind
+from vfl.ml.config import DEFAULT_MAX_CLASSES, ModelKind
 from vfl.errors import DataError, UnknownIDError
 
 #: Refuse CSV files above this size unless the caller raises the limit.
@@ -251,6 +253,7 @@ def from_dataframe(
     feature_columns: list[str] | None = None,
     source: str = "DataFrame",
     allow_missing: bool = False,
+    label_hints: LabelHints | None = None,
 ) -> PartyTable:
     """Check a DataFrame and turn it into a :class:`PartyTable` (the frame is not modified).
 
@@ -287,7 +290,7 @@ def from_dataframe(
     if label_column is not None:
         labels, mapping = _label_values(frame[label_column], label_column, ids, source, model)
         if model is not None:
-            check_labels(labels, model, source, label_column)
+            check_labels(labels, model, source, label_column, hints=label_hints)
         if mapping is not None:
             log.info("%s: label column %r holds text labels, read as %s", source, label_column, describe_mapping(mapping))
     return PartyTable(source, ids, features, list(feature_columns), labels, label_column, mapping)
@@ -319,34 +322,94 @@ def _label_values(column: pd.Series, name: str, ids: list[str], source: str, mod
             f"{source}: label column {name!r} holds text ({shown}); linear regression needs a numeric target. "
             "For a yes/no label use --model logistic"
         )
+    classes = sorted(set(text[~missing]))
+    if len(words) == int((~missing).sum()) and 3 <= len(classes) <= MAX_CLASSES_CEILING and \
+            not any(v.lower() in TRUE_LABELS | FALSE_LABELS for v in classes):
+        # Class names (bus, van, saab, opel): numbered 0 … K−1 in sorted order, for one-vs-rest.
+        mapping = {v: k for k, v in enumerate(classes)}
+        return _numeric(text.map(lambda v: str(mapping.get(v, v))), name, ids, source, "label"), mapping
     if unknown:
         raise DataError(
             f"{source}: label column {name!r} holds text that is not a yes/no label; the values seen are {shown}. "
             "Logistic regression needs labels 0 and 1; yes/no, true/false, y/n and t/f (any case) are read as 1/0. "
-            "Recode the column to 0 and 1 (1 for the class to predict)"
+            "Recode the column to 0 and 1 (1 for the class to predict); three or more class names train "
+            "one-vs-rest"
         )
     mapping = {v: 1 if low in TRUE_LABELS else 0 for v, low in lowered.items()}
     recoded = text.map(lambda v: str(mapping[v]) if v in mapping else v)
     return _numeric(recoded, name, ids, source, "label"), mapping
 
 
-def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str) -> None:
-    """Logistic regression needs labels in {0, 1} with both classes present."""
+@dataclass(frozen=True)
+class LabelHints:
+    """How a label error tells the user to fix it: CLI flags (``vfl simulate``) or the service's keys (REST)."""
+
+    #: How to choose linear regression for a numeric target.
+    linear: str = "--model linear"
+    #: Where the label column is named.
+    column: str = "--label-column"
+
+    @classmethod
+    def for_service(cls, dataset: str) -> LabelHints:
+        """A service's answer names the job spec's JSON and the service config's keys, never CLI flags."""
+        return cls(linear='"training": {"model": "linear"} in the job spec',
+                   column=f"datasets.{dataset}.label_column in the service config")
+
+
+#: The most classes a label may have to train one-vs-rest (``training.max_classes`` lowers it).
+MAX_CLASSES_CEILING = 100
+
+
+def _recode_hint(values: np.ndarray) -> str:
+    """``1 → 0, 2 → 1`` for a two-valued label: the smaller value becomes 0."""
+    low, high = (f"{v:g}" for v in values)
+    return f"{low} → 0, {high} → 1"
+
+
+def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str, *,
+                 max_classes: int | None = None, hints: LabelHints | None = None) -> None:
+    """Logistic regression needs labels 0 and 1 with both present, or 3 to ``max_classes`` whole-number classes
+    (trained one-vs-rest, :mod:`vfl.ml.multiclass`).
+
+    Without ``max_classes`` (loading a table, before the job's config is known) up to
+    :data:`MAX_CLASSES_CEILING` classes pass, and a refusal speaks of the default cap.
+    """
     if model != "logistic":
         return
+    hints = hints or LabelHints()
+    cap = DEFAULT_MAX_CLASSES if max_classes is None else max_classes
     values = np.unique(labels)
-    bad = [v for v in values if v not in (0.0, 1.0)]
-    if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:5])
-        raise DataError(
-            f"{source}: label column {column!r} has value(s) {shown}; logistic regression needs labels 0 and 1. "
-            "Recode the label (e.g. −1 → 0), or use --model linear for a numeric target"
-        )
     if len(values) < 2:
         raise DataError(
             f"{source}: label column {column!r} holds only the class {values[0]:g}; "
-            "logistic regression needs rows of both classes"
+            "logistic regression needs rows of at least two classes"
         )
+    whole = bool(np.all(values == np.round(values)))
+    if len(values) == 2:
+        if set(values.tolist()) <= {0.0, 1.0}:
+            return
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise DataError(
+            f"{source}: label column {column!r} has the values {shown}; a two-class logistic regression needs "
+            f"labels 0 and 1. Recode the label ({_recode_hint(values)}, 1 for the class to predict)"
+            + (f", or use {hints.linear} for a numeric target" if not whole else "")
+            + f"; if this is the wrong column, check {hints.column}"
+        )
+    if whole and len(values) <= (MAX_CLASSES_CEILING if max_classes is None else max_classes):
+        return  # multi-class: one-vs-rest
+    examples = ", ".join(f"{v:g}" for v in values[:: max(1, len(values) // 5)][:5])
+    if not whole:
+        raise DataError(
+            f"{source}: label column {column!r} looks numeric ({len(values)} distinct values, e.g. {examples}); "
+            f"logistic regression needs class labels (0 and 1, or 3 to {cap} whole-number classes). "
+            f"For a numeric target use {hints.linear}; if this is the wrong column, check {hints.column}"
+        )
+    raise DataError(
+        f"{source}: label column {column!r} has {len(values)} distinct values (e.g. {examples}); one-vs-rest "
+        f"logistic regression takes at most {cap} classes (training.max_classes, up to "
+        f"{MAX_CLASSES_CEILING}). For a numeric target use {hints.linear}; if this is the wrong column, check "
+        f"{hints.column}"
+    )
 
 
 def _check_header(file: Path, source: str) -> None:

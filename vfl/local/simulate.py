@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from psi.joint import align_many
 from psi.suites import PsiProtocol
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable, check_labels, load_csv
-from vfl.errors import DataError
+from vfl.errors import ConfigError, DataError
 from vfl.incentives import shapley
 from vfl.ml.parts import ModelPartA, ModelPartB, evaluate_label_part, label_party_alone
 from vfl.compute.engine import Engine, make_engine
@@ -41,6 +43,16 @@ from vfl.protocol.role import Envelope
 from vfl.protocol.roster import Roster
 from vfl.ml.schedule import gradient_lengths
 from vfl.ml.curves import curves_for
+from vfl.ml.multiclass import (
+    PROBABILITIES,
+    STRATEGY,
+    class_name,
+    class_values,
+    is_multiclass,
+    multiclass_metrics,
+    normalise,
+    one_vs_rest,
+)
 
 #: Simulation runs in one process, so no key boundary is crossed: 1024-bit keys
 #: are allowed here for quick experiments. Services insist on 2048.
@@ -119,6 +131,10 @@ def simulate(
     started = time.perf_counter()
     say = on_stage or (lambda text: None)
     check_label_table(table_b, config)
+    if contributions and is_multiclass(table_b.labels, config.model):
+        raise ConfigError(f"{table_b.source}: contributions are measured on binary (0/1) labels and numeric targets "
+                          f"only; this label has {len(class_values(table_b.labels))} classes. Run without "
+                          "contributions, or measure them on one class against the rest (recode the label to 0/1)")
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
     given = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
     say(f"aligning: {psi_protocol.upper()} PSI with {psi_key_bits or config.key_bits}-bit keys between party B "
@@ -130,6 +146,9 @@ def simulate(
     say(f"aligned: {len(b_rows)} rows in {time.perf_counter() - started:.1f}s; training with "
         f"{config.key_bits}-bit Paillier keys, at most {config.epochs} epochs (the arbiter's key first)")
 
+    if is_multiclass(b_rows.labels, config.model):
+        return _simulate_one_vs_rest(aligned, table_b, config, engine=engine, job_id=job_id, progress=progress,
+                                     transcript=transcript, keypair=keypair, started=started, ledger=ledger)
     run = train_federated(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
                           transcript=transcript, keypair=keypair, min_bits=min_bits)
     features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
@@ -195,7 +214,8 @@ def check_label_table(table_b: PartyTable, config: TrainingConfig) -> None:
     """Party B's table has labels the model can learn (before any PSI runs)."""
     if table_b.labels is None:
         raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
-    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label",
+                 max_classes=config.max_classes)
 
 
 @dataclass(frozen=True)
@@ -222,7 +242,8 @@ def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTabl
     )
     parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
     b_rows = table_b.take(alignment.rows_b)
-    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
+    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label",
+                 max_classes=config.max_classes)
     return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows)
 
 
@@ -289,6 +310,81 @@ def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: Trainin
     model_b, metrics, decision, predictions = evaluate_label_part(
         party_b.model(), config, b_rows.labels, party_b.model().scores(b_rows.features, u_a), splits)
     return TrainedRun(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
+
+
+def _simulate_one_vs_rest(aligned: Aligned, table_b: PartyTable, config: TrainingConfig, *, engine: Engine,
+                          job_id: str, progress: ProgressFn | None, transcript: list[Envelope] | None,
+                          keypair: tuple[PublicKey, PrivateKey] | None, started: float,
+                          ledger: str | Path | None) -> dict[str, Any]:
+    """A label of K ≥ 3 classes: K binary trainings of the unchanged protocol on the one alignment (one-vs-rest).
+
+    The k-th training is an ordinary binary job on B's rows relabelled ``y == class_k``
+    (:mod:`vfl.ml.multiclass`); B normalises the K probabilities and measures the model.
+    """
+    if ledger is not None:
+        raise ConfigError("the ledger records binary and linear jobs only; run a multi-class label without --ledger")
+    parts, b_rows, roster, min_bits = aligned.parts, aligned.b_rows, aligned.roster, aligned.min_bits
+    labels = np.asarray(b_rows.labels, dtype=np.float64)
+    classes = class_values(labels)
+    runs: list[TrainedRun] = []
+    for k, value in enumerate(classes):
+        def on_epoch(epoch: int, epochs: int, train: float | None, validation: float | None, k: int = k) -> None:
+            if progress is not None:  # one bar over the K trainings
+                progress(k * epochs + epoch, len(classes) * epochs, train, validation)
+
+        binary = replace(b_rows, labels=one_vs_rest(labels, value))
+        runs.append(train_federated(parts, binary, config, roster=roster, engine=engine, job_id=f"{job_id}.class{k}",
+                                    progress=on_epoch, transcript=transcript, keypair=keypair, min_bits=min_bits))
+    first = runs[0]
+    probabilities = normalise(np.column_stack([r.predictions for r in runs]))
+    metrics = {split: multiclass_metrics(labels[rows], probabilities[rows], classes) for split, rows in first.splits.items()}
+    schedule = first.party_b.schedule
+    names = ["A"] if len(first.features) == 1 else [f.party for f in first.features]
+    model_parts = {
+        **{("party_a" if len(names) == 1 else f"party_{n.lower()}"): {
+            "multiclass": STRATEGY, "classes": classes, "parts": [r.models[i].to_dict() for r in runs]}
+           for i, n in enumerate(names)},
+        "party_b": {"multiclass": STRATEGY, "classes": classes, "parts": [r.model_b.to_dict() for r in runs]},
+    }
+    alignment = aligned.alignment
+    return {
+        "model": config.model,
+        "multiclass": {
+            "strategy": STRATEGY,
+            "classes": [class_name(c) for c in classes],
+            "probabilities": PROBABILITIES,
+            "per_class": [{"class": class_name(c), "epochs_run": r.party_b.epochs_run,
+                           "stop_reason": r.party_b.stop_reason, "loss_history": r.party_b.train_losses,
+                           "validation_loss_history": r.party_b.validation_losses, "decision": r.decision,
+                           "metrics": r.metrics, "seconds": round(r.seconds, 3),
+                           "decryptions": r.arbiter.decryptions}
+                          for c, r in zip(classes, runs)],
+        },
+        "job_id": job_id,
+        "aligned_rows": alignment.size,
+        "alignment": alignment.summary(),
+        "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
+                            for f, t in zip(first.features, aligned.tables)],
+        "label_mapping": table_b.label_mapping,  # class names read as 0 … K−1, or None
+        "train_rows": int(schedule.n_train),
+        "validation_rows": int(len(schedule.validation_rows)),
+        "epochs_run": sum(r.party_b.epochs_run for r in runs),
+        "stop_reason": "; ".join(f"class {class_name(c)}: {r.party_b.stop_reason}" for c, r in zip(classes, runs)),
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - started, 3),
+        "timings": {
+            "alignment": round(alignment.seconds, 3),
+            "training": round(sum(r.seconds for r in runs), 3),  # each class's: multiclass.per_class
+        },
+        "bytes_exchanged": sum(r.channel.total_bytes for r in runs),
+        "messages": sum(r.channel.messages_sent for r in runs),
+        "decryptions": sum(r.arbiter.decryptions for r in runs),
+        "privacy": None if first.party_b.privacy is None else [r.party_b.privacy.report() for r in runs],
+        "config": config.model_dump(),
+        "workers": engine.workers,
+        "engine": engine.name,
+        "model_parts": model_parts,
+    }
 
 
 def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: TrainedRun, *,

@@ -96,6 +96,9 @@ class JobRecord(BaseModel):
     contributions: dict[str, Any] | None = Field(
         None, description="party B, a job with \"contributions\": each feature party's Shapley value and leave-one-out, "
                           "every coalition's metric, or the error that stopped them")
+    multiclass: dict[str, Any] | None = Field(
+        None, description="party B, a multi-class job (one-vs-rest): its classes, each class's training job and "
+                          "how the class probabilities are made")
     scorecard: dict[str, Any] | None = Field(
         None, description="party B, a scorecard job: IV of every characteristic of every party, B's own bins and "
                           "points tables, the base points, each partner's observed points range, the score's AUC, KS, "

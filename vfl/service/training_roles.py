@@ -19,6 +19,7 @@ from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
+from vfl.ml.multiclass import one_vs_rest
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.feature_party import FeatureParty
 from vfl.protocol.label_party import LabelParty
@@ -66,13 +67,24 @@ def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelPart
     config = ctx.training_config()
     role: FeatureParty | LabelParty
     if ctx.kind == "label":
-        role = LabelParty(record.job_id, config, aligned.features, aligned.labels, **options)
+        value = one_vs_rest_class(record)
+        labels = aligned.labels if value is None else one_vs_rest(aligned.labels, value)
+        role = LabelParty(record.job_id, config, aligned.features, labels, **options)
     else:
         role = FeatureParty(record.job_id, config, aligned.features, party=record.own_id(ctx.me), **options)
     if encoding is not None:
         extra = int(config.fit_intercept) if ctx.kind == "label" else 0
         role.projection = encoding.projection(role.scaler.scale, extra_columns=extra)
     return role
+
+
+def one_vs_rest_class(record: Any) -> float | None:
+    """Party B: the class this job trains against the rest (a multi-class job trains its first class itself,
+    each other class in a class training of its own), or None for a binary or linear job."""
+    if record.multiclass is not None:
+        return float(record.multiclass["classes"][0])
+    value = (record.job_spec or {}).get("one_vs_rest_class")
+    return None if value is None else float(value)
 
 
 def feature_card(ctx: JobContext, model: Any) -> dict[str, Any]:
@@ -172,4 +184,5 @@ def training_started(ctx: JobContext, n_rows: int, resumed_from: int | None = No
                   ctx.record.generation, n_rows, level=logging.WARNING)
 
 
-__all__ = ["TrainingRole", "after_message", "arbiter_role", "check_key_sizes", "party_role", "training_started"]
+__all__ = ["TrainingRole", "after_message", "arbiter_role", "check_key_sizes", "one_vs_rest_class", "party_role",
+           "training_started"]

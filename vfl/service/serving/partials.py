@@ -38,13 +38,15 @@ class PartialScores:
         return np.array([m is None for m in self.missing_at], dtype=bool)
 
 
-async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: bool = False) -> PartialScores:
+async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: bool = False,
+                                job_id: str | None = None) -> PartialScores:
     """Every feature party's partial scores for ``ids``, asked at once (a scorecard job: points totals).
 
     ``evaluation``: party B's evaluation of the job asks (the request says so, and a feature party then does
-    not count the rows as served in its CSI); predictions and batches do not.
+    not count the rows as served in its CSI); predictions and batches do not. ``job_id``: another job with the
+    same parties, one of a multi-class job's class trainings (default: this job).
     """
-    path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
+    path = f"/v1/peer/jobs/{job_id or ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
     body: dict[str, Any] = {"ids": ids, "evaluation": True} if evaluation else {"ids": ids}
     answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, body) for peer in peers))

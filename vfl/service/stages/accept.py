@@ -83,7 +83,8 @@ async def register(service: ServiceContext, registration: Registration, caller: 
                     f"{config.scorecard.max_binning_runs}): it takes part in no more scorecard jobs for it")
         else:
             # A model this partner could never score with is refused now, not after its training.
-            service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions)
+            service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions,
+                                              directions=registration.classes or 1)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")

@@ -6,7 +6,7 @@
   const { FINAL, api, el, when, clock, duration, number, last, waitingText, finishedAt, ranFor } = window.vfl;
   const POLL_MS = 1000;
   const MODELS_EVERY = 10; // polls between two reads of the model names (for the search box)
-  const METRIC_KEYS = ["auc", "ks", "f1", "rmse", "r2"];
+  const METRIC_KEYS = ["auc", "macro_auc", "ks", "f1", "rmse", "r2"];
   const role = document.body.dataset.role;
   const can = {
     cancel: document.body.dataset.cancel === "1",

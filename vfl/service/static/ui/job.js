@@ -115,7 +115,9 @@
 
   function ownNorms(job) {
     const history = ((job.parameters || {}).history) || [];
-    return history.map((w) => Math.sqrt(w.reduce((s, x) => s + (Number.isFinite(x) ? x * x : 0), 0)));
+    // A multi-class model keeps one weight vector per class: the norm is over all of them.
+    return history.filter(Array.isArray).map((w) => Math.sqrt(w.flat(Infinity)
+      .reduce((s, x) => s + (Number.isFinite(x) ? x * x : 0), 0)));
   }
 
   function figure(chart, caption) {
@@ -129,7 +131,7 @@
   function ownWeights(job) {
     const p = job.parameters || {};
     const final = (p.history || [])[(p.history || []).length - 1];
-    if (!Array.isArray(p.names) || !Array.isArray(final)) return null;
+    if (!Array.isArray(p.names) || !Array.isArray(final) || !final.every(Number.isFinite)) return null;
     const rows = p.names.map((name, i) => [name, number(final[i])]);
     const t = table(["feature (standardised)", "weight"], rows, { id: "weights-table", class: "compact" });
     const f = el("figure", { class: "weights" });
@@ -142,7 +144,7 @@
     const m = job.metrics || {};
     const base = ((job.baseline || {}).metrics) || {};
     const split = m.validation ? "validation" : "train";
-    const keys = ["auc", "ks", "accuracy", "precision", "recall", "f1", "log_loss", "rmse", "mae", "r2"]
+    const keys = ["auc", "macro_auc", "ks", "accuracy", "precision", "recall", "f1", "log_loss", "rmse", "mae", "r2"]
       .filter((k) => typeof (m[split] || {})[k] === "number");
     if (role !== "B") {
       // Metrics need the labels: only party B computes them, and it sends them to no one. No empty panel here.

@@ -38,7 +38,7 @@
       const link = el("a", { href: `/ui/jobs/${encodeURIComponent(m.job_id)}` });
       link.append(el("code", {}, m.job_id));
       const validation = ((m.metrics || {}).validation) || {};
-      const quality = ["auc", "ks", "rmse", "r2"].filter((k) => typeof validation[k] === "number")
+      const quality = ["auc", "macro_auc", "ks", "rmse", "r2"].filter((k) => typeof validation[k] === "number")
         .map((k) => `${k} ${number(validation[k])}`).join(", ");
       const names = el("span", { class: "names" });
       for (const n of m.names || []) {
