@@ -178,16 +178,13 @@ def compare(
     dp_draws: int = 5,
     progress: StepFn | None = None,
 ) -> Comparison:
-<<<<<<< HEAD
     """Train every model of the comparison on one split; ``progress(event, name, row)`` hears of each model as it
     starts ("start", row None) and ends ("done", its row), so that a long comparison is never silent."""
     step = progress or _quiet
-=======
     if is_multiclass(table_b.labels, model):
         raise ConfigError(f"{table_b.source}: the label has {len(class_values(table_b.labels))} classes; vfl compare "
                           "compares binary and linear models only. Train the multi-class (one-vs-rest) model with "
                           "vfl simulate, or recode the label to 0/1 to compare one class against the rest")
->>>>>>> main
     # Evaluation needs the same rows on both sides and a shared test split, so the tables are
     # joined here; the federated run aligns its training rows with PSI like any job.
     ids_a = set(table_a.ids)

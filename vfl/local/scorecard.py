@@ -39,12 +39,8 @@ from vfl.compute.engine import Engine, make_engine
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
-<<<<<<< HEAD
-from vfl.local.simulate import ProgressFn, StageFn, TrainedRun, align_parties, check_label_table, train_federated
-=======
 from vfl.ml.multiclass import class_values, is_multiclass
-from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
->>>>>>> main
+from vfl.local.simulate import ProgressFn, StageFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import model_metrics
 from vfl.ml.parts import label_party_alone
