@@ -206,6 +206,7 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
         lines.append(("ledger", f"no entry: {ledger.get('reason') or '; '.join(ledger.get('problems') or [])}"))
     if record.get("error"):
         lines.append(("error", record["error"]))
+    lines += [("warning", text) for text in record.get("warnings") or []]  # the data: ID formats, label leakage
     for label, value in lines:
         print(f"{label:11s}{value}")
     if record.get("contributions"):

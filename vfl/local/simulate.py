@@ -29,7 +29,10 @@ from psi.joint import align_many
 from psi.suites import PsiProtocol
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data.table import PartyTable, check_labels, load_csv
+from vfl.data.ids import IdRules, explain_mismatch
+from vfl.data.leakage import column_leaks, perfect_model, score_leak
+from vfl.data.table import PartyTable, check_labels, fill_for_training, load_csv
+from vfl.ml.prep import PrepConfig
 from vfl.errors import ConfigError, DataError
 from vfl.incentives import shapley
 from vfl.ml.parts import ModelPartA, ModelPartB, evaluate_label_part, label_party_alone
@@ -71,16 +74,45 @@ def simulate_csv(
     label_column: str,
     config: TrainingConfig,
     id_column_a: str | Sequence[str] | None = None,
+    prep: PrepConfig | None = None,
+    id_rules: IdRules | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Load each party's CSV separately and run :func:`simulate`."""
+    """Load each party's CSV separately and run :func:`simulate`.
+
+    ``prep`` is how every party prepares its own columns (missing values, categories: :mod:`vfl.ml.prep`),
+    each from its own rows; ``id_rules`` normalise every file's IDs before the PSI.
+    """
     files = [party_a] if isinstance(party_a, str) else list(party_a)
     columns = id_column_a if isinstance(id_column_a, (list, tuple)) else [id_column_a] * len(files)
     if len(columns) != len(files):
         raise DataError(f"{len(columns)} ID columns for {len(files)} feature-party files: give one, or one per file")
-    tables = [load_csv(f, id_column=c or id_column) for f, c in zip(files, columns)]
-    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model)
+    preps = _own_categories(prep, [*files, party_b])
+    tables = [load_csv(f, id_column=c or id_column, prep=p, id_rules=id_rules) for f, c, p in zip(files, columns, preps)]
+    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model, prep=preps[-1],
+                       id_rules=id_rules)
     return simulate(tables if len(tables) > 1 else tables[0], table_b, config, **kwargs)
+
+
+def _own_categories(prep: PrepConfig | None, files: list[str]) -> list[PrepConfig | None]:
+    """``prep`` for each file, with only the categorical columns that file has (each party encodes its own)."""
+    if prep is None or not prep.categorical:
+        return [prep] * len(files)
+    import pandas as pd
+
+    def header(file: str) -> set[str]:  # only the header row: the load that follows checks the whole file
+        try:
+            return {str(c).strip() for c in pd.read_csv(file, nrows=0, dtype=str, encoding="utf-8-sig").columns}
+        except (OSError, ValueError):
+            return set()
+
+    headers = [header(f) for f in files]
+    unknown = sorted(c for c in prep.categorical if not any(c in h for h in headers))
+    if unknown:
+        raise DataError(f"--categorical names column(s) {unknown} that no file has; check the names (they are "
+                        "case-sensitive)")
+    return [prep.model_copy(update={"categorical": {c: k for c, k in prep.categorical.items() if c in h}})
+            for h in headers]
 
 
 def simulate(
@@ -146,11 +178,20 @@ def simulate(
     say(f"aligned: {len(b_rows)} rows in {time.perf_counter() - started:.1f}s; training with "
         f"{config.key_bits}-bit Paillier keys, at most {config.epochs} epochs (the arbiter's key first)")
 
+    warnings = list(aligned.warnings) + _leaks(parts, b_rows, config)
+    parts = [fill_for_training(t, config) for t in parts]  # each party's own fill values, from its training rows
+    b_rows = fill_for_training(b_rows, config)
     if is_multiclass(b_rows.labels, config.model):
-        return _simulate_one_vs_rest(aligned, table_b, config, engine=engine, job_id=job_id, progress=progress,
-                                     transcript=transcript, keypair=keypair, started=started, ledger=ledger)
+        result = _simulate_one_vs_rest(replace(aligned, parts=parts, b_rows=b_rows), table_b, config, engine=engine,
+                                       job_id=job_id, progress=progress, transcript=transcript, keypair=keypair,
+                                       started=started, ledger=ledger)
+        result["preparation"] = _preparations(parts, b_rows, roster)
+        if warnings:
+            result["warnings"] = warnings
+        return result
     run = train_federated(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
                           transcript=transcript, keypair=keypair, min_bits=min_bits)
+    warnings += _score_leaks(run, parts, b_rows, roster)
     features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
     models, model_b, metrics, decision, predictions = run.models, run.model_b, run.metrics, run.decision, run.predictions
     schedule, splits, train_seconds = party_b.schedule, run.splits, run.seconds
@@ -197,7 +238,10 @@ def simulate(
         "workers": engine.workers,
         "engine": engine.name,
         "model_parts": model_parts,
+        "preparation": _preparations(parts, b_rows, roster),
     }
+    if warnings:
+        result["warnings"] = warnings
     if contributions:
         result["contributions"] = _contributions(
             parts, b_rows, config, run, names=[f.party for f in features], sources=[t.source for t in tables],
@@ -218,6 +262,36 @@ def check_label_table(table_b: PartyTable, config: TrainingConfig) -> None:
                  max_classes=config.max_classes)
 
 
+def _preparations(parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> dict[str, Any]:
+    """What each party did to its own columns (strategy, indicator and encoded columns, counts), by party."""
+    names = [f"party {p}" for p in roster.features] + ["party B"]
+    return {name: t.preparation.describe() for name, t in zip(names, [*parts, b_rows]) if t.preparation is not None}
+
+
+def _leaks(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig) -> list[str]:
+    """Feature parties' columns that give the label away, on the training rows (every file is local here)."""
+    from vfl.ml.schedule import Schedule
+
+    train = Schedule(len(b_rows), config).train_rows
+    out: list[str] = []
+    for t in parts:
+        out += column_leaks(t.feature_names, t.features[train], b_rows.labels[train], b_rows.label_name, t.source,
+                            binary=config.model == "logistic")
+    return out
+
+
+def _score_leaks(run: TrainedRun, parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> list[str]:
+    """A feature party whose partial score alone separates the classes, and a perfect validation AUC."""
+    if run.model_b.model != "logistic":
+        return []
+    split = "validation" if "validation" in run.splits else "train"
+    rows = run.splits[split]
+    out = [w for m, t, p in zip(run.models, parts, roster.features)
+           if (w := score_leak(p, m.partial_scores(t.features)[rows], b_rows.labels[rows], split)) is not None]
+    perfect = perfect_model(run.metrics)
+    return out + ([perfect] if perfect and not out else [])
+
+
 @dataclass(frozen=True)
 class Aligned:
     """Every party's rows after the PSI, in the joint order (feature parties "A1" … "Ak", or "A")."""
@@ -229,6 +303,8 @@ class Aligned:
     alignment: Any
     parts: list[PartyTable]
     b_rows: PartyTable
+    #: IDs that did not match but would after a rewrite (leading zeros, '.0', case, ...): both files are local.
+    warnings: tuple[str, ...] = ()
 
 
 def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTable, config: TrainingConfig,
@@ -242,9 +318,10 @@ def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTabl
     )
     parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
     b_rows = table_b.take(alignment.rows_b)
+    warnings = tuple(w for t in tables if (w := explain_mismatch(table_b.ids, t.ids, table_b.source, t.source)))
     check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label",
                  max_classes=config.max_classes)
-    return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows)
+    return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows, warnings)
 
 
 @dataclass
@@ -284,6 +361,8 @@ def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: Trainin
     party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
                          feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
                          job_lengths=lengths)
+    for role, t in zip([*features, party_b], [*parts, b_rows]):
+        role.preparation = t.preparation  # recorded in the party's own model part, for serving
     arbiter = Arbiter(job_id, config, len(b_rows), gradient_lengths=lengths, keypair=keypair,
                       min_key_bits=min_bits, roster=roster)
 

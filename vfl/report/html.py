@@ -69,6 +69,14 @@ STYLE = """
 """
 
 
+def warnings_block(warnings: list[str] | None) -> str:
+    """What looks wrong with the data though the job ran (ID formats, label leakage), before anything else."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f'<div class="warnings"><h2>Warnings about the data</h2><ul>{items}</ul></div>'
+
+
 def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report page. Figures are inlined, so the file stands alone."""
     if summary.get("multiclass"):
@@ -121,6 +129,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 <p class="subtitle">{esc(subtitle)}</p>
 <h2>Headline: what {esc(feature_side(summary))} {"adds" if k == 1 else "add"}</h2>
 {headline_section(summary)}
+{warnings_block(summary.get("warnings"))}
 <h2>Job</h2>
 {context_section(summary)}
 {scorecard_section(summary, image) or "<h2>Party B's coefficients</h2>" + coefficients_section(summary)}

@@ -82,7 +82,7 @@ def summary_from_simulation(result: dict[str, Any], title: str, sources: list[st
         "rows": {"aligned": result.get("aligned_rows"), "training": result.get("train_rows"),
                  "validation": result.get("validation_rows")},
         "contributions": result.get("contributions"), "ledger": result.get("ledger"),
-        "multiclass": result.get("multiclass"),
+        "multiclass": result.get("multiclass"), "warnings": list(result.get("warnings") or []),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary
@@ -124,6 +124,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
                  "validation": (metrics.get("validation") or {}).get("rows")},
         "contributions": record.get("contributions"), "ledger": record.get("ledger"),
         "scorecard": record.get("scorecard"), "multiclass": record.get("multiclass"),
+        "warnings": list(record.get("warnings") or []),
     }
     if summary["baseline"] is None:
         summary["baseline"] = _scorecard_baseline(record.get("scorecard"))

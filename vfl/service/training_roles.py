@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data.table import PartyTable
+from vfl.data.table import PartyTable, fill_for_training
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
 from vfl.ml.multiclass import one_vs_rest
@@ -58,13 +58,15 @@ def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelPart
     """
     record = ctx.record
     encoding = None
+    config = ctx.training_config()
     if scorecard_of(record) is not None:
         encoding = load_encoding(ctx.store, record.job_id)
         aligned = coded(aligned, encoding)
+    else:  # missing numbers filled with this party's own training rows' values (vfl.ml.prep), kept in its model
+        aligned = fill_for_training(aligned, config)
     options = dict(feature_names=aligned.feature_names, engine=ctx.engine,
                    min_key_bits=ctx.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
                    roster=ctx.roster)
-    config = ctx.training_config()
     role: FeatureParty | LabelParty
     if ctx.kind == "label":
         value = one_vs_rest_class(record)
@@ -72,6 +74,8 @@ def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelPart
         role = LabelParty(record.job_id, config, aligned.features, labels, **options)
     else:
         role = FeatureParty(record.job_id, config, aligned.features, party=record.own_id(ctx.me), **options)
+    if encoding is None:  # a scorecard's model reads its coded characteristics, not prepared columns
+        role.preparation = aligned.preparation
     if encoding is not None:
         extra = int(config.fit_intercept) if ctx.kind == "label" else 0
         role.projection = encoding.projection(role.scaler.scale, extra_columns=extra)

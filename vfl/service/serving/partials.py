@@ -32,6 +32,8 @@ class PartialScores:
     points: np.ndarray | None = None
     reasons: list[list[dict[str, Any]]] | None = None
     points_by_party: dict[str, np.ndarray] | None = None
+    #: Each feature party's own partial scores u_h, by service name (not a scorecard job): B receives them anyway.
+    by_party: dict[str, np.ndarray] | None = None
 
     @property
     def available(self) -> np.ndarray:
@@ -48,6 +50,7 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: 
     """
     path = f"/v1/peer/jobs/{job_id or ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
+    ids = ctx.data.canonical_ids(str(ctx.record.dataset), ids)  # B's ID rules: the form the PSI matched
     body: dict[str, Any] = {"ids": ids, "evaluation": True} if evaluation else {"ids": ids}
     answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, body) for peer in peers))
     config = scorecard_of(ctx.record)
@@ -55,12 +58,14 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: 
         return _gather_points(ctx, config, peers, answers, len(ids))
     total = np.zeros(len(ids))
     missing_at: list[str | None] = [None] * len(ids)
+    by_party: dict[str, np.ndarray] = {}
     for peer, answer in zip(peers, answers):
         u, ok = parse_partial_scores(answer, len(ids))
-        total += np.where(ok, u, 0.0)
+        by_party[peer] = np.where(ok, u, 0.0)
+        total += by_party[peer]
         for n in np.flatnonzero(~ok):
             missing_at[n] = missing_at[n] or peer
-    return PartialScores(total, missing_at)
+    return PartialScores(total, missing_at, by_party=by_party)
 
 
 def _gather_points(ctx: JobContext, config: Any, peers: list[str], answers: list[Any], count: int) -> PartialScores:

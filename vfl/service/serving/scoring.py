@@ -183,7 +183,8 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluatio
     allowed = list(range(len(ids)))
     if not ctx.config.scoring.allows_new_ids(job_id):
         aligned = cached_aligned_ids(ctx)
-        allowed = [n for n, i in enumerate(ids) if i in aligned]
+        canonical = ctx.data.canonical_ids(dataset, ids)  # as this party's ID rules wrote the aligned IDs
+        allowed = [n for n, i in enumerate(canonical) if i in aligned]
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
@@ -223,7 +224,7 @@ def _noise_for(ctx: JobContext, model: ModelPartA) -> ScoreNoise | None:
 def _score_rows(ctx: JobContext, model: ModelPartA, noise: ScoreNoise | None, ids: list[str],
                 ) -> tuple[Lookup, list[float]]:
     """The rows of ``ids`` (a status each) and the scores of the usable ones, noised when ``noise`` is set."""
-    found = ctx.data.lookup(str(ctx.record.dataset), ids, model.feature_names)
+    found = ctx.data.model_lookup(str(ctx.record.dataset), ids, model)
     usable = found.ok
     if not usable.any():
         return found, []

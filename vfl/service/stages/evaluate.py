@@ -35,6 +35,7 @@ from vfl.ml.scorecard.config import ScorecardConfig
 from vfl.ml.scorecard.points import base_points
 from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
+from vfl.data.leakage import perfect_model, score_leak
 from vfl.service.serving.partials import gather_partial_scores
 from vfl.service.training_roles import one_vs_rest_class
 
@@ -80,6 +81,8 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
     split = "validation" if schedule.has_validation else "train"
     rows = splits[split]
+    if role.config.model == "logistic":
+        _leakage_warnings(ctx, partial, aligned.labels, rows, split)
     record.curve_split = split
     record.curves = curves_for(role.config.model, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
     record.privacy = None if role.privacy is None else role.privacy.report()
@@ -98,6 +101,22 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
         await asyncio.to_thread(_scorecard, ctx, config, model, raw, partial, splits, predictions, split)
     ctx.store.save_model(record.job_id, model_document(model, record))
     ctx.update()
+
+
+def _leakage_warnings(ctx: JobContext, partial: Any, labels: np.ndarray, rows: np.ndarray, split: str) -> None:
+    """Warn when one feature party's partial score alone separates the classes, or the model does perfectly.
+
+    B receives every feature party's plaintext partial scores for the aligned rows (the evaluation asks for
+    them, as serving does), so this needs nothing more from any party.
+    """
+    record = ctx.record
+    found = [w for peer, u in (partial.by_party or {}).items()
+             if (w := score_leak(peer, u[rows], labels[rows], split)) is not None]
+    perfect = perfect_model(record.metrics or {})
+    for warning in found + ([perfect] if perfect and not found else []):
+        if warning not in record.warnings:
+            record.warnings.append(warning)
+        ctx.event("data: %s", warning, level=logging.WARNING)
 
 
 async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> None:

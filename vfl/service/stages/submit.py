@@ -230,6 +230,9 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
         answer = await _register_with(ctx, ref.peer, registration.wire(), registered)
         lengths[pid] = _confirmed_length(answer, pid)
+        profile = answer.get("id_profile") if isinstance(answer, dict) else None
+        if isinstance(profile, dict) and len(profile) <= 20:  # kept to explain a small intersection later
+            record.peer_id_profiles[pid] = profile
     lengths[roster.label] = n_b
     ctx.update(gradient_lengths=lengths)
     to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
