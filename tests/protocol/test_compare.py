@@ -70,8 +70,13 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["dataset"] == "cancer" and len(saved["rows"]) == 7
     assert "pooled random forest (scikit-learn)" in (tmp_path / "t.md").read_text()
-    assert "cancer:" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "cancer:" in said.out
     assert np.isfinite([row["metrics"]["auc"] for row in saved["rows"]]).all()
+    # Each model says when it starts and how it ended, on stderr (a comparison on real data takes minutes).
+    progress = [line for line in said.err.splitlines() if line.startswith("compare: [")]
+    assert progress[0] == "compare: [1/7] federated (vfl, Paillier-encrypted) ..."
+    assert len(progress) == 14 and progress[-1].startswith("compare: [7/7] pooled decision tree (scikit-learn): auc ")
 
 
 def test_compare_and_figures_for_linear_regression(diabetes):

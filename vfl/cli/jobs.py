@@ -14,7 +14,7 @@ from vfl.cli.arguments import add_connection_options, check_ca_file, read_ids_fi
 from vfl.cli.output import print_answer, print_columns, print_json
 from vfl.errors import ConfigError, JobError, PeerRefused, TransportError
 from vfl.report.contributions import text_table
-from vfl.report.progress import ProgressLine
+from vfl.report.progress import ProgressLine, waiting_text
 
 if TYPE_CHECKING:  # imported by run(), so that `vfl --help` does not load httpx
     from vfl.orchestrate import Orchestrator
@@ -179,6 +179,11 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
     stopped = f", stopped: {record['stop_reason']}" if record.get("stop_reason") else ""
     lines = [("job", record["job_id"]), ("state", f"{record['state']} ({record.get('stage')}){stopped}"),
              ("epoch", f"{record.get('epoch', 0)}/{record.get('max_epochs') or '?'}")]
+    progress = record.get("progress") or {}
+    if progress.get("text"):
+        lines.append(("progress", f"{100 * float(progress.get('fraction') or 0):.0f}%: {progress['text']}"))
+    # At once, not after peer_timeout: the peers this service's calls are retrying now.
+    lines += [("waiting", waiting_text(w)) for w in record.get("waiting_for") or []]
     if record.get("loss_history"):
         lines.append(("loss", f"{record['loss_history'][-1]:.6f}"))
     if (record.get("alignment") or {}).get("intersection") is not None:

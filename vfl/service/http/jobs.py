@@ -28,12 +28,12 @@ parts_router = APIRouter(dependencies=[Orchestrator])
 
 @router.get("/v1/jobs", summary="Every job this service knows")
 async def list_jobs(node: NodeDep) -> dict[str, Any]:
-    return {"jobs": [r.model_dump(mode="json") for r in node.jobs.records()]}
+    return {"jobs": [node.status(r) for r in node.jobs.records()]}
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's state, stage, epoch, losses, metrics and error")
 async def job_status(job_id: str, node: NodeDep) -> dict[str, Any]:
-    return node.job(job_id).record.model_dump(mode="json")
+    return node.status(node.job(job_id).record)
 
 
 @router.get("/v1/jobs/{job_id}/stability",
