@@ -97,6 +97,23 @@ def bind_listen_socket(config: ServiceConfig, config_path: str | Path) -> socket
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server on a socket bound beforehand, still announcing where it listens once it has started.
+
+    uvicorn prints "Uvicorn running on ..." only for sockets it binds itself; operators, ``vfl demo`` and the
+    tests wait for that line.
+    """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            scheme = "https" if self.config.ssl else "http"
+            shown = f"[{host}]" if ":" in host else host
+            logging.getLogger("uvicorn.error").info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+                                                    scheme, shown, port)
+
+
 def serve(config_path: str | Path, *, log_level: str = "info", log_format: LogFormat = "text") -> None:
     """Run the service of ``config_path`` until SIGTERM; log lines as text or JSON (:mod:`vfl.service.logs`)."""
     configure_logging(log_level, log_format)
@@ -113,7 +130,7 @@ def serve(config_path: str | Path, *, log_level: str = "info", log_format: LogFo
             )
         # log_config=None: uvicorn's own lines go through the handler above (text or JSON), not its own.
         # Its access log (one line per request) only at debug level.
-        server = uvicorn.Server(uvicorn.Config(
+        server = _Server(uvicorn.Config(
             app, host=config.party.host, port=config.party.port, log_level=log_level, log_config=None,
             access_log=log_level == "debug", **uvicorn_options(config)))
         try:
