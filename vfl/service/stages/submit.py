@@ -99,7 +99,7 @@ def _not_configured(service: ServiceContext, peer_id: str, kind: str, what: str,
     configured = sorted(p for p in service.config.peers if service.config.kind_of(p) == kind)
     listed = ", ".join(configured) if configured else "none"
     return (f"{peer_id!r} is not a configured {what} peer of {service.me!r}; configured: {listed}. Set the spec's "
-            f"{key} to one of them, or add [peers.{peer_id}] with role = \"{role}\" to {service.me!r}'s config")
+            f"{key} to one of them, or add [peers.{peer_id}] with role = \"{role}\" to the config of {service.me!r}")
 
 
 async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str, str] | None = None,
