@@ -1,10 +1,12 @@
 # Entry points: `make demo`, `make test` (the default tiers), `make test-system` (the system tier and
-# every `slow` test) and `make bench` (measurements). Each creates .venv when it is missing.
+# every `slow` test), `make bench` (measurements) and `make docs` (the documentation site, into site/).
+# Each creates .venv when it is missing.
 # CI (.ci/run) runs `make test` and then `make test-system`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 # Parallel test workers (pytest-xdist). make test sends whole modules to a worker (loadfile), so a
 # module-scoped fixture (a trained job) is built once. make test-system sends single tests (load): its
 # few long modules (multiparty_services, faults) would otherwise keep one worker busy to the end, and
@@ -17,7 +19,7 @@ XDIST        ?= -n auto --dist loadfile
 XDIST_SYSTEM ?= -n auto --dist load
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-system install bench clean
+.PHONY: demo test test-system install bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(DOCS_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
 
 # The layers' contracts (pyproject.toml), then unit, protocol, service and cluster (tests/<tier>/); under
 # 10 minutes on 2 cores.
@@ -47,5 +53,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PYTEST) -m benchmark; status=$$?; [ $$status -eq 5 ] && echo "no test is marked benchmark" || exit $$status
 
+# The documentation site (MkDocs, Material theme; mkdocs.yml) into site/: open site/index.html. --strict fails
+# on any warning: a broken link or anchor, a page missing from the nav. The site needs no network to build
+# or to read (no web fonts, no CDN); the troubleshooting page's errors and the REST/CLI reference are
+# generated from the code at each build (scripts/docs_hooks.py).
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info site

@@ -2,7 +2,8 @@
 """Benchmark the PSI, RSA blind signatures or ECDH over ristretto255: N × N IDs with a given overlap.
 
     python scripts/bench_psi.py --ids 10000 --overlap 0.3 --key-bits 2048 [--primes 3] [--workers W]
-                                [--protocol rsa|ecdh|both] [--repeat R] [--bucket-ids B] [--stream] [--json]
+                                [--protocol rsa|ecdh|both] [--repeat R] [--bucket-ids B] [--stream]
+                                [--engine local|ray] [--json]
 
 ``--protocol both`` runs RSA and ECDH in the same run, interleaved repeat by
 repeat (so load from other programs hits both alike), and reports each one's
@@ -196,6 +197,9 @@ def main() -> int:
                         help="the PSI to run; both: RSA and ECDH in the same run, interleaved (default %(default)s)")
     parser.add_argument("--stream", action="store_true", help="IDs from a generator, spilled to disk")
     parser.add_argument("--hash-only", action="store_true", help="the bucketed path without the RSA work")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where the work runs: local worker processes, or a Ray head this script starts on "
+                             "127.0.0.1 with --workers CPUs (as a party's own cluster runs it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -209,6 +213,22 @@ def main() -> int:
         return 0
 
     workers = resolve_workers(args.workers)
+    engine, head = None, None
+    if args.engine == "ray":
+        from vfl.compute.engine import make_engine
+        from vfl.compute.ray_head import LocalRayHead
+
+        head = LocalRayHead(workers)
+        head.start()
+        engine = make_engine("ray", address=head.address)
+    try:
+        return run_protocols(args, workers, engine)
+    finally:
+        if head is not None:
+            head.stop()
+
+
+def run_protocols(args: argparse.Namespace, workers: int, engine: object | None) -> int:
     protocols = ["rsa", "ecdh"] if args.protocol == "both" else [args.protocol]
     extra = psi_with_primes(args.primes) if "rsa" in protocols else {}
     if args.stream:
@@ -223,7 +243,7 @@ def main() -> int:
                 ids_a = PsiIds(id_stream(0, args.ids), source="A", normalized=True, size=args.ids)
                 ids_b = PsiIds(id_stream(args.ids - shared, args.ids), source="B", normalized=True, size=args.ids)
             result = run_psi(ids_a, ids_b, key_bits=args.key_bits, min_key_bits=min(args.key_bits, 1024),
-                             workers=workers, bucket_ids=args.bucket_ids, protocol=protocol,
+                             workers=workers, engine=engine, bucket_ids=args.bucket_ids, protocol=protocol,
                              **(extra if protocol == "rsa" else {}))
             if args.stream:
                 ids_a.close()
@@ -257,6 +277,7 @@ def main() -> int:
         "workers": workers,
         "runs": args.repeat,
         "streamed": args.stream,
+        "engine": args.engine,
         "peak_rss_mb": rss_self,
         "peak_rss_children_mb": rss_children,
     }

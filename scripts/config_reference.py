@@ -241,7 +241,7 @@ def render() -> str:
         "",
         "Generated from the configuration models by `python scripts/config_reference.py`; do not edit by hand "
         "(`tests/unit/test_config_reference.py` fails when this file is out of date). For how the pieces fit "
-        "together, see the [README](../README.md#three-services-on-three-hosts).",
+        "together, see [Running a federation](deployment.md#three-services-on-three-hosts).",
         "",
         "## Service configuration (TOML)",
         "",

@@ -26,6 +26,14 @@ BANK_CSVS = {
     "inf_feature": ("customer_id,default,income\nC1,0,3\nC2,1,inf\n", "infinite"),
     "text_feature": ("customer_id,default,income\nC1,0,3\nC2,1,lots\n", "not numeric"),
     "label_not_binary": ("customer_id,default,income\nC1,0,3\nC2,2,4\n", "labels 0 and 1"),
+    "label_one_two": ("customer_id,default,income\nC1,1,3\nC2,2,4\n",
+                      "1 → 0, 2 → 1, 1 for the class to predict); if this is the wrong column, check "
+                      "datasets.label_one_two.label_column"),
+    "label_numeric": ("customer_id,default,income\nC1,0.5,3\nC2,1.25,4\nC3,2.75,5\n",
+                      "looks numeric (3 distinct values, e.g. 0.5, 1.25, 2.75)"),
+    "label_numeric_fix": ("customer_id,default,income\nC1,0.5,3\nC2,1.25,4\nC3,2.75,5\n",
+                          "in the job spec; if this is the wrong column, check "
+                          "datasets.label_numeric_fix.label_column in the service config"),
     "one_class": ("customer_id,default,income\nC1,1,3\nC2,1,4\n", "only the class 1"),
     "empty_file": ("", "the file is empty"),
     "header_only": ("customer_id,default,income\n", "no data rows"),

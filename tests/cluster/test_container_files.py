@@ -1,6 +1,6 @@
 """Dockerfile and compose.yaml, checked without Docker (not available here).
 
-The image's command must be the `vfl serve` invocation the README documents,
+The image's command must be the `vfl serve` invocation docs/deployment.md documents,
 and compose.yaml must mount, for each service, exactly what that service's
 config (as `vfl demo --prepare-only --feature-parties 2` writes it) uses:
 certificates, token and data read-only, the job store writable, the CA key
@@ -39,9 +39,9 @@ def dockerfile() -> dict[str, list[str]]:
 
 
 def documented_serve() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"Then on each host:\n\n```sh\n(.*?)\n```", readme, re.S)
-    assert block, "the README's 'Then on each host:' block is gone"
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    block = re.search(r"Then on each host:\n\n```sh\n(.*?)\n```", page, re.S)
+    assert block, "docs/deployment.md's 'Then on each host:' block is gone"
     return shlex.split(block.group(1))
 
 
@@ -55,13 +55,13 @@ def test_the_image_runs_the_documented_vfl_serve_invocation():
     assert command == documented_serve() == ["vfl", "serve", "--config", "party.toml"]
     assert instructions["WORKDIR"][-1] == "/srv/vfl"  # where party.toml is read from
     assert instructions["USER"] and instructions["USER"][-1] != "root"
-    readme = (ROOT / "README.md").read_text()
-    assert f"runs `{' '.join(command)}` in `{instructions['WORKDIR'][-1]}`" in readme
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    assert f"runs `{' '.join(command)}` in `{instructions['WORKDIR'][-1]}`" in page
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """The folder compose.yaml expects, as the README makes it: vfl demo --prepare-only --feature-parties 2."""
+    """The folder compose.yaml expects, as docs/deployment.md makes it: vfl demo --prepare-only --feature-parties 2."""
     workdir = tmp_path_factory.mktemp("compose") / "deploy"
     done = subprocess.run([sys.executable, "-m", "vfl.cli", "demo", "--workdir", str(workdir), "--prepare-only",
                            "--feature-parties", "2", "--customers", "200", "--key-bits", "1024"],
@@ -123,11 +123,11 @@ def test_compose_mounts_exactly_what_each_prepared_config_uses(prepared):
                 assert (prepared / Path(*host.parts[1:])).exists(), f"{host} is not in what --prepare-only writes"
 
 
-def test_the_readme_shows_the_compose_steps():
-    readme = (ROOT / "README.md").read_text()
+def test_the_deployment_page_shows_the_compose_steps():
+    page = (ROOT / "docs" / "deployment.md").read_text()
     compose = (ROOT / "compose.yaml").read_text()
 
     for step in ("docker build -t vfl .", "vfl demo --workdir deploy --prepare-only --feature-parties 2",
                  "mkdir -p deploy/data/arbiter deploy/data/shop deploy/data/telco deploy/data/party-b",
                  "VFL_UID=$(id -u) VFL_GID=$(id -g) docker compose up -d"):
-        assert step in readme and step in compose
+        assert step in page and step in compose

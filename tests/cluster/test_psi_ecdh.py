@@ -92,3 +92,43 @@ def test_party_b_refuses_a_protocol_it_does_not_accept(tmp_path, run):
 
     assert 400 <= refused.status_code < 500, refused.text
     assert "[psi] protocols" in refused.text
+
+
+def test_unbalanced_jobs_align_as_rsa_and_the_second_reuses_the_offline_set(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path / "unbalanced", **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                statuses = []
+                for n in (1, 2):
+                    job = {**cluster.setup["job"], "job_id": f"unbalanced-{n}",
+                           "psi": {"protocol": "ecdh", "unbalanced": True}}
+                    submitted = await bank.post("/v1/jobs", json=job)
+                    assert submitted.status_code == 201, submitted.text
+                    statuses.append((await wait_for(bank, job["job_id"]),
+                                     (await shop.get(f"/v1/jobs/{job['job_id']}")).json()))
+                ids = [(cluster.nodes["party-b"].store.load_alignment(f"unbalanced-{n}"),
+                        cluster.nodes["party-a"].store.load_alignment(f"unbalanced-{n}")) for n in (1, 2)]
+                rsa_job = {**cluster.setup["job"], "job_id": "rsa-ref", "psi": {"key_bits": 1024}}
+                assert (await bank.post("/v1/jobs", json=rsa_job)).status_code == 201
+                await wait_for(bank, "rsa-ref")
+                rsa_ids = cluster.nodes["party-b"].store.load_alignment("rsa-ref")
+            return statuses, ids, rsa_ids
+        finally:
+            await cluster.stop()
+
+    statuses, ids, rsa_ids = run(scenario())
+
+    for (bank, shop), (bank_ids, shop_ids) in zip(statuses, ids):
+        assert bank["state"] == "succeeded", bank["error"]
+        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert bank_ids == shop_ids == rsa_ids  # the same IDs in the same order as the RSA PSI
+    assert [shop["alignment"]["offline_set"] for _, shop in statuses] == ["received", "reused"]
+    assert statuses[1][0]["alignment"]["bytes"] < statuses[0][0]["alignment"]["bytes"]
+
+
+def test_unbalanced_needs_ecdh():
+    from vfl.service.spec import PsiSettings
+
+    with pytest.raises(ValueError, match="psi.unbalanced needs"):
+        PsiSettings(unbalanced=True)

@@ -36,10 +36,20 @@ def _ecdh_usable() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("protocol", ["rsa", "ecdh"])
+def offline_files(workdir: Path, party: str) -> list[Path]:
+    """Party B's kept key (after its offline pass), or party A's copy of B's offline set (once received)."""
+    pattern = "psi-offline/*/*/key.json" if party == "party-b" else "psi-offline-peer/*/*/peer_set.json"
+    return list((workdir / "data" / party).glob(pattern))
+
+
+METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-ristretto255-psi",
+           "unbalanced": "ecdh-ristretto255-unbalanced-psi"}
+
+
+@pytest.mark.parametrize("protocol", ["rsa", "ecdh", "unbalanced"])
 @pytest.mark.parametrize("victim", ["party-a", "party-b"])
 def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim, protocol):
-    if protocol == "ecdh" and (why := _ecdh_usable()) is not None:
+    if protocol != "rsa" and (why := _ecdh_usable()) is not None:
         pytest.skip(f"no usable libsodium: {why}")
     setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
     for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
@@ -52,10 +62,14 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
         wait_healthy(setup["urls"], setup["token"], processes, tmp_path, verify=setup["verify"])
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank:
             job = json.loads((tmp_path / "job.json").read_text())
-            job["psi"] = {**job.get("psi", {}), "protocol": protocol}
+            job["psi"] = {**job.get("psi", {}), "protocol": "rsa" if protocol == "rsa" else "ecdh"}
+            if protocol == "unbalanced":  # no buckets: killed once B's offline set, or A's copy of it, is on disk
+                job["psi"]["unbalanced"] = True
             job_id = bank.post("/v1/jobs", json=job).json()["job_id"]
             deadline = time.monotonic() + 120
-            while len(bucket_files(tmp_path, victim, job_id)) < 2 and time.monotonic() < deadline:
+            while time.monotonic() < deadline and (
+                    len(bucket_files(tmp_path, victim, job_id)) < 2 if protocol != "unbalanced"
+                    else not offline_files(tmp_path, victim)):
                 time.sleep(0.005)
             processes[victim].send_signal(signal.SIGKILL)
             processes[victim].wait()
@@ -73,10 +87,10 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
     reference = simulate(shop, bank_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair)
 
     assert status["state"] == "succeeded", status["error"]
-    assert status["alignment"]["method"] == ("ecdh-ristretto255-psi" if protocol == "ecdh" else
-                                             "rsa-blind-signature-psi")
+    assert status["alignment"]["method"] == METHODS[protocol]
     assert status["resumes"] >= 1  # the alignment was resumed, not started over by a new submission
-    assert 2 <= kept < status["alignment"]["buckets"]  # killed with some buckets done, and some not
+    if protocol != "unbalanced":
+        assert 2 <= kept < status["alignment"]["buckets"]  # killed with some buckets done, and some not
     assert status["n_rows"] == reference["alignment"]["intersection"]
     # Same rows in the same order, or batches (and so the model) would differ.
     assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)

@@ -1,4 +1,4 @@
-"""The README's REST API curl block, run as it is with bash against the demo's services.
+"""The quick start's curl block (docs/quick-start.md), run as it is with bash against the demo's services.
 
 `vfl demo --workdir demo --prepare-only` writes the folder (small and with
 1024-bit keys, so the job takes seconds), three `vfl serve` processes serve it
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def rest_api_block() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### The REST API"):]
+    page = (ROOT / "docs" / "quick-start.md").read_text()
+    section = page[page.index("## Drive party B with curl"):]
     match = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert match, "no ```sh block under '### The REST API'"
+    assert match, "no ```sh block under '## Drive party B with curl' in docs/quick-start.md"
     return match.group(1)
 
 
@@ -51,7 +51,7 @@ def test_the_block_uses_no_alias_and_names_what_it_needs():
 
 
 @pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bash", "curl", "jq")),
-                    reason="the README's block needs bash, curl and jq on PATH")
+                    reason="the quick start's curl block needs bash, curl and jq on PATH")
 def test_the_rest_api_block_runs_against_the_demo_services(tmp_path):
     demo = tmp_path / "demo"
     prepared = subprocess.run(

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from psi import run_psi
+from psi.unbalanced import LargeSet, LargeSide, OfflineKey, SmallSide, run_unbalanced, transfer_offline
 from psi.keys import generate_rsa_key, sign_many
 from tests.conftest import TEST_KEY_BITS
 from vfl.ml.config import TrainingConfig
@@ -197,16 +198,31 @@ def test_psi_signing_on_ray_equals_local(ray_engine, local_engine):
     assert all(pow(int(s), int(key.public.e), int(key.public.n)) == v for s, v in zip(on_ray, values))
 
 
-def test_run_psi_on_ray_finds_the_local_intersection(ray_engine, local_engine):
+@pytest.mark.parametrize("protocol", ["rsa", "ecdh"])
+def test_run_psi_on_ray_finds_the_local_intersection(ray_engine, local_engine, protocol):
     ids_a = [f"c{i}" for i in range(0, 400, 2)]
     ids_b = [f"c{i}" for i in range(0, 400, 3)][::-1]
 
-    on_ray = run_psi(ids_a, ids_b, key_bits=1024, min_key_bits=1024, engine=ray_engine)
-    locally = run_psi(ids_a, ids_b, key_bits=1024, min_key_bits=1024, engine=local_engine)
+    on_ray = run_psi(ids_a, ids_b, key_bits=1024, min_key_bits=1024, engine=ray_engine, protocol=protocol)
+    locally = run_psi(ids_a, ids_b, key_bits=1024, min_key_bits=1024, engine=local_engine, protocol=protocol)
 
     np.testing.assert_array_equal(on_ray.rows_a, locally.rows_a)
     np.testing.assert_array_equal(on_ray.rows_b, locally.rows_b)
     assert sorted(ids_a[i] for i in on_ray.rows_a) == sorted(set(ids_a) & set(ids_b))
+
+
+def test_unbalanced_psi_on_ray_builds_the_local_offline_set_and_answers_alike(ray_engine, local_engine):
+    ids_large = [f"c{i}" for i in range(600)]
+    ids_small = [f"c{i}" for i in range(0, 900, 9)]
+    key = OfflineKey.new("large->small")
+
+    on_ray = LargeSet.build(ids_large, key, ray_engine, chunk_size=150)
+    peer, _ = transfer_offline(on_ray, "job", own_size=len(ids_small))
+    result = run_unbalanced(LargeSide("job", key, on_ray, ray_engine), SmallSide("job", ids_small, peer, ray_engine),
+                            ids_large=ids_large)
+
+    np.testing.assert_array_equal(on_ray.tags, LargeSet.build(ids_large, key, local_engine).tags)
+    assert sorted(ids_large[i] for i in result.rows_large) == sorted(set(ids_small) & set(ids_large))
 
 
 def _numbers(tree) -> list[float]:

@@ -36,3 +36,42 @@ def test_several_feature_parties_are_kept_in_order_and_survive_a_stored_round_tr
 
     assert [(p.peer, p.dataset) for p in again.feature_parties] == [("shop", "behaviour"), ("telco", "usage")]
     assert again.party_a.peer == "shop"  # the first feature party, for code that names one
+
+
+def _registration(**psi: object):
+    from vfl.ml.config import TrainingConfig
+    from vfl.service.spec import PsiSettings, Registration
+
+    return Registration(job_id="job-1", parties={"A": "shop", "B": "bank", "C": "arbiter"},
+                        training=TrainingConfig(), psi=PsiSettings(**psi), gradient_lengths={"B": 3})
+
+
+def test_a_plain_rsa_registration_carries_no_field_an_older_party_would_refuse():
+    from vfl.service.spec import Registration
+
+    body = _registration().wire()
+
+    assert "protocol" not in body["psi"] and "scorecard" not in body  # added after the previous release
+    assert "classes" not in body and "max_classes" not in body["training"]  # multi-class, added since
+    assert Registration.model_validate(body) == _registration()
+
+
+def test_an_ecdh_registration_names_its_protocol_so_an_older_party_refuses_it_by_name():
+    from vfl.service.spec import Registration
+
+    body = _registration(protocol="ecdh").wire()
+
+    assert body["psi"]["protocol"] == "ecdh"
+    assert Registration.model_validate(body).psi.protocol == "ecdh"
+
+
+def test_a_default_class_cap_leaves_the_config_digest_as_before_it_existed():
+    import hashlib
+
+    from vfl.ml.config import TrainingConfig
+
+    plain, capped = TrainingConfig(), TrainingConfig(max_classes=5)
+    before = hashlib.sha256(plain.model_dump_json(exclude={"max_classes"}).encode()).hexdigest()[:16]
+
+    assert plain.digest() == before  # what a release without the field computes for the same settings
+    assert capped.digest() != before  # a job with another cap is another config

@@ -180,8 +180,15 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
         lines.append(("loss", f"{record['loss_history'][-1]:.6f}"))
     if (record.get("alignment") or {}).get("intersection") is not None:
         lines.append(("aligned", f"{record['alignment']['intersection']} rows"))
-    lines += [(split, _metric_line(values)) for split, values in (record.get("metrics") or {}).items()
-              if isinstance(values, dict)]
+    for split, values in (record.get("metrics") or {}).items():
+        if isinstance(values, dict):
+            lines.append((split, _metric_line(values)))
+            # A multi-class (one-vs-rest) job: each class's AUC (against the rest), precision and recall.
+            lines += [(f"  class {name}", _metric_line(per)) for name, per in (values.get("per_class") or {}).items()
+                      if isinstance(per, dict)]
+    if record.get("multiclass"):
+        lines.append(("classes", f"one-vs-rest over {len(record['multiclass'].get('classes') or [])} classes, trained "
+                                 f"by {', '.join(record['multiclass'].get('jobs') or [])}"))
     ledger = record.get("ledger") or {}
     if ledger.get("entry") is not None:
         verified = "every signature verified" if ledger.get("signatures_verified") else "signatures NOT all verified"
@@ -191,6 +198,7 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
         lines.append(("ledger", f"no entry: {ledger.get('reason') or '; '.join(ledger.get('problems') or [])}"))
     if record.get("error"):
         lines.append(("error", record["error"]))
+    lines += [("warning", text) for text in record.get("warnings") or []]  # the data: ID formats, label leakage
     for label, value in lines:
         print(f"{label:11s}{value}")
     if record.get("contributions"):

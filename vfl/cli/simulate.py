@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vfl.cli.arguments import check_output_file
+from vfl.data.formats import read_text
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
 from vfl.report.contributions import text_table
@@ -67,8 +68,67 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model-document", type=Path, default=None, metavar="FILE",
                    help="with --scorecard: also write the model document (SR 11-7 shape) here, as Markdown, or as "
                         "HTML when FILE ends in .html")
+    data = p.add_argument_group("preparing each party's own columns and IDs (each party fits on its own rows)")
+    data.add_argument("--impute", choices=["mean", "median", "constant"], default=None,
+                      help="fill missing numbers with the training rows' mean or median, or with --impute-value "
+                           "(default: a missing number refuses the file)")
+    data.add_argument("--impute-value", type=float, default=None, help="the value for --impute constant")
+    data.add_argument("--missing-indicator", action="store_true",
+                      help="add a 0/1 column 'NAME (missing)' for each column with a missing cell")
+    data.add_argument("--categorical", action="append", default=[], metavar="COLUMN=onehot|ordinal",
+                      help="encode a text column (give it once per column); the categories come from the file")
+    data.add_argument("--unseen-category", choices=["zeros", "refuse"], default=None,
+                      help="what serving does with a category not seen in training (default: zeros)")
+    data.add_argument("--id-normalize", action="append", default=[], metavar="RULE",
+                      help="normalise every file's IDs before the PSI: strip-leading-zeros, drop-trailing-dot-zero, "
+                           "lower, upper, remove-whitespace, remove-prefix=TEXT (give it once per rule)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
+
+
+def preparation_flags(args: argparse.Namespace) -> tuple[Any, Any]:
+    """--impute, --categorical, ... and --id-normalize as a PrepConfig and IdRules (None where not given)."""
+    from pydantic import ValidationError
+
+    from vfl.data.ids import IdRules
+    from vfl.ml.prep import PrepConfig
+
+    categorical: dict[str, str] = {}
+    for item in args.categorical:
+        column, _, kind = item.partition("=")
+        if not column or kind not in ("onehot", "ordinal"):
+            raise ConfigError(f"--categorical {item!r}: write COLUMN=onehot or COLUMN=ordinal")
+        categorical[column] = kind
+    if args.impute_value is not None and args.impute != "constant":
+        raise ConfigError("--impute-value goes with --impute constant")
+    if args.missing_indicator and args.impute is None:
+        raise ConfigError("--missing-indicator goes with --impute (mean, median or constant): the missing cells "
+                          "still need a value")
+    settings: dict[str, Any] = {"impute": args.impute, "missing_indicator": args.missing_indicator,
+                                "categorical": categorical}
+    if args.impute_value is not None:
+        settings["impute_value"] = args.impute_value
+    if args.unseen_category is not None:
+        settings["unseen_category"] = args.unseen_category
+    prep = PrepConfig(**settings)
+    rules: dict[str, Any] = {}
+    for item in args.id_normalize:
+        rule, _, value = item.partition("=")
+        rule = rule.strip().lower().replace("-", "_")
+        if rule in ("strip_leading_zeros", "drop_trailing_dot_zero", "remove_whitespace") and not value:
+            rules[rule] = True
+        elif rule in ("lower", "upper") and not value:
+            rules["case"] = rule
+        elif rule == "remove_prefix" and value:
+            rules["remove_prefix"] = value
+        else:
+            raise ConfigError(f"--id-normalize {item!r}: the rules are strip-leading-zeros, drop-trailing-dot-zero, "
+                              "lower, upper, remove-whitespace and remove-prefix=TEXT")
+    try:
+        id_rules = IdRules(**rules)
+    except ValidationError as exc:
+        raise ConfigError(f"--id-normalize: {exc.errors()[0]['msg']}") from None
+    return (prep if prep.active else None), (id_rules if id_rules.active else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--contribution-permutations M goes with --contributions, and M must be at least 2")
     if args.ledger is not None and not args.ledger.parent.is_dir():
         raise ConfigError(f"--ledger {args.ledger}: the folder {args.ledger.parent} does not exist")
+    prep, id_rules = preparation_flags(args)
     if args.scorecard:
+        if prep is not None or id_rules is not None:
+            raise ConfigError("--impute, --categorical and --id-normalize do not combine with --scorecard yet: a "
+                              "scorecard bins missing values on their own; encode text columns as numbers first")
         return _run_scorecard(args, config, columns, columns_a)
     if args.tables is not None or args.scores is not None:
         raise ConfigError("--tables and --scores go with --scorecard: only a scorecard has points and reasons")
@@ -110,11 +174,12 @@ def run(args: argparse.Namespace) -> int:
             args.party_a, args.party_b, id_column=columns[0], label_column=args.label_column, config=config,
             id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
             progress=None if args.quiet else progress.epoch, contributions=args.contributions,
-            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, **extra,
+            contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, prep=prep,
+            id_rules=id_rules, **extra,
         )
     finally:
         progress.close()
-    warnings = _training_warnings(result)
+    warnings = _training_warnings(result) + list(result.get("warnings") or [])
     if warnings:
         result["warnings"] = warnings
     args.out.write_text(json.dumps(result, indent=2))
@@ -124,10 +189,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"vfl simulate: warning: {warning}", file=sys.stderr)
     print(f"{result['aligned_rows']} aligned rows, {result['epochs_run']} epochs ({result['stop_reason']}), "
           f"{result['seconds']:.1f}s")
+    for party, prep in (result.get("preparation") or {}).items():
+        print(f"  {party}: {preparation_text(prep)}")
     rows = {"train": result["train_rows"], "validation": result["validation_rows"]}
+    if result.get("multiclass"):
+        print(f"  one-vs-rest over {len(result['multiclass']['classes'])} classes "
+              f"({', '.join(result['multiclass']['classes'])}): one binary model per class")
     for split, values in result["metrics"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         print(f"  {split} metrics ({rows.get(split, '?')} rows): {shown}")
+        for name, per in (values.get("per_class") or {}).items():
+            auc = "n/a" if per["auc"] is None else f"{per['auc']:.4f}"
+            print(f"    class {name}: AUC {auc}, precision {per['precision']:.4f}, recall {per['recall']:.4f}, "
+                  f"{per['support']} rows")
     if result.get("contributions"):
         print(text_table(result["contributions"]))
     if result.get("ledger"):
@@ -136,6 +210,21 @@ def run(args: argparse.Namespace) -> int:
               f"signed by {', '.join(ledger['signed_by'])}")
     print(f"result written to {args.out}")
     return 0
+
+
+def preparation_text(prep: dict[str, Any]) -> str:
+    """One line on what a party did to its own columns: cells filled, indicators, encoded text columns."""
+    parts = []
+    missing = prep.get("missing_on_training_rows") or {}
+    if prep.get("impute"):
+        how = (f"the constant {prep['impute_value']:g}" if prep["impute"] == "constant"
+               else f"the {prep['impute']} of its training rows")
+        parts.append(f"{sum(missing.values())} missing cells in {len(missing)} columns filled with {how}")
+    if prep.get("indicators"):
+        parts.append(f"{len(prep['indicators'])} missing-indicator columns")
+    for name, encoded in (prep.get("categorical") or {}).items():
+        parts.append(f"{name!r} encoded {encoded['encoding']} ({encoded['categories']} categories)")
+    return "; ".join(parts) or "columns used as they are"
 
 
 def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: list[str],
@@ -269,7 +358,7 @@ def _config_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
     if args.config is None:
         return {}
     try:
-        settings = json.loads(args.config.read_text())
+        settings = json.loads(read_text(args.config, "JSON config file"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{args.config}: cannot read the config ({exc})") from exc
     section = settings.get(name, {}) if isinstance(settings, dict) else {}
@@ -283,7 +372,7 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
     settings: dict[str, Any] = {}
     if args.config is not None:
         try:
-            settings = json.loads(args.config.read_text())
+            settings = json.loads(read_text(args.config, "JSON config file"))  # a BOM is dropped
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.config}: cannot read the training config ({exc})") from exc
         if not isinstance(settings, dict):
@@ -314,6 +403,8 @@ def _check_key_bits(config: TrainingConfig, args: argparse.Namespace) -> None:
 def _parameter_count(result: dict[str, Any]) -> int:
     """Weights of every party plus B's intercept: what the training rows have to pin down."""
     part_b = result["model_parts"]["party_b"]
+    if part_b.get("multiclass"):  # one-vs-rest: each class's binary model fits the rows by itself
+        part_b = part_b["parts"][0]
     count = sum(int(f["features"]) for f in result["feature_parties"]) + len(part_b["weights"])
     return count + (1 if part_b.get("intercept") is not None and result["config"].get("fit_intercept", True) else 0)
 
@@ -339,5 +430,5 @@ def _write_report(result: dict[str, Any], args: argparse.Namespace) -> None:
 
     names = " + ".join(Path(f).name for f in args.party_a)
     summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
-    args.report.write_text(render(summary, figures_for(summary)))
+    args.report.write_text(render(summary, {} if summary.get("multiclass") else figures_for(summary)))
     print(f"report written to {args.report}")

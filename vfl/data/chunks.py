@@ -207,7 +207,13 @@ class Progress:
                       if k in data and data[k] is not None})
 
 
+#: A multi-class model's output: the predicted class, then one probability column per class ("p_" + its name).
+CLASS_COLUMN, PROBABILITY_PREFIX = "class", "p_"
+
+
 def columns_for(answer: dict[str, Any]) -> list[str]:
+    if answer.get("classes"):  # one-vs-rest: the class and every class's probability
+        return ["id", CLASS_COLUMN, *(PROBABILITY_PREFIX + str(c) for c in answer["classes"]), "status"]
     predictions = answer.get("predictions") or []
     has_threshold = "threshold" in answer or any("threshold" in p for p in predictions)
     base = SCORECARD_COLUMNS if answer.get("model") == "scorecard" else BASE_COLUMNS
@@ -225,6 +231,9 @@ def prediction_rows(ids: list[str], answer: dict[str, Any], columns: list[str]) 
         if str(item.get("id")) != expected:
             raise ProtocolError(f"the prediction answer is out of order: {item.get('id')!r} where {expected!r} was asked")
         row = {c: item.get(c) for c in columns}
+        for name, value in (item.get("probabilities") or {}).items():
+            if PROBABILITY_PREFIX + str(name) in row:
+                row[PROBABILITY_PREFIX + str(name)] = value
         reasons = item.get("reasons") or []
         for k, column in enumerate(c for c in columns if c in REASON_COLUMNS):
             row[column] = str(reasons[k]["code"]) if k < len(reasons) else None
@@ -399,7 +408,7 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:
         values = [row.get(name) for row in rows]
         if name == "label":
             data[name] = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
-        elif name in ("score", "threshold"):
+        elif name in ("score", "threshold") or name.startswith(PROBABILITY_PREFIX):
             data[name] = pd.array([None if v is None else float(v) for v in values], dtype="Float64")
         else:
             data[name] = pd.array(values, dtype=object)
@@ -411,7 +420,8 @@ def _schema(columns: list[str]) -> Any:
 
     types = {"id": pa.string(), "score": pa.float64(), "label": pa.int64(), "status": pa.string(),
              "threshold": pa.float64()}
-    return pa.schema([(c, types[c]) for c in columns])
+    return pa.schema([(c, pa.float64() if c.startswith(PROBABILITY_PREFIX) else types.get(c, pa.string()))
+                      for c in columns])
 
 
 def _arrow(rows: list[dict[str, Any]], columns: list[str]) -> Any:

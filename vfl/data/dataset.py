@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vfl.data.ids import IdRules
+from vfl.ml.prep import EncodingKind, ImputeKind, PrepConfig, UnseenRule
+
 #: The largest dataset file read unless a service says otherwise ([limits] max_csv_bytes).
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -28,6 +31,29 @@ class DatasetSection(BaseModel):
     db_schema: str | None = Field(None, alias="schema", min_length=1, description="the table's schema, with url")
     id_column: str
     label_column: str | None = None
+    # How this party prepares its own columns (vfl.ml.prep): fitted on its own training rows, kept in its model part.
+    impute: ImputeKind | None = Field(None, description="fill missing numbers: mean, median or constant")
+    impute_value: float = Field(0.0, description='the value for impute = "constant"')
+    missing_indicator: bool = Field(False, description="add a 0/1 'NAME (missing)' column per column with gaps")
+    categorical: dict[str, EncodingKind] = Field(default_factory=dict,
+                                                 description='text columns to encode: {col = "onehot"} or "ordinal"')
+    unseen_category: UnseenRule = Field("zeros", description='a new category at serving: "zeros" or "refuse"')
+    ids: IdRules = Field(default_factory=IdRules, description="ID normalisation rules applied before the PSI")
+
+    @model_validator(mode="after")
+    def _prep_keys(self) -> DatasetSection:
+        if self.impute_value != 0.0 and self.impute != "constant":
+            raise ValueError('impute_value goes with impute = "constant"')
+        if self.missing_indicator and self.impute is None:
+            raise ValueError('missing_indicator goes with impute ("mean", "median" or "constant"): the missing '
+                             "cells still need a value")
+        return self
+
+    @property
+    def prep(self) -> PrepConfig:
+        """The column preparation these keys describe."""
+        return PrepConfig(impute=self.impute, impute_value=self.impute_value, missing_indicator=self.missing_indicator,
+                          categorical=dict(self.categorical), unseen_category=self.unseen_category)
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +83,9 @@ class DatasetSection(BaseModel):
                 )
             if self.format is not None:
                 raise ValueError("format applies to a file (path); remove it from a database dataset")
+            if self.ids.active:
+                raise ValueError("ids rules apply to file datasets; for a database table normalise the ID column in "
+                                 "a view (e.g. SELECT ltrim(id, '0') AS id, ...) and name the view as table")
         elif self.db_schema is not None:
             raise ValueError("schema applies to a database table (url + table); remove it from a file dataset")
         return self

@@ -55,19 +55,22 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from vfl.data.ids import normalize_id
+from vfl.data.ids import IdRules, normalize_id
 from vfl.data.table import (
     ID_CHUNK_ROWS,
     PartyTable,
+    LabelHints,
     check_labels,
     from_dataframe,
     read_csv_frame,
     read_csv_ids,
     read_parquet_frame,
     read_parquet_ids,
+    category_texts,
 )
 from vfl.data.dataset import DEFAULT_MAX_BYTES, DatasetSection
 from vfl.errors import ConfigError, DataError
+from vfl.ml.prep import Preparation
 
 
 #: IDs per ``WHERE id IN (...)`` statement (SQLite allows 32,766 bound parameters, PostgreSQL 65,535).
@@ -113,6 +116,10 @@ class DataSource(Protocol):
         """The rows of ``ids``, columns by name, a status per ID (serving)."""
         ...
 
+    def prepared_lookup(self, ids: list[str], preparation: Preparation) -> Lookup:
+        """The rows of ``ids`` as a model with this preparation reads them (serving): see :func:`prepared`."""
+        ...
+
     def close(self) -> None:
         """Release connections; the source may be used again afterwards (it reopens)."""
         ...
@@ -148,32 +155,35 @@ def lenient_column(column: pd.Series) -> np.ndarray:
 
 
 def _normalized(chunks: Iterable[list[Any]], source: str, column: str, plain: Callable[[Any], Any] | None = None,
-                ) -> Iterator[str]:
+                rules: IdRules | None = None) -> Iterator[str]:
     """IDs from chunks of raw cells, normalised as :func:`vfl.data.table.from_dataframe` does (same messages)."""
     where = f"{source}, column {column!r}"
     row = 0
     for chunk in chunks:
         for value in chunk:
-            yield normalize_id(plain(value) if plain is not None else value, source=where, position=row)
+            yield normalize_id(plain(value) if plain is not None else value, source=where, position=row, rules=rules)
             row += 1
     if row == 0:
         raise DataError(f"{source}: the table has a header but no data rows")
 
 
-def _request_ids(ids: list[str]) -> list[str | None]:
+def _request_ids(ids: list[str], rules: IdRules | None = None) -> list[str | None]:
     """Requested IDs by the :mod:`vfl.data.ids` rule; one that cannot be an ID (empty, not text) is None."""
     out: list[str | None] = []
     for i, value in enumerate(ids):
         try:
-            out.append(normalize_id(value, source="request", position=i))
+            out.append(normalize_id(value, source="request", position=i, rules=rules))
         except DataError:
             out.append(None)
     return out
 
 
 def _assemble(wanted: list[str | None], rows: dict[str, np.ndarray], duplicated: set[str],
-              feature_names: list[str]) -> Lookup:
-    """The Lookup for ``wanted`` from ``rows`` (ID → its feature values, NaN where invalid)."""
+              feature_names: list[str], keep: bool = False) -> Lookup:
+    """The Lookup for ``wanted`` from ``rows`` (ID → its feature values, NaN where invalid).
+
+    ``keep`` keeps the values of a row with invalid cells (a preparation may fill them: :func:`prepared`).
+    """
     features = np.full((len(wanted), len(feature_names)), np.nan)
     status: list[str] = []
     for k, key in enumerate(wanted):
@@ -186,9 +196,42 @@ def _assemble(wanted: list[str | None], rows: dict[str, np.ndarray], duplicated:
             bad = np.isnan(values)
             if bad.any():
                 status.append("invalid features: " + ", ".join(c for c, b in zip(feature_names, bad) if b))
+                if keep:
+                    features[k] = values
             else:
                 features[k] = values
                 status.append(OK)
+    return Lookup(features, status)
+
+
+def prepared(raw: Lookup, preparation: Preparation) -> Lookup:
+    """Raw looked-up columns (numbers; category codes, −1 unseen) → the model's columns, expanded and filled.
+
+    A cell that is missing (or not a number) in a column the preparation fills is filled,
+    as in training; in a column it does not fill, the ID keeps the status
+    ``"invalid features: ..."``. An unseen category is all zeros (one-hot) or the code −1
+    (ordinal), unless the preparation's rule is "refuse": then the ID gets the status
+    ``"unseen category: NAME"``.
+    """
+    expanded = preparation.expand(raw.features)
+    filled = preparation.fill(expanded)
+    fills = preparation.fills or {}
+    status = list(raw.status)
+    outputs = preparation.outputs
+    for k, (s, row) in enumerate(zip(status, raw.features)):
+        if s == OK or s.startswith("invalid features: "):
+            bad = [n for n, v in zip(preparation.inputs, row)
+                   if n not in preparation.categories and np.isnan(v) and n not in fills]
+            unseen = [n for j, n in enumerate(preparation.inputs)
+                      if n in preparation.categories and row[j] < 0]
+            if bad:
+                status[k] = "invalid features: " + ", ".join(bad)
+            elif unseen and preparation.unseen_category == "refuse":
+                status[k] = "unseen category: " + ", ".join(unseen)
+            else:
+                status[k] = OK
+    features = np.where(np.array([s == OK for s in status])[:, None], filled, np.nan) if len(status) else \
+        np.zeros((0, len(outputs)))
     return Lookup(features, status)
 
 
@@ -218,6 +261,7 @@ class _FileState:
     duplicated: set[str] = field(default_factory=set)
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # lenient float columns, by name
     names: list[str] = field(default_factory=list)  # the file's columns, for messages
+    texts: dict[str, list[str]] = field(default_factory=dict)  # the categorical columns' cells, as categories
 
 
 def _release(state: _FileState) -> None:
@@ -290,12 +334,14 @@ class FileSource:
                 if state.table is None:
                     state.table = from_dataframe(
                         self._frame(state), id_column=d.id_column, label_column=d.label_column, model=model,
-                        source=str(self.path),
+                        source=str(self.path), label_hints=LabelHints.for_service(self.name), prep=d.prep,
+                        id_rules=d.ids if d.ids.active else None,
                     )
                     if model is not None:
                         state.checked.add(model)
                 elif model is not None and model not in state.checked and state.table.labels is not None:
-                    check_labels(state.table.labels, model, str(self.path), d.label_column or "")
+                    check_labels(state.table.labels, model, str(self.path), d.label_column or "",
+                                 hints=LabelHints.for_service(self.name))
                     state.checked.add(model)
             except DataError as exc:
                 _public(exc, self.name, str(self.path))
@@ -319,7 +365,8 @@ class FileSource:
                 return
             reader = read_parquet_ids if self.dataset.kind == "parquet" else read_csv_ids
             chunks = reader(self.path, self.dataset.id_column, chunk_rows=chunk_rows, max_bytes=self._max_bytes)
-            yield from _normalized(chunks, str(self.path), self.dataset.id_column)
+            yield from _normalized(chunks, str(self.path), self.dataset.id_column,
+                                   rules=self.dataset.ids if self.dataset.ids.active else None)
         except DataError as exc:
             _public(exc, self.name, str(self.path))
             raise
@@ -332,8 +379,11 @@ class FileSource:
         except OSError:
             return False
 
-    def lookup(self, ids: list[str], feature_names: list[str]) -> Lookup:
-        wanted = _request_ids(ids)
+    def prepared_lookup(self, ids: list[str], preparation: Preparation) -> Lookup:
+        return prepared(self.lookup(ids, preparation.inputs, categories=preparation), preparation)
+
+    def lookup(self, ids: list[str], feature_names: list[str], categories: Preparation | None = None) -> Lookup:
+        wanted = _request_ids(ids, self.dataset.ids if self.dataset.ids.active else None)
         with self._lock:
             state = self._current()
             if state.index is None:
@@ -348,14 +398,24 @@ class FileSource:
                     "the model was trained on",
                     public=f"dataset {self.name!r} has no column(s) {missing} that the model uses",
                 )
-            columns = [state.columns[c] for c in feature_names]
+            if categories is not None:  # a text column the model encodes: its cells' codes, −1 for a new category
+                absent = [c for c in categories.categories if c not in state.texts]
+                if absent:
+                    raise DataError(
+                        f"dataset {self.name!r}: the model encodes column(s) {absent} as categories, but the "
+                        "dataset's config does not name them: add them to categorical in the dataset's config",
+                        public=f"dataset {self.name!r}: categorical does not name {absent}")
+                coded = {c: categories.encode(c, state.texts[c]) for c in categories.categories}
+                columns = [coded[c] if c in coded else state.columns[c] for c in feature_names]
+            else:
+                columns = [state.columns[c] for c in feature_names]
             index, duplicated = state.index, state.duplicated
         rows = {}
         for key in wanted:
             if key is not None and key in index and key not in rows:
                 row = index[key]
                 rows[key] = np.array([col[row] for col in columns], dtype=np.float64)
-        return _assemble(wanted, rows, duplicated, feature_names)
+        return _assemble(wanted, rows, duplicated, feature_names, keep=categories is not None)
 
     def _build_index(self, state: _FileState) -> None:
         column = self.dataset.id_column
@@ -371,7 +431,8 @@ class FileSource:
         duplicated: set[str] = set()
         for row, value in enumerate(frame[column].tolist()):
             try:
-                key = normalize_id(value, source="", position=row)
+                key = normalize_id(value, source="", position=row,
+                                   rules=self.dataset.ids if self.dataset.ids.active else None)
             except DataError:
                 continue  # a row without a usable ID cannot be asked for
             if key in index:
@@ -381,6 +442,7 @@ class FileSource:
         state.index, state.duplicated = index, duplicated
         state.names = [str(c) for c in frame.columns]
         state.columns = {str(c): lenient_column(frame[c]) for c in frame.columns if c != column}
+        state.texts = {str(c): category_texts(frame[c]) for c in self.dataset.categorical if c in frame.columns}
 
     def close(self) -> None:
         with self._lock:
@@ -542,7 +604,7 @@ class SqlSource:
         source = f"dataset {self.name!r} ({self.where})"
         try:
             return from_dataframe(frame, id_column=d.id_column, label_column=d.label_column, model=model,
-                                  source=source)
+                                  source=source, label_hints=LabelHints.for_service(self.name), prep=d.prep)
         except DataError as exc:
             _public(exc, self.name, source)
             raise
@@ -567,7 +629,15 @@ class SqlSource:
             _public(exc, self.name, source)
             raise
 
-    def lookup(self, ids: list[str], feature_names: list[str]) -> Lookup:
+    def prepared_lookup(self, ids: list[str], preparation: Preparation) -> Lookup:
+        if preparation.categories:
+            raise DataError(
+                f"dataset {self.name!r}: serving a model with categorical columns reads them from a file dataset "
+                "only; encode the column in a view of the table, or serve from a CSV or Parquet file",
+                public=f"dataset {self.name!r}: categorical columns are not served from a database table")
+        return prepared(self.lookup(ids, preparation.inputs, keep=True), preparation)
+
+    def lookup(self, ids: list[str], feature_names: list[str], keep: bool = False) -> Lookup:
         sa = self._sqlalchemy()
         wanted = _request_ids(ids)
         with self._lock:
@@ -601,7 +671,7 @@ class SqlSource:
                         rows[key] = row
         except sa.exc.SQLAlchemyError as exc:
             raise self._error("cannot read the table", "check the database and its permissions", exc) from None
-        return _assemble(wanted, rows, duplicated, feature_names)
+        return _assemble(wanted, rows, duplicated, feature_names, keep=keep)
 
     def in_memory(self) -> bool:
         return False  # every lookup queries the database

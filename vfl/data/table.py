@@ -8,9 +8,12 @@ that names the file, the column and the fix:
   one column holding ``;``, tabs or ``|`` is named as a file using that separator);
 * the ID column or the label column is missing (the available columns are listed);
 * IDs are empty or duplicated (rule for ID types: :func:`vfl.data.ids.normalize_ids`);
-* a feature column is not numeric, or holds missing, NaN or infinite values;
+* a feature column is not numeric (unless ``prep`` encodes it: :mod:`vfl.ml.prep`), or holds missing or NaN
+  values (unless ``prep`` imputes them) or infinite values;
 * the party has no feature columns;
-* for logistic regression, a label outside {0, 1} or only one class;
+* for logistic regression, only one class, two classes other than {0, 1}, or a label that
+  is not whole-number classes (a numeric target) or has too many classes; 3 to
+  ``max_classes`` classes train one-vs-rest (:mod:`vfl.ml.multiclass`);
   for linear regression, a non-numeric or non-finite label.
 
 Text labels yes/no, true/false, y/n and t/f (any case, also mixed with 0 and 1)
@@ -27,15 +30,18 @@ import csv
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vfl.data.ids import normalize_ids
-from vfl.ml.config import ModelKind
+from vfl.data.formats import file_problem
+from vfl.data.ids import IdRules, normalize_ids
+from vfl.ml.config import DEFAULT_MAX_CLASSES, ModelKind, TrainingConfig
+from vfl.ml.schedule import Schedule
+from vfl.ml.prep import MISSING_CATEGORY, PrepConfig, Preparation
 from vfl.errors import DataError, UnknownIDError
 
 #: Refuse CSV files above this size unless the caller raises the limit.
@@ -70,6 +76,9 @@ class PartyTable:
     label_name: str | None = None
     #: Text labels read as 1/0 (say {"no": 0, "yes": 1}), or None when the labels were numbers.
     label_mapping: dict[str, int] | None = None
+    #: How the party's raw columns became ``features`` (missing values, categories), or None: they are the raw
+    #: columns. Planned from the whole table; its fill values come later, from the training rows.
+    preparation: Preparation | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,6 +94,7 @@ class PartyTable:
             None if self.labels is None else self.labels[rows],
             self.label_name,
             self.label_mapping,
+            self.preparation,
         )
 
     @cached_property
@@ -107,6 +117,21 @@ class PartyTable:
         return np.array([index[v] for v in ids], dtype=np.int64)
 
 
+def fill_for_training(table: PartyTable, config: TrainingConfig) -> PartyTable:
+    """The aligned rows with missing numbers filled from the job's training rows only (:mod:`vfl.ml.prep`).
+
+    The fill values (mean, median or constant) come from the rows the job trains on,
+    as the standardisation does; the table's preparation then records them, for the
+    model part. A table without a preparation is returned as it is.
+    """
+    preparation = table.preparation
+    if preparation is None:
+        return table
+    train = Schedule(len(table), config).train_rows
+    fitted = preparation.fitted(table.features[train])
+    return replace(table, features=fitted.fill(table.features), preparation=fitted)
+
+
 def load_csv(
     path: str | os.PathLike[str],
     *,
@@ -116,11 +141,14 @@ def load_csv(
     feature_columns: list[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     allow_missing: bool = False,
+    prep: PrepConfig | None = None,
+    id_rules: IdRules | None = None,
 ) -> PartyTable:
     """Read and check one party's CSV. Every cell is read as text first, so IDs keep their exact spelling."""
     return from_dataframe(
         read_csv_frame(path, max_bytes=max_bytes), id_column=id_column, label_column=label_column, model=model,
-        feature_columns=feature_columns, source=str(path), allow_missing=allow_missing,
+        feature_columns=feature_columns, source=str(path), allow_missing=allow_missing, prep=prep,
+        id_rules=id_rules,
     )
 
 
@@ -232,6 +260,9 @@ def read_parquet_ids(
 def _check_file(path: str | os.PathLike[str], max_bytes: int) -> Path:
     source = str(path)
     file = Path(path)
+    problem = file_problem(file, "CSV or Parquet file" if file.suffix.lower() in (".parquet", ".pq") else "CSV file")
+    if problem is not None:
+        raise DataError(problem)
     if not file.is_file():
         raise DataError(f"{source}: file not found; check the path")
     size = file.stat().st_size
@@ -251,11 +282,17 @@ def from_dataframe(
     feature_columns: list[str] | None = None,
     source: str = "DataFrame",
     allow_missing: bool = False,
+    label_hints: LabelHints | None = None,
+    prep: PrepConfig | None = None,
+    id_rules: IdRules | None = None,
 ) -> PartyTable:
     """Check a DataFrame and turn it into a :class:`PartyTable` (the frame is not modified).
 
     ``allow_missing`` keeps missing feature cells as NaN (a scorecard bins them on their own) instead of
-    refusing them; labels and IDs may never be missing.
+    refusing them; labels and IDs may never be missing. ``prep`` prepares the party's own columns
+    (:mod:`vfl.ml.prep`): with ``impute`` set, missing numbers are kept as NaN for the training rows' fill
+    value; text columns named in ``categorical`` are encoded. ``id_rules`` normalise the IDs first
+    (:class:`vfl.data.ids.IdRules`).
     """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
@@ -269,7 +306,7 @@ def from_dataframe(
         _require_column(columns, label_column, "label", source, "--label-column")
     if len(frame) == 0:
         raise DataError(f"{source}: the table has a header but no data rows")
-    ids = normalize_ids(frame[id_column].tolist(), source=f"{source}, column {id_column!r}")
+    ids = normalize_ids(frame[id_column].tolist(), source=f"{source}, column {id_column!r}", rules=id_rules)
     if feature_columns is None:
         feature_columns = [c for c in columns if c not in (id_column, label_column)]
     else:
@@ -280,17 +317,46 @@ def from_dataframe(
             f"{source}: no feature columns besides the ID{' and label' if label_column else ''}; "
             "each party needs at least one feature to take part"
         )
+    prep = prep if prep is not None and prep.active else None
+    categorical = dict(prep.categorical) if prep is not None else {}
+    unknown = sorted(set(categorical) - set(feature_columns))
+    if unknown:
+        raise DataError(f"{source}: categorical names column(s) {unknown} that are not feature columns; the feature "
+                        f"columns are: {', '.join(feature_columns[:20])}. Fix --categorical")
+    keep_missing = allow_missing or (prep is not None and prep.impute is not None)
+    categories: dict[str, list[str]] = {}
     features = np.empty((len(ids), len(feature_columns)), dtype=np.float64)
     for j, c in enumerate(feature_columns):  # column by column into one matrix: no second copy of it
-        features[:, j] = _numeric(frame[c], c, ids, source, "feature", allow_missing=allow_missing)
+        if c in categorical:
+            texts = category_texts(frame[c])
+            categories[c] = sorted(set(texts))
+            index = {value: float(i) for i, value in enumerate(categories[c])}
+            features[:, j] = [index[t] for t in texts]
+        else:
+            features[:, j] = _numeric(frame[c], c, ids, source, "feature", allow_missing=keep_missing)
+    preparation = None
+    if prep is not None:
+        preparation = Preparation.plan(list(feature_columns), features, prep, categories)
+        if preparation.outputs != list(feature_columns) or categories:
+            features = preparation.expand(features)
+        feature_columns = preparation.outputs
     labels, mapping = None, None
     if label_column is not None:
         labels, mapping = _label_values(frame[label_column], label_column, ids, source, model)
         if model is not None:
-            check_labels(labels, model, source, label_column)
+            check_labels(labels, model, source, label_column, hints=label_hints)
         if mapping is not None:
             log.info("%s: label column %r holds text labels, read as %s", source, label_column, describe_mapping(mapping))
-    return PartyTable(source, ids, features, list(feature_columns), labels, label_column, mapping)
+    return PartyTable(source, ids, features, list(feature_columns), labels, label_column, mapping, preparation)
+
+
+def category_texts(column: pd.Series) -> list[str]:
+    """A text column's cells as categories: stripped text, a missing cell as ``"(missing)"``."""
+    out: list[str] = []
+    for value in column.tolist():
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
+        out.append(MISSING_CATEGORY if text in MISSING_TEXT else text)
+    return out
 
 
 def describe_mapping(mapping: dict[str, int]) -> str:
@@ -319,34 +385,94 @@ def _label_values(column: pd.Series, name: str, ids: list[str], source: str, mod
             f"{source}: label column {name!r} holds text ({shown}); linear regression needs a numeric target. "
             "For a yes/no label use --model logistic"
         )
+    classes = sorted(set(text[~missing]))
+    if len(words) == int((~missing).sum()) and 3 <= len(classes) <= MAX_CLASSES_CEILING and \
+            not any(v.lower() in TRUE_LABELS | FALSE_LABELS for v in classes):
+        # Class names (bus, van, saab, opel): numbered 0 … K−1 in sorted order, for one-vs-rest.
+        mapping = {v: k for k, v in enumerate(classes)}
+        return _numeric(text.map(lambda v: str(mapping.get(v, v))), name, ids, source, "label"), mapping
     if unknown:
         raise DataError(
             f"{source}: label column {name!r} holds text that is not a yes/no label; the values seen are {shown}. "
             "Logistic regression needs labels 0 and 1; yes/no, true/false, y/n and t/f (any case) are read as 1/0. "
-            "Recode the column to 0 and 1 (1 for the class to predict)"
+            "Recode the column to 0 and 1 (1 for the class to predict); three or more class names train "
+            "one-vs-rest"
         )
     mapping = {v: 1 if low in TRUE_LABELS else 0 for v, low in lowered.items()}
     recoded = text.map(lambda v: str(mapping[v]) if v in mapping else v)
     return _numeric(recoded, name, ids, source, "label"), mapping
 
 
-def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str) -> None:
-    """Logistic regression needs labels in {0, 1} with both classes present."""
+@dataclass(frozen=True)
+class LabelHints:
+    """How a label error tells the user to fix it: CLI flags (``vfl simulate``) or the service's keys (REST)."""
+
+    #: How to choose linear regression for a numeric target.
+    linear: str = "--model linear"
+    #: Where the label column is named.
+    column: str = "--label-column"
+
+    @classmethod
+    def for_service(cls, dataset: str) -> LabelHints:
+        """A service's answer names the job spec's JSON and the service config's keys, never CLI flags."""
+        return cls(linear='"training": {"model": "linear"} in the job spec',
+                   column=f"datasets.{dataset}.label_column in the service config")
+
+
+#: The most classes a label may have to train one-vs-rest (``training.max_classes`` lowers it).
+MAX_CLASSES_CEILING = 100
+
+
+def _recode_hint(values: np.ndarray) -> str:
+    """``1 → 0, 2 → 1`` for a two-valued label: the smaller value becomes 0."""
+    low, high = (f"{v:g}" for v in values)
+    return f"{low} → 0, {high} → 1"
+
+
+def check_labels(labels: np.ndarray, model: ModelKind, source: str, column: str, *,
+                 max_classes: int | None = None, hints: LabelHints | None = None) -> None:
+    """Logistic regression needs labels 0 and 1 with both present, or 3 to ``max_classes`` whole-number classes
+    (trained one-vs-rest, :mod:`vfl.ml.multiclass`).
+
+    Without ``max_classes`` (loading a table, before the job's config is known) up to
+    :data:`MAX_CLASSES_CEILING` classes pass, and a refusal speaks of the default cap.
+    """
     if model != "logistic":
         return
+    hints = hints or LabelHints()
+    cap = DEFAULT_MAX_CLASSES if max_classes is None else max_classes
     values = np.unique(labels)
-    bad = [v for v in values if v not in (0.0, 1.0)]
-    if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:5])
-        raise DataError(
-            f"{source}: label column {column!r} has value(s) {shown}; logistic regression needs labels 0 and 1. "
-            "Recode the label (e.g. −1 → 0), or use --model linear for a numeric target"
-        )
     if len(values) < 2:
         raise DataError(
             f"{source}: label column {column!r} holds only the class {values[0]:g}; "
-            "logistic regression needs rows of both classes"
+            "logistic regression needs rows of at least two classes"
         )
+    whole = bool(np.all(values == np.round(values)))
+    if len(values) == 2:
+        if set(values.tolist()) <= {0.0, 1.0}:
+            return
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise DataError(
+            f"{source}: label column {column!r} has the values {shown}; a two-class logistic regression needs "
+            f"labels 0 and 1. Recode the label ({_recode_hint(values)}, 1 for the class to predict)"
+            + (f", or use {hints.linear} for a numeric target" if not whole else "")
+            + f"; if this is the wrong column, check {hints.column}"
+        )
+    if whole and len(values) <= (MAX_CLASSES_CEILING if max_classes is None else max_classes):
+        return  # multi-class: one-vs-rest
+    examples = ", ".join(f"{v:g}" for v in values[:: max(1, len(values) // 5)][:5])
+    if not whole:
+        raise DataError(
+            f"{source}: label column {column!r} looks numeric ({len(values)} distinct values, e.g. {examples}); "
+            f"logistic regression needs class labels (0 and 1, or 3 to {cap} whole-number classes). "
+            f"For a numeric target use {hints.linear}; if this is the wrong column, check {hints.column}"
+        )
+    raise DataError(
+        f"{source}: label column {column!r} has {len(values)} distinct values (e.g. {examples}); one-vs-rest "
+        f"logistic regression takes at most {cap} classes (training.max_classes, up to "
+        f"{MAX_CLASSES_CEILING}). For a numeric target use {hints.linear}; if this is the wrong column, check "
+        f"{hints.column}"
+    )
 
 
 def _check_header(file: Path, source: str) -> None:
@@ -389,7 +515,9 @@ def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: st
         not_numeric = values.isna() & ~missing
         if not_numeric.any():
             i = int(np.flatnonzero(not_numeric.to_numpy())[0])
-            fix = "the label must be a number" if what == "label" else "encode it as numbers or leave the column out"
+            fix = ("the label must be a number" if what == "label" else
+                   f"encode it as numbers, leave the column out, or let vfl encode it: Fix --categorical "
+                   f"{name}=onehot (or ordinal)")
             raise DataError(
                 f"{source}: {what} column {name!r} is not numeric (value {text.iloc[i]!r} for ID {ids[i]!r}); {fix}"
             )
@@ -402,7 +530,10 @@ def _numeric(column: pd.Series, name: str, ids: list[str], source: str, what: st
         count = int(np.isnan(arr).sum())
         raise DataError(
             f"{source}: {what} column {name!r} has {count} missing or NaN value(s), first for ID {ids[i]!r}; "
-            "fill or drop those rows (a scorecard job keeps them: they get a bin of their own)"
+            + ("the label may never be missing; fill or drop those rows" if what == "label" else
+               "fill or drop those rows, or turn on imputation (each party fills its own columns from its own "
+               "training rows): Fix --impute mean (or median, constant); a scorecard job keeps them as a bin "
+               "of their own")
         )
     if np.isinf(arr).any():
         i = int(np.flatnonzero(np.isinf(arr))[0])

@@ -30,6 +30,7 @@ from vfl.crypto.keys import generate_keypair
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, DataError
 from vfl.ml.metrics import model_metrics
+from vfl.ml.multiclass import class_values, is_multiclass
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.ml.plaintext import train_plaintext
 from vfl.protocol.feature_party import FeatureParty
@@ -183,6 +184,10 @@ def compare(
     workers: int | None = None,
     dp_draws: int = 5,
 ) -> Comparison:
+    if is_multiclass(table_b.labels, model):
+        raise ConfigError(f"{table_b.source}: the label has {len(class_values(table_b.labels))} classes; vfl compare "
+                          "compares binary and linear models only. Train the multi-class (one-vs-rest) model with "
+                          "vfl simulate, or recode the label to 0/1 to compare one class against the rest")
     # Evaluation needs the same rows on both sides and a shared test split, so the tables are
     # joined here; the federated run aligns its training rows with PSI like any job.
     ids_a = set(table_a.ids)

@@ -39,6 +39,7 @@ from vfl.compute.engine import Engine, make_engine
 from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
+from vfl.ml.multiclass import class_values, is_multiclass
 from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import model_metrics
@@ -84,6 +85,10 @@ def simulate_scorecard(
     if problem is not None:
         raise ConfigError(problem)
     check_label_table(table_b, config)
+    if is_multiclass(table_b.labels, config.model):
+        raise ConfigError(f"{table_b.source}: the label has {len(class_values(table_b.labels))} classes; a scorecard is "
+                          "binary only (points and reasons for one event). Recode the label to 0/1 (1 for the event "
+                          "to score), or drop --scorecard to train one-vs-rest logistic regression")
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", workers=workers)
     aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
     roster, min_bits, alignment = aligned.roster, aligned.min_bits, aligned.alignment

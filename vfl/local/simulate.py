@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from psi.joint import align_many
 from psi.suites import PsiProtocol
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data.table import PartyTable, check_labels, load_csv
-from vfl.errors import DataError
+from vfl.data.ids import IdRules, explain_mismatch
+from vfl.data.leakage import column_leaks, perfect_model, score_leak
+from vfl.data.table import PartyTable, check_labels, fill_for_training, load_csv
+from vfl.ml.prep import PrepConfig
+from vfl.errors import ConfigError, DataError
 from vfl.incentives import shapley
 from vfl.ml.parts import ModelPartA, ModelPartB, evaluate_label_part, label_party_alone
 from vfl.compute.engine import Engine, make_engine
@@ -41,6 +46,16 @@ from vfl.protocol.role import Envelope
 from vfl.protocol.roster import Roster
 from vfl.ml.schedule import gradient_lengths
 from vfl.ml.curves import curves_for
+from vfl.ml.multiclass import (
+    PROBABILITIES,
+    STRATEGY,
+    class_name,
+    class_values,
+    is_multiclass,
+    multiclass_metrics,
+    normalise,
+    one_vs_rest,
+)
 
 #: Simulation runs in one process, so no key boundary is crossed: 1024-bit keys
 #: are allowed here for quick experiments. Services insist on 2048.
@@ -58,16 +73,45 @@ def simulate_csv(
     label_column: str,
     config: TrainingConfig,
     id_column_a: str | Sequence[str] | None = None,
+    prep: PrepConfig | None = None,
+    id_rules: IdRules | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Load each party's CSV separately and run :func:`simulate`."""
+    """Load each party's CSV separately and run :func:`simulate`.
+
+    ``prep`` is how every party prepares its own columns (missing values, categories: :mod:`vfl.ml.prep`),
+    each from its own rows; ``id_rules`` normalise every file's IDs before the PSI.
+    """
     files = [party_a] if isinstance(party_a, str) else list(party_a)
     columns = id_column_a if isinstance(id_column_a, (list, tuple)) else [id_column_a] * len(files)
     if len(columns) != len(files):
         raise DataError(f"{len(columns)} ID columns for {len(files)} feature-party files: give one, or one per file")
-    tables = [load_csv(f, id_column=c or id_column) for f, c in zip(files, columns)]
-    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model)
+    preps = _own_categories(prep, [*files, party_b])
+    tables = [load_csv(f, id_column=c or id_column, prep=p, id_rules=id_rules) for f, c, p in zip(files, columns, preps)]
+    table_b = load_csv(party_b, id_column=id_column, label_column=label_column, model=config.model, prep=preps[-1],
+                       id_rules=id_rules)
     return simulate(tables if len(tables) > 1 else tables[0], table_b, config, **kwargs)
+
+
+def _own_categories(prep: PrepConfig | None, files: list[str]) -> list[PrepConfig | None]:
+    """``prep`` for each file, with only the categorical columns that file has (each party encodes its own)."""
+    if prep is None or not prep.categorical:
+        return [prep] * len(files)
+    import pandas as pd
+
+    def header(file: str) -> set[str]:  # only the header row: the load that follows checks the whole file
+        try:
+            return {str(c).strip() for c in pd.read_csv(file, nrows=0, dtype=str, encoding="utf-8-sig").columns}
+        except (OSError, ValueError):
+            return set()
+
+    headers = [header(f) for f in files]
+    unknown = sorted(c for c in prep.categorical if not any(c in h for h in headers))
+    if unknown:
+        raise DataError(f"--categorical names column(s) {unknown} that no file has; check the names (they are "
+                        "case-sensitive)")
+    return [prep.model_copy(update={"categorical": {c: k for c, k in prep.categorical.items() if c in h}})
+            for h in headers]
 
 
 def simulate(
@@ -113,13 +157,29 @@ def simulate(
     """
     started = time.perf_counter()
     check_label_table(table_b, config)
+    if contributions and is_multiclass(table_b.labels, config.model):
+        raise ConfigError(f"{table_b.source}: contributions are measured on binary (0/1) labels and numeric targets "
+                          f"only; this label has {len(class_values(table_b.labels))} classes. Run without "
+                          "contributions, or measure them on one class against the rest (recode the label to 0/1)")
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
     aligned = align_parties(table_a, table_b, config, engine, psi_key_bits, psi_protocol=psi_protocol)
     tables, roster, min_bits, alignment = aligned.tables, aligned.roster, aligned.min_bits, aligned.alignment
     parts, b_rows = aligned.parts, aligned.b_rows
 
+    warnings = list(aligned.warnings) + _leaks(parts, b_rows, config)
+    parts = [fill_for_training(t, config) for t in parts]  # each party's own fill values, from its training rows
+    b_rows = fill_for_training(b_rows, config)
+    if is_multiclass(b_rows.labels, config.model):
+        result = _simulate_one_vs_rest(replace(aligned, parts=parts, b_rows=b_rows), table_b, config, engine=engine,
+                                       job_id=job_id, progress=progress, transcript=transcript, keypair=keypair,
+                                       started=started, ledger=ledger)
+        result["preparation"] = _preparations(parts, b_rows, roster)
+        if warnings:
+            result["warnings"] = warnings
+        return result
     run = train_federated(parts, b_rows, config, roster=roster, engine=engine, job_id=job_id, progress=progress,
                           transcript=transcript, keypair=keypair, min_bits=min_bits)
+    warnings += _score_leaks(run, parts, b_rows, roster)
     features, party_b, arbiter, channel = run.features, run.party_b, run.arbiter, run.channel
     models, model_b, metrics, decision, predictions = run.models, run.model_b, run.metrics, run.decision, run.predictions
     schedule, splits, train_seconds = party_b.schedule, run.splits, run.seconds
@@ -166,7 +226,10 @@ def simulate(
         "workers": engine.workers,
         "engine": engine.name,
         "model_parts": model_parts,
+        "preparation": _preparations(parts, b_rows, roster),
     }
+    if warnings:
+        result["warnings"] = warnings
     if contributions:
         result["contributions"] = _contributions(
             parts, b_rows, config, run, names=[f.party for f in features], sources=[t.source for t in tables],
@@ -183,7 +246,38 @@ def check_label_table(table_b: PartyTable, config: TrainingConfig) -> None:
     """Party B's table has labels the model can learn (before any PSI runs)."""
     if table_b.labels is None:
         raise DataError(f"{table_b.source}: party B's table has no label column; pass label_column")
-    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label")
+    check_labels(table_b.labels, config.model, table_b.source, table_b.label_name or "label",
+                 max_classes=config.max_classes)
+
+
+def _preparations(parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> dict[str, Any]:
+    """What each party did to its own columns (strategy, indicator and encoded columns, counts), by party."""
+    names = [f"party {p}" for p in roster.features] + ["party B"]
+    return {name: t.preparation.describe() for name, t in zip(names, [*parts, b_rows]) if t.preparation is not None}
+
+
+def _leaks(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig) -> list[str]:
+    """Feature parties' columns that give the label away, on the training rows (every file is local here)."""
+    from vfl.ml.schedule import Schedule
+
+    train = Schedule(len(b_rows), config).train_rows
+    out: list[str] = []
+    for t in parts:
+        out += column_leaks(t.feature_names, t.features[train], b_rows.labels[train], b_rows.label_name, t.source,
+                            binary=config.model == "logistic")
+    return out
+
+
+def _score_leaks(run: TrainedRun, parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> list[str]:
+    """A feature party whose partial score alone separates the classes, and a perfect validation AUC."""
+    if run.model_b.model != "logistic":
+        return []
+    split = "validation" if "validation" in run.splits else "train"
+    rows = run.splits[split]
+    out = [w for m, t, p in zip(run.models, parts, roster.features)
+           if (w := score_leak(p, m.partial_scores(t.features)[rows], b_rows.labels[rows], split)) is not None]
+    perfect = perfect_model(run.metrics)
+    return out + ([perfect] if perfect and not out else [])
 
 
 @dataclass(frozen=True)
@@ -197,6 +291,8 @@ class Aligned:
     alignment: Any
     parts: list[PartyTable]
     b_rows: PartyTable
+    #: IDs that did not match but would after a rewrite (leading zeros, '.0', case, ...): both files are local.
+    warnings: tuple[str, ...] = ()
 
 
 def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTable, config: TrainingConfig,
@@ -210,8 +306,10 @@ def align_parties(table_a: PartyTable | Sequence[PartyTable], table_b: PartyTabl
     )
     parts = [t.take(rows) for t, rows in zip(tables, alignment.rows)]
     b_rows = table_b.take(alignment.rows_b)
-    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label")
-    return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows)
+    warnings = tuple(w for t in tables if (w := explain_mismatch(table_b.ids, t.ids, table_b.source, t.source)))
+    check_labels(b_rows.labels, config.model, f"{table_b.source} (aligned rows)", table_b.label_name or "label",
+                 max_classes=config.max_classes)
+    return Aligned(tables, Roster.default(len(tables)), min_bits, alignment, parts, b_rows, warnings)
 
 
 @dataclass
@@ -251,6 +349,8 @@ def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: Trainin
     party_b = LabelParty(job_id, config, b_rows.features, b_rows.labels, roster=roster,
                          feature_names=b_rows.feature_names, engine=engine, min_key_bits=min_bits,
                          job_lengths=lengths)
+    for role, t in zip([*features, party_b], [*parts, b_rows]):
+        role.preparation = t.preparation  # recorded in the party's own model part, for serving
     arbiter = Arbiter(job_id, config, len(b_rows), gradient_lengths=lengths, keypair=keypair,
                       min_key_bits=min_bits, roster=roster)
 
@@ -277,6 +377,81 @@ def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: Trainin
     model_b, metrics, decision, predictions = evaluate_label_part(
         party_b.model(), config, b_rows.labels, party_b.model().scores(b_rows.features, u_a), splits)
     return TrainedRun(features, party_b, arbiter, channel, models, model_b, metrics, decision, predictions, splits, seconds)
+
+
+def _simulate_one_vs_rest(aligned: Aligned, table_b: PartyTable, config: TrainingConfig, *, engine: Engine,
+                          job_id: str, progress: ProgressFn | None, transcript: list[Envelope] | None,
+                          keypair: tuple[PublicKey, PrivateKey] | None, started: float,
+                          ledger: str | Path | None) -> dict[str, Any]:
+    """A label of K ≥ 3 classes: K binary trainings of the unchanged protocol on the one alignment (one-vs-rest).
+
+    The k-th training is an ordinary binary job on B's rows relabelled ``y == class_k``
+    (:mod:`vfl.ml.multiclass`); B normalises the K probabilities and measures the model.
+    """
+    if ledger is not None:
+        raise ConfigError("the ledger records binary and linear jobs only; run a multi-class label without --ledger")
+    parts, b_rows, roster, min_bits = aligned.parts, aligned.b_rows, aligned.roster, aligned.min_bits
+    labels = np.asarray(b_rows.labels, dtype=np.float64)
+    classes = class_values(labels)
+    runs: list[TrainedRun] = []
+    for k, value in enumerate(classes):
+        def on_epoch(epoch: int, epochs: int, train: float | None, validation: float | None, k: int = k) -> None:
+            if progress is not None:  # one bar over the K trainings
+                progress(k * epochs + epoch, len(classes) * epochs, train, validation)
+
+        binary = replace(b_rows, labels=one_vs_rest(labels, value))
+        runs.append(train_federated(parts, binary, config, roster=roster, engine=engine, job_id=f"{job_id}.class{k}",
+                                    progress=on_epoch, transcript=transcript, keypair=keypair, min_bits=min_bits))
+    first = runs[0]
+    probabilities = normalise(np.column_stack([r.predictions for r in runs]))
+    metrics = {split: multiclass_metrics(labels[rows], probabilities[rows], classes) for split, rows in first.splits.items()}
+    schedule = first.party_b.schedule
+    names = ["A"] if len(first.features) == 1 else [f.party for f in first.features]
+    model_parts = {
+        **{("party_a" if len(names) == 1 else f"party_{n.lower()}"): {
+            "multiclass": STRATEGY, "classes": classes, "parts": [r.models[i].to_dict() for r in runs]}
+           for i, n in enumerate(names)},
+        "party_b": {"multiclass": STRATEGY, "classes": classes, "parts": [r.model_b.to_dict() for r in runs]},
+    }
+    alignment = aligned.alignment
+    return {
+        "model": config.model,
+        "multiclass": {
+            "strategy": STRATEGY,
+            "classes": [class_name(c) for c in classes],
+            "probabilities": PROBABILITIES,
+            "per_class": [{"class": class_name(c), "epochs_run": r.party_b.epochs_run,
+                           "stop_reason": r.party_b.stop_reason, "loss_history": r.party_b.train_losses,
+                           "validation_loss_history": r.party_b.validation_losses, "decision": r.decision,
+                           "metrics": r.metrics, "seconds": round(r.seconds, 3),
+                           "decryptions": r.arbiter.decryptions}
+                          for c, r in zip(classes, runs)],
+        },
+        "job_id": job_id,
+        "aligned_rows": alignment.size,
+        "alignment": alignment.summary(),
+        "feature_parties": [{"party": f.party, "source": t.source, "features": t.features.shape[1]}
+                            for f, t in zip(first.features, aligned.tables)],
+        "label_mapping": table_b.label_mapping,  # class names read as 0 … K−1, or None
+        "train_rows": int(schedule.n_train),
+        "validation_rows": int(len(schedule.validation_rows)),
+        "epochs_run": sum(r.party_b.epochs_run for r in runs),
+        "stop_reason": "; ".join(f"class {class_name(c)}: {r.party_b.stop_reason}" for c, r in zip(classes, runs)),
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - started, 3),
+        "timings": {
+            "alignment": round(alignment.seconds, 3),
+            "training": round(sum(r.seconds for r in runs), 3),  # each class's: multiclass.per_class
+        },
+        "bytes_exchanged": sum(r.channel.total_bytes for r in runs),
+        "messages": sum(r.channel.messages_sent for r in runs),
+        "decryptions": sum(r.arbiter.decryptions for r in runs),
+        "privacy": None if first.party_b.privacy is None else [r.party_b.privacy.report() for r in runs],
+        "config": config.model_dump(),
+        "workers": engine.workers,
+        "engine": engine.name,
+        "model_parts": model_parts,
+    }
 
 
 def _contributions(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig, run: TrainedRun, *,

@@ -22,6 +22,9 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"newton": 0.7, "adam": 0.05, "sgd": 0
 DEFAULT_MOMENTUM: dict[str, float] = {"newton": 0.3, "adam": 0.0, "sgd": 0.0}
 
 
+#: A label with 3 to this many classes trains one-vs-rest unless ``max_classes`` says otherwise.
+DEFAULT_MAX_CLASSES = 20
+
 PRIVATE_EPOCHS = 30
 PRIVATE_ADAM_STEP = 0.02
 
@@ -112,6 +115,10 @@ class TrainingConfig(BaseModel):
                          "on the validation rows ({\"pick\": \"max_f1\"}, {\"pick\": \"max_ks\"}, "
                          "{\"pick\": \"precision\", \"target\": 0.9})")
 
+    max_classes: int = Field(
+        DEFAULT_MAX_CLASSES, ge=3, le=100, description="logistic: a label with 3 to this many whole-number classes trains "
+                                      "one-vs-rest (one binary model per class); more are refused")
+
     @model_validator(mode="before")
     @classmethod
     def _private_defaults(cls, data: Any) -> Any:
@@ -163,7 +170,9 @@ class TrainingConfig(BaseModel):
         """A short fingerprint of every setting, so the arbiter can check A and B agree with it."""
         import hashlib
 
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        # max_classes at its default is left out: the digest stays what a release before it computes.
+        exclude = {"max_classes"} if self.max_classes == DEFAULT_MAX_CLASSES else None
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
     @property
     def momentum_in_force(self) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 from vfl.ml.calibration import Platt, ThresholdChoice, fit_decision, probabilities
 from vfl.ml.config import ModelKind, TrainingConfig
 from vfl.ml.metrics import model_metrics
+from vfl.ml.prep import Preparation
 from vfl.ml.privacy import clip_rows
 from vfl.errors import DataError
 from vfl.ml.scaling import Standardizer
@@ -52,10 +53,19 @@ class ModelPartA:
     #: Each feature's range over the job's aligned rows (None in models from before it was kept): what
     #: noise on the released scores clips rows to (:mod:`vfl.ml.score_noise`). It stays with party A.
     feature_box: FeatureBox | None = None
+    #: How party A prepared its own columns (missing values, categories): ``feature_names`` are its outputs.
+    preparation: Preparation | None = None
+
+    @property
+    def input_names(self) -> list[str]:
+        """The dataset columns the model reads (before any preparation)."""
+        return self.preparation.inputs if self.preparation is not None else self.feature_names
 
     def partial_scores(self, features: np.ndarray) -> np.ndarray:
-        """u_A = standardised features · θ_A (raw features in, one score per row out)."""
+        """u_A = standardised features · θ_A (the model's columns in, missing cells filled as in training)."""
         X = _check_width(features, self.feature_names, "party A")
+        if self.preparation is not None:
+            X = self.preparation.fill(X)
         return standardised_rows(self.scaler, X, self.row_clip) @ self.weights
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,13 +77,14 @@ class ModelPartA:
             "weights": self.weights.tolist(),
             "row_clip": self.row_clip,
             "feature_box": None if self.feature_box is None else self.feature_box.to_dict(),
+            "preparation": None if self.preparation is None else self.preparation.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPartA:
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
                    np.asarray(data["weights"], dtype=np.float64), data.get("row_clip"),
-                   FeatureBox.from_dict(data.get("feature_box")))
+                   FeatureBox.from_dict(data.get("feature_box")), Preparation.from_dict(data.get("preparation")))
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,13 @@ class ModelPartB:
     #: Logistic only: Platt scaling of u fitted after training (None: p = σ(u)), and the decision threshold.
     calibration: Platt | None = None
     threshold: ThresholdChoice = ThresholdChoice(0.5, "fixed")
+    #: How party B prepared its own columns (missing values, categories): ``feature_names`` are its outputs.
+    preparation: Preparation | None = None
+
+    @property
+    def input_names(self) -> list[str]:
+        """The dataset columns the model reads (before any preparation)."""
+        return self.preparation.inputs if self.preparation is not None else self.feature_names
 
     def with_decision(self, calibration: Platt | None, threshold: ThresholdChoice) -> ModelPartB:
         return replace(self, calibration=calibration, threshold=threshold)
@@ -99,6 +117,8 @@ class ModelPartB:
         u_a = np.asarray(u_a, dtype=np.float64)
         if u_a.shape != (X.shape[0],):
             raise DataError(f"got {u_a.shape[0]} partial scores from party A for {X.shape[0]} rows")
+        if self.preparation is not None:
+            X = self.preparation.fill(X)
         return u_a + standardised_rows(self.scaler, X, self.row_clip) @ self.weights + self.intercept
 
     def predict(self, features: np.ndarray, u_a: np.ndarray) -> np.ndarray:
@@ -131,6 +151,7 @@ class ModelPartB:
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold.value,
             "threshold_rule": self.threshold.to_dict(),
+            "preparation": None if self.preparation is None else self.preparation.to_dict(),
         }
 
     @classmethod
@@ -140,7 +161,7 @@ class ModelPartB:
         return cls(data["model"], list(data["feature_names"]), Standardizer.from_dict(data["scaler"]),
                    np.asarray(data["weights"], dtype=np.float64), float(data["intercept"]),
                    float(data["label_mean"]), float(data["label_scale"]), data.get("row_clip"),
-                   Platt.from_dict(data.get("calibration")), threshold)
+                   Platt.from_dict(data.get("calibration")), threshold, Preparation.from_dict(data.get("preparation")))
 
 
 def evaluate_label_part(

@@ -14,6 +14,7 @@ from vfl.errors import (
 from vfl.ml.config import TrainingConfig
 from vfl.ml.kinds import l2_penalty
 from vfl.ml.parts import ModelPartA, standardised_rows
+from vfl.ml.prep import Preparation
 from vfl.ml.scaling import Standardizer
 from vfl.ml.score_noise import FeatureBox
 from vfl.ml.schedule import Schedule
@@ -64,6 +65,8 @@ class FeatureParty(TrainingParty):
         #: Where its rows lie: kept with the model part for noise on released scores (never sent).
         self.feature_box = FeatureBox.fit(features)
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
+        #: How this party prepared its columns (set by whoever built the rows), kept with its model part.
+        self.preparation: Preparation | None = None
         self.row_clip = None if config.privacy is None else config.privacy.row_clip
         design = standardised_rows(self.scaler, features, self.row_clip)
         super().__init__(
@@ -178,4 +181,4 @@ class FeatureParty(TrainingParty):
 
     def model(self) -> ModelPartA:
         return ModelPartA(self.config.model, self.feature_names, self.scaler, self.weights.copy(), self.row_clip,
-                          self.feature_box)
+                          self.feature_box, self.preparation)

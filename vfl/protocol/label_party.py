@@ -18,6 +18,7 @@ from vfl.ml.config import TrainingConfig
 from vfl.ml.convergence import DIVERGED, divergence_message
 from vfl.ml.kinds import l2_penalty, penalty_mask, with_intercept
 from vfl.ml.parts import ModelPartB, standardised_rows
+from vfl.ml.prep import Preparation
 from vfl.ml.scaling import Standardizer
 from vfl.ml.schedule import Schedule
 from vfl.protocol.messages import (
@@ -86,6 +87,8 @@ class LabelParty(TrainingParty):
         train = schedule.train_rows
         self.scaler = Standardizer.fit(training_rows(features, schedule))
         self.feature_names = feature_names or [f"x{i}" for i in range(features.shape[1])]
+        #: How this party prepared its columns (set by whoever built the rows), kept with its model part.
+        self.preparation: Preparation | None = None
         self.label_mean, self.label_scale = 0.0, 1.0
         if config.model == "linear":
             label_scaler = Standardizer.fit(labels[train])
@@ -331,7 +334,7 @@ class LabelParty(TrainingParty):
             weights, intercept = self.weights.copy(), 0.0
         return ModelPartB(
             self.config.model, self.feature_names, self.scaler, weights, intercept, self.label_mean, self.label_scale,
-            self.row_clip,
+            self.row_clip, preparation=self.preparation,
         )
 
 

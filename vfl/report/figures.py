@@ -22,7 +22,9 @@ ParameterPanel = tuple[list[str], list, str]
 
 
 def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
-    """The figures of a job, as PNG bytes keyed by file name (none without matplotlib)."""
+    """The figures of a job, as PNG bytes keyed by file name (none without matplotlib, none for one-vs-rest)."""
+    if summary.get("multiclass"):  # its page is tables: per-class metrics and each class's training
+        return {}
     try:
         from vfl.report import plots  # here, not at the top: it raises ConfigError without matplotlib
     except ConfigError as exc:  # the `report` extra is not installed: the report goes out without figures

@@ -26,6 +26,8 @@ from vfl.report.figures import parameter_panels
 from vfl.report.job_sections import (alignment_section, context_section, privacy_section, settings_section,
                                      timings_section)
 from vfl.report.markup import STOP_REASONS, feature_side, figure, model_name
+from vfl.report.multiclass_sections import (multiclass_headline, multiclass_metrics_section,
+                                            multiclass_training_section)
 from vfl.report.model_sections import coefficients_section, headline_section, metrics_section, performance_section
 from vfl.report.scorecard_sections import scorecard_section
 from vfl.report.summary import feature_party_count
@@ -67,8 +69,18 @@ STYLE = """
 """
 
 
+def warnings_block(warnings: list[str] | None) -> str:
+    """What looks wrong with the data though the job ran (ID formats, label leakage), before anything else."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f'<div class="warnings"><h2>Warnings about the data</h2><ul>{items}</ul></div>'
+
+
 def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report page. Figures are inlined, so the file stands alone."""
+    if summary.get("multiclass"):
+        return _render_multiclass(summary)
     esc = html.escape
     image = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     model = model_name(summary)
@@ -117,6 +129,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 <p class="subtitle">{esc(subtitle)}</p>
 <h2>Headline: what {esc(feature_side(summary))} {"adds" if k == 1 else "add"}</h2>
 {headline_section(summary)}
+{warnings_block(summary.get("warnings"))}
 <h2>Job</h2>
 {context_section(summary)}
 {scorecard_section(summary, image) or "<h2>Party B's coefficients</h2>" + coefficients_section(summary)}
@@ -150,5 +163,40 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
       i => (i.getBoundingClientRect().width / Math.max(1, i.naturalWidth)).toFixed(2)).join(",");
   }});
 </script>
+</body></html>
+"""
+
+
+def _render_multiclass(summary: dict[str, Any]) -> str:
+    """A one-vs-rest model's page: macro and per-class metrics and each class's training (no binary figures)."""
+    esc = html.escape
+    learned = "".join(f"<li><b>{esc(party)}</b>: {esc(text)}</li>" for party, text in summary["learned"])
+    classes = len(summary["multiclass"]["classes"])  # a simulation's names, or a job record's values
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>vfl job report — {esc(summary['title'])}</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>Federated model report: {esc(summary['title'])}</h1>
+<p class="subtitle">one-vs-rest logistic regression · {classes} classes</p>
+<h2>Headline</h2>
+{multiclass_headline(summary)}
+<h2>Job</h2>
+{context_section(summary)}
+<h2>Metrics per class</h2>
+{multiclass_metrics_section(summary)}
+<h2>Training, one binary model per class</h2>
+{multiclass_training_section(summary)}
+<h2>Privacy</h2>
+{privacy_section(summary.get("privacy") if isinstance(summary.get("privacy"), dict) else None)}
+<h2>Alignment (PSI)</h2>
+{alignment_section(summary)}
+<h2>Timings</h2>
+{timings_section(summary)}
+<h2>What each party learned</h2>
+<ul>{learned}</ul>
+<p>Each party learned this once per class: {classes} trainings.</p>
+<h2>Configuration</h2>
+{settings_section(summary)}
 </body></html>
 """

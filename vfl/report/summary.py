@@ -49,8 +49,10 @@ def summary_from_simulation(result: dict[str, Any], title: str, sources: list[st
     config = result.get("config") or {}
     kept = kept_epoch(config, result["epochs_run"], result.get("validation_loss_history") or [])
     part_b = (result.get("model_parts") or {}).get("party_b")
+    if part_b and part_b.get("multiclass"):  # one-vs-rest: K binary parts; the page shows per-class metrics
+        part_b = dict(part_b["parts"][0], weights=[])
     coefficients = None
-    if part_b:
+    if part_b and part_b["weights"]:
         coefficients = {"names": list(part_b["feature_names"]), "weights": list(part_b["weights"]),
                         "intercept": part_b.get("intercept") if config.get("fit_intercept", True) else None,
                         "epoch": kept}
@@ -69,7 +71,7 @@ def summary_from_simulation(result: dict[str, Any], title: str, sources: list[st
         "stop_reason": result["stop_reason"], "config": config, "alignment": result["alignment"],
         "metrics": result["metrics"], "baseline": _scorecard_baseline(card), "privacy": result.get("privacy"),
         "timings": {**result["timings"], "total": result["seconds"]},
-        "loss_history": result["loss_history"], "validation_loss_history": result.get("validation_loss_history") or [],
+        "loss_history": result.get("loss_history") or [], "validation_loss_history": result.get("validation_loss_history") or [],
         "parameters": parameters, "feature_parties": features,
         "curves": result.get("curves"), "curve_split": result.get("curve_split") or _metric_split(result["metrics"]),
         "decision": result.get("decision"), "scorecard": card,
@@ -80,6 +82,7 @@ def summary_from_simulation(result: dict[str, Any], title: str, sources: list[st
         "rows": {"aligned": result.get("aligned_rows"), "training": result.get("train_rows"),
                  "validation": result.get("validation_rows")},
         "contributions": result.get("contributions"), "ledger": result.get("ledger"),
+        "multiclass": result.get("multiclass"), "warnings": list(result.get("warnings") or []),
     }
     summary["learned"] = learned_by_each_party(summary)
     return summary
@@ -120,7 +123,8 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "rows": {"aligned": record.get("n_rows"), "training": (metrics.get("train") or {}).get("rows"),
                  "validation": (metrics.get("validation") or {}).get("rows")},
         "contributions": record.get("contributions"), "ledger": record.get("ledger"),
-        "scorecard": record.get("scorecard"),
+        "scorecard": record.get("scorecard"), "multiclass": record.get("multiclass"),
+        "warnings": list(record.get("warnings") or []),
     }
     if summary["baseline"] is None:
         summary["baseline"] = _scorecard_baseline(record.get("scorecard"))

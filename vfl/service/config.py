@@ -88,6 +88,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vfl.data.dataset import DatasetSection
+from vfl.data.formats import read_text
 from vfl.errors import ConfigError
 from vfl.ml.validation import describe
 from vfl.service.sections import (
@@ -277,11 +278,13 @@ def load_config(path: str | Path) -> ServiceConfig:
     """Read and validate a service config; relative paths resolve against its folder."""
     file = Path(path)
     try:
-        raw = tomllib.loads(file.read_text())
+        raw = tomllib.loads(read_text(file, "TOML config file"))  # a BOM (Notepad's "UTF-8 with BOM") is dropped
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML ({exc})") from exc
+    except ValueError as exc:  # a folder, a workbook, UTF-16 or another code page: named by read_text
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise ConfigError(f"{file}: not valid TOML ({exc})") from exc
+        raise ConfigError(str(exc)) from None
     base = file.resolve().parent
     party = raw.get("party")
     if isinstance(party, dict):

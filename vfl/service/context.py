@@ -111,6 +111,9 @@ class JobContext(Parts, Protocol):
     async def cancel_child(self, job_id: str, reason: str) -> None:
         """Party B: cancel a job submitted on this one's behalf (this one stopped)."""
 
+    def child(self, job_id: str) -> JobRecord | None:
+        """Party B: the record of a job submitted on this one's behalf before (say, before a restart), or None."""
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run ``coroutine`` in the background; shutting the service down cancels it."""
 

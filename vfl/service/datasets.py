@@ -8,9 +8,13 @@ only the dataset, which is what a peer reads (:mod:`vfl.service.redact`).
 
 from __future__ import annotations
 
+from typing import Any
+
+from vfl.data.ids import normalize_id
 from vfl.data.sources import DataSource, Lookup, open_source
 from vfl.data.table import PartyTable
 from vfl.errors import DataError
+from vfl.ml.prep import Preparation
 from vfl.service.config import ServiceConfig
 from vfl.service.startup import with_config_hint
 
@@ -39,6 +43,37 @@ class Datasets:
         except DataError as exc:  # the loaders name CLI flags; a service's fix is a key of its config
             with_config_hint(exc, name, self.config)
             raise
+
+    def prepared_lookup(self, name: str, ids: list[str], preparation: Preparation) -> Lookup:
+        """Rows of ``ids`` as a model with this preparation reads them: its raw columns, expanded and filled."""
+        try:
+            return self.source(name).prepared_lookup(ids, preparation)
+        except DataError as exc:
+            with_config_hint(exc, name, self.config)
+            raise
+
+    def model_lookup(self, name: str, ids: list[str], model: Any) -> Lookup:
+        """Rows of ``ids`` in a model part's columns (prepared when the model records a preparation)."""
+        if getattr(model, "preparation", None) is not None:
+            return self.prepared_lookup(name, ids, model.preparation)
+        return self.lookup(name, ids, model.feature_names)
+
+    def canonical_ids(self, name: str, ids: list[str]) -> list[str]:
+        """``ids`` as dataset ``name``'s ID rules write them (the form the PSI matched); unchanged without rules.
+
+        Party B sends the feature parties the IDs of its own rows in this form, so a request in B's raw
+        spelling ("099" where B strips leading zeros) reaches them as the ID the job aligned ("99").
+        """
+        dataset = self.config.datasets.get(name)
+        if dataset is None or not dataset.ids.active:
+            return ids
+        out = []
+        for value in ids:
+            try:
+                out.append(normalize_id(value, source="request", position=0, rules=dataset.ids))
+            except DataError:
+                out.append(value)  # not an ID at all: every party answers "unknown id"
+        return out
 
     def lookup(self, name: str, ids: list[str], feature_names: list[str]) -> Lookup:
         """Features of ``ids`` in dataset ``name`` by column name, with a status per ID (serving)."""

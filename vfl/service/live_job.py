@@ -251,6 +251,12 @@ class LiveJob:
     async def submit_child(self, spec: JobSpec) -> JobRecord:
         return await submit.submit(self._service, spec, coalition_of=self.record.job_id)
 
+    def child(self, job_id: str) -> JobRecord | None:
+        job = self._service.jobs.get(job_id)
+        if job is None or job.record.coalition_of != self.record.job_id:
+            return None
+        return job.record
+
     async def cancel_child(self, job_id: str, reason: str) -> None:
         child = self._service.jobs.get(job_id)
         if child is not None:

@@ -17,6 +17,7 @@ both ends (:mod:`psi.buckets`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from psi.buckets import DiskBucketResults, OwnTagCache
 from psi.joint import alignment_summary
 from psi.protocol import PsiKeyHolder, PsiRequester, check_declared_size
 from psi.suites import METHODS
+from psi.unbalanced import LargeSet, OfflineKey, PeerTags, UnbalancedEvaluator, UnbalancedQuerier
 from vfl.errors import ConfigError, ProtocolError, VFLError
 from vfl.protocol.messages import Message, Party
 from vfl.protocol.role import Envelope, Role
@@ -84,6 +86,19 @@ class AuditedRequester(_AuditsRefusals, PsiRequester):
     """Party B's requester at a service, one per feature party."""
 
 
+class AuditedQuerier(_AuditsRefusals, UnbalancedQuerier):
+    """A feature party's side of an unbalanced ECDH alignment (``psi.unbalanced``): it queries B's offline set."""
+
+
+class AuditedEvaluator(_AuditsRefusals, UnbalancedEvaluator):
+    """Party B's side of an unbalanced ECDH alignment with one feature party: it answers with its offline key."""
+
+
+#: The roles that end a feature party's alignment, and party B's (one per feature party).
+HOLDER_ROLES = (PsiKeyHolder, UnbalancedQuerier)
+REQUESTER_ROLES = (PsiRequester, UnbalancedEvaluator)
+
+
 def caps(limits: LimitsSection) -> dict[str, Any]:
     """This service's caps on the set size the other party declares."""
     return {"max_peer_ids": limits.max_psi_ids, "max_peer_ratio": limits.max_psi_ratio}
@@ -101,9 +116,15 @@ def job_protocol(record: Any) -> str:
     return str(settings.get("protocol") or "rsa")
 
 
+def job_unbalanced(record: Any) -> bool:
+    """Whether the job runs the unbalanced ECDH PSI (B the large side, with its offline set)."""
+    spec = record.job_spec if record.kind == "label" else record.registration
+    return bool(((spec or {}).get("psi") or {}).get("unbalanced"))
+
+
 def method(record: Any) -> str:
     """What the alignment reports as its method."""
-    return METHODS[job_protocol(record)]
+    return "ecdh-ristretto255-unbalanced-psi" if job_unbalanced(record) else METHODS[job_protocol(record)]
 
 
 def check_protocol_accepted(psi: Any, protocol: str) -> None:
@@ -137,17 +158,80 @@ def _audit(ctx: JobContext) -> AuditFn:
     return lambda line: ctx.store.audit(job_id, line)
 
 
-def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester:
+def _ids_digest(ids: list[str]) -> str:
+    digest = hashlib.sha256()
+    for x in ids:
+        digest.update(x.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineKey, LargeSet]:
+    """Party B's key and offline set for ``partner`` (a party id) and the job's dataset: kept, or made anew.
+
+    Made anew (a fresh key, so nothing links to the old tags) when there is
+    none, when the dataset's IDs changed, or when the key is older than
+    ``[psi] offline_key_days``. Kept under ``psi-offline/<partner>/<dataset>/``
+    in B's data folder; the key file is readable by B's service user only.
+    """
+    folder = ctx.store.data_dir / "psi-offline" / partner / str(ctx.record.dataset)
+    key_file, ids_file = folder / "key.json", folder / "ids.sha256"
+    ids_digest = _ids_digest(ids)
+    max_age = ctx.config.psi.offline_key_days * 86_400
+    try:
+        fresh = time.time() - key_file.stat().st_mtime < max_age and ids_file.read_text() == ids_digest
+        if fresh:
+            key, table = OfflineKey.load(key_file), LargeSet.load(folder / "set")
+            if (key.salt, key.label) == (table.salt, table.label) and table.size == len(ids):
+                return key, table
+    except (OSError, ConfigError):
+        pass  # missing or damaged: make a new key and set below
+    folder.mkdir(parents=True, exist_ok=True)
+    key = OfflineKey.new(f"{ctx.me}->{partner}")
+    table = LargeSet.build(ids, key, ctx.engine)
+    table.save(folder / "set")
+    key.save(key_file)
+    ids_file.write_text(ids_digest)
+    ctx.event("psi: made a new offline set of %d IDs for %s (unbalanced ECDH)", len(ids), partner)
+    return key, table
+
+
+def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester | AuditedEvaluator:
     """Party B's PSI role with the feature party ``peer`` (a protocol id)."""
     record = ctx.record
+    if job_unbalanced(record):
+        key, table = offline_set(ctx, ids, record.peers[peer])
+        return AuditedEvaluator(record.job_id, ids, key=key, table=table, party=ctx.roster.label, peer=peer,
+                                engine=ctx.engine, audit=_audit(ctx), **caps(ctx.config.limits))
     return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer, protocol=job_protocol(record),
                             min_key_bits=ctx.config.limits.min_key_bits, max_key_bits=ctx.config.limits.max_key_bits,
                             engine=ctx.engine, audit=_audit(ctx),
                             results=results(ctx.store, record.job_id, record.peers[peer]), **caps(ctx.config.limits))
 
 
-def _key_holder(ctx: JobContext, ids: list[str], key_bits: int, resume_bucket: int | None) -> AuditedKeyHolder:
+def _querier(ctx: JobContext, ids: list[str]) -> AuditedQuerier:
+    """A feature party's side of an unbalanced job, with the copy of B's offline set kept from earlier jobs."""
     record, config = ctx.record, ctx.config
+    label = ctx.roster.label
+    folder = ctx.store.data_dir / "psi-offline-peer" / record.peers[label] / str(record.dataset)
+    try:
+        cached: PeerTags | None = PeerTags.load(folder)
+    except (OSError, ConfigError, ValueError, KeyError):
+        cached = None
+
+    def keep(peer_tags: PeerTags) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        peer_tags.save(folder)
+
+    return AuditedQuerier(record.job_id, ids, party=record.own_id(ctx.me), peer=label, engine=ctx.engine,
+                          cached=cached, keep=keep, audit=_audit(ctx),
+                          expected_size_b=(record.registration or {}).get("psi_ids"), **caps(config.limits))
+
+
+def _key_holder(ctx: JobContext, ids: list[str], key_bits: int,
+                resume_bucket: int | None) -> AuditedKeyHolder | AuditedQuerier:
+    record, config = ctx.record, ctx.config
+    if job_unbalanced(record):
+        return _querier(ctx, ids)
     label = ctx.roster.label
     protocol = job_protocol(record)
     reuse = None
@@ -177,7 +261,7 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
     await ctx.runtime().add_role("psi", holder, holder.start())
 
 
-def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder) -> None:
+def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerier) -> None:
     """A feature party: keep its aligned rows for training and report the alignment."""
     record = ctx.record
     table = ctx.data.table(str(record.dataset))
@@ -187,6 +271,8 @@ def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder) -> None:
                                 ctx.runtime().psi_bytes(), declared_size_a=holder.size_a,
                                 declared_size_b=holder.declared_size_b)
     summary["buckets"] = holder.n_buckets
+    if isinstance(holder, UnbalancedQuerier):
+        summary["offline_set"] = "reused" if holder.reused_offline_set else "received"
     if holder.own_cache is not None:
         summary["reused_own_signatures"] = holder.reused_buckets == holder.n_buckets
     ctx.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
@@ -219,6 +305,7 @@ def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
                                                              "intersection": len(ids)})
 
 
-__all__ = ["METHOD", "AuditedKeyHolder", "AuditedRequester", "caps", "check_protocol_accepted",
-           "check_registered_size", "drop_results", "finished_buckets", "job_protocol", "key_holder_finished",
+__all__ = ["HOLDER_ROLES", "METHOD", "REQUESTER_ROLES", "AuditedEvaluator", "AuditedKeyHolder", "AuditedQuerier",
+           "AuditedRequester", "caps", "check_protocol_accepted",
+           "check_registered_size", "drop_results", "finished_buckets", "job_protocol", "job_unbalanced", "key_holder_finished", "offline_set",
            "method", "requester", "results", "start_key_holder", "take_joint_alignment"]

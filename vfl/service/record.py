@@ -75,6 +75,14 @@ class JobRecord(BaseModel):
         None, description="party B, logistic: the calibration map and threshold fitted after training, and the "
                           "metrics before them")
     curve_split: str | None = None
+    id_profile: dict[str, Any] | None = Field(
+        None, description="a feature party: the coarse profile of its dataset's ID column (shares of formats, no "
+                          "ID) it sends party B at registration, for explaining a small intersection")
+    peer_id_profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="party B: each feature party's ID profile, by party id")
+    warnings: list[str] = Field(
+        default_factory=list, description="what looks wrong with the data though the job ran: IDs that may be "
+                                          "written differently, a party's part separating the classes (label leakage)")
     generation: int = Field(0, description="bumped at every resume; older messages are ignored")
     n_rows: int | None = Field(None, description="aligned rows the training schedule runs over")
     scored_ids: int = Field(0, description="party A: IDs scored for this job so far (bounded by limits.max_scored_ids)")
@@ -92,6 +100,9 @@ class JobRecord(BaseModel):
     contributions: dict[str, Any] | None = Field(
         None, description="party B, a job with \"contributions\": each feature party's Shapley value and leave-one-out, "
                           "every coalition's metric, or the error that stopped them")
+    multiclass: dict[str, Any] | None = Field(
+        None, description="party B, a multi-class job (one-vs-rest): its classes, each class's training job and "
+                          "how the class probabilities are made")
     scorecard: dict[str, Any] | None = Field(
         None, description="party B, a scorecard job: IV of every characteristic of every party, B's own bins and "
                           "points tables, the base points, each partner's observed points range, the score's AUC, KS, "
@@ -191,8 +202,11 @@ class JobRecord(BaseModel):
 
         Never the whole record: that holds this party's weights, metrics and errors.
         """
-        return {"job_id": self.job_id, "state": self.state, "stage": self.stage,
+        view = {"job_id": self.job_id, "state": self.state, "stage": self.stage,
                 "gradient_lengths": self.gradient_lengths}
+        if self.id_profile is not None:  # a release to party B: counts and shares of ID formats, no ID
+            view["id_profile"] = self.id_profile
+        return view
 
 
 class DamagedJobRecord(JobRecord):

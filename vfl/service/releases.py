@@ -146,11 +146,23 @@ class Releases:
             }
         return self._ledgers[key]
 
-    def room_for_a_model(self, partner: str, dataset: str, n_features: int, configured: int | None) -> None:
-        """At registration: refuse a job whose model could not score, its partner's directions being used up."""
+    def room_for_a_model(self, partner: str, dataset: str, n_features: int, configured: int | None,
+                         directions: int = 1) -> None:
+        """At registration: refuse a job whose model could not score, its partner's directions being used up.
+
+        A multi-class job trains one model per class (one-vs-rest): ``directions`` is its class count, and
+        each class's model releases its own direction, so all of them must fit.
+        """
         released = [np.asarray(d) for d in self.ledger(partner, dataset)["directions"].values()]
         allowed = budget(n_features, configured)
-        if rank(released) >= allowed:
+        if rank(released) + directions > allowed:
+            if directions > 1:
+                raise LimitExceeded(
+                    f"a multi-class job with {directions} classes trains {directions} models, each scoring dataset "
+                    f"{dataset!r} along its own direction; {partner} has {rank(released)} of the {allowed} "
+                    f"independent directions this party releases ([scoring] score_directions, by default one less "
+                    f"than the dataset's {n_features} features), so {directions} more do not fit. Merge classes, "
+                    "or raise [scoring] score_directions at this feature party")
             raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, n_features))
 
     def admit_binning(self, partner: str, dataset: str, max_runs: int) -> int:

@@ -119,7 +119,7 @@ class ScoringSection(Strict):
         "that released it to that label party and gets Gaussian noise of z × that range, fixed per label party, "
         "dataset, ID and feature (asking again, or with another model, returns the same noisy row). Per person "
         "and label party, over all jobs: ρ = n/(2z²) zCDP for n features (about z = 5.4·√n for ε = 1 at δ = 1e-6). "
-        "Off by default; see the README's threat model for what it costs in accuracy")
+        "Off by default; see the threat model (docs/security.md) for what it costs in accuracy")
     score_noise_delta: float = Field(
         1e-6, gt=0, lt=1, description="a feature party with score_noise: the δ at which it reports the ε of its "
         "released scores (job status and <data_dir>/releases)")
@@ -195,7 +195,7 @@ class PsiSection(Strict):
     reuse_own_signatures: bool = Field(
         False, description="party A keeps its PSI key and signed own IDs per partner and dataset, and skips "
                            "signing them again in later jobs (half its PSI work). Off by default: the partner "
-                           "can then link A's customers across those jobs (see the README's threat model). "
+                           "can then link A's customers across those jobs (see the threat model, docs/security.md). "
                            "RSA only: an ECDH job draws a fresh scalar and reuses nothing",
     )
     protocols: list[Literal["rsa", "ecdh"]] = Field(
@@ -203,6 +203,12 @@ class PsiSection(Strict):
         description="the PSI protocols this party takes part in: a feature party refuses a registration, and "
                     "party B a job spec, whose psi.protocol is not listed (\"rsa\": RSA blind signatures; "
                     "\"ecdh\": Diffie-Hellman over ristretto255, needs libsodium)",
+    )
+    offline_key_days: float = Field(
+        30, gt=0, le=3650,
+        description="party B, unbalanced ECDH jobs (psi.unbalanced): how long B keeps one key and offline set per "
+                    "partner and dataset before rotating them. While a key is kept, the partner holding B's tags "
+                    "can link B's customers across jobs (see the threat model); a rotation costs one offline pass",
     )
 
 

@@ -33,7 +33,7 @@ from pydantic import (
 from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
 from vfl.ml import validation
-from vfl.ml.config import TrainingConfig
+from vfl.ml.config import DEFAULT_MAX_CLASSES, TrainingConfig
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
@@ -69,6 +69,16 @@ class PsiSettings(_Strict):
     protocol: Literal["rsa", "ecdh"] = Field(
         "rsa", description="the PSI's math: RSA blind signatures (the default) or Diffie-Hellman over "
                            "ristretto255; every feature party must list it in its [psi] protocols")
+    unbalanced: bool = Field(
+        False, description="ECDH only: party B is the much larger side. B encrypts its set once per partner "
+                           "(offline, kept for [psi] offline_key_days) and each feature party keeps B's tags "
+                           "between jobs; a job's online work and bytes then follow the feature party's set size")
+
+    @model_validator(mode="after")
+    def _unbalanced_is_ecdh(self) -> PsiSettings:
+        if self.unbalanced and self.protocol != "ecdh":
+            raise ValueError("psi.unbalanced needs \"protocol\": \"ecdh\" (the RSA PSI has no offline set)")
+        return self
 
 
 class ContributionSettings(_Strict):
@@ -100,6 +110,10 @@ class JobSpec(_Strict):
         description="train on the aligned rows of this earlier succeeded job instead of running the PSI again; "
                     "every feature party must have taken part in it with the same dataset (party B's coalition "
                     "trainings use this)")
+    one_vs_rest_class: float | None = Field(
+        None, description="train this class of party B's label against the rest (1 where the label equals it, "
+                          "else 0). Party B sets it on the class trainings of a multi-class job; a label with 3 "
+                          "or more classes otherwise trains one-vs-rest by itself (see docs/multiclass.md)")
     scorecard: ScorecardConfig | None = Field(
         None, description="a credit scorecard: every party bins its characteristics (a feature party's event "
                           "counts from party B's encrypted labels), selection by IV and correlation, a logistic "
@@ -117,6 +131,8 @@ class JobSpec(_Strict):
                                  "the services select by IV, correlation and VIF: drop \"stepwise\"")
             if self.contributions:
                 raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
+            if self.one_vs_rest_class is not None:
+                raise ValueError("a scorecard is binary only: drop \"one_vs_rest_class\"")
         return self
 
     @property
@@ -207,8 +223,11 @@ class Registration(_Strict):
                     "same dataset and party B: no new PSI")
     measures: str | None = Field(
         None, pattern=JOB_ID_PATTERN,
-        description="a coalition training: the job whose contributions it measures (a feature party's [scoring] "
-                    "reuse_alignment decides whether it takes part)")
+        description="a coalition training, or a class training of a multi-class job: the job it is part of (a "
+                    "feature party's [scoring] reuse_alignment decides whether it takes part)")
+    classes: int | None = Field(
+        None, ge=3, le=100, description="a multi-class job: how many one-vs-rest models it trains (one per class of "
+                                        "party B's label); each is one more scoring direction of the feature party")
     gradient_lengths: dict[str, int] = Field(
         description="each party's gradient length by protocol id: B's (and the feature party's own when the spec "
         "fixes it) in a feature party's copy, all of them in the arbiter's. The arbiter decrypts vectors of "
@@ -241,6 +260,30 @@ class Registration(_Strict):
         if unknown:
             raise ValueError(f"gradient_lengths names {unknown}, which are not parties that train in the job")
         return self
+
+    def wire(self) -> dict[str, Any]:
+        """The registration as JSON for a peer, without the fields newer than the peers may be.
+
+        Every model here forbids unknown keys, so a key that a service one
+        release older does not know makes it refuse the whole job. Fields
+        added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``, ``classes``,
+        ``training.max_classes``) are sent only
+        when they differ from their defaults: a plain RSA job reaches an older
+        party exactly as that party's own release would send it, and a job
+        that does need the new field is refused, naming it, as it must be.
+        """
+        body = self.model_dump(mode="json")
+        if body["psi"].get("protocol") == "rsa":
+            del body["psi"]["protocol"]
+        if not body["psi"].get("unbalanced"):
+            body["psi"].pop("unbalanced", None)
+        if body.get("scorecard") is None:
+            body.pop("scorecard", None)
+        if body.get("classes") is None:
+            body.pop("classes", None)
+        if body["training"].get("max_classes") == DEFAULT_MAX_CLASSES:  # party B's own cap, at its default
+            body["training"].pop("max_classes", None)
+        return body
 
     def job_roster(self) -> tuple[Roster, dict[str, str]]:
         """The job's roster (protocol ids by role) and each protocol id's party id."""

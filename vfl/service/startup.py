@@ -32,11 +32,17 @@ log = logging.getLogger("vfl.service")
 _HINTS = {
     "id_column": re.compile(r"Fix (?:--id-column|id_column in the config)"),
     "label_column": re.compile(r"Fix --label-column"),
+    "impute": re.compile(r"Fix --impute mean \(or median, constant\)"),
+    "categorical": re.compile(r"Fix --categorical(?: \S+=onehot \(or ordinal\))?"),
 }
 
 
 def key(name: str, field: str, dataset: DatasetSection) -> str:
     """``datasets.bank.label_column = "defualt"``: the TOML line an operator edits."""
+    if field == "impute":
+        return f'datasets.{name}.impute = "mean" (or "median", or "constant" with impute_value)'
+    if field == "categorical":
+        return f'datasets.{name}.categorical = {{ COLUMN = "onehot" }} (or "ordinal")'
     value = getattr(dataset, field)
     return f'datasets.{name}.{field} = "{value}"' if value is not None else f"datasets.{name}.{field}"
 

@@ -15,11 +15,11 @@ import logging
 import time
 from typing import Any
 
-from psi.protocol import PsiKeyHolder, PsiRequester
 from vfl.crypto.keys import PrivateKey, PublicKey
-from vfl.data.table import PartyTable
+from vfl.data.table import PartyTable, fill_for_training
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
+from vfl.ml.multiclass import one_vs_rest
 from vfl.protocol.arbiter import Arbiter
 from vfl.protocol.feature_party import FeatureParty
 from vfl.protocol.label_party import LabelParty
@@ -28,7 +28,7 @@ from vfl.protocol.role import Envelope, Role
 from vfl.service.config import ServiceConfig
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
-from vfl.service.psi_roles import key_holder_finished
+from vfl.service.psi_roles import HOLDER_ROLES, REQUESTER_ROLES, key_holder_finished
 from vfl.ml.scorecard.card import card_for
 from vfl.service.record import model_document
 from vfl.service.scorecards import coded, load_encoding, require_scorecard, scaling_of, scorecard_of
@@ -58,22 +58,37 @@ def party_role(ctx: JobContext, aligned: PartyTable) -> FeatureParty | LabelPart
     """
     record = ctx.record
     encoding = None
+    config = ctx.training_config()
     if scorecard_of(record) is not None:
         encoding = load_encoding(ctx.store, record.job_id)
         aligned = coded(aligned, encoding)
+    else:  # missing numbers filled with this party's own training rows' values (vfl.ml.prep), kept in its model
+        aligned = fill_for_training(aligned, config)
     options = dict(feature_names=aligned.feature_names, engine=ctx.engine,
                    min_key_bits=ctx.config.limits.min_key_bits, job_lengths=record.gradient_lengths,
                    roster=ctx.roster)
-    config = ctx.training_config()
     role: FeatureParty | LabelParty
     if ctx.kind == "label":
-        role = LabelParty(record.job_id, config, aligned.features, aligned.labels, **options)
+        value = one_vs_rest_class(record)
+        labels = aligned.labels if value is None else one_vs_rest(aligned.labels, value)
+        role = LabelParty(record.job_id, config, aligned.features, labels, **options)
     else:
         role = FeatureParty(record.job_id, config, aligned.features, party=record.own_id(ctx.me), **options)
+    if encoding is None:  # a scorecard's model reads its coded characteristics, not prepared columns
+        role.preparation = aligned.preparation
     if encoding is not None:
         extra = int(config.fit_intercept) if ctx.kind == "label" else 0
         role.projection = encoding.projection(role.scaler.scale, extra_columns=extra)
     return role
+
+
+def one_vs_rest_class(record: Any) -> float | None:
+    """Party B: the class this job trains against the rest (a multi-class job trains its first class itself,
+    each other class in a class training of its own), or None for a binary or linear job."""
+    if record.multiclass is not None:
+        return float(record.multiclass["classes"][0])
+    value = (record.job_spec or {}).get("one_vs_rest_class")
+    return None if value is None else float(value)
 
 
 def feature_card(ctx: JobContext, model: Any) -> dict[str, Any]:
@@ -102,9 +117,9 @@ def arbiter_role(ctx: JobContext, n_rows: int, keypair: tuple[PublicKey, Private
 async def after_message(ctx: JobContext, role: Role, message: Message, out: list[Envelope]) -> None:
     """Progress after each message a role handled: epochs, losses, checkpoints, and the end of its work."""
     job, record = ctx.job, ctx.record
-    if isinstance(role, (PsiKeyHolder, PsiRequester)):
+    if isinstance(role, HOLDER_ROLES + REQUESTER_ROLES):
         if role.done:
-            if isinstance(role, PsiKeyHolder):
+            if isinstance(role, HOLDER_ROLES):
                 key_holder_finished(ctx, role)
             job.aligned.set()
         return
@@ -173,4 +188,5 @@ def training_started(ctx: JobContext, n_rows: int, resumed_from: int | None = No
                   ctx.record.generation, n_rows, level=logging.WARNING)
 
 
-__all__ = ["TrainingRole", "after_message", "arbiter_role", "check_key_sizes", "party_role", "training_started"]
+__all__ = ["TrainingRole", "after_message", "arbiter_role", "check_key_sizes", "one_vs_rest_class", "party_role",
+           "training_started"]

@@ -23,7 +23,7 @@ from vfl.report.scorecard_sections import band_range
 
 #: The bands every stability index is read with (PSI and CSI alike).
 WATCH, ALARM = 0.1, 0.25
-METRIC_KEYS = ("auc", "ks", "gini", "accuracy", "f1", "rmse", "mae", "r2")
+METRIC_KEYS = ("auc", "macro_auc", "ks", "gini", "accuracy", "f1", "rmse", "mae", "r2")
 
 
 def _e(value: object) -> str:
@@ -94,6 +94,11 @@ def _metrics(metrics: object) -> str:
         if isinstance(values, dict):
             shown = "  ".join(f"{k} {_number(values[k])}" for k in METRIC_KEYS if isinstance(values.get(k), float))
             rows.append([_e(split), _e(shown)])
+            for name, per in (values.get("per_class") or {}).items():  # a multi-class (one-vs-rest) job
+                if isinstance(per, dict):
+                    rows.append([_e(f"{split}, class {name}"), _e("  ".join(
+                        f"{k} {_number(per.get(k))}" for k in ("auc", "precision", "recall")
+                        if isinstance(per.get(k), float)) + f"  rows {per.get('support')}")])
     return "<h3>Metrics</h3>" + _table(rows, ["split", "metrics"], id="metrics") if rows else ""
 
 

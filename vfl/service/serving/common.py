@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from vfl.data.sources import Lookup
+from vfl.data.sources import Lookup, prepared
 from vfl.errors import JobError, LimitExceeded, RateLimited
 from vfl.ml.parts import ModelPartA, ModelPartB
+from vfl.ml.prep import Preparation
 from vfl.ml.scorecard.card import PartyCard
 from vfl.service.context import JobContext
 from vfl.service.scorecards import load_card
@@ -84,14 +85,25 @@ def own_features(ctx: JobContext, model: ModelPartB | list[str], ids: list[str],
     """Party B's features for ``ids`` (the model's columns, or the named ones): from the request where given,
     else from B's dataset."""
     names = model if isinstance(model, list) else model.feature_names
+    preparation = None if isinstance(model, list) else model.preparation
     stored = [i for i in ids if i not in given]
-    found = (ctx.data.lookup(str(ctx.record.dataset), stored, names) if stored
-             else Lookup(np.zeros((0, 0)), []))
+    if not stored:
+        found = Lookup(np.zeros((0, 0)), [])
+    elif isinstance(model, list):
+        found = ctx.data.lookup(str(ctx.record.dataset), stored, names)
+    else:
+        found = ctx.data.model_lookup(str(ctx.record.dataset), stored, model)
     next_stored = iter(range(len(stored)))
     features = np.full((len(ids), len(names)), np.nan)
     status: list[str] = []
     for n, item_id in enumerate(ids):
         if item_id in given:
+            if preparation is not None:  # given by the dataset's own column names, prepared as in training
+                raw, problem = _given_raw(given[item_id], preparation)
+                prepared_row = prepared(Lookup(raw[None, :], [problem or OK]), preparation)
+                features[n], problem = prepared_row.features[0], prepared_row.status[0]
+                status.append(problem)
+                continue
             features[n], problem = _given_row(given[item_id], names)
             status.append(problem or OK)
         else:
@@ -114,6 +126,26 @@ def _given_row(values: dict[str, Any], names: list[str]) -> tuple[np.ndarray, st
         if not math.isfinite(number):
             bad.append(name)
         row[j] = number
+    return row, (f"invalid features: {', '.join(bad)}" if bad else None)
+
+
+def _given_raw(values: dict[str, Any], preparation: Preparation) -> tuple[np.ndarray, str | None]:
+    """One ID's raw columns as sent in a request: numbers, and category codes for the text columns."""
+    row = np.full(len(preparation.inputs), np.nan)
+    bad = []
+    for j, name in enumerate(preparation.inputs):
+        value = values.get(name)
+        if name in preparation.categories:
+            text = None if value is None else str(value).strip() or None
+            row[j] = preparation.encode(name, [text])[0]
+            continue
+        try:
+            number = float(value) if value is not None and not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) and name not in (preparation.fills or {}):
+            bad.append(name)
+        row[j] = number if math.isfinite(number) else math.nan
     return row, (f"invalid features: {', '.join(bad)}" if bad else None)
 
 

@@ -32,20 +32,25 @@ class PartialScores:
     points: np.ndarray | None = None
     reasons: list[list[dict[str, Any]]] | None = None
     points_by_party: dict[str, np.ndarray] | None = None
+    #: Each feature party's own partial scores u_h, by service name (not a scorecard job): B receives them anyway.
+    by_party: dict[str, np.ndarray] | None = None
 
     @property
     def available(self) -> np.ndarray:
         return np.array([m is None for m in self.missing_at], dtype=bool)
 
 
-async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: bool = False) -> PartialScores:
+async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: bool = False,
+                                job_id: str | None = None) -> PartialScores:
     """Every feature party's partial scores for ``ids``, asked at once (a scorecard job: points totals).
 
     ``evaluation``: party B's evaluation of the job asks (the request says so, and a feature party then does
-    not count the rows as served in its CSI); predictions and batches do not.
+    not count the rows as served in its CSI); predictions and batches do not. ``job_id``: another job with the
+    same parties, one of a multi-class job's class trainings (default: this job).
     """
-    path = f"/v1/peer/jobs/{ctx.record.job_id}/scores"
+    path = f"/v1/peer/jobs/{job_id or ctx.record.job_id}/scores"
     peers = ctx.record.peer_ids(ctx.me, "feature")
+    ids = ctx.data.canonical_ids(str(ctx.record.dataset), ids)  # B's ID rules: the form the PSI matched
     body: dict[str, Any] = {"ids": ids, "evaluation": True} if evaluation else {"ids": ids}
     answers = await asyncio.gather(*(ctx.client.call_json(peer, "POST", path, body) for peer in peers))
     config = scorecard_of(ctx.record)
@@ -53,12 +58,14 @@ async def gather_partial_scores(ctx: JobContext, ids: list[str], *, evaluation: 
         return _gather_points(ctx, config, peers, answers, len(ids))
     total = np.zeros(len(ids))
     missing_at: list[str | None] = [None] * len(ids)
+    by_party: dict[str, np.ndarray] = {}
     for peer, answer in zip(peers, answers):
         u, ok = parse_partial_scores(answer, len(ids))
-        total += np.where(ok, u, 0.0)
+        by_party[peer] = np.where(ok, u, 0.0)
+        total += by_party[peer]
         for n in np.flatnonzero(~ok):
             missing_at[n] = missing_at[n] or peer
-    return PartialScores(total, missing_at)
+    return PartialScores(total, missing_at, by_party=by_party)
 
 
 def _gather_points(ctx: JobContext, config: Any, peers: list[str], answers: list[Any], count: int) -> PartialScores:

@@ -122,7 +122,18 @@ def _entry(service: ServiceContext, record: JobRecord, model: dict[str, Any], na
         "roster": _parties(record),
         "peers": sorted(record.peer_ids(service.me)),
         "stage": record.stage,
+        # A multi-class job serves every class's probability; a class training is one class of such a job.
+        "multiclass": None if record.multiclass is None else {
+            "strategy": record.multiclass.get("strategy"), "classes": record.multiclass.get("class_names")},
+        "class_training_of": _class_training_of(record),
     }
+
+
+def _class_training_of(record: JobRecord) -> str | None:
+    """The multi-class job this job trains one class of (party B), or None."""
+    if (record.job_spec or {}).get("one_vs_rest_class") is None:
+        return None
+    return record.coalition_of
 
 
 def _names_by_job(service: ServiceContext) -> dict[str, list[str]]:
@@ -194,6 +205,10 @@ def promote(service: ServiceContext, name: str, job_id: str) -> dict[str, Any]:
     if record.stage == Stage.DELETING:
         raise JobError(f"job {job_id} is being deleted; promote another job")
     model_part(ctx)  # JobError when the model is missing or damaged
+    part_of = _class_training_of(record)
+    if part_of is not None:
+        raise JobError(f"job {job_id} trains one class of the multi-class job {part_of} against the rest; it is "
+                       f"not a model of its own: promote {part_of}, which serves every class's probability")
     data = _load(service)
     entry = data["served"].setdefault(name, {"job_id": job_id, "history": []})
     if entry["job_id"] != job_id:  # promoting the version already served changes nothing
@@ -241,6 +256,11 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
     if not record.finished:
         raise JobError(f"job {job_id} is {record.state}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
                        "then delete it")
+    part_of = _class_training_of(record)
+    parent = None if part_of is None else service.jobs.get(part_of)
+    if parent is not None and parent.record.stage is not Stage.DELETED:
+        raise JobError(f"job {job_id} trains one class of the multi-class job {part_of}, which scores with it; "
+                       f"delete {part_of} first")
     live = [b["batch_id"] for b in list_batches(ctx) if b["state"] in ("queued", "running")]
     if live:
         raise JobError(f"job {job_id} is scoring batch {live[0]} right now; wait for it or cancel it "
@@ -286,8 +306,20 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
     data["deleting"].pop(job_id, None)
     _save(service, data)
     log.info("job %s deleted at %s and here", job_id, ", ".join(progress["deleted"]) or "no peer")
-    return {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], service.me],
-            "pending": {}}
+    answer: dict[str, Any] = {"job_id": job_id, "status": "deleted", "deleted": [*progress["deleted"], service.me],
+                              "pending": {}}
+    trainings = [j for j in (record.multiclass or {}).get("jobs", [])[1:] if service.jobs.get(j) is not None]
+    if trainings:  # a multi-class job's class trainings go with it (each answers as a delete of its own)
+        answer["class_trainings"] = [await _delete_class_training(service, j) for j in trainings]
+    return answer
+
+
+async def _delete_class_training(service: ServiceContext, job_id: str) -> dict[str, Any]:
+    """Delete one class training of a deleted multi-class job; a refusal is reported, not raised."""
+    try:
+        return await delete_job(service, job_id)
+    except VFLError as exc:
+        return {"job_id": job_id, "status": "refused", "detail": str(exc)}
 
 
 async def peer_delete(service: ServiceContext, job_id: str, caller: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from vfl.data.sources import Lookup
 from vfl.errors import ConfigError, JobError, LimitExceeded, RateLimited
+from vfl.ml.multiclass import PROBABILITIES, STRATEGY, class_name, normalise
 from vfl.ml.parts import ModelPartA, ModelPartB
 from vfl.ml.score_noise import ScoreNoise
 from vfl.service.context import JobContext
@@ -63,6 +64,8 @@ async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str,
     model: ModelPartB = cached_model(ctx, ModelPartB)
     if scorecard_of(record) is not None:
         return await predict_scorecard(ctx, model, ids, features or {})
+    if record.multiclass is not None:
+        return await _predict_classes(ctx, model, ids, features or {})
     own = await off_the_loop(ctx, len(ids), own_features, ctx, model, ids, features or {})
     ready = [i for i, status in enumerate(own.status) if status == OK]
     scores = np.full(len(ids), np.nan)
@@ -88,6 +91,52 @@ async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str,
     threshold = model.threshold.value if model.model == "logistic" else None
     return {"job_id": record.job_id, "model": model.model, "threshold": threshold,
             "calibrated": model.calibration is not None, "predictions": out}
+
+
+async def _predict_classes(ctx: JobContext, model: ModelPartB, ids: list[str],
+                           features: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A multi-class (one-vs-rest) job: every class's probability and the predicted class, per ID.
+
+    Class k's probability P_k comes from its own training's model (the feature parties score each class's
+    model: one request per class), and the K of them are normalised to sum to one (:mod:`vfl.ml.multiclass`).
+    """
+    record = ctx.record
+    info = record.multiclass or {}
+    classes, jobs = [float(c) for c in info["classes"]], list(info["jobs"])
+    names = [class_name(c) for c in classes]
+    models = [model]
+    for job_id in jobs[1:]:
+        document = ctx.store.load_model(job_id)
+        if document is None:
+            raise JobError(f"job {record.job_id}: class training {job_id} has no model at party B; train the job again")
+        models.append(ModelPartB.from_dict(document))
+    own = await off_the_loop(ctx, len(ids), own_features, ctx, model, ids, features)
+    ready = [i for i, status in enumerate(own.status) if status == OK]
+    per_class = np.zeros((len(ids), len(classes)))
+    missing_at: list[str | None] = [None] * len(ids)
+    if ready:  # the feature parties are asked only about IDs that B can score itself, once per class
+        asked = [ids[i] for i in ready]
+        for k, (part, job_id) in enumerate(zip(models, jobs)):
+            partial = await gather_partial_scores(ctx, asked, job_id=job_id)
+            u = part.scores(own.features[ready], np.where(partial.available, partial.total, 0.0))
+            per_class[ready, k] = part.link(u)
+            for i, missing in zip(ready, partial.missing_at):
+                missing_at[i] = missing_at[i] or missing
+    probabilities = normalise(per_class)
+    predicted = np.argmax(probabilities, axis=1)
+    out = []
+    for i, item_id in enumerate(ids):
+        status = own.status[i] if own.status[i] != OK else (
+            OK if missing_at[i] is None else f"{NOT_AVAILABLE} at {missing_at[i]}")
+        scored = status == OK
+        out.append({
+            "id": item_id,
+            "class": names[predicted[i]] if scored else None,
+            "probabilities": {n: float(p) for n, p in zip(names, probabilities[i])} if scored else None,
+            "status": status,
+        })
+    return {"job_id": record.job_id, "model": "logistic", "multiclass": info.get("strategy") or STRATEGY,
+            "classes": names, "probabilities": PROBABILITIES, "predictions": out}
 
 
 async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluation: bool = False) -> dict[str, Any]:
@@ -134,7 +183,8 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluatio
     allowed = list(range(len(ids)))
     if not ctx.config.scoring.allows_new_ids(job_id):
         aligned = cached_aligned_ids(ctx)
-        allowed = [n for n, i in enumerate(ids) if i in aligned]
+        canonical = ctx.data.canonical_ids(dataset, ids)  # as this party's ID rules wrote the aligned IDs
+        allowed = [n for n, i in enumerate(canonical) if i in aligned]
     u: list[float | None] = [None] * len(ids)
     reasons: dict[str, int] = {"not allowed": len(ids) - len(allowed)}
     if allowed:
@@ -174,7 +224,7 @@ def _noise_for(ctx: JobContext, model: ModelPartA) -> ScoreNoise | None:
 def _score_rows(ctx: JobContext, model: ModelPartA, noise: ScoreNoise | None, ids: list[str],
                 ) -> tuple[Lookup, list[float]]:
     """The rows of ``ids`` (a status each) and the scores of the usable ones, noised when ``noise`` is set."""
-    found = ctx.data.lookup(str(ctx.record.dataset), ids, model.feature_names)
+    found = ctx.data.model_lookup(str(ctx.record.dataset), ids, model)
     usable = found.ok
     if not usable.any():
         return found, []

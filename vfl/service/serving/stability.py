@@ -91,7 +91,7 @@ def is_evaluation(ctx: JobContext, ids: list[str], evaluation: bool) -> bool:
     if scoring.evaluation_closed is not None and scoring.evaluation_closed == ctx.record.generation:
         return False
     aligned = cached_aligned_ids(ctx)
-    return all(i in aligned for i in ids)
+    return all(i in aligned for i in ctx.data.canonical_ids(str(ctx.record.dataset), ids))
 
 
 def record_bins(ctx: JobContext, card: PartyCard, indices: np.ndarray) -> None:

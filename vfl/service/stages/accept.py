@@ -13,7 +13,10 @@ not complete.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from vfl.data.ids import profile_ids
+from vfl.data.leakage import label_like_columns
 from vfl.errors import BudgetSpent, ConfigError, JobError, PeerNotAllowed, ProtocolError, VFLError
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
@@ -58,6 +61,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     lengths = dict(registration.gradient_lengths)
     expected = {me, roster.label} if service.kind == "feature" else set(roster.trainers)
     reused: list[str] | None = None
+    id_profile = None
     if service.kind == "feature":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
@@ -68,6 +72,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
             raise ConfigError(f"the job spec expects {lengths[me]} features at party A; its dataset "
                               f"{registration.dataset!r} has {n_a}")
         lengths[me] = n_a
+        id_profile = None if registration.reuse_alignment is not None else profile_ids(table.ids)
         if registration.reuse_alignment is not None:
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
@@ -83,7 +88,8 @@ async def register(service: ServiceContext, registration: Registration, caller: 
                     f"{config.scorecard.max_binning_runs}): it takes part in no more scorecard jobs for it")
         else:
             # A model this partner could never score with is refused now, not after its training.
-            service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions)
+            service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions,
+                                              directions=registration.classes or 1)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")
@@ -96,10 +102,19 @@ async def register(service: ServiceContext, registration: Registration, caller: 
         roster=None if registration.roster is None else roster.to_dict(),
         max_epochs=registration.training.epochs,
         gradient_lengths=lengths,
+        id_profile=id_profile,
     )
     ctx = service.open_job(record)
     ctx.event("registered by party B (%s)%s", caller,
               f"; dataset {registration.dataset!r}, {lengths[me]} features" if service.kind == "feature" else "")
+    if service.kind == "feature":
+        suspects = label_like_columns(table.preparation.inputs if table.preparation else table.feature_names)
+        if suspects:  # seen here only: party B cannot see this party's columns
+            warning = (f"dataset {registration.dataset!r} has column(s) {suspects} named like a label; if one is "
+                       "party B's label or a copy of it, the model will score perfectly in training and be useless "
+                       "(label leakage): drop it from the dataset")
+            ctx.update(warnings=[warning])
+            ctx.event("data: %s", warning, level=logging.WARNING)
     if reused is not None:
         # No PSI: the rows of an earlier job with the same party B and dataset, which this party already knows.
         ctx.store.save_alignment(record.job_id, reused)

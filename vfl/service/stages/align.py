@@ -14,12 +14,14 @@ of the job whose contributions it measures, which every party already holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
 from psi.joint import alignment_summary, no_overlap, shared_rows_b
+from vfl.data.ids import mismatch_warning, profile_ids
 from vfl.data.table import PartyTable
 from vfl.errors import JobError, NoOverlapError
 from vfl.service.context import JobContext
@@ -73,7 +75,8 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
     record, roster, job = ctx.record, ctx.roster, ctx.job
     started = time.perf_counter()
     runtime = ctx.runtime()
-    requesters = {peer: requester(ctx, table.ids, peer) for peer in roster.features}
+    # An unbalanced job may build B's offline set here (the first job with a partner): off the event loop.
+    requesters = {peer: await asyncio.to_thread(requester, ctx, table.ids, peer) for peer in roster.features}
     for peer, role in requesters.items():
         await runtime.add_role(f"psi:{peer}", role)
     ready, job.psi_ready = job.psi_ready, None
@@ -84,6 +87,16 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
             raise JobError(f"alignment did not finish: {runtime.failed or 'the job was stopped'}")
         job.aligned.clear()
         await job.aligned.wait()
+    own_profile = None
+    for peer, role in requesters.items():
+        theirs = record.peer_id_profiles.get(peer)
+        if theirs is not None and own_profile is None:
+            own_profile = profile_ids(table.ids)
+        warning = mismatch_warning(len(role.rows), len(table), role.size_a, own_profile, theirs,
+                                   who=record.name_of(peer))
+        if warning is not None and warning not in record.warnings:
+            record.warnings.append(warning)
+            ctx.event("data: %s", warning, level=logging.WARNING)
     for peer, role in requesters.items():
         if len(role.rows) == 0:
             name = "party A" if roster.k == 1 else f"party A ({peer})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,9 @@ import numpy as np
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, JobError, ProtocolError, VFLError
 from vfl.ml.curves import curves_for
-from vfl.ml.parts import evaluate_label_part, label_party_alone
+from vfl.ml.metrics import model_metrics
+from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
+from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone
 from vfl.protocol.label_party import LabelParty
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
@@ -32,7 +35,9 @@ from vfl.ml.scorecard.config import ScorecardConfig
 from vfl.ml.scorecard.points import base_points
 from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
+from vfl.data.leakage import perfect_model, score_leak
 from vfl.service.serving.partials import gather_partial_scores
+from vfl.service.training_roles import one_vs_rest_class
 
 log = logging.getLogger("vfl.service")
 
@@ -51,6 +56,12 @@ async def run(ctx: JobContext) -> None:
 async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> None:
     """Metrics of the federated model and of a bank-only baseline on the same rows."""
     record = ctx.record
+    if record.multiclass is not None:
+        await _evaluate_multiclass(ctx, role, aligned)
+        return
+    value = one_vs_rest_class(record)
+    if value is not None:  # a class training of a multi-class job: measured on its own 0/1 label, as it trained
+        aligned = replace(aligned, labels=one_vs_rest(aligned.labels, value))
     model = role.model()
     raw = aligned
     config = scorecard_of(record)
@@ -70,6 +81,8 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     record.baseline, baseline_predictions = await asyncio.to_thread(_baseline, role, aligned, splits)
     split = "validation" if schedule.has_validation else "train"
     rows = splits[split]
+    if role.config.model == "logistic":
+        _leakage_warnings(ctx, partial, aligned.labels, rows, split)
     record.curve_split = split
     record.curves = curves_for(role.config.model, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
     record.privacy = None if role.privacy is None else role.privacy.report()
@@ -87,6 +100,73 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     if config is not None:
         await asyncio.to_thread(_scorecard, ctx, config, model, raw, partial, splits, predictions, split)
     ctx.store.save_model(record.job_id, model_document(model, record))
+    ctx.update()
+
+
+def _leakage_warnings(ctx: JobContext, partial: Any, labels: np.ndarray, rows: np.ndarray, split: str) -> None:
+    """Warn when one feature party's partial score alone separates the classes, or the model does perfectly.
+
+    B receives every feature party's plaintext partial scores for the aligned rows (the evaluation asks for
+    them, as serving does), so this needs nothing more from any party.
+    """
+    record = ctx.record
+    found = [w for peer, u in (partial.by_party or {}).items()
+             if (w := score_leak(peer, u[rows], labels[rows], split)) is not None]
+    perfect = perfect_model(record.metrics or {})
+    for warning in found + ([perfect] if perfect and not found else []):
+        if warning not in record.warnings:
+            record.warnings.append(warning)
+        ctx.event("data: %s", warning, level=logging.WARNING)
+
+
+async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> None:
+    """A one-vs-rest job: each class's probability from its own training's model, normalised; macro and per-class
+    metrics. The feature parties are asked for the partial scores of each class's model (one job each)."""
+    record = ctx.record
+    info = dict(record.multiclass or {})
+    classes, jobs = [float(c) for c in info["classes"]], list(info["jobs"])
+    labels = np.asarray(aligned.labels, dtype=np.float64)
+    schedule = role.schedule
+    splits = {"train": schedule.train_rows}
+    if schedule.has_validation:
+        splits["validation"] = schedule.validation_rows
+    per_class, columns = [], []
+    first = None
+    for k, (value, job_id) in enumerate(zip(classes, jobs)):
+        partial = await gather_partial_scores(ctx, aligned.ids, evaluation=True, job_id=job_id)
+        if not partial.available.all():
+            missing = sorted({m for m in partial.missing_at if m is not None})
+            raise ProtocolError(f"{', '.join(missing)} did not score {int((~partial.available).sum())} of the job's "
+                                f"own aligned rows for class training {job_id}")
+        if k == 0:  # this job's own training: its decision layer is fitted here, as for a binary job
+            first, metrics, _, predictions = evaluate_label_part(
+                role.model(), role.config, one_vs_rest(labels, value),
+                role.model().scores(aligned.features, partial.total), splits)
+        else:  # a class training, evaluated (and its decision layer fitted) when it finished
+            document = ctx.store.load_model(job_id)
+            if document is None:
+                raise ProtocolError(f"class training {job_id} left no model at party B")
+            model = ModelPartB.from_dict(document)
+            predictions = model.predict(aligned.features, partial.total)
+            metrics = {name: model_metrics("logistic", one_vs_rest(labels, value)[rows], predictions[rows],
+                                           threshold=model.threshold.value) for name, rows in splits.items()}
+        columns.append(predictions)
+        trained = record if k == 0 else ctx.child(job_id)
+        per_class.append({"class": class_name(value), "job_id": job_id, "metrics": metrics,
+                          "epochs_run": None if trained is None else trained.epoch,
+                          "stop_reason": None if trained is None else trained.stop_reason,
+                          "loss_history": [] if trained is None else list(trained.loss_history)})
+    probabilities = normalise(np.column_stack(columns))
+    record.metrics = {name: multiclass_metrics(labels[rows], probabilities[rows], classes)
+                      for name, rows in splits.items()}
+    record.decision, record.baseline, record.curves = None, None, None
+    record.curve_split = "validation" if schedule.has_validation else "train"
+    record.privacy = None if role.privacy is None else role.privacy.report()
+    record.parameters = role.trajectory()
+    record.multiclass = {**info, "per_class": per_class}
+    document = model_document(first, record) | {"multiclass": {"strategy": info.get("strategy"),
+                                                               "classes": classes, "jobs": jobs}}
+    ctx.store.save_model(record.job_id, document)
     ctx.update()
 
 

@@ -25,7 +25,7 @@ from vfl.errors import VFLError
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.spec import JobSpec
-from vfl.service.stages import align, binning, contributions, evaluate, ledger, resume, train
+from vfl.service.stages import align, binning, classes, contributions, evaluate, ledger, resume, train
 
 log = logging.getLogger("vfl.service")
 
@@ -60,6 +60,7 @@ LABEL_PARTY: tuple[Step, ...] = (
     Step(None, align.reuse, when=_reuses_alignment),  # a coalition training: its job's rows, no PSI
     Step(Stage.BINNING, binning.run, when=binning.is_scorecard),  # a scorecard: bins, selection, coded widths
     Step(Stage.TRAINING, train.run),
+    Step(None, classes.run, when=classes.is_multiclass_job),  # multi-class: every other class, one-vs-rest
     Step(Stage.EVALUATING, evaluate.run),
     Step(Stage.CONTRIBUTIONS, contributions.run, when=_measures_contributions),
     Step(Stage.LEDGER, ledger.run, when=_keeps_a_ledger_entry),

@@ -26,7 +26,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from vfl.data.table import PartyTable
+import numpy as np
+
+from vfl.data.table import LabelHints, PartyTable, check_labels
 from vfl.errors import (
     ConfigError,
     IdempotencyKeyReused,
@@ -36,6 +38,7 @@ from vfl.errors import (
     ProtocolError,
     VFLError,
 )
+from vfl.ml.multiclass import PROBABILITIES, STRATEGY, class_name, class_values, is_multiclass
 from vfl.ml.schedule import gradient_lengths
 from vfl.protocol.roster import Roster, RoleKind
 from vfl.service.context import JobContext, ServiceContext
@@ -121,10 +124,11 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
         raise ConfigError(_not_configured(service, c_id, "arbiter", "arbiter", "C", "arbiter.peer"))
     check_key_sizes(config, spec.training, spec.psi.key_bits)
     if spec.reuse_alignment is not None:
-        reused_alignment(service, spec)  # refuse now, before any peer hears of the job
+        reused_alignment(service, spec, coalition_of)  # refuse now, before any peer hears of the job
     else:
         check_protocol_accepted(config.psi, spec.psi.protocol)
     table = await asyncio.to_thread(service.data.table, spec.party_b.dataset, spec.training.model)
+    multiclass = _multiclass(service, spec, table, coalition_of)
     if len(feature_ids) == 1:
         # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.
         roster, peers = None, {"A": feature_ids[0], "B": service.me, "C": c_id}
@@ -142,6 +146,7 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
         idempotency_key=None if idempotency is None else idempotency[0],
         request_digest=None if idempotency is None else idempotency[1],
         coalition_of=coalition_of,
+        multiclass=multiclass,
     )
     # B must be ready for a feature party's first PSI message before that party hears of the job.
     ctx = service.open_job(record)
@@ -158,6 +163,33 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
               ", ".join(record.name_of(p) for p in record.peer_ids(service.me)), spec.party_b.dataset, len(table))
     service.start_pipeline(ctx)
     return record
+
+
+def _multiclass(service: ServiceContext, spec: JobSpec, table: PartyTable,
+                coalition_of: str | None) -> dict[str, Any] | None:
+    """A label of 3 or more classes: the job trains one-vs-rest (its classes), else None; or why it cannot."""
+    dataset = spec.party_b.dataset
+    if spec.one_vs_rest_class is not None:  # one class against the rest: a binary job
+        if table.labels is None or spec.one_vs_rest_class not in set(np.unique(table.labels).tolist()):
+            raise ConfigError(f"one_vs_rest_class {spec.one_vs_rest_class:g} is not a class of dataset {dataset!r}'s "
+                              "label")
+        return None
+    if table.labels is None or not is_multiclass(table.labels, spec.training.model):
+        return None
+    check_labels(table.labels, spec.training.model, f"dataset {dataset!r}", table.label_name or "label",
+                 max_classes=spec.training.max_classes, hints=LabelHints.for_service(dataset))
+    classes = class_values(table.labels)
+    if spec.scorecard is not None:
+        raise ConfigError(f"dataset {dataset!r}'s label has {len(classes)} classes; a scorecard is binary only (points "
+                          "and reasons for one event). Recode the label to 0/1, or drop \"scorecard\" to train "
+                          "one-vs-rest logistic regression")
+    if spec.contribution_settings is not None:
+        raise ConfigError(f"dataset {dataset!r}'s label has {len(classes)} classes; contributions are measured on "
+                          "binary labels and numeric targets only: drop \"contributions\"")
+    if coalition_of is not None:
+        raise ConfigError("a coalition training of a multi-class job is not supported")
+    return {"strategy": STRATEGY, "classes": classes, "class_names": [class_name(c) for c in classes],
+            "probabilities": PROBABILITIES, "jobs": []}
 
 
 def _refusal(job_id: str, kind_of: Callable[[str], RoleKind | None], exc: Exception) -> Exception:
@@ -201,16 +233,20 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             psi_ids=None if spec.reuse_alignment else len(table),
             reuse_alignment=spec.reuse_alignment,
             measures=record.coalition_of,
+            classes=None if record.multiclass is None else len(record.multiclass["classes"]),
             scorecard=spec.scorecard,
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
-        answer = await _register_with(ctx, ref.peer, registration.model_dump(mode="json"), registered)
+        answer = await _register_with(ctx, ref.peer, registration.wire(), registered)
         lengths[pid] = _confirmed_length(answer, pid)
+        profile = answer.get("id_profile") if isinstance(answer, dict) else None
+        if isinstance(profile, dict) and len(profile) <= 20:  # kept to explain a small intersection later
+            record.peer_id_profiles[pid] = profile
     lengths[roster.label] = n_b
     ctx.update(gradient_lengths=lengths)
     to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
     registered.append(record.peers[roster.arbiter])
-    await _register_with(ctx, record.peers[roster.arbiter], to_c.model_dump(mode="json"), registered)
+    await _register_with(ctx, record.peers[roster.arbiter], to_c.wire(), registered)
 
 
 async def _register_with(ctx: JobContext, peer_id: str, body: dict[str, Any], registered: list[str]) -> Any:
@@ -249,7 +285,7 @@ def _confirmed_length(answer: Any, party: str) -> int:
     return length
 
 
-def reused_alignment(service: ServiceContext, spec: JobSpec) -> list[str]:
+def reused_alignment(service: ServiceContext, spec: JobSpec, coalition_of: str | None = None) -> list[str]:
     """Party B: the aligned IDs of the earlier job ``spec.reuse_alignment``, if this job may train on them.
 
     That job must have succeeded here with the same dataset (or be measuring its
@@ -260,7 +296,9 @@ def reused_alignment(service: ServiceContext, spec: JobSpec) -> list[str]:
     parent = None if parent_job is None else parent_job.record
     if parent is None or parent.kind != "label":
         raise ConfigError(f"reuse_alignment: party B has no job {spec.reuse_alignment!r}")
-    measuring = parent.state == "training" and parent.stage == "contributions"  # its own coalition trainings
+    # Its own coalition trainings, or (still training, its class 0 trained) a multi-class job's class trainings.
+    measuring = parent.state == "training" and (parent.stage == "contributions" or (
+        coalition_of == parent.job_id and parent.multiclass is not None))
     if parent.state != "succeeded" and not measuring:
         raise JobError(f"reuse_alignment: job {parent.job_id} {parent.state_phrase()}; only a succeeded job's "
                        "alignment is reused")

@@ -6,7 +6,7 @@
 (() => {
   const POLL_MS = 1000;
   const FINAL = new Set(["succeeded", "failed", "cancelled", "damaged"]);
-  const METRIC_KEYS = ["auc", "ks", "accuracy", "f1", "rmse", "mae", "r2"];
+  const METRIC_KEYS = ["auc", "macro_auc", "ks", "accuracy", "f1", "rmse", "mae", "r2"];
   const can = {
     cancel: document.body.dataset.cancel === "1",
     report: document.body.dataset.report === "1",
