@@ -19,7 +19,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="the dataset's name in the table")
     p.add_argument("--epsilons", default="1,3,10", help="ε values for the DP rows (empty: none)")
     p.add_argument("--test-fraction", type=float, default=0.25)
-    p.add_argument("--key-bits", type=int, default=1024, help="accuracy does not depend on it; 2048 is slower")
+    p.add_argument("--key-bits", type=int, default=2048,
+                   help="Paillier and PSI key size (default 2048, as vfl simulate and the services require); "
+                        "metrics do not depend on it, and 1024 runs faster for a quick look")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
