@@ -122,6 +122,23 @@ class Browser:
             time.sleep(interval)
         raise BrowserError(f"still not true after {timeout}s: {expression} (last: {last!r})")
 
+    def screenshot(self, path: Path, width: int = 1280) -> None:
+        """The whole page as a PNG (for a person to look at: tests save them when VFL_SCREENSHOTS names a folder)."""
+        import base64
+
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=True)
+        height = int(self.evaluate("document.documentElement.scrollHeight") or 900)
+        shot = self.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 8000), "scale": 1}}, session=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def exceptions(self) -> list[str]:
+        """Uncaught script errors on the pages so far."""
+        return [e["params"]["exceptionDetails"].get("exception", {}).get("description", "")
+                for e in self.events if e.get("method") == "Runtime.exceptionThrown"]
+
     def console(self) -> list[str]:
         return [" ".join(str(a.get("value", a.get("description", ""))) for a in e["params"]["args"])
                 for e in self.events if e.get("method") == "Runtime.consoleAPICalled"]

@@ -36,6 +36,17 @@ TERMINAL = set(api.TERMINAL_STATES)
 RETRYABLE = frozenset({502, 503, 504})
 
 
+def _refused(method: str, path: str, response: httpx.Response) -> PeerRefused:
+    """The service's refusal: its status, its error class and its own message, after the request it refused."""
+    error = None
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+    except ValueError:
+        pass
+    return PeerRefused(f"{method} {path}: {error_detail(response)}", response.status_code, error)
+
+
 class Orchestrator:
     def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -64,7 +75,7 @@ class Orchestrator:
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach {self.url}{path}: {exc}") from exc
         if response.status_code >= 400:
-            raise refusal(f"{method} {path}", response)
+            raise _refused(method, path, response)
         return response
 
     def _call(self, method: str, path: str, model: type[BaseModel], body: Any = None,
@@ -80,8 +91,16 @@ class Orchestrator:
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Party B: submit a job. With ``idempotency_key`` the request carries an ``Idempotency-Key`` header, so
         a retried submit (after a lost answer) can be recognised by the service instead of starting a second job."""
+        return self.submit_or_replay(spec, idempotency_key=idempotency_key)[0]
+
+    def submit_or_replay(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> tuple[dict[str, Any], bool]:
+        """:meth:`submit`, and whether the service answered with the job an earlier submit under the same
+        ``idempotency_key`` made (its ``Idempotent-Replayed`` header) rather than a new one."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._call("POST", "/v1/jobs", api.JobStatus, spec, headers)
+        response = self._request("POST", "/v1/jobs", spec, headers)
+        job = response.json()
+        api.parse(api.JobStatus, job, f"POST {self.url}/v1/jobs")
+        return job, response.headers.get("Idempotent-Replayed") == "true"
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job this service knows."""
@@ -223,7 +242,7 @@ class Orchestrator:
             with self._client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise refusal(f"GET {url}", response)
+                    raise _refused("GET", url, response)
                 with open(partial, "wb") as handle:
                     for block in response.iter_bytes(1 << 20):
                         handle.write(block)
@@ -232,18 +251,6 @@ class Orchestrator:
             raise TransportError(f"cannot download {self.url}{url}: {exc}") from exc
         partial.replace(path)
         return path
-
-
-def refusal(call: str, response: httpx.Response) -> PeerRefused:
-    """An error answer as :class:`PeerRefused`, with its status and the error class its body names."""
-    error: str | None = None
-    try:
-        body = response.json()
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            error = body["error"]
-    except ValueError:
-        pass
-    return PeerRefused(f"{call} -> {response.status_code}: {error_detail(response)}", response.status_code, error)
 
 
 def retryable(exc: BaseException) -> bool:

@@ -7,6 +7,8 @@ signature is real and chains to the federation's CA.
 
 from __future__ import annotations
 
+import asyncio
+
 import shutil
 
 import httpx
@@ -73,20 +75,31 @@ class Four:
         return self.workdir / "data" / name / "ledger" / "party-b"
 
 
-async def run_job(cluster, job):
+async def run_job(cluster, job, seen=None):
+    """Submit ``job`` at B and wait for its end; ``seen`` collects every progress text its status showed."""
     async with cluster.client() as bank:
         answer = await bank.post("/v1/jobs", json=job)
         assert answer.status_code == 201, answer.text
-        return await wait_for(bank, answer.json()["job_id"])
+        if seen is None:
+            return await wait_for(bank, answer.json()["job_id"])
+        for _ in range(4000):
+            status = (await bank.get(f"/v1/jobs/{answer.json()['job_id']}")).json()
+            if not seen or seen[-1] != status["progress"]["text"]:
+                seen.append(status["progress"]["text"])
+            if status["state"] in ("succeeded", "failed", "cancelled"):
+                return status
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"job still {status['state']}: {status}")
 
 
 def test_contributions_and_a_co_signed_ledger_entry_with_two_feature_parties(tmp_path, run, keypair, capsys):
     setup = prepare(tmp_path)
+    progress: list[str] = []
 
     async def scenario():
         cluster = await Four(tmp_path, setup).open()
         try:
-            status = await run_job(cluster, {**setup["job"], "job_id": "measured", "contributions": True})
+            status = await run_job(cluster, {**setup["job"], "job_id": "measured", "contributions": True}, progress)
             async with cluster.client() as bank:
                 listed = [j["job_id"] for j in (await bank.get("/v1/jobs")).json()["jobs"]]
                 report = (await bank.get("/v1/jobs/measured/report")).text
@@ -98,6 +111,11 @@ def test_contributions_and_a_co_signed_ledger_entry_with_two_feature_parties(tmp
 
     status, listed, report, shop_jobs = run(scenario())
     assert status["state"] == "succeeded", status["error"]
+    # The status says which coalition trains, not a frozen bar at the job's last epoch.
+    coalitions = [text for text in progress if text.startswith("contributions: coalition ")]
+    assert any(t.startswith("contributions: coalition 1 of 2 (B + ") for t in coalitions), progress
+    assert any(t.startswith("contributions: coalition 2 of 2 (B + ") for t in coalitions), progress
+    assert status["activity"] is None and status["progress"]["fraction"] == 1.0
     c = status["contributions"]
     assert c["metric"] == "auc" and c["split"] == "validation" and c["method"] == "exact" and c["trainings"] == 2
     assert [(p["party"], p["source"]) for p in c["parties"]] == [("shop", "shop:behaviour"), ("telco", "telco:usage")]

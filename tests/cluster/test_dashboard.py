@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from tests.helpers import URLS, demo_job, start_cluster
+from tests.helpers import URLS, demo_job, start_cluster, wait_for
 from vfl.service.http.auth import Sessions, cookie_name
 
 B_ORIGIN = URLS["party-b"]  # http://party-b.test
@@ -202,3 +202,60 @@ def test_sessions_expire_and_are_bounded():
     assert len(sessions) == 3 and not sessions.valid(opened[0]) and all(sessions.valid(s) for s in opened[1:])
     sessions.close(opened[1])
     assert not sessions.valid(opened[1])
+
+
+def test_a_jobs_page_and_the_models_view_have_their_panels_and_the_status_their_story(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job())
+        seen = {}
+        try:
+            async with cluster.client() as bank:
+                job_id = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()["job_id"]
+                seen["status"] = await wait_for(bank, job_id)
+                await bank.post("/v1/models/credit/promote", json={"job_id": job_id})
+                session = await log_in(bank, cluster.token)
+                del bank.headers["Authorization"]
+                seen["page_b"] = await bank.get(f"/ui/jobs/{job_id}", headers=cookie(session))
+                seen["models_b"] = await bank.get("/ui/models", headers=cookie(session))
+                seen["list_b"] = await bank.get("/ui", headers=cookie(session))
+            for name in ("party-a", "arbiter"):
+                async with cluster.client(name) as service:
+                    seen[f"status_{name}"] = (await service.get(f"/v1/jobs/{job_id}")).json()
+                    session = await log_in(service, cluster.setup["tokens"][name], name)
+                    del service.headers["Authorization"]
+                    seen[f"page_{name}"] = await service.get(f"/ui/jobs/{job_id}", headers=cookie(session, name))
+                    seen[f"models_{name}"] = await service.get("/ui/models", headers=cookie(session, name))
+        finally:
+            await cluster.stop()
+        return seen
+
+    seen = run(scenario())
+
+    status = seen["status"]
+    assert status["state"] == "succeeded", status["error"]
+    stages = [move["stage"] for move in status["timeline"]]
+    assert stages[0] == "psi" and stages[-1] == "done" and stages.index("training") < stages.index("evaluating")
+    messages = [event["message"] for event in status["events"]]
+    assert messages[0].startswith("submitted") and messages[-1].startswith("succeeded after")
+    assert sum(m.startswith("epoch ") for m in messages) == status["epoch"]
+    assert status["progress"]["fraction"] == 1.0 and status["waiting_for"] == []
+    # A feature party keeps its own story: its epochs, without the losses it does not know.
+    shop = seen["status_party-a"]
+    assert [m["stage"] for m in shop["timeline"]][-1] == "done"
+    assert any("the losses are known to party B" in e["message"] for e in shop["events"])
+    assert not any("loss 0." in e["message"] for e in shop["events"])
+
+    page = seen["page_b"]
+    assert page.status_code == 200
+    for panel in ("timeline", "curves", "metrics-live", "timings", "job-models", "ledger", "events", "report"):
+        assert f'id="{panel}"' in page.text, panel
+    assert '<script src="/static/ui/job.js"></script>' in page.text
+    assert "frame-src 'self'" in page.headers["content-security-policy"]  # the report, inline, from this service
+    assert not re.search(r'(?:src|href)="(?!/)', page.text)
+    assert 'id="report"' not in seen["page_party-a"].text and 'id="events"' in seen["page_party-a"].text
+    assert 'id="job-search"' in seen["list_b"].text and 'id="state-filter"' in seen["list_b"].text
+    assert seen["models_b"].status_code == 200 and 'id="models-body"' in seen["models_b"].text
+    assert '<script src="/static/ui/models.js"></script>' in seen["models_b"].text
+    assert seen["models_party-a"].status_code == 200
+    assert seen["models_arbiter"].status_code == 404 and "no model part" in seen["models_arbiter"].text
+    assert 'href="/ui/models"' not in seen["page_arbiter"].text

@@ -102,3 +102,30 @@ def test_a_service_refuses_another_services_token(tmp_path, run):
     wrong, right = run(scenario())
 
     assert (wrong, right) == (401, 200)
+
+
+def test_prepare_only_refuses_to_replace_a_prepared_folder_unless_forced(tmp_path, capsys):
+    # Arrange: a prepared folder, with a service's job store in it.
+    from vfl.cli import main
+
+    work = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(work), "--prepare-only", "--customers", "200"]) == 0
+    (work / "data" / "party-b").mkdir(parents=True)
+    ca_before, token_before = (work / "ca" / "ca.pem").read_bytes(), (work / "party-b" / "token").read_bytes()
+    capsys.readouterr()
+
+    # Act
+    refused = main(["demo", "--workdir", str(work), "--prepare-only", "--customers", "200"])
+    refusal = capsys.readouterr().err
+    untouched = (work / "ca" / "ca.pem").read_bytes() == ca_before and (work / "party-b" / "token").read_bytes() == token_before
+    forced = main(["demo", "--workdir", str(work), "--prepare-only", "--customers", "200", "--force"])
+
+    # Assert: as `vfl certs` does: exit 2, the files named, --force offered; nothing replaced until forced.
+    assert refused == 2 and untouched
+    assert refusal.startswith(f"vfl demo: {work.resolve()} already holds demo files that this would replace: ")
+    for name in ("arbiter.toml", "party-a.toml", "party-b.toml", "job.json", "ca/", "party-b/", "data/"):
+        assert name in refusal
+    assert "--force" in refusal
+    assert forced == 0
+    assert (work / "ca" / "ca.pem").read_bytes() != ca_before and (work / "party-b" / "token").read_bytes() != token_before
+    assert not (work / "data" / "party-b").exists()  # the old CA's job stores went with it

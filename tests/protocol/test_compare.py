@@ -33,7 +33,7 @@ def test_compare_reports_every_baseline_on_the_same_split(breast_tables):
 
     # Act
     result = compare(table_a, table_b, model="logistic", dataset="breast", epsilons=(3.0,),
-                     training={"epochs": 8}, dp_draws=2)
+                     training={"epochs": 8}, dp_draws=2, key_bits=1024)  # 1024: cheap; metrics do not depend on it
 
     # Assert
     by_method = {row.method: row for row in result.rows}
@@ -43,6 +43,11 @@ def test_compare_reports_every_baseline_on_the_same_split(breast_tables):
     plaintext = by_method["same algorithm, pooled plaintext"].metrics
     # Encryption costs no accuracy: the federated row equals the same algorithm on pooled data.
     assert federated["auc"] == pytest.approx(plaintext["auc"], abs=1e-6)
+    # Both rows have the same decision layer (Platt calibration, threshold), so they agree in every metric, not
+    # only in the ranking: a difference in accuracy or log-loss would read as a cost of encryption.
+    for metric in ("accuracy", "log_loss", "brier", "f1"):
+        assert federated[metric] == pytest.approx(plaintext[metric], abs=1e-3), metric
+    assert "Platt-calibrated" in by_method["same algorithm, pooled plaintext"].note
     assert federated["auc"] > 0.95
     assert abs(federated["auc"] - by_method["pooled logistic regression (scikit-learn)"].metrics["auc"]) < 0.03
     private = next(row for row in result.rows if row.method.startswith("federated, DP ε = 3"))
@@ -62,7 +67,7 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
 
     # Act
     code = main(["compare", "--party-a", str(tmp_path / "a.csv"), "--party-b", str(tmp_path / "b.csv"),
-                 "--id-column", "id", "--epsilons", "", "--epochs", "3", "--name", "cancer",
+                 "--id-column", "id", "--epsilons", "", "--epochs", "3", "--name", "cancer", "--key-bits", "1024",
                  "--out", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.json")])
 
     # Assert
@@ -70,8 +75,13 @@ def test_vfl_compare_cli_writes_the_table_and_json(tmp_path, breast_tables, caps
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["dataset"] == "cancer" and len(saved["rows"]) == 7
     assert "pooled random forest (scikit-learn)" in (tmp_path / "t.md").read_text()
-    assert "cancer:" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "cancer:" in said.out
     assert np.isfinite([row["metrics"]["auc"] for row in saved["rows"]]).all()
+    # Each model says when it starts and how it ended, on stderr (a comparison on real data takes minutes).
+    progress = [line for line in said.err.splitlines() if line.startswith("compare: [")]
+    assert progress[0] == "compare: [1/7] federated (vfl, Paillier-encrypted) ..."
+    assert len(progress) == 14 and progress[-1].startswith("compare: [7/7] pooled decision tree (scikit-learn): auc ")
 
 
 def test_compare_and_figures_for_linear_regression(diabetes):
@@ -88,7 +98,8 @@ def test_compare_and_figures_for_linear_regression(diabetes):
     table_b = from_dataframe(frame_b, id_column="id", label_column="y", model="linear")
 
     # Act
-    result = compare(table_a, table_b, model="linear", dataset="diabetes", epsilons=(), training={"epochs": 20})
+    result = compare(table_a, table_b, model="linear", dataset="diabetes", epsilons=(), training={"epochs": 20},
+                     key_bits=1024)
     simulated = simulate(table_a, table_b, TrainingConfig(model="linear", epochs=5, key_bits=1024))
     summary = summary_from_simulation(simulated, title="diabetes")
     figures = figures_for(summary)

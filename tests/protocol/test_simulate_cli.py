@@ -42,6 +42,10 @@ def test_simulate_writes_the_result_json(csv_pair, tmp_path, capsys):
     assert result["metrics"]["train"]["auc"] > 0.95
     err = capsys.readouterr().err
     assert "epoch 1/6" in err and "epoch 6/6" in err and "[####" in err
+    # The alignment is announced before it runs, and the training before its first epoch.
+    lines = err.splitlines()
+    assert lines[0].startswith("aligning: RSA PSI with 1024-bit keys between party B (")
+    assert lines[1].startswith(f"aligned: {overlap} rows in ") and "at most 6 epochs" in lines[1]
     page = (tmp_path / "report.html").read_text()
     figures = [f'alt="{name}.png"' for name in ("roc_ks", "gains", "calibration", "loss", "parameters")]
     assert all(f in page for f in figures) and "Alignment (RSA blind-signature PSI)" in page

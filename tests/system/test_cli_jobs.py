@@ -168,6 +168,7 @@ def test_cancel_and_resume_a_running_job(federation, jobs, tmp_path):
     job_id = out.strip()
     code, out, err = jobs("submit", str(spec), "--idempotency-key", "long-job-1")  # a retry: the same job
     assert code == 0 and out.strip() == job_id, err
+    assert f"already submitted under this key: {job_id} (" in err and "submitted job" not in err
     with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
         deadline = time.monotonic() + 60
         while bank.status(job_id)["epoch"] < 1 and time.monotonic() < deadline:
@@ -208,7 +209,78 @@ def test_errors_name_the_problem(federation, jobs, monkeypatch, capsys):
     assert code == 1 and "give it with --ca" in capsys.readouterr().err
 
     code, _, err = jobs("list", "--token", "wrong")
-    assert code == 1 and "401" in err
+    # The service the user talks to refused: said so, not labelled as a peer's error class.
+    assert code == 1 and err.startswith("vfl jobs list: refused (401): GET /v1/jobs: ") and "PeerRefused" not in err
 
     code, _, err = jobs("predict", "no-such-job")
     assert code == 2 and "IDs to score" in err
+
+
+@pytest.fixture(scope="module")
+def two_jobs(federation):
+    """Two succeeded jobs at party B (for the registry and scoring), submitted through the client."""
+    workdir, setup = federation
+    spec = json.loads((workdir / "job.json").read_text())
+    with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
+        made = [bank.submit({**spec, "job_id": f"registry-{i}"})["job_id"] for i in (1, 2)]
+        for job_id in made:
+            bank.wait(job_id, interval=0.2)
+    return made
+
+
+def test_models_list_promote_show_and_rollback(federation, two_jobs, jobs, monkeypatch, capsys):
+    # Arrange
+    workdir, setup = federation
+    first, second = two_jobs
+    monkeypatch.setenv("VFL_URL", setup["urls"]["party-b"])
+    monkeypatch.setenv("VFL_CA", str(setup["verify"]))  # $VFL_CA, like every vfl jobs command
+
+    def models(*args: str) -> tuple[int, str, str]:
+        code = main(["models", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    # Act
+    promoted = [models("promote", "credit-risk", job_id) for job_id in (first, second)]
+    shown = models("show", "credit-risk")
+    listed = models("list")
+    rolled = models("rollback", "credit-risk")
+    listed_json = models("list", "--json")
+    nothing_earlier = models("rollback", "credit-risk")
+
+    # Assert
+    assert [code for code, _, _ in promoted] == [0, 0], promoted
+    assert promoted[1][1].strip() == f"model credit-risk now serves job {second}; before it: {first}"
+    assert shown[0] == 0 and shown[1].startswith(f"model credit-risk serves job {second}; before it: {first}")
+    assert "dataset" in shown[1] and "parties" in shown[1]
+    header, *rows = listed[1].split("\n\n")[0].splitlines()
+    assert header.split() == ["JOB", "MODEL", "DATASET", "TRAINED", "AUC", "NAMES"]
+    assert any(row.split()[0] == second and row.split()[-1] == "credit-risk" for row in rows)
+    assert "NAME" in listed[1] and f"credit-risk  {second}  {first}" in listed[1]
+    assert rolled[0] == 0 and rolled[1].strip() == f"model credit-risk rolled back: it serves job {first}; no earlier version"
+    assert json.loads(listed_json[1])["served"]["credit-risk"] == {"job_id": first, "history": []}
+    assert nothing_earlier[0] == 1 and nothing_earlier[2].startswith("vfl models rollback: refused (409): ")
+    assert "no earlier version" in nothing_earlier[2]
+
+
+def test_score_honours_vfl_ca_and_hints_at_it_without(federation, two_jobs, tmp_path, monkeypatch, capsys):
+    # Arrange
+    workdir, setup = federation
+    ids = tmp_path / "ids.csv"
+    pd.DataFrame({"id": shared_ids(workdir, 5)}).to_csv(ids, index=False)
+    monkeypatch.setenv("VFL_URL", setup["urls"]["party-b"])
+    monkeypatch.setenv("VFL_TOKEN", setup["token"])
+    argv = ["score", "--job", two_jobs[0], "--input", str(ids), "--out", str(tmp_path / "scores.csv")]
+
+    # Act
+    monkeypatch.delenv("VFL_CA", raising=False)
+    without = main(argv)
+    without_err = capsys.readouterr().err
+    monkeypatch.setenv("VFL_CA", str(setup["verify"]))
+    with_ca = main(argv)
+    with_err = capsys.readouterr().err
+
+    # Assert
+    assert without == 1 and "give it with --ca ca.pem or set VFL_CA" in without_err
+    assert with_ca == 0, with_err
+    assert pd.read_csv(tmp_path / "scores.csv", dtype=str)["id"].tolist() == shared_ids(workdir, 5)

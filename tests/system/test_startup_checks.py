@@ -72,3 +72,30 @@ def test_a_good_config_is_checked_and_served(tmp_path):
     text = "".join(lines)
     assert "Uvicorn running on" in text, text
     assert f"dataset 'credit' ({tmp_path / 'party-b' / 'bank.csv'}): " in text and "with labels, checked in" in text
+
+
+def test_a_port_in_use_stops_vfl_serve_before_start_up_naming_party_listen_and_the_file(tmp_path):
+    # Arrange: something already listens on party B's port.
+    import socket
+    import tomllib
+
+    write_demo_files(tmp_path, population=200, key_bits=1024, tls=False)
+    config = tmp_path / "party-b.toml"
+    listen = tomllib.loads(config.read_text())["party"]["listen"]
+    host, port = listen.rsplit(":", 1)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((host, int(port)))
+    squatter.listen()
+
+    # Act
+    try:
+        result = serve(config)
+    finally:
+        squatter.close()
+
+    # Assert: a configuration error (2), before uvicorn's start-up banner, not uvicorn's errno and exit 3.
+    assert result.returncode == 2, result.stderr
+    assert f"vfl serve: {listen} (party.listen in {config}) is already in use, perhaps by another vfl serve; " \
+           "stop it or choose another port" in result.stderr
+    assert "Application startup" not in result.stderr and "Errno" not in result.stderr

@@ -74,7 +74,7 @@ def test_the_readme_links_the_reference():
 
 def test_license_is_the_full_apache_2_text_pyproject_names():
     text = (ROOT / "LICENSE").read_text()
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]  # an SPDX expression
 
     assert declared == "Apache-2.0"
     assert "Apache License" in text and "Version 2.0, January 2004" in text

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from vfl.incentives import chain
 from vfl.cli import main
@@ -142,8 +144,13 @@ def test_an_entry_signed_with_a_certificate_from_another_ca_is_refused(book, tmp
     assert len(lines(folder)) == 3  # nothing written
     write_lines(folder, lines(folder) + [json.dumps(entry)])  # forced in by hand: verify names it
     assert verify(folder) == 1
-    assert ("entry 3 (job job-4): field 'signatures': the signature of party 'shop': its certificate "
-            in capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert "entry 3 (job job-4): field 'signatures': the signature of party 'shop': its certificate " in out
+    # Both CAs are called the same: the message tells them apart by SHA-256 fingerprint and names the usual cause.
+    found = re.findall(r"SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})", out)
+    outsider = x509.load_pem_x509_certificate(outsiders["shop"].certificate.encode())
+    assert found == [chain.fingerprint(outsider), chain.fingerprint(chain.load_ca(folder / "ca.pem"))]
+    assert "A CA of the same name but another key signed it" in out
 
 
 def test_a_signature_that_is_missing_or_for_another_party_is_found(book, capsys):

@@ -5,6 +5,7 @@
     vfl demo       the bank + e-commerce job over local services (--feature-parties 2: also a telco)
     vfl certs      a small CA and one TLS certificate per party
     vfl jobs       submit, list, status, cancel, resume, predict, report, watch: jobs on a running service
+    vfl models     the model registry: list versions; at party B promote, roll back, show a name
     vfl score      score a file of IDs at party B in chunks, resumably (locally, or --remote as a batch)
     vfl compare    the federated model against pooled-data baselines on one split
     vfl ledger     verify or show a copy of the federation's co-signed, hash-chained job ledger
@@ -27,11 +28,11 @@ import sys
 from collections.abc import Sequence
 
 from vfl import __version__
-from vfl.cli import certs, compare, demo, jobs, ledger, lending_query, score, serve, simulate
-from vfl.errors import ConfigError, DataError, VFLError
+from vfl.cli import certs, compare, demo, jobs, ledger, lending_query, models, score, serve, simulate
+from vfl.errors import ConfigError, DataError, PeerRefused, VFLError
 
 #: the command modules, in the order ``vfl --help`` lists their commands
-COMMANDS = (simulate, serve, demo, certs, jobs, score, lending_query, compare, ledger)
+COMMANDS = (simulate, serve, demo, certs, jobs, models, score, lending_query, compare, ledger)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError) as exc:
         print(f"vfl {command}: {exc}", file=sys.stderr)
         return 2
+    except PeerRefused as exc:
+        # The service the command talks to said no: not a crash, and not a "peer" from the user's point of view.
+        status = f" ({exc.status})" if exc.status is not None else ""
+        print(f"vfl {command}: refused{status}: {exc}", file=sys.stderr)
+        return 1
     except VFLError as exc:
         print(f"vfl {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

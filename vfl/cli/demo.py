@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vfl.cli.arguments import check_output_file
@@ -27,6 +28,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the data, configs, job.json and each party's folder (certificate, key, token, "
                         "data) to --workdir, to run the services by hand")
+    p.add_argument("--force", action="store_true",
+                   help="replace the demo files already in --workdir (CA, keys, tokens, configs, data) and delete "
+                        "its data/ folder; by default that is refused, since services may be running from them")
     p.add_argument("--lending", action="store_true",
                    help="instead: three lenders and a querying bank; ask whether applicants borrow elsewhere "
                         "without revealing them, until the daily budget is spent (--out: the answers and the truth)")
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lending:
         from vfl.demo.lending import run_lending_demo
 
-        if args.prepare_only or args.report is not None or args.feature_parties != 1 or args.scorecard:
+        if args.prepare_only or args.report is not None or args.feature_parties != 1 or args.scorecard or args.force:
             raise ConfigError("--lending takes --workdir, --out and --key-bits only")
         check_output_file("--out", args.out)
         result = run_lending_demo(args.workdir, args.out, key_bits=args.key_bits)
@@ -48,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
     training = {} if args.epochs is None else {"epochs": args.epochs}
     if args.prepare_only and args.workdir is None:
         raise ConfigError("--prepare-only needs --workdir, where the files are kept")
-    run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
-             prepare_only=args.prepare_only, report=args.report, feature_parties=args.feature_parties,
-             scorecard=args.scorecard)
+    try:
+        run_demo(args.workdir, args.out, population=args.customers, key_bits=args.key_bits, training=training,
+                 prepare_only=args.prepare_only, report=args.report, feature_parties=args.feature_parties,
+                 scorecard=args.scorecard, force=args.force)
+    except KeyboardInterrupt:
+        # run_demo has stopped the services by now (running_services always does), so say so.
+        print("\nvfl demo: interrupted; services stopped", file=sys.stderr)
+        return 130
     return 0

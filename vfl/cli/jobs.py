@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vfl.cli.arguments import add_connection_options, check_ca_file, read_ids_file
+from vfl.cli.arguments import add_connection_options, ca_hint, check_ca_file, read_ids_file
 from vfl.cli.output import print_answer, print_columns, print_json
-from vfl.errors import ConfigError, JobError, PeerRefused, TransportError
+from vfl.errors import ConfigError, JobError, PeerRefused
 from vfl.report.contributions import text_table
-from vfl.report.progress import ProgressLine
+from vfl.report.progress import ProgressLine, waiting_text
 
 if TYPE_CHECKING:  # imported by run(), so that `vfl --help` does not load httpx
     from vfl.orchestrate import Orchestrator
@@ -113,23 +113,20 @@ def run(args: argparse.Namespace) -> int:
                           "(for the demo layout, the file party-b/token)")
     check_ca_file(args.ca)
     action = ACTIONS[args.action]
-    try:
-        with Orchestrator(args.url, args.token, verify=str(args.ca) if args.ca else True) as service:
-            return action(args, service)
-    except TransportError as exc:
-        if args.url.startswith("https://") and args.ca is None and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            raise TransportError(f"{exc} (the service's certificate is signed by the federation's own CA: "
-                                 "give it with --ca ca.pem)") from exc
-        raise
+    with ca_hint(args.url, args.ca), Orchestrator(args.url, args.token,
+                                                  verify=str(args.ca) if args.ca else True) as service:
+        return action(args, service)
 
 
 def _submit(args: argparse.Namespace, service: Orchestrator) -> int:
     spec = _read_spec(args.spec)
     if args.job_id:
         spec["job_id"] = args.job_id
-    answer = service.submit(spec, idempotency_key=args.idempotency_key)
-    print_answer(answer, answer["job_id"], as_json=args.json,
-                 note=f"submitted job {answer['job_id']} ({answer.get('state', 'pending')}) at {service.url}")
+    answer, replayed = service.submit_or_replay(spec, idempotency_key=args.idempotency_key)
+    state = answer.get("state", "pending")
+    note = (f"already submitted under this key: {answer['job_id']} ({state}) at {service.url}" if replayed
+            else f"submitted job {answer['job_id']} ({state}) at {service.url}")
+    print_answer(answer, answer["job_id"], as_json=args.json, note=note)
     if args.watch:
         args.job_id = answer["job_id"]
         return _watch(args, service, show_metrics=not args.json)
@@ -179,6 +176,11 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
     stopped = f", stopped: {record['stop_reason']}" if record.get("stop_reason") else ""
     lines = [("job", record["job_id"]), ("state", f"{record['state']} ({record.get('stage')}){stopped}"),
              ("epoch", f"{record.get('epoch', 0)}/{record.get('max_epochs') or '?'}")]
+    progress = record.get("progress") or {}
+    if progress.get("text"):
+        lines.append(("progress", f"{100 * float(progress.get('fraction') or 0):.0f}%: {progress['text']}"))
+    # At once, not after peer_timeout: the peers this service's calls are retrying now.
+    lines += [("waiting", waiting_text(w)) for w in record.get("waiting_for") or []]
     if record.get("loss_history"):
         lines.append(("loss", f"{record['loss_history'][-1]:.6f}"))
     if (record.get("alignment") or {}).get("intersection") is not None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vfl.cli.arguments import ca_hint, check_ca_file, default_ca
 from vfl.errors import ConfigError, JobError
 from vfl.report.progress import ProgressLine
 
@@ -23,7 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="IDs to score: a .csv or .parquet file")
     p.add_argument("--out", required=True, type=Path, help="where the scores go: .csv or .parquet")
     p.add_argument("--token", default=os.environ.get("VFL_TOKEN"), help="bearer token (default: $VFL_TOKEN)")
-    p.add_argument("--ca", type=Path, default=None, help="the federation's ca.pem, for https")
+    p.add_argument("--ca", type=Path, default=default_ca(),
+                   help="the federation's ca.pem, to trust party B's https certificate (default: $VFL_CA)")
     p.add_argument("--id-column", default="id", help="the input's ID column (default: id)")
     p.add_argument("--chunk-rows", type=int, default=10_000, help="IDs per predict call (default 10000)")
     p.add_argument("--remote", action="store_true",
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give party B's URL (vfl score https://bank.example:8702 ...) or set VFL_URL")
     if args.chunk_rows < 1:
         raise ConfigError(f"--chunk-rows {args.chunk_rows}: give a positive number of IDs per request")
-    with Orchestrator(args.url, args.token, verify=args.ca or True) as service:
+    check_ca_file(args.ca)
+    with ca_hint(args.url, args.ca), Orchestrator(args.url, args.token, verify=args.ca or True) as service:
         return (_score_remote if args.remote else _score_local)(args, service)
 
 

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             id_column_a=columns_a, workers=args.workers, engine=args.engine, address=args.address,
             progress=None if args.quiet else progress.epoch, contributions=args.contributions,
             contribution_permutations=args.contribution_permutations, on_coalition=on_coalition, prep=prep,
-            id_rules=id_rules, **extra,
+            id_rules=id_rules, on_stage=None if args.quiet else progress.stage, **extra,
         )
     finally:
         progress.close()
@@ -248,7 +248,8 @@ def _run_scorecard(args: argparse.Namespace, config: TrainingConfig, columns: li
     progress = ProgressLine()
     try:
         result = simulate_scorecard(tables, table_b, config, scorecard, workers=args.workers, engine=args.engine,
-                                    progress=None if args.quiet else progress.epoch)
+                                    progress=None if args.quiet else progress.epoch,
+                                    on_stage=None if args.quiet else progress.stage)
     finally:
         progress.close()
     check_output_file("--scores", args.scores)

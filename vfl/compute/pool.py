@@ -30,6 +30,7 @@ then see their last client go and exit too.
 from __future__ import annotations
 
 import atexit
+import gc
 import multiprocessing
 import os
 import select
@@ -137,12 +138,22 @@ if hasattr(os, "register_at_fork"):  # POSIX only
     os.register_at_fork(after_in_child=_forget_inherited_pools)
 
 
-def shutdown_pools() -> None:
-    """Stop every pool (called at exit; tests may call it to free processes)."""
+def shutdown_pools(*, wait: bool = False) -> None:
+    """Stop every pool (called at exit; tests may call it to free processes).
+
+    ``wait=True`` also waits for the workers to exit and lets go of the pools' queues, whose named semaphores
+    are then unlinked and unregistered from multiprocessing's resource tracker at once. A service does this
+    when it stops: uvicorn ends a SIGTERM'd service by raising SIGTERM again once it has shut down, so no
+    ``atexit`` code runs, and semaphores left registered made the tracker warn of "leaked semaphore objects".
+    """
     with _lock:
-        for pool in _pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        pools = list(_pools.values())
         _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=wait, cancel_futures=True)
+    if wait:
+        del pools
+        gc.collect()  # the executor and its queues form cycles: collect them now, which unlinks the semaphores
 
 
 atexit.register(shutdown_pools)

@@ -35,7 +35,7 @@ import pandas as pd
 
 from vfl.compute.childproc import ends_with_parent
 from vfl.demo.data import PARTNERS, bank_ecommerce, bank_partners
-from vfl.errors import TransportError
+from vfl.errors import ConfigError, JobError, TransportError
 from vfl.orchestrate import Orchestrator
 from vfl.report.progress import ProgressLine
 from vfl.files import private_folder, write_private
@@ -261,6 +261,16 @@ def stop_services(processes: dict[str, subprocess.Popen], grace: float = 10.0) -
             process.wait()
 
 
+def services_stopped(processes: dict[str, subprocess.Popen], within: float = 2.0) -> bool:
+    """Whether any of the services has ended (waiting up to ``within`` seconds for one to)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in processes.values()):
+            return True
+        time.sleep(0.05)
+    return any(process.poll() is not None for process in processes.values())
+
+
 def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subprocess.Popen], workdir: Path,
                  timeout: float = 60.0, verify: Any = True) -> None:
     deadline = time.monotonic() + timeout
@@ -279,17 +289,48 @@ def wait_healthy(urls: dict[str, str], token: str, processes: dict[str, subproce
                     time.sleep(0.2)
 
 
+def existing_demo_files(workdir: Path) -> list[str]:
+    """What a demo already wrote in ``workdir`` and writing it again would replace: configs, the job spec, the
+    CA, each service's folder (token, key, certificate, data) and the services' job stores (``data/``)."""
+    if not workdir.is_dir():
+        return []
+    found = sorted(path.name for path in workdir.glob("*.toml")) + (["job.json"] if (workdir / "job.json").exists() else [])
+    found += [f"{CA_FOLDER}/"] if (workdir / CA_FOLDER).exists() else []
+    found += sorted(f"{path.parent.name}/" for path in workdir.glob("*/token"))
+    found += ["data/"] if (workdir / "data").is_dir() else []
+    return found
+
+
+def refuse_to_replace(workdir: Path) -> None:
+    """Refuse, as ``vfl certs`` does, to overwrite a demo folder that services may be running from."""
+    found = existing_demo_files(workdir)
+    if found:
+        raise ConfigError(
+            f"{workdir} already holds demo files that this would replace: {', '.join(found)}. Services started "
+            "from them would stop matching (a new CA, new tokens and ports), and jobs would get no ledger entry. "
+            "Stop those services first, then give --force to replace everything (data/ too: its jobs and ledgers "
+            "belong to the old CA), or choose another --workdir")
+
+
 def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000, key_bits: int = 2048,
              training: dict[str, Any] | None = None, prepare_only: bool = False,
-             report: Path | None = None, feature_parties: int = 1, scorecard: bool = False) -> dict[str, Any] | None:
+             report: Path | None = None, feature_parties: int = 1, scorecard: bool = False,
+             force: bool = False) -> dict[str, Any] | None:
     """Write the files, start the services, train, compare, predict; always stop the services.
 
     With several feature parties the demo also trains the bank with each single
     partner (one job per partner, on the same services and the same customers),
     so the printout shows what each partner adds.
+
+    A ``workdir`` that already holds demo files is refused (:func:`refuse_to_replace`) unless ``force``, which
+    replaces them and deletes the old services' job stores (``data/``).
     """
     temporary = workdir is None and not prepare_only
+    if workdir is not None and not force:
+        refuse_to_replace(workdir)
     workdir = Path(tempfile.mkdtemp(prefix="vfl-demo-")) if workdir is None else workdir.resolve()
+    if force and (workdir / "data").is_dir():
+        shutil.rmtree(workdir / "data")  # jobs and ledgers signed under the CA being replaced
     try:
         setup = write_demo_files(workdir, population=population, key_bits=key_bits, training=training,
                                  feature_parties=feature_parties, scorecard=scorecard)
@@ -301,16 +342,23 @@ def run_demo(workdir: Path | None, out: Path | None, *, population: int = 10_000
             wait_healthy(setup["urls"], setup["token"], processes, workdir, verify=setup["verify"])
             print(f"{len(processes)} services up: " + ", ".join(f"{n} {u}" for n, u in setup["urls"].items()),
                   file=sys.stderr)
-            with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
-                job = bank.submit(setup["job"])
-                final = bank.wait(job["job_id"], progress=ProgressLine().job)
-                predictions = bank.predict(job["job_id"], _shared_ids(setup["data"], setup["id_column"], 3))
-                page = bank.report(job["job_id"]) if report is not None else None
-                single = {}
-                for ref in setup["job"]["feature_parties"] if feature_parties > 1 else []:
-                    print(f"\nthe bank with {ref['peer']} alone, for comparison:", file=sys.stderr)
-                    alone = bank.submit({**setup["job"], "feature_parties": [ref]})
-                    single[ref["peer"]] = bank.wait(alone["job_id"], progress=ProgressLine().job)
+            try:
+                with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
+                    job = bank.submit(setup["job"])
+                    final = bank.wait(job["job_id"], progress=ProgressLine().job)
+                    predictions = bank.predict(job["job_id"], _shared_ids(setup["data"], setup["id_column"], 3))
+                    page = bank.report(job["job_id"]) if report is not None else None
+                    single = {}
+                    for ref in setup["job"]["feature_parties"] if feature_parties > 1 else []:
+                        print(f"\nthe bank with {ref['peer']} alone, for comparison:", file=sys.stderr)
+                        alone = bank.submit({**setup["job"], "feature_parties": [ref]})
+                        single[ref["peer"]] = bank.wait(alone["job_id"], progress=ProgressLine().job)
+            except (TransportError, JobError) as exc:
+                if services_stopped(processes):
+                    # Ctrl-C reaches the services too (one process group): they stop at once, and the request
+                    # in flight fails before this process sees its own KeyboardInterrupt. That is an interrupt.
+                    raise KeyboardInterrupt from exc
+                raise
         summary = summarise(final, predictions, single)
         print_summary(summary)
         if scorecard:

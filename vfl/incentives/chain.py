@@ -231,6 +231,11 @@ class Signer:
         return {"party": self.party, "certificate": self.certificate, "signature": base64.b64encode(raw).decode()}
 
 
+def fingerprint(cert: x509.Certificate) -> str:
+    """A certificate's SHA-256 fingerprint as ``openssl x509 -fingerprint -sha256`` prints it (AB:CD:…)."""
+    return ":".join(f"{byte:02X}" for byte in cert.fingerprint(hashes.SHA256()))
+
+
 def load_ca(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(Path(path).read_bytes())
@@ -259,8 +264,14 @@ def signature_problem(entry: dict[str, Any], signature: Any, ca: x509.Certificat
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
-        return (f"of party {party!r}: its certificate ({cert.issuer.rfc4514_string()}) was not issued by the "
-                f"federation's CA ({ca.subject.rfc4514_string()})")
+        issuer, ours = cert.issuer.rfc4514_string(), ca.subject.rfc4514_string()
+        # Two CAs often share a name (every `vfl certs` CA is "vfl certificate authority"): fingerprints tell them
+        # apart, and the usual cause is named when the names match.
+        same_name = (" A CA of the same name but another key signed it: the CA was replaced after this entry was "
+                     "signed (vfl certs --force, or vfl demo --prepare-only --force), or the entry comes from "
+                     "another federation." if issuer == ours else "")
+        return (f"of party {party!r}: its certificate (SHA-256 {fingerprint(cert)}, issued by {issuer}) was not "
+                f"issued by the federation's CA ({ours}, SHA-256 {fingerprint(ca)}).{same_name}")
     if common_name(cert) != party:
         return f"of party {party!r}: its certificate is for {common_name(cert)!r}"
     when = _entry_time(entry)

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from vfl.ml.calibration import fit_decision
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.keys import generate_keypair
 from vfl.data.table import PartyTable
@@ -80,6 +82,16 @@ class Comparison:
                          for r in self.rows]}
 
 
+FEDERATED = "federated (vfl, Paillier-encrypted)"
+
+#: Told of every model before it is trained and after: ("start", name, None) and ("done", name, row).
+StepFn = Callable[[str, str, "Row | None"], None]
+
+
+def _quiet(event: str, name: str, row: Row | None) -> None:
+    """No progress wanted."""
+
+
 def _timed(fn: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     out = fn()
@@ -106,12 +118,31 @@ def _plain_parts(
     return role_a.model(), role_b.model()
 
 
+def _decided(parts: tuple, config: TrainingConfig, a: PartyTable, b: PartyTable) -> tuple:
+    """A plaintext model with the decision layer a federated job fits (vfl.ml.calibration.fit_decision), fitted on
+    the training rows as a job without a validation split does; a linear model as it is."""
+    model_a, model_b = parts
+    if model_b.model != "logistic":
+        return parts
+    u = model_b.scores(b.features, model_a.partial_scores(a.features))
+    calibration, threshold, _ = fit_decision(config, b.labels, u, {"train": np.arange(len(u))})
+    return model_a, model_b.with_decision(calibration, threshold)
+
+
+def _threshold(parts: tuple) -> float:
+    return parts[1].threshold.value
+
+
+def _decision_note(parts: tuple) -> str:
+    return "Platt-calibrated, as the federated row" if parts[1].calibration is not None else ""
+
+
 def _predict(parts: tuple, a: PartyTable, b: PartyTable) -> np.ndarray:
     model_a, model_b = parts
     return model_b.predict(b.features, model_a.partial_scores(a.features))
 
 
-def _sklearn_rows(model: str, X_train, y_train, X_test, y_test, seed: int) -> list[Row]:
+def _sklearn_rows(model: str, X_train, y_train, X_test, y_test, seed: int, step: StepFn = _quiet) -> list[Row]:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -136,6 +167,7 @@ def _sklearn_rows(model: str, X_train, y_train, X_test, y_test, seed: int) -> li
         ]
     rows = []
     for name, estimator in candidates:
+        step("start", name, None)
         _, seconds = _timed(lambda: estimator.fit(Xtr, y_train))
         if model == "logistic":
             # AUC needs a score; the others need the 0/1 decision. A sigmoid of the SVM's margin
@@ -147,6 +179,7 @@ def _sklearn_rows(model: str, X_train, y_train, X_test, y_test, seed: int) -> li
         else:
             scores = estimator.predict(Xte)
         rows.append(Row(name, model_metrics(model, y_test, scores), seconds))
+        step("done", name, rows[-1])
     return rows
 
 
@@ -160,10 +193,14 @@ def compare(
     test_fraction: float = 0.25,
     seed: int = 0,
     training: dict[str, Any] | None = None,
-    key_bits: int = 1024,
+    key_bits: int = 2048,
     workers: int | None = None,
     dp_draws: int = 5,
+    progress: StepFn | None = None,
 ) -> Comparison:
+    """Train every model of the comparison on one split; ``progress(event, name, row)`` hears of each model as it
+    starts ("start", row None) and ends ("done", its row), so that a long comparison is never silent."""
+    step = progress or _quiet
     if is_multiclass(table_b.labels, model):
         raise ConfigError(f"{table_b.source}: the label has {len(class_values(table_b.labels))} classes; vfl compare "
                           "compares binary and linear models only. Train the multi-class (one-vs-rest) model with "
@@ -185,29 +222,44 @@ def compare(
     keypair = generate_keypair(key_bits, min_bits=min(key_bits, 1024))
     result = Comparison(dataset, model, len(train), len(test))
 
+    def add(row: Row) -> None:
+        result.rows.append(row)
+        step("done", row.method, row)
+
+    step("start", FEDERATED, None)
     federated, seconds = _timed(lambda: simulate(a_train, b_train, config, keypair=keypair, workers=workers))
     parts = (_part_a(federated), _part_b(federated))
     predictions = _predict(parts, a_test, b_test)
-    result.rows.append(Row("federated (vfl, Paillier-encrypted)",
-                           model_metrics(model, y_test, predictions, threshold=parts[1].threshold.value), seconds,
-                           f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"
-                           + (", Platt-calibrated" if parts[1].calibration is not None else "")))
+    add(Row(FEDERATED, model_metrics(model, y_test, predictions, threshold=parts[1].threshold.value), seconds,
+            f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"
+            + (", Platt-calibrated" if parts[1].calibration is not None else "")))
     result.loss_history = federated["loss_history"]
     result.parameters = federated["parameters"]
 
-    plain, seconds = _timed(lambda: _plain_parts(a_train, b_train, config))
-    result.rows.append(Row("same algorithm, pooled plaintext", model_metrics(model, y_test, _predict(plain, a_test, b_test)), seconds))
-    alone, seconds = _timed(lambda: _plain_parts(a_train, b_train, config, use_a=False))
+    # The plaintext rows get the federated model's decision layer too (Platt calibration and threshold rule,
+    # fitted the same way on the training rows), so that a difference in accuracy or log-loss is the
+    # algorithm's, not a calibration one row has and the other lacks.
+    step("start", "same algorithm, pooled plaintext", None)
+    plain, seconds = _timed(lambda: _decided(_plain_parts(a_train, b_train, config), config, a_train, b_train))
+    add(Row("same algorithm, pooled plaintext",
+            model_metrics(model, y_test, _predict(plain, a_test, b_test), threshold=_threshold(plain)),
+            seconds, _decision_note(plain)))
+    step("start", "party B alone (same algorithm)", None)
+    alone, seconds = _timed(lambda: _decided(_plain_parts(a_train, b_train, config, use_a=False), config,
+                                             a_train, b_train))
     alone_predictions = _predict(alone, a_test, b_test)
-    result.rows.append(Row("party B alone (same algorithm)", model_metrics(model, y_test, alone_predictions), seconds))
+    add(Row("party B alone (same algorithm)",
+            model_metrics(model, y_test, alone_predictions, threshold=_threshold(alone)), seconds,
+            _decision_note(alone)))
     result.curves = curves_for(model, y_test, predictions, alone_predictions)
 
     pooled_train = np.hstack([a_train.features, b_train.features])
     pooled_test = np.hstack([a_test.features, b_test.features])
-    result.rows.extend(_sklearn_rows(model, pooled_train, b_train.labels, pooled_test, y_test, seed))
+    result.rows.extend(_sklearn_rows(model, pooled_train, b_train.labels, pooled_test, y_test, seed, step))
 
     for epsilon in epsilons:
         private = TrainingConfig.parse({**settings, "privacy": {"epsilon": epsilon}})
+        step("start", f"federated, DP ε = {epsilon:g}", None)
         run, seconds = _timed(lambda: simulate(a_train, b_train, private, keypair=keypair, workers=workers))
         preds = _predict((_part_a(run), _part_b(run)), a_test, b_test)
         spent = run["privacy"]
@@ -219,9 +271,9 @@ def compare(
         ]
         spread = (f"; {headline} over {dp_draws} noise draws: median {np.median(draws):.4f} "
                   f"[{min(draws):.4f}, {max(draws):.4f}]") if dp_draws else ""
-        result.rows.append(Row(f"federated, DP ε = {epsilon:g} (δ = {spent['delta']:g})",
-                               model_metrics(model, y_test, preds, threshold=_part_b(run).threshold.value),
-                               seconds, f"σ = {spent['noise_multiplier']:.3g}, ε spent {spent['epsilon']:.3g}{spread}"))
+        add(Row(f"federated, DP ε = {epsilon:g} (δ = {spent['delta']:g})",
+                model_metrics(model, y_test, preds, threshold=_part_b(run).threshold.value),
+                seconds, f"σ = {spent['noise_multiplier']:.3g}, ε spent {spent['epsilon']:.3g}{spread}"))
     return result
 
 

@@ -40,7 +40,7 @@ from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError
 from vfl.ml.multiclass import class_values, is_multiclass
-from vfl.local.simulate import ProgressFn, TrainedRun, align_parties, check_label_table, train_federated
+from vfl.local.simulate import ProgressFn, StageFn, TrainedRun, align_parties, check_label_table, train_federated
 from vfl.ml.config import TrainingConfig
 from vfl.ml.metrics import model_metrics
 from vfl.ml.parts import label_party_alone
@@ -71,8 +71,11 @@ def simulate_scorecard(
     keypair: tuple[PublicKey, PrivateKey] | None = None,
     psi_key_bits: int | None = None,
     examples: int = 5,
+    on_stage: StageFn | None = None,
 ) -> dict[str, Any]:
     """Align, bin, select, train, score; return the JSON-ready result with a ``scorecard`` section.
+
+    ``on_stage(text)`` hears each long step as it begins (aligning, binning, training), as in :func:`simulate`.
 
     ``result["cards"]`` holds each party's :class:`PartyCard`, ``result["bins"]``
     every characteristic each party binned (name → :class:`Bins`), and
@@ -90,10 +93,15 @@ def simulate_scorecard(
                           "binary only (points and reasons for one event). Recode the label to 0/1 (1 for the event "
                           "to score), or drop --scorecard to train one-vs-rest logistic regression")
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", workers=workers)
+    say = on_stage or (lambda text: None)
+    say(f"aligning: RSA PSI with {psi_key_bits or config.key_bits}-bit keys between party B ({len(table_b)} IDs) "
+        "and the feature parties")
     aligned = align_parties(table_a, table_b, config, engine, psi_key_bits)
     roster, min_bits, alignment = aligned.roster, aligned.min_bits, aligned.alignment
     parts, b_rows = aligned.parts, aligned.b_rows
     labels = np.asarray(b_rows.labels, dtype=np.float64)
+    say(f"binning: {len(b_rows)} aligned rows; each feature party's bins from B's encrypted labels "
+        f"({config.key_bits}-bit Paillier keys)")
 
     # -- 2. binning --------------------------------------------------------------------------------------
     binning_started = time.perf_counter()
@@ -141,6 +149,7 @@ def simulate_scorecard(
             config.fit_intercept)
 
     # -- 4. training on the coded characteristics, each party projecting its own weights -----------------
+    say(f"training: the scorecard on {len(b_rows)} rows, at most {config.epochs} epochs")
     run = train(a_encodings, b_encoding, job_id, progress)
 
     # -- 5. points: every party its own table; B the base points ------------------------------------------

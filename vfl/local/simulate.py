@@ -62,6 +62,7 @@ from vfl.ml.multiclass import (
 SIMULATION_MIN_KEY_BITS = 1024
 
 ProgressFn = Callable[[int, int, float | None, float | None], None]
+StageFn = Callable[[str], None]  # one line saying which long step begins
 CoalitionFn = Callable[[int, int, list[str]], None]  # (coalitions done, coalitions to train, this one's parties)
 
 
@@ -133,6 +134,7 @@ def simulate(
     contribution_seed: int = 0,
     on_coalition: CoalitionFn | None = None,
     ledger: str | Path | None = None,
+    on_stage: StageFn | None = None,
 ) -> dict[str, Any]:
     """Align (RSA PSI, or ECDH PSI with ``psi_protocol="ecdh"``), train and evaluate; return the JSON-ready result.
 
@@ -154,17 +156,27 @@ def simulate(
     ``on_coalition(done, total, parties)`` is called before each. ``ledger`` is a
     folder: the job is appended to the hash-chained ledger there (:mod:`vfl.incentives.chain`),
     signed with keys made for the occasion and kept beside it.
+
+    ``on_stage(text)`` hears each long step as it begins ("aligning: ...", "training: ..."), before the first
+    epoch's ``progress``, so that nothing runs for long unannounced.
     """
     started = time.perf_counter()
+    say = on_stage or (lambda text: None)
     check_label_table(table_b, config)
     if contributions and is_multiclass(table_b.labels, config.model):
         raise ConfigError(f"{table_b.source}: contributions are measured on binary (0/1) labels and numeric targets "
                           f"only; this label has {len(class_values(table_b.labels))} classes. Run without "
                           "contributions, or measure them on one class against the rest (recode the label to 0/1)")
     engine = engine if isinstance(engine, Engine) else make_engine(engine or "local", address=address, workers=workers)
+    given = [table_a] if isinstance(table_a, PartyTable) else list(table_a)
+    say(f"aligning: {psi_protocol.upper()} PSI with {psi_key_bits or config.key_bits}-bit keys between party B "
+        f"({len(table_b)} IDs) and {len(given)} feature part{'y' if len(given) == 1 else 'ies'} "
+        f"({', '.join(str(len(t)) for t in given)} IDs)")
     aligned = align_parties(table_a, table_b, config, engine, psi_key_bits, psi_protocol=psi_protocol)
     tables, roster, min_bits, alignment = aligned.tables, aligned.roster, aligned.min_bits, aligned.alignment
     parts, b_rows = aligned.parts, aligned.b_rows
+    say(f"aligned: {len(b_rows)} rows in {time.perf_counter() - started:.1f}s; training with "
+        f"{config.key_bits}-bit Paillier keys, at most {config.epochs} epochs (the arbiter's key first)")
 
     warnings = list(aligned.warnings) + _leaks(parts, b_rows, config)
     parts = [fill_for_training(t, config) for t in parts]  # each party's own fill values, from its training rows

@@ -188,8 +188,7 @@ class TrainingConfig(BaseModel):
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    """The training section's problems in one line (its keys as a job spec writes them: ``training.epochs``)."""
+    from vfl.ml.validation import describe
+
+    return describe(exc, TrainingConfig, prefix="training")

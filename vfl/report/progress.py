@@ -7,6 +7,8 @@ written per change, so nothing is lost in a file.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 BAR_WIDTH = 24
@@ -25,32 +27,82 @@ def render(stage: str, epoch: int, max_epochs: int | None, loss: float | None = 
     return "  ".join(parts)
 
 
+def waiting_text(waiting: dict[str, Any]) -> str:
+    """One entry of a job status's ``waiting_for`` in words: 'waiting for party-a (unreachable since 12:03:11;
+    the job fails at 12:05:11 unless it comes back)' (local times)."""
+    since = time.strftime("%H:%M:%S", time.localtime(waiting["since"]))
+    fails = time.strftime("%H:%M:%S", time.localtime(waiting["fails_at"]))
+    return (f"waiting for {waiting['peer']} ({waiting.get('state') or 'unreachable'} since {since}; "
+            f"the job fails at {fails} unless it comes back)")
+
+
+#: How often a step that is still running says so: every second in place on a terminal, else a line every 10 s.
+TICK_LIVE, TICK_LOG = 1.0, 10.0
+
+
 class ProgressLine:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last: str | None = None
+        self._lock = threading.RLock()
+        self._running: tuple[str, float] | None = None  # the step under way and when it began (stage, epoch)
+        self._wrote = time.monotonic()
+        self._ticker: threading.Thread | None = None
 
     def show(self, line: str, *, final: bool = False) -> None:
-        if line == self._last and not final:
-            return
-        if self.live:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self._last = None if final else line
+        with self._lock:
+            if line == self._last and not final:
+                return
+            if self.live:
+                self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last = None if final else line
+            self._wrote = time.monotonic()
 
     def close(self) -> None:
-        """End a line left open on a terminal (a run that stopped before its last epoch)."""
-        if self.live and self._last is not None:
-            self.stream.write("\n")
+        """End a line left open on a terminal (a run that stopped before its last epoch); stop saying "still"."""
+        with self._lock:
+            self._running = None
+            if self.live and self._last is not None:
+                self.stream.write("\n")
+                self.stream.flush()
+                self._last = None
+
+    def stage(self, text: str) -> None:
+        """A step begins ("aligning: ..."): its own line at once, then "still aligning (12s)" while it runs."""
+        with self._lock:
+            self.close()
+            self.stream.write(text + "\n")
             self.stream.flush()
-            self._last = None
+            self._wrote = time.monotonic()
+            self._keep_saying(text.split(":", 1)[0])
+
+    def _keep_saying(self, what: str) -> None:
+        self._running = (what, time.monotonic())
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="vfl-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        interval = TICK_LIVE if self.live else TICK_LOG
+        while True:
+            time.sleep(min(interval, 1.0))
+            with self._lock:
+                if self._running is None or time.monotonic() - self._wrote < interval:
+                    continue
+                what, began = self._running
+                self.show(f"  still {what} ({time.monotonic() - began:.0f}s)")
 
     def epoch(self, epoch: int, max_epochs: int, loss: float | None, validation_loss: float | None) -> None:
         """The shape ``vfl.local.simulate`` calls its progress hook with (epoch counted from 0)."""
-        self.show(render("training", epoch + 1, max_epochs, loss, validation_loss), final=epoch + 1 >= max_epochs)
+        last = epoch + 1 >= max_epochs
+        self.show(render("training", epoch + 1, max_epochs, loss, validation_loss), final=last)
+        with self._lock:
+            if self._running is not None and not last:  # only a run that announced its steps hears "still"
+                self._running = (f"training epoch {epoch + 2}/{max_epochs}", time.monotonic())
 
     def job(self, status: dict[str, Any]) -> None:
         """One job status from the REST API."""
@@ -64,4 +116,9 @@ class ProgressLine:
             stage = f"succeeded ({status.get('stop_reason') or 'done'})"
         line = render(stage, epoch, max_epochs, losses[-1] if losses else None,
                       validation[-1] if validation else None, prefix=f"{status['job_id']}: ")
+        activity = status.get("activity")
+        if activity and status["state"] not in ("succeeded", "failed", "cancelled", "damaged"):
+            line += f"  {activity}"
+        for waiting in status.get("waiting_for") or []:
+            line += f"  {waiting_text(waiting)}"
         self.show(line, final=status["state"] in ("succeeded", "failed", "cancelled", "damaged"))

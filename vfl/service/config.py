@@ -90,6 +90,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from vfl.data.dataset import DatasetSection
 from vfl.data.formats import read_text
 from vfl.errors import ConfigError
+from vfl.ml.validation import describe
 from vfl.service.sections import (
     ComputeSection,
     LedgerSection,
@@ -319,8 +320,7 @@ def load_config(path: str | Path) -> ServiceConfig:
     try:
         config = ServiceConfig.model_validate({**raw, "source": str(file)})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{file}: {problems}") from exc
+        raise ConfigError(f"{file}: {describe(exc, ServiceConfig)}") from exc
     config.token()  # fail at start, not at the first call
     config.scrape_token()
     if config.tls is not None:

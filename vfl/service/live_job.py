@@ -30,7 +30,7 @@ from vfl.service.ledger_copies import LedgerCopies
 from vfl.service.lifecycle import JobState, Stage
 from vfl.service.logs import job_event
 from vfl.service.peers import PeerClient
-from vfl.service.record import JobRecord
+from vfl.service.record import DamagedJobRecord, JobRecord
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
 from vfl.service.releases import Releases
@@ -136,6 +136,15 @@ class LiveJob:
 
     def event(self, text: str, *args: object, level: int = logging.INFO) -> None:
         job_event(self.record.job_id, text, *args, level=level)
+        try:
+            message = text % args if args else text
+        except (TypeError, ValueError):
+            message = " ".join([text, *map(str, args)])
+        record = self.record
+        if not isinstance(record, DamagedJobRecord):
+            record.note(logging.getLevelName(level).lower(), message)
+            if record.finished:  # a running job's next save keeps the line; a finished one may not be saved again
+                self.store.save(record)
 
     # -- the runtime ----------------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from vfl.service.record import JobRecord
 from vfl.service.releases import Releases
 from vfl.service.serving.stability import flush_counters, served_stability
 from vfl.service.stages import pipeline, resume
+from vfl.service.status import job_status
 from vfl.service.store import JobStore
 from vfl.service.telemetry import Telemetry
 
@@ -72,6 +73,10 @@ class Node:
 
     def job(self, job_id: str) -> LiveJob:
         return LiveJob(self, self.ledgers, self.jobs.require(job_id, self.me))
+
+    def status(self, record: JobRecord) -> dict[str, Any]:
+        """A job's record with what is live now: its progress and the peers calls are retrying (:mod:`.status`)."""
+        return job_status(record, self.client.waiting_for(record.peer_ids(self.me)))
 
     def open_job(self, record: JobRecord) -> LiveJob:
         self.store.create(record)

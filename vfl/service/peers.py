@@ -16,6 +16,12 @@
   gives up once no attempt has connected for that many seconds, with
   :class:`PeerUnreachable`, instead of retrying for ``peer_timeout``.
 
+While a call retries, :attr:`PeerClient.trouble` says so at once: the peer, since when
+(wall clock, its first failed attempt), when the call gives up, and the last
+problem. It is cleared as soon as the peer answers again, so a job's status can
+say "waiting for party-a (unreachable since 12:03:11; the job fails at 12:05:11
+unless it comes back)" long before ``peer_timeout`` runs out.
+
 httpx exceptions never leave this module.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -37,6 +44,22 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 PARTY_HEADER = "X-VFL-Party"
 
 
+@dataclass
+class PeerTrouble:
+    """A peer that does not answer (or is not ready) while calls to it are retried."""
+
+    peer: str
+    since: float  # Unix time of the first failed attempt
+    gives_up_at: float  # Unix time at which the call that noticed it gives up (and the job fails)
+    problem: str
+    state: str  # "unreachable" or "not ready"
+    owner: object = field(default=None, repr=False, compare=False)  # the call that noticed it first
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"peer": self.peer, "state": self.state, "since": round(self.since, 3),
+                "fails_at": round(self.gives_up_at, 3), "problem": self.problem}
+
+
 class PeerClient:
     def __init__(self, config: ServiceConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
@@ -45,6 +68,8 @@ class PeerClient:
         self.request_timeout = limits.request_timeout
         self.connect_timeout = limits.connect_timeout
         self.max_response_bytes = limits.max_response_bytes
+        #: Peers that calls are retrying right now (see the module's docstring), by peer id.
+        self.trouble: dict[str, PeerTrouble] = {}
         tls = config.tls
         timeout = httpx.Timeout(limits.request_timeout, connect=min(limits.connect_timeout, limits.request_timeout))
         if tls is None or transport is not None:
@@ -85,6 +110,21 @@ class PeerClient:
         With ``connect_within``, a peer that no attempt could connect to for that many
         seconds raises :class:`PeerUnreachable` (the request never reached it).
         """
+        call = object()
+        try:
+            return await self._request(peer_id, method, path, call, json=json, content=content, headers=headers,
+                                       connect_within=connect_within)
+        except BaseException:
+            # A call stopped while it retried (its job was cancelled): the wait it reported goes with it. Another
+            # call still retrying the same peer reports it again at its next failed attempt.
+            known = self.trouble.get(peer_id)
+            if known is not None and known.owner is call:
+                del self.trouble[peer_id]
+            raise
+
+    async def _request(self, peer_id: str, method: str, path: str, call: object, *, json: Any,
+                       content: bytes | None, headers: dict[str, str] | None,
+                       connect_within: float | None) -> httpx.Response:
         url = self.url(peer_id, path)
         started = time.monotonic()
         deadline = started + self.peer_timeout
@@ -123,10 +163,14 @@ class PeerClient:
                 connected = True
                 not_ready = response.status_code == 409 and error_name(response) == "NotReady"
                 if response.status_code not in RETRY_STATUSES and not not_ready:
+                    self.trouble.pop(peer_id, None)  # it answers again
                     break
                 problem = f"not ready: {error_detail(response)}" if not_ready else f"HTTP {response.status_code}"
+            state = "not ready" if problem.startswith("not ready") else "unreachable"
+            if state == "unreachable":
+                self._noticed(peer_id, started, problem, call)
             if last_try:
-                state = "not ready" if problem.startswith("not ready") else "unreachable"
+                self.trouble.pop(peer_id, None)  # this call gives up: the error says it from here on
                 raise TransportError(
                     f"peer {peer_id!r} at {url} has been {state} for {time.monotonic() - started:.1f}s "
                     f"(limits.peer_timeout = {self.peer_timeout:g}s; {problem}); check that it is running and reachable"
@@ -142,6 +186,20 @@ class PeerClient:
                 status=response.status_code, error=error_name(response),
             )
         return response
+
+    def _noticed(self, peer_id: str, started: float, problem: str, call: object) -> None:
+        """A call to ``peer_id`` failed an attempt: keep the earliest such moment until the peer answers."""
+        known = self.trouble.get(peer_id)
+        now = time.time()
+        if known is None:
+            gives_up = now + (self.peer_timeout - (time.monotonic() - started))
+            self.trouble[peer_id] = PeerTrouble(peer_id, now, gives_up, problem, "unreachable", call)
+        else:
+            known.problem = problem
+
+    def waiting_for(self, peer_ids: list[str]) -> list[dict[str, Any]]:
+        """The peers among ``peer_ids`` that calls are retrying now, for a job's status."""
+        return [self.trouble[p].as_dict() for p in peer_ids if p in self.trouble]
 
     async def _capped(self, client: httpx.AsyncClient, peer_id: str, request: httpx.Request) -> httpx.Response:
         """Send ``request``; its answer read up to ``max_response_bytes`` (decoded), no further."""

@@ -28,6 +28,10 @@ from vfl.protocol.roster import KINDS, LETTERS, Roster, RoleKind, RoleLetter
 from vfl.service.lifecycle import FINAL, JobState, Stage, state_phrase, transition
 
 
+#: The newest lines of a job's story a record keeps (an epoch is one line; a job of 10,000 epochs keeps its end).
+MAX_EVENTS = 500
+
+
 class JobRecord(BaseModel):
     """What a party knows and reports about one job."""
 
@@ -113,6 +117,17 @@ class JobRecord(BaseModel):
     ledger: dict[str, Any] | None = Field(
         None, description="the job's entry in the federation's ledger: its index and digest, who signed, whether "
                           "every signature verified, where it was appended, and any party that refused or disagreed")
+    timeline: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="every move of the job's lifecycle here, oldest first: {at (Unix time), stage, state}; the job "
+                    "was registered at created_at (records written before it was kept have none)")
+    events: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the job's story at this party, as its log tells it at INFO and above, oldest first: "
+                    f"{{at, level, message}} (the last {MAX_EVENTS} lines)")
+    activity: str | None = Field(
+        None, description="what a long step is doing now, e.g. \"contributions: coalition 1 of 3 (B + shop), "
+                          "epoch 4/30\"; null when nothing long runs beyond the stage and epoch")
 
     @model_validator(mode="before")
     @classmethod
@@ -132,7 +147,16 @@ class JobRecord(BaseModel):
 
     def advance(self, to: Stage, *, outcome: JobState | None = None) -> None:
         """Move the job to stage ``to`` (JobError if the lifecycle does not allow it); the caller saves it."""
+        before = (self.state, self.stage)
         self.state, self.stage = transition(self.state, self.stage, to, job_id=self.job_id, outcome=outcome)
+        if (self.state, self.stage) != before:
+            self.timeline.append({"at": time.time(), "stage": str(self.stage), "state": str(self.state)})
+
+    def note(self, level: str, message: str) -> None:
+        """One line of the job's story kept in the record (the newest :data:`MAX_EVENTS`); the caller saves it."""
+        self.events.append({"at": time.time(), "level": level, "message": message})
+        if len(self.events) > MAX_EVENTS:
+            del self.events[: len(self.events) - MAX_EVENTS]
 
     def state_phrase(self, *, already: bool = False) -> str:
         """The job's state as the verb phrase after "job X": "has (already) succeeded", "has (already)
@@ -229,4 +253,4 @@ def model_document(part: Any, record: JobRecord) -> dict[str, Any]:
             "trained_at": time.time(), "vfl_version": __version__}
 
 
-__all__ = ["DamagedJobRecord", "JobRecord", "model_document"]
+__all__ = ["MAX_EVENTS", "DamagedJobRecord", "JobRecord", "model_document"]

@@ -46,7 +46,9 @@ class LimitsSection(Strict):
         description="seconds to open a connection to a peer; a submit whose peer cannot be reached within it "
                     "is refused at once (502) instead of retrying for peer_timeout",
     )
-    heartbeat: float = Field(15.0, gt=0, description="probe the other parties after this many idle seconds")
+    heartbeat: float = Field(
+        15.0, gt=0, description="probe the other parties after this many idle seconds (at most every 2 s while a "
+                                "job runs, so a peer that stops answering shows in the job's waiting_for at once)")
     workers: int | None = Field(None, ge=1, description="processes for crypto; default all cores")
     min_key_bits: int = Field(2048, ge=1024, description="smallest Paillier/RSA key accepted")
     header_timeout: float = Field(

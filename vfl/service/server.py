@@ -18,13 +18,19 @@ What uvicorn is told, and why:
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
+from vfl.compute.pool import shutdown_pools
+from vfl.errors import ConfigError
 from vfl.service.config import ServiceConfig, load_config
 from vfl.service.http.app import create_app
 from vfl.service.logs import LogFormat
@@ -59,16 +65,79 @@ def uvicorn_options(config: ServiceConfig) -> dict[str, Any]:
     return options
 
 
+def bind_listen_socket(config: ServiceConfig, config_path: str | Path) -> socket.socket:
+    """The service's listening socket, bound before anything starts.
+
+    uvicorn binds only after the app's start-up, then logs a raw errno and exits 3; binding here first turns a
+    port in use into a configuration error (exit 2) that names ``party.listen`` and the file, and no start-up
+    work (datasets, worker processes) is done for a service that cannot listen.
+    """
+    host, port = config.party.host.strip("[]"), config.party.port
+    where = f"{config.party.listen} (party.listen in {config_path})"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{where} is already in use, perhaps by another vfl serve; stop it or choose another "
+                              "port") from exc
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"{where}: {host} is not an address of this host; use one of its addresses, "
+                              "127.0.0.1 or 0.0.0.0") from exc
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"{where}: port {port} needs privileges; choose a port above 1023") from exc
+        raise ConfigError(f"{where}: cannot listen there ({exc.strerror or exc}); choose another address") from exc
+    except socket.gaierror as exc:
+        sock.close()
+        raise ConfigError(f"{where}: unknown host {host!r} ({exc.strerror or exc}); give an IP address or a "
+                          "name this host resolves") from exc
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server on a socket bound beforehand, still announcing where it listens once it has started.
+
+    uvicorn prints "Uvicorn running on ..." only for sockets it binds itself; operators, ``vfl demo`` and the
+    tests wait for that line.
+    """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            scheme = "https" if self.config.ssl else "http"
+            shown = f"[{host}]" if ":" in host else host
+            logging.getLogger("uvicorn.error").info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+                                                    scheme, shown, port)
+
+
 def serve(config_path: str | Path, *, log_level: str = "info", log_format: LogFormat = "text") -> None:
     """Run the service of ``config_path`` until SIGTERM; log lines as text or JSON (:mod:`vfl.service.logs`)."""
     configure_logging(log_level, log_format)
-    config, app = create_app_for(config_path, check_data=True)  # a bad dataset stops it here, not at a submit
-    if config.tls is None:
-        logging.getLogger("vfl.service").warning(
-            "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
-            "use [tls] outside tests", config.party.id,
-        )
-    # log_config=None: uvicorn's own lines go through the handler above (text or JSON), not its own.
-    # Its access log (one line per request) only at debug level.
-    uvicorn.run(app, host=config.party.host, port=config.party.port, log_level=log_level, log_config=None,
-                access_log=log_level == "debug", **uvicorn_options(config))
+    config = load_config(config_path)
+    listening = bind_listen_socket(config, config_path)  # a port in use stops it here, before any start-up work
+    try:
+        check_datasets(config)  # a bad dataset stops it here, not at a submit
+        # The crypto worker pools stop with the app (their semaphores released): see vfl.compute.pool.
+        app = create_app(config, after_shutdown=functools.partial(shutdown_pools, wait=True))
+        if config.tls is None:
+            logging.getLogger("vfl.service").warning(
+                "serving %s over PLAIN HTTP (insecure = true): peers are identified by a header anyone can forge; "
+                "use [tls] outside tests", config.party.id,
+            )
+        # log_config=None: uvicorn's own lines go through the handler above (text or JSON), not its own.
+        # Its access log (one line per request) only at debug level.
+        server = _Server(uvicorn.Config(
+            app, host=config.party.host, port=config.party.port, log_level=log_level, log_config=None,
+            access_log=log_level == "debug", **uvicorn_options(config)))
+        try:
+            server.run(sockets=[listening])
+        except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C is a stop, not an error
+            pass
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app's start-up failed (uvicorn logged why)
+    finally:
+        listening.close()

@@ -32,6 +32,7 @@ from pydantic import (
 
 from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
+from vfl.ml import validation
 from vfl.ml.config import DEFAULT_MAX_CLASSES, TrainingConfig
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.protocol.messages import JOB_ID_PATTERN
@@ -421,7 +422,8 @@ class BatchRequest(_Strict):
 
 
 def describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+    """A job spec's problems in one line; a mistyped key names the keys valid there (vfl.ml.validation)."""
+    return validation.describe(exc, JobSpec)
 
 
 class PromoteRequest(_Strict):

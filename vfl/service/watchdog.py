@@ -6,6 +6,11 @@ reports the job failed or cancelled is followed; a peer that reports success
 while this party still trains stopped taking part. ``limits.idle_timeout``
 bounds how long a job may go with nobody sending anything although every party
 answers.
+
+Whether a peer still answers is asked after at most :data:`LIVENESS_SECONDS` of
+quiet (or ``limits.heartbeat``, when it is shorter): the first probe that fails
+puts the peer in the job's status at once ("waiting for party-a, unreachable
+since ..."; :mod:`vfl.service.status`), long before ``peer_timeout`` fails the job.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from vfl.service.record import JobRecord
 from vfl.service.runtime import JobRuntime
 
 
+#: The longest quiet before a running job asks its peers whether they are there (a GET each: cheap).
+LIVENESS_SECONDS = 2.0
+
+
 async def watch(ctx: JobContext, runtime: JobRuntime) -> None:
     """Probe the job's peers while ``runtime`` runs it here."""
     record, limits = ctx.record, ctx.config.limits
-    interval = limits.heartbeat
+    interval = min(limits.heartbeat, LIVENESS_SECONDS)
     while not runtime.closed and not record.finished:
         await asyncio.sleep(interval)
         if runtime.closed or record.finished or record.state not in ("aligning", "training"):
@@ -91,4 +100,4 @@ def probe_answer(record: JobRecord, caller: str) -> dict[str, Any]:
     return {"state": record.state, "generation": record.generation, "error": record.error}
 
 
-__all__ = ["probe_answer", "watch"]
+__all__ = ["LIVENESS_SECONDS", "probe_answer", "watch"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vfl.errors import ConfigError
 from vfl.ml.config import TrainingConfig
+from vfl.ml.validation import describe
 
 Method = Literal["equal_frequency", "chimerge", "iv_optimal"]
 Monotone = Literal["none", "increasing", "decreasing", "auto"]
@@ -94,6 +95,5 @@ class ScorecardConfig(_Strict):
         try:
             return cls.model_validate(data or {})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'scorecard'}: {e['msg']}"
-                                 for e in exc.errors())
+            problems = describe(exc, ScorecardConfig, prefix="scorecard")
             raise ConfigError(f"invalid scorecard config: {problems}") from exc

@@ -10,7 +10,8 @@ FastAPI's own error middleware, then the routes, whose errors the handlers of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,8 +45,13 @@ TITLES: dict[RoleKind, tuple[str, str]] = {
 }
 
 
-def create_app(config: ServiceConfig, *, node: Node | None = None, transport: Any = None) -> FastAPI:
-    """The app of one service; ``node`` may be given (tests that hold the Node), else it is built here."""
+def create_app(config: ServiceConfig, *, node: Node | None = None, transport: Any = None,
+               after_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The app of one service; ``node`` may be given (tests that hold the Node), else it is built here.
+
+    ``after_shutdown`` runs (in a thread) once the node has shut down: ``vfl serve`` stops the process's
+    crypto worker pools there (see :func:`vfl.service.server.serve`).
+    """
     node = node or Node(config, transport=transport)
 
     @asynccontextmanager
@@ -53,6 +59,8 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
         await node.startup()
         yield
         await node.shutdown()
+        if after_shutdown is not None:
+            await asyncio.to_thread(after_shutdown)
 
     title, description = TITLES[config.kind]
     app = FastAPI(title=title, description=description, version=ORCHESTRATION_API_VERSION, lifespan=lifespan,

@@ -18,8 +18,10 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from vfl.errors import NotReady, Unauthorized, VFLError
+from vfl.ml.validation import describe, json_problem
 from vfl.service.redact import peer_message
 
 log = logging.getLogger("vfl.service")
@@ -61,12 +63,25 @@ async def vfl_error(request: Request, exc: VFLError) -> JSONResponse:
     return JSONResponse({"detail": detail, "error": name}, status_code=status, headers=headers)
 
 
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the body of the route that refused the request (to name the keys valid there)."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    annotation = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's own 422s, with one readable sentence instead of a list of dicts."""
     refused(request, "ValidationError")
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
-    )
+    errors = list(exc.errors())
+    broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if broken is not None:  # FastAPI gives only the character offset: say where, and what the parser expected
+        offset = next((p for p in broken.get("loc", ()) if isinstance(p, int)), 0)
+        problems = json_problem(exc.body if isinstance(exc.body, (str, bytes)) else "", offset,
+                                str((broken.get("ctx") or {}).get("error") or broken.get("msg")))
+    else:
+        problems = describe(errors, _body_model(request), skip=("body",))
     return JSONResponse({"detail": f"invalid request: {problems}", "error": "ValidationError"}, status_code=422)
 
 

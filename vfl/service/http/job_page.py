@@ -1,5 +1,11 @@
 """One job's dashboard page (``/ui/jobs/{id}``), drawn here from the job's record and its stability.
 
+The page's facts and, for a scorecard job, its scorecard and stability are drawn here; the live panels
+(stage timeline, loss, convergence and ROC curves, metrics against party B alone, timings, the model
+version, the ledger entry, the event log and, at party B, the report inline) are empty sections
+that ``/static/ui/job.js`` fills from the job's status (``GET /v1/jobs/{id}``) and ``GET /v1/models``,
+polling while the job runs.
+
 Every value on the page is HTML-escaped: column names, party ids, codes and
 errors come from configs and datasets, not from this code. For a scorecard job
 the page shows, at party B, the record's ``scorecard`` section (each
@@ -59,20 +65,39 @@ def _status(status: object) -> str:
 # -- the page --------------------------------------------------------------------------------------------------------
 
 def render_job(record: dict[str, Any], stability: dict[str, Any] | None, *, stability_error: str | None = None,
-               scorecard_job: bool = False) -> str:
-    """The ``<main>`` of a job's page: its state and metrics; for a scorecard job its section and stability."""
+               scorecard_job: bool = False, report: bool = False) -> str:
+    """The ``<main>`` of a job's page: its facts and the panels its script fills (timeline, curves, metrics,
+    timings, model version, ledger entry, event log, and with ``report`` the report inline); for a scorecard job
+    its section and stability."""
     job_id = record.get("job_id")
-    parts = [f'<p><a href="/ui">← all jobs</a> · <a href="/v1/jobs/{_e(job_id)}">record (JSON)</a></p>',
+    parts = [f'<p class="crumbs"><a href="/ui">← all jobs</a> · <a href="/v1/jobs/{_e(job_id)}">record (JSON)</a>'
+             ' <span id="refreshed" class="muted" role="status"></span></p>',
              f'<section id="job" data-job-id="{_e(job_id)}">',
              f"<h2>Job <code>{_e(job_id)}</code></h2>",
+             '<div id="summary"></div>',
              _table([[_e(k), v] for k, v in _facts(record)], ["", ""], cls="facts"),
-             _metrics(record.get("metrics")), "</section>"]
+             "</section>", _LIVE.format(report=_REPORT if report else "")]
     card = record.get("scorecard")
     if isinstance(card, dict) and card:
         parts.append(scorecard_section(card))
     if scorecard_job or card:
         parts.append(stability_section(stability, stability_error))
+    # Without script the page still says the metrics (the script draws them, with the baseline, in #metrics-live).
+    parts.append(f"<noscript>{_metrics(record.get('metrics'))}</noscript>")
     return "\n".join(parts)
+
+
+#: What the page's script (``/static/ui/job.js``) fills from ``GET /v1/jobs/{id}`` and ``GET /v1/models``.
+_LIVE = """<div class="panels">
+<section id="timeline-section" class="panel wide"><h2>Stages</h2><div id="timeline"></div></section>
+<section id="curves-section" class="panel wide"><h2>Training</h2><div id="curves" class="figures"></div></section>
+<section id="metrics-section" class="panel"><h2>Metrics</h2><div id="metrics-live"></div></section>
+<section id="timings-section" class="panel"><h2>Timings</h2><div id="timings"></div></section>
+<section id="models-section" class="panel"><h2>Model version</h2><div id="job-models"></div></section>
+<section id="ledger-section" class="panel"><h2>Ledger entry</h2><div id="ledger"></div></section>
+<section id="events-section" class="panel wide"><h2>Event log</h2><div id="events"></div></section>
+{report}</div>"""
+_REPORT = '<section id="report-section" class="panel wide"><h2>Report</h2><div id="report"></div></section>'
 
 
 def _facts(record: dict[str, Any]) -> list[tuple[str, str]]:

@@ -35,13 +35,13 @@ TYPED: dict[str, Any] = {"response_model_exclude_unset": True}
 @router.get("/v1/jobs", summary="Every job this service knows", response_model=JobList, responses=errors(*AUTH),
             **TYPED)
 async def list_jobs(node: NodeDep) -> dict[str, Any]:
-    return {"jobs": [r.model_dump(mode="json") for r in node.jobs.records()]}
+    return {"jobs": [node.status(r) for r in node.jobs.records()]}
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's state, stage, epoch, losses, metrics and error",
             response_model=JobStatus, responses=errors(*AUTH, 404), **TYPED)
 async def job_status(job_id: str, node: NodeDep) -> dict[str, Any]:
-    return node.job(job_id).record.model_dump(mode="json")
+    return node.status(node.job(job_id).record)
 
 
 @router.get("/v1/jobs/{job_id}/stability",

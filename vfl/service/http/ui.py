@@ -1,11 +1,17 @@
 """The web dashboard at ``/ui``, its login, and the ``/docs`` page served without a CDN.
 
 Every service serves ``/ui``: its jobs with state, stage, a progress bar
-(epoch of max epochs, the last loss), metrics and links to each job's record,
-model and (at party B) report. Each job's id links to its page, ``/ui/jobs/{id}``
-(drawn on the server, every value escaped: :mod:`.job_page`), which for a
-scorecard job shows the record's scorecard section (party B) and the stability
-of what this party served. Party B's page can also submit and cancel jobs;
+(epoch of max epochs; a succeeded job is full, "stopped early at epoch 12 of
+30"), the last loss and metrics (party B; a feature party shows its aligned and
+scored rows instead), created, finished and duration, the peers it waits for,
+a search box and a state filter, and links to each job's record, model and (at
+party B) report. Each job's id links to its page, ``/ui/jobs/{id}`` (facts drawn
+on the server, every value escaped: :mod:`.job_page`; stage timeline, curves,
+metrics, timings, model version, ledger entry, event log and the report inline
+drawn by its script), which for a scorecard job also shows the record's
+scorecard section (party B) and the stability of what this party served.
+``/ui/models`` shows the model registry: every version and, at B, the names
+that serve them. Party B's page can also submit and cancel jobs;
 party A's and the arbiter's are read-only. The page is one HTML shell plus a
 script and a stylesheet served by this package (``/static/ui``), so it works
 with no network beyond the service itself, under a Content-Security-Policy
@@ -58,7 +64,7 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -111,6 +117,8 @@ _LOGIN = """<form class="login" method="post" action="/ui/login">
 </form>"""
 
 _LOGOUT = """<nav>
+  <a href="/ui">Jobs</a>
+  {models}
   <a href="/docs">API</a>
   <form method="post" action="/ui/logout"><button type="submit" class="link">Log out</button></form>
 </nav>"""
@@ -127,26 +135,62 @@ _SUBMIT = """<details class="submit">
 
 _JOBS = """<section>
   <h2>Jobs <span id="refreshed" class="muted" role="status"></span></h2>
-  <table id="jobs">
-    <thead><tr><th>Job</th><th>State</th><th>Stage</th><th>Progress</th><th>Loss</th><th>Metrics</th>
-    <th></th></tr></thead>
+  <div class="toolbar">
+    <label for="job-search">Search</label>
+    <input id="job-search" type="search" placeholder="job id, dataset, party or model name" autocomplete="off">
+    <label for="state-filter">State</label>
+    <select id="state-filter">
+      <option value="">all</option><option value="running">running</option><option value="succeeded">succeeded</option>
+      <option value="failed">failed</option><option value="cancelled">cancelled</option><option value="damaged">damaged</option>
+    </select>
+    <span id="jobs-shown" class="muted" role="status"></span>
+  </div>
+  <div class="table-wrap"><table id="jobs">
+    <thead><tr></tr></thead>
     <tbody id="jobs-body"></tbody>
-  </table>
+  </table></div>
   <p id="no-jobs" class="muted" hidden>No jobs yet.</p>
 </section>"""
 
+_MODELS = """<section>
+  <h2>Models <span id="refreshed" class="muted" role="status"></span></h2>
+  <div id="served-section"></div>
+  <h3>Versions</h3>
+  <p class="note">Every succeeded job with a model part at this party is a version; {whose}</p>
+  <table id="models">
+    <thead><tr><th>Version (job)</th><th>Model</th><th>Dataset</th><th>Features</th><th>Trained</th>
+    <th>Validation</th><th>Names</th></tr></thead>
+    <tbody id="models-body"></tbody>
+  </table>
+  <p id="no-models" class="muted" hidden>No model version yet: a job that succeeds makes one.</p>
+</section>"""
 
-def _page(request: Request, main: str, *, nav: str = "", script: bool = False, status: int = 200,
+
+def _page(request: Request, main: str, *, nav: str = "", script: str | None = None, status: int = 200,
           data: dict[str, str] | None = None) -> HTMLResponse:
+    """A page of the dashboard; ``script`` names its own script under /static/ui (after the shared common.js)."""
     node = request.app.state.node
     party = html.escape(node.me)
     attributes = "".join(f' data-{key}="{html.escape(value)}"' for key, value in (data or {}).items())
+    scripts = ("" if script is None else
+               f'<script src="/static/ui/common.js"></script>\n<script src="/static/ui/{script}.js"></script>')
     body = _SHELL.format(
         title=f"vfl · {party}", party=party, role=LETTERS[node.kind], role_name=ROLE_NAMES[node.kind],
-        data=attributes, nav=nav, main=main,
-        script='<script src="/static/ui/dashboard.js"></script>' if script else "",
+        data=attributes, nav=nav, main=main, script=scripts,
     )
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+
+def _nav(request: Request) -> str:
+    """The header's links: jobs, models (a party with model parts), the API, log out."""
+    has_models = CAPABILITIES[request.app.state.node.kind]["model"]
+    return _LOGOUT.format(models='<a href="/ui/models">Models</a>' if has_models else "")
+
+
+def _data(request: Request) -> dict[str, str]:
+    """What a page's script needs to know of this service: its role letter and what its page offers."""
+    kind = request.app.state.node.kind
+    return {key: "1" if allowed else "0" for key, allowed in CAPABILITIES[kind].items()} | {"role": LETTERS[kind]}
 
 
 def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
@@ -212,8 +256,8 @@ async def job_page(request: Request, job_id: str) -> Response:
     try:
         ctx = node.job(job_id)
     except VFLError as exc:
-        return _page(request, f'<p><a href="/ui">← all jobs</a></p><p class="error">{html.escape(str(exc))}</p>',
-                     nav=_LOGOUT, status=404)
+        return _page(request, f'<p><a href="/ui">← all jobs</a></p><p class="alert error">{html.escape(str(exc))}</p>',
+                     nav=_nav(request), status=404)
     record = ctx.record.model_dump(mode="json")
     is_scorecard = scorecard_of(ctx.record) is not None and node.kind in ("label", "feature")
     stability, problem = None, None
@@ -222,8 +266,24 @@ async def job_page(request: Request, job_id: str) -> Response:
             stability = served.stability(ctx)
         except VFLError as exc:  # not succeeded yet, or nothing to compare with
             problem = str(exc)
-    return _page(request, render_job(record, stability, stability_error=problem, scorecard_job=is_scorecard),
-                 nav=_LOGOUT)
+    main = render_job(record, stability, stability_error=problem, scorecard_job=is_scorecard,
+                      report=CAPABILITIES[node.kind]["report"])
+    return _page(request, main, nav=_nav(request), script="job", data=_data(request))
+
+
+@router.get("/ui/models")
+async def models_page(request: Request) -> Response:
+    """The model registry: every version at this party and, at party B, the names that serve them."""
+    if not request.app.state.ui_sessions.valid(session_of(request)):
+        return RedirectResponse("/ui/login", status_code=303)
+    kind = request.app.state.node.kind
+    if not CAPABILITIES[kind]["model"]:
+        return _page(request, '<p class="alert error">The arbiter holds no model part: there is no registry here.</p>',
+                     nav=_nav(request), status=404)
+    whose = ("party B promotes a version under a name, which is what scoring by name serves."
+             if kind == "label" else "this party's part of each; party B decides which version serves under which name.")
+    return _page(request, _MODELS.format(whose=html.escape(whose)), nav=_nav(request), script="models",
+                 data=_data(request))
 
 
 @router.get("/ui")
@@ -233,11 +293,9 @@ async def dashboard(request: Request) -> Response:
         if session_of(request) is not None:
             _clear_cookie(request, response)
         return response
-    kind = request.app.state.node.kind
-    can = CAPABILITIES[kind]
+    can = CAPABILITIES[request.app.state.node.kind]
     main = (_SUBMIT if can["submit"] else "") + _JOBS
-    data = {key: "1" if allowed else "0" for key, allowed in can.items()} | {"role": LETTERS[kind]}
-    return _page(request, main, nav=_LOGOUT, script=True, data=data)
+    return _page(request, main, nav=_nav(request), script="dashboard", data=_data(request))
 
 
 __all__ = ["CAPABILITIES", "STATIC", "router"]

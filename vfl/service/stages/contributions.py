@@ -63,7 +63,7 @@ async def run(ctx: JobContext) -> None:
         log.warning("job %s: contributions not computed: %s", ctx.record.job_id, exc)
         result = {"error": str(exc)}
     ctx.record.timings["contributions"] = round(time.perf_counter() - started, 3)
-    ctx.update(contributions=result)
+    ctx.update(contributions=result, activity=None)
 
 
 async def _measure(ctx: JobContext, spec: JobSpec) -> dict[str, Any]:
@@ -89,14 +89,21 @@ async def _measure(ctx: JobContext, spec: JobSpec) -> dict[str, Any]:
         child_spec = JobSpec(job_id=child_id, feature_parties=[refs[i] for i in members], party_b=spec.party_b,
                              arbiter=arbiter, training=spec.training, psi=spec.psi, reuse_alignment=record.job_id)
         began = time.perf_counter()
+        who = "B + " + " + ".join(names[i] for i in members)
+        doing = f"contributions: coalition {n} of {len(todo)} ({who})"
+        ctx.update(activity=doing)
         child = await ctx.submit_child(child_spec)
         try:
             while not child.finished:
+                # Said at once in the job's status, so a long measurement is never a frozen bar.
+                if child.max_epochs:
+                    now = f"{doing}, epoch {child.epoch}/{child.max_epochs}"
+                    if record.activity != now:
+                        record.activity = now
                 await asyncio.sleep(POLL_SECONDS)
         except asyncio.CancelledError:  # the measured job was cancelled or failed: so is its coalition training
             ctx.spawn(ctx.cancel_child(child_id, f"job {record.job_id}, whose contributions it measures, stopped"))
             raise
-        who = "B + " + " + ".join(names[i] for i in members)
         if child.state != "succeeded":
             raise VFLError(f"coalition training {child_id} ({who}) {child.state_phrase()}: {child.error}")
         values[coalition], _ = shapley.value_of(child.metrics or {}, model)

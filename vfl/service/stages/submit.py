@@ -97,6 +97,14 @@ async def submit_once(service: ServiceContext, spec: JobSpec, key: str | None) -
         done.set()
 
 
+def _not_configured(service: ServiceContext, peer_id: str, kind: str, what: str, role: str, key: str) -> str:
+    """A spec naming a peer this service does not have in that role: the ones it has, and both fixes."""
+    configured = sorted(p for p in service.config.peers if service.config.kind_of(p) == kind)
+    listed = ", ".join(configured) if configured else "none"
+    return (f"{peer_id!r} is not a configured {what} peer of {service.me!r}; configured: {listed}. Set the spec's "
+            f"{key} to one of them, or add [peers.{peer_id}] with role = \"{role}\" to the config of {service.me!r}")
+
+
 async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str, str] | None = None,
                  coalition_of: str | None = None) -> JobRecord:
     """Check the job, register it with every peer, and start B's pipeline."""
@@ -109,10 +117,11 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
     feature_ids = [ref.peer for ref in spec.feature_parties]
     for a_id in feature_ids:
         if config.kind_of(a_id) != "feature":
-            raise ConfigError(f"{a_id!r} is not a configured party A peer of {service.me!r}")
+            raise ConfigError(_not_configured(service, a_id, "feature", "party A", "A",
+                                              "party_a.peer (or feature_parties[].peer)"))
     c_id = spec.arbiter.peer if spec.arbiter else config.peer_of_kind("arbiter")
     if config.kind_of(c_id) != "arbiter":
-        raise ConfigError(f"{c_id!r} is not a configured arbiter peer of {service.me!r}")
+        raise ConfigError(_not_configured(service, c_id, "arbiter", "arbiter", "C", "arbiter.peer"))
     check_key_sizes(config, spec.training, spec.psi.key_bits)
     if spec.reuse_alignment is not None:
         reused_alignment(service, spec, coalition_of)  # refuse now, before any peer hears of the job
