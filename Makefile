@@ -41,8 +41,14 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(PYTEST) $(XDIST) -m "not (system or slow or benchmark)"
 
-# tests/system/ (real processes, netns, PostgreSQL, Chromium) and every test marked `slow`.
-test-system: $(STAMP)
+# tests/system/ (real processes, netns, PostgreSQL, Chromium) and every test marked `slow`. The system tier
+# also runs scripts/prefect_flow.py under Prefect's test harness: it installs the `orchestrate` extra first.
+ORCHESTRATE_STAMP := $(VENV)/.installed-orchestrate
+$(ORCHESTRATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,orchestrate]'
+	touch $(ORCHESTRATE_STAMP)
+
+test-system: $(ORCHESTRATE_STAMP)
 	$(PYTEST) $(XDIST_SYSTEM) -m "(system or slow) and not benchmark"
 
 demo: $(STAMP)

@@ -81,6 +81,8 @@ FIXES: dict[str, str] = {
                       "and the network between you.",
     "PeerRefused": "The other service refused the call and gave its reason (the message quotes it): fix what it "
                    "names at that party.",
+    "ContractMismatch": "The client and the service speak different versions of the orchestration API (compare "
+                        "`info.version` of the service's `/openapi.json` with your client's): upgrade the older one.",
     "PeerUnreachable": "Start the peer, or correct its URL in `[peers]`; nothing was registered there.",
     "ComputeError": "The party's compute engine failed: check the Ray cluster (`ray status`), its address and "
                     "its token (`RAY_AUTH_MODE=token`).",

@@ -15,6 +15,7 @@ import httpx
 
 from arbiter.app import create_app as create_arbiter_app
 from parties.app import create_app as create_party_app
+from tests.contract import check_answer
 from vfl.compute.childproc import ends_with_parent
 from vfl.demo.services import write_demo_files
 from vfl.service.config import load_config
@@ -28,14 +29,21 @@ URLS = {name: f"http://{name}.test" for name in NAMES}
 class Router(httpx.AsyncBaseTransport):
     """Sends each request to the in-process app that owns its host name."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_contract: bool = True) -> None:
         self.apps: dict[str, Any] = {}
+        #: Check every orchestration answer against the service's OpenAPI document (tests/contract.py).
+        self.check_contract = check_contract
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         app = self.apps.get(request.url.host)
         if app is None:
             raise httpx.ConnectError(f"no service at {request.url.host}", request=request)
-        return await httpx.ASGITransport(app=app).handle_async_request(request)
+        response = await httpx.ASGITransport(app=app).handle_async_request(request)
+        if not self.check_contract:
+            return response
+        body = await response.aread()
+        check_answer(app.openapi(), request, response.status_code, response.headers.get("content-type", ""), body)
+        return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
 
 
 @dataclass

@@ -36,6 +36,7 @@ need to catch ``VFLError`` or one of its branches::
     ├── PSIError                  private set intersection failed or was abused       400
     ├── TransportError            a peer could not be reached or answered badly       502
     │   ├── PeerRefused           a peer answered with an error of its own            502
+    │   ├── ContractMismatch      an answer does not fit the API's declared model     502
     │   └── PeerUnreachable       no attempt could connect: the request never arrived 502
     ├── ComputeError              the party's compute engine (its Ray cluster) failed 500
     ├── DivergedError             training diverged: lower the learning rate          500
@@ -254,6 +255,10 @@ class PeerRefused(TransportError):
         self.error = error
 
 
+class ContractMismatch(TransportError):
+    """A service answered JSON that is not what the API declares: client and service speak different versions."""
+
+
 class PeerUnreachable(TransportError):
     """No attempt of a call with ``connect_within`` could connect to the peer: the request never reached it."""
 
@@ -346,6 +351,7 @@ __all__ = [
     "PSIError",
     "TransportError",
     "PeerRefused",
+    "ContractMismatch",
     "PeerUnreachable",
     "ComputeError",
     "DivergedError",

@@ -6,7 +6,14 @@
         bank.predict(job["job_id"], ["C000017", "C000042"])
 
 Errors come back as :class:`~vfl.errors.PeerRefused` with the service's own
-message, or :class:`~vfl.errors.TransportError` when it cannot be reached.
+message, its HTTP ``status`` and its error class (``error``), or
+:class:`~vfl.errors.TransportError` when it cannot be reached.
+
+Every answer is parsed through the model the service declares for it
+(:mod:`vfl.api.models`, the same models the routes answer with), so a client
+and a service that disagree on the API fail here, by name, not later on a
+missing key. The methods still return the answers' JSON as dicts (with any
+field a newer service added); the ``vfl`` CLI reads them through this client.
 """
 
 from __future__ import annotations
@@ -19,9 +26,14 @@ from typing import Any
 
 import httpx
 
-from vfl.errors import JobError, PeerRefused, TransportError, error_detail
+from pydantic import BaseModel
 
-TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
+from vfl.api import models as api
+from vfl.errors import ContractMismatch, JobError, PeerRefused, TransportError, error_detail
+
+TERMINAL = set(api.TERMINAL_STATES)
+#: Statuses worth retrying later: a peer (or this service's proxy) could not answer now.
+RETRYABLE = frozenset({502, 503, 504})
 
 
 def _refused(method: str, path: str, response: httpx.Response) -> PeerRefused:
@@ -36,13 +48,16 @@ def _refused(method: str, path: str, response: httpx.Response) -> PeerRefused:
 
 
 class Orchestrator:
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True) -> None:
-        """``verify`` is True (system CAs), a path to the federation's ``ca.pem``, or an SSL context."""
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """``verify`` is True (system CAs), a path to the federation's ``ca.pem``, or an SSL context;
+        ``transport`` replaces the network (tests)."""
         self.url = url.rstrip("/")
         if isinstance(verify, (str, Path)):
             verify = ssl.create_default_context(cafile=str(verify))
+        replaced = {} if transport is None else {"transport": transport}
         self._client = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify, **replaced
         )
 
     def __enter__(self) -> Orchestrator:
@@ -63,11 +78,15 @@ class Orchestrator:
             raise _refused(method, path, response)
         return response
 
-    def _call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        return self._request(method, path, body, headers).json()
+    def _call(self, method: str, path: str, model: type[BaseModel], body: Any = None,
+              headers: dict[str, str] | None = None) -> Any:
+        """The answer's JSON, once it parsed as ``model`` (what the route declares it answers)."""
+        data = self._request(method, path, body, headers).json()
+        api.parse(model, data, f"{method} {self.url}{path}")
+        return data
 
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/health")
+        return self._call("GET", "/v1/health", api.Health)
 
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Party B: submit a job. With ``idempotency_key`` the request carries an ``Idempotency-Key`` header, so
@@ -79,31 +98,33 @@ class Orchestrator:
         ``idempotency_key`` made (its ``Idempotent-Replayed`` header) rather than a new one."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         response = self._request("POST", "/v1/jobs", spec, headers)
-        return response.json(), response.headers.get("Idempotent-Replayed") == "true"
+        job = response.json()
+        api.parse(api.JobStatus, job, f"POST {self.url}/v1/jobs")
+        return job, response.headers.get("Idempotent-Replayed") == "true"
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job this service knows."""
-        return self._call("GET", "/v1/jobs")["jobs"]
+        return self._call("GET", "/v1/jobs", api.JobList)["jobs"]
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{job_id}")
+        return self._call("GET", f"/v1/jobs/{job_id}", api.JobStatus)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        return self._call("POST", f"/v1/jobs/{job_id}/cancel", api.JobStatus)
 
     def resume(self, job_id: str) -> dict[str, Any]:
         """Party B: continue a running or failed job from the newest checkpoint every party holds."""
-        return self._call("POST", f"/v1/jobs/{job_id}/resume")
+        return self._call("POST", f"/v1/jobs/{job_id}/resume", api.JobStatus)
 
     def model(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{job_id}/model")
+        return self._call("GET", f"/v1/jobs/{job_id}/model", api.ModelPart)
 
     def predict(self, job_id: str, ids: list[str], features: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Party B: scores for ``ids``; ``features`` (ID → B's columns) scores applicants B has not stored."""
         body: dict[str, Any] = {"ids": ids}
         if features:
             body["features"] = features
-        return self._call("POST", f"/v1/jobs/{job_id}/predict", body)
+        return self._call("POST", f"/v1/jobs/{job_id}/predict", api.Predictions, body)
 
     def lending_query(self, ids: list[str], answer: str = "lenders", lenders: list[str] | None = None) -> dict[str, Any]:
         """Ask the federation's lenders about ``ids`` without revealing them (this service must list lenders):
@@ -111,7 +132,7 @@ class Orchestrator:
         body: dict[str, Any] = {"ids": ids, "answer": answer}
         if lenders:
             body["lenders"] = lenders
-        return self._call("POST", "/v1/lending-query", body)
+        return self._call("POST", "/v1/lending-query", api.LendingAnswer, body)
 
     def report(self, job_id: str) -> str:
         """The finished job's HTML report (party B serves it)."""
@@ -144,31 +165,31 @@ class Orchestrator:
 
     def models(self) -> dict[str, Any]:
         """Every model version the service holds (``models``), and at party B the names it serves (``served``)."""
-        return self._call("GET", "/v1/models")
+        return self._call("GET", "/v1/models", api.ModelList)
 
     def promote(self, name: str, job_id: str) -> dict[str, Any]:
         """Party B: serve ``job_id`` under ``name``; returns ``{name, job_id, history}``."""
-        return self._call("POST", f"/v1/models/{name}/promote", {"job_id": job_id})
+        return self._call("POST", f"/v1/models/{name}/promote", api.Promotion, {"job_id": job_id})
 
     def rollback(self, name: str) -> dict[str, Any]:
         """Party B: serve the version promoted before the current one under ``name`` again."""
-        return self._call("POST", f"/v1/models/{name}/rollback")
+        return self._call("POST", f"/v1/models/{name}/rollback", api.Promotion)
 
     def served_model(self, name: str) -> dict[str, Any]:
         """Party B: the job ``name`` serves, its history, and that version."""
-        return self._call("GET", f"/v1/models/{name}")
+        return self._call("GET", f"/v1/models/{name}", api.ServedModel)
 
     def predict_model(self, name: str, ids: list[str]) -> dict[str, Any]:
         """Party B: predictions from the version ``name`` serves now."""
-        return self._call("POST", f"/v1/models/{name}/predict", {"ids": ids})
+        return self._call("POST", f"/v1/models/{name}/predict", api.Predictions, {"ids": ids})
 
     def scorecard(self, job_id: str) -> dict[str, Any]:
         """This service's own part of the job's model as plain numbers."""
-        return self._call("GET", f"/v1/jobs/{job_id}/scorecard")
+        return self._call("GET", f"/v1/jobs/{job_id}/scorecard", api.Scorecard)
 
     def stability(self, job_id: str) -> dict[str, Any]:
         """A scorecard job's stability at this service: party B's score PSI, this party's characteristics' CSI."""
-        return self._call("GET", f"/v1/jobs/{job_id}/stability")
+        return self._call("GET", f"/v1/jobs/{job_id}/stability", api.Stability)
 
     def delete(self, job_id: str) -> dict[str, Any]:
         """Party B: delete a finished job at every party.
@@ -176,22 +197,22 @@ class Orchestrator:
         A peer that could not delete it yet raises :class:`~vfl.errors.PeerRefused`
         (status 502) naming the parties left; call again to retry only those.
         """
-        return self._call("DELETE", f"/v1/jobs/{job_id}")
+        return self._call("DELETE", f"/v1/jobs/{job_id}", api.Deletion)
 
     # -- batch scoring at party B (vfl.service.serving.batch) ---------------------------------------------------
 
     def score_batch(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """Start (or resume, or look up) a background batch: ``{"input": {...}, "output": {"path"}, "chunk_rows"}``."""
-        return self._call("POST", f"/v1/jobs/{job_id}/score-batch", request)
+        return self._call("POST", f"/v1/jobs/{job_id}/score-batch", api.BatchStatus, request)
 
     def batches(self, job_id: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/jobs/{job_id}/score-batch")["batches"]
+        return self._call("GET", f"/v1/jobs/{job_id}/score-batch", api.BatchList)["batches"]
 
     def batch(self, job_id: str, batch_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{job_id}/score-batch/{batch_id}")
+        return self._call("GET", f"/v1/jobs/{job_id}/score-batch/{batch_id}", api.BatchStatus)
 
     def cancel_batch(self, job_id: str, batch_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{job_id}/score-batch/{batch_id}/cancel")
+        return self._call("POST", f"/v1/jobs/{job_id}/score-batch/{batch_id}/cancel", api.BatchStatus)
 
     def wait_batch(
         self, job_id: str, batch_id: str, *, progress: Callable[[dict[str, Any]], None] | None = None,
@@ -230,3 +251,11 @@ class Orchestrator:
             raise TransportError(f"cannot download {self.url}{url}: {exc}") from exc
         partial.replace(path)
         return path
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a call that raised ``exc`` is worth repeating later: the service or a peer of it could not answer
+    now (502, 503, 504, or no connection at all), as opposed to a refusal that repeats the same way."""
+    if isinstance(exc, PeerRefused):
+        return exc.status in RETRYABLE
+    return isinstance(exc, TransportError) and not isinstance(exc, ContractMismatch)

@@ -73,7 +73,9 @@ def test_submit_sends_the_idempotency_key_header_and_prints_the_job_id(tmp_path,
         def do_POST(self):  # noqa: N802 - http.server's name
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            answer = json.dumps({"job_id": body.get("job_id", "j-1"), "state": "pending"}).encode()
+            # A job status as a service sends it (the client parses answers through vfl.api.models.JobStatus).
+            answer = json.dumps({"job_id": body.get("job_id", "j-1"), "role": "B", "state": "pending",
+                                 "stage": "registered"}).encode()
             self.send_response(201)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))

@@ -18,9 +18,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from vfl.api import ORCHESTRATION_API_VERSION
 from vfl.protocol.roster import RoleKind
 from vfl.service.config import ServiceConfig
-from vfl.service.http import batches, binning, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
+from vfl.service.http import batches, binning, contract, errors, jobs, ledger, lending, models, ops, peer, predictions, ui
 from vfl.service.http.auth import Sessions, Throttle, Window, cookie_name
 from vfl.service.http.gate import Gate
 from vfl.service.node import Node
@@ -62,8 +63,9 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
             await asyncio.to_thread(after_shutdown)
 
     title, description = TITLES[config.kind]
-    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # /docs without a CDN: see vfl.service.http.ui
+    app = FastAPI(title=title, description=description, version=ORCHESTRATION_API_VERSION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # /docs without a CDN: see vfl.service.http.ui
+                  generate_unique_id_function=contract.operation_id)
     app.state.node = node
     app.state.token = config.token()
     app.state.scrape_token = config.scrape_token()
@@ -72,6 +74,7 @@ def create_app(config: ServiceConfig, *, node: Node | None = None, transport: An
     app.state.throttle = Throttle(config.limits.auth_failures_per_minute)
     app.state.registrations = Window()  # jobs each party B registered here in the last minute
     errors.install(app)
+    contract.install(app)
     app.add_middleware(Gate)  # authenticate and cap the body before any of it is read
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     for router in ROUTERS[config.kind]:

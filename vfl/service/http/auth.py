@@ -199,7 +199,9 @@ def _refuse(request: Request, message: str) -> BadToken:
     return BadToken(message)
 
 
-async def require_orchestrator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+# The header is not a documented parameter: the documents declare the bearer scheme instead (.contract).
+async def require_orchestrator(request: Request,
+                               authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
     """This party's own operators: the bearer token, or (without one) a live dashboard session."""
     throttled(request)
     if authorization is not None or session_of(request) is None:
@@ -218,7 +220,8 @@ async def require_orchestrator(request: Request, authorization: Annotated[str | 
         raise Forbidden(f"the dashboard at the {ROLE_NAMES[kind]} reads only; use the bearer token")
 
 
-async def require_scraper(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_scraper(request: Request,
+                          authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
     """GET /metrics: the orchestration token, or the scrape token ([metrics] scrape_token_file) if one is set."""
     throttled(request)
     tokens = [request.app.state.token] + [t for t in (request.app.state.scrape_token,) if t]

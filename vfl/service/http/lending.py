@@ -13,7 +13,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from vfl.errors import NotServedHere
+from vfl.api.models import LendingAnswer, LendingStatus, TagSetSummary
 from vfl.service.http.auth import Orchestrator, Peer
+from vfl.service.http.contract import AUTH, errors
 from vfl.service.http.deps import NodeDep
 from vfl.service.lending import BLIND_SIGN_PATH, TAG_SET_PATH
 from vfl.service.lending.lender import Lender
@@ -61,18 +63,22 @@ async def blind_sign(body: BlindSignRequest, caller: Peer, node: NodeDep) -> dic
 
 
 @router.post("/v1/lending-query", tags=["lending"], dependencies=[Orchestrator],
-             summary="Ask every configured lender at once whether it lends to these IDs, without revealing them")
+             summary="Ask every configured lender at once whether it lends to these IDs, without revealing them",
+             response_model=LendingAnswer, response_model_exclude_unset=True,
+             responses=errors(*AUTH, 404, 409, 413, 422, 429, 502))
 async def lending_query(body: LendingQuery, node: NodeDep) -> dict[str, Any]:
     return await node.lending.queries.query(body.ids, body.answer, body.lenders)
 
 
 @router.get("/v1/lending", tags=["lending"], dependencies=[Orchestrator],
-            summary="This party's lending state: its tag set and queriers' budgets, the lenders it asks")
+            summary="This party's lending state: its tag set and queriers' budgets, the lenders it asks",
+            response_model=LendingStatus, response_model_exclude_unset=True, responses=errors(*AUTH))
 async def lending_status(node: NodeDep) -> dict[str, Any]:
     return node.lending.status()
 
 
 @router.post("/v1/lending/rotate", tags=["lending"], dependencies=[Orchestrator],
-             summary="A lender publishes a new tag set under a new key now (after its borrower list changed)")
+             summary="A lender publishes a new tag set under a new key now (after its borrower list changed)",
+             response_model=TagSetSummary, response_model_exclude_unset=True, responses=errors(*AUTH, 404, 409))
 async def rotate(node: NodeDep) -> dict[str, Any]:
     return (await _lender(node).rotate("rotated by an orchestration call")).summary()
