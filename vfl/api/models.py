@@ -68,6 +68,39 @@ class Health(Answer):
 # -- jobs -----------------------------------------------------------------------------------------------------
 
 
+class TimelineEntry(Answer):
+    """One stage a job entered, and when (``timeline`` of a job status)."""
+
+    at: float = Field(description="Unix seconds")
+    stage: str
+    state: str
+
+
+class JobEvent(Answer):
+    """One line of this party's event log for the job (``events`` of a job status; the last 500 are kept)."""
+
+    at: float = Field(description="Unix seconds")
+    level: str = Field(description="INFO, WARNING or ERROR")
+    message: str
+
+
+class Progress(Answer):
+    """How far the job is (``progress`` of a job status): 0 to 1, and in words; a succeeded job is always 1."""
+
+    fraction: float = Field(ge=0, le=1)
+    text: str
+
+
+class WaitingFor(Answer):
+    """A peer that has stopped answering during the job (``waiting_for`` of a job status), seen within ~2 s."""
+
+    peer: str
+    state: str = Field(description="what this party is waiting for (unreachable, ...)")
+    since: float = Field(description="Unix seconds of the first failed attempt")
+    fails_at: float | None = Field(None, description="Unix seconds when the job fails unless the peer comes back")
+    problem: str | None = None
+
+
 class JobStatus(Answer):
     """A job as this party knows it: its record (``job.json``), as ``GET /v1/jobs/{id}`` answers it.
 
@@ -105,6 +138,13 @@ class JobStatus(Answer):
     generation: int | None = Field(None, description="bumped at every resume")
     resumes: int | None = None
     idempotency_key: str | None = None
+    # Since version 1.1.0 (the dashboard's page per job):
+    timeline: list[TimelineEntry] | None = Field(None, description="each stage the job entered, in order")
+    events: list[JobEvent] | None = Field(None, description="this party's event log for the job (last 500)")
+    activity: str | None = Field(None, description="what the job does now, in words "
+                                                   "(e.g. 'contributions: coalition 1 of 2')")
+    progress: Progress | None = None
+    waiting_for: list[WaitingFor] | None = Field(None, description="peers that stopped answering (empty: none)")
 
 
 class JobList(Answer):
