@@ -199,14 +199,14 @@ class RsaRequester:
 # -- ECDH ------------------------------------------------------------------------------------------
 
 
-def _points(packed: bytes, count: int, what: str) -> None:
+def check_point_payload(packed: bytes, count: int, what: str) -> None:
     """Refuse a payload that is not exactly ``count`` 32-byte points (the points are checked later)."""
     if len(packed) != count * ec.POINT_BYTES:
         raise PSIError(f"{what} has {len(packed)} bytes for {count} points of {ec.POINT_BYTES}: a point of the "
                        "wrong length, or a truncated or padded payload; refusing it")
 
 
-def _on_points(engine: Engine, task: Any, packed: bytes, count: int, what: str, *args: Any) -> list[Any]:
+def on_points(engine: Engine, task: Any, packed: bytes, count: int, what: str, *args: Any) -> list[Any]:
     """Run ``task(packed slice, *args)`` on the engine, one slice per worker; a None answer means a bad point."""
     if not count:
         return []
@@ -248,8 +248,8 @@ class EcdhHolder:
 
     def answer(self, message: MaskedChunk, engine: Engine) -> Message:
         what = f"party B's masked chunk {message.chunk}: point"
-        _points(message.points, message.count, f"party B's masked chunk {message.chunk}")
-        pieces = _on_points(engine, remask, message.points, message.count, what, self.scalar)
+        check_point_payload(message.points, message.count, f"party B's masked chunk {message.chunk}")
+        pieces = on_points(engine, remask, message.points, message.count, what, self.scalar)
         return RemaskedChunk(job_id=message.job_id, chunk=message.chunk, bucket=message.bucket,
                              count=message.count, points=b"".join(pieces))
 
@@ -292,16 +292,16 @@ class EcdhRequester:
         """H2'(a·b·H(x)) for a remasked chunk, in order; every point is checked first."""
         if message.count != state:
             raise PSIError(f"party A's remasked chunk {message.chunk} has {message.count} points for {state} sent")
-        _points(message.points, message.count, f"party A's remasked chunk {message.chunk}")
+        check_point_payload(message.points, message.count, f"party A's remasked chunk {message.chunk}")
         what = f"party A's remasked chunk {message.chunk}: point"
-        pieces = _on_points(engine, checked_tags, message.points, message.count, what, self.salt)
+        pieces = on_points(engine, checked_tags, message.points, message.count, what, self.salt)
         return [t for piece in pieces for t in piece]
 
     def own_tags(self, message: KeyHolderPoints, engine: Engine) -> tuple[list[bytes], list[bytes]]:
         """(H2'(b·(a·H(y))) to compare, A's points a·H(y) to send back for those that match)."""
-        _points(message.points, message.count, f"party A's point chunk {message.chunk}")
+        check_point_payload(message.points, message.count, f"party A's point chunk {message.chunk}")
         what = f"party A's point chunk {message.chunk}: point"
-        pieces = _on_points(engine, remask_tags, message.points, message.count, what, self.scalar, self.salt)
+        pieces = on_points(engine, remask_tags, message.points, message.count, what, self.scalar, self.salt)
         return [t for piece in pieces for t in piece], ec.unpack_points(message.points)
 
 
@@ -313,4 +313,4 @@ def requester_suite(protocol: str, job_id: str, *, min_key_bits: int,
 
 
 __all__ = ["HELLO_TYPES", "METHODS", "PROOF_DOMAIN", "PROTOCOLS", "EcdhHolder", "EcdhRequester", "PsiProtocol",
-           "RsaHolder", "RsaRequester", "check_protocol", "requester_suite"]
+           "RsaHolder", "RsaRequester", "check_point_payload", "check_protocol", "on_points", "requester_suite"]

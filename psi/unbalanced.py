@@ -61,6 +61,7 @@ from pydantic import Field
 from psi import ec
 from psi.messages import MAX_CHUNK, PsiMessage
 from psi.protocol import check_declared_size
+from psi.suites import check_point_payload, on_points
 from psi.tasks import mask_ids, remask
 from vfl.compute.engine import Engine, as_engine
 from vfl.compute.pool import split_evenly
@@ -112,23 +113,8 @@ def _unblind_task(points: bytes, inverse: ec.Scalar, salt: bytes) -> bytes | Non
 
 
 def _on_points(engine: Engine, task: object, packed: bytes, what: str, *args: object) -> bytes:
-    """Run a point task over the engine, one slice per worker; refuse (naming the first bad point) if one fails."""
-    count = len(packed) // ec.POINT_BYTES
-    if not count:
-        return b""
-    size = ec.POINT_BYTES
-    slices = split_evenly(count, engine.workers)
-    pieces = engine.map(task, [(packed[s.start * size : s.stop * size], *args) for s in slices])
-    if any(piece is None for piece in pieces):
-        ec.check_points(ec.unpack_points(packed), what=what)  # raises, naming the first bad point and why
-        raise PSIError(f"{what}: a point times the scalar is the identity; refusing it")
-    return b"".join(pieces)
-
-
-def _check_points_payload(packed: bytes, count: int, what: str) -> None:
-    if len(packed) != count * ec.POINT_BYTES:
-        raise PSIError(f"{what} has {len(packed)} bytes for {count} points of {ec.POINT_BYTES}: a point of the "
-                       "wrong length, or a truncated or padded payload; refusing it")
+    """Run a point task over the engine, one slice per worker (the balanced PSI's driver); the packed results."""
+    return b"".join(on_points(engine, task, packed, len(packed) // ec.POINT_BYTES, what, *args))
 
 
 # -- the large side's key and offline set ----------------------------------------------------------
@@ -451,7 +437,7 @@ class LargeSide:
         if self.answered + message.count > (self.query_size or 0):
             raise PSIError(f"the query sends more than the {self.query_size} points it declared: refusing it")
         what = f"blinded query chunk {message.chunk}"
-        _check_points_payload(message.points, message.count, what)
+        check_point_payload(message.points, message.count, what)
         points = _on_points(self.engine, remask, message.points, f"{what}: point", self.key.scalar)
         self.next_chunk += 1
         self.answered += message.count
@@ -506,7 +492,7 @@ class SmallSide:
         what = f"the large side's evaluated chunk {message.chunk}"
         if message.count != expected:
             raise PSIError(f"{what} has {message.count} points for {expected} sent: refusing it")
-        _check_points_payload(message.points, message.count, what)
+        check_point_payload(message.points, message.count, what)
         self._tags.append(_on_points(self.engine, _unblind_task, message.points, f"{what}: point", self.unblind,
                                      self.peer.salt))
         if len(self._tags) < self.total_chunks:

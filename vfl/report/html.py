@@ -120,13 +120,7 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
         subtitle += f" · finished {fmt.when(summary['finished_at'])}"
     if k == 1:
         subtitle = subtitle.replace("1 feature party", "party A")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>vfl job report — {esc(summary['title'])}</title>
-<style>{STYLE}</style></head>
-<body>
-<h1>Federated model report: {esc(summary['title'])}</h1>
-<p class="subtitle">{esc(subtitle)}</p>
+    return f"""{_page_head(summary['title'], subtitle)}
 <h2>Headline: what {esc(feature_side(summary))} {"adds" if k == 1 else "add"}</h2>
 {headline_section(summary)}
 {warnings_block(summary.get("warnings"))}
@@ -167,18 +161,23 @@ def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 """
 
 
+
+def _page_head(title: str, subtitle: str) -> str:
+    """The report's document head, title and subtitle (escaped), shared by the binary and one-vs-rest pages."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>vfl job report — {html.escape(title)}</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>Federated model report: {html.escape(title)}</h1>
+<p class="subtitle">{html.escape(subtitle)}</p>"""
+
 def _render_multiclass(summary: dict[str, Any]) -> str:
     """A one-vs-rest model's page: macro and per-class metrics and each class's training (no binary figures)."""
     esc = html.escape
     learned = "".join(f"<li><b>{esc(party)}</b>: {esc(text)}</li>" for party, text in summary["learned"])
     classes = len(summary["multiclass"]["classes"])  # a simulation's names, or a job record's values
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>vfl job report — {esc(summary['title'])}</title>
-<style>{STYLE}</style></head>
-<body>
-<h1>Federated model report: {esc(summary['title'])}</h1>
-<p class="subtitle">one-vs-rest logistic regression · {classes} classes</p>
+    return f"""{_page_head(summary['title'], f"one-vs-rest logistic regression · {classes} classes")}
 <h2>Headline</h2>
 {multiclass_headline(summary)}
 <h2>Job</h2>

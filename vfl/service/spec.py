@@ -16,6 +16,7 @@ files and URLs in its own config::
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from typing import Annotated, Any, Literal
@@ -430,3 +431,15 @@ class PromoteRequest(_Strict):
     """Orchestrator → party B: serve this succeeded job under the model name in the path."""
 
     job_id: str = Field(pattern=JOB_ID_PATTERN)
+
+
+def child_job_id(job_id: str, kind: str, n: int) -> str:
+    """The id of a job's n-th child training (``kind`` "c": a coalition, "k": a class), at most 64 characters.
+
+    ``<job>.<kind><n>`` when it fits; a long job id is replaced by a digest of it, so children of two
+    long ids never collide.
+    """
+    candidate = f"{job_id}.{kind}{n}"
+    if len(candidate) <= 64:
+        return candidate
+    return f"{kind}-{hashlib.sha256(job_id.encode()).hexdigest()[:20]}.{kind}{n}"

@@ -79,8 +79,7 @@ async def predict(ctx: JobContext, ids: list[str], features: dict[str, dict[str,
     labels = model.labels(np.nan_to_num(scores))
     out = []
     for i, item_id in enumerate(ids):
-        status = own.status[i] if own.status[i] != OK else (
-            OK if missing_at[i] is None else f"{NOT_AVAILABLE} at {missing_at[i]}")
+        status = _row_status(own.status[i], missing_at[i])
         scored = status == OK
         out.append({
             "id": item_id,
@@ -126,8 +125,7 @@ async def _predict_classes(ctx: JobContext, model: ModelPartB, ids: list[str],
     predicted = np.argmax(probabilities, axis=1)
     out = []
     for i, item_id in enumerate(ids):
-        status = own.status[i] if own.status[i] != OK else (
-            OK if missing_at[i] is None else f"{NOT_AVAILABLE} at {missing_at[i]}")
+        status = _row_status(own.status[i], missing_at[i])
         scored = status == OK
         out.append({
             "id": item_id,
@@ -210,6 +208,13 @@ async def partial_scores(ctx: JobContext, ids: list[str], caller: str, evaluatio
     ctx.store.audit(job_id, f"scored {scored} IDs for {caller} ({len(ids) - scored} not available){'; ' + why if why else ''}")
     return {"u_a": u, "status": [OK if v is not None else NOT_AVAILABLE for v in u]}
 
+
+
+def _row_status(own_status: str, missing_at: str | None) -> str:
+    """An ID's status: B's own, unless it is OK and a feature party had no score for it (named)."""
+    if own_status != OK:
+        return own_status
+    return OK if missing_at is None else f"{NOT_AVAILABLE} at {missing_at}"
 
 def _noise_for(ctx: JobContext, model: ModelPartA) -> ScoreNoise | None:
     """The noise this party adds to the model's rows for the job's label party (None: off)."""

@@ -18,24 +18,20 @@ submitted before is waited for (it resumes by itself), not submitted again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 from vfl.errors import VFLError
 from vfl.ml.multiclass import class_name
 from vfl.service.context import JobContext
-from vfl.service.spec import ArbiterRef, JobSpec
+from vfl.service.spec import ArbiterRef, JobSpec, child_job_id
 
 #: How often party B looks at a running class training.
 POLL_SECONDS = 0.1
 
 
 def class_job_id(job_id: str, n: int) -> str:
-    """The id of the job's n-th class training (job ids are at most 64 characters)."""
-    candidate = f"{job_id}.k{n}"
-    if len(candidate) <= 64:
-        return candidate
-    return f"k-{hashlib.sha256(job_id.encode()).hexdigest()[:20]}.k{n}"
+    """The id of the job's n-th class training."""
+    return child_job_id(job_id, "k", n)
 
 
 def is_multiclass_job(ctx: JobContext) -> bool:

@@ -25,7 +25,6 @@ measured job still succeeds with its model.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from vfl.errors import VFLError
 from vfl.incentives import shapley
 from vfl.service.context import JobContext
-from vfl.service.spec import ArbiterRef, JobSpec
+from vfl.service.spec import ArbiterRef, JobSpec, child_job_id
 
 log = logging.getLogger("vfl.service")
 
@@ -42,11 +41,8 @@ POLL_SECONDS = 0.1
 
 
 def coalition_job_id(job_id: str, n: int) -> str:
-    """The id of the measured job's n-th coalition training (job ids are at most 64 characters)."""
-    candidate = f"{job_id}.c{n}"
-    if len(candidate) <= 64:
-        return candidate
-    return f"c-{hashlib.sha256(job_id.encode()).hexdigest()[:20]}.c{n}"
+    """The id of the measured job's n-th coalition training."""
+    return child_job_id(job_id, "c", n)
 
 
 async def run(ctx: JobContext) -> None:
