@@ -35,7 +35,10 @@ def test_the_dashboard_in_chromium_logs_in_watches_a_job_cancels_one_and_opens_a
             browser.wait_for("location.pathname === '/ui/login' && !!document.getElementById('token')")
             browser.evaluate(f"document.getElementById('token').value = {json.dumps(setup['token'])};"
                              "document.querySelector('form.login button').click()")
-            browser.wait_for("location.pathname === '/ui' && !!document.getElementById('jobs-body')")
+            # Not only the server's HTML: the page's script must have attached its handlers, or a click on
+            # the form's button under load submits the form natively and the page reloads.
+            browser.wait_for("location.pathname === '/ui' && !!document.getElementById('jobs-body') "
+                             "&& document.body.dataset.ready === '1'")
             script_sees_cookie = browser.evaluate("document.cookie")
 
             # Submit through the page's form, then watch the row.
@@ -43,7 +46,7 @@ def test_the_dashboard_in_chromium_logs_in_watches_a_job_cancels_one_and_opens_a
                              f"document.getElementById('spec').value = {json.dumps(json.dumps(setup['job']))};"
                              "document.querySelector('#submit-form button').click()")
             submitted = browser.wait_for("(t => t.startsWith('submitted') || t.startsWith('refused') ? t : '')"
-                                         "(document.getElementById('submit-result').textContent)")
+                                         "(document.getElementById('submit-result').textContent)", timeout=60)
             row = f"document.querySelector('#jobs-body tr[data-job-id=\"{submitted.split()[-1]}\"]')"
             seen: list[tuple[str, int, str]] = []
             deadline = time.monotonic() + 45

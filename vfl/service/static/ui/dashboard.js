@@ -267,5 +267,7 @@
     });
   }
 
+  // The page's handlers are in place: a test (or a user's script) may now use the form.
+  document.body.dataset.ready = "1";
   refresh();
 })();
