@@ -2,7 +2,8 @@
 
 Party A and party B hold different columns about the same people; with an
 arbiter C holding a Paillier key they train one model without pooling data.
-See the README for the protocol, the services and the threat model.
+See docs/ (docs/protocol.md, docs/deployment.md, docs/security.md) for the protocol, the services and the
+threat model.
 
 The public names below load on first use, so ``import vfl.errors`` (which
 ``psi`` needs) does not pull in the whole package.

@@ -35,7 +35,7 @@ Two engines:
     session folder in a 0700 folder of its own, and stops with the engine. A cluster started with
     ``ray start`` checks a token: the service needs ``RAY_AUTH_MODE=token`` and
     the cluster's token (``RAY_AUTH_TOKEN_PATH``) in its environment, and runs
-    on one of the cluster's nodes (see the README, "Scaling out").
+    on one of the cluster's nodes (see docs/scaling.md).
 
 The cluster belongs to one party: only that party's service talks to it, and
 what reaches it is what that service already holds (its own features, the

@@ -18,7 +18,7 @@ does. Everything stays on this machine and this run:
 
 A service configured with ``engine = "ray"`` and no ``address`` runs on one of
 these (never on Ray's defaults); real deployments run ``ray start`` on their
-nodes (see the README, "Scaling out").
+nodes (see docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def ledger_view(contributions: dict[str, Any] | None) -> dict[str, Any] | None:
 
     B keeps every coalition's value in its own job record; the ledger, which every
     party of the federation holds, gets the metric, v(N), v(∅) and each party's
-    Shapley value and leave-one-out figure (see the README's threat model).
+    Shapley value and leave-one-out figure (see docs/security.md).
     """
     if not contributions or "parties" not in contributions:
         return contributions

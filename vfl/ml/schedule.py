@@ -136,7 +136,7 @@ def check_gradient_lengths(lengths: dict[str, int], schedule: Schedule) -> None:
     A party may send the arbiter any vector of its registered length as its
     "gradient". If that length could hold a whole batch (or the validation rows),
     a party could have C decrypt the residual ``[[d]]`` itself, and with it the
-    labels. Strictly shorter vectors leave the bound the README states: at most
+    labels. Strictly shorter vectors leave the bound docs/security.md states: at most
     ``length`` residual values per batch, and then that party's own gradient is
     never decrypted.
     """

@@ -48,7 +48,7 @@ here; the two are equal when the weighted widths |θ_j|·width_j are even, and u
 
 Utility: ε = 1 at δ = 1e-6 needs z ≈ 5.35·√n (:func:`multiplier_for`), and noise
 that large swamps the signal of one row's score (``scripts/score_noise_utility.py``
-measures it; the README quotes the figures).
+measures it; docs/security.md quotes the figures).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ restart keeps ``interrupted``. A cancelled job never moves again, except to
 ``deleting``; a damaged record never moves at all (its file is the only
 evidence of what the job was).
 
-The diagram in the README (``docs/lifecycle.md``) is drawn from :data:`LIFECYCLE`
+The diagram in ``docs/lifecycle.md`` is drawn from :data:`LIFECYCLE`
 by :func:`mermaid`, and ``tests/service/test_lifecycle.py`` checks every pair.
 """
 

@@ -19,7 +19,7 @@ them without trying, by training several models. So a feature party keeps, per
 Both are checked and charged in one step, on the event loop, before any row is read,
 so concurrent requests cannot overrun them. What a deviating label party can still
 get within one job (labels chosen so that the trained weights carry a direction of its
-choice) is one direction per model: the same rank budget bounds it. See the README's
+choice) is one direction per model: the same rank budget bounds it. See docs/security.md's
 threat model.
 
 With ``[scoring] score_noise`` (:mod:`vfl.ml.score_noise`) the ledger also keeps

@@ -6,7 +6,7 @@ lenders at once, checks and unblinds the signatures, and matches. A lender that
 answers ``StaleKey`` has rotated: its set is fetched again and the IDs blinded
 anew, once. In ``"count"`` mode the count is computed here and only the count
 goes back to the caller; this service itself still sees which lender holds each
-ID (see the README's threat model).
+ID (see docs/security.md).
 """
 
 from __future__ import annotations
