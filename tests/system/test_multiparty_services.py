@@ -71,8 +71,18 @@ def joint_ids(tmp_path, partners=FEATURE_PARTIES):
     return sorted(ids)
 
 
-def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair):
+@pytest.mark.parametrize("psi", [None, {"protocol": "ecdh", "unbalanced": True}], ids=["rsa", "unbalanced-ecdh"])
+def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair, psi):
+    if psi is not None:
+        from psi import ec
+        from vfl.errors import ConfigError
+        try:
+            ec._sodium()
+        except ConfigError as exc:
+            pytest.skip(f"no usable libsodium: {exc}")
     setup = write_demo_files(tmp_path, population=1200, key_bits=1024, training=TRAINING, feature_parties=2)
+    if psi is not None:  # B keeps an offline set per feature party; the rows, and so the model, are RSA's
+        setup["job"] = {**setup["job"], "psi": {**setup["job"].get("psi", {}), **psi}}
     assert services_in(tmp_path) == ["arbiter", "shop", "telco", "party-b"]
     assert [p["peer"] for p in setup["job"]["feature_parties"]] == list(FEATURE_PARTIES)
     common = joint_ids(tmp_path)
@@ -111,6 +121,9 @@ def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair)
     assert [p["id"] for p in predicted["predictions"]] == common[:5]
     assert all(p["status"] == "ok" and 0 < p["score"] < 1 for p in predicted["predictions"])
     assert set(status["feature_convergence"]) == set(FEATURE_PARTIES)
+    if psi is not None:
+        assert status["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert all(others[name]["alignment"]["offline_set"] == "received" for name in FEATURE_PARTIES)
 
 
 def test_a_refusal_by_the_second_feature_party_withdraws_the_job_everywhere(tmp_path):
