@@ -570,17 +570,16 @@ class UnbalancedQuerier(Role):
             if self.cached is None or message.digest != self.cached.digest:
                 raise PSIError("party B says the offline set this party holds is current, but it holds another "
                                "(or none): refusing it")
+            self._check_size(self.cached.size)
             self.reused_offline_set = True
             return self._query(self.cached)
         if isinstance(message, OfflineTags):
+            if not self._offline:  # the first chunk declares the set's size: refuse before holding any more
+                self._check_size(message.size)
             self._offline.append(message)
             if len(self._offline) < message.total_chunks:
                 return []
-            peer = PeerTags.receive(self._offline, own_size=len(self.ids), max_peer_ids=self.max_peer_ids,
-                                    max_peer_ratio=self.max_peer_ratio, peer="B", me="A")
-            if self.expected_size_b is not None and peer.size != self.expected_size_b:
-                raise PSIError(f"party B's offline set has {peer.size} IDs, but the job was registered with "
-                               f"{self.expected_size_b}: refusing it")
+            peer = PeerTags.receive(self._offline, own_size=len(self.ids), peer="B", me="A")
             self._offline = []
             if self.keep is not None:
                 self.keep(peer)
@@ -593,6 +592,14 @@ class UnbalancedQuerier(Role):
             return []
         self.rows = in_id_order(self._small.rows, self.ids)
         return [self.send(self.peer, matches)]
+
+    def _check_size(self, size_b: int) -> None:
+        """B's set size against this party's caps and the size the job was registered with."""
+        check_declared_size(size_b, len(self.ids), peer="B", me="A", max_peer_ids=self.max_peer_ids,
+                            max_peer_ratio=self.max_peer_ratio)
+        if self.expected_size_b is not None and size_b != self.expected_size_b:
+            raise PSIError(f"party B's offline set has {size_b} IDs, but the job was registered with "
+                           f"{self.expected_size_b}: refusing it")
 
     def _query(self, peer: PeerTags) -> list[Envelope]:
         self._offline_chunks = self.cursor

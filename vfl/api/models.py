@@ -140,7 +140,8 @@ class JobStatus(Answer):
     idempotency_key: str | None = None
     # Since version 1.1.0 (the dashboard's page per job):
     timeline: list[TimelineEntry] | None = Field(None, description="each stage the job entered, in order")
-    events: list[JobEvent] | None = Field(None, description="this party's event log for the job (last 500)")
+    events: list[JobEvent] | None = Field(None, description="this party's event log for the job (last 500); "
+                                                          "in GET /v1/jobs/{id} only, not in the job list")
     activity: str | None = Field(None, description="what the job does now, in words "
                                                    "(e.g. 'contributions: coalition 1 of 2')")
     progress: Progress | None = None

@@ -184,25 +184,22 @@ def likely_causes(mine: dict[str, Any], theirs: dict[str, Any], *, who: str = "t
             return "mine"
         return None
 
-    side = differs("share_leading_zero")
-    if side:
-        holder = "this party's" if side == "mine" else f"{who}'s"
-        causes.append(f"leading zeros: {holder} IDs start with 0 and the other's do not (e.g. '099' against '99'); "
-                      "fix: strip_leading_zeros = true in the ids rules of the zero-padded dataset")
-    side = differs("share_dot_zero")
-    if side:
-        holder = "this party's" if side == "mine" else f"{who}'s"
-        causes.append(f"a '.0' suffix: {holder} IDs end in .0 (numbers written by a spreadsheet), the other's do "
-                      "not; fix: drop_trailing_dot_zero = true in the ids rules of that dataset")
+    def one_side(key: str, text: str) -> None:
+        """A format only one side has: ``text`` names whose IDs have it ({holder})."""
+        side = differs(key)
+        if side:
+            causes.append(text.format(holder="this party's" if side == "mine" else f"{who}'s"))
+
+    one_side("share_leading_zero", "leading zeros: {holder} IDs start with 0 and the other's do not (e.g. '099' "
+             "against '99'); fix: strip_leading_zeros = true in the ids rules of the zero-padded dataset")
+    one_side("share_dot_zero", "a '.0' suffix: {holder} IDs end in .0 (numbers written by a spreadsheet), the "
+             "other's do not; fix: drop_trailing_dot_zero = true in the ids rules of that dataset")
     if (differs("share_lower") and differs("share_upper")) or \
             (differs("share_lower") and not (mine.get("share_upper") or theirs.get("share_upper"))):
         causes.append("letter case: one party writes IDs in lower case, the other in upper case; fix: "
                       'case = "lower" in the ids rules of both datasets')
-    side = differs("share_letter_first")
-    if side:
-        holder = "this party's" if side == "mine" else f"{who}'s"
-        causes.append(f"a prefix: {holder} IDs start with letters, the other's do not; fix: remove_prefix = "
-                      '"..." in the ids rules of that dataset')
+    one_side("share_letter_first", "a prefix: {holder} IDs start with letters, the other's do not; fix: "
+             'remove_prefix = "..." in the ids rules of that dataset')
     side = differs("share_whitespace")
     if side:
         causes.append("whitespace inside IDs on one side; fix: remove_whitespace = true in the ids rules")

@@ -35,7 +35,9 @@ TYPED: dict[str, Any] = {"response_model_exclude_unset": True}
 @router.get("/v1/jobs", summary="Every job this service knows", response_model=JobList, responses=errors(*AUTH),
             **TYPED)
 async def list_jobs(node: NodeDep) -> dict[str, Any]:
-    return {"jobs": [node.status(r) for r in node.jobs.records()]}
+    # Without each job's event log (up to 500 lines): the list is polled every second by the dashboard, and
+    # only a job's own answer (GET /v1/jobs/{id}) needs its events.
+    return {"jobs": [{k: v for k, v in node.status(r).items() if k != "events"} for r in node.jobs.records()]}
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's state, stage, epoch, losses, metrics and error",
