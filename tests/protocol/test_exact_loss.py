@@ -182,13 +182,6 @@ def test_linear_models_refuse_the_exact_loss():
         TrainingConfig(model="linear", loss="exact")
 
 
-def test_the_config_digest_of_a_taylor_job_is_what_older_releases_compute():
-    config = TrainingConfig(key_bits=TEST_KEY_BITS)
-
-    assert "loss" not in json.loads(config.model_dump_json(exclude={"loss", "max_classes"}))
-    assert config.digest() != TrainingConfig(key_bits=TEST_KEY_BITS, loss="exact").digest()
-
-
 def test_fate_ionosphere_with_the_exact_loss_matches_scikit_learn(keypair):
     """Issue 30's check: |ΔAUC| ≤ 0.01 against scikit-learn's pooled LogisticRegression on the same rows."""
     from sklearn.impute import SimpleImputer

@@ -65,13 +65,14 @@ def test_an_ecdh_registration_names_its_protocol_so_an_older_party_refuses_it_by
     assert Registration.model_validate(body).psi.protocol == "ecdh"
 
 
-def test_a_default_class_cap_leaves_the_config_digest_as_before_it_existed():
+def test_default_class_cap_and_loss_leave_the_config_digest_as_before_they_existed():
     import hashlib
 
     from vfl.ml.config import TrainingConfig
 
-    plain, capped = TrainingConfig(), TrainingConfig(max_classes=5)
-    before = hashlib.sha256(plain.model_dump_json(exclude={"max_classes"}).encode()).hexdigest()[:16]
+    plain, capped, exact = TrainingConfig(), TrainingConfig(max_classes=5), TrainingConfig(loss="exact")
+    before = hashlib.sha256(plain.model_dump_json(exclude={"max_classes", "loss"}).encode()).hexdigest()[:16]
 
-    assert plain.digest() == before  # what a release without the field computes for the same settings
+    assert plain.digest() == before  # what a release without the fields computes for the same settings
     assert capped.digest() != before  # a job with another cap is another config
+    assert exact.digest() != before  # and so is a job on the exact loss
