@@ -65,7 +65,8 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     if service.kind == "feature":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
-        table = await asyncio.to_thread(service.data.table, registration.dataset)  # refuse now if unusable
+        # Refuse now if unusable; prepared as the job says (the dataset's keys, the job's "prepare" entry).
+        table = await asyncio.to_thread(service.data.table, registration.dataset, None, registration.prepare)
         # A states its own feature count; the job's copy at the arbiter fixes it from now on.
         n_a = table.features.shape[1]
         if lengths.get(me, n_a) != n_a:
