@@ -90,7 +90,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
         else:
             # A model this partner could never score with is refused now, not after its training.
             service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions,
-                                              directions=registration.classes or 1)
+                                              directions=registration.classes or 1, columns=table.feature_names)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")
