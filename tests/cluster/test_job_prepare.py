@@ -5,7 +5,8 @@ party B one-hot encodes a text column. Two jobs on the same datasets: "plain" ke
 "tuned" asks party A for the median and missing indicators and party B for an ordinal code. Each model part
 records the preparation its job used, and ``/predict`` scores a row with a missing cell by that job's own rule
 (the score is recomputed here from the two model parts and the raw rows). Refusals: a party that is not in the
-job, a mistyped key, ``ids`` (a dataset key only), and filling on a dataset that sets no ``impute``.
+job, a mistyped key, ``ids`` (a dataset key only), a column party A does not have (named without listing A's
+columns), and filling on a dataset that sets no ``impute``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def jobs(tmp_path_factory):
                     "arbiter": {**base, "job_id": "to-arbiter", "prepare": {"arbiter": {"impute": "median"}}},
                     "typo": {**base, "job_id": "typo", "prepare": {"party-a": {"imputes": "median"}}},
                     "ids": {**base, "job_id": "ids", "prepare": {"party-a": {"ids": {"strip_leading_zeros": True}}}},
+                    "no-column": {**base, "job_id": "no-column",
+                                  "prepare": {"party-a": {"categorical": {"x99": "onehot"}}}},
                     "no-impute": {**base, "job_id": "no-impute", "party_a": {"peer": "party-a", "dataset": "complete"},
                                   "prepare": {"party-a": {"impute": "median"}}},
                 }
@@ -170,6 +173,14 @@ def test_a_mistyped_key_and_ids_are_refused_with_the_fix(jobs):
     assert status == 422 and "prepare.party-a.imputes" in detail and "did you mean 'impute'" in detail
     status, detail = out["ids"]
     assert status == 422 and "set per dataset only" in detail
+
+
+def test_a_column_party_a_lacks_is_refused_without_naming_its_columns(jobs):
+    out, _, _ = jobs
+
+    status, detail = out["no-column"]
+    assert status == 422 and "['x99']" in detail and "prepare" in detail, detail
+    assert "x16" not in detail  # party A's columns are its own
 
 
 def test_filling_is_refused_on_a_dataset_that_sets_no_impute(jobs):

@@ -83,11 +83,12 @@ class JobPrepare(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     impute: ImputeKind | None = Field(
-        None, description="fill missing numbers with the training rows' mean or median, or with impute_value "
-                          "(the dataset must set impute itself: see docs/data-features.md)")
-    impute_value: float | None = Field(None, description="the value for impute = \"constant\"")
+        None, description="fill missing numbers with the training rows' mean or median, or with impute_value; "
+                          "only where the party's dataset sets impute itself (docs/data-features.md)")
+    impute_value: float | None = Field(None, description="the value for impute = \"constant\" (as impute)")
     missing_indicator: bool | None = Field(
-        None, description="add a 0/1 column 'NAME (missing)' for each column with a missing cell in the dataset")
+        None, description="add a 0/1 column 'NAME (missing)' for each column with a missing cell in the dataset "
+                          "(as impute)")
     categorical: dict[str, EncodingKind] | None = Field(
         None, description="columns to encode, each \"onehot\" or \"ordinal\", added to the dataset's own")
     unseen_category: UnseenRule | None = Field(
