@@ -123,3 +123,20 @@ def test_a_bad_prepare_entry_is_refused_with_the_fix(prepare, message):
 def test_a_scorecard_job_refuses_prepare():
     with pytest.raises(ConfigError, match="drop \"prepare\""):
         JobSpec.parse(_spec(scorecard={}, training={"optimizer": "sgd"}, prepare={"shop": {"impute": "median"}}))
+
+
+def test_vfl_simulate_says_that_a_job_specs_prepare_is_for_the_services(tmp_path, capsys):
+    import argparse
+    import json
+
+    from vfl.cli.simulate import _training_config
+
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(_spec(training={"epochs": 3}, prepare={"shop": {"impute": "median"}})))
+    flags = dict.fromkeys(("model", "key_bits", "epochs", "batch_size", "learning_rate", "optimizer", "l2",
+                           "validation_fraction", "seed"))
+
+    config = _training_config(argparse.Namespace(config=path, **flags))
+
+    assert config.epochs == 3
+    assert "\"prepare\" is for the services" in capsys.readouterr().err
