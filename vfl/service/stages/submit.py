@@ -39,6 +39,7 @@ from vfl.errors import (
     VFLError,
 )
 from vfl.ml.multiclass import PROBABILITIES, STRATEGY, class_name, class_values, is_multiclass
+from vfl.ml.prep import JobPrepare
 from vfl.ml.schedule import gradient_lengths
 from vfl.protocol.roster import Roster, RoleKind
 from vfl.service.context import JobContext, ServiceContext
@@ -129,7 +130,7 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
     else:
         check_protocol_accepted(config.psi, spec.psi.protocol)
     table = await asyncio.to_thread(service.data.table, spec.party_b.dataset, spec.training.model,
-                                    (spec.prepare or {}).get(service.me))
+                                    _own_entry(spec, service.me))
     multiclass = _multiclass(service, spec, table, coalition_of)
     if len(feature_ids) == 1:
         # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.
@@ -178,6 +179,12 @@ def _check_prepare_parties(spec: JobSpec, me: str, arbiter: str) -> None:
             raise ConfigError(f"prepare names {party!r}, which is not a party of this job; the job's parties with "
                               f"data are: {', '.join(with_data)}. Key each entry by one of them, or add {party!r} "
                               "to feature_parties")
+
+
+def _own_entry(spec: JobSpec, party: str) -> JobPrepare | None:
+    """``party``'s entry of the spec's "prepare", or None when it sets nothing (a plain registration then)."""
+    entry = (spec.prepare or {}).get(party)
+    return entry if entry is not None and entry.given else None
 
 
 def _multiclass(service: ServiceContext, spec: JobSpec, table: PartyTable,
@@ -250,7 +257,7 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             measures=record.coalition_of,
             classes=None if record.multiclass is None else len(record.multiclass["classes"]),
             scorecard=spec.scorecard,
-            prepare=(spec.prepare or {}).get(ref.peer),  # its own entry only: another party's is none of its business
+            prepare=_own_entry(spec, ref.peer),  # its own entry only: another party's is none of its business
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
         answer = await _register_with(ctx, ref.peer, registration.wire(), registered)
