@@ -294,10 +294,10 @@ class Registration(_Strict):
             body.pop("scorecard", None)
         if body.get("classes") is None:
             body.pop("classes", None)
-        if body.get("prepare") is None:
+        if self.prepare is None:
             body.pop("prepare", None)
         else:  # only the keys the job sets: an unset key keeps the party's dataset setting
-            body["prepare"] = self.prepare.model_dump(mode="json", exclude_unset=True) if self.prepare else None
+            body["prepare"] = self.prepare.model_dump(mode="json", exclude_unset=True)
         if body["training"].get("max_classes") == DEFAULT_MAX_CLASSES:  # party B's own cap, at its default
             body["training"].pop("max_classes", None)
         return body

@@ -65,6 +65,9 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     if service.kind == "feature":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
+        if registration.scorecard is not None and registration.prepare is not None:
+            raise ConfigError("a scorecard job bins this party's raw columns (a missing value is a bin of its own): "
+                              "its registration must not carry \"prepare\"")
         # Refuse now if unusable; prepared as the job says (the dataset's keys, the job's "prepare" entry).
         table = await asyncio.to_thread(service.data.table, registration.dataset, None, registration.prepare)
         # A states its own feature count; the job's copy at the arbiter fixes it from now on.
