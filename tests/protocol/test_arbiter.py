@@ -118,3 +118,22 @@ def test_a_party_refuses_an_arbiter_key_of_the_wrong_size(tiny, keypair):
 
     with pytest.raises(KeyMismatch, match="1536 bits but the job asks for 1024"):
         a.handle(PublicKeyMessage.from_key("job", bigger), "C")
+
+
+def test_the_arbiter_is_done_only_once_every_last_gradient_is_answered(tiny, keypair):
+    """Without a validation split B's last loss can overtake A's last gradient on the way to C."""
+    X_a, X_b, y = tiny
+    a, b, c, _ = build_roles(X_a, X_b, y, keypair, epochs=1)
+    roles = {"A": a, "B": b, "C": c}
+    queue, held = a.start() + b.start(), []
+    while queue:
+        envelope = queue.pop(0)
+        if isinstance(envelope.message, MaskedGradient) and envelope.sender == "A" and not held:
+            held.append(envelope)  # A's last gradient is delayed
+            continue
+        queue.extend(roles[envelope.recipient].handle(envelope.message, envelope.sender))
+    assert c.finished and not c.done
+
+    answer = c.handle(held[0].message, "A")
+
+    assert c.done and len(answer) == 1

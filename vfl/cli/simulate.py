@@ -37,6 +37,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--optimizer", choices=["newton", "adam", "sgd"], default=None)
     p.add_argument("--l2", type=float, default=None)
+    p.add_argument("--loss", choices=["taylor", "exact"], default=None,
+                   help="logistic: taylor (default: FATE's Taylor approximation of the log-loss; the arbiter decrypts "
+                        "only masked gradients and the loss) or exact (the log-loss itself, as scikit-learn; the "
+                        "arbiter also sees each batch's scores, shuffled: docs/security.md)")
     p.add_argument("--validation-fraction", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--workers", type=int, default=None,
@@ -387,6 +391,7 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
     flags = {
         "model": args.model, "key_bits": args.key_bits, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "optimizer": args.optimizer, "l2": args.l2,
+        "loss": args.loss,
         "validation_fraction": args.validation_fraction, "seed": args.seed,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})

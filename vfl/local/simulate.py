@@ -32,6 +32,7 @@ from vfl.crypto.keys import PrivateKey, PublicKey
 from vfl.data.ids import IdRules, explain_mismatch
 from vfl.data.leakage import column_leaks, perfect_model, score_leak
 from vfl.data.table import PartyTable, check_labels, fill_for_training, load_csv
+from vfl.ml.loss_check import taylor_shortfall
 from vfl.ml.prep import PrepConfig
 from vfl.errors import ConfigError, DataError
 from vfl.incentives import shapley
@@ -281,15 +282,24 @@ def _leaks(parts: list[PartyTable], b_rows: PartyTable, config: TrainingConfig) 
 
 
 def _score_leaks(run: TrainedRun, parts: list[PartyTable], b_rows: PartyTable, roster: Roster) -> list[str]:
-    """A feature party whose partial score alone separates the classes, and a perfect validation AUC."""
+    """A feature party whose partial score alone separates the classes, a perfect validation AUC, and a Taylor
+    loss that costs the model accuracy (:mod:`vfl.ml.loss_check`)."""
     if run.model_b.model != "logistic":
         return []
     split = "validation" if "validation" in run.splits else "train"
     rows = run.splits[split]
-    out = [w for m, t, p in zip(run.models, parts, roster.features)
-           if (w := score_leak(p, m.partial_scores(t.features)[rows], b_rows.labels[rows], split)) is not None]
+    partials = [m.partial_scores(t.features) for m, t in zip(run.models, parts)]
+    out = [w for u, p in zip(partials, roster.features)
+           if (w := score_leak(p, u[rows], b_rows.labels[rows], split)) is not None]
     perfect = perfect_model(run.metrics)
-    return out + ([perfect] if perfect and not out else [])
+    out += [perfect] if perfect and not out else []
+    if not run.party_b.config.exact_loss:
+        train = run.splits["train"]
+        design, u_features = run.party_b.design[train], np.sum(partials, axis=0)[train]
+        shortfall = taylor_shortfall(design, u_features, design @ run.party_b.weights + u_features,
+                                     b_rows.labels[train], "training", option="--loss exact")
+        out += [shortfall] if shortfall else []
+    return out
 
 
 @dataclass(frozen=True)

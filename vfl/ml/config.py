@@ -115,6 +115,13 @@ class TrainingConfig(BaseModel):
                          "on the validation rows ({\"pick\": \"max_f1\"}, {\"pick\": \"max_ks\"}, "
                          "{\"pick\": \"precision\", \"target\": 0.9})")
 
+    loss: Literal["taylor", "exact"] = Field(
+        "taylor", description="logistic: 'taylor' trains on the second-order Taylor expansion of the log-loss "
+                              "(FATE's protocol: the arbiter decrypts only masked gradients and the loss); 'exact' "
+                              "trains on the log-loss itself: party B sends each batch's scores, shuffled, to the "
+                              "arbiter, which returns their sigmoids encrypted. Exact matches scikit-learn on nearly "
+                              "separable data where Taylor does not; the arbiter then sees each batch's scores without "
+                              "their rows (docs/security.md). Linear models take taylor (their loss is exact)")
     max_classes: int = Field(
         DEFAULT_MAX_CLASSES, ge=3, le=100, description="logistic: a label with 3 to this many whole-number classes trains "
                                       "one-vs-rest (one binary model per class); more are refused")
@@ -152,9 +159,17 @@ class TrainingConfig(BaseModel):
             raise ValueError("adam keeps its own moments; leave momentum unset")
         if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
             raise ValueError(f"threshold {self.threshold} is not a probability strictly between 0 and 1")
+        if self.model == "linear" and self.loss == "exact":
+            raise ValueError("loss = 'exact' is for logistic models; a linear model's squared loss is already exact: "
+                             "leave loss unset")
         if self.model == "linear" and (self.calibration == "platt" or self.threshold != 0.5):
             raise ValueError("calibration and threshold apply to logistic models; leave them unset for linear")
         return self
+
+    @property
+    def exact_loss(self) -> bool:
+        """Does training use the exact log-loss (the arbiter's shuffled sigmoids) instead of its Taylor form?"""
+        return self.model == "logistic" and self.loss == "exact"
 
     @property
     def calibrates(self) -> bool:
@@ -170,8 +185,10 @@ class TrainingConfig(BaseModel):
         """A short fingerprint of every setting, so the arbiter can check A and B agree with it."""
         import hashlib
 
-        # max_classes at its default is left out: the digest stays what a release before it computes.
-        exclude = {"max_classes"} if self.max_classes == DEFAULT_MAX_CLASSES else None
+        # Settings at their default that a release before them did not have are left out: the digest
+        # stays what that release computes.
+        exclude = {name for name, default in (("max_classes", DEFAULT_MAX_CLASSES), ("loss", "taylor"))
+                   if getattr(self, name) == default} or None
         return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
     @property

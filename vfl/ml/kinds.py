@@ -15,6 +15,13 @@ where p and q depend only on party B's u_B and y, and c is a constant:
   around u = 0, ỹ = 2y − 1:  log 2 − ½ỹu + ⅛u², so
   c = ¼, q = ¼u_B + ½ − y, p = log 2 − ½ỹu_B + ⅛u_B².
 
+With ``loss = "exact"`` (logistic only) the residual is the log-loss's own,
+d = σ(u) − y, and the loss softplus(u) − y·u: the arbiter turns each batch's
+shuffled scores into encrypted sigmoids (:mod:`vfl.protocol.label_party`);
+:func:`exact_residual` and :func:`exact_loss_sum` are the plaintext reference.
+The optimiser keeps c = ¼: σ′ ≤ ¼, so c·XᵀX bounds the log-loss's Hessian and
+the preconditioned steps converge to the exact optimum (Böhning's bound).
+
 Hence the encrypted residual is ``[[d]] = c·[[u_A]] + q`` (c is a power of two,
 so multiplying by it is free in fixed point) and the encrypted loss of a batch
 is ``Σp + Σ q·[[u_A]] + (c/2)·[[Σ u_A²]]``: party A only ever needs to send
@@ -69,6 +76,29 @@ class ModelMath:
         if self.kind == "logistic":
             return 1.0 / (1.0 + np.exp(-np.clip(u, -500, 500)))
         return u
+
+
+def sigmoid(u: np.ndarray) -> np.ndarray:
+    """σ(u) = 1 / (1 + e^−u), without overflow for large |u|."""
+    u = np.asarray(u, dtype=np.float64)
+    e = np.exp(-np.abs(u))
+    return np.where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softplus(u: np.ndarray) -> np.ndarray:
+    """log(1 + e^u), without overflow: the log-loss of a row is softplus(u) − y·u."""
+    u = np.asarray(u, dtype=np.float64)
+    return np.maximum(u, 0.0) + np.log1p(np.exp(-np.abs(u)))
+
+
+def exact_residual(u: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d = σ(u) − y: the log-loss's derivative in u."""
+    return sigmoid(u) - y
+
+
+def exact_loss_sum(u: np.ndarray, y: np.ndarray) -> float:
+    """Σ log(1 + e^−ỹu) = Σ softplus(u) − y·u over a batch."""
+    return float(np.sum(softplus(u)) - np.dot(y, u))
 
 
 LOGISTIC = ModelMath("logistic", residual_shift=2)

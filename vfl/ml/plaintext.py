@@ -15,7 +15,7 @@ import numpy as np
 
 from vfl.ml import privacy
 from vfl.ml.config import TrainingConfig
-from vfl.ml.kinds import l2_penalty, model_math, penalty_mask, with_intercept
+from vfl.ml.kinds import exact_loss_sum, exact_residual, l2_penalty, model_math, penalty_mask, with_intercept
 from vfl.ml.optim import make_optimizer
 from vfl.errors import DivergedError
 from vfl.ml.convergence import DIVERGED, ConvergenceMonitor, divergence_message
@@ -85,6 +85,11 @@ def train_plaintext(
     reason = None
     epoch = 0
 
+    def loss_sum(u_a: np.ndarray, u_b: np.ndarray, y_rows: np.ndarray) -> float:
+        if config.exact_loss:
+            return exact_loss_sum(u_a + u_b, y_rows)
+        return math.loss_sum(u_a, u_b, y_rows)
+
     def u_features(rows: np.ndarray) -> np.ndarray:
         u = parts[0][rows] @ thetas[0]
         for x, theta in zip(parts[1:], thetas[1:]):
@@ -97,9 +102,9 @@ def train_plaintext(
             u_a, u_b = u_features(rows), Xb[rows] @ theta_b
             if schedule.loss_due(b):
                 reg = sum(l2_penalty(t, pen, config.l2) for t, pen in zip(thetas, pens)) + l2_penalty(theta_b, pen_b, config.l2)
-                loss_total += math.loss_sum(u_a, u_b, y[rows]) + len(rows) * reg
+                loss_total += loss_sum(u_a, u_b, y[rows]) + len(rows) * reg
                 loss_rows += len(rows)
-            d = math.residual(u_a, u_b, y[rows])
+            d = exact_residual(u_a + u_b, y[rows]) if config.exact_loss else math.residual(u_a, u_b, y[rows])
             share = len(rows) / schedule.n_train
             sums, sum_b = [g[rows].T @ d for g in grads], Gb[rows].T @ d
             if plan is not None:
@@ -112,7 +117,7 @@ def train_plaintext(
         val_loss = None
         if schedule.has_validation:
             rows = schedule.validation_rows
-            val_loss = math.loss_sum(u_features(rows), Xb[rows] @ theta_b, y[rows]) / len(rows)
+            val_loss = loss_sum(u_features(rows), Xb[rows] @ theta_b, y[rows]) / len(rows)
         outcome = monitor.end_epoch(epoch, loss_total / loss_rows, val_loss)
         if outcome.improved:
             bests, best_b = [t.copy() for t in thetas], theta_b.copy()

@@ -10,6 +10,7 @@ The mechanism (Gaussian noise on each party's own gradient, as DP-SGD does):
 2. **Bound the residual.** d = c·(u_A + u_B) + (½ − y) for logistic regression
    (c = ¼), d = u_A + u_B − y for linear, so |d| ≤ D with
    D = c·(C + √(C²+1))·W + ½ (logistic) or (C + √(C²+1))·W + Y (linear).
+   With the exact log-loss d = σ(u) − y, so D = 1 whatever the bounds.
 3. **Sensitivity.** One row i contributes x_{i,A}·d_i to A's gradient sum and
    x_{i,B}·d_i to B's; together its L2 norm is at most
    S = D·√(C² + C² + 1) (without the intercept's 1 when there is none).
@@ -53,6 +54,8 @@ def residual_bound(config: TrainingConfig) -> float:
     """D: the largest |d| any row can have under the clipping and projection of ``config.privacy``."""
     p = _privacy(config)
     reach = (p.row_clip + math.sqrt(p.row_clip**2 + (1.0 if config.fit_intercept else 0.0))) * p.weight_bound
+    if config.exact_loss:
+        return 1.0  # |σ(u) − y| < 1
     if config.model == "logistic":
         return 0.25 * reach + 0.5
     return reach + p.label_clip

@@ -12,7 +12,16 @@ What C decrypts, and nothing else:
 * per batch, one masked gradient from each party, of the job's length for
   that party, in schedule order;
 * per batch whose loss is due, one encrypted loss from B (length one);
-* per epoch with a validation split, one validation loss from B.
+* per epoch with a validation split, one validation loss from B;
+* with ``loss = "exact"`` only: per batch, and for the validation rows, one
+  vector of B's shuffled scores [[u]], of exactly the batch's length, in
+  schedule order. C answers with [[σ(u)]] (and [[softplus(u)]] when the loss
+  is due) freshly encrypted, never with plaintext.
+
+What the scores show C: the multiset of the joint model's scores on each
+batch, never which row has which (B shuffles every request with fresh OS
+randomness, and C never learns the IDs). The ledger digest of a score slot is
+taken over the sorted values, so a resumed batch, shuffled anew, matches.
 
 Anything else (a second gradient for a batch, a wrong length, an epoch not
 yet opened or after the end, a loss for a batch where none is due) raises
@@ -39,12 +48,14 @@ from vfl.ml.config import TrainingConfig
 from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
-from vfl.crypto.vector import decrypt_residues
+from vfl.crypto.vector import Encryptor, decrypt_residues
 from vfl.compute.engine import Engine, as_engine
 from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
 from vfl.ml.convergence import DIVERGED, ConvergenceMonitor
+from vfl.ml.kinds import sigmoid, softplus
 from vfl.protocol.messages import (
     END_OF_EPOCH,
+    CipherVector,
     DecryptedMaskedGradient,
     EncryptedLoss,
     EpochDecision,
@@ -54,6 +65,8 @@ from vfl.protocol.messages import (
     Message,
     Party,
     PublicKeyMessage,
+    ShuffledScores,
+    ShuffledSigmoids,
 )
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
@@ -97,6 +110,10 @@ class Arbiter(Role):
         self.epoch = 0  # the open epoch
         self.loss_slots = self._loss_slots()
         self.loss_cursor = 0  # index into loss_slots within the open epoch
+        #: Exact loss: the batches whose scores C turns into sigmoids, in order, and the next one due.
+        self.score_slots = self._score_slots()
+        self.score_cursor = 0
+        self._encryptor: Encryptor | None = None
         self._loss_sum = 0.0
         self._loss_rows = 0
         self._validation_loss: float | None = None
@@ -116,14 +133,27 @@ class Arbiter(Role):
 
     @property
     def done(self) -> bool:
-        """Training ended with a model. A diverged job is finished but not done: it waits to be failed."""
-        return self.finished and not self.diverged
+        """Training ended with a model, and every party's last gradient is decrypted.
+
+        A diverged job is finished but not done: it waits to be failed. Without a validation
+        split B's last loss can reach C before a feature party's last masked gradient (they travel
+        on different connections); C's work ends only once that gradient is answered too.
+        """
+        if not self.finished or self.diverged:
+            return False
+        end = (self.final_epoch + 1) * self.schedule.batches_per_epoch
+        return all(cursor >= end for cursor in self.gradient_cursor.values())
 
     def _loss_slots(self) -> list[tuple[int, str]]:
         slots = [(b, "train") for b in range(self.schedule.batches_per_epoch) if self.schedule.loss_due(b)]
         if self.schedule.has_validation:
             slots.append((END_OF_EPOCH, "validation"))
         return slots
+
+    def _score_slots(self) -> list[int]:
+        if not self.config.exact_loss:
+            return []
+        return list(range(self.schedule.batches_per_epoch)) + ([END_OF_EPOCH] if self.schedule.has_validation else [])
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -156,6 +186,7 @@ class Arbiter(Role):
         opened = self.epoch * self.schedule.batches_per_epoch
         self.gradient_cursor = {p: opened for p in self.roster.trainers}
         self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
+        self.score_cursor, self._encryptor = 0, None
         self.decryptions = int(state["decryptions"])
         self.remember(state.get("ledger", {}))
         self.snapshot = self.state_dict()
@@ -202,6 +233,8 @@ class Arbiter(Role):
             return self._decrypt_gradient(message)
         if isinstance(message, EncryptedLoss):
             return self._decrypt_loss(message)
+        if isinstance(message, ShuffledScores):
+            return self._sigmoids(message)
         raise ProtocolError(f"the arbiter does not expect {message.KIND}")
 
     def _register(self, message: KeyRequest) -> list[Envelope]:
@@ -275,6 +308,49 @@ class Arbiter(Role):
         )
         return [self.send(party, answer)]
 
+    def _sigmoids(self, message: ShuffledScores) -> list[Envelope]:
+        """Exact loss: decrypt a batch's shuffled scores, answer [[σ(u)]] (and [[softplus(u)]]) in their order."""
+        if not self.config.exact_loss:
+            raise ScheduleViolation(f"{message.address()}: job {self.job_id} trains on the Taylor loss, for which "
+                                    "the arbiter decrypts no scores (only a job with training.loss = 'exact' does)")
+        if self.finished:
+            raise ScheduleViolation(f"{message.address()}: training has ended")
+        if message.epoch != self.epoch:
+            kind = ReplayError if message.epoch < self.epoch else ScheduleViolation
+            raise kind(f"{message.address()}: the open epoch is {self.epoch}")
+        if message.batch not in self.score_slots:
+            raise ScheduleViolation(f"{message.address()}: no scores are due for this batch")
+        index = self.score_slots.index(message.batch)
+        if index < self.score_cursor:
+            raise ReplayError(f"the scores of {message.address()} were already decrypted")
+        if index > self.score_cursor:
+            raise ScheduleViolation(f"{message.address()} skips ahead of the schedule")
+        validation = message.batch == END_OF_EPOCH
+        rows = len(self.schedule.validation_rows) if validation else self.schedule.batch_length(message.batch)
+        with_loss = validation or self.schedule.loss_due(message.batch)
+        if message.with_loss != with_loss:
+            raise ScheduleViolation(f"{message.address()}: the loss is {'' if with_loss else 'not '}due for this batch")
+        pk = self.public_key
+        enc_scores = message.enc_scores.to_vector(pk, expected_count=rows, what="shuffled scores")
+        residues = decrypt_residues(self._private_key, enc_scores.ciphertexts, self.engine)
+        self.decryptions += len(residues)
+        # Sorted: the release is the batch's multiset of scores, whatever order B drew this time.
+        self._release(f"scores/{message.epoch}/{message.batch}",
+                      IntVector.pack(sorted(residues), byte_width(pk.n + 1)).data, f"the scores of {message.address()}")
+        u = decode(residues, enc_scores.frac_bits, pk.n, what="scores")
+        if self._encryptor is None:
+            self._encryptor = Encryptor(pk, self.config.obfuscation, self.engine)
+        frac_bits = self.config.value_frac_bits
+        enc_sigmoid = self._encryptor.encrypt(sigmoid(u), frac_bits, what="sigmoid")
+        enc_softplus = self._encryptor.encrypt(softplus(u), frac_bits, what="softplus") if with_loss else None
+        self.score_cursor += 1
+        answer = ShuffledSigmoids(
+            job_id=self.job_id, epoch=message.epoch, batch=message.batch,
+            enc_sigmoid=CipherVector.from_vector(enc_sigmoid),
+            enc_softplus=None if enc_softplus is None else CipherVector.from_vector(enc_softplus),
+        )
+        return [self.send(self.roster.label, answer)]
+
     def _decrypt_loss(self, message: EncryptedLoss) -> list[Envelope]:
         if self.finished:
             raise ScheduleViolation(f"{message.address()}: training has ended")
@@ -320,6 +396,7 @@ class Arbiter(Role):
         else:
             self.epoch += 1
         self.loss_cursor, self._loss_sum, self._loss_rows, self._validation_loss = 0, 0.0, 0, None
+        self.score_cursor = 0
         self.snapshot = self.state_dict()
 
         def decision(with_loss: bool) -> EpochDecision:

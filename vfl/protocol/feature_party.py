@@ -150,8 +150,10 @@ class FeatureParty(TrainingParty):
         self._u_sent = u
         enc_u = self.encryptor.encrypt(u, self.config.value_frac_bits, what="u_A")
         enc_loss_part = None
-        if self.schedule.loss_due(batch) and not self.shares_loss:
-            part = 0.5 * self.math.c * float(u @ u) + len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+        if self.schedule.loss_due(batch) and self.sends_loss_part:
+            part = len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+            if not self.config.exact_loss:
+                part += 0.5 * self.math.c * float(u @ u)
             enc_loss_part = self._encrypt_scalar(part)
         self._prefetch_after(epoch, batch)
         message = EncryptedForward(
@@ -166,7 +168,7 @@ class FeatureParty(TrainingParty):
         u = self.design[rows] @ self.weights
         self._u_sent = u
         enc_u = self.encryptor.encrypt(u, self.config.value_frac_bits, what="u_A")
-        part = None if self.shares_loss else self._encrypt_scalar(0.5 * self.math.c * float(u @ u))
+        part = self._encrypt_scalar(0.5 * self.math.c * float(u @ u)) if self.validation_loss_part else None
         message = ValidationForward(
             job_id=self.job_id, epoch=epoch, batch=END_OF_EPOCH, party=self.party,
             enc_u=CipherVector.from_vector(enc_u), enc_loss_part=part,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,8 @@ from vfl.protocol.messages import (
     Message,
     Party,
     PublicKeyMessage,
+    ShuffledScores,
+    ShuffledSigmoids,
     ValidationForward,
 )
 from vfl.protocol.role import LOOKAHEAD, Envelope
@@ -56,6 +60,19 @@ def label_design(scaler: Standardizer, features: np.ndarray, row_clip: float | N
     design[:, k] = 1.0
     return design
 
+
+
+@dataclass(frozen=True)
+class _ScoresAtArbiter:
+    """What B keeps of a batch whose scores it sent to C (exact loss)."""
+
+    epoch: int
+    batch: int
+    #: Row ``order[j]`` of the batch is at place j of the request.
+    order: np.ndarray
+    enc_scores: EncryptedVector  # in row order
+    penalties: float  # B's own: n·λ/2‖θ_B‖² (0 on the validation rows)
+    loss_parts: list[CipherVector]  # the feature parties' [[penalty]] when the loss is due
 
 
 class LabelParty(TrainingParty):
@@ -111,6 +128,10 @@ class LabelParty(TrainingParty):
         self._shares: dict[Party, LossShare] = {}
         #: For a batch whose loss is due: [[U]], q, B's plaintext part, and (k = 1) A's loss part.
         self._pending_loss: tuple[EncryptedVector, np.ndarray, float, CipherVector | None] | None = None
+        #: Exact loss: the batch whose scores are with the arbiter (see :meth:`_send_scores`), and then its
+        #: encrypted loss, ready once the sigmoids are back.
+        self._at_arbiter: _ScoresAtArbiter | None = None
+        self._exact_loss: CipherVector | None = None
         self.snapshot = self.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
@@ -121,14 +142,20 @@ class LabelParty(TrainingParty):
         self.train_losses = list(state["train_losses"])
         self.validation_losses = list(state["validation_losses"])
         self._pending_loss = None
+        self._at_arbiter, self._exact_loss = None, None
         self._forwards, self._shares = {}, {}
         super().load_state_dict(state)
 
-    # -- ordering: per batch, k forwards, our own [[d]], (k > 1, loss due) k shares, our gradient ------
+    # -- ordering: per batch, k forwards, (exact loss) C's sigmoids, our own [[d]], (k > 1, Taylor loss
+    # due) k shares, our gradient. Validation: k forwards, then C's sigmoids or (k > 1) k shares. ------
+
+    @property
+    def _sigmoid_slots(self) -> int:
+        return 1 if self.config.exact_loss else 0
 
     def _batch_slots(self, batch: int) -> int:
         k = self.roster.k
-        return k + 1 + (k if self.shares_loss and self.schedule.loss_due(batch) else 0) + 1
+        return k + self._sigmoid_slots + 1 + (k if self.shares_loss and self.schedule.loss_due(batch) else 0) + 1
 
     def _epoch_layout(self) -> tuple[list[int], int, int]:
         """Offsets of each batch within an epoch, of the validation step, and the epoch's length."""
@@ -138,7 +165,7 @@ class LabelParty(TrainingParty):
             at += self._batch_slots(b)
         validation_at = at
         if self.schedule.has_validation:
-            at += self.roster.k * (2 if self.shares_loss else 1)
+            at += self.roster.k * (2 if self.shares_loss else 1) + self._sigmoid_slots
         return offsets, validation_at, at + 1
 
     def _party_index(self, message: Message) -> int:
@@ -161,16 +188,20 @@ class LabelParty(TrainingParty):
                 return base + validation_at + self._party_index(message)
             if isinstance(message, LossShare) and self.shares_loss and self.schedule.has_validation:
                 return base + validation_at + k + self._party_index(message)
+            if isinstance(message, ShuffledSigmoids) and self._sigmoid_slots and self.schedule.has_validation:
+                return base + validation_at + k
             if isinstance(message, EpochDecision):
                 return base + epoch_length - 1
             raise ProtocolError(f"party B does not expect {message.KIND} here")
         start = base + offsets[b]
         if isinstance(message, EncryptedForward):
             return start + self._party_index(message)
-        if isinstance(message, EncryptedResidual):
+        if isinstance(message, ShuffledSigmoids) and self._sigmoid_slots:
             return start + k
+        if isinstance(message, EncryptedResidual):
+            return start + k + self._sigmoid_slots
         if isinstance(message, LossShare) and self.shares_loss and self.schedule.loss_due(b):
-            return start + k + 1 + self._party_index(message)
+            return start + k + self._sigmoid_slots + 1 + self._party_index(message)
         if isinstance(message, DecryptedMaskedGradient):
             return start + self._batch_slots(b) - 1
         raise ProtocolError(f"party B does not expect {message.KIND} here")
@@ -188,13 +219,18 @@ class LabelParty(TrainingParty):
             self._forwards = {}
             if isinstance(message, ValidationForward):
                 return self._on_validation_forwards(forwards)
+            if self.config.exact_loss:
+                return self._send_scores(forwards)
             return self._residual(forwards)
+        if isinstance(message, ShuffledSigmoids):
+            self.cursor += 1
+            return self._on_sigmoids(message)
         if isinstance(message, EncryptedResidual):
             rows = self.schedule.batch(message.epoch, message.batch)
             enc_residual = message.enc_residual.to_vector(self.public_key, expected_count=len(rows), what="[[d]]")
             self.cursor += 1
             out = [self._masked_gradient(message.epoch, message.batch, enc_residual)]
-            if self._pending_loss is not None and not self.shares_loss:
+            if (self._pending_loss is not None or self._exact_loss is not None) and not self.shares_loss:
                 out.append(self._loss_message(message.epoch, message.batch, "train", len(rows)))
             return out
         if isinstance(message, LossShare):
@@ -233,8 +269,8 @@ class LabelParty(TrainingParty):
     def _check_loss_parts(self, forwards: list[EncryptedForward], due: bool) -> None:
         for forward in forwards:
             sends = forward.enc_loss_part is not None
-            if sends != (due and not self.shares_loss):
-                expected = "a loss part" if due and not self.shares_loss else "no loss part"
+            if sends != (due and self.sends_loss_part):
+                expected = "a loss part" if due and self.sends_loss_part else "no loss part"
                 raise ProtocolError(
                     f"{forward.address()}: party {forward.party} {'sent' if sends else 'did not send'} a loss part; "
                     f"the schedule expects {expected} in this forward"
@@ -282,9 +318,11 @@ class LabelParty(TrainingParty):
     def _on_validation_forwards(self, forwards: list[ValidationForward]) -> list[Envelope]:
         epoch, rows = forwards[0].epoch, self.schedule.validation_rows
         for forward in forwards:
-            if (forward.enc_loss_part is not None) == self.shares_loss:
+            if (forward.enc_loss_part is not None) != self.validation_loss_part:
                 raise ProtocolError(f"{forward.address()}: party {forward.party}'s validation forward "
-                                    f"{'must not' if self.shares_loss else 'must'} carry a loss part")
+                                    f"{'must' if self.validation_loss_part else 'must not'} carry a loss part")
+        if self.config.exact_loss:
+            return self._send_scores(forwards)
         enc_u = self._sum_forwards(forwards, len(rows))
         u_b = self.design[rows] @ self.weights
         y = self.labels[rows]
@@ -295,6 +333,57 @@ class LabelParty(TrainingParty):
         enc_residual = enc_u.scale_down(self.math.residual_shift).add_plain(q, what="validation residual")
         return self._copies(epoch, END_OF_EPOCH, enc_residual)
 
+    # -- step 2 with the exact loss: the arbiter's sigmoids -------------------------------------------
+
+    @from_weights
+    def _send_scores(self, forwards: list[EncryptedForward | ValidationForward]) -> list[Envelope]:
+        """[[u]] = Σ_h[[u_h]] + u_B for the whole batch, to C in a fresh secret order.
+
+        The order is drawn from the OS's randomness for every request, so C cannot tell which
+        row a score belongs to, nor link two requests row by row. [[u]] needs no re-randomising:
+        C has never seen the feature parties' ciphertexts it is made from.
+        """
+        epoch, batch = forwards[0].epoch, forwards[0].batch
+        validation = batch == END_OF_EPOCH
+        rows = self.schedule.validation_rows if validation else self.schedule.batch(epoch, batch)
+        with_loss = validation or self.schedule.loss_due(batch)
+        if not validation:
+            self._check_loss_parts(forwards, with_loss)
+        u_b = self.design[rows] @ self.weights
+        enc_scores = self._sum_forwards(forwards, len(rows)).add_plain(u_b, what="u_B")
+        order = list(range(len(rows)))
+        secrets.SystemRandom().shuffle(order)
+        penalties = 0.0 if validation else len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
+        parts = [] if validation or not with_loss else [f.enc_loss_part for f in forwards]
+        self._at_arbiter = _ScoresAtArbiter(epoch, batch, np.asarray(order), enc_scores, penalties, parts)
+        request = ShuffledScores(job_id=self.job_id, epoch=epoch, batch=batch, with_loss=with_loss,
+                                 enc_scores=CipherVector.from_vector(enc_scores.take(order)))
+        return [self.send(self.roster.arbiter, request)]
+
+    def _on_sigmoids(self, message: ShuffledSigmoids) -> list[Envelope]:
+        """Back in row order: [[d]] = [[σ(u)]] − y; the loss Σ[[softplus(u)]] − y·[[u]] + penalties when due."""
+        pending, self._at_arbiter = self._at_arbiter, None
+        if pending is None or (pending.epoch, pending.batch) != (message.epoch, message.batch):
+            raise ProtocolError(f"{message.address()}: party B sent no scores for this batch")
+        validation = message.batch == END_OF_EPOCH
+        rows = self.schedule.validation_rows if validation else self.schedule.batch(message.epoch, message.batch)
+        y = self.labels[rows]
+        if (message.enc_softplus is not None) != (validation or self.schedule.loss_due(message.batch)):
+            raise ProtocolError(f"{message.address()}: the arbiter's softplus does not match the loss schedule")
+        if message.enc_softplus is not None:
+            enc_softplus = message.enc_softplus.to_vector(self.public_key, expected_count=len(rows), what="softplus")
+            enc_loss = enc_softplus.sum().add(pending.enc_scores.dot(-y, 0, self.engine, what="labels"))
+            for part in pending.loss_parts:
+                enc_loss = enc_loss.add(part.to_vector(self.public_key, expected_count=1, what="a penalty"))
+            self._exact_loss = CipherVector.from_vector(enc_loss.add_plain(np.array([pending.penalties]), what="loss"))
+        if validation:
+            return [self._loss_message(message.epoch, END_OF_EPOCH, "validation", len(rows))]
+        enc_shuffled = message.enc_sigmoid.to_vector(self.public_key, expected_count=len(rows), what="[[σ(u)]]")
+        enc_residual = enc_shuffled.take(np.argsort(pending.order)).add_plain(-y, what="residual")
+        own = EncryptedResidual(job_id=self.job_id, epoch=message.epoch, batch=message.batch,
+                                enc_residual=CipherVector.from_vector(enc_residual))
+        return self._copies(message.epoch, message.batch, enc_residual) + [self.send(self.party, own)]
+
     # -- step 3: the loss ------------------------------------------------------------------------
 
     @from_weights
@@ -304,6 +393,9 @@ class LabelParty(TrainingParty):
         k = 1: A's part is (c/2)Σu_A² + its penalty. k > 1: the shares add up to
         ½(c·U·U + q·U) + the penalties, so ½·[[q·U]] more gives the same sum.
         """
+        if self._exact_loss is not None:
+            enc_exact, self._exact_loss = self._exact_loss, None
+            return enc_exact
         enc_u, q, plain, enc_part_a = self._pending_loss
         self._pending_loss = None
         # One column only, so it can afford the finer value precision.

@@ -22,6 +22,8 @@ MaskedGradient             3       feature, B     C           [[g + R]]
 EncryptedLoss              3       B              C           [[n·loss]] of a batch
 DecryptedMaskedGradient    4       C              feature, B  g + R mod n
 ValidationForward          2       feature h      B           [[u_h]] on validation rows
+ShuffledScores             2       B              C           [[u]] of a batch, shuffled (exact loss)
+ShuffledSigmoids           2       C              B           [[σ(u)]] (+ [[softplus(u)]]), same order
 EpochDecision              4       C              feature, B  loss (B only), stop or go on
 ScoreRequest               –       B              feature     IDs to score
 PartialScores              –       feature        B           plaintext u_h for those IDs
@@ -225,6 +227,34 @@ class EncryptedLoss(Batched):
     enc_loss: CipherVector
 
 
+class ShuffledScores(Batched):
+    """B → C, with ``loss = "exact"`` only: a batch's whole scores [[u]] in an order secret to B.
+
+    ``with_loss``: the loss is due for this batch (or it is the validation rows), so C also
+    returns softplus(u). C checks it against its own schedule.
+    """
+
+    KIND = "shuffled_scores"
+    STEP = 2
+    SENDERS = ("label",)
+    RECIPIENTS = ("arbiter",)
+
+    with_loss: bool
+    enc_scores: CipherVector
+
+
+class ShuffledSigmoids(Batched):
+    """C → B: [[σ(u)]] for the scores of :class:`ShuffledScores`, freshly encrypted, in the same order."""
+
+    KIND = "shuffled_sigmoids"
+    STEP = 2
+    SENDERS = ("arbiter",)
+    RECIPIENTS = ("label",)
+
+    enc_sigmoid: CipherVector
+    enc_softplus: CipherVector | None
+
+
 class DecryptedMaskedGradient(Batched):
     KIND = "decrypted_masked_gradient"
     STEP = 4
@@ -291,6 +321,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         LossShare,
         MaskedGradient,
         EncryptedLoss,
+        ShuffledScores,
+        ShuffledSigmoids,
         DecryptedMaskedGradient,
         EpochDecision,
         ScoreRequest,

@@ -11,6 +11,14 @@ label party B and the arbiter C. Per mini-batch (``c`` and ``q`` as in
     B → C   MaskedGradient        [[X_Bᵀd + R_B]]   (X_B with the intercept column)
     B → C   EncryptedLoss         [[Σp + q·U + (c/2)U·U + n·λ/2‖θ‖²]] when due
     C → h,B DecryptedMaskedGradient  g + R mod n; each party unmasks and steps
+With ``loss = "exact"`` (logistic) step 2 goes through the arbiter: B sends C
+the batch's whole scores [[u]] = Σ_h[[u_h]] + u_B in an order secret to B
+(ShuffledScores), C decrypts them, returns [[σ(u)]] freshly encrypted in the
+same order (ShuffledSigmoids, plus [[softplus(u)]] when the loss is due), and B
+puts them back in row order: [[d]] = [[σ(u)]] − y. The loss is
+Σ[[softplus(u)]] − y·[[u]] + the penalties (each feature party sends [[its
+penalty]] as its loss part); there are no loss shares. C sees each batch's
+scores, but not which row has which score (see :mod:`vfl.protocol.arbiter`).
 End of epoch: each h → B ValidationForward when there is a validation split
 (k > 1: B → h [[d]] on the validation rows, h → B LossShare), then C → h,B
 EpochDecision.
@@ -75,6 +83,7 @@ from vfl.protocol.messages import (
     Message,
     Party,
     PublicKeyMessage,
+    ShuffledSigmoids,
     ValidationForward,
 )
 from vfl.protocol.role import Envelope, Role
@@ -334,6 +343,9 @@ class TrainingParty(Role):
             return [("enc_residual", message.enc_residual, rows)]
         if isinstance(message, LossShare):
             return [("enc_share", message.enc_share, 1)]
+        if isinstance(message, ShuffledSigmoids):
+            softplus = [("enc_softplus", message.enc_softplus, rows)] if message.enc_softplus is not None else []
+            return [("enc_sigmoid", message.enc_sigmoid, rows)] + softplus
         return []
 
     def _batch_index(self, message: Batched) -> None:
@@ -350,5 +362,22 @@ class TrainingParty(Role):
 
     @property
     def shares_loss(self) -> bool:
-        """With several feature parties the loss's cross terms come back as :class:`LossShare`s."""
-        return self.roster.k > 1
+        """With several feature parties the Taylor loss's cross terms come back as :class:`LossShare`s.
+
+        The exact loss has no cross terms: B forms it from the arbiter's [[softplus(u)]].
+        """
+        return self.roster.k > 1 and not self.config.exact_loss
+
+    @property
+    def sends_loss_part(self) -> bool:
+        """Does a feature party's forward carry its loss part when the loss is due?
+
+        Taylor, k = 1: (c/2)Σu_A² plus its penalty. Exact (any k): its penalty alone. Taylor, k > 1:
+        none, the shares carry it.
+        """
+        return not self.shares_loss
+
+    @property
+    def validation_loss_part(self) -> bool:
+        """Only the Taylor loss with one feature party needs A's part on the validation rows."""
+        return not self.shares_loss and not self.config.exact_loss

@@ -280,7 +280,7 @@ class Registration(_Strict):
         Every model here forbids unknown keys, so a key that a service one
         release older does not know makes it refuse the whole job. Fields
         added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``, ``classes``,
-        ``training.max_classes``, ``prepare``) are sent only
+        ``training.max_classes``, ``training.loss``, ``prepare``) are sent only
         when they differ from their defaults: a plain RSA job reaches an older
         party exactly as that party's own release would send it, and a job
         that does need the new field is refused, naming it, as it must be.
@@ -300,6 +300,8 @@ class Registration(_Strict):
             body["prepare"] = self.prepare.model_dump(mode="json", exclude_unset=True)
         if body["training"].get("max_classes") == DEFAULT_MAX_CLASSES:  # party B's own cap, at its default
             body["training"].pop("max_classes", None)
+        if body["training"].get("loss") == "taylor":
+            body["training"].pop("loss", None)
         return body
 
     def job_roster(self) -> tuple[Roster, dict[str, str]]:

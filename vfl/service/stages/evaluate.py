@@ -22,6 +22,7 @@ import numpy as np
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, JobError, ProtocolError, VFLError
 from vfl.ml.curves import curves_for
+from vfl.ml.loss_check import taylor_shortfall
 from vfl.ml.metrics import model_metrics
 from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
 from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone
@@ -83,6 +84,8 @@ async def _evaluate(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> N
     rows = splits[split]
     if role.config.model == "logistic":
         _leakage_warnings(ctx, partial, aligned.labels, rows, split)
+        if not role.config.exact_loss and value is None and config is None:
+            _taylor_warning(ctx, role, partial.total, aligned.labels)
     record.curve_split = split
     record.curves = curves_for(role.config.model, aligned.labels[rows], predictions[rows], baseline_predictions[rows])
     record.privacy = None if role.privacy is None else role.privacy.report()
@@ -117,6 +120,16 @@ def _leakage_warnings(ctx: JobContext, partial: Any, labels: np.ndarray, rows: n
         if warning not in record.warnings:
             record.warnings.append(warning)
         ctx.event("data: %s", warning, level=logging.WARNING)
+
+
+def _taylor_warning(ctx: JobContext, role: LabelParty, u_features: np.ndarray, labels: np.ndarray) -> None:
+    """Suggest the exact loss when the Taylor loss cost the model accuracy on the training rows."""
+    train = role.schedule.train_rows
+    design, u_train = role.design[train], np.asarray(u_features)[train]
+    warning = taylor_shortfall(design, u_train, design @ role.weights + u_train, labels[train], "training")
+    if warning is not None and warning not in ctx.record.warnings:
+        ctx.record.warnings.append(warning)
+        ctx.event("training: %s", warning, level=logging.WARNING)
 
 
 async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: PartyTable) -> None:
