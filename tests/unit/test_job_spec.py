@@ -129,14 +129,16 @@ def test_vfl_simulate_says_that_a_job_specs_prepare_is_for_the_services(tmp_path
     import argparse
     import json
 
-    from vfl.cli.simulate import _training_config
+    from vfl.cli.simulate import _training_config, register
 
     path = tmp_path / "job.json"
     path.write_text(json.dumps(_spec(training={"epochs": 3}, prepare={"shop": {"impute": "median"}})))
-    flags = dict.fromkeys(("model", "key_bits", "epochs", "batch_size", "learning_rate", "optimizer", "l2",
-                           "validation_fraction", "seed"))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--party-a", "a.csv", "--party-b", "b.csv", "--id-column", "id",
+                              "--out", "result.json", "--config", str(path)])
 
-    config = _training_config(argparse.Namespace(config=path, **flags))
+    config = _training_config(args)
 
     assert config.epochs == 3
     assert "\"prepare\" is for the services" in capsys.readouterr().err
