@@ -76,3 +76,14 @@ def test_a_feature_party_refuses_a_multiclass_job_whose_k_directions_do_not_fit(
     releases.room_for_a_model("bank", "behaviour", 9, None, directions=3)  # 5 + 3 = 8, the default budget
     with pytest.raises(LimitExceeded, match="multi-class job with 4 classes trains 4 models.*5 of the 8"):
         releases.room_for_a_model("bank", "behaviour", 9, None, directions=4)
+
+
+def test_the_class_trainings_prepare_every_party_as_the_job_does():
+    ctx = FakeJob()
+    prepare = {"shop": {"impute": "median"}, "bank": {"categorical": {"city": "onehot"}}}
+    ctx.record.job_spec = JobSpec.parse(SPEC.stored() | {"prepare": prepare}).stored() | {"job_id": "mc"}
+
+    asyncio.run(classes.run(ctx))
+
+    assert [{p: e.given for p, e in (s.prepare or {}).items()} for s in ctx.submitted] == [
+        {"shop": {"impute": "median"}, "bank": {"categorical": {"city": "onehot"}}}] * 2

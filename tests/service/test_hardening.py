@@ -77,6 +77,31 @@ def record(job_id: str) -> JobRecord:
     return JobRecord(job_id=job_id, role="A", dataset="behaviour", peers={"A": "shop", "B": "bank", "C": "arbiter"})
 
 
+def named_part(weights, names):
+    from vfl.ml.parts import ModelPartA
+    from vfl.ml.scaling import Standardizer
+
+    weights = np.asarray(weights, dtype=float)
+    return ModelPartA("logistic", list(names), Standardizer(np.zeros_like(weights), np.ones_like(weights)), weights)
+
+
+def test_models_of_one_dataset_with_other_columns_share_the_narrowest_models_budget(tmp_path):
+    """A job's "prepare" adds an indicator column: its direction is compared with the others by column name."""
+    ledgers = Releases(JobStore(tmp_path))
+    plain, indicated = ["f0", "f1", "f2"], ["f0", "f1", "f2", "f2 (missing)"]
+
+    ledgers.admit(record("j1"), named_part([1.0, 0.0, 0.0], plain), 10, 1000, None)
+    ledgers.admit(record("j2"), named_part([0.0, 1.0, 0.0, 0.0], indicated), 10, 1000, None)
+    with pytest.raises(LimitExceeded, match="2 independent combinations"):  # 3 would do for a 4-column model alone
+        ledgers.admit(record("j3"), named_part([0.0, 0.0, 0.0, 1.0], indicated), 10, 1000, None)
+    with pytest.raises(LimitExceeded):
+        ledgers.room_for_a_model("bank", "behaviour", 4, None, columns=indicated)
+    ledgers.write("bank", "behaviour")
+    reloaded = Releases(JobStore(tmp_path)).ledger("bank", "behaviour")
+
+    assert reloaded["columns"] == {"j1": plain, "j2": indicated}
+
+
 def test_a_feature_party_releases_fewer_directions_than_it_has_features(tmp_path):
     """Three features: by default two independent models' scores, then no more; a repeat of one is no new one."""
     ledgers = Releases(JobStore(tmp_path))

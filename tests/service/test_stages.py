@@ -67,6 +67,38 @@ def test_the_arbiter_hears_every_gradient_length_and_the_feature_party_only_its_
     assert registrations["arbiter"]["dataset"] is None and registrations["party-a"]["dataset"] == "behaviour"
 
 
+def test_each_feature_party_hears_only_its_own_prepare_entry_and_the_arbiter_none(service, run, demo_files):
+    bank = service("party-b", {**A_REGISTERS, ("POST", "/v1/peer/jobs/j/fail"): {"status": "failed"}})
+    bank.node.steps = IDLE
+    prepare = {"party-a": {"impute": "median", "categorical": {"segment": "ordinal"}},
+               "party-b": {"unseen_category": "refuse"}}
+
+    async def submit():
+        async with bank.orchestrator() as client:
+            return await client.post("/v1/jobs", json=spec(demo_files, prepare=prepare))
+
+    answer = run(submit())
+
+    assert answer.status_code == 201, answer.text
+    registrations = {peer: body for peer, method, path, body in bank.peers.calls if path == "/v1/peer/jobs"}
+    assert registrations["party-a"]["prepare"] == {"impute": "median", "categorical": {"segment": "ordinal"}}
+    assert "prepare" not in registrations["arbiter"]
+    assert "refuse" not in json.dumps(registrations)  # party B's own entry stays at party B
+
+
+def test_a_job_without_prepare_registers_without_the_key(service, run, demo_files):
+    bank = service("party-b", {**A_REGISTERS, ("POST", "/v1/peer/jobs/j/fail"): {"status": "failed"}})
+    bank.node.steps = IDLE
+
+    async def submit():
+        async with bank.orchestrator() as client:
+            return await client.post("/v1/jobs", json=spec(demo_files))
+
+    assert run(submit()).status_code == 201
+    registrations = [body for peer, method, path, body in bank.peers.calls if path == "/v1/peer/jobs"]
+    assert registrations and all("prepare" not in body for body in registrations)  # older parties accept it
+
+
 def test_an_error_in_any_step_fails_the_job_once_and_tells_every_peer(service, run, demo_files):
     async def broken(ctx):
         raise ConfigError("the step found something wrong")
@@ -136,3 +168,18 @@ def test_a_feature_party_refuses_a_registration_that_does_not_fit_its_config(ser
     assert answer.status_code == status, answer.text
     assert says in answer.json()["detail"]
     assert "j" not in shop.node.jobs and not shop.node.store.exists("j")
+
+
+def test_a_coalition_training_keeps_the_prepare_entries_of_its_own_parties_only():
+    from vfl.service.spec import JobSpec
+    from vfl.service.stages.contributions import _prepare_of
+
+    spec = JobSpec.parse({"feature_parties": [{"peer": "shop", "dataset": "s"}, {"peer": "telco", "dataset": "t"}],
+                          "party_b": {"dataset": "credit"},
+                          "prepare": {"shop": {"impute": "median"}, "telco": {"missing_indicator": True},
+                                      "bank": {"impute": "mean"}}})
+
+    kept = _prepare_of(spec, ["telco", "bank"])
+
+    assert sorted(kept) == ["bank", "telco"]
+    assert _prepare_of(spec.model_copy(update={"prepare": None}), ["telco", "bank"]) is None

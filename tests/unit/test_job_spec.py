@@ -76,3 +76,70 @@ def test_default_class_cap_and_loss_leave_the_config_digest_as_before_they_exist
     assert plain.digest() == before  # what a release without the fields computes for the same settings
     assert capped.digest() != before  # a job with another cap is another config
     assert exact.digest() != before  # and so is a job on the exact loss
+
+
+def _spec(**extra: object) -> dict:
+    return {"party_a": {"peer": "shop", "dataset": "behaviour"}, "party_b": {"dataset": "credit"}, **extra}
+
+
+def test_a_registration_carries_prepare_only_when_the_job_sets_it_and_only_its_keys():
+    from vfl.ml.prep import JobPrepare
+    from vfl.service.spec import Registration
+
+    plain = _registration().wire()
+    tuned = _registration().model_copy(update={"prepare": JobPrepare.model_validate({"impute": "median"})}).wire()
+
+    assert "prepare" not in plain  # an older feature party still accepts a job without it
+    assert tuned["prepare"] == {"impute": "median"}  # an unset key keeps the party's dataset setting
+    assert Registration.model_validate(tuned).prepare.given == {"impute": "median"}
+
+
+def test_a_jobs_prepare_entry_replaces_the_datasets_keys_it_names():
+    from vfl.ml.prep import JobPrepare, PrepConfig
+
+    dataset = PrepConfig(impute="constant", impute_value=5.0, categorical={"segment": "onehot"})
+    entry = JobPrepare.model_validate({"impute": "median", "missing_indicator": True,
+                                       "categorical": {"city": "ordinal"}})
+
+    merged = entry.over(dataset)
+
+    assert merged.impute == "median" and merged.impute_value == 0.0 and merged.missing_indicator
+    assert merged.categorical == {"segment": "onehot", "city": "ordinal"}
+    assert JobPrepare().over(dataset) == dataset
+
+
+@pytest.mark.parametrize("prepare, message", [
+    ({"shop": {"imput": "median"}}, "unknown key 'prepare.shop.imput'; did you mean 'impute'?"),
+    ({"shop": {"ids": {"strip_leading_zeros": True}}}, "ids (ID normalisation) is set per dataset only"),
+    ({"shop": {"impute": "mean", "impute_value": 2}}, 'impute_value goes with impute = "constant"'),
+    ({"shop": {"categorical": {"city": "binary"}}}, "prepare.shop.categorical.city"),
+])
+def test_a_bad_prepare_entry_is_refused_with_the_fix(prepare, message):
+    with pytest.raises(ConfigError) as refused:
+        JobSpec.parse(_spec(prepare=prepare))
+
+    assert message in str(refused.value)
+
+
+def test_a_scorecard_job_refuses_prepare():
+    with pytest.raises(ConfigError, match="drop \"prepare\""):
+        JobSpec.parse(_spec(scorecard={}, training={"optimizer": "sgd"}, prepare={"shop": {"impute": "median"}}))
+
+
+def test_vfl_simulate_says_that_a_job_specs_prepare_is_for_the_services(tmp_path, capsys):
+    import argparse
+    import json
+
+    from vfl.cli.simulate import _training_config, register
+
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(_spec(training={"epochs": 3}, prepare={"shop": {"impute": "median"}})))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--party-a", "a.csv", "--party-b", "b.csv", "--id-column", "id",
+                              "--out", "result.json", "--config", str(path)])
+
+    config = _training_config(args)
+
+    assert config.epochs == 3
+    assert "\"prepare\" is for the services" in capsys.readouterr().err

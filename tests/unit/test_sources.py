@@ -476,3 +476,24 @@ def test_psi_on_streamed_ids_gives_the_rows_of_the_id_lists(tmp_path):
     assert [table_a.ids[i] for i in streamed.rows_a] == [table_b.ids[i] for i in streamed.rows_b]
     assert len(streamed.rows_a) == 30
     src_b.close()
+
+
+def test_a_jobs_own_preparation_gives_its_own_table_and_serving_reads_its_new_categorical_column(tmp_path):
+    from vfl.ml.prep import PrepConfig
+
+    rows = [("C1", "1", "2", "1"), ("C2", "2", "3", "0"), ("C3", "3", "", "1"), ("C4", "1", "5", "0")]
+    path = write_csv(tmp_path / "party.csv", rows, header=("id", "region", "f2", "y"))
+    source = open_source("crm", DatasetSection(path=path, id_column="id", label_column="y", impute="mean"))
+    job = PrepConfig(impute="median", missing_indicator=True, categorical={"region": "onehot"})
+
+    own = source.table("logistic")
+    prepared = source.table("logistic", job)
+    again = source.table("logistic", job)
+    found = source.prepared_lookup(["C4", "C3", "C9"], prepared.preparation.fitted(prepared.features))
+
+    assert own.feature_names == ["region", "f2"]  # the dataset's keys: no encoding, no indicator
+    assert prepared.feature_names == ["region=1", "region=2", "region=3", "f2", "f2 (missing)"]
+    assert again is prepared and source.table("logistic") is own  # each kept, neither replaces the other
+    assert found.status == ["ok", "ok", "unknown id"]  # region is read as categories though the dataset names none
+    assert found.features[0].tolist() == [1.0, 0.0, 0.0, 5.0, 0.0]
+    assert found.features[1].tolist() == [0.0, 0.0, 1.0, 3.0, 1.0]  # f2 filled with the median of 2, 3, 5

@@ -382,6 +382,10 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
             raise ConfigError(f"{args.config}: cannot read the training config ({exc})") from exc
         if not isinstance(settings, dict):
             raise ConfigError(f"{args.config}: expected a JSON object")
+        if settings.get("prepare"):  # a job spec's per-party preparation: the simulation takes it from flags
+            print(f"vfl simulate: warning: {args.config}'s \"prepare\" is for the services; vfl simulate prepares "
+                  "every party alike by --impute, --missing-indicator, --categorical and --unseen-category",
+                  file=sys.stderr)
         if "training" in settings:  # a job spec, such as the job.json that vfl demo writes
             settings = dict(settings["training"])
     flags = {

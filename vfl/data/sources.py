@@ -70,9 +70,11 @@ from vfl.data.table import (
 )
 from vfl.data.dataset import DEFAULT_MAX_BYTES, DatasetSection
 from vfl.errors import ConfigError, DataError
-from vfl.ml.prep import Preparation
+from vfl.ml.prep import PrepConfig, Preparation
 
 
+#: Tables of one file prepared by jobs' own "prepare" kept at once (each is the size of the dataset's table).
+MAX_VARIANTS = 2
 #: IDs per ``WHERE id IN (...)`` statement (SQLite allows 32,766 bound parameters, PostgreSQL 65,535).
 SQL_CHUNK = 5000
 
@@ -98,8 +100,8 @@ class Lookup:
 
 
 class DataSource(Protocol):
-    def table(self, model: str | None = None) -> PartyTable:
-        """All rows, checked strictly (training)."""
+    def table(self, model: str | None = None, prep: PrepConfig | None = None) -> PartyTable:
+        """All rows, checked strictly (training); prepared by ``prep`` (a job's) instead of the dataset's keys."""
         ...
 
     def iter_ids(self, chunk_rows: int = ID_CHUNK_ROWS) -> Iterator[str]:
@@ -262,6 +264,8 @@ class _FileState:
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # lenient float columns, by name
     names: list[str] = field(default_factory=list)  # the file's columns, for messages
     texts: dict[str, list[str]] = field(default_factory=dict)  # the categorical columns' cells, as categories
+    #: Tables prepared otherwise than the dataset's keys say (a job's "prepare"), by that preparation.
+    variants: dict[str, PartyTable] = field(default_factory=dict)
 
 
 def _release(state: _FileState) -> None:
@@ -326,7 +330,9 @@ class FileSource:
             state.frame = self._read_frame()
         return state.frame
 
-    def table(self, model: str | None = None) -> PartyTable:
+    def table(self, model: str | None = None, prep: PrepConfig | None = None) -> PartyTable:
+        if prep is not None and prep != self.dataset.prep:
+            return self._variant(model, prep)
         with self._lock:
             state = self._current()
             d = self.dataset
@@ -348,6 +354,32 @@ class FileSource:
                 raise
             _release(state)
             return state.table
+
+    def _variant(self, model: str | None, prep: PrepConfig) -> PartyTable:
+        """The table prepared by ``prep`` (a job's), kept for the next call of the same job (a few of them)."""
+        key = prep.model_dump_json()
+        d = self.dataset
+        with self._lock:
+            state = self._current()
+            try:
+                table = state.variants.get(key)
+                if table is None:
+                    table = from_dataframe(
+                        self._frame(state), id_column=d.id_column, label_column=d.label_column, model=model,
+                        source=str(self.path), label_hints=LabelHints.for_service(self.name), prep=prep,
+                        id_rules=d.ids if d.ids.active else None,
+                    )
+                    while len(state.variants) >= MAX_VARIANTS:  # the oldest goes: it is read again if asked for
+                        state.variants.pop(next(iter(state.variants)))
+                    state.variants[key] = table
+                elif model is not None and table.labels is not None:
+                    check_labels(table.labels, model, str(self.path), d.label_column or "",
+                                 hints=LabelHints.for_service(self.name))
+            except DataError as exc:
+                _public(exc, self.name, str(self.path))
+                raise
+            _release(state)
+            return table
 
     def iter_ids(self, chunk_rows: int = ID_CHUNK_ROWS) -> Iterator[str]:
         """The IDs of :meth:`table`'s rows; from the loaded table if it is current, else streamed from the file."""
@@ -400,11 +432,10 @@ class FileSource:
                 )
             if categories is not None:  # a text column the model encodes: its cells' codes, −1 for a new category
                 absent = [c for c in categories.categories if c not in state.texts]
-                if absent:
-                    raise DataError(
-                        f"dataset {self.name!r}: the model encodes column(s) {absent} as categories, but the "
-                        "dataset's config does not name them: add them to categorical in the dataset's config",
-                        public=f"dataset {self.name!r}: categorical does not name {absent}")
+                if absent:  # a column a job's "prepare" encodes, not the dataset's own categorical: read it once
+                    frame = self._frame(state)
+                    state.texts.update({c: category_texts(frame[c]) for c in absent})
+                    _release(state)
                 coded = {c: categories.encode(c, state.texts[c]) for c in categories.categories}
                 columns = [coded[c] if c in coded else state.columns[c] for c in feature_names]
             else:
@@ -586,7 +617,7 @@ class SqlSource:
 
     # ---- the interface
 
-    def table(self, model: str | None = None) -> PartyTable:
+    def table(self, model: str | None = None, prep: PrepConfig | None = None) -> PartyTable:
         sa = self._sqlalchemy()
         with self._lock:
             table = self._reflect(refresh=True)  # training: see the table as it is now
@@ -604,7 +635,8 @@ class SqlSource:
         source = f"dataset {self.name!r} ({self.where})"
         try:
             return from_dataframe(frame, id_column=d.id_column, label_column=d.label_column, model=model,
-                                  source=source, label_hints=LabelHints.for_service(self.name), prep=d.prep)
+                                  source=source, label_hints=LabelHints.for_service(self.name),
+                                  prep=d.prep if prep is None else prep)
         except DataError as exc:
             _public(exc, self.name, source)
             raise

@@ -322,7 +322,10 @@ def from_dataframe(
     unknown = sorted(set(categorical) - set(feature_columns))
     if unknown:
         raise DataError(f"{source}: categorical names column(s) {unknown} that are not feature columns; the feature "
-                        f"columns are: {', '.join(feature_columns[:20])}. Fix --categorical")
+                        f"columns are: {', '.join(feature_columns[:20])}. Fix --categorical",
+                        # A peer (whose job's "prepare" may have named them) reads no column of this party's.
+                        public=f"categorical names column(s) {unknown} that are not feature columns of the dataset; "
+                               "fix categorical (in the job's prepare, or the dataset's config)")
     keep_missing = allow_missing or (prep is not None and prep.impute is not None)
     categories: dict[str, list[str]] = {}
     features = np.empty((len(ids), len(feature_columns)), dtype=np.float64)

@@ -68,6 +68,68 @@ class PrepConfig(BaseModel):
         return self.impute is not None or self.missing_indicator or bool(self.categorical)
 
 
+#: The keys of a job's ``prepare`` entry that change how missing numbers are filled (see :class:`JobPrepare`).
+FILLING_KEYS = ("impute", "impute_value", "missing_indicator")
+
+
+class JobPrepare(BaseModel):
+    """One party's entry in a job spec's ``"prepare"``: the dataset's preparation keys this job sets otherwise.
+
+    Each key given replaces the dataset's own (``categorical`` adds to or changes the dataset's encodings, column
+    by column); a key not given keeps the dataset's. ID normalisation (``ids``) stays a dataset key: every model
+    of a dataset, and party B's requests, must name a customer by the same ID.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    impute: ImputeKind | None = Field(
+        None, description="fill missing numbers with the training rows' mean or median, or with impute_value; "
+                          "only where the party's dataset sets impute itself (docs/data-features.md)")
+    impute_value: float | None = Field(None, description="the value for impute = \"constant\" (as impute)")
+    missing_indicator: bool | None = Field(
+        None, description="add a 0/1 column 'NAME (missing)' for each column with a missing cell in the dataset "
+                          "(as impute)")
+    categorical: dict[str, EncodingKind] | None = Field(
+        None, description="columns to encode, each \"onehot\" or \"ordinal\", added to the dataset's own")
+    unseen_category: UnseenRule | None = Field(
+        None, description="a category not seen in training, at serving: \"zeros\" or \"refuse\"")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_id_rules(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ids" in data:
+            raise ValueError("ids (ID normalisation) is set per dataset only, in [datasets.NAME] ids = {...} of the "
+                             "party's config: every model of a dataset must find a customer under the same ID. "
+                             "Drop \"ids\" from the job's prepare entry")
+        return data
+
+    @model_validator(mode="after")
+    def _value_with_constant(self) -> JobPrepare:
+        if self.impute_value is not None and self.impute is not None and self.impute != "constant":
+            raise ValueError('impute_value goes with impute = "constant"')
+        return self
+
+    @property
+    def given(self) -> dict[str, Any]:
+        """The keys this entry sets, with their values."""
+        return {name: getattr(self, name) for name in self.model_fields_set if getattr(self, name) is not None}
+
+    @property
+    def changes_filling(self) -> bool:
+        """Does this entry change how missing numbers are filled (impute, impute_value, missing_indicator)?"""
+        return any(key in self.given for key in FILLING_KEYS)
+
+    def over(self, base: PrepConfig) -> PrepConfig:
+        """``base`` (the dataset's preparation) with this entry's keys in place of its own."""
+        given = self.given
+        settings = base.model_dump()
+        settings.update({k: v for k, v in given.items() if k != "categorical"})
+        settings["categorical"] = {**base.categorical, **given.get("categorical", {})}
+        if "impute" in given and given["impute"] != "constant" and "impute_value" not in given:
+            settings["impute_value"] = 0.0  # the dataset's constant goes with the dataset's "constant"
+        return PrepConfig(**settings)
+
+
 @dataclass(frozen=True)
 class Preparation:
     """One party's column preparation: planned from its whole table, filled from its training rows."""
@@ -197,4 +259,4 @@ class Preparation:
                    {k: int(v) for k, v in data.get("missing_on_training", {}).items()})
 
 
-__all__ = ["MISSING_CATEGORY", "UNSEEN_CODE", "PrepConfig", "Preparation"]
+__all__ = ["FILLING_KEYS", "MISSING_CATEGORY", "UNSEEN_CODE", "JobPrepare", "PrepConfig", "Preparation"]

@@ -84,6 +84,9 @@ class JobContext(Parts, Protocol):
 
     def training_config(self) -> TrainingConfig: ...
 
+    def own_table(self) -> PartyTable:
+        """This party's whole dataset as the job prepares it (the dataset's keys, the job's "prepare" entry)."""
+
     def aligned_table(self) -> PartyTable:
         """This party's rows of the intersection, in the shared order."""
 

@@ -108,14 +108,19 @@ class LiveJob:
     def training_config(self) -> TrainingConfig:
         return self.record.training_config()
 
+    def own_table(self) -> PartyTable:
+        """This party's whole dataset as the job prepares it (the dataset's keys, the job's "prepare" entry)."""
+        record = self.record
+        model = self.training_config().model if self.kind == "label" else None
+        return self.data.table(str(record.dataset), model, record.prepare(self.me))
+
     def aligned_table(self) -> PartyTable:
         """This party's rows of the intersection, in the shared order."""
         record = self.record
         ids = self.store.load_alignment(record.job_id)
         if ids is None:
             raise JobError(f"job {record.job_id}: alignment has not finished at party {record.role}")
-        model = self.training_config().model if self.kind == "label" else None
-        table = self.data.table(str(record.dataset), model)
+        table = self.own_table()
         return table.take(table.rows_for(ids))
 
     # -- the record: the one writer of its state and stage here -------------------------------------------

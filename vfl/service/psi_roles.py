@@ -255,7 +255,7 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
     """
     record = ctx.record
     key_bits = int((record.registration or {})["psi"]["key_bits"])
-    table = await asyncio.to_thread(ctx.data.table, str(record.dataset))
+    table = await asyncio.to_thread(ctx.own_table)
     holder = await asyncio.to_thread(_key_holder, ctx, table.ids, key_bits, resume_bucket)
     ctx.job.psi_started = time.perf_counter()
     await ctx.runtime().add_role("psi", holder, holder.start())
@@ -264,7 +264,7 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
 def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerier) -> None:
     """A feature party: keep its aligned rows for training and report the alignment."""
     record = ctx.record
-    table = ctx.data.table(str(record.dataset))
+    table = ctx.own_table()
     started, ctx.job.psi_started = ctx.job.psi_started, None
     seconds = time.perf_counter() - (started if started is not None else time.perf_counter())
     summary = alignment_summary(len(table), holder.size_b, len(holder.rows), method(record), seconds,

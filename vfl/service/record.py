@@ -24,6 +24,7 @@ from vfl import __version__
 
 from vfl.errors import JobError, PeerNotAllowed
 from vfl.ml.config import TrainingConfig
+from vfl.ml.prep import JobPrepare
 from vfl.protocol.roster import KINDS, LETTERS, Roster, RoleKind, RoleLetter
 from vfl.service.lifecycle import FINAL, JobState, Stage, state_phrase, transition
 
@@ -218,6 +219,17 @@ class JobRecord(BaseModel):
         """The job's training config as this party holds it: B's from its spec, the others' from B's registration."""
         spec = self.job_spec if self.kind == "label" else self.registration
         return TrainingConfig.model_validate((spec or {})["training"])
+
+    def prepare(self, me: str) -> JobPrepare | None:
+        """How this party prepares its own columns in the job (its entry of the spec's "prepare"), or None:
+        B's from its spec (keyed by party id), a feature party's from B's registration (its entry only)."""
+        if self.kind == "label":
+            entry = ((self.job_spec or {}).get("prepare") or {}).get(me)
+        elif self.kind == "feature":
+            entry = (self.registration or {}).get("prepare")
+        else:
+            return None
+        return None if entry is None else JobPrepare.model_validate(entry)
 
     # -- views ---------------------------------------------------------------------------
 

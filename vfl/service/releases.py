@@ -70,6 +70,35 @@ def direction(model: ModelPartA) -> np.ndarray:
     return np.asarray(model.weights, dtype=np.float64) / np.asarray(model.scaler.scale, dtype=np.float64)
 
 
+def over_one_space(released: dict[str, list[float]], columns: dict[str, list[str]], new_columns: list[str],
+                   new: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray | None, int]:
+    """The released directions (and ``new``) as vectors over the union of their models' column names, and the
+    narrowest model's width.
+
+    A job's own "prepare" may give a dataset's models other columns (indicators, one-hot or ordinal codes):
+    their directions are compared column by column, by name, and the budget is that of the narrowest model, so
+    models of several layouts never release more independent directions than one of them alone may. A
+    direction of a ledger from before the names were kept has the new model's columns if it is as wide, and
+    columns of its own otherwise (each then counts in full).
+    """
+    names_of = {job: columns.get(job) or (new_columns if len(d) == len(new_columns) else
+                                          [f"#{job}:{i}" for i in range(len(d))])
+                for job, d in released.items()}
+    union: dict[str, int] = {name: i for i, name in enumerate(new_columns)}
+    for names in names_of.values():
+        for name in names:
+            union.setdefault(name, len(union))
+
+    def embed(values: Any, names: list[str]) -> np.ndarray:
+        vector = np.zeros(len(union))
+        vector[[union[n] for n in names]] = np.asarray(values, dtype=np.float64)
+        return vector
+
+    vectors = [embed(d, names_of[job]) for job, d in released.items()]
+    widths = [len(new_columns), *(len(d) for d in released.values())]
+    return vectors, None if new is None else embed(new, new_columns), min(widths)
+
+
 def rank(directions: list[np.ndarray]) -> int:
     if not directions:
         return 0
@@ -136,6 +165,8 @@ class Releases:
             noise = data.get("noise") or {}
             self._ledgers[key] = {
                 "directions": directions,
+                # Each direction's column names (a job's "prepare" may give a dataset's models other columns).
+                "columns": dict(data.get("columns") or {}),
                 "scored_ids": int(data.get("scored_ids", 0)),
                 # Scorecard jobs: binning runs answered (each sums the partner's encrypted "labels" per bin).
                 "binning_runs": int(data.get("binning_runs", 0)),
@@ -147,13 +178,17 @@ class Releases:
         return self._ledgers[key]
 
     def room_for_a_model(self, partner: str, dataset: str, n_features: int, configured: int | None,
-                         directions: int = 1) -> None:
+                         directions: int = 1, columns: list[str] | None = None) -> None:
         """At registration: refuse a job whose model could not score, its partner's directions being used up.
 
         A multi-class job trains one model per class (one-vs-rest): ``directions`` is its class count, and
-        each class's model releases its own direction, so all of them must fit.
+        each class's model releases its own direction, so all of them must fit. ``columns`` are the model's
+        column names (compared by name with the released models': :func:`over_one_space`).
         """
-        released = [np.asarray(d) for d in self.ledger(partner, dataset)["directions"].values()]
+        ledger = self.ledger(partner, dataset)
+        names = list(columns) if columns is not None else [f"x{i}" for i in range(n_features)]
+        released, _, narrowest = over_one_space(ledger["directions"], ledger["columns"], names)
+        n_features = min(n_features, narrowest)
         allowed = budget(n_features, configured)
         if rank(released) + directions > allowed:
             if directions > 1:
@@ -220,12 +255,14 @@ class Releases:
                 "and dataset: a new job does not renew it)")
         new = record.job_id not in ledger["directions"]
         if new:
-            weights = direction(model)
-            released = [np.asarray(d) for d in ledger["directions"].values()]
-            allowed = budget(len(weights), configured)
+            own = direction(model)
+            released, weights, narrowest = over_one_space(ledger["directions"], ledger["columns"],
+                                                          list(model.feature_names), own)
+            allowed = budget(narrowest, configured)
             if rank([*released, weights]) > max(allowed, rank(released)):
-                raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, len(weights)))
-            ledger["directions"][record.job_id] = weights.tolist()
+                raise LimitExceeded(_spent(partner, dataset, rank(released), allowed, narrowest))
+            ledger["directions"][record.job_id] = own.tolist()
+            ledger["columns"][record.job_id] = list(model.feature_names)
         ledger["scored_ids"] += count
         if noise_entry is None:
             if record.job_id not in ledger["exact_jobs"]:
@@ -294,7 +331,8 @@ class Releases:
             ledger = self._ledgers.get(key)
             if ledger is None:
                 return
-            data = {"directions": dict(ledger["directions"]), "scored_ids": ledger["scored_ids"],
+            data = {"directions": dict(ledger["directions"]), "columns": dict(ledger["columns"]),
+                    "scored_ids": ledger["scored_ids"],
                     "exact_jobs": list(ledger["exact_jobs"]), "binning_runs": ledger["binning_runs"]}
             if ledger["noise"]["multipliers"]:
                 noise = ledger["noise"]

@@ -35,6 +35,7 @@ from vfl.data.ids import MAX_ID_LENGTH
 from vfl.errors import ConfigError
 from vfl.ml import validation
 from vfl.ml.config import DEFAULT_MAX_CLASSES, TrainingConfig
+from vfl.ml.prep import JobPrepare
 from vfl.ml.scorecard.config import ScorecardConfig, training_problem
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import Roster
@@ -120,6 +121,11 @@ class JobSpec(_Strict):
                           "counts from party B's encrypted labels), selection by IV and correlation, a logistic "
                           "model on the binned characteristics with constrained signs, points kept by each party, "
                           "reason codes; {} takes the defaults")
+    prepare: dict[Annotated[str, Field(pattern=PARTY_ID_PATTERN)], JobPrepare] | None = Field(
+        None, description="per party id, how that party prepares its own columns in this job: the keys of a "
+                          "[datasets.NAME] table (impute, impute_value, missing_indicator, categorical, "
+                          "unseen_category) in place of its dataset's; each party receives only its own entry and "
+                          "records what it used in its model part (see docs/data-features.md)")
 
     @model_validator(mode="after")
     def _scorecard_training(self) -> JobSpec:
@@ -134,6 +140,9 @@ class JobSpec(_Strict):
                 raise ValueError("a scorecard job does not measure contributions yet: drop \"contributions\"")
             if self.one_vs_rest_class is not None:
                 raise ValueError("a scorecard is binary only: drop \"one_vs_rest_class\"")
+            if self.prepare:
+                raise ValueError("a scorecard keeps missing values as a bin of their own and bins its own "
+                                 "characteristics: drop \"prepare\"")
         return self
 
     @property
@@ -237,6 +246,9 @@ class Registration(_Strict):
         "its training start)")
     scorecard: ScorecardConfig | None = Field(
         None, description="a scorecard job: how every party bins, selects and scales (the job spec's section)")
+    prepare: JobPrepare | None = Field(
+        None, description="the receiving feature party's own entry of the job spec's \"prepare\" (never another "
+                          "party's): how it prepares its columns in this job, in place of its dataset's keys")
 
     @field_validator("gradient_lengths")
     @classmethod
@@ -268,7 +280,7 @@ class Registration(_Strict):
         Every model here forbids unknown keys, so a key that a service one
         release older does not know makes it refuse the whole job. Fields
         added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``, ``classes``,
-        ``training.max_classes``, ``training.loss``) are sent only
+        ``training.max_classes``, ``training.loss``, ``prepare``) are sent only
         when they differ from their defaults: a plain RSA job reaches an older
         party exactly as that party's own release would send it, and a job
         that does need the new field is refused, naming it, as it must be.
@@ -282,6 +294,10 @@ class Registration(_Strict):
             body.pop("scorecard", None)
         if body.get("classes") is None:
             body.pop("classes", None)
+        if self.prepare is None:
+            body.pop("prepare", None)
+        else:  # only the keys the job sets: an unset key keeps the party's dataset setting
+            body["prepare"] = self.prepare.model_dump(mode="json", exclude_unset=True)
         if body["training"].get("max_classes") == DEFAULT_MAX_CLASSES:  # party B's own cap, at its default
             body["training"].pop("max_classes", None)
         if body["training"].get("loss") == "taylor":

@@ -65,7 +65,11 @@ async def register(service: ServiceContext, registration: Registration, caller: 
     if service.kind == "feature":
         if not registration.dataset:
             raise ConfigError("party A's registration must name its dataset")
-        table = await asyncio.to_thread(service.data.table, registration.dataset)  # refuse now if unusable
+        if registration.scorecard is not None and registration.prepare is not None:
+            raise ConfigError("a scorecard job bins this party's raw columns (a missing value is a bin of its own): "
+                              "its registration must not carry \"prepare\"")
+        # Refuse now if unusable; prepared as the job says (the dataset's keys, the job's "prepare" entry).
+        table = await asyncio.to_thread(service.data.table, registration.dataset, None, registration.prepare)
         # A states its own feature count; the job's copy at the arbiter fixes it from now on.
         n_a = table.features.shape[1]
         if lengths.get(me, n_a) != n_a:
@@ -89,7 +93,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
         else:
             # A model this partner could never score with is refused now, not after its training.
             service.releases.room_for_a_model(caller, registration.dataset, n_a, config.scoring.score_directions,
-                                              directions=registration.classes or 1)
+                                              directions=registration.classes or 1, columns=table.feature_names)
     if set(lengths) != expected:
         raise ConfigError(f"the registration must fix the gradient lengths of parties {sorted(expected)}, "
                           f"got {sorted(lengths)}")

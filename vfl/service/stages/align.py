@@ -51,7 +51,7 @@ async def reuse(ctx: JobContext) -> None:
 
 
 async def _own_table(ctx: JobContext) -> PartyTable:
-    return await asyncio.to_thread(ctx.data.table, str(ctx.record.dataset), ctx.training_config().model)
+    return await asyncio.to_thread(ctx.own_table)
 
 
 def _keep(ctx: JobContext, table: PartyTable, rows_b: np.ndarray, summary: dict[str, Any], started: float) -> None:

@@ -52,7 +52,7 @@ async def run(ctx: JobContext) -> None:
         child_id = class_job_id(record.job_id, n)
         child_spec = JobSpec(job_id=child_id, feature_parties=list(spec.feature_parties or []),
                              party_b=spec.party_b, arbiter=arbiter, training=spec.training, psi=spec.psi,
-                             reuse_alignment=record.job_id, one_vs_rest_class=value)
+                             reuse_alignment=record.job_id, one_vs_rest_class=value, prepare=spec.prepare)
         began = time.perf_counter()
         # After a restart of party B the job trains again from its checkpoint and comes back here: a class
         # training submitted before is waited for (it resumes by itself), not submitted twice.

@@ -45,6 +45,12 @@ def coalition_job_id(job_id: str, n: int) -> str:
     return child_job_id(job_id, "c", n)
 
 
+def _prepare_of(spec: JobSpec, parties: list[str]) -> dict[str, Any] | None:
+    """The measured job's "prepare" entries of a coalition's parties: each trains as it did in the job."""
+    entries = {party: entry for party, entry in (spec.prepare or {}).items() if party in parties}
+    return entries or None
+
+
 async def run(ctx: JobContext) -> None:
     """Train the coalitions, compute Shapley values and leave-one-out, and keep them in the job's record.
 
@@ -83,7 +89,8 @@ async def _measure(ctx: JobContext, spec: JobSpec) -> dict[str, Any]:
         members = sorted(coalition)
         child_id = coalition_job_id(record.job_id, n)
         child_spec = JobSpec(job_id=child_id, feature_parties=[refs[i] for i in members], party_b=spec.party_b,
-                             arbiter=arbiter, training=spec.training, psi=spec.psi, reuse_alignment=record.job_id)
+                             arbiter=arbiter, training=spec.training, psi=spec.psi, reuse_alignment=record.job_id,
+                             prepare=_prepare_of(spec, [refs[i].peer for i in members] + [ctx.me]))
         began = time.perf_counter()
         who = "B + " + " + ".join(names[i] for i in members)
         doing = f"contributions: coalition {n} of {len(todo)} ({who})"

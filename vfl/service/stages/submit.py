@@ -39,6 +39,7 @@ from vfl.errors import (
     VFLError,
 )
 from vfl.ml.multiclass import PROBABILITIES, STRATEGY, class_name, class_values, is_multiclass
+from vfl.ml.prep import JobPrepare
 from vfl.ml.schedule import gradient_lengths
 from vfl.protocol.roster import Roster, RoleKind
 from vfl.service.context import JobContext, ServiceContext
@@ -123,11 +124,13 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
     if config.kind_of(c_id) != "arbiter":
         raise ConfigError(_not_configured(service, c_id, "arbiter", "arbiter", "C", "arbiter.peer"))
     check_key_sizes(config, spec.training, spec.psi.key_bits)
+    _check_prepare_parties(spec, service.me, c_id)
     if spec.reuse_alignment is not None:
         reused_alignment(service, spec, coalition_of)  # refuse now, before any peer hears of the job
     else:
         check_protocol_accepted(config.psi, spec.psi.protocol)
-    table = await asyncio.to_thread(service.data.table, spec.party_b.dataset, spec.training.model)
+    table = await asyncio.to_thread(service.data.table, spec.party_b.dataset, spec.training.model,
+                                    _own_entry(spec, service.me))
     multiclass = _multiclass(service, spec, table, coalition_of)
     if len(feature_ids) == 1:
         # One feature party: the two-party protocol's ids A, B and C, exactly as before k parties.
@@ -163,6 +166,25 @@ async def submit(service: ServiceContext, spec: JobSpec, idempotency: tuple[str,
               ", ".join(record.name_of(p) for p in record.peer_ids(service.me)), spec.party_b.dataset, len(table))
     service.start_pipeline(ctx)
     return record
+
+
+def _check_prepare_parties(spec: JobSpec, me: str, arbiter: str) -> None:
+    """Every key of the spec's "prepare" must be a party of the job that holds data: a feature party or B itself."""
+    with_data = [ref.peer for ref in spec.feature_parties or []] + [me]
+    for party in spec.prepare or {}:
+        if party == arbiter:
+            raise ConfigError(f"prepare names {party!r}, the job's arbiter, which holds no data; drop "
+                              f"prepare.{party} (the parties with data are: {', '.join(with_data)})")
+        if party not in with_data:
+            raise ConfigError(f"prepare names {party!r}, which is not a party of this job; the job's parties with "
+                              f"data are: {', '.join(with_data)}. Key each entry by one of them, or add {party!r} "
+                              "to feature_parties")
+
+
+def _own_entry(spec: JobSpec, party: str) -> JobPrepare | None:
+    """``party``'s entry of the spec's "prepare", or None when it sets nothing (a plain registration then)."""
+    entry = (spec.prepare or {}).get(party)
+    return entry if entry is not None and entry.given else None
 
 
 def _multiclass(service: ServiceContext, spec: JobSpec, table: PartyTable,
@@ -235,6 +257,7 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             measures=record.coalition_of,
             classes=None if record.multiclass is None else len(record.multiclass["classes"]),
             scorecard=spec.scorecard,
+            prepare=_own_entry(spec, ref.peer),  # its own entry only: another party's is none of its business
         )
         registered.append(ref.peer)  # before the call: a registration that timed out may still have landed
         answer = await _register_with(ctx, ref.peer, registration.wire(), registered)
@@ -244,7 +267,7 @@ async def _register_with_peers(ctx: JobContext, spec: JobSpec, table: PartyTable
             record.peer_id_profiles[pid] = profile
     lengths[roster.label] = n_b
     ctx.update(gradient_lengths=lengths)
-    to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths})
+    to_c = registration.model_copy(update={"dataset": None, "gradient_lengths": lengths, "prepare": None})
     registered.append(record.peers[roster.arbiter])
     await _register_with(ctx, record.peers[roster.arbiter], to_c.wire(), registered)
 
