@@ -119,3 +119,20 @@ def test_a_bad_epsilon_list_is_a_clear_usage_error(capsys):
 
     assert code == 2
     assert "not a comma-separated list of numbers" in capsys.readouterr().err
+
+
+def test_vfl_compare_with_the_exact_loss_keeps_the_federated_row_equal_to_its_plaintext_twin(tmp_path, breast_tables):
+    frame_a, frame_b = breast_tables
+    frame_a.to_csv(tmp_path / "a.csv", index=False)
+    frame_b.to_csv(tmp_path / "b.csv", index=False)
+
+    code = main(["compare", "--party-a", str(tmp_path / "a.csv"), "--party-b", str(tmp_path / "b.csv"),
+                 "--id-column", "id", "--epsilons", "", "--epochs", "3", "--key-bits", "1024", "--loss", "exact",
+                 "--quiet", "--json", str(tmp_path / "t.json")])
+
+    assert code == 0
+    rows = {row["method"]: row for row in json.loads((tmp_path / "t.json").read_text())["rows"]}
+    federated = rows["federated (vfl, Paillier-encrypted)"]
+    assert "exact loss" in federated["note"]
+    assert federated["metrics"]["auc"] == pytest.approx(rows["same algorithm, pooled plaintext"]["metrics"]["auc"],
+                                                        abs=1e-4)

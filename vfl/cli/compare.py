@@ -23,6 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="Paillier and PSI key size (default 2048, as vfl simulate and the services require); "
                         "metrics do not depend on it, and 1024 runs faster for a quick look")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--loss", choices=["taylor", "exact"], default=None,
+                   help="logistic: the federated and same-algorithm rows train on the Taylor loss (default) or the "
+                        "exact log-loss (the arbiter then sees each batch's scores, shuffled)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     epsilons = parse_epsilons(args.epsilons)  # before the (slow) loading, so a typo fails at once
     table_a = load_csv(args.party_a, id_column=args.id_column)
     table_b = load_csv(args.party_b, id_column=args.id_column, label_column=args.label_column, model=args.model)
-    training = {} if args.epochs is None else {"epochs": args.epochs}
+    training = {key: value for key, value in (("epochs", args.epochs), ("loss", args.loss)) if value is not None}
     models = 3 + 4 + len(epsilons)  # federated, pooled plaintext, B alone; four scikit-learn models; each ε
     seen = [0]
 

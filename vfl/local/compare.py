@@ -232,6 +232,7 @@ def compare(
     predictions = _predict(parts, a_test, b_test)
     add(Row(FEDERATED, model_metrics(model, y_test, predictions, threshold=parts[1].threshold.value), seconds,
             f"{federated['epochs_run']} epochs, {config.key_bits}-bit keys"
+            + (", exact loss" if config.exact_loss else "")
             + (", Platt-calibrated" if parts[1].calibration is not None else "")))
     result.loss_history = federated["loss_history"]
     result.parameters = federated["parameters"]
