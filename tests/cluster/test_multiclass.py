@@ -83,6 +83,16 @@ def test_the_job_trains_one_model_per_class_and_reports_macro_and_per_class_metr
     assert [c["epochs_run"] for c in status["multiclass"]["per_class"]] == [3, 3, 3, 3]
 
 
+def test_the_job_reports_party_b_alone_one_vs_rest_as_its_baseline(trained):
+    status, *_ = trained
+
+    alone = status["baseline"]["metrics"]["validation"]
+
+    assert set(alone["per_class"]) == {"0", "1", "2", "3"}
+    assert 0.5 < alone["macro_auc"] < 1
+    assert alone["macro_auc"] != status["metrics"]["validation"]["macro_auc"]
+
+
 def test_the_services_reach_the_macro_auc_of_vfl_simulate_on_the_same_files(trained, keypair):
     status = trained[0]
     host, guest = fate_pair("vehicle_scale")

@@ -196,22 +196,23 @@ def evaluate_label_part(
     return decided, metrics, decision, predictions
 
 
-def label_party_alone(role: Any, labels: np.ndarray,
-                      splits: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+def label_party_alone(role: Any, labels: np.ndarray, splits: dict[str, np.ndarray], *,
+                      train_labels: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """The same model trained by party B alone on the same rows: what federation adds (and its predictions).
 
     ``role`` is party B's training role after training (:class:`vfl.protocol.label_party.LabelParty`):
     its standardised design, labels and config. B needs no other party for this, so it is
     trained in plaintext with the protocol's own algorithm (:func:`vfl.ml.plaintext.train_plaintext`,
     which the encrypted protocol equals to rounding). It is the job's bank-only baseline and
-    v(∅) of the contributions (:mod:`vfl.incentives.shapley`).
+    v(∅) of the contributions (:mod:`vfl.incentives.shapley`). ``train_labels`` replaces the role's own
+    (one class against the rest, for a one-vs-rest baseline).
     """
     from vfl.ml.plaintext import train_plaintext
 
     config = role.config
     design = role.design[:, :-1] if config.fit_intercept else role.design
     no_a = np.zeros((len(labels), 0))
-    result = train_plaintext(no_a, design, role.labels, config)
+    result = train_plaintext(no_a, design, role.labels if train_labels is None else train_labels, config)
     weights = result.weights_b
     u = design @ weights[: design.shape[1]] + (weights[-1] if config.fit_intercept else 0.0)
     threshold = 0.5
@@ -228,3 +229,25 @@ def label_party_alone(role: Any, labels: np.ndarray,
         },
     }
     return report, predictions
+
+
+def label_party_alone_one_vs_rest(role: Any, labels: np.ndarray, classes: list[float],
+                                  splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A one-vs-rest job's bank-only baseline: B alone trains one binary model per class, the same way.
+
+    The classes' probabilities are normalised to sum to one, as the federated model's are, and measured
+    with the same macro and per-class metrics.
+    """
+    from vfl.ml.multiclass import multiclass_metrics, normalise, one_vs_rest
+
+    columns = []
+    for value in classes:
+        binary = one_vs_rest(labels, value)
+        _, predictions = label_party_alone(role, binary, splits, train_labels=binary)
+        columns.append(predictions)
+    probabilities = normalise(np.column_stack(columns))
+    return {
+        "description": "party B's features only, same rows, one binary model per class with the same algorithm",
+        "metrics": {name: multiclass_metrics(labels[rows], probabilities[rows], classes)
+                    for name, rows in splits.items()},
+    }

@@ -25,7 +25,7 @@ from vfl.ml.curves import curves_for
 from vfl.ml.loss_check import taylor_shortfall
 from vfl.ml.metrics import model_metrics
 from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
-from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone
+from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone, label_party_alone_one_vs_rest
 from vfl.protocol.label_party import LabelParty
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
@@ -172,7 +172,8 @@ async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: Party
     probabilities = normalise(np.column_stack(columns))
     record.metrics = {name: multiclass_metrics(labels[rows], probabilities[rows], classes)
                       for name, rows in splits.items()}
-    record.decision, record.baseline, record.curves = None, None, None
+    record.decision, record.curves = None, None
+    record.baseline = await asyncio.to_thread(label_party_alone_one_vs_rest, role, labels, classes, splits)
     record.curve_split = "validation" if schedule.has_validation else "train"
     record.privacy = None if role.privacy is None else role.privacy.report()
     record.parameters = role.trajectory()
