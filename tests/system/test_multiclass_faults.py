@@ -41,10 +41,18 @@ def wait_until(predicate, what: str, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("victim", ["party-a", "party-b", "arbiter"])
-def test_a_service_killed_during_a_class_training_resumes_to_the_same_per_class_models(tmp_path, keypair, victim):
+@pytest.fixture(scope="module")
+def uninterrupted(keypair):
+    """The same job without a kill: `vfl simulate` on the same files (resume is exact, so so are the services)."""
     host, guest = fate_pair("vehicle_scale")
-    host_table, guest_table = load_csv(host, id_column="id"), load_csv(guest, id_column="id", label_column="y")
+    return simulate(load_csv(host, id_column="id"), load_csv(guest, id_column="id", label_column="y"),
+                    TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair, workers=1)
+
+
+@pytest.mark.parametrize("victim", ["party-a", "party-b", "arbiter"])
+def test_a_service_killed_during_a_class_training_resumes_to_the_same_per_class_models(tmp_path, uninterrupted,
+                                                                                        victim):
+    host, guest = fate_pair("vehicle_scale")
     setup = write_demo_files(tmp_path, key_bits=1024, training=TRAINING,
                              tables=(pd.read_csv(host), pd.read_csv(guest), "id", "y"))
     verify = ssl.create_default_context(cafile=setup["verify"])
@@ -77,8 +85,7 @@ def test_a_service_killed_during_a_class_training_resumes_to_the_same_per_class_
             parts_b = [get(bank, f"/v1/jobs/{j}/model") for j in [JOB, *CLASS_TRAININGS]]
             listed = {j["job_id"]: j["state"] for j in bank.get("/v1/jobs").json()["jobs"]}
     seconds = time.monotonic() - started
-    reference = simulate(host_table, guest_table, TrainingConfig(key_bits=1024, **TRAINING), keypair=keypair,
-                         workers=1)
+    reference = uninterrupted
     print(f"\n{victim}: killed during {CLASS_TRAININGS[0]}, job done in {seconds:.1f}s")
 
     assert status["state"] == "succeeded", status.get("error")
