@@ -308,12 +308,9 @@ class JobCancelled(JobError):
 class ModelServed(JobError):
     """A job is the version a model name serves now, so it cannot be deleted (promote another or roll back first).
 
-    ``names``: the model names that serve it, so that a client (the CLI) can name its own fix.
+    A class of its own so that a client tells it from other refusals by the answer's ``error`` (the CLI then
+    names the fix in vfl commands).
     """
-
-    def __init__(self, message: str, names: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.names = list(names or [])
 
 
 def error_detail(response: Any) -> str:

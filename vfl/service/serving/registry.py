@@ -271,7 +271,7 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
         shown = ", ".join(repr(n) for n in names)
         raise ModelServed(f"job {job_id} is the version model {shown} serves; promote another version "
                           f"(POST /v1/models/{names[0]}/promote) or roll back (POST /v1/models/{names[0]}/rollback) "
-                          "first, then delete it", names)
+                          "first, then delete it")
     # Mark first: from here on the job is being deleted, and a version no rollback may return to.
     progress = data["deleting"].setdefault(job_id, {"deleted": [], "pending": {}})
     for entry in data["served"].values():

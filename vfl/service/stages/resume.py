@@ -193,8 +193,9 @@ async def _restore_ended(ctx: JobContext) -> bool:
     restart of B then finds the job still in its training stage, and restoring the
     peers would ask them to train again a job they finished. B's last checkpoint is
     its final model, so B takes it up and the pipeline goes on (to the class
-    trainings, which resume by themselves). False when B's last checkpoint is not
-    of an ended training: then the job resumes as any other.
+    trainings, which resume by themselves). The same holds for any job whose B
+    stopped after the last epoch but before its evaluation was saved. False when
+    B's last checkpoint is not of an ended training: then the job resumes as any other.
     """
     record = ctx.record
     epochs = ctx.store.checkpoints(record.job_id)
