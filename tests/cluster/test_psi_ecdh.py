@@ -132,3 +132,76 @@ def test_unbalanced_needs_ecdh():
 
     with pytest.raises(ValueError, match="psi.unbalanced needs"):
         PsiSettings(unbalanced=True)
+
+
+def test_with_the_feature_party_large_jobs_align_as_rsa_and_the_second_reuses_its_offline_set(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path / "feature-large", **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                statuses = []
+                for n in (1, 2):
+                    job = {**cluster.setup["job"], "job_id": f"large-a-{n}",
+                           "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                    submitted = await bank.post("/v1/jobs", json=job)
+                    assert submitted.status_code == 201, submitted.text
+                    statuses.append((await wait_for(bank, job["job_id"]),
+                                     (await shop.get(f"/v1/jobs/{job['job_id']}")).json()))
+                ids = [(cluster.nodes["party-b"].store.load_alignment(f"large-a-{n}"),
+                        cluster.nodes["party-a"].store.load_alignment(f"large-a-{n}")) for n in (1, 2)]
+                rsa_job = {**cluster.setup["job"], "job_id": "rsa-ref", "psi": {"key_bits": 1024}}
+                assert (await bank.post("/v1/jobs", json=rsa_job)).status_code == 201
+                await wait_for(bank, "rsa-ref")
+                rsa_ids = cluster.nodes["party-b"].store.load_alignment("rsa-ref")
+                data_a, data_b = cluster.nodes["party-a"].store.data_dir, cluster.nodes["party-b"].store.data_dir
+                stored = (sorted(p.name for p in (data_a / "psi-offline").rglob("*")),
+                          (data_b / "psi-offline").exists(), (data_b / "psi-offline-peer").exists())
+            return statuses, ids, rsa_ids, stored
+        finally:
+            await cluster.stop()
+
+    statuses, ids, rsa_ids, (kept_at_a, key_at_b, copy_at_b) = run(scenario())
+
+    for (bank, shop), (bank_ids, shop_ids) in zip(statuses, ids):
+        assert bank["state"] == "succeeded", bank["error"]
+        assert shop["state"] == "succeeded", shop["error"]
+        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert bank_ids == shop_ids == rsa_ids  # the same IDs in the same order as the RSA PSI
+    # the feature party keeps the key and the set, and sends it once; B keeps its copy and reuses it
+    assert [shop["alignment"]["offline_set"] for _, shop in statuses] == ["sent", "current"]
+    assert [bank["alignment"]["offline_set"] for bank, _ in statuses] == ["received", "reused"]
+    assert "key.json" in kept_at_a and not key_at_b and copy_at_b
+    assert statuses[1][0]["alignment"]["bytes"] < statuses[0][0]["alignment"]["bytes"]
+
+
+def test_a_bad_large_side_is_refused_naming_the_key(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "bad-side"}
+                unknown = await bank.post("/v1/jobs", json={
+                    **job, "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "telecom"}})
+                balanced = await bank.post("/v1/jobs", json={
+                    **job, "psi": {"protocol": "ecdh", "large_side": "feature"}})
+                return unknown, balanced, cluster.nodes["party-a"].jobs.get("bad-side")
+        finally:
+            await cluster.stop()
+
+    unknown, balanced, at_a = run(scenario())
+
+    assert 400 <= unknown.status_code < 500 and 400 <= balanced.status_code < 500
+    assert "psi.large_side" in unknown.text and '\\"feature\\"' in unknown.text and "telecom" in unknown.text
+    assert "psi.large_side applies to unbalanced jobs only" in balanced.text
+    assert at_a is None  # nothing registered at the feature party
+
+
+def test_the_registration_carries_large_side_only_when_it_is_not_the_default():
+    from vfl.service.spec import PsiSettings, Registration
+
+    def wired(psi: PsiSettings) -> dict:
+        return Registration(job_id="j1", parties={"A": "a", "B": "b", "C": "c"}, training={}, psi=psi,
+                            gradient_lengths={"A": 1, "B": 1}).wire()["psi"]
+
+    assert "large_side" not in wired(PsiSettings(protocol="ecdh", unbalanced=True))
+    assert wired(PsiSettings(protocol="ecdh", unbalanced=True, large_side="feature"))["large_side"] == "feature"
