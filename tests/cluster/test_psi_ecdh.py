@@ -134,9 +134,13 @@ def test_unbalanced_needs_ecdh():
         PsiSettings(unbalanced=True)
 
 
+#: The feature party agrees to be the large side (its customers linkable by B while its key is kept).
+LARGE_A = {"party-a": "[psi]\naccept_large_side = true\n"}
+
+
 def test_with_the_feature_party_large_jobs_align_as_rsa_and_the_second_reuses_its_offline_set(tmp_path, run):
     async def scenario():
-        cluster = await start_cluster(tmp_path / "feature-large", **demo_job(epochs=2))
+        cluster = await start_cluster(tmp_path / "feature-large", extra=LARGE_A, **demo_job(epochs=2))
         try:
             async with cluster.client() as bank, cluster.client("party-a") as shop:
                 statuses = []
@@ -176,7 +180,7 @@ def test_with_the_feature_party_large_jobs_align_as_rsa_and_the_second_reuses_it
 
 def test_a_bad_large_side_is_refused_naming_the_key(tmp_path, run):
     async def scenario():
-        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))
+        cluster = await start_cluster(tmp_path, extra=LARGE_A, **demo_job(epochs=2))
         try:
             async with cluster.client() as bank:
                 job = {**cluster.setup["job"], "job_id": "bad-side"}
@@ -194,6 +198,26 @@ def test_a_bad_large_side_is_refused_naming_the_key(tmp_path, run):
     assert "psi.large_side" in unknown.text and '\\"feature\\"' in unknown.text and "telecom" in unknown.text
     assert "psi.large_side applies to unbalanced jobs only" in balanced.text
     assert at_a is None  # nothing registered at the feature party
+
+
+def test_a_feature_party_refuses_to_be_the_large_side_unless_its_config_accepts_it(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))  # [psi] accept_large_side left false
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "large-a",
+                       "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                refused = await bank.post("/v1/jobs", json=job)
+                data_a = cluster.nodes["party-a"].store.data_dir
+                return refused, cluster.nodes["party-a"].jobs.get("large-a"), (data_a / "psi-offline").exists()
+        finally:
+            await cluster.stop()
+
+    refused, at_a, key_made_at_a = run(scenario())
+
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "[psi] accept_large_side" in refused.text
+    assert at_a is None and not key_made_at_a  # nothing registered, no key made
 
 
 def test_the_registration_carries_large_side_only_when_it_is_not_the_default():

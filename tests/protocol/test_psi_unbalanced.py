@@ -247,8 +247,8 @@ def test_b_caps_the_query_size_a_declares():
 
 
 def test_the_roles_mirrored_give_rsas_rows_when_the_feature_party_is_large():
-    from vfl.protocol.channel import InMemoryChannel
     from psi.unbalanced import UnbalancedEvaluator, UnbalancedQuerier
+    from vfl.protocol.channel import InMemoryChannel
 
     # Arrange: A (the feature party) much larger than B; A holds the key and the offline set, B queries it
     ids_a, ids_b, _ = make_sets(200, 0.5, seed=47)

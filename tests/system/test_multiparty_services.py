@@ -87,6 +87,10 @@ def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair,
     # its own for B); each pair is its own alignment, and the rows, and so the model, are RSA's
     if psi is not None:
         setup["job"] = {**setup["job"], "psi": {**setup["job"].get("psi", {}), **psi}}
+    if psi is not None and psi.get("large_side") == "feature":  # each feature party agrees to be the large side
+        for name in FEATURE_PARTIES:
+            config = tmp_path / f"{name}.toml"
+            config.write_text(config.read_text() + "\n[psi]\naccept_large_side = true\n")
     assert services_in(tmp_path) == ["arbiter", "shop", "telco", "party-b"]
     assert [p["peer"] for p in setup["job"]["feature_parties"]] == list(FEATURE_PARTIES)
     common = joint_ids(tmp_path)

@@ -53,9 +53,10 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
     if protocol != "rsa" and (why := _ecdh_usable()) is not None:
         pytest.skip(f"no usable libsodium: {why}")
     setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
-    for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
+    for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data; A agrees to be the large side
         config = tmp_path / f"{name}.toml"
-        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n")
+        large = "accept_large_side = true\n" if name == "party-a" else ""
+        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n" + large)
     verify = ssl.create_default_context(cafile=setup["verify"])
     headers = {"Authorization": f"Bearer {setup['token']}"}
 

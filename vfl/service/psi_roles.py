@@ -157,6 +157,21 @@ def check_protocol_accepted(psi: Any, protocol: str) -> None:
         ec.libsodium_version()  # refuse now, with how to install it, not halfway through the PSI
 
 
+def check_large_side_accepted(psi: Any, settings: Any) -> None:
+    """A feature party: refuse to be the large side of an unbalanced job unless ``[psi] accept_large_side`` says so.
+
+    The large side's kept key makes its customers linkable across jobs by the
+    partner holding its tags: the party that bears that decides, as party A
+    does for RSA with ``reuse_own_signatures``.
+    """
+    if settings.unbalanced and settings.large_side == "feature" and not psi.accept_large_side:
+        raise ConfigError(
+            "the job asks this feature party to be the large side of an unbalanced ECDH PSI (psi.large_side = "
+            "\"feature\"): it would keep a key and offline set for party B, and B could link this party's customers "
+            "across jobs while the key is kept. Set [psi] accept_large_side = true in this party's service config "
+            "to take part, or submit the job without psi.large_side")
+
+
 def results(store: JobStore, job_id: str, peer: str) -> DiskBucketResults:
     """Where this party keeps the finished buckets of its PSI with ``peer`` (in the job's folder)."""
     return DiskBucketResults(store.job_dir(job_id) / "psi" / peer)
@@ -356,7 +371,7 @@ def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
 
 
 __all__ = ["METHOD", "PSI_ROLES", "AuditedEvaluator", "AuditedKeyHolder", "AuditedQuerier",
-           "AuditedRequester", "caps", "check_protocol_accepted",
+           "AuditedRequester", "caps", "check_large_side_accepted", "check_protocol_accepted",
            "check_registered_size", "drop_results", "finished_buckets", "job_large_side", "job_protocol",
            "job_unbalanced", "key_holder_finished", "offline_set", "method", "opening", "requester", "results",
            "runs_large_side", "start_key_holder", "take_joint_alignment", "unbalanced_summary"]

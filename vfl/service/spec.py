@@ -80,18 +80,19 @@ class PsiSettings(_Strict):
                            "side encrypts its set once per partner (offline, kept for [psi] offline_key_days) and "
                            "the small side keeps its tags between jobs; a job's online work and bytes then follow "
                            "the small side's set size")
-    large_side: str = Field(
+    large_side: Literal["label", "feature"] = Field(
         "label", description="unbalanced jobs: which party holds the large set, keeps the key and the offline set: "
                              "\"label\" (party B, the default) or \"feature\" (each feature party, against B as "
                              "the small side; each pair is its own alignment)")
 
     @field_validator("large_side", mode="before")
     @classmethod
-    def _large_side_known(cls, value: object) -> str:
+    def _large_side_known(cls, value: object) -> object:
+        # Before pydantic's own check, so the refusal says what each value means.
         if value not in LARGE_SIDES:
             raise ValueError(f"psi.large_side must be \"label\" (party B holds the large set, the default) or "
                              f"\"feature\" (the feature parties do), not {value!r}")
-        return str(value)
+        return value
 
     @model_validator(mode="after")
     def _unbalanced_is_ecdh(self) -> PsiSettings:
