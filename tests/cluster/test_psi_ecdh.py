@@ -229,3 +229,29 @@ def test_the_registration_carries_large_side_only_when_it_is_not_the_default():
 
     assert "large_side" not in wired(PsiSettings(protocol="ecdh", unbalanced=True))
     assert wired(PsiSettings(protocol="ecdh", unbalanced=True, large_side="feature"))["large_side"] == "feature"
+
+
+def test_a_large_feature_party_that_cannot_make_its_offline_set_fails_the_job_everywhere(tmp_path, run, monkeypatch):
+    from psi import unbalanced
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(unbalanced.LargeSet, "save", full_disk)  # made in the background, after the registration
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra=LARGE_A, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                job = {**cluster.setup["job"], "job_id": "no-room",
+                       "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                submitted = await bank.post("/v1/jobs", json=job)
+                return submitted, await wait_for(bank, "no-room"), (await shop.get("/v1/jobs/no-room")).json()
+        finally:
+            await cluster.stop()
+
+    submitted, bank, shop = run(scenario())
+
+    assert submitted.status_code == 201, submitted.text  # the registration did not wait for the offline pass
+    assert bank["state"] == shop["state"] == "failed"
+    assert "could not make this party's offline set" in shop["error"] and "No space left" in shop["error"]

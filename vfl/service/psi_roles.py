@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from psi import ec
@@ -35,6 +37,7 @@ from vfl.protocol.role import Envelope, Role
 from vfl.service.sections import LimitsSection
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
+from vfl.service.runtime import JobRuntime
 from vfl.service.store import JobStore
 
 METHOD = METHODS["rsa"]
@@ -199,6 +202,16 @@ def _ids_digest(ids: list[str]) -> str:
     return digest.hexdigest()
 
 
+_OFFLINE_LOCKS: dict[str, threading.Lock] = {}
+_OFFLINE_LOCKS_GUARD = threading.Lock()
+
+
+def _offline_lock(folder: Path) -> threading.Lock:
+    """One lock per offline-set folder: two jobs with one partner and dataset make the set once, not both at once."""
+    with _OFFLINE_LOCKS_GUARD:
+        return _OFFLINE_LOCKS.setdefault(str(folder), threading.Lock())
+
+
 def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineKey, LargeSet]:
     """The large side's key and offline set for ``partner`` (a party id) and the job's dataset: kept, or made anew.
 
@@ -209,6 +222,12 @@ def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineK
     in this party's data folder; the key file is readable by its service user only.
     """
     folder = ctx.store.data_dir / "psi-offline" / partner / str(ctx.record.dataset)
+    with _offline_lock(folder):
+        return _kept_or_new_offline_set(ctx, ids, partner, folder)
+
+
+def _kept_or_new_offline_set(ctx: JobContext, ids: list[str], partner: str,
+                             folder: Path) -> tuple[OfflineKey, LargeSet]:
     key_file, ids_file = folder / "key.json", folder / "ids.sha256"
     ids_digest = _ids_digest(ids)
     max_age = ctx.config.psi.offline_key_days * 86_400
@@ -307,11 +326,34 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
     at party B (``resume_bucket``), whichever is earlier.
     """
     record = ctx.record
+    if runs_large_side(record):
+        # The large side may make its offline set now (its first job with this B): minutes for tens of
+        # millions of IDs, so not inside B's registration or resume request. B's first request waits in
+        # the runtime until the role is there.
+        ctx.job.psi_started = time.perf_counter()
+        ctx.spawn(_start_large_side(ctx, ctx.runtime()))
+        return
     key_bits = int((record.registration or {})["psi"]["key_bits"])
     table = await asyncio.to_thread(ctx.own_table)
     holder = await asyncio.to_thread(_key_holder, ctx, table.ids, key_bits, resume_bucket)
     ctx.job.psi_started = time.perf_counter()
     await ctx.runtime().add_role("psi", holder, holder.start())
+
+
+async def _start_large_side(ctx: JobContext, runtime: JobRuntime) -> None:
+    """A feature party, the large side: load or make its offline set for B, then take B's query in ``runtime``."""
+    record = ctx.record
+    try:
+        table = await asyncio.to_thread(ctx.own_table)
+        role = await asyncio.to_thread(_unbalanced_role, ctx, table.ids, ctx.roster.label)
+    except Exception as exc:  # noqa: BLE001 - in the background: whatever it is must fail the job, not hang it
+        if not (record.finished or runtime.closed):
+            await ctx.fail(f"could not make this party's offline set for the unbalanced PSI: "
+                           f"{type(exc).__name__}: {exc}")
+        return
+    if record.finished or runtime.closed or runtime.failed:
+        return  # stopped, or resumed with a new runtime (whose own start adds the role) while the set was made
+    await runtime.add_role("psi", role, role.start())
 
 
 def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerier | UnbalancedEvaluator) -> None:
