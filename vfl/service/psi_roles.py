@@ -9,6 +9,12 @@ there. Each side caps the set size the other declares with its own
 message it refuses to the job's ``audit.log``, as the arbiter does for
 decryptions it refuses.
 
+An unbalanced job (``"psi": {"protocol": "ecdh", "unbalanced": true}``) maps
+the pair onto the large and the small side instead: B large by default, the
+feature party with ``"large_side": "feature"`` (and its ``[psi]
+accept_large_side``). The large side keeps a key and offline set per partner
+and dataset, the small side a copy of its tags; the code is the same both ways.
+
 Finished buckets are kept under ``jobs/<id>/psi/<peer>/`` until the alignment is
 stored, so an alignment cut short resumes at the first bucket not finished at
 both ends (:mod:`psi.buckets`).
