@@ -27,6 +27,7 @@ from vfl.ml.metrics import model_metrics
 from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
 from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone, label_party_alone_one_vs_rest
 from vfl.protocol.label_party import LabelParty
+from vfl.service import timings
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import model_document
@@ -235,6 +236,8 @@ async def finish(ctx: JobContext) -> None:
     record = ctx.record
     if ctx.job.started is not None:
         record.timings.setdefault("total", round(time.perf_counter() - ctx.job.started, 3))
+    # Before "succeeded": whoever sees the job done sees every party's timings (or why one is missing).
+    record.peer_timings = await timings.ask_peers(ctx)
     ctx.advance(Stage.DONE)
     split = "validation" if (record.metrics or {}).get("validation") else "train"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()
