@@ -5,7 +5,8 @@ record's timeline: registered, psi, aligned, binning, training, evaluating, ...)
 and, for training, the seconds its roles spent handling messages (computing, in
 :class:`~vfl.service.runtime.JobRuntime`) against the rest of the stage (waiting
 for its peers). Party B asks each feature party and the arbiter for theirs once
-the job has run its stages (``GET /v1/peer/jobs/{id}/timings``), keeps the
+the job has run its stages (``GET /v1/peer/jobs/{id}/timings``,
+:mod:`vfl.service.serving.timings`), keeps the
 answers in its record (``peer_timings``) and shows them with its own on the
 job's page (``party_timings`` of the job's status).
 
@@ -14,7 +15,9 @@ job's page (``party_timings`` of the job's status).
 the same way. No row, ID, count or value of the party's data, no per-epoch or
 per-message time. Durations still say something: a feature party's PSI and
 training times grow with its number of IDs and of features, and with how fast
-its machines are. Only the job's label party may ask, and only for its own job.
+its machines are. Only the job's label party may ask, only for its own job, and
+only once the job has finished at the party asked (so they cannot be polled to
+time each epoch).
 
 A peer that does not answer (down, too old to serve the route, or answering
 something that is not timings) is recorded as ``{"available": false, "reason":
@@ -23,28 +26,19 @@ something that is not timings) is recorded as ``{"available": false, "reason":
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from typing import Any
 
-from vfl.errors import VFLError
 from vfl.protocol.roster import LETTERS
-from vfl.service.context import JobContext
 from vfl.service.record import JobRecord
-
-log = logging.getLogger("vfl.service")
 
 #: Every duration a party reports, its own or to party B, is rounded to this many seconds.
 STEP = 0.1
 #: Stages that end a job: no time is spent in them.
 ENDS = frozenset({"done", "stopped", "deleting", "deleted", "damaged"})
-#: How long party B waits for a peer's timings before it records them as not available.
-ASK_SECONDS = 10.0
 #: A peer's answer with more stages than this (there are about a dozen) is not timings.
 MAX_STAGES = 32
-PATH = "/v1/peer/jobs/{job_id}/timings"
 
 
 def rounded(seconds: float) -> float:
@@ -85,27 +79,18 @@ def own_timings(record: JobRecord, me: str, live_compute: float | None = None) -
     return entry
 
 
-def peer_answer(ctx: JobContext, caller: str) -> dict[str, Any]:
-    """A feature party or the arbiter: its timings of a job, for the job's party B only."""
-    record = ctx.record
-    record.require_caller(caller, "label")
-    runtime = ctx.job.runtime
-    live = None if runtime is None else runtime.compute_seconds.get("train")
-    return own_timings(record, ctx.me, live)
-
-
 def not_available(record: JobRecord, peer: str, reason: str) -> dict[str, Any]:
     """A peer's entry when its timings could not be had (party B shows the reason)."""
-    return {"party": peer, "role": _letter(record, peer), "available": False, "reason": reason}
+    return {"party": peer, "role": letter(record, peer), "available": False, "reason": reason}
 
 
-def _letter(record: JobRecord, peer: str) -> str:
+def letter(record: JobRecord, peer: str) -> str:
     pid = next((p for p, party in record.peers.items() if party == peer), None)
     kind = record.parties.kind_of(pid) if pid is not None else None
     return LETTERS[kind] if kind else "?"
 
 
-def _checked(record: JobRecord, peer: str, answer: Any) -> dict[str, Any]:
+def checked(record: JobRecord, peer: str, answer: Any) -> dict[str, Any]:
     """A peer's answer as party B keeps it: only durations, each a finite number ≥ 0, rounded again here."""
     def seconds(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -117,7 +102,7 @@ def _checked(record: JobRecord, peer: str, answer: Any) -> dict[str, Any]:
         if not isinstance(stages, dict) or len(stages) > MAX_STAGES:
             raise ValueError("stages")
         entry: dict[str, Any] = {
-            "party": peer, "role": _letter(record, peer), "available": True, "state": str(answer.get("state"))[:20],
+            "party": peer, "role": letter(record, peer), "available": True, "state": str(answer.get("state"))[:20],
             "stages": {str(stage)[:40]: seconds(value) for stage, value in stages.items()},
         }
         training = answer.get("training")
@@ -126,26 +111,6 @@ def _checked(record: JobRecord, peer: str, answer: Any) -> dict[str, Any]:
     except (TypeError, KeyError, ValueError, AttributeError):
         return not_available(record, peer, f"{peer} answered something that is not its timings")
     return entry
-
-
-async def ask_peers(ctx: JobContext) -> dict[str, dict[str, Any]]:
-    """Party B: every feature party's and the arbiter's timings of the job, or why they are not available."""
-    record = ctx.record
-    path = PATH.format(job_id=record.job_id)
-
-    async def ask(peer: str) -> dict[str, Any]:
-        try:
-            answer = await asyncio.wait_for(
-                ctx.client.call_json(peer, "GET", path, connect_within=min(3.0, ASK_SECONDS)), ASK_SECONDS)
-        except (VFLError, asyncio.TimeoutError) as exc:  # the job is unaffected: its page says "not available"
-            problem = f"{type(exc).__name__}: {exc}" if isinstance(exc, VFLError) else f"no answer in {ASK_SECONDS:g}s"
-            log.warning("job %s: %s's timings are not available: %s", record.job_id, peer, problem)
-            return not_available(record, peer, f"not available: {problem}"[:500])
-        return _checked(record, peer, answer)
-
-    peers = record.peer_ids(ctx.me)
-    answers = await asyncio.gather(*(ask(peer) for peer in peers))
-    return dict(zip(peers, answers))
 
 
 def party_timings(record: JobRecord, me: str, live_compute: float | None = None) -> list[dict[str, Any]]:
@@ -166,5 +131,4 @@ def party_timings(record: JobRecord, me: str, live_compute: float | None = None)
     return sorted([own, *peers], key=lambda e: order.get(str(e.get("role")), 3))
 
 
-__all__ = ["ASK_SECONDS", "STEP", "ask_peers", "not_available", "own_timings", "party_timings", "peer_answer",
-           "rounded", "stage_seconds"]
+__all__ = ["STEP", "checked", "letter", "not_available", "own_timings", "party_timings", "rounded", "stage_seconds"]

@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from vfl.service import timings, watchdog
+from vfl.service import watchdog
 from vfl.service.http.auth import Peer
 from vfl.service.http.deps import BINARY_BODY, NodeDep
 from vfl.service.redact import local_paths, redact
-from vfl.service.serving import registry, scoring
+from vfl.service.serving import registry, scoring, timings
 from vfl.service.spec import (
     FailureNotice,
     InterruptionNotice,

@@ -27,7 +27,6 @@ from vfl.ml.metrics import model_metrics
 from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
 from vfl.ml.parts import ModelPartB, evaluate_label_part, label_party_alone, label_party_alone_one_vs_rest
 from vfl.protocol.label_party import LabelParty
-from vfl.service import timings
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
 from vfl.service.record import model_document
@@ -38,6 +37,7 @@ from vfl.ml.scorecard.points import base_points
 from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.data.leakage import perfect_model, score_leak
+from vfl.service.serving import timings
 from vfl.service.serving.partials import gather_partial_scores
 from vfl.service.training_roles import one_vs_rest_class
 
