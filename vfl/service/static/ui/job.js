@@ -181,7 +181,8 @@
 
   // -- timings --------------------------------------------------------------------------------------------
   function timings(job) {
-    const rows = Object.entries(job.timings || {}).map(([k, v]) => [k, duration(v)]);
+    const names = { training_compute: "training: computing" };
+    const rows = Object.entries(job.timings || {}).map(([k, v]) => [names[k] || k, duration(v)]);
     const align = job.alignment || {};
     if (typeof align.seconds === "number" && !(job.timings || {}).alignment) rows.push(["alignment (PSI)", duration(align.seconds)]);
     const epochs = (job.events || []).filter((e) => /^epoch \d+\//.test(e.message)).map((e) => e.at);
