@@ -288,12 +288,13 @@ class PsiKeyHolder(Role):
 
     def bucket_progress(self) -> BucketProgress:
         """Buckets finished (B sent their intersection), and B's chunks signed in the running bucket."""
-        bucket = min(self._buckets_learned, self.n_buckets - 1)
+        learned, offsets = self._buckets_learned, self._b_offsets  # see PsiRequester.bucket_progress
+        bucket = min(learned, self.n_buckets - 1)
         chunks = done = 0
-        if self.total_b_chunks is not None and self._buckets_learned < self.n_buckets:
-            first, end = self._b_offsets[bucket], self._b_offsets[bucket + 1]
+        if learned < self.n_buckets and len(offsets) == self.n_buckets + 1:  # B's declaration is in
+            first, end = offsets[bucket], offsets[bucket + 1]
             chunks, done = end - first, max(0, min(end, self._b_chunks_signed) - first)
-        return BucketProgress(self._buckets_learned, self.n_buckets, done, chunks, self.progress[0], self.size_a)
+        return BucketProgress(learned, self.n_buckets, done, chunks, self.progress[0], self.size_a)
 
     def start(self) -> list[Envelope]:
         """Publish the key and start signing our own IDs (the first bucket) in the background."""
@@ -553,15 +554,18 @@ class PsiRequester(Role):
 
     def bucket_progress(self) -> BucketProgress:
         """Buckets finished, and A's messages handled in the running bucket (its signed and its tag chunks)."""
-        if self.key is None:  # A's key fixes the bucket count
-            return BucketProgress(0, 0, 0, 0, 0, self.size_b)
-        bucket = self._bucket
-        if bucket >= self.n_buckets:
-            return BucketProgress(bucket, self.n_buckets, 0, 0, self.size_b, self.size_b)
-        ours = self._offsets[bucket + 1] - self._offsets[bucket]
-        theirs = self._tag_offsets[bucket + 1] - self._tag_offsets[bucket]
-        return BucketProgress(bucket, self.n_buckets, self._signed_in_bucket + self._a_chunks_seen, ours + theirs,
-                              sum(self.buckets.sizes[:bucket]), self.size_b)
+        # Read while the role may be handling a message in another thread: each list is replaced whole, never
+        # changed in place, so local copies are consistent; until A's key has set them all, nothing is counted.
+        offsets, tag_offsets, buckets, n = self._offsets, self._tag_offsets, self.buckets, self.n_buckets
+        if self.key is None or buckets is None or len(offsets) != n + 1 or len(tag_offsets) != n + 1:
+            return BucketProgress(0, 0, 0, 0, 0, self.size_b)  # A's key fixes the bucket count
+        bucket = min(self._bucket, n)
+        if bucket >= n:
+            return BucketProgress(n, n, 0, 0, self.size_b, self.size_b)
+        ours = offsets[bucket + 1] - offsets[bucket]
+        theirs = tag_offsets[bucket + 1] - tag_offsets[bucket]
+        done = min(ours + theirs, self._signed_in_bucket + self._a_chunks_seen)
+        return BucketProgress(bucket, n, done, ours + theirs, sum(buckets.sizes[:bucket]), self.size_b)
 
     def position(self, message: Message) -> int:
         if isinstance(message, self.suite.hello_type):
