@@ -102,7 +102,8 @@ def checked(record: JobRecord, peer: str, answer: Any) -> dict[str, Any]:
         if not isinstance(stages, dict) or len(stages) > MAX_STAGES:
             raise ValueError("stages")
         entry: dict[str, Any] = {
-            "party": peer, "role": letter(record, peer), "available": True, "state": str(answer.get("state"))[:20],
+            "party": peer, "role": letter(record, peer), "available": True,
+            "state": None if answer.get("state") is None else str(answer["state"])[:20],
             "stages": {str(stage)[:40]: seconds(value) for stage, value in stages.items()},
         }
         training = answer.get("training")
