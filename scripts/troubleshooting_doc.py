@@ -93,6 +93,9 @@ FIXES: dict[str, str] = {
     "JobError": "The job cannot run or continue in its state (the message says why and what to do, e.g. wait "
                 "for it to end, resume it, or submit again).",
     "JobCancelled": "The job was cancelled by an operator; submit it again if it should run.",
+    "ModelServed": "A model name serves this job, so deleting it would break that name's predictions. Promote "
+                   "another version under the name (`vfl models promote NAME JOB`) or roll the name back "
+                   "(`vfl models rollback NAME`), then delete the job (`vfl models delete JOB`).",
 }
 
 #: Where a user meets an error, by the file that raises it (the first matching prefix wins).

@@ -53,6 +53,23 @@ def fate_files(*names: str) -> tuple[Path, ...]:
     return paths
 
 
+def pooled_ionosphere_auc() -> float:
+    """scikit-learn's LogisticRegression on FATE's ionosphere, pooled and mean-imputed: training AUC (0.9610)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    host, guest = fate_pair("ionosphere_scale")
+    raw_a, raw_b = pd.read_csv(host).set_index("sid"), pd.read_csv(guest).set_index("sid")
+    X = np.hstack([raw_b.drop(columns="label").to_numpy(float), raw_a.loc[raw_b.index].to_numpy(float)])
+    X = StandardScaler().fit_transform(SimpleImputer(keep_empty_features=True).fit_transform(X))
+    y = raw_b["label"].to_numpy(float)
+    return float(roc_auc_score(y, LogisticRegression(max_iter=5000).fit(X, y).decision_function(X)))
+
+
 # -- tiers ----------------------------------------------------------------------------------------
 
 #: The tier folders, cheapest first. Each test gets the marker of the folder it lives in, so that

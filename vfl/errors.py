@@ -44,7 +44,8 @@ need to catch ``VFLError`` or one of its branches::
     │   │                         will not sign an entry
     │   └── LedgerConflict        a party's copy disagrees with the entry it is given 409
     └── JobError                  a job cannot run, or was cancelled                  409
-        └── JobCancelled                                                              409
+        ├── JobCancelled                                                              409
+        └── ModelServed           a model name serves the version: it cannot be deleted 409
 
 Each class carries the HTTP status a service answers it with (``http_status``,
 the right-hand column). The one error handler of :mod:`vfl.service.http.errors`
@@ -304,6 +305,14 @@ class JobCancelled(JobError):
     """The job was cancelled by an orchestration call."""
 
 
+class ModelServed(JobError):
+    """A job is the version a model name serves now, so it cannot be deleted (promote another or roll back first).
+
+    A class of its own so that a client tells it from other refusals by the answer's ``error`` (the CLI then
+    names the fix in vfl commands).
+    """
+
+
 def error_detail(response: Any) -> str:
     """The message of an error answer from a vfl service (an httpx response), whatever shape it came in.
 
@@ -359,5 +368,6 @@ __all__ = [
     "LedgerConflict",
     "JobError",
     "JobCancelled",
+    "ModelServed",
     "error_detail",
 ]

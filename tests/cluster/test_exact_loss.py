@@ -9,26 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from tests.conftest import fate_pair
+from tests.conftest import fate_pair, pooled_ionosphere_auc
 from tests.helpers import demo_job, start_cluster, wait_for
-
-
-def scikit_learn_auc() -> float:
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-
-    host, guest = fate_pair("ionosphere_scale")
-    raw_a, raw_b = pd.read_csv(host).set_index("sid"), pd.read_csv(guest).set_index("sid")
-    X = np.hstack([raw_b.drop(columns="label").to_numpy(float), raw_a.loc[raw_b.index].to_numpy(float)])
-    X = StandardScaler().fit_transform(SimpleImputer(keep_empty_features=True).fit_transform(X))
-    y = raw_b["label"].to_numpy(float)
-    return roc_auc_score(y, LogisticRegression(max_iter=5000).fit(X, y).decision_function(X))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +48,7 @@ def test_the_exact_loss_matches_scikit_learn_through_the_services(records):
     record = records["exact"]
 
     assert record["state"] == "succeeded", record.get("error")
-    assert abs(record["metrics"]["train"]["auc"] - scikit_learn_auc()) <= 0.01
+    assert abs(record["metrics"]["train"]["auc"] - pooled_ionosphere_auc()) <= 0.01
     assert not any("training.loss" in warning for warning in record.get("warnings", []))
 
 
@@ -72,5 +56,5 @@ def test_the_taylor_job_falls_short_and_its_record_names_the_setting(records):
     record = records["taylor"]
 
     assert record["state"] == "succeeded", record.get("error")
-    assert scikit_learn_auc() - record["metrics"]["train"]["auc"] > 0.01
+    assert pooled_ionosphere_auc() - record["metrics"]["train"]["auc"] > 0.01
     assert any("training.loss = 'exact'" in warning for warning in record["warnings"])

@@ -186,6 +186,7 @@ def test_delete_is_refused_while_served_or_running(workdir, run):
     served, running, dirs = run(scenario())
 
     assert served.status_code == 409 and "'risk'" in served.json()["detail"]
+    assert served.json()["error"] == "ModelServed"  # a client can tell it from other refusals, and name its own fix
     assert "rollback" in served.json()["detail"] and "promote another version" in served.json()["detail"]
     assert running.status_code == 409 and "cancel it first" in running.json()["detail"]
     assert dirs == {"party-a": True, "party-b": True, "arbiter": True}

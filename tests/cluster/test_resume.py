@@ -13,7 +13,9 @@ from tests.helpers import demo_job, start_cluster, submit_until_epoch, wait_for
 from vfl.ml.config import TrainingConfig
 from vfl.data.table import load_csv
 from vfl.service.config import load_config
+from vfl.service.lifecycle import Stage
 from vfl.service.node import Node
+from vfl.service.stages.pipeline import LABEL_PARTY, Step
 from vfl.local.simulate import simulate
 
 SETTINGS = dict(epochs=10, tol=0, batch_size=150, validation_fraction=0.2, optimizer="adam")
@@ -86,3 +88,42 @@ def test_a_peer_that_stays_down_fails_the_job_with_a_readable_error(tmp_path, ru
 
     assert status["state"] == "failed"
     assert "party-a" in status["error"] and "unreachable for" in status["error"] and "peer_timeout = 1.5s" in status["error"]
+
+
+def test_party_b_restarted_after_training_ended_everywhere_takes_up_its_final_model(tmp_path, run, keypair):
+    """As when B stops while a multi-class job's class trainings run: the peers finished the job, B did not.
+
+    B is held in its evaluation (training has ended, and every other party's part is saved), then killed; the
+    restarted B must not ask the finished peers to train again, but evaluate its own final model.
+    """
+    held = asyncio.Event()
+
+    async def hold(ctx):  # B's evaluation never ends: the restarted B (with the usual steps) does it
+        held.set()
+        await asyncio.Event().wait()
+
+    steps = tuple(Step(step.stage, hold) if step.stage is Stage.EVALUATING else step for step in LABEL_PARTY)
+    settings = {**SETTINGS, "epochs": 3}
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, bank_steps=steps, **demo_job(**settings))
+        try:
+            async with cluster.client() as bank:
+                job = (await bank.post("/v1/jobs", json=cluster.setup["job"])).json()
+                await asyncio.wait_for(held.wait(), timeout=120)
+                await crash_and_restart(cluster, "party-b")
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                status = await wait_for(bank, job["job_id"])
+                models = [(await c.get(f"/v1/jobs/{job['job_id']}/model")).json() for c in (shop, bank)]
+            return status, models
+        finally:
+            await cluster.stop()
+
+    status, (model_a, model_b) = run(scenario())
+    reference = uninterrupted(tmp_path, keypair, {**settings, "key_bits": 1024})
+
+    assert status["state"] == "succeeded", status["error"]
+    assert status["resumes"] == 1 and status["epoch"] == reference["epochs_run"]
+    assert np.allclose(model_a["weights"], reference["model_parts"]["party_a"]["weights"], atol=1e-12, rtol=0)
+    assert np.allclose(model_b["weights"], reference["model_parts"]["party_b"]["weights"], atol=1e-12, rtol=0)
+    assert status["loss_history"] == pytest.approx(reference["loss_history"], abs=1e-12)

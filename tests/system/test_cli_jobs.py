@@ -284,3 +284,47 @@ def test_score_honours_vfl_ca_and_hints_at_it_without(federation, two_jobs, tmp_
     assert without == 1 and "give it with --ca ca.pem or set VFL_CA" in without_err
     assert with_ca == 0, with_err
     assert pd.read_csv(tmp_path / "scores.csv", dtype=str)["id"].tolist() == shared_ids(workdir, 5)
+
+
+def test_models_delete_refuses_a_served_version_and_a_name_and_deletes_an_unserved_one(federation, monkeypatch,
+                                                                                        capsys):
+    # Arrange: two jobs of its own (the other tests keep theirs), the first served under a name
+    workdir, setup = federation
+    spec = json.loads((workdir / "job.json").read_text())
+    with Orchestrator(setup["urls"]["party-b"], setup["token"], verify=setup["verify"]) as bank:
+        first, second = (bank.submit({**spec, "job_id": f"deletable-{i}"})["job_id"] for i in (1, 2))
+        for job_id in (first, second):
+            bank.wait(job_id, interval=0.2)
+    monkeypatch.setenv("VFL_URL", setup["urls"]["party-b"])
+    monkeypatch.setenv("VFL_TOKEN", setup["token"])
+    monkeypatch.setenv("VFL_CA", str(setup["verify"]))
+
+    def models(*args: str) -> tuple[int, str, str]:
+        code = main(["models", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert models("promote", "scratch", first)[0] == 0
+
+    # Act
+    served = models("delete", first)
+    by_name = models("delete", "scratch")
+    models("promote", "scratch", second)
+    deleted = models("delete", first)
+    listed = json.loads(models("list", "--json")[1])
+    at_a = main(["models", "delete", second, "--url", setup["urls"]["party-a"], "--token", setup["tokens"]["party-a"]])
+    at_a_err = capsys.readouterr().err
+
+    # Assert
+    assert served[0] == 1 and served[2].startswith(f"vfl models delete: refused (409): DELETE /v1/jobs/{first}: ")
+    assert (f"job {first} is the version model 'scratch' serves; promote another version "
+            "(vfl models promote scratch JOB_ID) or roll back (vfl models rollback scratch) first") in served[2]
+    assert by_name[0] == 1 and by_name[2].startswith("vfl models delete: refused (404): ")
+    assert "'scratch' is a model name, not a job" in by_name[2] and f"serves job {first}" in by_name[2]
+    assert deleted[0] == 0, deleted[2]
+    assert deleted[1].startswith(f"deleted job {first} at ")
+    assert set(deleted[1].strip().removeprefix(f"deleted job {first} at ").split(", ")) == {
+        "party-a", "arbiter", "party-b"}
+    assert first not in {m["job_id"] for m in listed["models"]}
+    assert listed["served"]["scratch"] == {"job_id": second, "history": []}  # the deleted version left the history
+    assert at_a == 1 and "delete at party B" in at_a_err

@@ -1,4 +1,5 @@
-"""``vfl models``: the model registry of a running service: list versions, and at party B promote, roll back, show."""
+"""``vfl models``: the model registry of a running service: list versions, and at party B promote, roll back, show,
+delete."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 from vfl.cli.arguments import add_connection_options, ca_hint, check_ca_file
 from vfl.cli.output import print_answer, print_columns, print_json
-from vfl.errors import ConfigError
+from vfl.errors import ConfigError, PeerRefused
 
 if TYPE_CHECKING:  # imported by run(), so that `vfl --help` does not load httpx
     from vfl.orchestrate import Orchestrator
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("models", help="the model registry: list versions; at party B promote, roll back, show",
+    p = commands.add_parser("models", help="the model registry: list versions; at party B promote, roll back, show, "
+                                           "delete",
                             description="A service's trained model versions (GET /v1/models), and at party B the "
                                         "names that serve them: promote a job under a name, roll a name back to the "
-                                        "version it served before, show what a name serves. Every command takes "
+                                        "version it served before, show what a name serves, delete a version (a "
+                                        "job) at every party. Every command takes "
                                         "--url, --token and --ca, or $VFL_URL, $VFL_TOKEN and $VFL_CA.")
     models = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -38,7 +41,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print the service's answer as JSON")
 
-    for command in (listing, promote, rollback, show):
+    delete = models.add_parser("delete", help="party B: delete a finished job (a model version) at every party",
+                               description="Delete a finished job at every party (DELETE /v1/jobs/JOB_ID), with its "
+                                           "class trainings if it is a multi-class job. Refused while a model name "
+                                           "serves the job: promote another version under that name or roll it back "
+                                           "first. Give the job id, not a model name.")
+    delete.add_argument("job_id", help="the job to delete (vfl models list shows them)")
+    delete.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+
+    for command in (listing, promote, rollback, show, delete):
         add_connection_options(command)
     p.set_defaults(run=run)
 
@@ -122,7 +133,55 @@ def _show(args: argparse.Namespace, service: Orchestrator) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace, service: Orchestrator) -> int:
+    try:
+        answer = service.delete(args.job_id)
+    except PeerRefused as exc:
+        raise _refusal_in_cli_words(exc, args.job_id, service) from exc
+    line = f"deleted job {answer['job_id']} at {', '.join(answer.get('deleted') or [])}"
+    left = [c for c in answer.get("class_trainings") or [] if c.get("status") != "deleted"]
+    for training in answer.get("class_trainings") or []:
+        line += f"\n  class training {training['job_id']}: {training.get('status')}"
+        if training.get("status") != "deleted":
+            line += f" ({training.get('detail') or training.get('pending')})"
+    note = None
+    if left:
+        note = (f"vfl models delete: {len(left)} class training(s) of {answer['job_id']} not deleted yet; run "
+                + "; ".join(f"vfl models delete {c['job_id']}" for c in left) + " again")
+    print_answer(answer, line, as_json=args.json, note=note)
+    return 1 if left else 0
+
+
+def _served_names(service: Orchestrator) -> dict[str, Any]:
+    """Party B's names and what each serves, or nothing when the registry cannot be read (the refusal stands)."""
+    try:
+        return dict(service.models().get("served") or {})
+    except PeerRefused:
+        return {}
+
+
+def _refusal_in_cli_words(exc: PeerRefused, job_id: str, service: Orchestrator) -> PeerRefused:
+    """The service's refusal, with the fix in vfl commands where the REST answer names REST routes."""
+    if exc.error == "ModelServed":
+        names = sorted(name for name, entry in _served_names(service).items() if entry.get("job_id") == job_id)
+        if names:
+            shown = ", ".join(repr(n) for n in names)
+            return PeerRefused(f"DELETE /v1/jobs/{job_id}: job {job_id} is the version model {shown} serves; promote "
+                               f"another version (vfl models promote {names[0]} JOB_ID) or roll back (vfl models "
+                               f"rollback {names[0]}) first, then delete it", exc.status, exc.error)
+    elif exc.error == "UnknownJobError":
+        entry = _served_names(service).get(job_id)
+        if entry is not None:
+            return PeerRefused(f"{exc}; {job_id!r} is a model name, not a job: give the id of the version to delete "
+                               f"(vfl models list shows them). The name serves job {entry['job_id']}, which cannot "
+                               f"be deleted while served: promote another version (vfl models promote {job_id} "
+                               f"JOB_ID) or roll back (vfl models rollback {job_id}) first", exc.status, exc.error)
+    elif exc.status == 405:
+        return PeerRefused(f"{exc}; delete at party B, which deletes the job at every party", exc.status, exc.error)
+    return exc
+
+
 #: what each ``vfl models ACTION`` does, given the parsed arguments and a connected client
 ACTIONS: dict[str, Callable[[argparse.Namespace, Orchestrator], int]] = {
-    "list": _list, "promote": _promote, "rollback": _rollback, "show": _show,
+    "list": _list, "promote": _promote, "rollback": _rollback, "show": _show, "delete": _delete,
 }

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import vfl
-from vfl.errors import ConfigError, JobError, PeerNotAllowed, UnknownJobError, VFLError
+from vfl.errors import ConfigError, JobError, ModelServed, PeerNotAllowed, UnknownJobError, VFLError
 from vfl.protocol.messages import JOB_ID_PATTERN
 from vfl.protocol.roster import LETTERS
 from vfl.service.context import ServiceContext
@@ -269,9 +269,9 @@ async def delete_job(service: ServiceContext, job_id: str) -> dict[str, Any]:
     names = sorted(name for name, e in data["served"].items() if e["job_id"] == job_id)
     if names:
         shown = ", ".join(repr(n) for n in names)
-        raise JobError(f"job {job_id} is the version model {shown} serves; promote another version "
-                       f"(POST /v1/models/{names[0]}/promote) or roll back (POST /v1/models/{names[0]}/rollback) "
-                       "first, then delete it")
+        raise ModelServed(f"job {job_id} is the version model {shown} serves; promote another version "
+                          f"(POST /v1/models/{names[0]}/promote) or roll back (POST /v1/models/{names[0]}/rollback) "
+                          "first, then delete it")
     # Mark first: from here on the job is being deleted, and a version no rollback may return to.
     progress = data["deleting"].setdefault(job_id, {"deleted": [], "pending": {}})
     for entry in data["served"].values():

@@ -156,6 +156,8 @@ async def _restore_training(ctx: JobContext, reason: str) -> None:
     record, roster = ctx.record, ctx.roster
     log.warning("job %s: resuming (%s)", record.job_id, reason)
     infos = await _checkpoints_everywhere(ctx)
+    if all(info.get("state") == JobState.SUCCEEDED for info in infos.values()) and await _restore_ended(ctx):
+        return
     common = set(ctx.store.checkpoints(record.job_id))
     for info in infos.values():
         common &= set(info["epochs"])
@@ -181,6 +183,37 @@ async def _restore_training(ctx: JobContext, reason: str) -> None:
     await runtime.post(role.resume())
     if role.done:
         ctx.job.trained.set()
+
+
+async def _restore_ended(ctx: JobContext) -> bool:
+    """Training had ended everywhere before B stopped: B restores its own final state; nothing is asked of the others.
+
+    A multi-class job's class trainings run after the job's own training, which the
+    feature parties and the arbiter have finished (their part is done and saved): a
+    restart of B then finds the job still in its training stage, and restoring the
+    peers would ask them to train again a job they finished. B's last checkpoint is
+    its final model, so B takes it up and the pipeline goes on (to the class
+    trainings, which resume by themselves). The same holds for any job whose B
+    stopped after the last epoch but before its evaluation was saved. False when
+    B's last checkpoint is not of an ended training: then the job resumes as any other.
+    """
+    record = ctx.record
+    epochs = ctx.store.checkpoints(record.job_id)
+    if not epochs:
+        return False
+    aligned = await asyncio.to_thread(ctx.aligned_table)
+    role = await asyncio.to_thread(party_role, ctx, aligned)
+    role.load_state_dict(ctx.store.load_checkpoint(record.job_id, max(epochs)))
+    if not role.done:
+        return False
+    ctx.update(resumes=record.resumes + 1)
+    runtime = await ctx.fresh_runtime()
+    await runtime.add_role("train", role)
+    ctx.advance(Stage.TRAINING)
+    ctx.job.trained.set()
+    ctx.event("training had ended at every party (%d epochs, %s): party B takes up its final model", record.epoch,
+              role.stop_reason)
+    return True
 
 
 # -- a feature party and the arbiter -------------------------------------------------------------------------

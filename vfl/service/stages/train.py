@@ -24,6 +24,8 @@ async def run(ctx: JobContext) -> None:
         await _start(ctx)
     began = time.perf_counter()
     role = runtime.roles["train"]
+    if role.done and "training" in ctx.record.timings:
+        return  # it had ended before party B restarted (a multi-class job's class trainings were running)
     if not role.done:
         await ctx.job.trained.wait()
     ctx.record.timings["training"] = round(time.perf_counter() - began, 3)
