@@ -72,6 +72,7 @@ import random
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,6 +105,22 @@ DEFAULT_WINDOW = 4
 OWN_TASK_IDS = 512
 #: How far ahead a PSI message may be held: B's window plus a bucket's tags and intersection.
 BUCKET_LOOKAHEAD = 16
+
+
+class BucketProgress(NamedTuple):
+    """How far one side of a PSI is, for a progress line: read-only, it changes nothing in the role.
+
+    ``buckets`` is 0 until the other side's first message fixes the bucket count. ``chunks`` counts the
+    messages this side must handle in the running bucket (party B: A's signed chunks and A's tag chunks;
+    party A: B's blinded chunks it signs); ``ids_done`` counts this side's own IDs in finished buckets.
+    """
+
+    buckets_done: int
+    buckets: int
+    chunks_done: int
+    chunks: int
+    ids_done: int
+    ids: int
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -261,11 +278,23 @@ class PsiKeyHolder(Role):
         self._published: dict[int, tuple[list[str], np.ndarray, dict[bytes, int]]] = {}
         self._bucket_ids: tuple[list[str], np.ndarray] | None = None  # the signing bucket's IDs and rows
         self.progress = (0, self.size_a)
+        self._buckets_learned = self.first_bucket  # buckets whose intersection B sent (for bucket_progress)
+        self._b_chunks_signed = 0  # B's chunk numbers below this one are signed (they come in order)
 
 
     @property
     def done(self) -> bool:
         return self.rows is not None
+
+    def bucket_progress(self) -> BucketProgress:
+        """Buckets finished (B sent their intersection), and B's chunks signed in the running bucket."""
+        learned, offsets = self._buckets_learned, self._b_offsets  # see PsiRequester.bucket_progress
+        bucket = min(learned, self.n_buckets - 1)
+        chunks = done = 0
+        if learned < self.n_buckets and len(offsets) == self.n_buckets + 1:  # B's declaration is in
+            first, end = offsets[bucket], offsets[bucket + 1]
+            chunks, done = end - first, max(0, min(end, self._b_chunks_signed) - first)
+        return BucketProgress(learned, self.n_buckets, done, chunks, self.progress[0], self.size_a)
 
     def start(self) -> list[Envelope]:
         """Publish the key and start signing our own IDs (the first bucket) in the background."""
@@ -401,6 +430,7 @@ class PsiKeyHolder(Role):
         self._feed_own(2 * self.workers)  # keep the pool busy while B handles this chunk
         self.size_b += count
         self.cursor += 1
+        self._b_chunks_signed = message.chunk + 1
         out = [self.send(self.peer, answer)]
         if message.chunk == self._b_offsets[message.bucket + 1] - 1:  # the bucket's last: B's part of it is signed
             out.extend(self._publish_own_tags(message.bucket))
@@ -443,6 +473,7 @@ class PsiKeyHolder(Role):
         self.cursor += 1
         done = sum(self.buckets.sizes[: bucket + 1])
         self.progress = (done, self.size_a)
+        self._buckets_learned = bucket + 1
         if bucket == self.n_buckets - 1:
             self.rows = self.results.merged_rows(self.n_buckets)
         return []
@@ -520,6 +551,21 @@ class PsiRequester(Role):
     @property
     def done(self) -> bool:
         return self.rows is not None
+
+    def bucket_progress(self) -> BucketProgress:
+        """Buckets finished, and A's messages handled in the running bucket (its signed and its tag chunks)."""
+        # Read while the role may be handling a message in another thread: each list is replaced whole, never
+        # changed in place, so local copies are consistent; until A's key has set them all, nothing is counted.
+        offsets, tag_offsets, buckets, n = self._offsets, self._tag_offsets, self.buckets, self.n_buckets
+        if self.key is None or buckets is None or len(offsets) != n + 1 or len(tag_offsets) != n + 1:
+            return BucketProgress(0, 0, 0, 0, 0, self.size_b)  # A's key fixes the bucket count
+        bucket = min(self._bucket, n)
+        if bucket >= n:
+            return BucketProgress(n, n, 0, 0, self.size_b, self.size_b)
+        ours = offsets[bucket + 1] - offsets[bucket]
+        theirs = tag_offsets[bucket + 1] - tag_offsets[bucket]
+        done = min(ours + theirs, self._signed_in_bucket + self._a_chunks_seen)
+        return BucketProgress(bucket, n, done, ours + theirs, sum(buckets.sizes[:bucket]), self.size_b)
 
     def position(self, message: Message) -> int:
         if isinstance(message, self.suite.hello_type):
@@ -667,4 +713,4 @@ class PsiRequester(Role):
                                                       tags=pack_tags(common)))]
 
 
-__all__ = ["PsiKeyHolder", "PsiRequester", "TAG_BYTES", "check_declared_size"]
+__all__ = ["BucketProgress", "PsiKeyHolder", "PsiRequester", "TAG_BYTES", "check_declared_size"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from psi import run_psi
+from psi import ec, run_psi
 from psi.buckets import BucketResults, DiskBucketResults, IdBuckets, OwnTagCache, PsiIds, bucket_count, bucket_of
 from psi.messages import BlindedChunk, DeclaredSize, IntersectionTags, PsiPublicKey
 from psi.protocol import PsiKeyHolder, PsiRequester
 from tests.protocol.test_psi import BITS, make_sets
-from vfl.errors import DataError, PSIError
+from vfl.errors import ConfigError, DataError, PSIError
 from vfl.protocol.channel import InMemoryChannel
 from vfl.protocol.role import Envelope
 
@@ -232,3 +232,32 @@ def test_a_changed_dataset_or_a_tampered_cache_gets_a_fresh_key(tmp_path):
 
     assert changed.key.public.n != first.key.public.n
     assert tampered.key.public.n != changed.key.public.n  # the integrity check failed: not trusted
+
+
+@pytest.mark.parametrize("protocol", ["rsa", "ecdh"])
+def test_bucket_progress_counts_buckets_and_chunks_and_never_goes_back(protocol):
+    if protocol == "ecdh":
+        try:
+            ec._sodium()
+        except ConfigError as exc:
+            pytest.skip(f"no usable libsodium: {exc}")
+    ids_a, ids_b, _ = make_sets(200, 0.5, seed=24)
+    holder = PsiKeyHolder("j", ids_a, key_bits=BITS, min_key_bits=BITS, chunk_size=16, bucket_ids=50,
+                          protocol=protocol)
+    requester = PsiRequester("j", ids_b, min_key_bits=BITS, protocol=protocol)
+    seen_a, seen_b = [holder.bucket_progress()], [requester.bucket_progress()]
+
+    def watch(envelope: Envelope) -> None:
+        seen_a.append(holder.bucket_progress())
+        seen_b.append(requester.bucket_progress())
+
+    InMemoryChannel({"A": holder, "B": requester}, on_deliver=watch).run(holder.start())
+
+    assert seen_b[0].buckets == 0 and seen_b[-1] == (4, 4, 0, 0, 200, 200)  # A's key fixes the 4 buckets
+    assert seen_a[-1][:2] == (4, 4) and seen_a[-1].ids_done == 200
+    for seen in (seen_a, seen_b):
+        places = [(p.buckets_done, p.chunks_done) for p in seen if p.buckets]
+        assert places == sorted(places)  # forwards only
+        assert all(0 <= p.chunks_done <= p.chunks for p in seen if p.buckets_done < p.buckets)
+    # B's running bucket: A's signed chunks and tag chunks, each bucket of about 50 IDs in chunks of 16
+    assert max(p.chunks for p in seen_b) >= 6 and len({p.buckets_done for p in seen_b}) == 5

@@ -90,6 +90,8 @@ def test_the_dashboard_in_chromium_logs_in_watches_a_job_cancels_one_and_opens_a
                 " progress: document.getElementById('progress-text').textContent,"
                 " ledger: (document.getElementById('ledger-table') || {}).textContent || '',"
                 " timings: !!document.getElementById('timings-table'),"
+                " parties: [...document.querySelectorAll('#party-timings-table tbody tr td:first-child')]"
+                ".map(t => t.textContent),"
                 " metrics: !!document.getElementById('metrics-table')})")
             report_frame = browser.wait_for(
                 "(f => f && f.contentDocument && f.contentDocument.readyState === 'complete' &&"
@@ -195,6 +197,7 @@ def test_the_dashboard_in_chromium_logs_in_watches_a_job_cancels_one_and_opens_a
     assert {"psi", "training", "evaluating"} <= set(job_page["stages"])
     assert len(job_page["loss"]) == 2 and min(job_page["loss"]) > 20 and job_page["dots"] == 10
     assert job_page["roc"] and job_page["timings"] and job_page["metrics"]
+    assert {"party-a (A)", "party-b (B)", "arbiter (C)"} <= set(job_page["parties"]), job_page["parties"]
     assert job_page["events"][0].startswith("succeeded after 10 epochs")  # newest first
     assert job_page["events"][-1].startswith("submitted")
     assert sum(e.startswith("epoch ") for e in job_page["events"]) == 10

@@ -17,8 +17,8 @@ from __future__ import annotations
 #: The orchestration API's version (``/openapi.json``): MAJOR.MINOR.PATCH. MINOR moves for additions (a route,
 #: an optional request field, a response field), MAJOR for anything a generated client of the old document
 #: could trip on (see docs/api-contract.md).
-ORCHESTRATION_API_VERSION = "1.2.0"
+ORCHESTRATION_API_VERSION = "1.3.0"
 #: The peer protocol's version (``/peer/openapi.json``): the routes other parties' services call.
-PEER_PROTOCOL_VERSION = "1.1.0"
+PEER_PROTOCOL_VERSION = "1.2.0"
 
 __all__ = ["ORCHESTRATION_API_VERSION", "PEER_PROTOCOL_VERSION"]

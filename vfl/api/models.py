@@ -84,11 +84,63 @@ class JobEvent(Answer):
     message: str
 
 
+class PsiProgress(Answer):
+    """One PSI this party runs, while the job aligns (``progress.psi``): party B runs one per feature party."""
+
+    model_config = _examples({"peer": "party-a", "buckets_done": 1, "buckets": 3, "chunks_done": 5, "chunks": 8,
+                              "ids_done": 4000, "ids": 12000})
+
+    peer: str = Field(description="the party at the other end")
+    buckets_done: int = Field(ge=0, description="buckets finished at both ends")
+    buckets: int = Field(ge=0, description="the PSI's buckets ([psi] bucket_ids); 0 until the key holder's key "
+                                           "fixes them")
+    chunks_done: int = Field(ge=0, description="messages this party handled in the running bucket (party B: the "
+                                               "signed chunks and tag chunks it got; a feature party: B's chunks "
+                                               "it signed)")
+    chunks: int = Field(ge=0, description="messages this party handles in the running bucket (0: not known yet)")
+    ids_done: int = Field(ge=0, description="this party's own IDs in finished buckets")
+    ids: int = Field(ge=0, description="this party's own IDs")
+
+
 class Progress(Answer):
     """How far the job is (``progress`` of a job status): 0 to 1, and in words; a succeeded job is always 1."""
 
     fraction: float = Field(ge=0, le=1)
     text: str
+    # Since version 1.3.0:
+    psi: list[PsiProgress] | None = Field(None, description="while the job aligns: each PSI's buckets and chunks "
+                                                            "(the fraction stays at the epochs')")
+
+
+class TrainingTimes(Answer):
+    """A party's training stage: its seconds, and how many of them it computed and waited for its peers."""
+
+    seconds: float = Field(ge=0)
+    compute: float = Field(ge=0, description="seconds its roles spent handling messages (encrypting, "
+                                             "decrypting, gradients)")
+    waiting: float = Field(ge=0, description="the rest: waiting for the other parties and the network")
+
+
+class PartyTimings(Answer):
+    """One party's timings of the job (``party_timings``), rounded to 0.1 s; or why they are not available.
+
+    Party B lists every party (each feature party and the arbiter answer B's request when the job has run its
+    stages); a feature party and the arbiter list only themselves.
+    """
+
+    model_config = _examples({"party": "party-a", "role": "A", "available": True, "state": "succeeded",
+                              "stages": {"registered": 0.2, "psi": 3.1, "aligned": 0.4, "training": 12.6},
+                              "training": {"seconds": 12.6, "compute": 4.1, "waiting": 8.5}})
+
+    party: str
+    role: str = Field(description="A (features), B (labels) or C (arbiter)")
+    available: bool = Field(description="false: the party did not give its timings; reason says why")
+    state: str | None = Field(None, description="the job's state at that party when it answered")
+    stages: dict[str, float] | None = Field(None, description="seconds spent in each stage at that party "
+                                                              "(registered, psi, aligned, binning, training, "
+                                                              "evaluating, contributions, ledger, ...)")
+    training: TrainingTimes | None = None
+    reason: str | None = Field(None, description="why the timings are not available (the peer did not answer, ...)")
 
 
 class WaitingFor(Answer):
@@ -146,6 +198,10 @@ class JobStatus(Answer):
                                                    "(e.g. 'contributions: coalition 1 of 2')")
     progress: Progress | None = None
     waiting_for: list[WaitingFor] | None = Field(None, description="peers that stopped answering (empty: none)")
+    # Since version 1.3.0:
+    party_timings: list[PartyTimings] | None = Field(
+        None, description="how long each stage took at each party, and training's compute and waiting: this "
+                          "party's own and, at party B, each other party's (or why not)")
 
 
 class JobList(Answer):
@@ -411,6 +467,7 @@ def parse(model: type[AnswerModel], data: Any, where: str) -> AnswerModel:
 __all__ = [
     "Answer", "BatchList", "BatchStateName", "BatchStatus", "Deletion", "ErrorBody", "Health", "JobList",
     "JobStateName", "JobStatus", "LendingAnswer", "LendingResult", "LendingStatus", "ModelList", "ModelPart",
-    "ModelVersion", "Parties", "Prediction", "Predictions", "Promotion", "Reason", "Scorecard", "ScorecardFeature",
-    "Served", "ServedModel", "Stability", "TERMINAL_STATES", "TagSetSummary", "parse",
+    "ModelVersion", "Parties", "PartyTimings", "Prediction", "Predictions", "Promotion", "Reason", "Scorecard", "ScorecardFeature",
+    "PsiProgress", "Served", "ServedModel", "Stability", "TERMINAL_STATES", "TagSetSummary", "TrainingTimes",
+    "parse",
 ]

@@ -76,7 +76,11 @@ class Node:
 
     def status(self, record: JobRecord) -> dict[str, Any]:
         """A job's record with what is live now: its progress and the peers calls are retrying (:mod:`.status`)."""
-        return job_status(record, self.client.waiting_for(record.peer_ids(self.me)))
+        job = self.jobs.get(record.job_id)
+        runtime = None if job is None else job.runtime
+        return job_status(record, self.client.waiting_for(record.peer_ids(self.me)), me=self.me,
+                          roles=None if runtime is None else runtime.roles,
+                          live_compute=None if runtime is None else runtime.compute_seconds.get("train"))
 
     def open_job(self, record: JobRecord) -> LiveJob:
         self.store.create(record)

@@ -126,6 +126,10 @@ class JobRecord(BaseModel):
         default_factory=list,
         description="the job's story at this party, as its log tells it at INFO and above, oldest first: "
                     f"{{at, level, message}} (the last {MAX_EVENTS} lines)")
+    peer_timings: dict[str, dict[str, Any]] | None = Field(
+        None, description="party B: each feature party's and the arbiter's timings of the job (durations per stage, "
+                          "training's compute and waiting, rounded to 0.1 s), by party id, or why they are not "
+                          "available; asked once the job has run its stages (vfl.service.timings)")
     activity: str | None = Field(
         None, description="what a long step is doing now, e.g. \"contributions: coalition 1 of 3 (B + shop), "
                           "epoch 4/30\"; null when nothing long runs beyond the stage and epoch")

@@ -98,6 +98,9 @@ class JobRuntime:
         self.bytes_in: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
         self.last_activity = time.monotonic()
+        #: Seconds this party spent inside its roles' ``handle`` (computing), by protocol ("psi", "train"): the
+        #: rest of a stage's time it waited for its peers. Counted for this runtime only (one per generation).
+        self.compute_seconds: dict[str, float] = {}
 
     def psi_bytes(self) -> int:
         """Bytes this party sent and received during alignment."""
@@ -193,13 +196,22 @@ class JobRuntime:
             self._early.append((sender, message))
         elif self.synchronous:
             async with self._lock:
-                envelopes = await asyncio.to_thread(role.handle, message, sender)
+                envelopes = await self._handle(role, message, sender)
                 await self._after(role, message, envelopes)
         else:
             role.check(message, sender)
             await self._inbox.put((sender, message))
         if key is not None:
             self._seen[key] = digest
+
+    async def _handle(self, role: Role, message: Message, sender: Party) -> list[Envelope]:
+        """The role handles one message in a thread; the time it takes is this party's compute."""
+        began = time.perf_counter()
+        try:
+            return await asyncio.to_thread(role.handle, message, sender)
+        finally:
+            protocol = message.PROTOCOL
+            self.compute_seconds[protocol] = self.compute_seconds.get(protocol, 0.0) + time.perf_counter() - began
 
     async def _after(self, role: Role, message: Message, envelopes: list[Envelope]) -> None:
         self.last_activity = time.monotonic()
@@ -216,7 +228,7 @@ class JobRuntime:
             sender, message = await self._inbox.get()
             role = self._role_for(sender, message)
             try:
-                envelopes = await asyncio.to_thread(role.handle, message, sender)
+                envelopes = await self._handle(role, message, sender)
                 await self._after(role, message, envelopes)
             except VFLError as exc:
                 await self.fail(f"{type(exc).__name__} while handling {message.address()}: {exc}")

@@ -146,6 +146,8 @@ async def after_message(ctx: JobContext, role: Role, message: Message, out: list
         ctx.checkpoint(role)
         ctx.update()
     if role.done and not job.trained.is_set():
+        if job.runtime is not None and not isinstance(role, LabelParty):  # B notes its own in its training stage
+            record.timings["training_compute"] = round(job.runtime.compute_seconds.get("train", 0.0), 3)
         if isinstance(role, FeatureParty):
             model = role.model()
             if scorecard_of(record) is not None:

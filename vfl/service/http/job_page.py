@@ -92,7 +92,7 @@ _LIVE = """<div class="panels">
 <section id="timeline-section" class="panel wide"><h2>Stages</h2><div id="timeline"></div></section>
 <section id="curves-section" class="panel wide"><h2>Training</h2><div id="curves" class="figures"></div></section>
 <section id="metrics-section" class="panel"><h2>Metrics</h2><div id="metrics-live"></div></section>
-<section id="timings-section" class="panel"><h2>Timings</h2><div id="timings"></div></section>
+<section id="timings-section" class="panel wide"><h2>Timings</h2><div id="timings"></div></section>
 <section id="models-section" class="panel"><h2>Model version</h2><div id="job-models"></div></section>
 <section id="ledger-section" class="panel"><h2>Ledger entry</h2><div id="ledger"></div></section>
 <section id="events-section" class="panel wide"><h2>Event log</h2><div id="events"></div></section>

@@ -17,7 +17,7 @@ from vfl.service import watchdog
 from vfl.service.http.auth import Peer
 from vfl.service.http.deps import BINARY_BODY, NodeDep
 from vfl.service.redact import local_paths, redact
-from vfl.service.serving import registry, scoring
+from vfl.service.serving import registry, scoring, timings
 from vfl.service.spec import (
     FailureNotice,
     InterruptionNotice,
@@ -97,6 +97,13 @@ async def checkpoints(job_id: str, caller: Peer, node: NodeDep) -> dict[str, Any
 @accept_router.post("/v1/peer/jobs/{job_id}/resume", summary="Party B: continue from a checkpoint")
 async def resume_role(job_id: str, body: ResumeRequest, caller: Peer, node: NodeDep) -> dict[str, Any]:
     return (await resume.resume_role(node.job(job_id), body, caller)).peer_view()
+
+
+@accept_router.get("/v1/peer/jobs/{job_id}/timings",
+                   summary="This party's durations per stage of the job, and training's compute and waiting "
+                           "(rounded to 0.1 s), for party B's job page")
+async def peer_timings(job_id: str, caller: Peer, node: NodeDep) -> dict[str, Any]:
+    return timings.peer_answer(node.job(job_id), caller)
 
 
 @accept_router.post("/v1/peer/jobs/{job_id}/finished", summary="Party B has the final model: drop checkpoints")

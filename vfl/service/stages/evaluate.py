@@ -37,6 +37,7 @@ from vfl.ml.scorecard.points import base_points
 from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.data.leakage import perfect_model, score_leak
+from vfl.service.serving import timings
 from vfl.service.serving.partials import gather_partial_scores
 from vfl.service.training_roles import one_vs_rest_class
 
@@ -235,6 +236,8 @@ async def finish(ctx: JobContext) -> None:
     record = ctx.record
     if ctx.job.started is not None:
         record.timings.setdefault("total", round(time.perf_counter() - ctx.job.started, 3))
+    # Before "succeeded": whoever sees the job done sees every party's timings (or why one is missing).
+    record.peer_timings = await timings.ask_peers(ctx)
     ctx.advance(Stage.DONE)
     split = "validation" if (record.metrics or {}).get("validation") else "train"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in ((record.metrics or {}).get(split) or {}).items()

@@ -29,6 +29,8 @@ async def run(ctx: JobContext) -> None:
     if not role.done:
         await ctx.job.trained.wait()
     ctx.record.timings["training"] = round(time.perf_counter() - began, 3)
+    # Time B's role spent handling messages; the rest of the stage it waited for its peers (vfl.service.timings).
+    ctx.record.timings["training_compute"] = round(runtime.compute_seconds.get("train", 0.0), 3)
 
 
 async def _start(ctx: JobContext) -> None:

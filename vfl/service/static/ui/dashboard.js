@@ -120,7 +120,13 @@
     row.dataset.textContent = job.dataset ? `dataset ${job.dataset}` : "";
     cells.stage.textContent = job.stage;
     const progress = job.progress || {};
-    if (job.max_epochs > 0) {
+    const psi = progress.psi || [];
+    if (job.state === "aligning" && psi.length) {
+      // The PSI's buckets, over every feature party's PSI; its words say which bucket and chunk.
+      bar.max = Math.max(1, psi.reduce((n, p) => n + p.buckets, 0));
+      bar.value = psi.reduce((n, p) => n + p.buckets_done, 0);
+      epochText.textContent = progress.text || "aligning";
+    } else if (job.max_epochs > 0) {
       bar.max = job.max_epochs;
       // A succeeded job is done, whatever epoch it stopped at (early stopping, convergence).
       bar.value = job.state === "succeeded" ? job.max_epochs : Math.min(job.epoch, job.max_epochs);

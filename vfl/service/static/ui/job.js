@@ -31,6 +31,18 @@
     if (job.state === "succeeded" || job.max_epochs > 0 || FINAL.has(job.state)) bar.value = progress.fraction || 0;
     const text = el("span", { class: "epoch", id: "progress-text" }, progress.text || "");
     box.append(line, bar, text);
+    // While the job aligns: each PSI's buckets done, and the chunks handled in the running bucket.
+    for (const p of progress.psi || []) {
+      const psi = el("p", { class: "psi-progress", "data-peer": p.peer });
+      const buckets = el("progress", { max: String(Math.max(1, p.buckets)) });
+      buckets.value = p.buckets_done;
+      const words = p.buckets ? `PSI with ${p.peer}: ${p.buckets_done} of ${p.buckets} buckets done` +
+        (p.buckets_done < p.buckets && p.chunks ? `; bucket ${p.buckets_done + 1}: ${p.chunks_done} of ${p.chunks} chunks` : "") +
+        (p.ids ? ` (${p.ids_done} of ${p.ids} own IDs in finished buckets)` : "")
+        : `PSI with ${p.peer}: waiting for its key`;
+      psi.append(buckets, words);
+      box.append(psi);
+    }
     for (const w of job.waiting_for || []) box.append(el("p", { class: "alert warn", role: "status" }, waitingText(w)));
     if (job.error) box.append(el("p", { class: "alert error", role: "alert" }, job.error));
     const aligned = (job.alignment || {}).intersection;
@@ -169,7 +181,8 @@
 
   // -- timings --------------------------------------------------------------------------------------------
   function timings(job) {
-    const rows = Object.entries(job.timings || {}).map(([k, v]) => [k, duration(v)]);
+    const names = { training_compute: "training: computing" };
+    const rows = Object.entries(job.timings || {}).map(([k, v]) => [names[k] || k, duration(v)]);
     const align = job.alignment || {};
     if (typeof align.seconds === "number" && !(job.timings || {}).alignment) rows.push(["alignment (PSI)", duration(align.seconds)]);
     const epochs = (job.events || []).filter((e) => /^epoch \d+\//.test(e.message)).map((e) => e.at);
@@ -180,8 +193,34 @@
     }
     if (typeof align.intersection === "number") rows.push(["aligned rows", String(align.intersection)]);
     if (typeof align.bytes === "number") rows.push(["PSI traffic", `${(align.bytes / 1024).toFixed(0)} KiB`]);
-    put("timings", rows.length ? table(["", "this party"], rows, { id: "timings-table", class: "compact" })
-      : note("No timings yet."));
+    const own = rows.length ? table(["", "this party"], rows, { id: "timings-table", class: "compact" })
+      : note("No timings yet.");
+    put("timings", own, ...partyTimings(job));
+  }
+
+  // Each party's seconds per stage, and training's compute against waiting (party B lists every party).
+  const STAGE_ORDER = ["registered", "psi", "aligned", "binning", "training", "interrupted", "resuming", "evaluating",
+    "contributions", "ledger"];
+  function partyTimings(job) {
+    const parties = job.party_timings || [];
+    if (!parties.length) return [];
+    const seen = new Set(parties.flatMap((p) => Object.keys(p.stages || {})));
+    const stages = [...STAGE_ORDER.filter((s) => seen.has(s)), ...[...seen].filter((s) => !STAGE_ORDER.includes(s))];
+    const rows = parties.map((p) => {
+      const who = `${p.party} (${p.role})`;
+      if (!p.available) {
+        return [who, el("span", { class: "muted not-available" }, p.reason || "not available"),
+          ...stages.map(() => ""), "", ""];
+      }
+      const t = p.training || {};
+      return [who, p.state || "", ...stages.map((s) => (typeof (p.stages || {})[s] === "number" ? duration(p.stages[s]) : "")),
+        typeof t.compute === "number" ? duration(t.compute) : "", typeof t.waiting === "number" ? duration(t.waiting) : ""];
+    });
+    return [el("h3", {}, "By party"),
+      table(["party", "state", ...stages, "training: computing", "training: waiting"], rows,
+        { id: "party-timings-table", class: "compact" }),
+      note("Seconds per stage as each party measured them, rounded to 0.1 s; training's computing is the time " +
+        "its roles spent handling messages, the rest it waited for the others.")];
   }
 
   // -- the event log -------------------------------------------------------------------------------------
