@@ -68,7 +68,7 @@ from vfl.compute.pool import split_evenly
 from vfl.errors import ConfigError, ProtocolError, PSIError
 from vfl.protocol.messages import Message, register_message
 from vfl.protocol.role import Envelope, Role
-from vfl.protocol.roster import Roster
+from vfl.protocol.roster import RoleKind, Roster
 from vfl.protocol.wire import decode_message, encode_message
 
 #: Bytes of a tag: 128 bits, so a false match among 10^8 × 10^8 IDs has probability below 2^-75.
@@ -311,26 +311,26 @@ class QueryMatches(PsiMessage):
 
 @register_message
 class OfflineRequest(PsiMessage):
-    """Party A (small side) → party B (large side), first: A's query size, and the digest of B's set it holds."""
+    """S → L, first: S's query size, and the digest of L's set it holds (either party may be the small side)."""
 
     KIND = "psi_unbalanced_offline_request"
     STEP = 1
-    SENDERS = ("feature",)
-    RECIPIENTS = ("label",)
+    SENDERS = ("feature", "label")
+    RECIPIENTS = ("feature", "label")
 
-    size: int = Field(ge=0, description="A's query size (its IDs); B caps it as any declared size")
+    size: int = Field(ge=0, description="S's query size (its IDs); L caps it as any declared size")
     cached_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                      description="the digest of B's offline set A kept from an earlier job, if any")
+                                      description="the digest of L's offline set S kept from an earlier job, if any")
 
 
 @register_message
 class OfflineCurrent(PsiMessage):
-    """B → A: the offline set A holds is current (no tags are sent again)."""
+    """L → S: the offline set S holds is current (no tags are sent again)."""
 
     KIND = "psi_unbalanced_offline_current"
     STEP = 1
-    SENDERS = ("label",)
-    RECIPIENTS = ("feature",)
+    SENDERS = ("feature", "label")
+    RECIPIENTS = ("feature", "label")
 
     digest: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -507,37 +507,74 @@ class SmallSide:
 
 # -- the two sides as roles of a job (the services run these) --------------------------------------
 #
-# At the services the label party B is the large side (a bank against a partner's applicants): it
-# keeps one key and offline set per partner and dataset, and each feature party A keeps B's tags
-# between jobs. The flow of a job, after A accepts it:
+# At the services either party of a pair may be the large side: by default the label party B (a
+# bank against a partner's applicants), or, with the job spec's ``"large_side": "feature"``, the
+# feature party (a telecom's subscribers against a bank's customers). The large side keeps one key
+# and offline set per partner and dataset; the small side keeps the large side's tags between jobs.
+# Which party runs which role is only a mapping (``kind``): the flow is the same. After the small
+# side S and the large side L have the job:
 #
-#   A → B  OfflineRequest (A's query size, the digest of B's set it holds)
-#   B → A  OfflineCurrent, or OfflineTags chunk 0..N−1 (B's set changed, or its key was rotated)
-#   A → B  BlindedQuery chunk 0..Q−1
-#   B → A  EvaluatedQuery chunk 0..Q−1
-#   A → B  QueryMatches; both sides now hold the rows of the intersection, in ID order.
+#   S → L  OfflineRequest (S's query size, the digest of L's set it holds)
+#   L → S  OfflineCurrent, or OfflineTags chunk 0..N−1 (L's set changed, or its key was rotated)
+#   S → L  BlindedQuery chunk 0..Q−1
+#   L → S  EvaluatedQuery chunk 0..Q−1
+#   S → L  QueryMatches; both sides now hold the rows of the intersection, in ID order.
 
 
-class UnbalancedQuerier(Role):
-    """Party A (the small side) in a job: fetches or reuses B's offline set, queries it, learns the rows."""
+def _pair(kind: RoleKind, party: str | None, peer: str | None) -> tuple[Roster, str, str, str, str]:
+    """The pair's roster, this party's and its peer's ids, and how errors name them ("A" the feature party)."""
+    if kind not in ("feature", "label"):
+        raise ValueError(f"an unbalanced PSI role runs at the feature or the label party, not {kind!r}")
+    me_name, peer_name = ("A", "B") if kind == "feature" else ("B", "A")
+    party, peer = party or me_name, peer or peer_name
+    roster = Roster.pair(party, peer) if kind == "feature" else Roster.pair(peer, party)
+    return roster, party, peer, me_name, peer_name
 
-    KIND = "feature"
 
-    def __init__(self, job_id: str, ids: Sequence[str], *, party: str = "A", peer: str = "B",
-                 engine: Engine | int | None = None, cached: PeerTags | None = None,
+class _PairSizes:
+    """The sizes the services read, as from the balanced roles: A's and B's, whichever side this party is."""
+
+    KIND: RoleKind
+    own_size: int
+    peer_size: int
+    peer_declared: int | None
+
+    @property
+    def size_a(self) -> int:
+        return self.own_size if self.KIND == "feature" else self.peer_size
+
+    @property
+    def size_b(self) -> int:
+        return self.peer_size if self.KIND == "feature" else self.own_size
+
+    @property
+    def declared_size_b(self) -> int | None:
+        return self.peer_declared if self.KIND == "feature" else self.own_size
+
+
+class UnbalancedQuerier(_PairSizes, Role):
+    """The small side in a job: fetches or reuses the large side's offline set, queries it, learns the rows.
+
+    ``kind`` is the role this party has in the job: "feature" (party A queries
+    B's set, the default) or "label" (party B queries a feature party's set).
+    """
+
+    def __init__(self, job_id: str, ids: Sequence[str], *, party: str | None = None, peer: str | None = None,
+                 kind: RoleKind = "feature", engine: Engine | int | None = None, cached: PeerTags | None = None,
                  keep: Callable[[PeerTags], None] | None = None, max_peer_ids: int | None = None,
-                 max_peer_ratio: float | None = None, expected_size_b: int | None = None,
+                 max_peer_ratio: float | None = None, expected_peer_size: int | None = None,
                  chunk_size: int = DEFAULT_CHUNK) -> None:
-        super().__init__(job_id, Roster.pair(party, peer), party)
+        roster, party, peer, self.me_name, self.peer_name = _pair(kind, party, peer)
+        self.KIND = kind
+        super().__init__(job_id, roster, party)
         self.peer = peer
         self.ids = list(ids)
         self.engine = as_engine(engine)
         self.cached, self.keep = cached, keep
         self.max_peer_ids, self.max_peer_ratio = max_peer_ids, max_peer_ratio
-        self.expected_size_b = expected_size_b
+        self.expected_peer_size = expected_peer_size
         self.chunk_size = chunk_size
-        # What the services' reports read, as from the balanced roles.
-        self.size_a, self.size_b, self.declared_size_b = len(self.ids), 0, None
+        self.own_size, self.peer_size, self.peer_declared = len(self.ids), 0, None
         self.n_buckets, self.own_cache, self.reused_offline_set = 1, None, False
         self.rows: np.ndarray | None = None
         self.progress = (0, len(self.ids))
@@ -560,16 +597,17 @@ class UnbalancedQuerier(Role):
             return message.chunk
         if isinstance(message, EvaluatedQuery):
             if self._offline_chunks is None:
-                return 1 << 30  # nothing is answered before B's set is here
+                return 1 << 30  # nothing is answered before the large side's set is here
             return self._offline_chunks + message.chunk
-        raise ProtocolError(f"party A does not expect {message.KIND} during an unbalanced alignment")
+        raise ProtocolError(f"party {self.me_name} does not expect {message.KIND} during an unbalanced alignment "
+                            "(it is the small side)")
 
     def process(self, message: Message) -> list[Envelope]:
         self.cursor += 1
         if isinstance(message, OfflineCurrent):
             if self.cached is None or message.digest != self.cached.digest:
-                raise PSIError("party B says the offline set this party holds is current, but it holds another "
-                               "(or none): refusing it")
+                raise PSIError(f"party {self.peer_name} says the offline set this party holds is current, but it "
+                               "holds another (or none): refusing it")
             self._check_size(self.cached.size)
             self.reused_offline_set = True
             return self._query(self.cached)
@@ -579,13 +617,13 @@ class UnbalancedQuerier(Role):
             self._offline.append(message)
             if len(self._offline) < message.total_chunks:
                 return []
-            peer = PeerTags.receive(self._offline, own_size=len(self.ids), peer="B", me="A")
+            peer = PeerTags.receive(self._offline, own_size=len(self.ids), peer=self.peer_name, me=self.me_name)
             self._offline = []
             if self.keep is not None:
                 self.keep(peer)
             return self._query(peer)
         if not isinstance(message, EvaluatedQuery) or self._small is None:
-            raise ProtocolError(f"party A does not expect {message.KIND} now")
+            raise ProtocolError(f"party {self.me_name} does not expect {message.KIND} now")
         matches = self._small.receive(message)
         self.progress = (min(len(self.ids), (message.chunk + 1) * self.chunk_size), len(self.ids))
         if matches is None:
@@ -593,39 +631,46 @@ class UnbalancedQuerier(Role):
         self.rows = in_id_order(self._small.rows, self.ids)
         return [self.send(self.peer, matches)]
 
-    def _check_size(self, size_b: int) -> None:
-        """B's set size against this party's caps and the size the job was registered with."""
-        check_declared_size(size_b, len(self.ids), peer="B", me="A", max_peer_ids=self.max_peer_ids,
-                            max_peer_ratio=self.max_peer_ratio)
-        if self.expected_size_b is not None and size_b != self.expected_size_b:
-            raise PSIError(f"party B's offline set has {size_b} IDs, but the job was registered with "
-                           f"{self.expected_size_b}: refusing it")
+    def _check_size(self, size: int) -> None:
+        """The large side's set size against this party's caps and the size the job was registered with."""
+        check_declared_size(size, len(self.ids), peer=self.peer_name, me=self.me_name,
+                            max_peer_ids=self.max_peer_ids, max_peer_ratio=self.max_peer_ratio)
+        if self.expected_peer_size is not None and size != self.expected_peer_size:
+            raise PSIError(f"party {self.peer_name}'s offline set has {size} IDs, but the job was registered with "
+                           f"{self.expected_peer_size}: refusing it")
 
     def _query(self, peer: PeerTags) -> list[Envelope]:
         self._offline_chunks = self.cursor
-        self.size_b = self.declared_size_b = peer.size
+        self.peer_size = self.peer_declared = peer.size
         self._small = SmallSide(self.job_id, self.ids, peer, self.engine, chunk_size=self.chunk_size)
         return [self.send(self.peer, q) for q in self._small.queries()]
 
 
-class UnbalancedEvaluator(Role):
-    """Party B (the large side) in a job: sends or confirms its offline set, answers A's query, learns the rows."""
+class UnbalancedEvaluator(_PairSizes, Role):
+    """The large side in a job: sends or confirms its offline set, answers the query, learns the rows.
 
-    KIND = "label"
+    ``kind`` is the role this party has in the job: "label" (party B holds the
+    large set, the default) or "feature" (a feature party holds it).
+    """
 
-    def __init__(self, job_id: str, ids: Sequence[str], *, key: OfflineKey, table: LargeSet, party: str = "B",
-                 peer: str = "A", engine: Engine | int | None = None, max_peer_ids: int | None = None,
-                 max_peer_ratio: float | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        super().__init__(job_id, Roster.pair(peer, party), party)
+    def __init__(self, job_id: str, ids: Sequence[str], *, key: OfflineKey, table: LargeSet,
+                 party: str | None = None, peer: str | None = None, kind: RoleKind = "label",
+                 engine: Engine | int | None = None, max_peer_ids: int | None = None,
+                 max_peer_ratio: float | None = None, expected_peer_size: int | None = None,
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        roster, party, peer, self.me_name, self.peer_name = _pair(kind, party, peer)
+        self.KIND = kind
+        super().__init__(job_id, roster, party)
         if table.size != len(ids):
             raise ConfigError(f"the offline set has {table.size} IDs and the dataset {len(ids)}: build it again")
         self.peer = peer
         self.ids = list(ids)
         self.chunk_size = chunk_size
+        self.expected_peer_size = expected_peer_size
         self.large = LargeSide(job_id, key, table, as_engine(engine), max_peer_ids=max_peer_ids,
                                max_peer_ratio=max_peer_ratio)
-        self.size_a, self.size_b, self.declared_size_b = 0, len(self.ids), len(self.ids)
-        self.n_buckets = 1
+        self.own_size, self.peer_size, self.peer_declared = len(self.ids), 0, None
+        self.n_buckets, self.own_cache = 1, None
         self.sent_offline_set = False
         self.rows: np.ndarray | None = None
         self.progress = (0, 0)
@@ -633,6 +678,10 @@ class UnbalancedEvaluator(Role):
     @property
     def done(self) -> bool:
         return self.rows is not None
+
+    def start(self) -> list[Envelope]:
+        """The large side waits for the small side's request: it sends nothing first."""
+        return []
 
     def position(self, message: Message) -> int:
         if isinstance(message, OfflineRequest):
@@ -642,14 +691,18 @@ class UnbalancedEvaluator(Role):
         if isinstance(message, QueryMatches):
             total = self.large.total_chunks
             return 1 << 30 if total is None else 1 + total
-        raise ProtocolError(f"party B does not expect {message.KIND} during an unbalanced alignment")
+        raise ProtocolError(f"party {self.me_name} does not expect {message.KIND} during an unbalanced alignment "
+                            "(it is the large side)")
 
     def process(self, message: Message) -> list[Envelope]:
         self.cursor += 1
         if isinstance(message, OfflineRequest):
-            check_declared_size(message.size, len(self.ids), peer="A", me="B", max_peer_ids=self.large.max_peer_ids,
-                                max_peer_ratio=self.large.max_peer_ratio)
-            self.size_a = message.size
+            check_declared_size(message.size, len(self.ids), peer=self.peer_name, me=self.me_name,
+                                max_peer_ids=self.large.max_peer_ids, max_peer_ratio=self.large.max_peer_ratio)
+            if self.expected_peer_size is not None and message.size != self.expected_peer_size:
+                raise PSIError(f"party {self.peer_name}'s query declares {message.size} IDs, but the job was "
+                               f"registered with {self.expected_peer_size}: refusing it")
+            self.peer_size = self.peer_declared = message.size
             self.progress = (0, message.size)
             table = self.large.table
             if message.cached_digest == table.digest:
@@ -657,13 +710,14 @@ class UnbalancedEvaluator(Role):
             self.sent_offline_set = True
             return [self.send(self.peer, m) for m in table.offline_messages(self.job_id)]
         if isinstance(message, BlindedQuery):
-            if message.size != self.size_a:
-                raise PSIError(f"party A's query declares {message.size} IDs after announcing {self.size_a}")
+            if message.size != self.peer_size:
+                raise PSIError(f"party {self.peer_name}'s query declares {message.size} IDs after announcing "
+                               f"{self.peer_size}")
             answer = self.large.evaluate(message)
-            self.progress = (self.large.answered, self.size_a)
+            self.progress = (self.large.answered, self.peer_size)
             return [self.send(self.peer, answer)]
         if not isinstance(message, QueryMatches):
-            raise ProtocolError(f"party B does not expect {message.KIND} now")
+            raise ProtocolError(f"party {self.me_name} does not expect {message.KIND} now")
         self.rows = in_id_order(self.large.learn(message), self.ids)
         return []
 

@@ -132,3 +132,126 @@ def test_unbalanced_needs_ecdh():
 
     with pytest.raises(ValueError, match="psi.unbalanced needs"):
         PsiSettings(unbalanced=True)
+
+
+#: The feature party agrees to be the large side (its customers linkable by B while its key is kept).
+LARGE_A = {"party-a": "[psi]\naccept_large_side = true\n"}
+
+
+def test_with_the_feature_party_large_jobs_align_as_rsa_and_the_second_reuses_its_offline_set(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path / "feature-large", extra=LARGE_A, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                statuses = []
+                for n in (1, 2):
+                    job = {**cluster.setup["job"], "job_id": f"large-a-{n}",
+                           "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                    submitted = await bank.post("/v1/jobs", json=job)
+                    assert submitted.status_code == 201, submitted.text
+                    statuses.append((await wait_for(bank, job["job_id"]),
+                                     (await shop.get(f"/v1/jobs/{job['job_id']}")).json()))
+                ids = [(cluster.nodes["party-b"].store.load_alignment(f"large-a-{n}"),
+                        cluster.nodes["party-a"].store.load_alignment(f"large-a-{n}")) for n in (1, 2)]
+                rsa_job = {**cluster.setup["job"], "job_id": "rsa-ref", "psi": {"key_bits": 1024}}
+                assert (await bank.post("/v1/jobs", json=rsa_job)).status_code == 201
+                await wait_for(bank, "rsa-ref")
+                rsa_ids = cluster.nodes["party-b"].store.load_alignment("rsa-ref")
+                data_a, data_b = cluster.nodes["party-a"].store.data_dir, cluster.nodes["party-b"].store.data_dir
+                stored = (sorted(p.name for p in (data_a / "psi-offline").rglob("*")),
+                          (data_b / "psi-offline").exists(), (data_b / "psi-offline-peer").exists())
+            return statuses, ids, rsa_ids, stored
+        finally:
+            await cluster.stop()
+
+    statuses, ids, rsa_ids, (kept_at_a, key_at_b, copy_at_b) = run(scenario())
+
+    for (bank, shop), (bank_ids, shop_ids) in zip(statuses, ids):
+        assert bank["state"] == "succeeded", bank["error"]
+        assert shop["state"] == "succeeded", shop["error"]
+        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert bank_ids == shop_ids == rsa_ids  # the same IDs in the same order as the RSA PSI
+    # the feature party keeps the key and the set, and sends it once; B keeps its copy and reuses it
+    assert [shop["alignment"]["offline_set"] for _, shop in statuses] == ["sent", "current"]
+    assert [bank["alignment"]["offline_set"] for bank, _ in statuses] == ["received", "reused"]
+    assert "key.json" in kept_at_a and not key_at_b and copy_at_b
+    assert statuses[1][0]["alignment"]["bytes"] < statuses[0][0]["alignment"]["bytes"]
+
+
+def test_a_bad_large_side_is_refused_naming_the_key(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra=LARGE_A, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "bad-side"}
+                unknown = await bank.post("/v1/jobs", json={
+                    **job, "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "telecom"}})
+                balanced = await bank.post("/v1/jobs", json={
+                    **job, "psi": {"protocol": "ecdh", "large_side": "feature"}})
+                return unknown, balanced, cluster.nodes["party-a"].jobs.get("bad-side")
+        finally:
+            await cluster.stop()
+
+    unknown, balanced, at_a = run(scenario())
+
+    assert 400 <= unknown.status_code < 500 and 400 <= balanced.status_code < 500
+    assert "psi.large_side" in unknown.text and '\\"feature\\"' in unknown.text and "telecom" in unknown.text
+    assert "psi.large_side applies to unbalanced jobs only" in balanced.text
+    assert at_a is None  # nothing registered at the feature party
+
+
+def test_a_feature_party_refuses_to_be_the_large_side_unless_its_config_accepts_it(tmp_path, run):
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=2))  # [psi] accept_large_side left false
+        try:
+            async with cluster.client() as bank:
+                job = {**cluster.setup["job"], "job_id": "large-a",
+                       "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                refused = await bank.post("/v1/jobs", json=job)
+                data_a = cluster.nodes["party-a"].store.data_dir
+                return refused, cluster.nodes["party-a"].jobs.get("large-a"), (data_a / "psi-offline").exists()
+        finally:
+            await cluster.stop()
+
+    refused, at_a, key_made_at_a = run(scenario())
+
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "[psi] accept_large_side" in refused.text
+    assert at_a is None and not key_made_at_a  # nothing registered, no key made
+
+
+def test_the_registration_carries_large_side_only_when_it_is_not_the_default():
+    from vfl.service.spec import PsiSettings, Registration
+
+    def wired(psi: PsiSettings) -> dict:
+        return Registration(job_id="j1", parties={"A": "a", "B": "b", "C": "c"}, training={}, psi=psi,
+                            gradient_lengths={"A": 1, "B": 1}).wire()["psi"]
+
+    assert "large_side" not in wired(PsiSettings(protocol="ecdh", unbalanced=True))
+    assert wired(PsiSettings(protocol="ecdh", unbalanced=True, large_side="feature"))["large_side"] == "feature"
+
+
+def test_a_large_feature_party_that_cannot_make_its_offline_set_fails_the_job_everywhere(tmp_path, run, monkeypatch):
+    from psi import unbalanced
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(unbalanced.LargeSet, "save", full_disk)  # made in the background, after the registration
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra=LARGE_A, **demo_job(epochs=2))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                job = {**cluster.setup["job"], "job_id": "no-room",
+                       "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                submitted = await bank.post("/v1/jobs", json=job)
+                return submitted, await wait_for(bank, "no-room"), (await shop.get("/v1/jobs/no-room")).json()
+        finally:
+            await cluster.stop()
+
+    submitted, bank, shop = run(scenario())
+
+    assert submitted.status_code == 201, submitted.text  # the registration did not wait for the offline pass
+    assert bank["state"] == shop["state"] == "failed"
+    assert "could not make this party's offline set" in shop["error"] and "No space left" in shop["error"]

@@ -241,3 +241,51 @@ def test_b_caps_the_query_size_a_declares():
 
     with pytest.raises(LimitExceeded, match="max_psi_ids"):
         evaluator.handle(OfflineRequest(job_id="job", size=11), "A")
+
+
+# -- the same roles with the feature party large: only the mapping of parties to roles changes ---------------------
+
+
+def test_the_roles_mirrored_give_rsas_rows_when_the_feature_party_is_large():
+    from psi.unbalanced import UnbalancedEvaluator, UnbalancedQuerier
+    from vfl.protocol.channel import InMemoryChannel
+
+    # Arrange: A (the feature party) much larger than B; A holds the key and the offline set, B queries it
+    ids_a, ids_b, _ = make_sets(200, 0.5, seed=47)
+    ids_b = ids_b[::5]
+    rsa = run_psi(ids_a, ids_b, key_bits=BITS, min_key_bits=BITS, workers=1, chunk_size=32)
+    key, table = offline(ids_a, "party-a->party-b")
+    kept: list[PeerTags] = []
+
+    def job(cached: PeerTags | None):
+        querier = UnbalancedQuerier("job", ids_b, kind="label", engine=1, cached=cached, keep=kept.append,
+                                    chunk_size=16)
+        evaluator = UnbalancedEvaluator("job", ids_a, key=key, table=table, kind="feature", engine=1,
+                                        expected_peer_size=len(ids_b))
+        channel = InMemoryChannel({"A": evaluator, "B": querier})
+        channel.run(querier.start())
+        return querier, evaluator, channel
+
+    # Act: two jobs, the second with the copy B kept
+    first_b, first_a, first = job(None)
+    second_b, second_a, second = job(kept[0])
+
+    # Assert: RSA's rows at both parties; each reports its sizes as A's and B's; the second sends no tags
+    for querier, evaluator in [(first_b, first_a), (second_b, second_a)]:
+        np.testing.assert_array_equal(evaluator.rows, rsa.rows_a)
+        np.testing.assert_array_equal(querier.rows, rsa.rows_b)
+        assert (evaluator.size_a, evaluator.size_b, evaluator.declared_size_b) == (len(ids_a), len(ids_b), len(ids_b))
+        assert (querier.size_a, querier.size_b, querier.declared_size_b) == (len(ids_a), len(ids_b), len(ids_b))
+    assert first_a.sent_offline_set and not second_a.sent_offline_set and second_b.reused_offline_set
+    assert second.bytes_sent[("A", "B")] < first.bytes_sent[("A", "B")] - 16 * len(ids_a)
+
+
+def test_the_large_feature_party_refuses_a_query_size_other_than_the_registered_one():
+    from psi.unbalanced import OfflineRequest, UnbalancedEvaluator
+
+    key, table = offline([f"c{i}" for i in range(50)], "party-a->party-b")
+    evaluator = UnbalancedEvaluator("job", [f"c{i}" for i in range(50)], key=key, table=table, kind="feature",
+                                    engine=1, expected_peer_size=10)
+
+    with pytest.raises(PSIError, match="party B's query declares 11 IDs, but the job was registered with 10"):
+        evaluator.handle(OfflineRequest(job_id="job", size=11), "B")

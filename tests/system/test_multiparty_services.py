@@ -71,7 +71,9 @@ def joint_ids(tmp_path, partners=FEATURE_PARTIES):
     return sorted(ids)
 
 
-@pytest.mark.parametrize("psi", [None, {"protocol": "ecdh", "unbalanced": True}], ids=["rsa", "unbalanced-ecdh"])
+@pytest.mark.parametrize("psi", [None, {"protocol": "ecdh", "unbalanced": True},
+                                 {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}],
+                         ids=["rsa", "unbalanced-ecdh", "unbalanced-ecdh-feature-large"])
 def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair, psi):
     if psi is not None:
         from psi import ec
@@ -81,8 +83,14 @@ def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair,
         except ConfigError as exc:
             pytest.skip(f"no usable libsodium: {exc}")
     setup = write_demo_files(tmp_path, population=1200, key_bits=1024, training=TRAINING, feature_parties=2)
-    if psi is not None:  # B keeps an offline set per feature party; the rows, and so the model, are RSA's
+    # unbalanced: the large side keeps an offline set per pair (B one per feature party, or each feature party
+    # its own for B); each pair is its own alignment, and the rows, and so the model, are RSA's
+    if psi is not None:
         setup["job"] = {**setup["job"], "psi": {**setup["job"].get("psi", {}), **psi}}
+    if psi is not None and psi.get("large_side") == "feature":  # each feature party agrees to be the large side
+        for name in FEATURE_PARTIES:
+            config = tmp_path / f"{name}.toml"
+            config.write_text(config.read_text() + "\n[psi]\naccept_large_side = true\n")
     assert services_in(tmp_path) == ["arbiter", "shop", "telco", "party-b"]
     assert [p["peer"] for p in setup["job"]["feature_parties"]] == list(FEATURE_PARTIES)
     common = joint_ids(tmp_path)
@@ -123,7 +131,10 @@ def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair,
     assert set(status["feature_convergence"]) == set(FEATURE_PARTIES)
     if psi is not None:
         assert status["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
-        assert all(others[name]["alignment"]["offline_set"] == "received" for name in FEATURE_PARTIES)
+        at_feature_parties = "sent" if psi.get("large_side") == "feature" else "received"
+        assert all(others[name]["alignment"]["offline_set"] == at_feature_parties for name in FEATURE_PARTIES)
+        assert [p["offline_set"] for p in status["alignment"]["feature_parties"]] == (
+            ["received"] * 2 if psi.get("large_side") == "feature" else ["sent"] * 2)
 
 
 def test_a_refusal_by_the_second_feature_party_withdraws_the_job_everywhere(tmp_path):

@@ -36,25 +36,27 @@ def _ecdh_usable() -> str | None:
     return None
 
 
-def offline_files(workdir: Path, party: str) -> list[Path]:
-    """Party B's kept key (after its offline pass), or party A's copy of B's offline set (once received)."""
-    pattern = "psi-offline/*/*/key.json" if party == "party-b" else "psi-offline-peer/*/*/peer_set.json"
+def offline_files(workdir: Path, party: str, large: str) -> list[Path]:
+    """The large side's kept key (after its offline pass), or the small side's copy of its set (once received)."""
+    pattern = "psi-offline/*/*/key.json" if party == large else "psi-offline-peer/*/*/peer_set.json"
     return list((workdir / "data" / party).glob(pattern))
 
 
-METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-ristretto255-psi",
-           "unbalanced": "ecdh-ristretto255-unbalanced-psi"}
+UNBALANCED = "ecdh-ristretto255-unbalanced-psi"
+METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-ristretto255-psi", "unbalanced": UNBALANCED,
+           "unbalanced-feature-large": UNBALANCED}
 
 
-@pytest.mark.parametrize("protocol", ["rsa", "ecdh", "unbalanced"])
+@pytest.mark.parametrize("protocol", ["rsa", "ecdh", "unbalanced", "unbalanced-feature-large"])
 @pytest.mark.parametrize("victim", ["party-a", "party-b"])
 def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypair, victim, protocol):
     if protocol != "rsa" and (why := _ecdh_usable()) is not None:
         pytest.skip(f"no usable libsodium: {why}")
     setup = write_demo_files(tmp_path, population=2000, key_bits=1024, training=TRAINING)
-    for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data
+    for name in ("party-a", "party-b"):  # small buckets: K ≈ 8 for this data; A agrees to be the large side
         config = tmp_path / f"{name}.toml"
-        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n")
+        large = "accept_large_side = true\n" if name == "party-a" else ""
+        config.write_text(config.read_text() + "\n[psi]\nbucket_ids = 200\n" + large)
     verify = ssl.create_default_context(cafile=setup["verify"])
     headers = {"Authorization": f"Bearer {setup['token']}"}
 
@@ -63,13 +65,17 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
         with httpx.Client(base_url=setup["urls"]["party-b"], headers=headers, timeout=30, verify=verify) as bank:
             job = json.loads((tmp_path / "job.json").read_text())
             job["psi"] = {**job.get("psi", {}), "protocol": "rsa" if protocol == "rsa" else "ecdh"}
-            if protocol == "unbalanced":  # no buckets: killed once B's offline set, or A's copy of it, is on disk
+            # no buckets: killed once the large side's offline set, or the small side's copy of it, is on disk
+            large = "party-a" if protocol == "unbalanced-feature-large" else "party-b"
+            if protocol.startswith("unbalanced"):
                 job["psi"]["unbalanced"] = True
+            if large == "party-a":
+                job["psi"]["large_side"] = "feature"
             job_id = bank.post("/v1/jobs", json=job).json()["job_id"]
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and (
-                    len(bucket_files(tmp_path, victim, job_id)) < 2 if protocol != "unbalanced"
-                    else not offline_files(tmp_path, victim)):
+                    len(bucket_files(tmp_path, victim, job_id)) < 2 if not protocol.startswith("unbalanced")
+                    else not offline_files(tmp_path, victim, large)):
                 time.sleep(0.005)
             processes[victim].send_signal(signal.SIGKILL)
             processes[victim].wait()
@@ -89,7 +95,7 @@ def test_a_party_killed_mid_psi_resumes_at_its_first_open_bucket(tmp_path, keypa
     assert status["state"] == "succeeded", status["error"]
     assert status["alignment"]["method"] == METHODS[protocol]
     assert status["resumes"] >= 1  # the alignment was resumed, not started over by a new submission
-    if protocol != "unbalanced":
+    if not protocol.startswith("unbalanced"):
         assert 2 <= kept < status["alignment"]["buckets"]  # killed with some buckets done, and some not
     assert status["n_rows"] == reference["alignment"]["intersection"]
     # Same rows in the same order, or batches (and so the model) would differ.

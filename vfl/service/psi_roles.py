@@ -9,6 +9,12 @@ there. Each side caps the set size the other declares with its own
 message it refuses to the job's ``audit.log``, as the arbiter does for
 decryptions it refuses.
 
+An unbalanced job (``"psi": {"protocol": "ecdh", "unbalanced": true}``) maps
+the pair onto the large and the small side instead: B large by default, the
+feature party with ``"large_side": "feature"`` (and its ``[psi]
+accept_large_side``). The large side keeps a key and offline set per partner
+and dataset, the small side a copy of its tags; the code is the same both ways.
+
 Finished buckets are kept under ``jobs/<id>/psi/<peer>/`` until the alignment is
 stored, so an alignment cut short resumes at the first bucket not finished at
 both ends (:mod:`psi.buckets`).
@@ -19,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from psi import ec
@@ -35,6 +43,7 @@ from vfl.protocol.role import Envelope, Role
 from vfl.service.sections import LimitsSection
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
+from vfl.service.runtime import JobRuntime
 from vfl.service.store import JobStore
 
 METHOD = METHODS["rsa"]
@@ -87,16 +96,21 @@ class AuditedRequester(_AuditsRefusals, PsiRequester):
 
 
 class AuditedQuerier(_AuditsRefusals, UnbalancedQuerier):
-    """A feature party's side of an unbalanced ECDH alignment (``psi.unbalanced``): it queries B's offline set."""
+    """The small side of an unbalanced ECDH alignment (``psi.unbalanced``): it queries the large side's offline set.
+
+    A feature party by default; party B (one per feature party) with ``"large_side": "feature"``.
+    """
 
 
 class AuditedEvaluator(_AuditsRefusals, UnbalancedEvaluator):
-    """Party B's side of an unbalanced ECDH alignment with one feature party: it answers with its offline key."""
+    """The large side of an unbalanced ECDH alignment: it answers with its offline key.
+
+    Party B (one per feature party) by default; the feature party with ``"large_side": "feature"``.
+    """
 
 
-#: The roles that end a feature party's alignment, and party B's (one per feature party).
-HOLDER_ROLES = (PsiKeyHolder, UnbalancedQuerier)
-REQUESTER_ROLES = (PsiRequester, UnbalancedEvaluator)
+#: Every role of an alignment, at either party; ``role.KIND`` says whose ("feature" ends a feature party's).
+PSI_ROLES = (PsiKeyHolder, PsiRequester, UnbalancedQuerier, UnbalancedEvaluator)
 
 
 def caps(limits: LimitsSection) -> dict[str, Any]:
@@ -117,9 +131,23 @@ def job_protocol(record: Any) -> str:
 
 
 def job_unbalanced(record: Any) -> bool:
-    """Whether the job runs the unbalanced ECDH PSI (B the large side, with its offline set)."""
+    """Whether the job runs the unbalanced ECDH PSI (one side large, with its offline set)."""
     spec = record.job_spec if record.kind == "label" else record.registration
     return bool(((spec or {}).get("psi") or {}).get("unbalanced"))
+
+
+def job_large_side(record: Any) -> str:
+    """An unbalanced job: the kind of party that holds the large set ("label", the default, or "feature").
+
+    The same for every pair of the job; each pair (B and one feature party) is its own alignment.
+    """
+    spec = record.job_spec if record.kind == "label" else record.registration
+    return str(((spec or {}).get("psi") or {}).get("large_side") or "label")
+
+
+def runs_large_side(record: Any) -> bool:
+    """Whether this party is the large side of its unbalanced alignment(s): it keeps a key and an offline set."""
+    return job_unbalanced(record) and job_large_side(record) == record.kind
 
 
 def method(record: Any) -> str:
@@ -136,6 +164,21 @@ def check_protocol_accepted(psi: Any, protocol: str) -> None:
             f"job with one of those")
     if protocol == "ecdh":
         ec.libsodium_version()  # refuse now, with how to install it, not halfway through the PSI
+
+
+def check_large_side_accepted(psi: Any, settings: Any) -> None:
+    """A feature party: refuse to be the large side of an unbalanced job unless ``[psi] accept_large_side`` says so.
+
+    The large side's kept key makes its customers linkable across jobs by the
+    partner holding its tags: the party that bears that decides, as party A
+    does for RSA with ``reuse_own_signatures``.
+    """
+    if settings.unbalanced and settings.large_side == "feature" and not psi.accept_large_side:
+        raise ConfigError(
+            "the job asks this feature party to be the large side of an unbalanced ECDH PSI (psi.large_side = "
+            "\"feature\"): it would keep a key and offline set for party B, and B could link this party's customers "
+            "across jobs while the key is kept. Set [psi] accept_large_side = true in this party's service config "
+            "to take part, or submit the job without psi.large_side")
 
 
 def results(store: JobStore, job_id: str, peer: str) -> DiskBucketResults:
@@ -165,15 +208,32 @@ def _ids_digest(ids: list[str]) -> str:
     return digest.hexdigest()
 
 
-def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineKey, LargeSet]:
-    """Party B's key and offline set for ``partner`` (a party id) and the job's dataset: kept, or made anew.
+_OFFLINE_LOCKS: dict[str, threading.Lock] = {}
+_OFFLINE_LOCKS_GUARD = threading.Lock()
 
+
+def _offline_lock(folder: Path) -> threading.Lock:
+    """One lock per offline-set folder: two jobs with one partner and dataset make the set once, not both at once."""
+    with _OFFLINE_LOCKS_GUARD:
+        return _OFFLINE_LOCKS.setdefault(str(folder), threading.Lock())
+
+
+def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineKey, LargeSet]:
+    """The large side's key and offline set for ``partner`` (a party id) and the job's dataset: kept, or made anew.
+
+    Party B's by default, a feature party's with ``"large_side": "feature"``.
     Made anew (a fresh key, so nothing links to the old tags) when there is
     none, when the dataset's IDs changed, or when the key is older than
     ``[psi] offline_key_days``. Kept under ``psi-offline/<partner>/<dataset>/``
-    in B's data folder; the key file is readable by B's service user only.
+    in this party's data folder; the key file is readable by its service user only.
     """
     folder = ctx.store.data_dir / "psi-offline" / partner / str(ctx.record.dataset)
+    with _offline_lock(folder):
+        return _kept_or_new_offline_set(ctx, ids, partner, folder)
+
+
+def _kept_or_new_offline_set(ctx: JobContext, ids: list[str], partner: str,
+                             folder: Path) -> tuple[OfflineKey, LargeSet]:
     key_file, ids_file = folder / "key.json", folder / "ids.sha256"
     ids_digest = _ids_digest(ids)
     max_age = ctx.config.psi.offline_key_days * 86_400
@@ -195,24 +255,39 @@ def offline_set(ctx: JobContext, ids: list[str], partner: str) -> tuple[OfflineK
     return key, table
 
 
-def requester(ctx: JobContext, ids: list[str], peer: str) -> AuditedRequester | AuditedEvaluator:
+def requester(ctx: JobContext, ids: list[str],
+              peer: str) -> AuditedRequester | AuditedEvaluator | AuditedQuerier:
     """Party B's PSI role with the feature party ``peer`` (a protocol id)."""
     record = ctx.record
     if job_unbalanced(record):
-        key, table = offline_set(ctx, ids, record.peers[peer])
-        return AuditedEvaluator(record.job_id, ids, key=key, table=table, party=ctx.roster.label, peer=peer,
-                                engine=ctx.engine, audit=_audit(ctx), **caps(ctx.config.limits))
+        return _unbalanced_role(ctx, ids, peer)
     return AuditedRequester(record.job_id, ids, party=ctx.roster.label, peer=peer, protocol=job_protocol(record),
                             min_key_bits=ctx.config.limits.min_key_bits, max_key_bits=ctx.config.limits.max_key_bits,
                             engine=ctx.engine, audit=_audit(ctx),
                             results=results(ctx.store, record.job_id, record.peers[peer]), **caps(ctx.config.limits))
 
 
-def _querier(ctx: JobContext, ids: list[str]) -> AuditedQuerier:
-    """A feature party's side of an unbalanced job, with the copy of B's offline set kept from earlier jobs."""
+def _unbalanced_role(ctx: JobContext, ids: list[str], peer: str) -> AuditedEvaluator | AuditedQuerier:
+    """This party's side of its unbalanced alignment with ``peer`` (a protocol id): the large or the small side.
+
+    One code path for both directions: which party is large is only a mapping
+    onto the two roles (``psi.large_side``). The large side keeps its key and
+    offline set per partner and dataset (:func:`offline_set`); the small side
+    keeps its copy of the large side's tags under
+    ``psi-offline-peer/<partner>/<dataset>/`` and queries it with a fresh
+    blinding scalar per job. A feature party checks B's declared size against
+    the ``psi_ids`` the job was registered with, whichever side B is.
+    """
     record, config = ctx.record, ctx.config
-    label = ctx.roster.label
-    folder = ctx.store.data_dir / "psi-offline-peer" / record.peers[label] / str(record.dataset)
+    me, partner = record.own_id(ctx.me), record.peers[peer]
+    kind = record.kind
+    expected = (record.registration or {}).get("psi_ids") if kind == "feature" else None
+    common: dict[str, Any] = dict(party=me, peer=peer, kind=kind, engine=ctx.engine, audit=_audit(ctx),
+                                  expected_peer_size=expected, **caps(config.limits))
+    if runs_large_side(record):
+        key, table = offline_set(ctx, ids, partner)
+        return AuditedEvaluator(record.job_id, ids, key=key, table=table, **common)
+    folder = ctx.store.data_dir / "psi-offline-peer" / partner / str(record.dataset)
     try:
         cached: PeerTags | None = PeerTags.load(folder)
     except (OSError, ConfigError, ValueError, KeyError):
@@ -222,16 +297,19 @@ def _querier(ctx: JobContext, ids: list[str]) -> AuditedQuerier:
         shutil.rmtree(folder, ignore_errors=True)
         peer_tags.save(folder)
 
-    return AuditedQuerier(record.job_id, ids, party=record.own_id(ctx.me), peer=label, engine=ctx.engine,
-                          cached=cached, keep=keep, audit=_audit(ctx),
-                          expected_size_b=(record.registration or {}).get("psi_ids"), **caps(config.limits))
+    return AuditedQuerier(record.job_id, ids, cached=cached, keep=keep, **common)
+
+
+def opening(role: Any) -> list[Envelope]:
+    """What party B's PSI role sends first: a query when B is the small side of an unbalanced job, else nothing."""
+    return role.start() if isinstance(role, UnbalancedQuerier) else []
 
 
 def _key_holder(ctx: JobContext, ids: list[str], key_bits: int,
-                resume_bucket: int | None) -> AuditedKeyHolder | AuditedQuerier:
+                resume_bucket: int | None) -> AuditedKeyHolder | AuditedQuerier | AuditedEvaluator:
     record, config = ctx.record, ctx.config
     if job_unbalanced(record):
-        return _querier(ctx, ids)
+        return _unbalanced_role(ctx, ids, ctx.roster.label)
     label = ctx.roster.label
     protocol = job_protocol(record)
     reuse = None
@@ -254,6 +332,13 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
     at party B (``resume_bucket``), whichever is earlier.
     """
     record = ctx.record
+    if runs_large_side(record):
+        # The large side may make its offline set now (its first job with this B): minutes for tens of
+        # millions of IDs, so not inside B's registration or resume request. B's first request waits in
+        # the runtime until the role is there.
+        ctx.job.psi_started = time.perf_counter()
+        ctx.spawn(_start_large_side(ctx, ctx.runtime()))
+        return
     key_bits = int((record.registration or {})["psi"]["key_bits"])
     table = await asyncio.to_thread(ctx.own_table)
     holder = await asyncio.to_thread(_key_holder, ctx, table.ids, key_bits, resume_bucket)
@@ -261,7 +346,23 @@ async def start_key_holder(ctx: JobContext, resume_bucket: int | None = None) ->
     await ctx.runtime().add_role("psi", holder, holder.start())
 
 
-def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerier) -> None:
+async def _start_large_side(ctx: JobContext, runtime: JobRuntime) -> None:
+    """A feature party, the large side: load or make its offline set for B, then take B's query in ``runtime``."""
+    record = ctx.record
+    try:
+        table = await asyncio.to_thread(ctx.own_table)
+        role = await asyncio.to_thread(_unbalanced_role, ctx, table.ids, ctx.roster.label)
+    except Exception as exc:  # noqa: BLE001 - in the background: whatever it is must fail the job, not hang it
+        if not (record.finished or runtime.closed):
+            await ctx.fail(f"could not make this party's offline set for the unbalanced PSI: "
+                           f"{type(exc).__name__}: {exc}")
+        return
+    if record.finished or runtime.closed or runtime.failed:
+        return  # stopped, or resumed with a new runtime (whose own start adds the role) while the set was made
+    await runtime.add_role("psi", role, role.start())
+
+
+def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerier | UnbalancedEvaluator) -> None:
     """A feature party: keep its aligned rows for training and report the alignment."""
     record = ctx.record
     table = ctx.own_table()
@@ -271,14 +372,26 @@ def key_holder_finished(ctx: JobContext, holder: PsiKeyHolder | UnbalancedQuerie
                                 ctx.runtime().psi_bytes(), declared_size_a=holder.size_a,
                                 declared_size_b=holder.declared_size_b)
     summary["buckets"] = holder.n_buckets
-    if isinstance(holder, UnbalancedQuerier):
-        summary["offline_set"] = "reused" if holder.reused_offline_set else "received"
+    summary |= unbalanced_summary(holder)
     if holder.own_cache is not None:
         summary["reused_own_signatures"] = holder.reused_buckets == holder.n_buckets
     ctx.store.save_alignment(record.job_id, [table.ids[i] for i in holder.rows])
     drop_results(ctx.store, record.job_id)
     ctx.advance(Stage.ALIGNED, alignment=summary, n_rows=len(holder.rows))
     ctx.event("aligned: %d rows shared with party B (of %d here), in %.1fs", len(holder.rows), len(table), seconds)
+
+
+def unbalanced_summary(role: Any) -> dict[str, Any]:
+    """What an unbalanced alignment adds to a party's report: which side it was, and what became of the offline set.
+
+    The small side says whether it "received" the large side's set or "reused"
+    its copy; the large side whether it "sent" the set or it was "current" at the partner.
+    """
+    if isinstance(role, UnbalancedQuerier):
+        return {"offline_set": "reused" if role.reused_offline_set else "received"}
+    if isinstance(role, UnbalancedEvaluator):
+        return {"offline_set": "sent" if role.sent_offline_set else "current"}
+    return {}
 
 
 def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
@@ -305,7 +418,8 @@ def take_joint_alignment(ctx: JobContext, ids: list[str], n_rows: int) -> None:
                                                              "intersection": len(ids)})
 
 
-__all__ = ["HOLDER_ROLES", "METHOD", "REQUESTER_ROLES", "AuditedEvaluator", "AuditedKeyHolder", "AuditedQuerier",
-           "AuditedRequester", "caps", "check_protocol_accepted",
-           "check_registered_size", "drop_results", "finished_buckets", "job_protocol", "job_unbalanced", "key_holder_finished", "offline_set",
-           "method", "requester", "results", "start_key_holder", "take_joint_alignment"]
+__all__ = ["METHOD", "PSI_ROLES", "AuditedEvaluator", "AuditedKeyHolder", "AuditedQuerier",
+           "AuditedRequester", "caps", "check_large_side_accepted", "check_protocol_accepted",
+           "check_registered_size", "drop_results", "finished_buckets", "job_large_side", "job_protocol",
+           "job_unbalanced", "key_holder_finished", "offline_set", "method", "opening", "requester", "results",
+           "runs_large_side", "start_key_holder", "take_joint_alignment", "unbalanced_summary"]

@@ -206,11 +206,20 @@ class PsiSection(Strict):
                     "party B a job spec, whose psi.protocol is not listed (\"rsa\": RSA blind signatures; "
                     "\"ecdh\": Diffie-Hellman over ristretto255, needs libsodium)",
     )
+    accept_large_side: bool = Field(
+        False, description="a feature party: take part in unbalanced ECDH jobs as the large side "
+                           "(psi.large_side = \"feature\"): keep a key and offline set per party B and dataset and "
+                           "send B this party's tags, which B keeps. While the key is kept (offline_key_days), B can "
+                           "link this party's customers across jobs, as reuse_own_signatures allows for RSA. Off by "
+                           "default: such a registration is refused, naming this key",
+    )
     offline_key_days: float = Field(
         30, gt=0, le=3650,
-        description="party B, unbalanced ECDH jobs (psi.unbalanced): how long B keeps one key and offline set per "
-                    "partner and dataset before rotating them. While a key is kept, the partner holding B's tags "
-                    "can link B's customers across jobs (see the threat model); a rotation costs one offline pass",
+        description="the large side of unbalanced ECDH jobs (psi.unbalanced: party B, or a feature party with "
+                    "psi.large_side = \"feature\"): how long this party keeps one key and offline set per partner "
+                    "and dataset before rotating them. While a key is kept, the partner holding this party's tags "
+                    "can link this party's customers across jobs (see the threat model); a rotation costs one "
+                    "offline pass",
     )
 
 

@@ -66,20 +66,41 @@ class ArbiterRef(_Strict):
     peer: str = Field(pattern=PARTY_ID_PATTERN)
 
 
+#: Which party of each pair holds the large set in an unbalanced PSI (``psi.large_side``).
+LARGE_SIDES = ("label", "feature")
+
+
 class PsiSettings(_Strict):
     key_bits: int = Field(2048, ge=1024, le=8192, description="RSA PSI: party A's key size (unused by ECDH)")
     protocol: Literal["rsa", "ecdh"] = Field(
         "rsa", description="the PSI's math: RSA blind signatures (the default) or Diffie-Hellman over "
                            "ristretto255; every feature party must list it in its [psi] protocols")
     unbalanced: bool = Field(
-        False, description="ECDH only: party B is the much larger side. B encrypts its set once per partner "
-                           "(offline, kept for [psi] offline_key_days) and each feature party keeps B's tags "
-                           "between jobs; a job's online work and bytes then follow the feature party's set size")
+        False, description="ECDH only: one side is much larger (psi.large_side, party B by default). The large "
+                           "side encrypts its set once per partner (offline, kept for [psi] offline_key_days) and "
+                           "the small side keeps its tags between jobs; a job's online work and bytes then follow "
+                           "the small side's set size")
+    large_side: Literal["label", "feature"] = Field(
+        "label", description="unbalanced jobs: which party holds the large set, keeps the key and the offline set: "
+                             "\"label\" (party B, the default) or \"feature\" (each feature party, against B as "
+                             "the small side; each pair is its own alignment)")
+
+    @field_validator("large_side", mode="before")
+    @classmethod
+    def _large_side_known(cls, value: object) -> object:
+        # Before pydantic's own check, so the refusal says what each value means.
+        if value not in LARGE_SIDES:
+            raise ValueError(f"psi.large_side must be \"label\" (party B holds the large set, the default) or "
+                             f"\"feature\" (the feature parties do), not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _unbalanced_is_ecdh(self) -> PsiSettings:
         if self.unbalanced and self.protocol != "ecdh":
             raise ValueError("psi.unbalanced needs \"protocol\": \"ecdh\" (the RSA PSI has no offline set)")
+        if self.large_side != "label" and not self.unbalanced:
+            raise ValueError("psi.large_side applies to unbalanced jobs only: add \"unbalanced\": true (and "
+                             "\"protocol\": \"ecdh\"), or leave psi.large_side out")
         return self
 
 
@@ -279,7 +300,7 @@ class Registration(_Strict):
 
         Every model here forbids unknown keys, so a key that a service one
         release older does not know makes it refuse the whole job. Fields
-        added since (``psi.protocol``, ``psi.unbalanced``, ``scorecard``, ``classes``,
+        added since (``psi.protocol``, ``psi.unbalanced``, ``psi.large_side``, ``scorecard``, ``classes``,
         ``training.max_classes``, ``training.loss``, ``prepare``) are sent only
         when they differ from their defaults: a plain RSA job reaches an older
         party exactly as that party's own release would send it, and a job
@@ -290,6 +311,8 @@ class Registration(_Strict):
             del body["psi"]["protocol"]
         if not body["psi"].get("unbalanced"):
             body["psi"].pop("unbalanced", None)
+        if body["psi"].get("large_side") == "label":
+            body["psi"].pop("large_side", None)
         if body.get("scorecard") is None:
             body.pop("scorecard", None)
         if body.get("classes") is None:

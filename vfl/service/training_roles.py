@@ -28,7 +28,7 @@ from vfl.protocol.role import Envelope, Role
 from vfl.service.config import ServiceConfig
 from vfl.service.context import JobContext
 from vfl.service.lifecycle import Stage
-from vfl.service.psi_roles import HOLDER_ROLES, REQUESTER_ROLES, key_holder_finished
+from vfl.service.psi_roles import PSI_ROLES, key_holder_finished
 from vfl.ml.scorecard.card import card_for
 from vfl.service.record import model_document
 from vfl.service.scorecards import coded, load_encoding, require_scorecard, scaling_of, scorecard_of
@@ -117,9 +117,9 @@ def arbiter_role(ctx: JobContext, n_rows: int, keypair: tuple[PublicKey, Private
 async def after_message(ctx: JobContext, role: Role, message: Message, out: list[Envelope]) -> None:
     """Progress after each message a role handled: epochs, losses, checkpoints, and the end of its work."""
     job, record = ctx.job, ctx.record
-    if isinstance(role, HOLDER_ROLES + REQUESTER_ROLES):
+    if isinstance(role, PSI_ROLES):
         if role.done:
-            if isinstance(role, HOLDER_ROLES):
+            if role.KIND == "feature":  # a feature party's one alignment (B's end in the align stage)
                 key_holder_finished(ctx, role)
             job.aligned.set()
         return

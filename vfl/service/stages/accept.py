@@ -22,6 +22,7 @@ from vfl.protocol.roster import LETTERS
 from vfl.service.context import JobContext, ServiceContext
 from vfl.service.lifecycle import Stage
 from vfl.service.psi_roles import (
+    check_large_side_accepted,
     check_protocol_accepted,
     check_registered_size,
     start_key_holder,
@@ -81,6 +82,7 @@ async def register(service: ServiceContext, registration: Registration, caller: 
             reused = reusable_alignment(service, registration, caller)
         elif registration.psi_ids is not None:  # refuse now, not after A has made a key
             check_protocol_accepted(config.psi, registration.psi.protocol)
+            check_large_side_accepted(config.psi, registration.psi)
             check_registered_size(config.limits, registration.psi_ids, len(table))
         if registration.scorecard is not None:
             # A scorecard's points are bin-level (no direction of the raw features): its budget is binning runs.

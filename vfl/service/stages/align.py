@@ -25,7 +25,7 @@ from vfl.data.ids import mismatch_warning, profile_ids
 from vfl.data.table import PartyTable
 from vfl.errors import JobError, NoOverlapError
 from vfl.service.context import JobContext
-from vfl.service.psi_roles import drop_results, method, requester
+from vfl.service.psi_roles import drop_results, method, opening, requester, unbalanced_summary
 from vfl.service.spec import JobSpec
 
 
@@ -75,13 +75,17 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
     record, roster, job = ctx.record, ctx.roster, ctx.job
     started = time.perf_counter()
     runtime = ctx.runtime()
-    # An unbalanced job may build B's offline set here (the first job with a partner): off the event loop.
+    # An unbalanced job may build B's offline set here (B the large side, the first job with a partner): off the event loop.
     requesters = {peer: await asyncio.to_thread(requester, ctx, table.ids, peer) for peer in roster.features}
     for peer, role in requesters.items():
         await runtime.add_role(f"psi:{peer}", role)
     ready, job.psi_ready = job.psi_ready, None
     if ready is not None:
         await ready()
+    # B the small side of an unbalanced job queries each feature party's offline set: once a resume's
+    # feature parties have their new sessions, so the first request reaches the new one.
+    for role in requesters.values():
+        await runtime.post(opening(role))
     while not all(r.rows is not None for r in requesters.values()):
         if runtime.closed or runtime.failed or record.finished:
             raise JobError(f"alignment did not finish: {runtime.failed or 'the job was stopped'}")
@@ -106,7 +110,7 @@ async def _align_as_requester(ctx: JobContext, table: PartyTable) -> tuple[np.nd
         peer: alignment_summary(
             r.size_a, len(table), len(r.rows), method(record), seconds, runtime.psi_bytes() if roster.k == 1 else 0,
             declared_size_a=r.size_a, declared_size_b=r.declared_size_b,
-        ) | {"buckets": r.n_buckets}
+        ) | {"buckets": r.n_buckets} | unbalanced_summary(r)
         for peer, r in requesters.items()
     }
     if roster.k == 1:
