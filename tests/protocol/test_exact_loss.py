@@ -16,7 +16,9 @@ from tests.conftest import TEST_KEY_BITS, fate_pair, pooled_ionosphere_auc
 from tests.protocol.conftest import build_roles
 from tests.protocol.test_checkpoints import run_to_end, run_until_epoch
 from tests.protocol.test_multiparty import build, run, split
-from vfl.crypto.vector import decrypt
+from vfl.crypto.encoding import decode
+from vfl.crypto.packing import Layout, unpack
+from vfl.crypto.vector import decrypt, decrypt_residues
 from vfl.data.table import load_csv
 from vfl.errors import PeerNotAllowed, ReplayError, ScheduleViolation
 from vfl.local.simulate import simulate
@@ -31,6 +33,14 @@ CONFIGS = {
     "adam-minibatch-validation-l2": dict(epochs=4, optimizer="adam", batch_size=128, validation_fraction=0.2,
                                          l2=0.05, loss_every=2),
 }
+
+
+def seen_by_the_arbiter(request: ShuffledScores, keypair) -> np.ndarray:
+    """The scores C reads from B's request: decrypted, unpacked, decoded."""
+    public, private = keypair
+    layout = Layout.for_key(public.bits, request.enc_scores.frac_bits)
+    packed = decrypt_residues(private, request.enc_scores.to_vector(public, what="scores").ciphertexts)
+    return decode(unpack(packed, request.rows, layout, public.n), request.enc_scores.frac_bits, public.n)
 
 
 def plain_reference(a_designs, b, config):
@@ -89,15 +99,15 @@ def test_the_arbiter_sees_each_batch_s_scores_shuffled_and_answers_only_encrypte
     assert {e.sender for e in requests} == {"B"} and {e.recipient for e in requests} == {"C"}
     assert {e.recipient for e in answers} == {"B"}
     first = requests[0].message
-    seen = decrypt(keypair[1], first.enc_scores.to_vector(keypair[0], what="scores"))
     rows = result.b.schedule.batch(0, 0)
-    zero_model = np.zeros(len(rows))  # epoch 0 batch 0 starts from zero weights: every score is 0
-    assert np.allclose(seen, zero_model)
-    later = requests[3].message  # a batch after some steps: distinct scores, in an order that is not the rows'
-    seen = decrypt(keypair[1], later.enc_scores.to_vector(keypair[0], what="scores"))
-    assert len(np.unique(np.round(seen, 6))) > 50
-    # The answers carry ciphertexts only: nothing in them decodes without C's key.
-    assert answers[0].message.enc_sigmoid.count == len(rows)
+    # Packed: a 1024-bit key holds 14 scores of 72 bits, so 100 scores take 8 ciphertexts, not 100.
+    assert first.rows == len(rows) == 100 and first.enc_scores.count == 8
+    seen = seen_by_the_arbiter(first, keypair)
+    assert np.allclose(seen, np.zeros(len(rows)))  # epoch 0 batch 0 starts from zero weights: every score is 0
+    later = requests[3].message  # a batch after some steps: distinct scores
+    assert len(np.unique(np.round(seen_by_the_arbiter(later, keypair), 6))) > 50
+    # The answers carry ciphertexts only: one σ per score, one Σ softplus when the loss is due.
+    assert answers[0].message.enc_sigmoid.count == len(rows) and answers[0].message.enc_softplus_sum.count == 1
 
 
 def test_the_shuffled_order_is_secret_to_b_and_not_the_row_order(breast, keypair):
@@ -110,7 +120,7 @@ def test_the_shuffled_order_is_secret_to_b_and_not_the_row_order(breast, keypair
         queue.extend(roles[envelope.recipient].handle(envelope.message, envelope.sender))
     request, kept = queue[0].message, b._at_arbiter
 
-    seen = decrypt(keypair[1], request.enc_scores.to_vector(keypair[0], what="scores"))
+    seen = seen_by_the_arbiter(request, keypair)
     in_row_order = decrypt(keypair[1], kept.enc_scores)
 
     assert np.allclose(seen, in_row_order[kept.order])
@@ -138,8 +148,10 @@ def test_the_arbiter_decrypts_scores_once_per_batch_from_b_only_and_of_the_batch
     request = next(e.message for e in transcript if isinstance(e.message, ShuffledScores))
     _, _, fresh, _ = build_roles(X_a, X_b, y, keypair, loss="exact", epochs=1, batch_size=200)
     fresh.handle(request, "B")
+    packed = request.enc_scores.count  # 15 ciphertexts of 14 scores for 200 rows at 1024 bits
     short = request.model_copy(update={"enc_scores": request.enc_scores.model_copy(
-        update={"count": 199, "data": request.enc_scores.data[: 199 * keypair[0].ciphertext_bytes]})})
+        update={"count": packed - 1, "data": request.enc_scores.data[: (packed - 1) * keypair[0].ciphertext_bytes]})})
+    fewer_rows = request.model_copy(update={"rows": 199})
     skipping = request.model_copy(update={"batch": 2})
     wrong_loss = request.model_copy(update={"batch": 1, "with_loss": not request.with_loss})
 
@@ -152,9 +164,11 @@ def test_the_arbiter_decrypts_scores_once_per_batch_from_b_only_and_of_the_batch
     with pytest.raises(ScheduleViolation, match="loss is"):
         fresh.handle(wrong_loss, "B")
     _, _, other, _ = build_roles(X_a, X_b, y, keypair, loss="exact", epochs=1, batch_size=200)
-    with pytest.raises(Exception, match="200|length|count"):
+    with pytest.raises(Exception, match="15|length|count"):
         other.handle(short, "B")
-    assert fresh.decryptions == 200
+    with pytest.raises(ScheduleViolation, match="199 scores"):
+        other.handle(fewer_rows, "B")
+    assert packed == 15 and fresh.decryptions == 15
 
 
 def test_restoring_every_role_reproduces_the_exact_run(breast, keypair):

@@ -374,7 +374,7 @@ def train_federated(parts: list[PartyTable], b_rows: PartyTable, config: Trainin
     for role, t in zip([*features, party_b], [*parts, b_rows]):
         role.preparation = t.preparation  # recorded in the party's own model part, for serving
     arbiter = Arbiter(job_id, config, len(b_rows), gradient_lengths=lengths, keypair=keypair,
-                      min_key_bits=min_bits, roster=roster)
+                      min_key_bits=min_bits, roster=roster, engine=engine)
 
     def on_deliver(envelope: Envelope) -> None:
         message = envelope.message

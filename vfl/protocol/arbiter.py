@@ -13,10 +13,11 @@ What C decrypts, and nothing else:
   that party, in schedule order;
 * per batch whose loss is due, one encrypted loss from B (length one);
 * per epoch with a validation split, one validation loss from B;
-* with ``loss = "exact"`` only: per batch, and for the validation rows, one
-  vector of B's shuffled scores [[u]], of exactly the batch's length, in
-  schedule order. C answers with [[σ(u)]] (and [[softplus(u)]] when the loss
-  is due) freshly encrypted, never with plaintext.
+* with ``loss = "exact"`` only: per batch, and for the validation rows, B's
+  shuffled scores [[u]], exactly the batch's count, packed many to a
+  ciphertext (:mod:`vfl.crypto.packing`), in schedule order. C answers with
+  [[σ(u)]] per score (and [[Σ softplus(u)]] when the loss is due) freshly
+  encrypted, never with plaintext.
 
 What the scores show C: the multiset of the joint model's scores on each
 batch, never which row has which (B shuffles every request with fresh OS
@@ -44,10 +45,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from vfl.ml.config import TrainingConfig
 from vfl.crypto.codec import byte_width, check_units
 from vfl.crypto.encoding import decode
 from vfl.crypto.keys import MIN_KEY_BITS, PrivateKey, PublicKey, generate_keypair
+from vfl.crypto.packing import Layout, unpack
 from vfl.crypto.vector import Encryptor, decrypt_residues
 from vfl.compute.engine import Engine, as_engine
 from vfl.errors import KeyMismatch, PeerNotAllowed, ProtocolError, ReplayError, ScheduleViolation, VFLError
@@ -330,24 +334,33 @@ class Arbiter(Role):
         with_loss = validation or self.schedule.loss_due(message.batch)
         if message.with_loss != with_loss:
             raise ScheduleViolation(f"{message.address()}: the loss is {'' if with_loss else 'not '}due for this batch")
+        if message.rows != rows:
+            raise ScheduleViolation(f"{message.address()} carries {message.rows} scores; the batch has {rows} rows")
+        frac_bits = self.config.value_frac_bits
+        if message.enc_scores.frac_bits != frac_bits:
+            raise ScheduleViolation(f"{message.address()}: scores come at 2^-{frac_bits}, not 2^-{message.enc_scores.frac_bits}")
         pk = self.public_key
-        enc_scores = message.enc_scores.to_vector(pk, expected_count=rows, what="shuffled scores")
-        residues = decrypt_residues(self._private_key, enc_scores.ciphertexts, self.engine)
-        self.decryptions += len(residues)
+        layout = Layout.for_key(pk.bits, frac_bits)
+        enc_packed = message.enc_scores.to_vector(pk, expected_count=layout.ciphertexts_for(rows), what="packed scores")
+        packed = decrypt_residues(self._private_key, enc_packed.ciphertexts, self.engine)
+        self.decryptions += len(packed)
+        residues = unpack(packed, rows, layout, pk.n)
         # Sorted: the release is the batch's multiset of scores, whatever order B drew this time.
         self._release(f"scores/{message.epoch}/{message.batch}",
                       IntVector.pack(sorted(residues), byte_width(pk.n + 1)).data, f"the scores of {message.address()}")
-        u = decode(residues, enc_scores.frac_bits, pk.n, what="scores")
+        u = decode(residues, frac_bits, pk.n, what="scores")
         if self._encryptor is None:
             self._encryptor = Encryptor(pk, self.config.obfuscation, self.engine)
-        frac_bits = self.config.value_frac_bits
         enc_sigmoid = self._encryptor.encrypt(sigmoid(u), frac_bits, what="sigmoid")
-        enc_softplus = self._encryptor.encrypt(softplus(u), frac_bits, what="softplus") if with_loss else None
+        # B needs the loss's softplus only summed over the batch: one value, not one per row.
+        enc_softplus_sum = (self._encryptor.encrypt(np.array([np.sum(softplus(u))]), frac_bits, what="softplus")
+                            if with_loss else None)
+        self._encryptor.prefetch(rows)  # the next batch's obfuscators, on spare cores while the others compute
         self.score_cursor += 1
         answer = ShuffledSigmoids(
             job_id=self.job_id, epoch=message.epoch, batch=message.batch,
             enc_sigmoid=CipherVector.from_vector(enc_sigmoid),
-            enc_softplus=None if enc_softplus is None else CipherVector.from_vector(enc_softplus),
+            enc_softplus_sum=None if enc_softplus_sum is None else CipherVector.from_vector(enc_softplus_sum),
         )
         return [self.send(self.roster.label, answer)]
 

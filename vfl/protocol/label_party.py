@@ -10,6 +10,7 @@ import numpy as np
 
 from vfl.compute.engine import Engine
 from vfl.crypto.keys import MIN_KEY_BITS
+from vfl.crypto.packing import Layout, pack
 from vfl.crypto.vector import EncryptedVector
 from vfl.errors import (
     DataError,
@@ -356,23 +357,26 @@ class LabelParty(TrainingParty):
         penalties = 0.0 if validation else len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
         parts = [] if validation or not with_loss else [f.enc_loss_part for f in forwards]
         self._at_arbiter = _ScoresAtArbiter(epoch, batch, np.asarray(order), enc_scores, penalties, parts)
-        request = ShuffledScores(job_id=self.job_id, epoch=epoch, batch=batch, with_loss=with_loss,
-                                 enc_scores=CipherVector.from_vector(enc_scores.take(order)))
+        layout = Layout.for_key(self.public_key.bits, enc_scores.frac_bits)
+        packed = pack(self.public_key, enc_scores.take(order).ciphertexts, layout, self.engine)
+        enc_packed = EncryptedVector(self.public_key, tuple(packed), enc_scores.frac_bits)
+        request = ShuffledScores(job_id=self.job_id, epoch=epoch, batch=batch, rows=len(rows), with_loss=with_loss,
+                                 enc_scores=CipherVector.from_vector(enc_packed))
         return [self.send(self.roster.arbiter, request)]
 
     def _on_sigmoids(self, message: ShuffledSigmoids) -> list[Envelope]:
-        """Back in row order: [[d]] = [[σ(u)]] − y; the loss Σ[[softplus(u)]] − y·[[u]] + penalties when due."""
+        """Back in row order: [[d]] = [[σ(u)]] − y; the loss [[Σ softplus(u)]] − y·[[u]] + penalties when due."""
         pending, self._at_arbiter = self._at_arbiter, None
         if pending is None or (pending.epoch, pending.batch) != (message.epoch, message.batch):
             raise ProtocolError(f"{message.address()}: party B sent no scores for this batch")
         validation = message.batch == END_OF_EPOCH
         rows = self.schedule.validation_rows if validation else self.schedule.batch(message.epoch, message.batch)
         y = self.labels[rows]
-        if (message.enc_softplus is not None) != (validation or self.schedule.loss_due(message.batch)):
+        if (message.enc_softplus_sum is not None) != (validation or self.schedule.loss_due(message.batch)):
             raise ProtocolError(f"{message.address()}: the arbiter's softplus does not match the loss schedule")
-        if message.enc_softplus is not None:
-            enc_softplus = message.enc_softplus.to_vector(self.public_key, expected_count=len(rows), what="softplus")
-            enc_loss = enc_softplus.sum().add(pending.enc_scores.dot(-y, 0, self.engine, what="labels"))
+        if message.enc_softplus_sum is not None:
+            enc_softplus = message.enc_softplus_sum.to_vector(self.public_key, expected_count=1, what="Σ softplus")
+            enc_loss = enc_softplus.add(pending.enc_scores.dot(-y, 0, self.engine, what="labels"))
             for part in pending.loss_parts:
                 enc_loss = enc_loss.add(part.to_vector(self.public_key, expected_count=1, what="a penalty"))
             self._exact_loss = CipherVector.from_vector(enc_loss.add_plain(np.array([pending.penalties]), what="loss"))

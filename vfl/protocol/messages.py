@@ -22,8 +22,8 @@ MaskedGradient             3       feature, B     C           [[g + R]]
 EncryptedLoss              3       B              C           [[n·loss]] of a batch
 DecryptedMaskedGradient    4       C              feature, B  g + R mod n
 ValidationForward          2       feature h      B           [[u_h]] on validation rows
-ShuffledScores             2       B              C           [[u]] of a batch, shuffled (exact loss)
-ShuffledSigmoids           2       C              B           [[σ(u)]] (+ [[softplus(u)]]), same order
+ShuffledScores             2       B              C           [[u]] of a batch, shuffled, packed (exact loss)
+ShuffledSigmoids           2       C              B           [[σ(u)]], same order (+ [[Σ softplus(u)]])
 EpochDecision              4       C              feature, B  loss (B only), stop or go on
 ScoreRequest               –       B              feature     IDs to score
 PartialScores              –       feature        B           plaintext u_h for those IDs
@@ -228,10 +228,12 @@ class EncryptedLoss(Batched):
 
 
 class ShuffledScores(Batched):
-    """B → C, with ``loss = "exact"`` only: a batch's whole scores [[u]] in an order secret to B.
+    """B → C, with ``loss = "exact"`` only: a batch's ``rows`` scores [[u]] in an order secret to B.
 
-    ``with_loss``: the loss is due for this batch (or it is the validation rows), so C also
-    returns softplus(u). C checks it against its own schedule.
+    The scores travel packed, many per ciphertext (:mod:`vfl.crypto.packing`, the layout fixed by
+    the key size and ``enc_scores.frac_bits``), so that C decrypts a batch in a few dozen
+    decryptions instead of one per row. ``with_loss``: the loss is due for this batch (or it is
+    the validation rows), so C also returns Σ softplus(u). C checks both against its own schedule.
     """
 
     KIND = "shuffled_scores"
@@ -239,12 +241,14 @@ class ShuffledScores(Batched):
     SENDERS = ("label",)
     RECIPIENTS = ("arbiter",)
 
+    rows: int = Field(ge=1)
     with_loss: bool
     enc_scores: CipherVector
 
 
 class ShuffledSigmoids(Batched):
-    """C → B: [[σ(u)]] for the scores of :class:`ShuffledScores`, freshly encrypted, in the same order."""
+    """C → B: [[σ(u)]] for each score of :class:`ShuffledScores`, freshly encrypted, in the same order;
+    [[Σ softplus(u)]] (one value) when the loss is due."""
 
     KIND = "shuffled_sigmoids"
     STEP = 2
@@ -252,7 +256,7 @@ class ShuffledSigmoids(Batched):
     RECIPIENTS = ("label",)
 
     enc_sigmoid: CipherVector
-    enc_softplus: CipherVector | None
+    enc_softplus_sum: CipherVector | None
 
 
 class DecryptedMaskedGradient(Batched):

@@ -13,10 +13,10 @@ label party B and the arbiter C. Per mini-batch (``c`` and ``q`` as in
     C → h,B DecryptedMaskedGradient  g + R mod n; each party unmasks and steps
 With ``loss = "exact"`` (logistic) step 2 goes through the arbiter: B sends C
 the batch's whole scores [[u]] = Σ_h[[u_h]] + u_B in an order secret to B
-(ShuffledScores), C decrypts them, returns [[σ(u)]] freshly encrypted in the
-same order (ShuffledSigmoids, plus [[softplus(u)]] when the loss is due), and B
-puts them back in row order: [[d]] = [[σ(u)]] − y. The loss is
-Σ[[softplus(u)]] − y·[[u]] + the penalties (each feature party sends [[its
+(ShuffledScores, packed many to a ciphertext), C decrypts them, returns
+[[σ(u)]] freshly encrypted in the same order (ShuffledSigmoids, plus
+[[Σ softplus(u)]] when the loss is due), and B puts them back in row order:
+[[d]] = [[σ(u)]] − y. The loss is [[Σ softplus(u)]] − y·[[u]] + the penalties (each feature party sends [[its
 penalty]] as its loss part); there are no loss shares. C sees each batch's
 scores, but not which row has which score (see :mod:`vfl.protocol.arbiter`).
 End of epoch: each h → B ValidationForward when there is a validation split
@@ -344,8 +344,8 @@ class TrainingParty(Role):
         if isinstance(message, LossShare):
             return [("enc_share", message.enc_share, 1)]
         if isinstance(message, ShuffledSigmoids):
-            softplus = [("enc_softplus", message.enc_softplus, rows)] if message.enc_softplus is not None else []
-            return [("enc_sigmoid", message.enc_sigmoid, rows)] + softplus
+            total = [("enc_softplus_sum", message.enc_softplus_sum, 1)] if message.enc_softplus_sum is not None else []
+            return [("enc_sigmoid", message.enc_sigmoid, rows)] + total
         return []
 
     def _batch_index(self, message: Batched) -> None:
