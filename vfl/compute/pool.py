@@ -41,13 +41,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
-from vfl.errors import ConfigError
+from vfl.errors import ComputeError, ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 _lock = threading.Lock()
+#: Set by shutdown_pools(wait=True) when a service stops: no pool is made after it.
+_stopping = False
 
 #: How often a worker without pidfd support (not Linux ≥ 5.3) checks on its owner.
 _OWNER_POLL_SECONDS = 0.5
@@ -78,8 +80,14 @@ def start_method() -> str:
 
 
 def get_pool(workers: int) -> ProcessPoolExecutor:
-    """The shared process pool with ``workers`` processes, created on first use."""
+    """The shared process pool with ``workers`` processes, created on first use.
+
+    Refused once the process is stopping (:func:`shutdown_pools` with ``wait=True``): a message still being
+    handled as a service stops must not start a pool that nothing will shut down.
+    """
     with _lock:
+        if _stopping:
+            raise ComputeError("this process is stopping: no crypto work is started any more")
         pool = _pools.get(workers)
         # A pool one of whose workers died (killed, out of memory) refuses all work for good:
         # a long-running service starts a fresh one rather than fail every later job.
@@ -129,9 +137,10 @@ def _exists(pid: int) -> bool:
 
 def _forget_inherited_pools() -> None:
     """In a forked child: the parent's pools and lock are copies that do not work here."""
-    global _lock
+    global _lock, _stopping
     _pools.clear()
     _lock = threading.Lock()
+    _stopping = False
 
 
 if hasattr(os, "register_at_fork"):  # POSIX only
@@ -146,9 +155,13 @@ def shutdown_pools(*, wait: bool = False) -> None:
     when it stops: uvicorn ends a SIGTERM'd service by raising SIGTERM again once it has shut down, so no
     ``atexit`` code runs, and semaphores left registered made the tracker warn of "leaked semaphore objects".
     """
+    global _stopping
     with _lock:
         pools = list(_pools.values())
         _pools.clear()
+        # A stopping service: a pool made after this (by a handler thread still running) would never be shut
+        # down, and its semaphores would leak at the SIGTERM that ends the process.
+        _stopping = _stopping or wait
     for pool in pools:
         pool.shutdown(wait=wait, cancel_futures=True)
     if wait:
