@@ -62,36 +62,38 @@ class Layout:
         return -(-count // self.slots)
 
 
-def _pack_groups(n: int, nsq: int, width: int, packed: bytes, count: int, slot_bits: int, slots: int) -> bytes:
-    cts = unpack_ints(packed, width, count)
-    n, nsq = mpz(n), mpz(nsq)
+def _pack_list(cts: Sequence[mpz], n: mpz, nsq: mpz, slot_bits: int, slots: int) -> list[mpz]:
     shift = mpz(1) << slot_bits
     # [[x + offset]] = [[x]]·(1 + offset·n): the offset makes the slot non-negative.
     with_offset = (1 + (mpz(1) << (slot_bits - 2)) * n) % nsq
     out = []
     for start in range(0, len(cts), slots):
-        group = cts[start:start + slots]
         acc = mpz(1)
-        for c in reversed(group):  # Horner from the last slot down: slot j lands at 2^(slot_bits·j)
+        for c in reversed(cts[start:start + slots]):  # Horner from the last slot down: slot j at 2^(slot_bits·j)
             acc = gmpy2.powmod(acc, shift, nsq) * (c * with_offset % nsq) % nsq
         out.append(acc)
-    return pack_ints(out, width)
+    return out
+
+
+def _pack_task(n: int, nsq: int, width: int, packed: bytes, count: int, slot_bits: int, slots: int) -> bytes:
+    """One worker's share of :func:`pack`, as bytes in and out (cheap to ship to a process)."""
+    return pack_ints(_pack_list(unpack_ints(packed, width, count), mpz(n), mpz(nsq), slot_bits, slots), width)
 
 
 def pack(public_key: PublicKey, ciphertexts: Sequence[mpz], layout: Layout, engine: Engine | int | None = None,
          ) -> list[mpz]:
     """[[x_1]] … [[x_m]] → ⌈m / slots⌉ ciphertexts, in order (value i in ciphertext i // slots, slot i % slots)."""
     engine = as_engine(engine)
-    width = public_key.ciphertext_bytes
     groups = layout.ciphertexts_for(len(ciphertexts))
     if engine.workers <= 1 or groups < PARALLEL_GROUPS:
-        parts = [(0, len(ciphertexts))]
-    else:  # whole groups per task, so that no group is split
-        parts = [(s.start * layout.slots, min(s.stop * layout.slots, len(ciphertexts)))
-                 for s in split_evenly(groups, engine.workers)]
+        return _pack_list(ciphertexts, public_key.n, public_key.nsquare, layout.slot_bits, layout.slots)
+    width = public_key.ciphertext_bytes
+    # Whole groups per task, so that no group is split.
+    parts = [(s.start * layout.slots, min(s.stop * layout.slots, len(ciphertexts)))
+             for s in split_evenly(groups, engine.workers)]
     tasks = [(int(public_key.n), int(public_key.nsquare), width, pack_ints(ciphertexts[a:b], width), b - a,
               layout.slot_bits, layout.slots) for a, b in parts]
-    results = [_pack_groups(*tasks[0])] if len(tasks) == 1 else engine.map(_pack_groups, tasks)
+    results = engine.map(_pack_task, tasks)
     return [c for part, (a, b) in zip(results, parts) for c in unpack_ints(part, width, -(-(b - a) // layout.slots))]
 
 

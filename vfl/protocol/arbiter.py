@@ -312,26 +312,36 @@ class Arbiter(Role):
         )
         return [self.send(party, answer)]
 
-    def _sigmoids(self, message: ShuffledScores) -> list[Envelope]:
-        """Exact loss: decrypt a batch's shuffled scores, answer [[σ(u)]] (and [[softplus(u)]]) in their order."""
-        if not self.config.exact_loss:
-            raise ScheduleViolation(f"{message.address()}: job {self.job_id} trains on the Taylor loss, for which "
-                                    "the arbiter decrypts no scores (only a job with training.loss = 'exact' does)")
+    def _take_turn(self, message: Message, slots: list, slot: object, cursor: int, *,
+                   not_due: str, replayed: str, schedule: str) -> None:
+        """Refuse a loss or scores request outside the open epoch, not on ``slots``, served already, or ahead."""
         if self.finished:
             raise ScheduleViolation(f"{message.address()}: training has ended")
         if message.epoch != self.epoch:
             kind = ReplayError if message.epoch < self.epoch else ScheduleViolation
             raise kind(f"{message.address()}: the open epoch is {self.epoch}")
-        if message.batch not in self.score_slots:
-            raise ScheduleViolation(f"{message.address()}: no scores are due for this batch")
-        index = self.score_slots.index(message.batch)
-        if index < self.score_cursor:
-            raise ReplayError(f"the scores of {message.address()} were already decrypted")
-        if index > self.score_cursor:
-            raise ScheduleViolation(f"{message.address()} skips ahead of the schedule")
-        validation = message.batch == END_OF_EPOCH
-        rows = len(self.schedule.validation_rows) if validation else self.schedule.batch_length(message.batch)
-        with_loss = validation or self.schedule.loss_due(message.batch)
+        if slot not in slots:
+            raise ScheduleViolation(not_due)
+        index = slots.index(slot)
+        if index < cursor:
+            raise ReplayError(replayed)
+        if index > cursor:
+            raise ScheduleViolation(f"{message.address()} skips ahead of {schedule}")
+
+    def _rows(self, batch: int) -> int:
+        """Rows of a batch, or of the validation split (``END_OF_EPOCH``)."""
+        return len(self.schedule.validation_rows) if batch == END_OF_EPOCH else self.schedule.batch_length(batch)
+
+    def _sigmoids(self, message: ShuffledScores) -> list[Envelope]:
+        """Exact loss: decrypt a batch's shuffled scores, answer [[σ(u)]] (and [[softplus(u)]]) in their order."""
+        if not self.config.exact_loss:
+            raise ScheduleViolation(f"{message.address()}: job {self.job_id} trains on the Taylor loss, for which "
+                                    "the arbiter decrypts no scores (only a job with training.loss = 'exact' does)")
+        self._take_turn(message, self.score_slots, message.batch, self.score_cursor,
+                        not_due=f"{message.address()}: no scores are due for this batch",
+                        replayed=f"the scores of {message.address()} were already decrypted", schedule="the schedule")
+        rows = self._rows(message.batch)
+        with_loss = message.batch == END_OF_EPOCH or self.schedule.loss_due(message.batch)
         if message.with_loss != with_loss:
             raise ScheduleViolation(f"{message.address()}: the loss is {'' if with_loss else 'not '}due for this batch")
         if message.rows != rows:
@@ -365,23 +375,11 @@ class Arbiter(Role):
         return [self.send(self.roster.label, answer)]
 
     def _decrypt_loss(self, message: EncryptedLoss) -> list[Envelope]:
-        if self.finished:
-            raise ScheduleViolation(f"{message.address()}: training has ended")
-        if message.epoch != self.epoch:
-            kind = ReplayError if message.epoch < self.epoch else ScheduleViolation
-            raise kind(f"{message.address()}: the open epoch is {self.epoch}")
-        slot = (message.batch, message.split)
-        if slot not in self.loss_slots:
-            raise ScheduleViolation(f"{message.address()}: no {message.split} loss is due for this batch")
-        index = self.loss_slots.index(slot)
-        if index < self.loss_cursor:
-            raise ReplayError(f"the {message.split} loss for {message.address()} was already decrypted")
-        if index > self.loss_cursor:
-            raise ScheduleViolation(f"{message.address()} skips ahead of the loss schedule")
-        expected_rows = (
-            len(self.schedule.validation_rows) if message.split == "validation"
-            else self.schedule.batch_length(message.batch)
-        )
+        self._take_turn(message, self.loss_slots, (message.batch, message.split), self.loss_cursor,
+                        not_due=f"{message.address()}: no {message.split} loss is due for this batch",
+                        replayed=f"the {message.split} loss for {message.address()} was already decrypted",
+                        schedule="the loss schedule")
+        expected_rows = self._rows(message.batch)
         if message.rows != expected_rows:
             raise ScheduleViolation(f"{message.address()} claims {message.rows} rows; the batch has {expected_rows}")
         enc_loss = message.enc_loss.to_vector(self.public_key, expected_count=1, what="encrypted loss")
