@@ -76,7 +76,7 @@ def run_psi(
     and run them one by one (the rows come out the same for any bucket size).
 
     ``protocol`` is "rsa" (blind signatures, the default) or "ecdh"
-    (ristretto255); the rows are the same for both. The key arguments are RSA's.
+    (X25519); the rows are the same for both. The key arguments are RSA's.
     """
     started = time.perf_counter()
     if not isinstance(ids_a, PsiIds):

@@ -2,7 +2,7 @@
 
 :func:`align` is the one entry point. It runs the RSA blind-signature PSI
 (:mod:`psi`), or with ``protocol="ecdh"`` the Diffie–Hellman PSI over
-ristretto255 in the same alignment layer (the same rows), so neither party learns the other's IDs outside the
+X25519 in the same alignment layer (the same rows), so neither party learns the other's IDs outside the
 intersection, and returns, for each party, the row numbers of the common IDs
 in one shared order: row i of A's aligned table and row i of B's are the
 same person.

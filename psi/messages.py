@@ -1,4 +1,4 @@
-"""One typed message per step of the PSI: RSA blind signatures, or ECDH over ristretto255.
+"""One typed message per step of the PSI: RSA blind signatures, or ECDH over X25519 (curve25519).
 
 =================  ======  =========  =============================================
 message            sender  recipient  carries
@@ -34,7 +34,7 @@ IntersectionTags   B       A          the points a·H(y) of A's that matched in 
                                       bucket, sorted (A sent them: it maps them to rows)
 =================  ======  =========  =============================================
 
-Points are 32-byte ristretto255 encodings, packed back to back; every one a
+Points are 32-byte X25519 u-coordinates (canonical, little-endian), packed back to back; every one a
 role receives is checked (:func:`psi.ec.check_points`) before use.
 
 Chunk numbers run across all buckets (bucket k's chunks follow bucket k−1's),
@@ -189,7 +189,7 @@ class IntersectionTags(PsiMessage):
     chunk: int = Field(0, ge=0, description="the bucket")
 
 
-# -- ECDH (ristretto255) ---------------------------------------------------------------------------
+# -- ECDH (X25519) --------------------------------------------------------------------------------
 
 
 @register_message
@@ -201,7 +201,8 @@ class EcdhPublicInfo(PsiMessage):
     SENDERS = ("feature",)
     RECIPIENTS = ("label",)
 
-    group: Literal["ristretto255"] = "ristretto255"
+    group: Literal["x25519"] = Field("x25519", description="the group: X25519 with RFC 9380's "
+                                     "curve25519_XMD:SHA-512_ELL2_NU_ hash (peer protocol 1.3.0; ristretto255 before)")
     salt: bytes = Field(min_length=16, max_length=64)
     size_a: int = Field(ge=0)
     chunk_size: int = Field(ge=1, le=MAX_CHUNK)

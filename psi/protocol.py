@@ -1,6 +1,6 @@
 """RSA blind-signature PSI (De Cristofaro–Tsudik, in FATE's RSA-intersect form) as two I/O-free roles.
 
-The same roles run Diffie–Hellman PSI over ristretto255 with ``protocol="ecdh"``:
+The same roles run Diffie–Hellman PSI over X25519 (curve25519) with ``protocol="ecdh"``:
 only the math of steps 1, 3 and 4 changes (:mod:`psi.suites` holds both,
 behind one small interface); sizes, caps, buckets, chunks, the window, the
 intersection and the rows by ID are this module's, the same for both. ECDH

@@ -7,9 +7,9 @@ rows by ID. What differs is only how a value is masked, answered and turned
 into a 32-byte tag, and that lives here, in one class per side and protocol:
 
 =====================  ==============================  ==============================
-                       RSA (default)                   ECDH (ristretto255)
+                       RSA (default)                   ECDH (X25519)
 =====================  ==============================  ==============================
-A's secret, per        RSA key (n, e, d), proved a     scalar a in [1, ℓ − 1]
+A's secret, per        RSA key (n, e, d), proved a     clamped X25519 scalar a
 session                permutation (:mod:`psi.proof`)  (nothing to prove)
 A → B first            ``PsiPublicKey``                ``EcdhPublicInfo``
 B → A, per chunk       ``BlindedChunk`` h(x)·r^e       ``MaskedChunk`` b·H(x)
@@ -28,10 +28,12 @@ message, :meth:`own_tasks` and :meth:`own_message` for A's own IDs,
 secret touches it; a refusal is a :class:`~vfl.errors.PSIError` naming the
 chunk, the value and why.
 
-Why ECDH needs no counterpart of the RSA key proof: multiplying by any
-non-zero scalar is a bijection of a prime-order group, whoever chose it, so a
+Why ECDH needs no counterpart of the RSA key proof: every X25519 scalar,
+whoever chose it, is a non-zero multiple of the cofactor, so it is a bijection
+of the prime-order subgroup (up to sign) and erases any small-order part; a
 malicious A cannot make B's masked values lossy (see :mod:`psi.ec`). The
-identity, off-curve and non-canonical encodings are refused on receipt.
+identity, points of small order, twist points and non-canonical encodings are
+refused on receipt.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ PROOF_DOMAIN = b"vfl/psi/permutation-proof/v1"
 #: The first message of each protocol, to name a mismatch between the two sides.
 HELLO_TYPES: dict[type[Message], str] = {PsiPublicKey: "rsa", EcdhPublicInfo: "ecdh"}
 #: What the alignment reports as its method.
-METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-ristretto255-psi"}
+METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-x25519-psi"}
 
 
 def check_protocol(protocol: str) -> None:

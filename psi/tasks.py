@@ -16,27 +16,16 @@ from gmpy2 import mpz
 from psi import ec
 from psi.hashing import fdh, point_tags, tag
 from psi.keys import sign_crt
+from vfl.crypto.codec import batch_inverse
 from vfl.errors import PSIError
 
 
 def batch_invert(values: list[mpz], n: mpz) -> list[mpz]:
-    """Inverses mod n of all ``values`` with one modular inversion (Montgomery's trick)."""
-    prefix = []
-    acc = mpz(1)
-    for v in values:
-        acc = acc * v % n
-        prefix.append(acc)
+    """Inverses mod n of all ``values`` with one modular inversion (:func:`vfl.crypto.codec.batch_inverse`)."""
     try:
-        inverse = gmpy2.invert(acc, n)
+        return batch_inverse(values, n)
     except ZeroDivisionError as exc:  # probability ~2^-1000 for uniform r: a broken key or RNG
         raise PSIError("a blinding factor shares a factor with n; refusing this key") from exc
-    out = [mpz(0)] * len(values)
-    for i in range(len(values) - 1, 0, -1):
-        out[i] = inverse * prefix[i - 1] % n
-        inverse = inverse * values[i] % n
-    if values:
-        out[0] = inverse
-    return out
 
 
 def own_tags(ids: list[str], salt: bytes, *parts: mpz) -> list[bytes]:
@@ -77,11 +66,11 @@ def unblind_many(
 
 def mask_ids(ids: list[str], dst: bytes, scalar: ec.Scalar) -> list[bytes]:
     """Worker task: k·H(x) for a chunk of this party's own (normalised) IDs, in order."""
-    return ec.scalar_mult(scalar, ec.hash_to_group([x.encode("utf-8") for x in ids], dst))
+    return ec.scalar_mult(scalar, ec.hash_to_group([x.encode("utf-8") for x in ids], dst), check=False)
 
 
 def remask(points: bytes, scalar: ec.Scalar) -> bytes | None:
-    """Worker task: the packed k·P of packed received points, or None if one is not a valid non-identity point."""
+    """Worker task: the packed k·P of packed received points (each checked), or None if one is not valid."""
     try:
         return ec.pack_points(ec.scalar_mult(scalar, ec.unpack_points(points)))
     except PSIError:

@@ -14,7 +14,8 @@ Offline (once per key; reused by every later query of the same partner)
 Online (per query; work and bytes in proportion to S's set Y only)
     1. S draws a fresh scalar r and sends r·H(y) for every y (:class:`BlindedQuery`);
     2. L checks every point and answers k·(r·H(y)) (:class:`EvaluatedQuery`);
-    3. S multiplies by r⁻¹ (mod ℓ), which gives k·H(y), hashes it to t(y) and
+    3. S multiplies by r⁻¹ (mod ℓ, written as a clamped X25519 scalar:
+       :func:`psi.ec.new_invertible_scalar`), which gives k·H(y), hashes it to t(y) and
        looks it up among L's tags: S now knows Y ∩ X;
     4. S sends the matched tags, sorted (:class:`QueryMatches`); L maps each to
        its row. Both sides hold the rows of the intersection, in one order.
@@ -25,11 +26,12 @@ S's work is |Y| hashes and 2|Y| multiplications, L's |Y| multiplications and
 What each side learns, and what reuse costs
 -------------------------------------------
 * S learns |X| (the number of tags) and Y ∩ X, as in the balanced PSI. The
-  tags are outputs of a PRF keyed by k (DDH in ristretto255), so a tag of an
+  tags are outputs of a PRF keyed by k (DDH on curve25519), so a tag of an
   ID S does not query says nothing; S can test an ID only by querying it,
   and L counts every query against its caps (``max_peer_ids``).
 * L learns |Y| and Y ∩ X (step 4), as in the balanced PSI. The query points
-  r·H(y) are uniform in the group to L, whatever r.
+  r·H(y) hide y from L as any DH share does: r is a fresh X25519 scalar
+  (about 2^250 values), so telling r·H(y) from r·H(y') is a DDH problem.
 * **Linkability, the price of reuse.** While k is kept, t(x) is the same in
   every job with this partner: S sees which of L's entries stayed, left or
   arrived between two offline sets (not which IDs they are, unless S holds
@@ -146,7 +148,8 @@ class OfflineKey:
 
     def save(self, path: Path | str) -> None:
         """Write the key to ``path`` readable by its owner only (0600); it never leaves the party."""
-        record = {"scalar": self.scalar.encoded.hex(), "salt": self.salt.hex(), "label": self.label}
+        record = {"group": ec.SUITE_ID.decode(), "scalar": self.scalar.encoded.hex(), "salt": self.salt.hex(),
+                  "label": self.label}
         target = Path(path)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -156,6 +159,10 @@ class OfflineKey:
     def load(cls, path: Path | str) -> OfflineKey:
         try:
             record = json.loads(Path(path).read_text())
+            if record.get("group") != ec.SUITE_ID.decode():
+                raise ConfigError(f"the unbalanced-PSI key at {path} is for another group ({record.get('group')!r}, "
+                                  f"this version uses {ec.SUITE_ID.decode()!r}); rotate it: make a new key and "
+                                  "offline set, and send the partner the new set")
             return cls(ec.Scalar(bytes.fromhex(record["scalar"])), bytes.fromhex(record["salt"]), str(record["label"]))
         except FileNotFoundError:
             raise ConfigError(f"no unbalanced-PSI key at {path}: make one with OfflineKey.new(label).save(path)") from None
@@ -464,9 +471,7 @@ class SmallSide:
                  chunk_size: int = DEFAULT_CHUNK) -> None:
         self.job_id, self.ids, self.peer, self.engine = job_id, list(ids), peer, engine
         self.chunk_size = chunk_size
-        self.blind = ec.new_scalar()
-        inverse = pow(int.from_bytes(self.blind.encoded, "little"), -1, ec.GROUP_ORDER)
-        self.unblind = ec.Scalar(inverse.to_bytes(ec.SCALAR_BYTES, "little"))
+        self.blind, self.unblind = ec.new_invertible_scalar()
         self.dst = ec.job_dst(f"unbalanced:{peer.label}", peer.salt)
         self.total_chunks = max(1, -(-len(self.ids) // chunk_size))
         self._tags: list[bytes] = []

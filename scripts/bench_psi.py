@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the PSI, RSA blind signatures or ECDH over ristretto255: N × N IDs with a given overlap.
+"""Benchmark the PSI, RSA blind signatures or ECDH over X25519: N × N IDs with a given overlap.
 
     python scripts/bench_psi.py --ids 10000 --overlap 0.3 --key-bits 2048 [--primes 3] [--workers W]
                                 [--protocol rsa|ecdh|both] [--repeat R] [--bucket-ids B] [--stream]
@@ -319,7 +319,7 @@ def run_protocols(args: argparse.Namespace, workers: int, engine: object | None)
     for protocol in protocols:
         r = reports[protocol]
         what = (f"RSA {args.key_bits}-bit {args.primes}-prime" if protocol == "rsa"
-                else f"ECDH ristretto255 (libsodium {report['libsodium']})")
+                else f"ECDH X25519 (libsodium {report['libsodium']})")
         print(f"  {what}")
         print(f"    time            {r['seconds']:10.2f} s   (median of {len(runs[protocol])})")
         print(f"    IDs/s           {r['ids_per_s']:10,.0f}   ({r['ids_per_s_per_core']:,.0f} per core, "

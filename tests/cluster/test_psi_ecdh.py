@@ -42,8 +42,8 @@ def test_an_ecdh_job_aligns_and_trains_as_the_rsa_job(tmp_path, run):
     assert ecdh["state"] == "succeeded", ecdh["error"]
     assert ecdh_shop["state"] == "succeeded"
     assert rsa["alignment"]["method"] == "rsa-blind-signature-psi"
-    assert ecdh["alignment"]["method"] == "ecdh-ristretto255-psi"
-    assert ecdh_shop["alignment"]["method"] == "ecdh-ristretto255-psi"
+    assert ecdh["alignment"]["method"] == "ecdh-x25519-psi"
+    assert ecdh_shop["alignment"]["method"] == "ecdh-x25519-psi"
     assert "reused_own_signatures" not in ecdh_shop["alignment"]
     assert ecdh["n_rows"] == rsa["n_rows"] > 0
     assert ecdh["alignment"]["intersection"] == rsa["alignment"]["intersection"]
@@ -121,7 +121,7 @@ def test_unbalanced_jobs_align_as_rsa_and_the_second_reuses_the_offline_set(tmp_
 
     for (bank, shop), (bank_ids, shop_ids) in zip(statuses, ids):
         assert bank["state"] == "succeeded", bank["error"]
-        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-x25519-unbalanced-psi"
         assert bank_ids == shop_ids == rsa_ids  # the same IDs in the same order as the RSA PSI
     assert [shop["alignment"]["offline_set"] for _, shop in statuses] == ["received", "reused"]
     assert statuses[1][0]["alignment"]["bytes"] < statuses[0][0]["alignment"]["bytes"]
@@ -169,7 +169,7 @@ def test_with_the_feature_party_large_jobs_align_as_rsa_and_the_second_reuses_it
     for (bank, shop), (bank_ids, shop_ids) in zip(statuses, ids):
         assert bank["state"] == "succeeded", bank["error"]
         assert shop["state"] == "succeeded", shop["error"]
-        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert bank["alignment"]["method"] == shop["alignment"]["method"] == "ecdh-x25519-unbalanced-psi"
         assert bank_ids == shop_ids == rsa_ids  # the same IDs in the same order as the RSA PSI
     # the feature party keeps the key and the set, and sends it once; B keeps its copy and reuses it
     assert [shop["alignment"]["offline_set"] for _, shop in statuses] == ["sent", "current"]

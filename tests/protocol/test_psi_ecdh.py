@@ -1,4 +1,4 @@
-"""ECDH PSI (ristretto255) as a protocol choice of the same alignment layer: RSA's rows, caps, checks, fresh scalars."""
+"""ECDH PSI (X25519) as a protocol choice of the same alignment layer: RSA's rows, caps, checks, fresh scalars."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ except ConfigError as exc:
     pytest.skip(f"no usable libsodium: {exc}", allow_module_level=True)
 
 #: RFC 9496 Appendix A.2: encodings every decoder must refuse.
-NON_CANONICAL = bytes.fromhex("00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")
-NEGATIVE = bytes.fromhex("0100000000000000000000000000000000000000000000000000000000000000")
-NOT_ON_CURVE = bytes.fromhex("26948d35ca62e643e26a83177332e6b6afeb9d08e4268b650f1f5bbd8d81d371")
+NON_CANONICAL = bytes.fromhex("00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")  # u ≥ 2^255
+SMALL_ORDER = (1).to_bytes(32, "little")  # u = 1: a point of order 4
+ON_THE_TWIST = (2).to_bytes(32, "little")  # u = 2: u³ + A·u² + u is not a square mod p
 
 
 def ecdh_roles(ids_a: list[str], ids_b: list[str], **holder: object) -> tuple[PsiKeyHolder, PsiRequester]:
@@ -63,7 +63,7 @@ def test_align_with_ecdh_equals_align_with_rsa(bucket_ids):
 
     ecdh = align(ids_a, ids_b, engine=2, protocol="ecdh", bucket_ids=bucket_ids)
 
-    assert ecdh.method == "ecdh-ristretto255-psi" and rsa.method == "rsa-blind-signature-psi"
+    assert ecdh.method == "ecdh-x25519-psi" and rsa.method == "rsa-blind-signature-psi"
     assert ecdh.size == len(truth)
     np.testing.assert_array_equal(ecdh.rows_a, rsa.rows_a)
     np.testing.assert_array_equal(ecdh.rows_b, rsa.rows_b)
@@ -190,9 +190,9 @@ def test_a_requester_sending_more_than_it_declared_gets_no_more_remasked():
 
 BAD_POINTS = {
     "identity": (ec.IDENTITY, "is the identity element"),
-    "non-canonical": (NON_CANONICAL, "is not a canonical ristretto255 encoding"),
-    "negative": (NEGATIVE, "is not a canonical ristretto255 encoding"),
-    "off-curve": (NOT_ON_CURVE, "is not a canonical ristretto255 encoding"),
+    "non-canonical": (NON_CANONICAL, "is not a canonical u-coordinate"),
+    "small order": (SMALL_ORDER, "is a point of small order"),
+    "on the twist": (ON_THE_TWIST, "is not on curve25519"),
 }
 
 
@@ -326,6 +326,6 @@ def test_a_simulation_aligned_with_ecdh_trains_on_the_rows_rsa_gives():
     rsa = simulate(table_a, table_b, config, workers=1)
     ecdh = simulate(table_a, table_b, config, workers=1, psi_protocol="ecdh")
 
-    assert ecdh["alignment"]["method"] == "ecdh-ristretto255-psi"
+    assert ecdh["alignment"]["method"] == "ecdh-x25519-psi"
     assert ecdh["alignment"]["intersection"] == rsa["alignment"]["intersection"] == 120
     assert ecdh["metrics"] == rsa["metrics"]

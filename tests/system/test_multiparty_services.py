@@ -130,7 +130,7 @@ def test_four_processes_train_two_feature_parties_and_predict(tmp_path, keypair,
     assert all(p["status"] == "ok" and 0 < p["score"] < 1 for p in predicted["predictions"])
     assert set(status["feature_convergence"]) == set(FEATURE_PARTIES)
     if psi is not None:
-        assert status["alignment"]["method"] == "ecdh-ristretto255-unbalanced-psi"
+        assert status["alignment"]["method"] == "ecdh-x25519-unbalanced-psi"
         at_feature_parties = "sent" if psi.get("large_side") == "feature" else "received"
         assert all(others[name]["alignment"]["offline_set"] == at_feature_parties for name in FEATURE_PARTIES)
         assert [p["offline_set"] for p in status["alignment"]["feature_parties"]] == (

@@ -42,8 +42,8 @@ def offline_files(workdir: Path, party: str, large: str) -> list[Path]:
     return list((workdir / "data" / party).glob(pattern))
 
 
-UNBALANCED = "ecdh-ristretto255-unbalanced-psi"
-METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-ristretto255-psi", "unbalanced": UNBALANCED,
+UNBALANCED = "ecdh-x25519-unbalanced-psi"
+METHODS = {"rsa": "rsa-blind-signature-psi", "ecdh": "ecdh-x25519-psi", "unbalanced": UNBALANCED,
            "unbalanced-feature-large": UNBALANCED}
 
 

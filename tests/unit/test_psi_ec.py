@@ -1,4 +1,4 @@
-"""The ristretto255 group core of the ECDH PSI (psi/ec.py): published vectors, algebra, refusals, the engine path."""
+"""The X25519 group core of the ECDH PSI (psi/ec.py): published vectors, algebra, refusals, the engine path."""
 
 import pickle
 
@@ -24,34 +24,42 @@ XMD_SHA512_VECTORS = [
      "b00a7cff859b605da678b318bd0e65ebff70bec88c753b159a805d2c89c55961")),
 ]
 
-# RFC 9496 Appendix A.3: element derivation (the one-way map) from 64 uniform bytes.
-MAP_VECTORS = [
-    (("5d1be09e3d0c82fc538112490e35701979d99e06ca3e2b5b54bffe8b4dc772c1"
-     "4d98b696a1bbfb5ca32c436cc61c16563790306c79eaca7705668b47dffe5bb6"),
-     "3066f82a1a747d45120d1740f14358531a8f04bbffe6a819f86dfe50f44a0a46"),
-    (("f116b34b8f17ceb56e8732a60d913dd10cce47a6d53bee9204be8b44f6678b27"
-     "0102a56902e2488c46120e9276cfe54638286b9e4b3cdb470b542d46c2068d38"),
-     "f26e5b6f7d362d2d2a94c5d0e7602cb4773c95a2e5c31a64f133189fa76ed61b"),
+# RFC 9380 Appendix J.7.2: curve25519_XMD:SHA-512_ELL2_NU_ (msg, u[0] or None, P.x), big-endian hex.
+NU_DST = b"QUUX-V01-CS02-with-curve25519_XMD:SHA-512_ELL2_NU_"
+NU_VECTORS = [
+    (b"", "608d892b641f0328523802a6603427c26e55e6f27e71a91a478148d45b5093cd",
+     "1bb913f0c9daefa0b3375378ffa534bda5526c97391952a7789eb976edfe4d08"),
+    (b"abc", "46f5b22494bfeaa7f232cc8d054be68561af50230234d7d1d63d1d9abeca8da5",
+     "7c22950b7d900fa866334262fcaea47a441a578df43b894b4625c9b450f9a026"),
+    (b"abcdef0123456789", "235fe40c443766ce7e18111c33862d66c3b33267efa50d50f9e8e5d252a40aaa",
+     "31ad08a8b0deeb2a4d8b0206ca25f567ab4e042746f792f4b7973f3ae2096c52"),
+    (b"q128_" + b"q" * 128, None, "027877759d155b1997d0d84683a313eb78bdb493271d935b622900459d52ceaa"),
 ]
 
-# RFC 9496 Appendix A.2: encodings every decoder must refuse (a selection of each kind).
+# RFC 7748 §6.1: X25519 Diffie-Hellman (private keys as RFC 7748 writes them, unclamped; X25519 clamps).
+ALICE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+BOB_PUBLIC = bytes.fromhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+SHARED = bytes.fromhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+ALICE_PUBLIC = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+#: The base point u = 9 (RFC 7748 §4.1).
+GENERATOR = (9).to_bytes(32, "little")
+
+P = ec.FIELD_PRIME
+#: Values every check must refuse, each with the reason it names.
 BAD_ENCODINGS = {
-    "non-canonical field encoding (00ff..ff)": "00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-    "non-canonical field encoding (s = p)": "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "non-canonical field encoding (s ≥ 2^255)": "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "negative field element (s = 1)": "0100000000000000000000000000000000000000000000000000000000000000",
-    "negative field element (01ff..7f)": "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "non-square x²": "26948d35ca62e643e26a83177332e6b6afeb9d08e4268b650f1f5bbd8d81d371",
-    "negative xy": "3eb858e78f5a7254d8c9731174a94f76755fd3941c0ac93735c07ba14579630e",
-    "s = −1": "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "u = p (non-canonical 0)": (P.to_bytes(32, "little"), "is not a canonical u-coordinate"),
+    "u = p + 9 (non-canonical 9)": ((P + 9).to_bytes(32, "little"), "is not a canonical u-coordinate"),
+    "top bit set": ((9 + 2**255).to_bytes(32, "little"), "is not a canonical u-coordinate"),
+    "u = 1 (order 4)": ((1).to_bytes(32, "little"), "is a point of small order"),
+    "order 8": (min(ec.SMALL_ORDER - {0, 1, P - 1}).to_bytes(32, "little"), "is a point of small order"),
+    "u = p − 1": ((P - 1).to_bytes(32, "little"), "is a point of small order"),
+    "u = 2 (on the twist)": ((2).to_bytes(32, "little"), "is not on curve25519"),
 }
 
-# RFC 9496 Appendix A.1: the generator B and 2B.
-GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
-TWICE_GENERATOR = bytes.fromhex("6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919")
 
-
-def scalar_of(value: int) -> ec.Scalar:
+def clamp(raw: bytes) -> ec.Scalar:
+    """RFC 7748 §5 decodeScalar25519, as an ec.Scalar."""
+    value = int.from_bytes(raw, "little") & ~7 & ((1 << 255) - 1) | (1 << 254)
     return ec.Scalar(value.to_bytes(32, "little"))
 
 
@@ -62,31 +70,65 @@ def test_expand_message_xmd_sha512_matches_rfc9380(msg, length, expected):
     assert out.hex() == expected
 
 
-@pytest.mark.parametrize("uniform, expected", MAP_VECTORS, ids=["a3-1", "a3-2"])
-def test_one_way_map_matches_rfc9496(uniform, expected):
-    point = ec.from_uniform_bytes(bytes.fromhex(uniform))
+@pytest.mark.parametrize("msg, u0, expected", NU_VECTORS, ids=["empty", "abc", "abcdef", "q128"])
+def test_hash_to_group_matches_rfc9380s_curve25519_encode_to_curve(msg, u0, expected):
+    field = ec.hash_to_field([msg], NU_DST)
+    point = ec.hash_to_group([msg], NU_DST)
 
-    assert point.hex() == expected
-
-
-def test_the_whole_hash_and_mult_matches_rfc9497s_oprf_vectors():
-    # RFC 9497 A.1.1.1 (ristretto255-SHA512, OPRF mode): BlindedElement = blind · HashToGroup(input) with
-    # HashToGroup = hash_to_ristretto255 under DST "HashToGroup-" || contextString: the suite of hash_to_group.
-    dst = b"HashToGroup-OPRFV1-\x00-ristretto255-SHA512"
-    blind = ec.Scalar(bytes.fromhex("64d37aed22a27f5191de1c1d69fadb899d8862b58eb4220029e036ec4c1f6706"))
-
-    blinded = ec.scalar_mult(blind, ec.hash_to_group([b"\x00", b"\x5a" * 17], dst))
-
-    assert [p.hex() for p in blinded] == [
-        "609a0ae68c15a3cf6903766461307e5c8bb2f95e7e6550e1ffa2dc99e412803c",
-        "da27ef466870f5f15296299850aa088629945a17d1f5b7f5ff043f76b3c06418",
-    ]
+    if u0 is not None:
+        assert int(field[0]) == int(u0, 16)
+    assert point == [int(expected, 16).to_bytes(32, "little")]
 
 
-def test_scalar_mult_of_the_generator_matches_rfc9496():
-    doubled = ec.scalar_mult(scalar_of(2), [GENERATOR])
+def test_scalar_mult_matches_rfc7748s_diffie_hellman():
+    alice = clamp(ALICE)
 
-    assert doubled == [TWICE_GENERATOR]
+    assert ec.scalar_mult(alice, [GENERATOR]) == [ALICE_PUBLIC]
+    assert ec.scalar_mult(alice, [BOB_PUBLIC]) == [SHARED]
+
+
+def ladder(k: int, u: int) -> int | None:
+    """Unclamped k·P on u-coordinates (RFC 7748's ladder in plain Python): u, or None for the identity."""
+    x2, z2, x3, z3 = 1, 0, u, 1
+    for bit in reversed(range(k.bit_length())):
+        if (k >> bit) & 1:
+            x2, z2, x3, z3 = x3, z3, x2, z2
+        a, b = (x2 + z2) % P, (x2 - z2) % P
+        c, d = (x3 + z3) % P, (x3 - z3) % P
+        da, cb = d * a % P, c * b % P
+        x3, z3 = (da + cb) ** 2 % P, u * (da - cb) ** 2 % P
+        aa, bb = a * a % P, b * b % P
+        e = (aa - bb) % P
+        x2, z2 = aa * bb % P, e * (aa + 121665 * e) % P
+        if (k >> bit) & 1:
+            x2, z2, x3, z3 = x3, z3, x2, z2
+    return None if z2 == 0 else x2 * pow(z2, -1, P) % P
+
+
+def test_the_reference_ladder_agrees_with_libsodium():
+    alice = clamp(ALICE)
+
+    assert ladder(int.from_bytes(alice.encoded, "little"), 9) == int.from_bytes(ALICE_PUBLIC, "little")
+
+
+def test_hashed_points_are_valid_and_of_prime_order():
+    points = ec.hash_to_group([f"id-{i}".encode() for i in range(20)], ec.job_dst("j", b"s"))
+
+    ec.check_points(points)
+    assert len(set(points)) == 20
+    # cofactor cleared: ℓ·H(x) is the identity (a point with a torsion part would not be)
+    assert all(ladder(ec.GROUP_ORDER, int.from_bytes(p, "little")) is None for p in points)
+
+
+def test_clamping_erases_a_small_order_part_a_peer_adds():
+    # Adding the point (0, 0) of order 2 maps u to 1/u; a scalar that is a multiple of 8 cannot tell them apart.
+    point = ec.hash_to_group([b"alice"], ec.job_dst("j", b"s"))[0]
+    shifted = ec.encode_u(pow(int.from_bytes(point, "little"), -1, P))
+    k = ec.new_scalar()
+
+    ec.check_points([shifted])  # a valid curve point, only not of prime order
+    assert ladder(ec.GROUP_ORDER, int.from_bytes(shifted, "little")) is not None
+    assert ec.scalar_mult(k, [shifted]) == ec.scalar_mult(k, [point])
 
 
 def test_multiplication_commutes_so_equal_ids_meet():
@@ -128,19 +170,29 @@ def test_a_dst_outside_rfc9380s_rules_is_refused(dst):
         ec.hash_to_group([b"alice"], dst)
 
 
-def test_new_scalars_are_fresh_canonical_and_not_zero():
+def test_new_scalars_are_fresh_clamped_and_secret():
     scalars = [ec.new_scalar() for _ in range(50)]
 
     values = [int.from_bytes(k.encoded, "little") for k in scalars]
     assert len(set(values)) == 50
-    assert all(0 < v < ec.GROUP_ORDER for v in values)
+    assert all(v % 8 == 0 and v >> 254 == 1 and v % ec.GROUP_ORDER for v in values)
     assert "secret" in repr(scalars[0]) and scalars[0].encoded.hex() not in repr(scalars[0])
 
 
-@pytest.mark.parametrize("value", [0, ec.GROUP_ORDER, 2**256 - 1])
-def test_a_zero_or_non_canonical_scalar_is_refused(value):
-    with pytest.raises(ConfigError, match="scalar"):
+@pytest.mark.parametrize("value", [0, 2**254 + 1, 2**254 + 4, 2**255 + 8, 8, 2**256 - 8])
+def test_an_unclamped_scalar_is_refused(value):
+    with pytest.raises(ConfigError, match="clamped"):
         ec.Scalar(value.to_bytes(32, "little"))
+
+
+def test_an_invertible_scalar_pair_unblinds():
+    points = ec.hash_to_group([b"alice", b"bob", b"carol"], ec.job_dst("j", b"s"))
+
+    pairs = [ec.new_invertible_scalar() for _ in range(10)]
+
+    for blind, unblind in pairs:
+        assert ec.scalar_mult(unblind, ec.scalar_mult(blind, points)) == points
+    assert len({blind.encoded for blind, _ in pairs}) == 10
 
 
 def test_the_identity_is_refused_with_its_index():
@@ -150,12 +202,24 @@ def test_the_identity_is_refused_with_its_index():
         ec.check_points(points + [ec.IDENTITY])
 
 
-@pytest.mark.parametrize("bad", list(BAD_ENCODINGS.values()), ids=list(BAD_ENCODINGS))
-def test_rfc9496_bad_encodings_are_refused(bad):
+@pytest.mark.parametrize("bad", list(BAD_ENCODINGS), ids=list(BAD_ENCODINGS))
+def test_bad_encodings_are_refused_with_their_reason(bad):
+    point, reason = BAD_ENCODINGS[bad]
     good = ec.hash_to_group([b"alice"], ec.job_dst("j", b"s"))
 
-    with pytest.raises(PSIError, match=r"point 1 is not a canonical ristretto255 encoding"):
-        ec.check_points(good + [bytes.fromhex(bad)])
+    with pytest.raises(PSIError, match=rf"point 1 {reason}"):
+        ec.check_points(good + [point])
+
+
+def test_every_listed_small_order_point_is_one():
+    # libsodium returns -1 (an all-zero product) exactly for inputs of small order; p − 1 is on the twist.
+    k = ec.new_scalar()
+    on_curve = ec.SMALL_ORDER - {P - 1}
+
+    assert all(ladder(8, u) is None for u in on_curve)
+    for u in ec.SMALL_ORDER:
+        with pytest.raises(PSIError, match="point 0 is (the identity|a point of small order)"):
+            ec.scalar_mult(k, [ec.encode_u(u)], check=False)
 
 
 @pytest.mark.parametrize("size", [0, 31, 33, 64])
@@ -164,19 +228,19 @@ def test_wrong_lengths_are_refused(size):
         ec.check_points([b"\x01" * size])
 
 
-def test_scalar_mult_refuses_a_bad_point_even_unchecked():
+def test_scalar_mult_checks_received_points_first():
     k = ec.new_scalar()
 
     with pytest.raises(PSIError, match="point 1 is the identity"):
         ec.scalar_mult(k, [GENERATOR, ec.IDENTITY])
-    with pytest.raises(PSIError, match="point 0 is not a canonical"):
-        ec.scalar_mult(k, [bytes.fromhex(BAD_ENCODINGS["negative xy"])])
+    with pytest.raises(PSIError, match="point 0 is not on curve25519"):
+        ec.scalar_mult(k, [BAD_ENCODINGS["u = 2 (on the twist)"][0]])
 
 
 def test_a_truncated_packed_batch_is_refused():
-    packed = ec.pack_points([GENERATOR, TWICE_GENERATOR])
+    packed = ec.pack_points([GENERATOR, ALICE_PUBLIC])
 
-    assert ec.unpack_points(packed) == [GENERATOR, TWICE_GENERATOR]
+    assert ec.unpack_points(packed) == [GENERATOR, ALICE_PUBLIC]
     with pytest.raises(PSIError, match="not a whole number"):
         ec.unpack_points(packed[:-1])
     with pytest.raises(PSIError, match="truncated"):
@@ -184,7 +248,7 @@ def test_a_truncated_packed_batch_is_refused():
 
 
 def test_mult_task_checks_the_points_it_is_sent():
-    packed = ec.pack_points([GENERATOR, bytes.fromhex(BAD_ENCODINGS["non-square x²"])])
+    packed = ec.pack_points([GENERATOR, BAD_ENCODINGS["u = p (non-canonical 0)"][0]])
 
     with pytest.raises(PSIError, match="point 1 is not a canonical"):
         ec.mult_task(packed, ec.new_scalar())
@@ -213,7 +277,7 @@ def test_mult_refuses_bad_points_before_any_work():
     engine = make_engine("local", workers=2)
     try:
         with pytest.raises(PSIError, match="point 3 is the identity"):
-            ec.mult([GENERATOR, TWICE_GENERATOR, GENERATOR, ec.IDENTITY], ec.new_scalar(), engine)
+            ec.mult([GENERATOR, ALICE_PUBLIC, GENERATOR, ec.IDENTITY], ec.new_scalar(), engine)
     finally:
         engine.close()
 

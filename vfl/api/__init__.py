@@ -19,6 +19,6 @@ from __future__ import annotations
 #: could trip on (see docs/api-contract.md).
 ORCHESTRATION_API_VERSION = "1.3.0"
 #: The peer protocol's version (``/peer/openapi.json``): the routes other parties' services call.
-PEER_PROTOCOL_VERSION = "1.2.0"
+PEER_PROTOCOL_VERSION = "2.0.0"
 
 __all__ = ["ORCHESTRATION_API_VERSION", "PEER_PROTOCOL_VERSION"]

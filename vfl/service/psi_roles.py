@@ -152,7 +152,7 @@ def runs_large_side(record: Any) -> bool:
 
 def method(record: Any) -> str:
     """What the alignment reports as its method."""
-    return "ecdh-ristretto255-unbalanced-psi" if job_unbalanced(record) else METHODS[job_protocol(record)]
+    return "ecdh-x25519-unbalanced-psi" if job_unbalanced(record) else METHODS[job_protocol(record)]
 
 
 def check_protocol_accepted(psi: Any, protocol: str) -> None:

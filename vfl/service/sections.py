@@ -204,7 +204,7 @@ class PsiSection(Strict):
         ["rsa", "ecdh"], min_length=1,
         description="the PSI protocols this party takes part in: a feature party refuses a registration, and "
                     "party B a job spec, whose psi.protocol is not listed (\"rsa\": RSA blind signatures; "
-                    "\"ecdh\": Diffie-Hellman over ristretto255, needs libsodium)",
+                    "\"ecdh\": Diffie-Hellman over X25519, needs libsodium)",
     )
     accept_large_side: bool = Field(
         False, description="a feature party: take part in unbalanced ECDH jobs as the large side "

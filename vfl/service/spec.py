@@ -74,7 +74,7 @@ class PsiSettings(_Strict):
     key_bits: int = Field(2048, ge=1024, le=8192, description="RSA PSI: party A's key size (unused by ECDH)")
     protocol: Literal["rsa", "ecdh"] = Field(
         "rsa", description="the PSI's math: RSA blind signatures (the default) or Diffie-Hellman over "
-                           "ristretto255; every feature party must list it in its [psi] protocols")
+                           "X25519; every feature party must list it in its [psi] protocols")
     unbalanced: bool = Field(
         False, description="ECDH only: one side is much larger (psi.large_side, party B by default). The large "
                            "side encrypts its set once per partner (offline, kept for [psi] offline_key_days) and "
