@@ -79,10 +79,10 @@ def run_psi(
     (X25519); the rows are the same for both. The key arguments are RSA's.
     """
     started = time.perf_counter()
-    if not isinstance(ids_a, PsiIds):
-        ids_a = normalize_ids(ids_a, source="party A's IDs")
+    if not isinstance(ids_a, PsiIds):  # normalised (and checked) once here, so the buckets need not again
+        ids_a = PsiIds(ids=normalize_ids(ids_a, source="party A's IDs"), source="party A's IDs", normalized=True)
     if not isinstance(ids_b, PsiIds):
-        ids_b = normalize_ids(ids_b, source="party B's IDs")
+        ids_b = PsiIds(ids=normalize_ids(ids_b, source="party B's IDs"), source="party B's IDs", normalized=True)
     # Both roles share one engine here; at the services each party has its own.
     compute = engine if engine is not None else as_engine(resolve_workers(workers))
     caps = {"max_peer_ids": max_peer_ids, "max_peer_ratio": max_peer_ratio}

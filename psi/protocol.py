@@ -68,7 +68,6 @@ part of each ID's hash) and that every signature verifies, s^e = blinded value.
 from __future__ import annotations
 
 import bisect
-import random
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -92,6 +91,7 @@ from psi.suites import (  # noqa: F401 - PROOF_DOMAIN is also imported from here
 from psi.tasks import batch_invert, blind_many, own_tags, unblind_many  # noqa: F401 - also imported from here
 from vfl.errors import ConfigError, DataError, LimitExceeded, ProtocolError, PSIError
 from vfl.compute.engine import Engine, as_engine
+from vfl.crypto.masking import secret_permutation
 from vfl.protocol.messages import Message
 from vfl.protocol.role import Envelope, Role
 from vfl.protocol.roster import Roster
@@ -449,7 +449,7 @@ class PsiKeyHolder(Role):
             self._start_own(bucket + 1)
         else:
             self._own, self._bucket_ids = [], None
-        random.SystemRandom().shuffle(tags)  # the order must say nothing about A's rows
+        tags = [tags[i] for i in secret_permutation(len(tags))]  # the order must say nothing about A's rows
         size = self.chunk_size
         chunks = [tags[i : i + size] for i in range(0, len(tags), size)] or [[]]
         first = self._tag_offsets[bucket]

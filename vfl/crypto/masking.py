@@ -30,6 +30,20 @@ from vfl.crypto.encoding import decode
 from vfl.crypto.vector import EncryptedVector, Encryptor
 
 
+
+def secret_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation of range(n) from the OS CSPRNG, as row indices.
+
+    For orders that must say nothing about rows (party A's PSI tags, party B's
+    scores before the arbiter reads them). Sorting by 128-bit random keys gives
+    every order the same probability up to a tie, and a tie among 10^7 keys
+    has probability below 10^-24. A Fisher–Yates shuffle with
+    ``secrets.SystemRandom`` is as good but draws from the OS once per element:
+    0.3 s for 100,000 against 10 ms here.
+    """
+    keys = np.frombuffer(secrets.token_bytes(16 * n), dtype=np.uint64).reshape(n, 2) if n else np.zeros((0, 2))
+    return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
+
 def draw_masks(n: int, count: int) -> list[mpz]:
     """``count`` masks uniform over [0, n), from the operating system's CSPRNG."""
     return [mpz(secrets.randbelow(int(n))) for _ in range(count)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 from vfl.compute.engine import Engine
 from vfl.crypto.keys import MIN_KEY_BITS
 from vfl.crypto.packing import Layout, pack
+from vfl.crypto.masking import secret_permutation
 from vfl.crypto.vector import EncryptedVector
 from vfl.errors import (
     DataError,
@@ -352,11 +352,10 @@ class LabelParty(TrainingParty):
             self._check_loss_parts(forwards, with_loss)
         u_b = self.design[rows] @ self.weights
         enc_scores = self._sum_forwards(forwards, len(rows)).add_plain(u_b, what="u_B")
-        order = list(range(len(rows)))
-        secrets.SystemRandom().shuffle(order)
+        order = secret_permutation(len(rows))
         penalties = 0.0 if validation else len(rows) * l2_penalty(self.weights, self.penalised, self.config.l2)
         parts = [] if validation or not with_loss else [f.enc_loss_part for f in forwards]
-        self._at_arbiter = _ScoresAtArbiter(epoch, batch, np.asarray(order), enc_scores, penalties, parts)
+        self._at_arbiter = _ScoresAtArbiter(epoch, batch, order, enc_scores, penalties, parts)
         layout = Layout.for_key(self.public_key.bits, enc_scores.frac_bits)
         packed = pack(self.public_key, enc_scores.take(order).ciphertexts, layout, self.engine)
         enc_packed = EncryptedVector(self.public_key, tuple(packed), enc_scores.frac_bits)
