@@ -21,6 +21,9 @@ Layers, bottom to top:
   ``curve25519_XMD:SHA-512_ELL2_NU_`` (encode_to_curve: hash to one field
   element, Elligator 2, clear the cofactor), in Python on ``gmpy2`` integers,
   u-coordinate only, batched so that a chunk costs two modular inversions.
+  Python integers are not constant-time; the hash only ever runs on this
+  party's own IDs in its own processes, and outside them only a whole chunk's
+  time shows. Everything that touches a secret scalar is libsodium's.
 * :class:`Scalar`, :func:`new_scalar`, :func:`scalar_mult`, :func:`check_points`:
   the group operations on encoded points (32 bytes: the u-coordinate,
   little-endian; a point never exists here in any other form).

@@ -193,22 +193,28 @@ class LargeSet:
 
     @classmethod
     def build(cls, ids: Sequence[str] | Iterable[Sequence[str]], key: OfflineKey, engine: Engine, *,
-              chunk_size: int = DEFAULT_CHUNK) -> LargeSet:
+              chunk_size: int = DEFAULT_CHUNK, on_chunk: Callable[[int], None] | None = None) -> LargeSet:
         """The offline pass: H3(k·H(x)) for every ID (normalised strings), in row order.
 
         ``ids`` is a list, or an iterable of chunks (a stream from a large
         source): only one chunk's IDs and the tags (16 bytes per row) are held.
+        ``on_chunk(ids_done)`` is called after each chunk: a service marks the
+        job active with it, since tens of millions of IDs take minutes.
         """
         chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)] if isinstance(ids, Sequence) \
             else ids
         dst, scalar, salt = key.dst, key.scalar, key.salt
         parts: list[bytes] = []
+        done = 0
         for chunk in chunks:
             chunk = list(chunk)
             if not chunk:
                 continue
             slices = split_evenly(len(chunk), engine.workers)
             parts.extend(engine.map(_offline_task, [(chunk[s], dst, scalar, salt) for s in slices]))
+            done += len(chunk)
+            if on_chunk is not None:
+                on_chunk(done)
         return cls(salt, key.label, as_tag_array(b"".join(parts)).copy())
 
     def rows_of(self, tags: np.ndarray) -> np.ndarray:

@@ -255,3 +255,49 @@ def test_a_large_feature_party_that_cannot_make_its_offline_set_fails_the_job_ev
     assert submitted.status_code == 201, submitted.text  # the registration did not wait for the offline pass
     assert bank["state"] == shop["state"] == "failed"
     assert "could not make this party's offline set" in shop["error"] and "No space left" in shop["error"]
+
+
+@pytest.mark.parametrize("marks_progress", [True, False], ids=["marks-progress", "silent"])
+def test_a_long_first_offline_build_is_not_taken_for_a_party_that_stopped(tmp_path, run, monkeypatch, marks_progress):
+    # Arrange: the feature party's first offline build takes about twice idle_timeout (as tens of millions of
+    # IDs take minutes against the default 900 s); "silent" drops the per-chunk callback, as before the fix.
+    import time
+
+    from psi import unbalanced
+
+    real_build = unbalanced.LargeSet.build.__func__
+
+    def slow_build(cls, ids, key, engine, *, chunk_size=None, on_chunk=None):
+        def each(done):
+            time.sleep(0.3)
+            if marks_progress and on_chunk is not None:
+                on_chunk(done)
+        return real_build(cls, ids, key, engine, chunk_size=max(1, len(ids) // 10), on_chunk=each)
+
+    monkeypatch.setattr(unbalanced.LargeSet, "build", classmethod(slow_build))
+    fast = {"heartbeat": 0.3, "idle_timeout": 1.5}
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, extra=LARGE_A, limits={n: fast for n in ("party-a", "party-b",
+                                                                                        "arbiter")},
+                                      **demo_job(epochs=1))
+        try:
+            async with cluster.client() as bank, cluster.client("party-a") as shop:
+                job = {**cluster.setup["job"], "job_id": "slow-build",
+                       "psi": {"protocol": "ecdh", "unbalanced": True, "large_side": "feature"}}
+                assert (await bank.post("/v1/jobs", json=job)).status_code == 201
+                return await wait_for(bank, "slow-build"), (await shop.get("/v1/jobs/slow-build")).json()
+        finally:
+            await cluster.stop()
+
+    # Act
+    bank, shop = run(scenario())
+
+    # Assert: with the progress marks both parties wait; without them the silence fails the job, so the
+    # marks (and B reading the feature party's "quiet") are what keeps it alive.
+    if marks_progress:
+        assert bank["state"] == shop["state"] == "succeeded", (bank["error"], shop["error"])
+        assert shop["alignment"]["offline_set"] == "sent"
+    else:
+        assert bank["state"] == shop["state"] == "failed"
+        assert "limits.idle_timeout" in (shop["error"] or "") + (bank["error"] or "")

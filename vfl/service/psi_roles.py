@@ -247,12 +247,24 @@ def _kept_or_new_offline_set(ctx: JobContext, ids: list[str], partner: str,
         pass  # missing or damaged: make a new key and set below
     folder.mkdir(parents=True, exist_ok=True)
     key = OfflineKey.new(f"{ctx.me}->{partner}")
-    table = LargeSet.build(ids, key, ctx.engine)
+    table = LargeSet.build(ids, key, ctx.engine, on_chunk=lambda _: _still_working(ctx))
     table.save(folder / "set")
     key.save(key_file)
     ids_file.write_text(ids_digest)
     ctx.event("psi: made a new offline set of %d IDs for %s (unbalanced ECDH)", len(ids), partner)
     return key, table
+
+
+def _still_working(ctx: JobContext) -> None:
+    """Mark the job active while a long offline build runs (minutes for tens of millions of IDs).
+
+    Without it the job's watchdog here, and party B's through this party's
+    ``quiet`` (:func:`vfl.service.watchdog.probe_answer`), would take the silent
+    build for a party that stopped taking part once ``limits.idle_timeout`` passed.
+    """
+    runtime = ctx.job.runtime
+    if runtime is not None:
+        runtime.touch()
 
 
 def requester(ctx: JobContext, ids: list[str],

@@ -102,6 +102,14 @@ class JobRuntime:
         #: rest of a stage's time it waited for its peers. Counted for this runtime only (one per generation).
         self.compute_seconds: dict[str, float] = {}
 
+    def touch(self) -> None:
+        """Long local work for the job is still going (e.g. a large offline PSI set): it counts as activity.
+
+        Safe from a worker thread: one float assignment. The watchdogs here and at
+        the peers (through ``quiet`` in the probe answer) then do not take the job for idle.
+        """
+        self.last_activity = time.monotonic()
+
     def psi_bytes(self) -> int:
         """Bytes this party sent and received during alignment."""
         return self.bytes_in.get("psi", 0) + self.bytes_out.get("psi", 0)

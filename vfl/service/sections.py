@@ -76,7 +76,9 @@ class LimitsSection(Strict):
     )
     idle_timeout: float = Field(
         900.0, gt=0,
-        description="seconds a running job may go without any message before it fails (a party stopped taking part)",
+        description="seconds a running job may go without any message before it fails (a party stopped taking "
+                    "part); long local work that marks its progress, such as a large side building its offline "
+                    "PSI set, counts as activity here and, through the watchdog's probe, at the peers",
     )
     max_resumes: int = Field(
         10, ge=0, le=1000, description="most times one job may resume from checkpoints (each needs a real restart)"

@@ -41,6 +41,8 @@ async def watch(ctx: JobContext, runtime: JobRuntime) -> None:
         if idle < interval:
             continue
         if idle > limits.idle_timeout:
+            idle = min(idle, await _least_quiet_peer(ctx, idle))
+        if idle > limits.idle_timeout:
             # Every party answers, yet nobody sends: one of them stopped taking part.
             await ctx.fail(f"no protocol message for {idle:.0f}s (limits.idle_timeout = {limits.idle_timeout:g}s): "
                            "a party stopped taking part in the job")
@@ -64,6 +66,29 @@ async def watch(ctx: JobContext, runtime: JobRuntime) -> None:
                 reason, cancelled, notify = verdict
                 await ctx.fail(reason, cancelled=cancelled, notify=notify)
                 return
+
+
+async def _least_quiet_peer(ctx: JobContext, idle: float) -> float:
+    """The shortest ``quiet`` any peer reports for the job: a peer busy with long local work is not idle.
+
+    A large side building its offline PSI set sends nothing for minutes, but it
+    marks the job active as it goes (:meth:`JobRuntime.touch`), so its probe
+    answer says how long ago it last worked. A peer that does not answer, or
+    answers without ``quiet`` (an older version), counts as quiet as we are; the
+    probes below judge the unreachable ones. A deviating peer could claim to be
+    busy for ever, but it can stall a job as well by sending slowly: the owner
+    cancels such a job.
+    """
+    quiet = idle
+    for peer_id in ctx.record.peer_ids(ctx.me):
+        try:
+            info = await ctx.client.call_json(peer_id, "GET", f"/v1/peer/jobs/{ctx.record.job_id}/state")
+        except VFLError:
+            continue
+        reported = info.get("quiet") if isinstance(info, dict) else None
+        if isinstance(reported, (int, float)) and reported >= 0:
+            quiet = min(quiet, float(reported))
+    return quiet
 
 
 def _not_registered_yet(ctx: JobContext, peer_id: str, exc: PeerRefused) -> bool:
@@ -94,10 +119,12 @@ def _judge(ctx: JobContext, runtime: JobRuntime, role: str, info: dict[str, Any]
     return f"{role} reports the job {state}: {info.get('error')}", state == "cancelled", False
 
 
-def probe_answer(record: JobRecord, caller: str) -> dict[str, Any]:
-    """What a peer's watchdog reads here: is the job alive, and under which generation (the error unredacted)."""
+def probe_answer(record: JobRecord, caller: str, runtime: JobRuntime | None = None) -> dict[str, Any]:
+    """What a peer's watchdog reads here: is the job alive, under which generation (the error unredacted),
+    and ``quiet``: seconds since this party last sent, received or worked for the job (None: not running here)."""
     record.takes_part(caller)
-    return {"state": record.state, "generation": record.generation, "error": record.error}
+    quiet = None if runtime is None or runtime.closed else round(time.monotonic() - runtime.last_activity, 1)
+    return {"state": record.state, "generation": record.generation, "error": record.error, "quiet": quiet}
 
 
 __all__ = ["LIVENESS_SECONDS", "probe_answer", "watch"]

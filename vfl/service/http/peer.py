@@ -48,7 +48,8 @@ async def message(job_id: str, kind: str, request: Request, caller: Peer, node: 
 
 @router.get("/v1/peer/jobs/{job_id}/state", summary="Is the job alive here (for peers' watchdogs)")
 async def peer_state(job_id: str, caller: Peer, node: NodeDep) -> dict[str, Any]:
-    state = watchdog.probe_answer(node.job(job_id).record, caller)
+    job = node.job(job_id)
+    state = watchdog.probe_answer(job.record, caller, job.job.runtime)
     if state.get("error"):  # our record's reason, as a peer may read it
         state["error"] = redact(state["error"], local_paths(node.config))
     return state
