@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -301,3 +303,74 @@ def test_a_long_first_offline_build_is_not_taken_for_a_party_that_stopped(tmp_pa
     else:
         assert bank["state"] == shop["state"] == "failed"
         assert "limits.idle_timeout" in (shop["error"] or "") + (bank["error"] or "")
+
+
+#: Malformed points a deviating party puts at index 3 of a chunk, and the reason the receiver names.
+MALFORMED = {
+    "identity": (ec.IDENTITY, "is the identity element"),
+    "small-order": ((1).to_bytes(32, "little"), "is a point of small order"),
+    "non-canonical": ((ec.FIELD_PRIME + 9).to_bytes(32, "little"), "is not a canonical u-coordinate"),
+    "twist": ((2).to_bytes(32, "little"), "is not on curve25519"),
+    "short": (b"\x09" * 31, "has .* bytes for .* points of 32"),
+}
+
+
+def _corrupt(packed: bytes, bad: bytes) -> bytes:
+    return packed[: 3 * ec.POINT_BYTES] + bad + packed[4 * ec.POINT_BYTES:]
+
+
+@pytest.mark.parametrize("sender, bad", [("party-a", k) for k in MALFORMED] + [("party-b", "small-order"),
+                                                                                ("party-b", "short")])
+def test_a_party_sending_malformed_points_fails_the_job_at_every_party(tmp_path, run, monkeypatch, sender, bad):
+    # Arrange: the deviating party's own copy corrupts one point of each chunk it sends (party A its remasked
+    # chunks, party B its masked chunks); only it runs that class in this process.
+    from psi import suites
+
+    point, reason = MALFORMED[bad]
+    if sender == "party-a":
+        honest = suites.EcdhHolder.answer
+
+        def answer(self, message, engine):
+            out = honest(self, message, engine)
+            return out.model_copy(update={"points": _corrupt(out.points, point)})
+
+        monkeypatch.setattr(suites.EcdhHolder, "answer", answer)
+        receiver, what = "party-b", "party A's remasked chunk 0: point 3"
+    else:
+        honest_mask = suites.EcdhRequester.mask
+
+        def mask(self, *args, **kwargs):
+            message, state = honest_mask(self, *args, **kwargs)
+            return message.model_copy(update={"points": _corrupt(message.points, point)}), state
+
+        monkeypatch.setattr(suites.EcdhRequester, "mask", mask)
+        receiver, what = "party-a", "party B's masked chunk 0: point 3"
+    if bad == "short":
+        what = what.rsplit(": point", 1)[0]
+
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=1))
+        try:
+            job = {**cluster.setup["job"], "job_id": "bad-points", "psi": {"protocol": "ecdh"}}
+            async with cluster.client() as bank:
+                assert (await bank.post("/v1/jobs", json=job)).status_code == 201
+                await wait_for(bank, "bad-points")
+            statuses = {}
+            for name in ("party-b", "party-a", "arbiter"):
+                async with cluster.client(name) as client:
+                    statuses[name] = (await client.get("/v1/jobs/bad-points")).json()
+            audit = cluster.nodes[receiver].store.job_dir("bad-points") / "audit.log"
+            return statuses, audit.read_text() if audit.exists() else ""
+        finally:
+            await cluster.stop()
+
+    # Act
+    statuses, audit = run(scenario())
+
+    # Assert: refused by the receiver before its scalar touched the point, named, and the job over everywhere
+    assert {name: s["state"] for name, s in statuses.items()} == {
+        "party-b": "failed", "party-a": "failed", "arbiter": "failed"}
+    assert what in statuses[receiver]["error"]
+    assert re.search(reason, statuses[receiver]["error"]), statuses[receiver]["error"]
+    assert "refused" in audit and re.search(reason, audit)
+    assert statuses["party-b"]["alignment"] is None  # nothing aligned, nothing trained
