@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -98,6 +99,7 @@ class JobRuntime:
         self.bytes_in: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
         self.last_activity = time.monotonic()
+        self._peer_quiet: dict[str, tuple[float, float]] = {}
         #: Seconds this party spent inside its roles' ``handle`` (computing), by protocol ("psi", "train"): the
         #: rest of a stage's time it waited for its peers. Counted for this runtime only (one per generation).
         self.compute_seconds: dict[str, float] = {}
@@ -109,6 +111,28 @@ class JobRuntime:
         the peers (through ``quiet`` in the probe answer) then do not take the job for idle.
         """
         self.last_activity = time.monotonic()
+
+    def note_quiet(self, peer: str, reported: object) -> None:
+        """Keep what ``peer``'s probe answer said: how long ago some party last worked for the job.
+
+        An answer without a usable ``quiet`` (an older version, or garbage) is ignored.
+        """
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and 0 <= reported < math.inf:
+            self._peer_quiet[peer] = (float(reported), time.monotonic())
+
+    def quiet(self) -> float:
+        """Seconds since any party of the job last sent, received or worked for it, as far as this one knows.
+
+        Its own last activity, or a peer's ``quiet`` aged by the time since the
+        peer said it, whichever is more recent. Each answer is built the same
+        way, so liveness reaches parties that do not talk to each other: a
+        feature party waiting for training sees, through party B, that another
+        feature party is still building its offline set. It never makes a
+        silent job look alive: every value goes back to some party's real
+        activity plus the time since, and answers round up (:func:`quiet_answer`).
+        """
+        now = time.monotonic()
+        return min([now - self.last_activity, *(q + now - at for q, at in self._peer_quiet.values())])
 
     def psi_bytes(self) -> int:
         """Bytes this party sent and received during alignment."""

@@ -4,8 +4,11 @@ A party waiting for a message from a peer that died would otherwise wait for
 ever. A peer unreachable for ``limits.peer_timeout`` fails the job; a peer that
 reports the job failed or cancelled is followed; a peer that reports success
 while this party still trains stopped taking part. ``limits.idle_timeout``
-bounds how long a job may go with nobody sending anything although every party
-answers.
+bounds how long a job may go with nobody sending, receiving or working for it
+although every party answers. Long local work (a large side building its
+offline PSI set) marks the job active as it goes, and every probe answer
+carries ``quiet``, the time since any party last worked as far as the answering
+one knows, so that news of it reaches parties that never talk to the worker.
 
 Whether a peer still answers is asked after at most :data:`LIVENESS_SECONDS` of
 quiet (or ``limits.heartbeat``, when it is shorter): the first probe that fails
@@ -16,7 +19,7 @@ since ..."; :mod:`vfl.service.status`), long before ``peer_timeout`` fails the j
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from typing import Any
 
 from vfl.errors import PeerRefused, VFLError
@@ -37,15 +40,13 @@ async def watch(ctx: JobContext, runtime: JobRuntime) -> None:
         await asyncio.sleep(interval)
         if runtime.closed or record.finished or record.state not in ("aligning", "training"):
             continue
-        idle = time.monotonic() - runtime.last_activity
+        idle = runtime.quiet()  # this party's own quiet, or a peer's more recent news of some party's work
         if idle < interval:
             continue
         if idle > limits.idle_timeout:
-            idle = min(idle, await _least_quiet_peer(ctx, idle))
-        if idle > limits.idle_timeout:
-            # Every party answers, yet nobody sends: one of them stopped taking part.
-            await ctx.fail(f"no protocol message for {idle:.0f}s (limits.idle_timeout = {limits.idle_timeout:g}s): "
-                           "a party stopped taking part in the job")
+            # Every party answers, yet none sends or works: one of them stopped taking part.
+            await ctx.fail(f"no party sent, received or worked for the job for {idle:.0f}s (limits.idle_timeout "
+                           f"= {limits.idle_timeout:g}s): a party stopped taking part in the job")
             return
         for peer_id in record.peer_ids(ctx.me):
             role = record.name_of(peer_id)
@@ -61,34 +62,12 @@ async def watch(ctx: JobContext, runtime: JobRuntime) -> None:
                 if not runtime.closed and not record.finished:
                     await ctx.fail(f"{role} stopped answering: {exc}")
                 return
+            runtime.note_quiet(peer_id, info.get("quiet") if isinstance(info, dict) else None)
             verdict = _judge(ctx, runtime, role, info)
             if verdict is not None:
                 reason, cancelled, notify = verdict
                 await ctx.fail(reason, cancelled=cancelled, notify=notify)
                 return
-
-
-async def _least_quiet_peer(ctx: JobContext, idle: float) -> float:
-    """The shortest ``quiet`` any peer reports for the job: a peer busy with long local work is not idle.
-
-    A large side building its offline PSI set sends nothing for minutes, but it
-    marks the job active as it goes (:meth:`JobRuntime.touch`), so its probe
-    answer says how long ago it last worked. A peer that does not answer, or
-    answers without ``quiet`` (an older version), counts as quiet as we are; the
-    probes below judge the unreachable ones. A deviating peer could claim to be
-    busy for ever, but it can stall a job as well by sending slowly: the owner
-    cancels such a job.
-    """
-    quiet = idle
-    for peer_id in ctx.record.peer_ids(ctx.me):
-        try:
-            info = await ctx.client.call_json(peer_id, "GET", f"/v1/peer/jobs/{ctx.record.job_id}/state")
-        except VFLError:
-            continue
-        reported = info.get("quiet") if isinstance(info, dict) else None
-        if isinstance(reported, (int, float)) and reported >= 0:
-            quiet = min(quiet, float(reported))
-    return quiet
 
 
 def _not_registered_yet(ctx: JobContext, peer_id: str, exc: PeerRefused) -> bool:
@@ -119,12 +98,22 @@ def _judge(ctx: JobContext, runtime: JobRuntime, role: str, info: dict[str, Any]
     return f"{role} reports the job {state}: {info.get('error')}", state == "cancelled", False
 
 
+def quiet_answer(seconds: float) -> float:
+    """``quiet`` as a probe answers it: rounded up to 0.1 s, so that passing it on never makes it younger."""
+    return math.ceil(seconds * 10) / 10
+
+
 def probe_answer(record: JobRecord, caller: str, runtime: JobRuntime | None = None) -> dict[str, Any]:
     """What a peer's watchdog reads here: is the job alive, under which generation (the error unredacted),
-    and ``quiet``: seconds since this party last sent, received or worked for the job (None: not running here)."""
+    and ``quiet`` (:meth:`JobRuntime.quiet`; None when the job does not run here).
+
+    ``quiet`` says no more than the probes already do: the caller takes part in
+    the job and sees its messages come and go; this adds that the job is still
+    being worked on somewhere, not where or on what.
+    """
     record.takes_part(caller)
-    quiet = None if runtime is None or runtime.closed else round(time.monotonic() - runtime.last_activity, 1)
+    quiet = None if runtime is None or runtime.closed else quiet_answer(runtime.quiet())
     return {"state": record.state, "generation": record.generation, "error": record.error, "quiet": quiet}
 
 
-__all__ = ["LIVENESS_SECONDS", "probe_answer", "watch"]
+__all__ = ["LIVENESS_SECONDS", "probe_answer", "quiet_answer", "watch"]
