@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from psi import ec
-from tests.helpers import demo_job, start_cluster, wait_for
+from tests.helpers import demo_job, start_cluster, submit_until_epoch, wait_for
 from vfl.errors import ConfigError, PeerRefused
 from vfl.service.stages.pipeline import LABEL_PARTY, Step
 
@@ -151,3 +151,32 @@ def test_the_progress_advances_bucket_by_bucket_during_the_alignment(tmp_path, r
     if seen_a:  # party A shows its side too (its PSI may be over before a poll reaches it)
         assert {p["psi"][0]["peer"] for p in seen_a} == {"party-b"}
     assert "psi" not in final["progress"]
+
+
+def test_a_cancelled_job_still_shows_each_partys_timings(tmp_path, run):
+    # Arrange: a long job, cancelled during training (a failure takes the same path)
+    async def scenario():
+        cluster = await start_cluster(tmp_path, **demo_job(epochs=400, tol=0))
+        try:
+            async with cluster.client() as bank:
+                job = await submit_until_epoch(bank, cluster.setup["job"], 2)
+                assert (await bank.post(f"/v1/jobs/{job['job_id']}/cancel")).status_code == 200
+                for _ in range(100):  # the peers' timings are asked in the background, after they were told
+                    status = (await bank.get(f"/v1/jobs/{job['job_id']}")).json()
+                    if all(entry["available"] for entry in status["party_timings"]):
+                        break
+                    await asyncio.sleep(0.1)
+                return status
+        finally:
+            await cluster.stop()
+
+    # Act
+    status = run(scenario())
+
+    # Assert: where did the time go, at every party, although the job did not succeed
+    assert status["state"] == "cancelled"
+    timings = _by_role(status)
+    assert set(timings) == {"A", "B", "C"}
+    for role, entry in timings.items():
+        assert entry["available"] is True, (role, entry)
+        assert entry["stages"].get("training", 0) > 0, (role, entry)

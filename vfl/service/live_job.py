@@ -33,6 +33,7 @@ from vfl.service.peers import PeerClient
 from vfl.service.record import DamagedJobRecord, JobRecord
 from vfl.service.redact import local_paths, redact
 from vfl.service.runtime import JobRuntime
+from vfl.service.serving import timings
 from vfl.service.releases import Releases
 from vfl.service.spec import JobSpec
 from vfl.service.stages import submit
@@ -242,6 +243,21 @@ class LiveJob:
             await self.tell_peers("cancel" if cancelled else "fail", reason)
         if runtime is not None:
             self.spawn(runtime.close())
+        if record.kind == "label" and record.coalition_of is None:
+            self.spawn(self._keep_peer_timings(record.generation))
+
+    async def _keep_peer_timings(self, generation: int) -> None:
+        """Party B, a job that failed or was cancelled: each peer's timings too, for where the time went.
+
+        Asked once the peers were told (they answer only for a job that ended
+        there); a peer that is down, or not told yet, is "not available". In the
+        background: a failure never waits for its peers. Dropped if the job
+        resumed meanwhile (its record is no longer this ended one).
+        """
+        answers = await timings.ask_peers(self)
+        record = self.record
+        if record.finished and record.generation == generation and self._service.jobs.get(record.job_id) is self._job:
+            self.update(peer_timings=answers)
 
     async def tell_peers(self, what: str, reason: str = "") -> None:
         # Peers are other organisations: they get the reason without our local paths; the full
