@@ -157,6 +157,8 @@ def test_contributions_and_a_co_signed_ledger_entry_with_two_feature_parties(tmp
     assert "<h2>Contributions</h2>" in report and 'id="contributions"' in report and "<h2>Ledger</h2>" in report
     assert 'alt="contributions"' in report  # the bar chart
     assert "Entry 0 of the ledger" in report and "every signature verified" in report
+    # where the time went, at each of the four parties
+    assert "<h3>By party</h3>" in report and all(f"{p} (" in report for p in ("shop", "telco", "party-b", "arbiter"))
 
 
 def test_a_party_refuses_a_wrong_model_digest_copies_catch_up_and_survive_a_restart(tmp_path, run):

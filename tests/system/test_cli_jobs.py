@@ -119,6 +119,8 @@ def test_submit_watch_status_list_predict_report_and_resume_refused(federation, 
     code, out, err = jobs("status", "cli-job")
     assert code == 0, err
     assert "state      succeeded" in out and "epoch      3/3" in out and "validation" in out and "auc" in out
+    # where the time went, at every party
+    assert "time A     party-a: " in out and "time C     arbiter: " in out and "training " in out
     code, out, _ = jobs("status", "cli-job", "--json")
     assert json.loads(out)["metrics"]["validation"]["auc"] > 0.6
 

@@ -14,7 +14,7 @@ from vfl.cli.arguments import add_connection_options, ca_hint, check_ca_file, re
 from vfl.cli.output import print_answer, print_columns, print_json
 from vfl.errors import ConfigError, JobError, PeerRefused
 from vfl.report.contributions import text_table
-from vfl.report.progress import ProgressLine, waiting_text
+from vfl.report.progress import ProgressLine, timing_text, waiting_text
 
 if TYPE_CHECKING:  # imported by run(), so that `vfl --help` does not load httpx
     from vfl.orchestrate import Orchestrator
@@ -201,6 +201,9 @@ def _status(args: argparse.Namespace, service: Orchestrator) -> int:
                                 f"{', '.join(ledger.get('signed_by') or [])}: {verified}"))
     elif ledger:
         lines.append(("ledger", f"no entry: {ledger.get('reason') or '; '.join(ledger.get('problems') or [])}"))
+    # Where the time went, at every party (party B lists the others' once the job has ended).
+    lines += [(f"time {entry.get('role')}", f"{entry.get('party')}: {timing_text(entry)}")
+              for entry in record.get("party_timings") or []]
     if record.get("error"):
         lines.append(("error", record["error"]))
     lines += [("warning", text) for text in record.get("warnings") or []]  # the data: ID formats, label leakage

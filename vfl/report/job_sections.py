@@ -8,6 +8,7 @@ import vfl
 from vfl.ml.config import DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM
 from vfl.report import fmt
 from vfl.report.markup import MODEL_NAMES, STOP_REASONS, html_table, model_name, threshold_words
+from vfl.report.progress import timing_text
 from vfl.report.summary import pairwise_size
 
 
@@ -101,7 +102,12 @@ def timings_section(summary: dict[str, Any]) -> str:
     names = {"alignment": "alignment (PSI)", "training": "training", "total": "total, submission to result"}
     rows = [[names.get(k, k), fmt.seconds(v)] for k, v in (summary.get("timings") or {}).items()
             if not isinstance(v, dict)]
-    return html_table(rows, ["stage", "time"])
+    table = html_table(rows, ["stage", "time"])
+    by_party = summary.get("party_timings") or []
+    if not by_party:
+        return table
+    party_rows = [[f"{entry.get('party')} ({entry.get('role')})", timing_text(entry)] for entry in by_party]
+    return table + "<h3>By party</h3>" + html_table(party_rows, ["party", "seconds per stage (rounded to 0.1 s)"])
 
 
 def settings_section(summary: dict[str, Any]) -> str:

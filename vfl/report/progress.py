@@ -36,6 +36,26 @@ def waiting_text(waiting: dict[str, Any]) -> str:
             f"the job fails at {fails} unless it comes back)")
 
 
+def timing_text(entry: dict[str, Any]) -> str:
+    """One entry of a job status's ``party_timings`` in words.
+
+    "psi 3.7 s, training 16.8 s (computing 6.3 s, waiting 10.5 s), evaluating 1.1 s", or the
+    reason it is not available. Stages that took no time are left out.
+    """
+    if not entry.get("available"):
+        return str(entry.get("reason") or "not available")
+    parts = []
+    training = entry.get("training") or {}
+    for stage, seconds in (entry.get("stages") or {}).items():
+        if not seconds:
+            continue
+        text = f"{stage} {float(seconds):.1f} s"
+        if stage == "training" and training:
+            text += f" (computing {float(training['compute']):.1f} s, waiting {float(training['waiting']):.1f} s)"
+        parts.append(text)
+    return ", ".join(parts) or "no stage took measurable time"
+
+
 #: How often a step that is still running says so: every second in place on a terminal, else a line every 10 s.
 TICK_LIVE, TICK_LOG = 1.0, 10.0
 

@@ -111,6 +111,7 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
         "stop_reason": record.get("stop_reason"), "config": training,
         "alignment": record.get("alignment"), "metrics": record.get("metrics"), "baseline": record.get("baseline"),
         "privacy": record.get("privacy"), "timings": record.get("timings"),
+        "party_timings": record.get("party_timings"),
         "loss_history": record.get("loss_history", []),
         "validation_loss_history": record.get("validation_loss_history", []),
         "parameters": {"party B": parameters}, "curves": record.get("curves"),

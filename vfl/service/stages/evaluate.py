@@ -38,6 +38,7 @@ from vfl.ml.scorecard.stability import score_summary
 from vfl.service.scorecards import coded, load_encoding, scaling_of, scorecard_of
 from vfl.data.leakage import perfect_model, score_leak
 from vfl.service.serving import timings
+from vfl.service.timings import party_timings
 from vfl.service.serving.partials import gather_partial_scores
 from vfl.service.training_roles import one_vs_rest_class
 
@@ -264,7 +265,9 @@ def report(ctx: JobContext) -> str:
         from vfl.report.html import render
         from vfl.report.summary import summary_from_record
 
-        summary = summary_from_record(record.model_dump(mode="json"))
+        dumped = record.model_dump(mode="json")
+        dumped["party_timings"] = party_timings(record, ctx.me)  # its own and each peer's, as its status shows
+        summary = summary_from_record(dumped)
         page = render(summary, figures_for(summary))
         ctx.store.save_report(record.job_id, page)
     return page
