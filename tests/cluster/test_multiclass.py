@@ -127,6 +127,9 @@ def test_the_report_shows_per_class_metrics(trained):
 
     assert report.status_code == 200
     assert "macro AUC" in report.text and 'data-class="3"' in report.text
+    # its figures: each class's ROC against the rest and each class training's loss
+    assert 'alt="class_roc.png"' in report.text and 'alt="class_losses.png"' in report.text
+    assert "Each class against the rest" in report.text
 
 
 def test_party_a_releases_one_scoring_direction_per_class(trained):

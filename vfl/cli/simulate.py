@@ -440,5 +440,5 @@ def _write_report(result: dict[str, Any], args: argparse.Namespace) -> None:
 
     names = " + ".join(Path(f).name for f in args.party_a)
     summary = summary_from_simulation(result, f"{Path(args.party_b).name} + {names}")
-    args.report.write_text(render(summary, {} if summary.get("multiclass") else figures_for(summary)))
+    args.report.write_text(render(summary, figures_for(summary)))
     print(f"report written to {args.report}")

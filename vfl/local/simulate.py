@@ -46,7 +46,7 @@ from vfl.protocol.label_party import LabelParty
 from vfl.protocol.role import Envelope
 from vfl.protocol.roster import Roster
 from vfl.ml.schedule import gradient_lengths
-from vfl.ml.curves import curves_for
+from vfl.ml.curves import curves_for, one_vs_rest_curves
 from vfl.ml.multiclass import (
     PROBABILITIES,
     STRATEGY,
@@ -428,6 +428,8 @@ def _simulate_one_vs_rest(aligned: Aligned, table_b: PartyTable, config: Trainin
     probabilities = normalise(np.column_stack([r.predictions for r in runs]))
     metrics = {split: multiclass_metrics(labels[rows], probabilities[rows], classes) for split, rows in first.splits.items()}
     schedule = first.party_b.schedule
+    curve_split = "validation" if schedule.has_validation else "train"
+    curve_rows = first.splits[curve_split]
     names = ["A"] if len(first.features) == 1 else [f.party for f in first.features]
     model_parts = {
         **{("party_a" if len(names) == 1 else f"party_{n.lower()}"): {
@@ -460,6 +462,9 @@ def _simulate_one_vs_rest(aligned: Aligned, table_b: PartyTable, config: Trainin
         "epochs_run": sum(r.party_b.epochs_run for r in runs),
         "stop_reason": "; ".join(f"class {class_name(c)}: {r.party_b.stop_reason}" for c, r in zip(classes, runs)),
         "metrics": metrics,
+        "curves": one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], list(classes),
+                                     [class_name(c) for c in classes]),
+        "curve_split": curve_split,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {
             "alignment": round(alignment.seconds, 3),

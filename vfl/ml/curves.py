@@ -55,6 +55,22 @@ def curves_for(model: str, labels: np.ndarray, predictions: np.ndarray, baseline
     return out
 
 
+def one_vs_rest_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[float],
+                       names: list[str]) -> dict[str, Any]:
+    """A multi-class model's ROC per class, each class against the rest, on the (jointly normalised) probabilities.
+
+    Aggregates only, as :func:`curves_for`: a thinned ROC and the class counts per class.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    out = []
+    for k, (value, name) in enumerate(zip(classes, names)):
+        positive = (labels == value).astype(np.float64)
+        fpr, tpr = roc_curve(positive, np.asarray(probabilities, dtype=np.float64)[:, k])
+        out.append({"class": name, "fpr": _thin(fpr), "tpr": _thin(tpr), "positives": int(positive.sum()),
+                    "negatives": int(len(labels) - positive.sum())})
+    return {"kind": "roc_per_class", "classes": out}
+
+
 def _thin(values: np.ndarray) -> list[float]:
     if len(values) <= MAX_CURVE_POINTS:
         return [float(v) for v in values]

@@ -21,15 +21,31 @@ log = logging.getLogger(__name__)
 ParameterPanel = tuple[list[str], list, str]
 
 
+def _multiclass_figures(summary: dict[str, Any], plots: Any) -> dict[str, bytes]:
+    """A one-vs-rest model: each class training's loss per epoch, and each class's ROC against the rest."""
+    figures: dict[str, bytes] = {}
+    per_class = (summary.get("multiclass") or {}).get("per_class") or []
+    losses = {f"class {c['class']}": c["loss_history"] for c in per_class if c.get("loss_history")}
+    if losses:
+        figures["class_losses.png"] = plots.loss_curves(losses, title="Training loss per epoch, one model per class")
+    curves = summary.get("curves") or {}
+    if curves.get("kind") == "roc_per_class":
+        split = summary.get("curve_split", "train")
+        by_class = ((summary.get("metrics") or {}).get(split) or {}).get("per_class") or {}
+        aucs = {name: (values or {}).get("auc") for name, values in by_class.items()}
+        figures["class_roc.png"] = plots.class_rocs(curves["classes"], aucs)
+    return figures
+
+
 def figures_for(summary: dict[str, Any]) -> dict[str, bytes]:
-    """The figures of a job, as PNG bytes keyed by file name (none without matplotlib, none for one-vs-rest)."""
-    if summary.get("multiclass"):  # its page is tables: per-class metrics and each class's training
-        return {}
+    """The figures of a job, as PNG bytes keyed by file name (none without matplotlib)."""
     try:
         from vfl.report import plots  # here, not at the top: it raises ConfigError without matplotlib
     except ConfigError as exc:  # the `report` extra is not installed: the report goes out without figures
         log.warning("job report without figures: %s", exc)
         return {}
+    if summary.get("multiclass"):
+        return _multiclass_figures(summary, plots)
 
     kept = summary.get("kept_epoch")
     marked = kept if summary.get("validation_loss_history") else None  # an epoch chosen on validation loss

@@ -79,10 +79,10 @@ def warnings_block(warnings: list[str] | None) -> str:
 
 def render(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report page. Figures are inlined, so the file stands alone."""
-    if summary.get("multiclass"):
-        return _render_multiclass(summary)
-    esc = html.escape
     image = {name: base64.b64encode(png).decode() for name, png in figures.items()}
+    if summary.get("multiclass"):
+        return _render_multiclass(summary, image)
+    esc = html.escape
     model = model_name(summary)
     k = feature_party_count(summary)
     kept = summary.get("kept_epoch")
@@ -172,11 +172,12 @@ def _page_head(title: str, subtitle: str) -> str:
 <h1>Federated model report: {html.escape(title)}</h1>
 <p class="subtitle">{html.escape(subtitle)}</p>"""
 
-def _render_multiclass(summary: dict[str, Any]) -> str:
-    """A one-vs-rest model's page: macro and per-class metrics and each class's training (no binary figures)."""
+def _render_multiclass(summary: dict[str, Any], image: dict[str, str]) -> str:
+    """A one-vs-rest model's page: macro and per-class metrics, each class's ROC, and each class's training."""
     esc = html.escape
     learned = "".join(f"<li><b>{esc(party)}</b>: {esc(text)}</li>" for party, text in summary["learned"])
     classes = len(summary["multiclass"]["classes"])  # a simulation's names, or a job record's values
+    split = summary.get("curve_split", "train")
     return f"""{_page_head(summary['title'], f"one-vs-rest logistic regression · {classes} classes")}
 <h2>Headline</h2>
 {multiclass_headline(summary)}
@@ -184,8 +185,11 @@ def _render_multiclass(summary: dict[str, Any]) -> str:
 {context_section(summary)}
 <h2>Metrics per class</h2>
 {multiclass_metrics_section(summary)}
+{figure("class_roc.png", image, f"Each class against the rest, on the {split} rows: the ROC of the federated "
+        "model's class probabilities (normalised over the classes)")}
 <h2>Training, one binary model per class</h2>
 {multiclass_training_section(summary)}
+{figure("class_losses.png", image, "The training loss of each class's binary model after every epoch")}
 <h2>Privacy</h2>
 {privacy_section(summary.get("privacy") if isinstance(summary.get("privacy"), dict) else None)}
 <h2>Alignment (PSI)</h2>

@@ -310,6 +310,25 @@ def residuals(actual: Sequence[float], predicted: Sequence[float], *, title: str
         return _png(fig)
 
 
+def class_rocs(classes: Sequence[dict[str, Any]], aucs: dict[str, float | None], *,
+               title: str = "ROC curve of each class against the rest") -> bytes:
+    """One ROC line per class of a one-vs-rest model, each labelled with its AUC."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FULL_WIDTH / 2 + 1, 5), layout="constrained")
+        for i, curve in enumerate(classes):
+            auc = aucs.get(curve["class"])
+            ax.plot(curve["fpr"], curve["tpr"], color=f"C{i}", linewidth=1.8,
+                    label=f"class {curve['class']}" + (f" (AUC {auc:.3f})" if auc is not None else ""))
+        ax.plot([0, 1], [0, 1], color=CHANCE, linestyle=":", label="chance")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+        return _png(fig)
+
+
 def roc(fpr: Sequence[float], tpr: Sequence[float], auc: float | None, *, title: str = "ROC curve",
         baseline: tuple[Sequence[float], Sequence[float], float | None] | None = None) -> bytes:
     with plt.rc_context(STYLE):

@@ -21,7 +21,7 @@ import numpy as np
 
 from vfl.data.table import PartyTable
 from vfl.errors import ConfigError, JobError, ProtocolError, VFLError
-from vfl.ml.curves import curves_for
+from vfl.ml.curves import curves_for, one_vs_rest_curves
 from vfl.ml.loss_check import taylor_shortfall
 from vfl.ml.metrics import model_metrics
 from vfl.ml.multiclass import class_name, multiclass_metrics, normalise, one_vs_rest
@@ -174,9 +174,12 @@ async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: Party
     probabilities = normalise(np.column_stack(columns))
     record.metrics = {name: multiclass_metrics(labels[rows], probabilities[rows], classes)
                       for name, rows in splits.items()}
-    record.decision, record.curves = None, None
-    record.baseline = await asyncio.to_thread(label_party_alone_one_vs_rest, role, labels, classes, splits)
     record.curve_split = "validation" if schedule.has_validation else "train"
+    curve_rows = splits[record.curve_split]
+    record.decision = None
+    record.curves = one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], list(classes),
+                                       [class_name(v) for v in classes])
+    record.baseline = await asyncio.to_thread(label_party_alone_one_vs_rest, role, labels, classes, splits)
     record.privacy = None if role.privacy is None else role.privacy.report()
     record.parameters = role.trajectory()
     record.multiclass = {**info, "per_class": per_class}

@@ -115,6 +115,18 @@
         xLabel: "false positive rate", yLabel: "true positive rate", id: "roc-chart" }),
         `On the ${job.curve_split || "validation"} rows.`));
     }
+    if (roc && roc.kind === "roc_per_class" && Array.isArray(roc.classes)) {
+      // A one-vs-rest model: each class against the rest, on the jointly normalised class probabilities.
+      const perClass = ((job.metrics || {})[job.curve_split || "validation"] || {}).per_class || {};
+      const series = roc.classes.map((c, k) => {
+        const auc = (perClass[c.class] || {}).auc;
+        return { name: `class ${c.class}${auc ? `, AUC ${number(auc, 3)}` : ""}`,
+          points: c.fpr.map((x, i) => [x, c.tpr[i]]), cls: `class-${k % 6}` };
+      });
+      charts.push(figure(lineChart({ series, xy: true, diagonal: true, xLabel: "false positive rate",
+        yLabel: "true positive rate", id: "roc-chart" }),
+        `Each class against the rest, on the ${job.curve_split || "validation"} rows.`));
+    }
     if (!charts.length) {
       const why = role === "A"
         ? "The losses and metrics are party B's (it holds the labels); this party sees its own weights once training runs."
