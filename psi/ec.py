@@ -8,7 +8,7 @@ meet.
 
 Why this group: it is the fastest constant-time variable-base scalar
 multiplication reachable from Python here. libsodium's X25519 ladder runs
-1.4× as many multiplications per second as its ristretto255 one, and a PSI is
+about 1.5× as many multiplications per second as its ristretto255 one, and a PSI is
 four multiplications per pair of IDs (``scripts/bench_ec_groups.py`` measures
 the candidates; ``docs/performance.md`` has the figures).
 
