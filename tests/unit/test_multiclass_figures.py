@@ -21,7 +21,7 @@ def summary() -> dict:
         "title": "mc", "state": "succeeded", "multiclass": {
             "classes": names,
             "per_class": [{"class": n, "loss_history": [0.69, 0.5 - 0.05 * k], "metrics": {}} for k, n in enumerate(names)]},
-        "curves": one_vs_rest_curves(labels, p, [0.0, 1.0, 2.0], names), "curve_split": "train",
+        "curves": one_vs_rest_curves(labels, p, [0.0, 1.0, 2.0]), "curve_split": "train",
         "metrics": {"train": {"macro_auc": 0.9, "per_class": {n: {"auc": 0.9} for n in names}}},
         "learned": [], "alignment": None, "timings": {}, "config": {},
     }

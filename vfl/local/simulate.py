@@ -462,8 +462,7 @@ def _simulate_one_vs_rest(aligned: Aligned, table_b: PartyTable, config: Trainin
         "epochs_run": sum(r.party_b.epochs_run for r in runs),
         "stop_reason": "; ".join(f"class {class_name(c)}: {r.party_b.stop_reason}" for c, r in zip(classes, runs)),
         "metrics": metrics,
-        "curves": one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], list(classes),
-                                     [class_name(c) for c in classes]),
+        "curves": one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], classes),
         "curve_split": curve_split,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {

@@ -8,11 +8,13 @@ record never holds the score of any row. :mod:`vfl.report` draws them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from vfl.ml.metrics import roc_curve
+from vfl.ml.multiclass import class_name
 
 MAX_CURVE_POINTS = 400
 HISTOGRAM_BINS = 20
@@ -55,18 +57,17 @@ def curves_for(model: str, labels: np.ndarray, predictions: np.ndarray, baseline
     return out
 
 
-def one_vs_rest_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[float],
-                       names: list[str]) -> dict[str, Any]:
+def one_vs_rest_curves(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[float]) -> dict[str, Any]:
     """A multi-class model's ROC per class, each class against the rest, on the (jointly normalised) probabilities.
 
     Aggregates only, as :func:`curves_for`: a thinned ROC and the class counts per class.
     """
     labels = np.asarray(labels, dtype=np.float64)
     out = []
-    for k, (value, name) in enumerate(zip(classes, names)):
+    for k, value in enumerate(classes):
         positive = (labels == value).astype(np.float64)
         fpr, tpr = roc_curve(positive, np.asarray(probabilities, dtype=np.float64)[:, k])
-        out.append({"class": name, "fpr": _thin(fpr), "tpr": _thin(tpr), "positives": int(positive.sum()),
+        out.append({"class": class_name(value), "fpr": _thin(fpr), "tpr": _thin(tpr), "positives": int(positive.sum()),
                     "negatives": int(len(labels) - positive.sum())})
     return {"kind": "roc_per_class", "classes": out}
 

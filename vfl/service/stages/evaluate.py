@@ -177,8 +177,7 @@ async def _evaluate_multiclass(ctx: JobContext, role: LabelParty, aligned: Party
     record.curve_split = "validation" if schedule.has_validation else "train"
     curve_rows = splits[record.curve_split]
     record.decision = None
-    record.curves = one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], list(classes),
-                                       [class_name(v) for v in classes])
+    record.curves = one_vs_rest_curves(labels[curve_rows], probabilities[curve_rows], classes)
     record.baseline = await asyncio.to_thread(label_party_alone_one_vs_rest, role, labels, classes, splits)
     record.privacy = None if role.privacy is None else role.privacy.report()
     record.parameters = role.trajectory()
